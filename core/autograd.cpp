@@ -1,0 +1,137 @@
+#include "core/autograd.h"
+
+#include <unordered_map>
+
+#include "core/check.h"
+#include "ops/elementwise.h"
+
+namespace minidl {
+
+namespace {
+thread_local bool g_grad_mode = true;
+
+// The edge for an input: its grad_fn, or its leaf accumulator, or null.
+std::shared_ptr<Node> edge_of(const Tensor& t) {
+  if (!t.defined() || !t.requires_grad()) return nullptr;
+  TensorImpl* impl = t.impl();
+  if (impl->grad_fn) return impl->grad_fn;
+  if (auto acc = impl->grad_accumulator.lock()) return acc;
+  auto acc = std::make_shared<AccumulateGrad>(t.impl_ptr());
+  impl->grad_accumulator = acc;
+  return acc;
+}
+
+// grad := grad + g, or a private copy of g the first time.
+void accumulate_into(Tensor& slot, const Tensor& g) {
+  if (!slot.defined()) {
+    slot = g.clone();
+  } else {
+    slot = add(slot, g);
+  }
+}
+}  // namespace
+
+bool grad_mode_enabled() { return g_grad_mode; }
+void set_grad_mode(bool enabled) { g_grad_mode = enabled; }
+
+grads FunctionNode::apply(const Tensor& grad_output) {
+  MINIDL_CHECK(!released_,
+               "backward: trying to backward through the graph a second time ({} was already "
+               "freed); pass retain_graph=true to the first backward() if you need to",
+               name());
+  NeedsGrad needs(next.size());
+  for (size_t i = 0; i < next.size(); ++i) needs[i] = next[i] != nullptr;
+  return fn_(grad_output, needs);
+}
+
+void FunctionNode::release() {
+  fn_ = nullptr;  // drops the saved tensors the lambda captured
+  released_ = true;
+}
+
+grads AccumulateGrad::apply(const Tensor& grad_output) {
+  Tensor g = grad_output;
+  if (g.dtype() != leaf_->dtype) g = g.to(leaf_->dtype);
+  accumulate_into(leaf_->grad, g);
+  return {};
+}
+
+bool any_requires_grad(const std::vector<Tensor>& inputs) {
+  if (!g_grad_mode) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+bool any_requires_grad(std::initializer_list<Tensor> inputs) {
+  return any_requires_grad(std::vector<Tensor>(inputs));
+}
+
+void record(Tensor& output, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn) {
+  if (!any_requires_grad(inputs)) return;
+  auto node = std::make_shared<FunctionNode>(name, std::move(fn));
+  node->next.reserve(inputs.size());
+  for (const Tensor& t : inputs) {
+    node->next.push_back(edge_of(t));
+    node->input_shapes.push_back(t.defined() ? t.shape() : Shape{});
+  }
+  output.impl()->grad_fn = std::move(node);
+  output.impl()->requires_grad = true;
+}
+
+void run_backward(const Tensor& root, const Tensor& grad_root, bool retain_graph) {
+  std::shared_ptr<Node> root_node = edge_of(root);
+  MINIDL_CHECK(root_node != nullptr,
+               "backward: tensor does not require grad and has no grad_fn (shape {})", root.shape());
+  NoGradGuard no_grad;  // backward bodies build no graph
+
+  // 1. Collect the nodes reachable from the root and count, for each, how many
+  //    edges point at it: a node runs once all of its consumers have run.
+  std::unordered_map<Node*, int> dependencies;
+  std::vector<Node*> stack{root_node.get()};
+  dependencies[root_node.get()] = 0;
+  while (!stack.empty()) {
+    Node* node = stack.back();
+    stack.pop_back();
+    for (const auto& next : node->next) {
+      if (!next) continue;
+      auto [it, inserted] = dependencies.try_emplace(next.get(), 0);
+      ++it->second;
+      if (inserted) stack.push_back(next.get());
+    }
+  }
+
+  // 2. Kahn's algorithm: run a node when all its consumers have run. A node no
+  //    gradient reached (all its consumers returned undefined) is skipped but
+  //    still releases its children.
+  std::unordered_map<Node*, Tensor> pending;
+  pending[root_node.get()] = grad_root;
+  std::vector<Node*> ready{root_node.get()};
+  while (!ready.empty()) {
+    Node* node = ready.back();
+    ready.pop_back();
+    grads input_grads;
+    if (auto it = pending.find(node); it != pending.end()) {
+      Tensor grad = std::move(it->second);
+      pending.erase(it);
+      if (auto out = node->retained_output.lock()) accumulate_into(out->grad, grad);
+      input_grads = node->apply(grad);
+    }
+    if (!retain_graph) node->release();
+
+    for (size_t i = 0; i < node->next.size(); ++i) {
+      Node* next = node->next[i].get();
+      if (!next) continue;
+      if (i < input_grads.size() && input_grads[i].defined()) {
+        const Tensor& g = input_grads[i];
+        MINIDL_CHECK(g.shape() == node->input_shapes[i],
+                     "backward: {} returned a gradient of shape {} for input {} of shape {}",
+                     node->name(), g.shape(), i, node->input_shapes[i]);
+        auto [slot, inserted] = pending.try_emplace(next, g);
+        if (!inserted) slot->second = add(slot->second, g);
+      }
+      if (--dependencies[next] == 0) ready.push_back(next);
+    }
+  }
+}
+
+}  // namespace minidl

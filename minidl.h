@@ -1,0 +1,18 @@
+// minidl.h — everything a user of minidl needs, in one include.
+#pragma once
+
+#include "core/autograd.h"
+#include "core/check.h"
+#include "core/generator.h"
+#include "core/tensor.h"
+#include "cuda/runtime.h"
+#include "ops/conv.h"
+#include "ops/elementwise.h"
+#include "ops/factory.h"
+#include "ops/index.h"
+#include "ops/loss.h"
+#include "ops/matmul.h"
+#include "ops/norm.h"
+#include "ops/pool.h"
+#include "ops/reduce.h"
+#include "ops/softmax.h"

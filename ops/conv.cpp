@@ -1,0 +1,65 @@
+#include "ops/conv.h"
+
+#include "core/autograd.h"
+#include "core/check.h"
+#include "ops/cpu/kernels.h"
+#include "ops/dispatch.h"
+#include "ops/factory.h"
+#include "ops/reduce.h"
+
+namespace minidl {
+
+Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dOptions& o) {
+  MINIDL_CHECK(x_in.dim() == 4, "conv2d: input must be 4-D (N, C, H, W), got {}", x_in.shape());
+  MINIDL_CHECK(w_in.dim() == 4, "conv2d: weight must be 4-D (O, C/groups, kh, kw), got {}", w_in.shape());
+  Device device = common_device("conv2d", {x_in, w_in, bias_in});
+  require_cpu("conv2d", device);
+  MINIDL_CHECK(x_in.dtype() == w_in.dtype() && (!bias_in.defined() || bias_in.dtype() == x_in.dtype()),
+               "conv2d: dtypes differ: input {}, weight {}", x_in.dtype(), w_in.dtype());
+  MINIDL_CHECK(x_in.dtype() == DType::f32 || x_in.dtype() == DType::f64, "conv2d: expected f32 or f64, got {}",
+               x_in.dtype());
+  const int64_t G = o.groups;
+  MINIDL_CHECK(G >= 1, "conv2d: groups must be >= 1, got {}", G);
+  for (int i = 0; i < 2; ++i)
+    MINIDL_CHECK(o.stride[i] >= 1 && o.dilation[i] >= 1 && o.padding[i] >= 0,
+                 "conv2d: stride {} and dilation {} must be >= 1 and padding {} >= 0", o.stride, o.dilation, o.padding);
+  const int64_t N = x_in.size(0), C = x_in.size(1), H = x_in.size(2), W = x_in.size(3);
+  const int64_t O = w_in.size(0), kh = w_in.size(2), kw = w_in.size(3);
+  MINIDL_CHECK(C == w_in.size(1) * G,
+               "conv2d: input {} has {} channels but weight {} with groups={} expects {}", x_in.shape(), C,
+               w_in.shape(), G, w_in.size(1) * G);
+  MINIDL_CHECK(O % G == 0, "conv2d: out channels {} (weight {}) are not divisible by groups={}", O, w_in.shape(), G);
+  if (bias_in.defined())
+    MINIDL_CHECK(bias_in.dim() == 1 && bias_in.size(0) == O, "conv2d: bias {} does not match {} out channels",
+                 bias_in.shape(), O);
+  const int64_t eff_h = o.dilation[0] * (kh - 1) + 1, eff_w = o.dilation[1] * (kw - 1) + 1;
+  const int64_t Hp = H + 2 * o.padding[0], Wp = W + 2 * o.padding[1];
+  MINIDL_CHECK(Hp >= eff_h && Wp >= eff_w,
+               "conv2d: input {} (padded to {}x{}) is smaller than the dilated kernel {}x{}", x_in.shape(), Hp, Wp,
+               eff_h, eff_w);
+  const int64_t Ho = (Hp - eff_h) / o.stride[0] + 1, Wo = (Wp - eff_w) / o.stride[1] + 1;
+  const cpu::Conv2dParams p{o.stride[0], o.stride[1], o.padding[0], o.padding[1], o.dilation[0], o.dilation[1], G};
+
+  Tensor x = x_in.contiguous(), w = w_in.contiguous();
+  Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();
+  Tensor y = empty({N, O, Ho, Wo}, {.dtype = x.dtype(), .device = device});
+  cpu::conv2d_forward(y.arg(), x.arg(), w.arg(), bias.defined() ? bias.arg() : TensorArg{}, p);
+
+  record(y, "Conv2dBackward", {x, w, bias}, [x = x.detach(), w = w.detach(), p](const Tensor& g_in, const NeedsGrad& needs) {
+    Tensor g = g_in.contiguous();
+    Tensor gx, gw, gb;
+    if (needs[0]) {
+      gx = empty(x.shape(), {.dtype = x.dtype(), .device = x.device()});
+      cpu::conv2d_backward_input(gx.arg(), g.arg(), w.arg(), p);
+    }
+    if (needs[1]) {
+      gw = empty(w.shape(), {.dtype = w.dtype(), .device = w.device()});
+      cpu::conv2d_backward_weight(gw.arg(), g.arg(), x.arg(), p);
+    }
+    if (needs[2]) gb = sum(g, {0, 2, 3});
+    return grads{gx, gw, gb};
+  });
+  return y;
+}
+
+}  // namespace minidl

@@ -1,0 +1,22 @@
+// ops/conv.h — 2-D convolution (cross-correlation, as in PyTorch).
+#pragma once
+
+#include <array>
+
+#include "core/tensor.h"
+
+namespace minidl {
+
+struct Conv2dOptions {
+  std::array<int64_t, 2> stride = {1, 1};
+  std::array<int64_t, 2> padding = {0, 0};
+  std::array<int64_t, 2> dilation = {1, 1};
+  int64_t groups = 1;
+};
+
+// x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O) or undefined
+//   -> (N, O, Ho, Wo), Ho = (H + 2 pad - dilation (kh - 1) - 1) / stride + 1.
+//   conv2d(x, w, b, {.stride = {2, 2}, .padding = {1, 1}})
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const Conv2dOptions& options = {});
+
+}  // namespace minidl

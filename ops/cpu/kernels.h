@@ -1,0 +1,83 @@
+// ops/cpu/kernels.h — every CPU kernel minidl has, declared in one place.
+//
+// Kernels take TensorArg (pointer + dtype + shape + strides), never Tensor, and
+// never allocate their outputs: the op layer (ops/*.cpp) checks shapes, allocates,
+// and calls in here. Shapes in comments: N batch, C channels/classes, H W spatial.
+#pragma once
+
+#include <cstdint>
+
+#include "core/kernel_arg.h"
+#include "ops/kernel_types.h"
+
+namespace minidl {
+class Generator;
+}
+
+namespace minidl::cpu {
+
+// dst (any strides) := src (same shape, any strides, any dtype; converts).
+void copy(const TensorArg& dst, const TensorArg& src);
+void fill(const TensorArg& dst, double value);
+// dst := uniform[lo, hi) or normal(mean, std) or integers in [lo, hi), in row-major order.
+void fill_uniform(const TensorArg& dst, double lo, double hi, Generator& gen);
+void fill_normal(const TensorArg& dst, double mean, double std, Generator& gen);
+void fill_randint(const TensorArg& dst, int64_t lo, int64_t hi, Generator& gen);
+
+// out (contiguous) := op(x). x has out's shape, any strides, out's dtype.
+void unary(UnaryOp op, const TensorArg& out, const TensorArg& x, double a, double b);
+// out := op(x, y). x and y are broadcast to out's shape already (stride 0) and share
+// one dtype; out has that dtype, or bool for comparisons.
+void binary(BinaryOp op, const TensorArg& out, const TensorArg& x, const TensorArg& y);
+// out := cond ? x : y, all broadcast to out's shape.
+void where(const TensorArg& out, const TensorArg& cond, const TensorArg& x, const TensorArg& y);
+
+// x (rows, cols) contiguous -> values (rows), indices (rows, int64, may be null for
+// sum/logsumexp/var). var divides by (cols - correction).
+void reduce_rows(ReduceOp op, const TensorArg& values, const TensorArg& indices, const TensorArg& x,
+                 double correction);
+
+// C (M, N) := alpha * A (M, K) · B (K, N) + beta * C. Any strides on A and B (a
+// transposed operand is just swapped strides); C row-major. The one place a faster
+// GEMM goes in.
+void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, const TensorArg& B, double beta,
+          const TensorArg& C);
+
+struct Conv2dParams {
+  int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
+};
+// x (N, C, H, W), w (O, C/groups, kh, kw), bias (O) or null data -> y (N, O, Ho, Wo). All contiguous.
+void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, const TensorArg& bias,
+                    const Conv2dParams& p);
+// gy (N, O, Ho, Wo) -> gx (N, C, H, W)
+void conv2d_backward_input(const TensorArg& gx, const TensorArg& gy, const TensorArg& w, const Conv2dParams& p);
+// gy, x -> gw (O, C/groups, kh, kw)
+void conv2d_backward_weight(const TensorArg& gw, const TensorArg& gy, const TensorArg& x, const Conv2dParams& p);
+
+struct Pool2dParams {
+  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+  bool count_include_pad = true;  // avg only
+};
+// x (N, C, H, W) contiguous -> y (N, C, Ho, Wo), argmax (N, C, Ho, Wo) int64 = flat h*W+w
+void max_pool2d_forward(const TensorArg& y, const TensorArg& argmax, const TensorArg& x, const Pool2dParams& p);
+void max_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const TensorArg& argmax);
+void avg_pool2d_forward(const TensorArg& y, const TensorArg& x, const Pool2dParams& p);
+void avg_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const Pool2dParams& p);
+// Output cell (i, j) averages rows [floor(i*H/Ho), ceil((i+1)*H/Ho)) and likewise columns.
+void adaptive_avg_pool2d_forward(const TensorArg& y, const TensorArg& x);
+void adaptive_avg_pool2d_backward(const TensorArg& gx, const TensorArg& gy);
+
+// x (rows, cols) contiguous -> y (rows, cols): softmax or log_softmax of each row.
+void softmax_rows(const TensorArg& y, const TensorArg& x, bool log);
+
+// View x as (outer, size, inner), contiguous. index int64 (n).
+// out (outer, n, inner) := x[:, index, :]
+void index_select(const TensorArg& out, const TensorArg& x, const TensorArg& index);
+// out (outer, size, inner) += src (outer, n, inner) at [:, index, :]
+void index_add(const TensorArg& out, const TensorArg& index, const TensorArg& src);
+// out[... i_d ...] := x[... index[...] ...] along dim; out and index share a shape. All contiguous.
+void gather(const TensorArg& out, const TensorArg& x, const TensorArg& index, int dim);
+// out[... index[...] ...] += src[...] along dim (the backward of gather).
+void scatter_add(const TensorArg& out, const TensorArg& index, const TensorArg& src, int dim);
+
+}  // namespace minidl::cpu

@@ -1,0 +1,176 @@
+// ops/cpu/pool.cpp — max, average and adaptive-average 2-D pooling.
+//
+// Bandwidth-bound; parallel over the N*C planes, each plane independent.
+#include <cmath>
+#include <limits>
+
+#include "ops/cpu/dispatch.h"
+#include "ops/cpu/kernels.h"
+
+namespace minidl::cpu {
+
+namespace {
+struct Planes {
+  int64_t planes, H, W, Ho, Wo;
+};
+Planes planes_of(const TensorArg& x, const TensorArg& y) {
+  return {x.shape[0] * x.shape[1], x.shape[2], x.shape[3], y.shape[2], y.shape[3]};
+}
+}  // namespace
+
+void max_pool2d_forward(const TensorArg& y, const TensorArg& argmax, const TensorArg& x, const Pool2dParams& p) {
+  const Planes s = planes_of(x, y);
+  dispatch_f32_f64(x.dtype, "max_pool2d", [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = x.ptr<T>();
+    T* yp = y.ptr<T>();
+    int64_t* ap = argmax.ptr<int64_t>();
+#pragma omp parallel for
+    for (int64_t pl = 0; pl < s.planes; ++pl) {
+      const T* in = xp + pl * s.H * s.W;
+      for (int64_t oh = 0; oh < s.Ho; ++oh)
+        for (int64_t ow = 0; ow < s.Wo; ++ow) {
+          T best = -std::numeric_limits<T>::infinity();
+          int64_t best_i = -1;
+          for (int64_t i = 0; i < p.kernel_h; ++i) {
+            int64_t h = oh * p.stride_h - p.pad_h + i;
+            if (h < 0 || h >= s.H) continue;
+            for (int64_t j = 0; j < p.kernel_w; ++j) {
+              int64_t w = ow * p.stride_w - p.pad_w + j;
+              if (w < 0 || w >= s.W) continue;
+              T v = in[h * s.W + w];
+              if (best_i < 0 || v > best || std::isnan(v)) best = v, best_i = h * s.W + w;
+              if (std::isnan(v)) break;
+            }
+          }
+          int64_t o = pl * s.Ho * s.Wo + oh * s.Wo + ow;
+          yp[o] = best;
+          ap[o] = best_i;
+        }
+    }
+  });
+}
+
+void max_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const TensorArg& argmax) {
+  const Planes s = planes_of(gx, gy);
+  dispatch_f32_f64(gx.dtype, "max_pool2d backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T* gyp = gy.ptr<T>();
+    const int64_t* ap = argmax.ptr<int64_t>();
+    T* gxp = gx.ptr<T>();
+#pragma omp parallel for
+    for (int64_t pl = 0; pl < s.planes; ++pl) {
+      T* out = gxp + pl * s.H * s.W;
+      std::fill(out, out + s.H * s.W, T(0));
+      for (int64_t q = pl * s.Ho * s.Wo; q < (pl + 1) * s.Ho * s.Wo; ++q)
+        if (ap[q] >= 0) out[ap[q]] += gyp[q];
+    }
+  });
+}
+
+// Visits each output cell of avg pooling with its window [h0, h1) × [w0, w1) and divisor.
+template <class F>
+static void for_each_avg_window(const Planes& s, const Pool2dParams& p, F&& f) {
+  for (int64_t oh = 0; oh < s.Ho; ++oh)
+    for (int64_t ow = 0; ow < s.Wo; ++ow) {
+      int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
+      int64_t h1 = std::min(h0 + p.kernel_h, s.H + p.pad_h), w1 = std::min(w0 + p.kernel_w, s.W + p.pad_w);
+      int64_t padded_area = (h1 - h0) * (w1 - w0);
+      h0 = std::max<int64_t>(h0, 0), w0 = std::max<int64_t>(w0, 0);
+      h1 = std::min(h1, s.H), w1 = std::min(w1, s.W);
+      int64_t divisor = p.count_include_pad ? padded_area : (h1 - h0) * (w1 - w0);
+      f(oh * s.Wo + ow, h0, h1, w0, w1, divisor);
+    }
+}
+
+void avg_pool2d_forward(const TensorArg& y, const TensorArg& x, const Pool2dParams& p) {
+  const Planes s = planes_of(x, y);
+  dispatch_f32_f64(x.dtype, "avg_pool2d", [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = x.ptr<T>();
+    T* yp = y.ptr<T>();
+#pragma omp parallel for
+    for (int64_t pl = 0; pl < s.planes; ++pl) {
+      const T* in = xp + pl * s.H * s.W;
+      T* out = yp + pl * s.Ho * s.Wo;
+      for_each_avg_window(s, p, [&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1, int64_t div) {
+        T acc = 0;
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) acc += in[h * s.W + w];
+        out[o] = acc / T(div);
+      });
+    }
+  });
+}
+
+void avg_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const Pool2dParams& p) {
+  const Planes s = planes_of(gx, gy);
+  dispatch_f32_f64(gx.dtype, "avg_pool2d backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T* gyp = gy.ptr<T>();
+    T* gxp = gx.ptr<T>();
+#pragma omp parallel for
+    for (int64_t pl = 0; pl < s.planes; ++pl) {
+      T* out = gxp + pl * s.H * s.W;
+      const T* g = gyp + pl * s.Ho * s.Wo;
+      std::fill(out, out + s.H * s.W, T(0));
+      for_each_avg_window(s, p, [&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1, int64_t div) {
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) out[h * s.W + w] += g[o] / T(div);
+      });
+    }
+  });
+}
+
+// Adaptive windows: [floor(i*H/Ho), ceil((i+1)*H/Ho)).
+template <class F>
+static void for_each_adaptive_window(const Planes& s, F&& f) {
+  for (int64_t oh = 0; oh < s.Ho; ++oh) {
+    int64_t h0 = oh * s.H / s.Ho, h1 = ((oh + 1) * s.H + s.Ho - 1) / s.Ho;
+    for (int64_t ow = 0; ow < s.Wo; ++ow) {
+      int64_t w0 = ow * s.W / s.Wo, w1 = ((ow + 1) * s.W + s.Wo - 1) / s.Wo;
+      f(oh * s.Wo + ow, h0, h1, w0, w1, (h1 - h0) * (w1 - w0));
+    }
+  }
+}
+
+void adaptive_avg_pool2d_forward(const TensorArg& y, const TensorArg& x) {
+  const Planes s = planes_of(x, y);
+  dispatch_f32_f64(x.dtype, "adaptive_avg_pool2d", [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = x.ptr<T>();
+    T* yp = y.ptr<T>();
+#pragma omp parallel for
+    for (int64_t pl = 0; pl < s.planes; ++pl) {
+      const T* in = xp + pl * s.H * s.W;
+      T* out = yp + pl * s.Ho * s.Wo;
+      for_each_adaptive_window(s, [&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1, int64_t area) {
+        T acc = 0;
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) acc += in[h * s.W + w];
+        out[o] = acc / T(area);
+      });
+    }
+  });
+}
+
+void adaptive_avg_pool2d_backward(const TensorArg& gx, const TensorArg& gy) {
+  const Planes s = planes_of(gx, gy);
+  dispatch_f32_f64(gx.dtype, "adaptive_avg_pool2d backward", [&](auto tag) {
+    using T = decltype(tag);
+    const T* gyp = gy.ptr<T>();
+    T* gxp = gx.ptr<T>();
+#pragma omp parallel for
+    for (int64_t pl = 0; pl < s.planes; ++pl) {
+      T* out = gxp + pl * s.H * s.W;
+      const T* g = gyp + pl * s.Ho * s.Wo;
+      std::fill(out, out + s.H * s.W, T(0));
+      for_each_adaptive_window(s, [&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1, int64_t area) {
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) out[h * s.W + w] += g[o] / T(area);
+      });
+    }
+  });
+}
+
+}  // namespace minidl::cpu

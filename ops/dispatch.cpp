@@ -1,0 +1,59 @@
+#include "ops/dispatch.h"
+
+#include "core/check.h"
+
+namespace minidl {
+
+Device common_device(const char* op, const std::vector<Tensor>& tensors) {
+  const Tensor* first = nullptr;
+  for (const Tensor& t : tensors) {
+    if (!t.defined()) continue;
+    if (!first) {
+      first = &t;
+      continue;
+    }
+    MINIDL_CHECK(t.device() == first->device(),
+                 "{}: expected all tensors on the same device, got {} and {}", op, first->device(), t.device());
+  }
+  MINIDL_CHECK(first != nullptr, "{}: called with undefined tensors", op);
+  return first->device();
+}
+
+void require_cpu(const char* op, Device device) {
+  MINIDL_CHECK(device.is_cpu(),
+               "{}: no CUDA kernel for this op yet (tensor on {}); the CUDA backend issue adds it. Move the tensor "
+               "with .to(\"cpu\") meanwhile",
+               op, device);
+}
+
+TensorArg broadcast_arg(const Tensor& t, const Shape& shape) {
+  TensorArg a = t.arg();
+  const int n = static_cast<int>(shape.size()), lead = n - a.ndim;
+  MINIDL_CHECK(n <= kMaxDims, "kernels support tensors of at most {} dims, got shape {}", kMaxDims, shape);
+  TensorArg out = a;
+  out.ndim = n;
+  for (int i = n - 1; i >= 0; --i) {
+    int j = i - lead;
+    bool real = j >= 0 && a.shape[j] == shape[i];
+    out.shape[i] = shape[i];
+    out.strides[i] = real ? a.strides[j] : 0;
+  }
+  return out;
+}
+
+Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b) {
+  size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    MINIDL_CHECK(da == db || da == 1 || db == 1,
+                 "{}: shapes {} and {} cannot be broadcast: size {} vs {} at dim {} (counting from the left of the "
+                 "broadcast shape)",
+                 op, a, b, da, db, i);
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+}  // namespace minidl

@@ -1,0 +1,95 @@
+#include "ops/matmul.h"
+
+#include "core/autograd.h"
+#include "core/check.h"
+#include "ops/cpu/kernels.h"
+#include "ops/dispatch.h"
+#include "ops/elementwise.h"
+#include "ops/factory.h"
+#include "ops/reduce.h"
+
+namespace minidl {
+
+namespace {
+
+// One 2-D slice of a (possibly broadcast) batched operand, as the GEMM sees it.
+TensorArg matrix_at(const TensorArg& batched, int64_t offset_elems) {
+  TensorArg m;
+  m.dtype = batched.dtype;
+  m.ndim = 2;
+  m.data = static_cast<char*>(batched.data) + offset_elems * static_cast<int64_t>(element_size(batched.dtype));
+  m.shape[0] = batched.shape[batched.ndim - 2], m.shape[1] = batched.shape[batched.ndim - 1];
+  m.strides[0] = batched.strides[batched.ndim - 2], m.strides[1] = batched.strides[batched.ndim - 1];
+  return m;
+}
+
+// a (..., M, K) · b (..., K, N), both at least 2-D: the kernel loop over the batch.
+Tensor batched_matmul(const Tensor& a, const Tensor& b) {
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  Shape batch = broadcast_shapes("matmul", Shape(a.shape().begin(), a.shape().end() - 2),
+                                 Shape(b.shape().begin(), b.shape().end() - 2));
+  Shape out_shape = batch;
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+  Tensor out = empty(out_shape, {.dtype = a.dtype(), .device = a.device()});
+
+  Shape a_shape = batch, b_shape = batch;
+  a_shape.insert(a_shape.end(), {M, K});
+  b_shape.insert(b_shape.end(), {K, N});
+  TensorArg A = broadcast_arg(a, a_shape), B = broadcast_arg(b, b_shape), C = out.arg();
+  const int nb = static_cast<int>(batch.size());
+  const int64_t batches = shape_numel(batch);
+  for (int64_t i = 0; i < batches; ++i) {
+    int64_t rest = i, a_off = 0, b_off = 0;
+    for (int d = nb - 1; d >= 0; --d) {
+      int64_t coord = rest % batch[d];
+      rest /= batch[d];
+      a_off += coord * A.strides[d];
+      b_off += coord * B.strides[d];
+    }
+    cpu::gemm(M, N, K, 1.0, matrix_at(A, a_off), matrix_at(B, b_off), 0.0, matrix_at(C, i * M * N));
+  }
+  return out;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  MINIDL_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: both arguments need at least 1 dim, got shapes {} and {}",
+               a_in.shape(), b_in.shape());
+  Device device = common_device("matmul", {a_in, b_in});
+  require_cpu("matmul", device);
+  MINIDL_CHECK(a_in.dtype() == b_in.dtype(), "matmul: dtypes differ: {} and {}", a_in.dtype(), b_in.dtype());
+  MINIDL_CHECK(a_in.dtype() == DType::f32 || a_in.dtype() == DType::f64,
+               "matmul: expected f32 or f64 tensors, got {}", a_in.dtype());
+  // 1-D operands: a row vector on the left, a column on the right (removed again below).
+  Tensor a = a_in.dim() == 1 ? a_in.unsqueeze(0) : a_in;
+  Tensor b = b_in.dim() == 1 ? b_in.unsqueeze(-1) : b_in;
+  MINIDL_CHECK(a.size(-1) == b.size(-2), "matmul: cannot multiply {} by {}: inner dimensions {} and {} differ",
+               a_in.shape(), b_in.shape(), a.size(-1), b.size(-2));
+
+  Tensor out = batched_matmul(a, b);
+  // dA = dC · Bᵀ,  dB = Aᵀ · dC, summed over broadcast batch dims.
+  record(out, "MatmulBackward", {a, b}, [a = a.detach(), b = b.detach()](const Tensor& g, const NeedsGrad& needs) {
+    return grads{needs[0] ? sum_to(matmul(g, b.transpose(-1, -2)), a.shape()) : Tensor(),
+                 needs[1] ? sum_to(matmul(a.transpose(-1, -2), g), b.shape()) : Tensor()};
+  });
+  if (a_in.dim() == 1) out = out.squeeze(-2);
+  if (b_in.dim() == 1) out = out.squeeze(-1);
+  return out;
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  MINIDL_CHECK(weight.dim() == 2, "linear: weight must be 2-D (out_features, in_features), got {}", weight.shape());
+  MINIDL_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1),
+               "linear: input {} has {} features but weight {} expects {}", x.shape(),
+               x.dim() >= 1 ? x.size(-1) : 0, weight.shape(), weight.size(1));
+  Tensor y = matmul(x, weight.t());
+  if (!bias.defined()) return y;
+  MINIDL_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0),
+               "linear: bias {} does not match weight {} (expected [{}])", bias.shape(), weight.shape(),
+               weight.size(0));
+  return add(y, bias);
+}
+
+}  // namespace minidl

@@ -1,0 +1,91 @@
+#include "ops/pool.h"
+
+#include "core/autograd.h"
+#include "core/check.h"
+#include "ops/cpu/kernels.h"
+#include "ops/dispatch.h"
+#include "ops/factory.h"
+
+namespace minidl {
+
+namespace {
+
+// Runs a 4-D pooling on a 3-D input by adding and removing the batch dim.
+template <class F>
+Tensor with_batch_dim(const char* op, const Tensor& x, F&& f) {
+  MINIDL_CHECK(x.dim() == 3 || x.dim() == 4, "{}: input must be (N, C, H, W) or (C, H, W), got {}", op, x.shape());
+  require_cpu(op, x.device());
+  MINIDL_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f64, "{}: expected f32 or f64, got {}", op, x.dtype());
+  if (x.dim() == 3) return f(x.unsqueeze(0)).squeeze(0);
+  return f(x);
+}
+
+cpu::Pool2dParams pool_params(const char* op, const Tensor& x, Pair kernel, Pair stride, Pair padding) {
+  if (stride[0] == 0 && stride[1] == 0) stride = kernel;
+  for (int i = 0; i < 2; ++i) {
+    MINIDL_CHECK(kernel[i] >= 1 && stride[i] >= 1, "{}: kernel {} and stride {} must be positive", op, kernel, stride);
+    MINIDL_CHECK(padding[i] >= 0 && padding[i] * 2 <= kernel[i],
+                 "{}: padding {} must be at most half the kernel {}", op, padding, kernel);
+    MINIDL_CHECK(x.size(2 + i) + 2 * padding[i] >= kernel[i], "{}: input {} (padding {}) is smaller than kernel {}",
+                 op, x.shape(), padding, kernel);
+  }
+  return {kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1]};
+}
+
+Shape pooled_shape(const Tensor& x, const cpu::Pool2dParams& p) {
+  return {x.size(0), x.size(1), (x.size(2) + 2 * p.pad_h - p.kernel_h) / p.stride_h + 1,
+          (x.size(3) + 2 * p.pad_w - p.kernel_w) / p.stride_w + 1};
+}
+
+}  // namespace
+
+Tensor max_pool2d(const Tensor& x_in, Pair kernel, Pair stride, Pair padding) {
+  return with_batch_dim("max_pool2d", x_in, [&](const Tensor& x_any) {
+    Tensor x = x_any.contiguous();
+    auto p = pool_params("max_pool2d", x, kernel, stride, padding);
+    Shape shape = pooled_shape(x, p);
+    Tensor y = empty(shape, {.dtype = x.dtype(), .device = x.device()});
+    Tensor argmax = empty(shape, {.dtype = DType::int64, .device = x.device()});
+    cpu::max_pool2d_forward(y.arg(), argmax.arg(), x.arg(), p);
+    record(y, "MaxPool2dBackward", {x}, [argmax, shape = x.shape()](const Tensor& g, const NeedsGrad&) {
+      Tensor gx = empty(shape, {.dtype = g.dtype(), .device = g.device()});
+      cpu::max_pool2d_backward(gx.arg(), g.contiguous().arg(), argmax.arg());
+      return grads{gx};
+    });
+    return y;
+  });
+}
+
+Tensor avg_pool2d(const Tensor& x_in, Pair kernel, Pair stride, Pair padding, bool count_include_pad) {
+  return with_batch_dim("avg_pool2d", x_in, [&](const Tensor& x_any) {
+    Tensor x = x_any.contiguous();
+    auto p = pool_params("avg_pool2d", x, kernel, stride, padding);
+    p.count_include_pad = count_include_pad;
+    Tensor y = empty(pooled_shape(x, p), {.dtype = x.dtype(), .device = x.device()});
+    cpu::avg_pool2d_forward(y.arg(), x.arg(), p);
+    record(y, "AvgPool2dBackward", {x}, [p, shape = x.shape()](const Tensor& g, const NeedsGrad&) {
+      Tensor gx = empty(shape, {.dtype = g.dtype(), .device = g.device()});
+      cpu::avg_pool2d_backward(gx.arg(), g.contiguous().arg(), p);
+      return grads{gx};
+    });
+    return y;
+  });
+}
+
+Tensor adaptive_avg_pool2d(const Tensor& x_in, Pair output_size) {
+  return with_batch_dim("adaptive_avg_pool2d", x_in, [&](const Tensor& x_any) {
+    Tensor x = x_any.contiguous();
+    MINIDL_CHECK(output_size[0] >= 1 && output_size[1] >= 1, "adaptive_avg_pool2d: output size {} must be positive",
+                 output_size);
+    Tensor y = empty({x.size(0), x.size(1), output_size[0], output_size[1]}, {.dtype = x.dtype(), .device = x.device()});
+    cpu::adaptive_avg_pool2d_forward(y.arg(), x.arg());
+    record(y, "AdaptiveAvgPool2dBackward", {x}, [shape = x.shape()](const Tensor& g, const NeedsGrad&) {
+      Tensor gx = empty(shape, {.dtype = g.dtype(), .device = g.device()});
+      cpu::adaptive_avg_pool2d_backward(gx.arg(), g.contiguous().arg());
+      return grads{gx};
+    });
+    return y;
+  });
+}
+
+}  // namespace minidl
