@@ -1,0 +1,261 @@
+// tests/test_values.cpp — forward values against references worked out by hand
+// (never against minidl itself). Each constant's derivation is in its comment.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "minidl.h"
+
+using namespace minidl;
+using doctest::Approx;
+
+namespace {
+Tensor f32(std::vector<float> v, Shape shape) { return from_vector(v, shape); }
+Tensor f64(std::vector<double> v, Shape shape) { return from_vector(v, shape); }
+Tensor i64(std::vector<int64_t> v, Shape shape) { return from_vector(v, shape); }
+
+void check_all(const Tensor& t, const std::vector<double>& expected, double eps = 1e-6) {
+  std::vector<double> got = t.to_vector<double>();
+  REQUIRE(got.size() == expected.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    CAPTURE(i);
+    CHECK(got[i] == Approx(expected[i]).epsilon(eps));
+  }
+}
+}  // namespace
+
+TEST_CASE("elementwise values") {
+  Tensor x = f32({-2, -0.5, 0, 1.5}, {4});
+  check_all(relu(x), {0, 0, 0, 1.5});
+  check_all(leaky_relu(x, 0.1), {-0.2, -0.05, 0, 1.5});
+  check_all(clamp(x, -1, 1), {-1, -0.5, 0, 1});
+  check_all(abs(x), {2, 0.5, 0, 1.5});
+  check_all(sigmoid(f32({0, 100, -100}, {3})), {0.5, 1, 0});  // no overflow at ±100
+  check_all(tanh(f32({0, 0.5}, {2})), {0, 0.46211715726000974});
+  // gelu(x) = x Φ(x): Φ(1) = 0.8413447460685429, Φ(-1) = 0.15865525393145707
+  check_all(gelu(f64({1, -1, 0}, {3})), {0.8413447460685429, -0.15865525393145707, 0}, 1e-12);
+  check_all(pow(f32({2, 3}, {2}), 2.0), {4, 9});
+  check_all(sqrt(f32({4, 2.25}, {2})), {2, 1.5});
+  check_all(exp(f64({0, 1}, {2})), {1, M_E});
+  check_all(div(i64({7, -7}, {2}), i64({2, 2}, {2})), {3.5, -3.5});  // true division
+  check_all(xlogy(f64({0, 2}, {2}), f64({0, M_E}, {2})), {0, 2});     // 0 log 0 = 0
+  check_all(where(gt(x, 0.0), x, scalar_like(-1, x)), {-1, -1, -1, 1.5});
+  check_all(maximum(x, f32({0}, {1})), {0, 0, 0, 1.5});
+}
+
+TEST_CASE("broadcasting: [3, 1] + [4] gives [3, 4]") {
+  Tensor a = f32({0, 10, 20}, {3, 1});
+  Tensor b = f32({1, 2, 3, 4}, {4});
+  Tensor c = a + b;
+  CHECK(c.shape() == Shape{3, 4});
+  check_all(c, {1, 2, 3, 4, 11, 12, 13, 14, 21, 22, 23, 24});
+  // scalars and 0-d tensors broadcast everywhere
+  check_all(2.0 * b - 1.0, {1, 3, 5, 7});
+  // int64 + f32 promotes to f32
+  Tensor mixed = add(i64({1, 2}, {2}), f32({0.5, 0.25}, {2}));
+  CHECK(mixed.dtype() == DType::f32);
+  check_all(mixed, {1.5, 2.25});
+}
+
+TEST_CASE("reductions") {
+  Tensor x = f64({1, 2, 3, 4, 5, 6}, {2, 3});
+  check_all(sum(x), {21});
+  check_all(sum(x, {0}), {5, 7, 9});
+  CHECK(sum(x, {1}, true).shape() == Shape{2, 1});
+  check_all(mean(x, {1}), {2, 5});
+  // var([1, 2, 3, 4]): mean 2.5, squared deviations sum 5: unbiased 5/3, population 5/4
+  check_all(var(f64({1, 2, 3, 4}, {4})), {5.0 / 3.0});
+  check_all(var(f64({1, 2, 3, 4}, {4}), 0), {1.25});
+  // logsumexp([0, log 3]) = log(1 + 3) = log 4; and stays finite at 1e4
+  check_all(logsumexp(f64({0, std::log(3.0)}, {2}), {0}), {std::log(4.0)});
+  check_all(logsumexp(f32({1e4, 1e4}, {2}), {0}), {1e4 + std::log(2.0)});
+  auto [values, indices] = max(f32({3, 9, 9, 1, 0, 2}, {2, 3}), 1);
+  check_all(values, {9, 2});
+  check_all(indices, {1, 2});  // the first of tied maxima
+  check_all(argmax(f32({3, 9, 1, 10}, {2, 2}), 0), {0, 1});
+  check_all(min(f32({3, -9, 1, 10}, {2, 2})), {-9});
+  check_all(argmax(f32({3, -9, 1, 10}, {2, 2})), {3});
+}
+
+TEST_CASE("matmul and linear") {
+  // [[1, 2], [3, 4]] · [[5, 6], [7, 8]] = [[19, 22], [43, 50]]
+  Tensor a = f32({1, 2, 3, 4}, {2, 2}), b = f32({5, 6, 7, 8}, {2, 2});
+  check_all(matmul(a, b), {19, 22, 43, 50});
+  check_all(matmul(a.t(), b), {26, 30, 38, 44});  // Aᵀ = [[1, 3], [2, 4]]
+  check_all(matmul(f32({1, 1}, {2}), b), {12, 14});
+  // linear: x · Wᵀ + b with W = [[1, 0], [0, 2], [1, 1]], b = [0, 1, -1]
+  Tensor y = linear(f32({1, 2}, {1, 2}), f32({1, 0, 0, 2, 1, 1}, {3, 2}), f32({0, 1, -1}, {3}));
+  check_all(y, {1, 5, 2});
+}
+
+TEST_CASE("matmul at awkward sizes matches a naive f64 triple loop") {
+  for (auto [M, N, K] : {std::tuple{1, 1, 1}, {7, 17, 129}, {33, 5, 300}, {64, 65, 257}}) {
+    CAPTURE(M);
+    CAPTURE(N);
+    CAPTURE(K);
+    Generator gen(M * 1000 + N);
+    Tensor A = randn({K, M}, {}, gen).t();  // transposed operand
+    Tensor B = randn({K, N}, {}, gen);
+    std::vector<double> a = A.contiguous().to_vector<double>(), bv = B.to_vector<double>();
+    std::vector<double> expected(M * N, 0.0);
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < N; ++j)
+        for (int k = 0; k < K; ++k) expected[i * N + j] += a[i * K + k] * bv[k * N + j];
+    std::vector<double> got = matmul(A, B).to_vector<double>();
+    for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == Approx(expected[i]).epsilon(1e-4).scale(std::sqrt(K)));
+  }
+}
+
+TEST_CASE("conv2d on hand-worked examples") {
+  Tensor x = f32({1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 1, 3, 3});
+  Tensor w = f32({1, 0, 0, -1}, {1, 1, 2, 2});  // y = x[i, j] - x[i+1, j+1] = -4 everywhere
+  check_all(conv2d(x, w), {-4, -4, -4, -4});
+  check_all(conv2d(x, w, f32({0.5}, {1})), {-3.5, -3.5, -3.5, -3.5});
+  // padding 1, stride 2: windows at (-1,-1), (-1,1), (1,-1), (1,1):
+  //   -x00 = -1;  -x02 = -3;  -x20 = -7;  x11 - x22 = 5 - 9 = -4
+  check_all(conv2d(x, w, Tensor(), {.stride = {2, 2}, .padding = {1, 1}}), {-1, -3, -7, -4});
+  // dilation 2 with a 2x2 kernel of ones: the four corners 1 + 3 + 7 + 9
+  check_all(conv2d(x, ones({1, 1, 2, 2}), Tensor(), {.dilation = {2, 2}}), {20});
+  // groups = 2, 1x1 kernels 2 and 3: each channel scaled on its own
+  Tensor x2 = f32({1, 2, 3, 4}, {1, 2, 1, 2});
+  check_all(conv2d(x2, f32({2, 3}, {2, 1, 1, 1}), Tensor(), {.groups = 2}), {2, 4, 9, 12});
+}
+
+TEST_CASE("pooling on a 4x4 ramp") {
+  Tensor x = arange(0, 16, 1, {.dtype = DType::f32}).reshape({1, 1, 4, 4});
+  check_all(max_pool2d(x, {2, 2}), {5, 7, 13, 15});
+  check_all(avg_pool2d(x, {2, 2}), {2.5, 4.5, 10.5, 12.5});
+  // padding 1: the corner window holds only x00 = 0; the next one x01 + x02 = 3,
+  // divided by 4 (padding counted) or by 2 (not counted)
+  Tensor padded = avg_pool2d(x, {2, 2}, {2, 2}, {1, 1}, true);
+  CHECK(padded.shape() == Shape{1, 1, 3, 3});
+  CHECK(padded.to_vector<float>()[1] == Approx(0.75));
+  CHECK(avg_pool2d(x, {2, 2}, {2, 2}, {1, 1}, false).to_vector<float>()[1] == Approx(1.5));
+  // adaptive 4 -> 3: windows [0, 2), [1, 3), [2, 4); cell (0, 0) = (0+1+4+5)/4, (1, 1) = (5+6+9+10)/4
+  std::vector<float> ad = adaptive_avg_pool2d(x, {3, 3}).to_vector<float>();
+  REQUIRE(ad.size() == 9);
+  CHECK(ad[0] == Approx(2.5));
+  CHECK(ad[4] == Approx(7.5));
+  check_all(adaptive_avg_pool2d(x, {1, 1}), {7.5});
+}
+
+TEST_CASE("log_softmax and cross_entropy stay finite and exact at logits of ±1e4") {
+  // row [1e4, -1e4, 0]: max 1e4, Σ exp(x - max) = 1 + e^-20000 + e^-10000 = 1 exactly in floating point,
+  // so log_softmax = x - 1e4 = [0, -2e4, -1e4].
+  Tensor logits = f32({1e4f, -1e4f, 0, -1e4f, 1e4f, 1e4f}, {2, 3});
+  Tensor ls = log_softmax(logits, 1);
+  check_all(ls.narrow(0, 0, 1), {0, -2e4, -1e4});
+  // row 2 [-1e4, 1e4, 1e4]: x - max = [-2e4, 0, 0], log Σ = log 2
+  check_all(ls.narrow(0, 1, 1), {-2e4 - std::log(2.0), -std::log(2.0), -std::log(2.0)});
+  check_all(softmax(logits, 1).narrow(0, 1, 1), {0, 0.5, 0.5});
+  // targets [1, 0]: losses 2e4 and 2e4 + log 2
+  Tensor target = i64({1, 0}, {2});
+  check_all(cross_entropy(logits, target), {2e4 + std::log(2.0) / 2});
+  check_all(cross_entropy(logits, target, {.reduction = Reduction::sum}), {4e4 + std::log(2.0)});
+  CHECK(std::isfinite(cross_entropy(logits, i64({0, 1}, {2})).item()));
+  check_all(cross_entropy(logits, i64({0, 1}, {2}), {.reduction = Reduction::none}), {0, std::log(2.0)});
+}
+
+TEST_CASE("cross_entropy with weights, ignore_index and label smoothing") {
+  // row 1 [0, log 2, log 3] -> p = [1, 2, 3]/6; row 2 [log 3, 0, log 2] -> p = [3, 1, 2]/6
+  Tensor logits = f64({0, std::log(2.0), std::log(3.0), std::log(3.0), 0, std::log(2.0)}, {2, 3});
+  Tensor target = i64({0, 2}, {2});  // losses: -log(1/6) = log 6, -log(2/6) = log 3
+  const double l6 = std::log(6.0), l3 = std::log(3.0), l2 = std::log(2.0);
+  check_all(cross_entropy(logits, target), {(l6 + l3) / 2}, 1e-12);
+  check_all(cross_entropy(logits, target, {.reduction = Reduction::none}), {l6, l3}, 1e-12);
+  // weights [1, 2, 3]: (1 log 6 + 3 log 3) / (1 + 3)
+  Tensor w = f64({1, 2, 3}, {3});
+  check_all(cross_entropy(logits, target, {.weight = w}), {(l6 + 3 * l3) / 4}, 1e-12);
+  check_all(cross_entropy(logits, target, {.weight = w, .reduction = Reduction::sum}), {l6 + 3 * l3}, 1e-12);
+  // ignore_index drops row 2 entirely
+  check_all(cross_entropy(logits, i64({0, -100}, {2})), {l6}, 1e-12);
+  check_all(cross_entropy(logits, i64({7, 2}, {2}), {.ignore_index = 7}), {l3}, 1e-12);
+  // label smoothing 0.3 over C = 3: (1 - 0.3) mean CE + 0.3/3 · mean(-Σ_c log p_c),
+  // and -Σ_c log p_c = log 6 + log 3 + log 2 = log 36 for both rows
+  check_all(cross_entropy(logits, target, {.label_smoothing = 0.3}),
+            {0.7 * (l6 + l3) / 2 + 0.1 * (l6 + l3 + l2)}, 1e-12);
+  // nll_loss on log-probabilities equals cross_entropy on logits
+  check_all(nll_loss(log_softmax(logits, 1), target), {(l6 + l3) / 2}, 1e-12);
+}
+
+TEST_CASE("kl_div matches its formula for every reduction and for log_target") {
+  // input = log q with q = [[.25, .75], [.5, .5]]; target p = [[.5, .5], [.9, .1]].
+  // pointwise p (log p - log q):
+  //   .5 log(.5/.25) = .5 log 2,   .5 log(.5/.75) = .5 log(2/3),
+  //   .9 log(.9/.5) = .9 log 1.8,  .1 log(.1/.5) = .1 log .2
+  const std::vector<double> pw = {0.5 * std::log(2.0), 0.5 * std::log(2.0 / 3.0), 0.9 * std::log(1.8),
+                                  0.1 * std::log(0.2)};
+  const double total = pw[0] + pw[1] + pw[2] + pw[3];
+  Tensor input = f64({std::log(0.25), std::log(0.75), std::log(0.5), std::log(0.5)}, {2, 2});
+  Tensor p = f64({0.5, 0.5, 0.9, 0.1}, {2, 2});
+  check_all(kl_div(input, p, Reduction::none), pw, 1e-12);
+  check_all(kl_div(input, p, Reduction::sum), {total}, 1e-12);
+  check_all(kl_div(input, p, Reduction::mean), {total / 4}, 1e-12);        // over all elements
+  check_all(kl_div(input, p, Reduction::batchmean), {total / 2}, 1e-12);   // over the batch of 2
+  check_all(kl_div(input, log(p), Reduction::none, true), pw, 1e-12);
+  check_all(kl_div(input, log(p), Reduction::batchmean, true), {total / 2}, 1e-12);
+  // a zero target contributes 0 (0 log 0 = 0), not NaN
+  check_all(kl_div(f64({std::log(0.5), std::log(0.5)}, {1, 2}), f64({1, 0}, {1, 2}), Reduction::sum), {std::log(2.0)},
+            1e-12);
+}
+
+TEST_CASE("the distillation loss on a small example worked by hand") {
+  // s = [1, 2, 0], t = [2, 1, 0], T = 2, α = 0.5, y = 1.
+  //   s/T = [.5, 1, 0]: log_softmax = s/T - log(e^.5 + e + 1) = s/T - 1.6802
+  //   t/T = [1, .5, 0]: softmax p = [e, e^.5, 1] / 5.3670 = [.5065, .3072, .1863]
+  //   KL = Σ p (log p - log q) = .5065 (.5) + .3072 (-.5) + .1863 (0) = 0.0996423
+  //   CE(s, 1) = log(e + e² + 1) - 2 = 0.4076060
+  //   loss = α KL T² + (1 - α) CE = .5 · .0996423 · 4 + .5 · .4076060 = 0.4030875
+  const double T = 2, alpha = 0.5;
+  Tensor s = f64({1, 2, 0}, {1, 3}), t = f64({2, 1, 0}, {1, 3});
+  Tensor kl = kl_div(log_softmax(s / T, 1), softmax(t / T, 1), Reduction::batchmean);
+  Tensor loss = kl * (alpha * T * T) + cross_entropy(s, i64({1}, {1})) * (1 - alpha);
+  CHECK(kl.item() == Approx(0.09964225266857782).epsilon(1e-12));
+  CHECK(loss.item() == Approx(0.40308748755934587).epsilon(1e-12));
+}
+
+TEST_CASE("mse_loss, dropout and batch_norm") {
+  check_all(mse_loss(f32({1, 2, 3}, {3}), f32({1, 0, 6}, {3})), {(0 + 4 + 9) / 3.0});
+  check_all(mse_loss(f32({1, 2, 3}, {3}), f32({1, 0, 6}, {3}), Reduction::sum), {13});
+
+  // dropout keeps about 1-p of the elements and scales them by 1/(1-p); same seed, same mask
+  Tensor x = ones({10000});
+  Generator g1(3), g2(3);
+  Tensor d1 = dropout(x, 0.25, true, g1), d2 = dropout(x, 0.25, true, g2);
+  std::vector<float> v = d1.to_vector<float>();
+  int kept = 0;
+  for (float e : v) {
+    CHECK((e == 0.0f || e == Approx(4.0 / 3.0)));
+    kept += e != 0.0f;
+  }
+  CHECK(kept > 7300);
+  CHECK(kept < 7700);
+  CHECK(d1.to_vector<float>() == d2.to_vector<float>());
+  CHECK(dropout(x, 0.25, false).is_same(x));
+
+  // batch_norm, training: x = [1, 2, 3, 4] in one channel; mean 2.5, biased var 1.25
+  Tensor bx = f64({1, 2, 3, 4}, {4, 1});
+  Tensor rm = zeros({1}, {.dtype = DType::f64}), rv = ones({1}, {.dtype = DType::f64});
+  Tensor y = batch_norm(bx, rm, rv, Tensor(), Tensor(), true, 0.1, 1e-5);
+  double sd = std::sqrt(1.25 + 1e-5);
+  check_all(y, {-1.5 / sd, -0.5 / sd, 0.5 / sd, 1.5 / sd}, 1e-12);
+  // running stats: mean 0.9·0 + 0.1·2.5; var 0.9·1 + 0.1·(5/3) (unbiased)
+  check_all(rm, {0.25}, 1e-12);
+  check_all(rv, {0.9 + 0.1 * 5.0 / 3.0}, 1e-12);
+  // eval uses the running statistics, with weight and bias
+  Tensor e = batch_norm(f64({1.25}, {1, 1}), rm, rv, f64({2}, {1}), f64({1}, {1}), false, 0.1, 0.0);
+  check_all(e, {2 * (1.25 - 0.25) / std::sqrt(0.9 + 0.1 * 5.0 / 3.0) + 1}, 1e-12);
+}
+
+TEST_CASE("cat, stack, index_select, gather") {
+  Tensor a = f32({1, 2, 3, 4}, {2, 2}), b = f32({5, 6}, {1, 2});
+  check_all(cat({a, b}, 0), {1, 2, 3, 4, 5, 6});
+  check_all(cat({a, a}, 1), {1, 2, 1, 2, 3, 4, 3, 4});
+  CHECK(stack({a, a}, 0).shape() == Shape{2, 2, 2});
+  check_all(stack({a, a}, 2), {1, 1, 2, 2, 3, 3, 4, 4});
+  check_all(index_select(a, 0, i64({1, 1, 0}, {3})), {3, 4, 3, 4, 1, 2});
+  check_all(index_select(a, 1, i64({1}, {1})), {2, 4});
+  // gather dim 1: out[i][j] = a[i][idx[i][j]]
+  check_all(gather(a, 1, i64({1, 1, 0, 1}, {2, 2})), {2, 2, 3, 4});
+  check_all(scatter_add(zeros({2, 2}), 1, i64({1, 1, 0, 1}, {2, 2}), f32({1, 2, 3, 4}, {2, 2})), {0, 3, 3, 4});
+}
