@@ -58,12 +58,12 @@ Tensor::Tensor(const Shape& shape, TensorOptions options) {
   impl_ = std::make_shared<TensorImpl>();
   impl_->shape = shape;
   impl_->strides = contiguous_strides(shape);
-  impl_->dtype = options.dtype;
-  impl_->storage = std::make_shared<Storage>(shape_numel(shape) * element_size(options.dtype), options.device);
+  const DType dtype = options.dtype_or(DType::f32);
+  impl_->dtype = dtype;
+  impl_->storage = std::make_shared<Storage>(shape_numel(shape) * element_size(dtype), options.device);
   impl_->requires_grad = options.requires_grad;
   if (options.requires_grad)
-    MINIDL_CHECK(is_floating(options.dtype), "requires_grad: only floating-point tensors can require grad, got {}",
-                 options.dtype);
+    MINIDL_CHECK(is_floating(dtype), "requires_grad: only floating-point tensors can require grad, got {}", dtype);
 }
 
 void Tensor::check_defined(const char* what) const {

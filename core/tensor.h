@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -28,10 +29,14 @@ struct TensorImpl;
 
 // Options for factories, with designated initializers:
 //   zeros({2, 3}, {.dtype = DType::f64, .requires_grad = true})
+// An unset dtype means the factory's own default, as in PyTorch: f32 for zeros
+// and randn, int64 for randint and an integer arange, T for from_vector<T>.
 struct TensorOptions {
-  DType dtype = DType::f32;
+  std::optional<DType> dtype;
   Device device = kCPU;
   bool requires_grad = false;
+
+  DType dtype_or(DType fallback) const { return dtype.value_or(fallback); }
 };
 
 class Tensor {

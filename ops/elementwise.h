@@ -60,6 +60,11 @@ Tensor scalar_like(double v, const Tensor& like);
 // Internal backward helper: grad * gelu'(x).
 Tensor gelu_backward(const Tensor& grad, const Tensor& x);
 
+inline Tensor add(const Tensor& a, double b) { return add(a, scalar_like(b, a)); }
+inline Tensor sub(const Tensor& a, double b) { return sub(a, scalar_like(b, a)); }
+inline Tensor mul(const Tensor& a, double b) { return mul(a, scalar_like(b, a)); }
+inline Tensor div(const Tensor& a, double b) { return div(a, scalar_like(b, a)); }
+
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
 inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }

@@ -14,7 +14,7 @@ Generator& default_generator() {
 }
 
 Tensor empty(const Shape& shape, TensorOptions options) {
-  Tensor t(shape, {.dtype = options.dtype, .device = options.device});
+  Tensor t(shape, {.dtype = options.dtype_or(DType::f32), .device = options.device});
   if (options.requires_grad) t.requires_grad_(true);
   return t;
 }
@@ -34,6 +34,8 @@ Tensor scalar_tensor(double value, TensorOptions options) { return full({}, valu
 
 Tensor arange(double start, double end, double step, TensorOptions options) {
   MINIDL_CHECK(step != 0, "arange: step must be nonzero");
+  const bool whole = start == std::floor(start) && end == std::floor(end) && step == std::floor(step);
+  options.dtype = options.dtype_or(whole ? DType::int64 : DType::f32);
   MINIDL_CHECK(std::isfinite(start) && std::isfinite(end) && std::isfinite(step),
                "arange: start {}, end {} and step {} must be finite", start, end, step);
   double count = std::ceil((end - start) / step);
@@ -57,7 +59,7 @@ namespace {
 template <class Fill>
 Tensor random_tensor(const Shape& shape, TensorOptions options, Fill&& fill) {
   Tensor t = empty(shape, {.dtype = options.dtype});
-  fill(t.arg());
+  fill(t.arg());  // t is fresh and contiguous, as the fill kernels expect
   if (!options.device.is_cpu()) t = t.to(options.device);
   if (options.requires_grad) t.requires_grad_(true);
   return t;
@@ -65,15 +67,18 @@ Tensor random_tensor(const Shape& shape, TensorOptions options, Fill&& fill) {
 }  // namespace
 
 Tensor rand(const Shape& shape, TensorOptions options, Generator& gen) {
-  MINIDL_CHECK(is_floating(options.dtype), "rand: expected a floating dtype, got {}", options.dtype);
+  options.dtype = options.dtype_or(DType::f32);
+  MINIDL_CHECK(is_floating(*options.dtype), "rand: expected a floating dtype, got {}", *options.dtype);
   return random_tensor(shape, options, [&](const TensorArg& a) { cpu::fill_uniform(a, 0.0, 1.0, gen); });
 }
 Tensor randn(const Shape& shape, TensorOptions options, Generator& gen) {
-  MINIDL_CHECK(is_floating(options.dtype), "randn: expected a floating dtype, got {}", options.dtype);
+  options.dtype = options.dtype_or(DType::f32);
+  MINIDL_CHECK(is_floating(*options.dtype), "randn: expected a floating dtype, got {}", *options.dtype);
   return random_tensor(shape, options, [&](const TensorArg& a) { cpu::fill_normal(a, 0.0, 1.0, gen); });
 }
 Tensor randint(int64_t low, int64_t high, const Shape& shape, TensorOptions options, Generator& gen) {
   MINIDL_CHECK(low < high, "randint: low {} must be below high {}", low, high);
+  options.dtype = options.dtype_or(DType::int64);
   return random_tensor(shape, options, [&](const TensorArg& a) { cpu::fill_randint(a, low, high, gen); });
 }
 
@@ -93,7 +98,7 @@ Tensor from_data(const T* data, const Shape& shape, TensorOptions options) {
   Tensor host = empty(shape, {.dtype = dtype_v<T>});
   if (host.numel() > 0) std::copy_n(data, host.numel(), host.data_ptr<T>());
   Tensor t = host;
-  if (options.dtype != dtype_v<T>) t = t.to(options.dtype);
+  if (options.dtype_or(dtype_v<T>) != dtype_v<T>) t = t.to(*options.dtype);
   if (!options.device.is_cpu()) t = t.to(options.device);
   if (options.requires_grad) t.requires_grad_(true);
   return t;
@@ -107,7 +112,7 @@ Tensor from_vector(const std::vector<T>& values, const Shape& shape, TensorOptio
     std::vector<uint8_t> bytes(values.begin(), values.end());
     Tensor host = empty(shape, {.dtype = DType::boolean});
     std::copy(bytes.begin(), bytes.end(), reinterpret_cast<uint8_t*>(host.raw_data()));
-    return options.dtype == DType::boolean ? host.to(options.device) : host.to(options.dtype).to(options.device);
+    return host.to(options.dtype_or(DType::boolean)).to(options.device);
   } else {
     return from_data(values.data(), shape, options);
   }
