@@ -55,7 +55,8 @@ void print_dim(std::ostringstream& os, const std::vector<double>& v, const Shape
                int indent, const Formatter& f, bool summarize) {
   if (d == shape.size()) {
     std::string s = f.format(v[base]);
-    os << std::string(f.width - s.size(), ' ') << s;
+    if (static_cast<int>(s.size()) < f.width) os << std::string(f.width - s.size(), ' ');
+    os << s;
     return;
   }
   int64_t n = shape[d], inner = 1;
@@ -86,12 +87,7 @@ std::string Tensor::str() const {
     values = to_vector<double>();
   }
   bool summarize = numel() > kSummarizeAbove;
-  std::vector<double> shown = values;
-  if (summarize) {  // width from the edges only
-    shown.assign(values.begin(), values.begin() + kEdgeItems);
-    shown.insert(shown.end(), values.end() - kEdgeItems, values.end());
-  }
-  Formatter f = make_formatter(dtype(), shown);
+  Formatter f = make_formatter(dtype(), values);
   std::ostringstream os;
   os << "tensor(";
   if (numel() == 0) {

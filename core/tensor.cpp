@@ -54,7 +54,13 @@ Tensor make_view(const Tensor& base, Shape shape, Shape strides, int64_t offset)
 // ---------------------------------------------------------------- construction
 
 Tensor::Tensor(const Shape& shape, TensorOptions options) {
-  for (int64_t s : shape) MINIDL_CHECK(s >= 0, "empty: negative dimension in shape {}", shape);
+  // Sizes must be non-negative and their product, in bytes, must fit: an
+  // overflowing shape would otherwise allocate a wrong-sized buffer.
+  int64_t bytes = static_cast<int64_t>(element_size(options.dtype_or(DType::f32)));
+  for (int64_t s : shape) {
+    MINIDL_CHECK(s >= 0, "empty: negative dimension in shape {}", shape);
+    MINIDL_CHECK(!__builtin_mul_overflow(bytes, s, &bytes), "empty: shape {} is too large to allocate", shape);
+  }
   impl_ = std::make_shared<TensorImpl>();
   impl_->shape = shape;
   impl_->strides = contiguous_strides(shape);
@@ -75,8 +81,14 @@ void Tensor::check_defined(const char* what) const {
 const Shape& Tensor::shape() const { check_defined("shape"); return impl_->shape; }
 const Shape& Tensor::strides() const { check_defined("strides"); return impl_->strides; }
 int64_t Tensor::dim() const { return static_cast<int64_t>(shape().size()); }
-int64_t Tensor::size(int64_t d) const { return shape()[normalize_dim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return strides()[normalize_dim(d, dim(), "stride")]; }
+int64_t Tensor::size(int64_t d) const {
+  MINIDL_CHECK(dim() > 0, "size: dimension {} requested of a 0-d tensor, which has none", d);
+  return shape()[normalize_dim(d, dim(), "size")];
+}
+int64_t Tensor::stride(int64_t d) const {
+  MINIDL_CHECK(dim() > 0, "stride: dimension {} requested of a 0-d tensor, which has none", d);
+  return strides()[normalize_dim(d, dim(), "stride")];
+}
 int64_t Tensor::numel() const { return shape_numel(shape()); }
 int64_t Tensor::offset() const { check_defined("offset"); return impl_->offset; }
 DType Tensor::dtype() const { check_defined("dtype"); return impl_->dtype; }
@@ -232,6 +244,7 @@ Tensor Tensor::t() const {
 }
 
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
+  MINIDL_CHECK(dim() > 0, "slice: cannot slice a 0-d tensor");
   d = normalize_dim(d, dim(), "slice");
   MINIDL_CHECK(step > 0, "slice: step must be positive, got {}", step);
   int64_t n = impl_->shape[d];
@@ -250,6 +263,7 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
 }
 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
+  MINIDL_CHECK(dim() > 0, "narrow: cannot narrow a 0-d tensor");
   d = normalize_dim(d, dim(), "narrow");
   int64_t n = impl_->shape[d];
   if (start < 0) start += n;
@@ -260,6 +274,7 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
 }
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
+  MINIDL_CHECK(dim() > 0, "select: cannot select from a 0-d tensor");
   d = normalize_dim(d, dim(), "select");
   int64_t n = impl_->shape[d];
   MINIDL_CHECK(index >= -n && index < n, "select: index {} is out of range for dimension {} of size {} (shape {})",
@@ -284,6 +299,7 @@ Tensor Tensor::expand(const Shape& target) const {
     int64_t j = i - (m - n);  // matching dim of self, or < 0 for a new leading dim
     int64_t size = j >= 0 ? impl_->shape[j] : 1;
     int64_t want = target[i] == -1 ? size : target[i];
+    MINIDL_CHECK(want >= 0, "expand: invalid size {} in target shape {}", target[i], target);
     MINIDL_CHECK(j >= 0 || target[i] != -1, "expand: -1 is not allowed for the new leading dim {} in {}", i, target);
     MINIDL_CHECK(size == want || size == 1,
                  "expand: the expanded size {} must match the existing size {} at dim {} (shape {} to {})", want,

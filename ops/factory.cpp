@@ -39,6 +39,7 @@ Tensor arange(double start, double end, double step, TensorOptions options) {
   MINIDL_CHECK(std::isfinite(start) && std::isfinite(end) && std::isfinite(step),
                "arange: start {}, end {} and step {} must be finite", start, end, step);
   double count = std::ceil((end - start) / step);
+  MINIDL_CHECK(count < 1e12, "arange: [{}, {}) in steps of {} would have {} elements", start, end, step, count);
   int64_t n = count > 0 ? static_cast<int64_t>(count) : 0;
   std::vector<double> values(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) values[i] = start + static_cast<double>(i) * step;
@@ -80,6 +81,7 @@ Tensor randint(int64_t low, int64_t high, const Shape& shape, TensorOptions opti
   MINIDL_CHECK(low < high, "randint: low {} must be below high {}", low, high);
   options.dtype = options.dtype_or(DType::int64);
   return random_tensor(shape, options, [&](const TensorArg& a) { cpu::fill_randint(a, low, high, gen); });
+  // (fill_randint works in unsigned arithmetic: any low < high is fine, even the full int64 range)
 }
 
 Tensor empty_like(const Tensor& t) { return empty(t.shape(), {.dtype = t.dtype(), .device = t.device()}); }

@@ -97,6 +97,14 @@ TEST_CASE("views, indexing and reductions") {
   CHECK_THROWS_WITH_AS(mean(arange(3)), doctest::Contains("mean: expected a floating-point tensor, got int64"), Error);
   CHECK_THROWS_WITH_AS(ones({2}).data_ptr<double>(), "data_ptr: requested f64 but tensor is f32", Error);
   CHECK_THROWS_AS(zeros({-1}), Error);
+  CHECK_THROWS_WITH_AS(zeros({1LL << 40, 1LL << 40}), "empty: shape [1099511627776, 1099511627776] is too large to allocate",
+                       Error);
+  CHECK_THROWS_WITH_AS(scalar_tensor(1).size(0), "size: dimension 0 requested of a 0-d tensor, which has none", Error);
+  CHECK_THROWS_AS(scalar_tensor(1).select(0, 0), Error);
+  CHECK_THROWS_AS(scalar_tensor(1).narrow(0, 0, 1), Error);
+  CHECK_THROWS_AS(ones({1}).expand({-2}), Error);
+  CHECK_THROWS_AS(arange(0, 1e300, 1), Error);
+  CHECK_THROWS_AS(zeros({1, 2, 1, 1, 1, 1, 1, 1, 1}) + 1.0, Error);  // 9 dims: more than kernels take
   CHECK_THROWS_AS(arange(0, 1, 0), Error);
   CHECK_THROWS_WITH_AS(zeros({2}, {.dtype = DType::int64}).requires_grad_(),
                        "requires_grad_: only floating-point tensors can require grad, got int64", Error);

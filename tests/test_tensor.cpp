@@ -113,7 +113,9 @@ TEST_CASE("factories") {
 TEST_CASE("dtype conversions, bf16 rounding, item") {
   Tensor x = f32({1.7f, -2.5f, 0.0f, 300.0f}, {4});
   CHECK(x.to(DType::int64).to_vector<int64_t>() == std::vector<int64_t>{1, -2, 0, 300});  // truncation, like C
-  CHECK(x.to(DType::int8).to(DType::f32).to_vector<float>()[0] == 1.0f);
+  // out of range saturates (a plain C++ cast would be undefined behaviour); NaN gives 0
+  CHECK(x.to(DType::int8).to_vector<int8_t>() == std::vector<int8_t>{1, -2, 0, 127});
+  CHECK(f32({-1e30f, std::nanf("")}, {2}).to(DType::int32).to_vector<int32_t>() == std::vector<int32_t>{INT32_MIN, 0});
   CHECK(x.to(DType::boolean).to_vector<bool>() == std::vector<bool>{true, true, false, true});
   CHECK(x.to(DType::f64).dtype() == DType::f64);
   // bf16 keeps 8 bits of mantissa: 1 + 2^-8 rounds to even (1.0), 1 + 3·2^-8 rounds up to 1 + 2^-6
@@ -141,6 +143,10 @@ TEST_CASE("printing looks like PyTorch") {
   CHECK(big.find("...") != std::string::npos);
   CHECK(big.size() < 100);
   CHECK(zeros({0, 3}).str() == "tensor([], size=[0, 3])");
+  // a summarised tensor whose hidden middle rows are wider than its edges
+  Tensor wide = zeros({2000, 2});
+  wide.narrow(0, 1, 1).fill_(-12345.5);
+  CHECK(wide.str().find("-12345.5000") != std::string::npos);
 }
 
 TEST_CASE("devices parse and print") {

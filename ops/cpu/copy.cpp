@@ -1,6 +1,7 @@
 // ops/cpu/copy.cpp — strided copy with dtype conversion, fill, random fills.
 // Bandwidth-bound: one read and one write per element.
 #include <cmath>
+#include <limits>
 
 #include "core/generator.h"
 #include "ops/cpu/dispatch.h"
@@ -11,13 +12,24 @@ namespace minidl::cpu {
 
 namespace {
 // Converts through the compute type so bf16 <-> anything goes via f32, and bool
-// becomes 0/1.
+// becomes 0/1. A float that does not fit the integer type saturates (NaN gives
+// 0): a plain cast would be undefined behaviour in C++.
 template <class To, class From>
 To convert(From v) {
+  using C = compute_t<From>;
+  const C c = static_cast<C>(v);
   if constexpr (std::is_same_v<To, bool>) {
-    return static_cast<compute_t<From>>(v) != compute_t<From>(0);
+    return c != C(0);
+  } else if constexpr (std::is_integral_v<To> && std::is_floating_point_v<C>) {
+    if (std::isnan(c)) return To(0);
+    constexpr double lo = static_cast<double>(std::numeric_limits<To>::min());
+    constexpr double hi = static_cast<double>(std::numeric_limits<To>::max());
+    const double d = static_cast<double>(c);
+    if (d <= lo) return std::numeric_limits<To>::min();
+    if (d >= hi) return std::numeric_limits<To>::max();
+    return static_cast<To>(d);
   } else {
-    return To(static_cast<compute_t<To>>(static_cast<compute_t<From>>(v)));
+    return To(static_cast<compute_t<To>>(c));
   }
 }
 }  // namespace
@@ -62,8 +74,9 @@ void fill_normal(const TensorArg& dst, double mean, double std, Generator& gen) 
   fill_serial(dst, "randn", [&] { return mean + std * gen.normal(); });
 }
 void fill_randint(const TensorArg& dst, int64_t lo, int64_t hi, Generator& gen) {
-  uint64_t range = static_cast<uint64_t>(hi - lo);
-  fill_serial(dst, "randint", [&] { return lo + static_cast<int64_t>(gen.below(range)); });
+  // Unsigned (wrapping) arithmetic: hi - lo may exceed INT64_MAX.
+  const uint64_t range = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo);
+  fill_serial(dst, "randint", [&] { return static_cast<int64_t>(static_cast<uint64_t>(lo) + gen.below(range)); });
 }
 
 }  // namespace minidl::cpu
