@@ -139,9 +139,10 @@ Tensor scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const T
   MINIDL_CHECK(src.dtype() == self.dtype(), "scatter_add: src dtype {} differs from self dtype {}", src.dtype(),
                self.dtype());
   check_gather_shapes("scatter_add", self, d, index);
-  Tensor out = self.clone().detach();
+  Tensor out;
   {
     NoGradGuard no_grad;
+    out = self.clone();
     cpu::scatter_add(out.arg(), index.contiguous().arg(), src.contiguous().arg(), static_cast<int>(d));
   }
   record(out, "ScatterAddBackward", {self, src}, [d, index](const Tensor& g, const NeedsGrad& needs) {

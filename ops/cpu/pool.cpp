@@ -68,109 +68,95 @@ void max_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const TensorA
   });
 }
 
-// Visits each output cell of avg pooling with its window [h0, h1) × [w0, w1) and divisor.
-template <class F>
-static void for_each_avg_window(const Planes& s, const Pool2dParams& p, F&& f) {
-  for (int64_t oh = 0; oh < s.Ho; ++oh)
-    for (int64_t ow = 0; ow < s.Wo; ++ow) {
-      int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
-      int64_t h1 = std::min(h0 + p.kernel_h, s.H + p.pad_h), w1 = std::min(w0 + p.kernel_w, s.W + p.pad_w);
-      int64_t padded_area = (h1 - h0) * (w1 - w0);
-      h0 = std::max<int64_t>(h0, 0), w0 = std::max<int64_t>(w0, 0);
-      h1 = std::min(h1, s.H), w1 = std::min(w1, s.W);
-      int64_t divisor = p.count_include_pad ? padded_area : (h1 - h0) * (w1 - w0);
-      f(oh * s.Wo + ow, h0, h1, w0, w1, divisor);
+// Both average poolings are "mean over a window per output cell"; they differ only
+// in where the windows are. A window source calls f(out_index, h0, h1, w0, w1, divisor)
+// for every output cell, with the window [h0, h1) × [w0, w1).
+
+// avg_pool2d: kernel-sized windows at stride steps, clipped to the input.
+static auto fixed_windows(const Planes& s, const Pool2dParams& p) {
+  return [&s, &p](auto&& f) {
+    for (int64_t oh = 0; oh < s.Ho; ++oh)
+      for (int64_t ow = 0; ow < s.Wo; ++ow) {
+        int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
+        int64_t h1 = std::min(h0 + p.kernel_h, s.H + p.pad_h), w1 = std::min(w0 + p.kernel_w, s.W + p.pad_w);
+        int64_t padded_area = (h1 - h0) * (w1 - w0);
+        h0 = std::max<int64_t>(h0, 0), w0 = std::max<int64_t>(w0, 0);
+        h1 = std::min(h1, s.H), w1 = std::min(w1, s.W);
+        f(oh * s.Wo + ow, h0, h1, w0, w1, p.count_include_pad ? padded_area : (h1 - h0) * (w1 - w0));
+      }
+  };
+}
+
+// adaptive_avg_pool2d: windows [floor(i*H/Ho), ceil((i+1)*H/Ho)).
+static auto adaptive_windows(const Planes& s) {
+  return [&s](auto&& f) {
+    for (int64_t oh = 0; oh < s.Ho; ++oh) {
+      int64_t h0 = oh * s.H / s.Ho, h1 = ((oh + 1) * s.H + s.Ho - 1) / s.Ho;
+      for (int64_t ow = 0; ow < s.Wo; ++ow) {
+        int64_t w0 = ow * s.W / s.Wo, w1 = ((ow + 1) * s.W + s.Wo - 1) / s.Wo;
+        f(oh * s.Wo + ow, h0, h1, w0, w1, (h1 - h0) * (w1 - w0));
+      }
     }
+  };
+}
+
+template <class Windows>
+static void window_mean_forward(const char* op, const TensorArg& y, const TensorArg& x, const Planes& s,
+                                Windows&& windows) {
+  dispatch_f32_f64(x.dtype, op, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = x.ptr<T>();
+    T* yp = y.ptr<T>();
+#pragma omp parallel for
+    for (int64_t pl = 0; pl < s.planes; ++pl) {
+      const T* in = xp + pl * s.H * s.W;
+      T* out = yp + pl * s.Ho * s.Wo;
+      windows([&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1, int64_t divisor) {
+        T acc = 0;
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) acc += in[h * s.W + w];
+        out[o] = acc / T(divisor);
+      });
+    }
+  });
+}
+
+// Each output's gradient is shared equally by the cells of its window.
+template <class Windows>
+static void window_mean_backward(const char* op, const TensorArg& gx, const TensorArg& gy, const Planes& s,
+                                 Windows&& windows) {
+  dispatch_f32_f64(gx.dtype, op, [&](auto tag) {
+    using T = decltype(tag);
+    const T* gyp = gy.ptr<T>();
+    T* gxp = gx.ptr<T>();
+#pragma omp parallel for
+    for (int64_t pl = 0; pl < s.planes; ++pl) {
+      T* out = gxp + pl * s.H * s.W;
+      const T* g = gyp + pl * s.Ho * s.Wo;
+      std::fill(out, out + s.H * s.W, T(0));
+      windows([&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1, int64_t divisor) {
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) out[h * s.W + w] += g[o] / T(divisor);
+      });
+    }
+  });
 }
 
 void avg_pool2d_forward(const TensorArg& y, const TensorArg& x, const Pool2dParams& p) {
   const Planes s = planes_of(x, y);
-  dispatch_f32_f64(x.dtype, "avg_pool2d", [&](auto tag) {
-    using T = decltype(tag);
-    const T* xp = x.ptr<T>();
-    T* yp = y.ptr<T>();
-#pragma omp parallel for
-    for (int64_t pl = 0; pl < s.planes; ++pl) {
-      const T* in = xp + pl * s.H * s.W;
-      T* out = yp + pl * s.Ho * s.Wo;
-      for_each_avg_window(s, p, [&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1, int64_t div) {
-        T acc = 0;
-        for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) acc += in[h * s.W + w];
-        out[o] = acc / T(div);
-      });
-    }
-  });
+  window_mean_forward("avg_pool2d", y, x, s, fixed_windows(s, p));
 }
-
 void avg_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const Pool2dParams& p) {
   const Planes s = planes_of(gx, gy);
-  dispatch_f32_f64(gx.dtype, "avg_pool2d backward", [&](auto tag) {
-    using T = decltype(tag);
-    const T* gyp = gy.ptr<T>();
-    T* gxp = gx.ptr<T>();
-#pragma omp parallel for
-    for (int64_t pl = 0; pl < s.planes; ++pl) {
-      T* out = gxp + pl * s.H * s.W;
-      const T* g = gyp + pl * s.Ho * s.Wo;
-      std::fill(out, out + s.H * s.W, T(0));
-      for_each_avg_window(s, p, [&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1, int64_t div) {
-        for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) out[h * s.W + w] += g[o] / T(div);
-      });
-    }
-  });
+  window_mean_backward("avg_pool2d backward", gx, gy, s, fixed_windows(s, p));
 }
-
-// Adaptive windows: [floor(i*H/Ho), ceil((i+1)*H/Ho)).
-template <class F>
-static void for_each_adaptive_window(const Planes& s, F&& f) {
-  for (int64_t oh = 0; oh < s.Ho; ++oh) {
-    int64_t h0 = oh * s.H / s.Ho, h1 = ((oh + 1) * s.H + s.Ho - 1) / s.Ho;
-    for (int64_t ow = 0; ow < s.Wo; ++ow) {
-      int64_t w0 = ow * s.W / s.Wo, w1 = ((ow + 1) * s.W + s.Wo - 1) / s.Wo;
-      f(oh * s.Wo + ow, h0, h1, w0, w1, (h1 - h0) * (w1 - w0));
-    }
-  }
-}
-
 void adaptive_avg_pool2d_forward(const TensorArg& y, const TensorArg& x) {
   const Planes s = planes_of(x, y);
-  dispatch_f32_f64(x.dtype, "adaptive_avg_pool2d", [&](auto tag) {
-    using T = decltype(tag);
-    const T* xp = x.ptr<T>();
-    T* yp = y.ptr<T>();
-#pragma omp parallel for
-    for (int64_t pl = 0; pl < s.planes; ++pl) {
-      const T* in = xp + pl * s.H * s.W;
-      T* out = yp + pl * s.Ho * s.Wo;
-      for_each_adaptive_window(s, [&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1, int64_t area) {
-        T acc = 0;
-        for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) acc += in[h * s.W + w];
-        out[o] = acc / T(area);
-      });
-    }
-  });
+  window_mean_forward("adaptive_avg_pool2d", y, x, s, adaptive_windows(s));
 }
-
 void adaptive_avg_pool2d_backward(const TensorArg& gx, const TensorArg& gy) {
   const Planes s = planes_of(gx, gy);
-  dispatch_f32_f64(gx.dtype, "adaptive_avg_pool2d backward", [&](auto tag) {
-    using T = decltype(tag);
-    const T* gyp = gy.ptr<T>();
-    T* gxp = gx.ptr<T>();
-#pragma omp parallel for
-    for (int64_t pl = 0; pl < s.planes; ++pl) {
-      T* out = gxp + pl * s.H * s.W;
-      const T* g = gyp + pl * s.Ho * s.Wo;
-      std::fill(out, out + s.H * s.W, T(0));
-      for_each_adaptive_window(s, [&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1, int64_t area) {
-        for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) out[h * s.W + w] += g[o] / T(area);
-      });
-    }
-  });
+  window_mean_backward("adaptive_avg_pool2d backward", gx, gy, s, adaptive_windows(s));
 }
 
 }  // namespace minidl::cpu
