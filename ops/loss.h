@@ -8,7 +8,7 @@ namespace minidl {
 enum class Reduction { none, mean, sum, batchmean };
 
 struct NllLossOptions {
-  Tensor weight;                  // (C) per-class weights, or undefined
+  Tensor weight{};                // (C) per-class weights, or undefined
   Reduction reduction = Reduction::mean;
   int64_t ignore_index = -100;    // targets equal to this contribute nothing
 };
@@ -18,7 +18,7 @@ struct NllLossOptions {
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NllLossOptions& options = {});
 
 struct CrossEntropyOptions {
-  Tensor weight;
+  Tensor weight{};
   Reduction reduction = Reduction::mean;
   int64_t ignore_index = -100;
   double label_smoothing = 0;     // in [0, 1]: mixes the target with the uniform distribution

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # tools/install_deps.sh — installs the Debian packages minidl builds with, if missing.
 #
-# Build: cmake, g++, make, OpenMP (libgomp comes with g++), fmt, doctest.
+# Build: cmake, g++, make, OpenMP (libgomp comes with g++), fmt, doctest, zlib
+# (gzip'd IDX files), nlohmann-json (safetensors headers), CLI11 (the minidl
+# command). Data: Fashion-MNIST from dataset-fashion-mnist (about 30 MB).
 # The CUDA toolkit (nvcc under /usr/local/cuda) is optional: without it minidl
 # builds its CPU backend only (MINIDL_CUDA=AUTO). Needs root (or sudo) only when
 # something is missing.
 set -euo pipefail
 
-packages=(cmake g++ make libfmt-dev doctest-dev)
+packages=(cmake g++ make libfmt-dev doctest-dev zlib1g-dev nlohmann-json3-dev libcli11-dev dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,122 @@
+#include "nn/module.h"
+
+#include <set>
+#include <sstream>
+
+#include "core/autograd.h"
+#include "core/check.h"
+
+namespace minidl::nn {
+
+template <class F>
+void Module::visit(const std::string& prefix, F&& f) const {
+  f(prefix, *this);
+  for (const auto& [name, child] : children_) child->visit(prefix + name + ".", f);
+}
+
+void Module::register_parameter(std::string name, Tensor& t) {
+  MINIDL_CHECK(t.defined(), "register_parameter: '{}' is undefined", name);
+  if (!t.requires_grad()) t.requires_grad_(true);
+  params_.emplace_back(std::move(name), &t);
+}
+
+void Module::register_buffer(std::string name, Tensor& t) {
+  MINIDL_CHECK(t.defined(), "register_buffer: '{}' is undefined", name);
+  buffers_.emplace_back(std::move(name), &t);
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::named_parameters() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  visit("", [&](const std::string& prefix, const Module& m) {
+    for (const auto& [name, t] : m.params_) out.emplace_back(prefix + name, *t);
+  });
+  return out;
+}
+
+std::vector<Tensor> Module::parameters() const {
+  std::vector<Tensor> out;
+  for (auto& [name, t] : named_parameters()) out.push_back(t);
+  return out;
+}
+
+std::vector<std::pair<std::string, Tensor>> Module::named_buffers() const {
+  std::vector<std::pair<std::string, Tensor>> out;
+  visit("", [&](const std::string& prefix, const Module& m) {
+    for (const auto& [name, t] : m.buffers_) out.emplace_back(prefix + name, *t);
+  });
+  return out;
+}
+
+int64_t Module::parameter_count() const {
+  int64_t n = 0;
+  for (const Tensor& t : parameters()) n += t.numel();
+  return n;
+}
+
+StateDict Module::state_dict() const {
+  StateDict out;
+  for (auto& [name, t] : named_parameters()) out[name] = t;
+  for (auto& [name, t] : named_buffers()) out[name] = t;
+  return out;
+}
+
+void Module::load_state_dict(const StateDict& state, bool strict) {
+  NoGradGuard no_grad;
+  std::set<std::string> used;
+  auto load = [&](const std::string& name, Tensor& dst) {
+    auto it = state.find(name);
+    if (it == state.end()) {
+      MINIDL_CHECK(!strict, "load_state_dict: missing tensor '{}' (shape {})", name, dst.shape());
+      return;
+    }
+    const Tensor& src = it->second;
+    MINIDL_CHECK(src.shape() == dst.shape(), "load_state_dict: tensor '{}' has shape {} but the model expects {}", name,
+                 src.shape(), dst.shape());
+    MINIDL_CHECK(src.dtype() == dst.dtype(), "load_state_dict: tensor '{}' has dtype {} but the model expects {}", name,
+                 src.dtype(), dst.dtype());
+    dst.copy_(src);
+    used.insert(name);
+  };
+  visit("", [&](const std::string& prefix, const Module& m) {
+    for (auto& [name, t] : m.params_) load(prefix + name, *t);
+    for (auto& [name, t] : m.buffers_) load(prefix + name, *t);
+  });
+  if (strict)
+    for (const auto& [name, t] : state)
+      MINIDL_CHECK(used.count(name), "load_state_dict: unexpected tensor '{}' (shape {}) not in the model", name,
+                   t.shape());
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& [name, child] : children_) child->train(on);
+}
+
+void Module::to(Device device) {
+  NoGradGuard no_grad;
+  for (auto& [name, t] : params_) *t = t->to(device).detach().requires_grad_(true);
+  for (auto& [name, t] : buffers_) *t = t->to(device);
+  for (auto& [name, child] : children_) child->to(device);
+}
+
+void Module::zero_grad() {
+  for (const Tensor& p : parameters()) p.set_grad(Tensor());
+}
+
+std::string Module::str() const {
+  std::ostringstream os;
+  os << describe();
+  if (!children_.empty()) {
+    os << "(\n";
+    for (const auto& [name, child] : children_) {
+      std::string inner = child->str();
+      std::string indented;
+      for (char c : inner) indented += c == '\n' ? std::string("\n  ") : std::string(1, c);
+      os << "  (" << name << "): " << indented << "\n";
+    }
+    os << ")";
+  }
+  return os.str();
+}
+
+}  // namespace minidl::nn

@@ -1,0 +1,120 @@
+// nn/optim.h — SGD, Adam, AdamW; learning-rate schedules; gradient clipping.
+//
+// Each optimizer's step is written out as the update equations of the PyTorch
+// optimizer of the same name (quoted above each step), applied in place under
+// NoGradGuard with no allocation per step. Their state (momentum buffers, Adam's
+// moments and step count) can be saved and restored for `train --resume`.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "nn/module.h"
+
+namespace minidl::nn {
+
+class Optimizer {
+ public:
+  explicit Optimizer(std::vector<Tensor> params, double lr);
+  virtual ~Optimizer() = default;
+
+  virtual void step() = 0;
+  void zero_grad();
+  double lr() const { return lr_; }
+  void set_lr(double lr) { lr_ = lr; }
+  int64_t steps() const { return steps_; }
+  virtual std::string name() const = 0;
+
+  // State as named tensors ("exp_avg.3" = parameter 3's first moment) plus the step count.
+  StateDict state_dict() const;
+  void load_state_dict(const StateDict& state);  // errors name the missing or mis-shaped tensor
+
+ protected:
+  // Per-parameter state tensors, lazily zero-initialised, shaped like the parameter.
+  Tensor& state(const std::string& kind, size_t i);
+  std::vector<Tensor> params_;
+  double lr_;
+  int64_t steps_ = 0;
+
+ private:
+  std::map<std::string, std::vector<Tensor>> state_;
+};
+
+struct SGDOptions {
+  double lr = 0.01;
+  double momentum = 0;
+  double dampening = 0;
+  double weight_decay = 0;
+  bool nesterov = false;
+};
+
+class SGD : public Optimizer {
+ public:
+  SGD(std::vector<Tensor> params, SGDOptions options);
+  void step() override;
+  std::string name() const override { return "sgd"; }
+  SGDOptions options;
+};
+
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0;  // Adam: added to the gradient (L2); AdamW: decoupled decay
+};
+
+class Adam : public Optimizer {
+ public:
+  Adam(std::vector<Tensor> params, AdamOptions options, bool decoupled_weight_decay = false);
+  void step() override;
+  std::string name() const override { return decoupled_ ? "adamw" : "adam"; }
+  AdamOptions options;
+
+ private:
+  bool decoupled_;
+};
+
+// AdamW: Adam with weight decay applied to the weights directly (Loshchilov & Hutter).
+// PyTorch's default weight_decay for AdamW is 0.01.
+class AdamW : public Adam {
+ public:
+  AdamW(std::vector<Tensor> params, AdamOptions options) : Adam(std::move(params), options, true) {}
+};
+
+// Scales all gradients so their joint L2 norm is at most max_norm; returns the norm before.
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
+
+// Learning rate as a function of the step (0-based), from a base rate.
+class LRSchedule {
+ public:
+  virtual ~LRSchedule() = default;
+  virtual double lr_at(int64_t step) const = 0;
+};
+
+// base · gamma^(step / step_size)
+class StepLR : public LRSchedule {
+ public:
+  StepLR(double base_lr, int64_t step_size, double gamma) : base_(base_lr), step_size_(step_size), gamma_(gamma) {}
+  double lr_at(int64_t step) const override;
+
+ private:
+  double base_;
+  int64_t step_size_;
+  double gamma_;
+};
+
+// Linear warm-up from 0 over `warmup` steps, then a half cosine from base down to min_lr at `total`.
+class CosineWithWarmup : public LRSchedule {
+ public:
+  CosineWithWarmup(double base_lr, int64_t warmup, int64_t total, double min_lr = 0)
+      : base_(base_lr), warmup_(warmup), total_(total), min_(min_lr) {}
+  double lr_at(int64_t step) const override;
+
+ private:
+  double base_;
+  int64_t warmup_, total_;
+  double min_;
+};
+
+}  // namespace minidl::nn

@@ -1,0 +1,253 @@
+#include "nn/train.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "core/autograd.h"
+#include "core/check.h"
+#include "nn/safetensors.h"
+#include "ops/elementwise.h"
+#include "ops/loss.h"
+#include "ops/reduce.h"
+
+namespace minidl::nn {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+constexpr const char* kOptimizerPrefix = "optimizer.";
+constexpr const char* kFormat = "minidl-checkpoint-v1";
+}  // namespace
+
+// ---------------------------------------------------------------- config
+
+nlohmann::json TrainConfig::to_json() const {
+  return {{"model", model},         {"epochs", epochs},
+          {"batch", batch},         {"opt", opt},
+          {"lr", lr},               {"momentum", momentum},
+          {"weight_decay", weight_decay}, {"schedule", schedule},
+          {"warmup_epochs", warmup_epochs}, {"label_smoothing", label_smoothing},
+          {"clip_grad_norm", clip_grad_norm}, {"augment", augment},
+          {"seed", seed},           {"limit_train", limit_train},
+          {"limit_test", limit_test}, {"data_dir", data_dir}};
+}
+
+TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
+  TrainConfig c;
+  auto get = [&](const char* key, auto& field) {
+    if (j.contains(key)) field = j.at(key).get<std::decay_t<decltype(field)>>();
+  };
+  get("model", c.model), get("epochs", c.epochs), get("batch", c.batch), get("opt", c.opt), get("lr", c.lr);
+  get("momentum", c.momentum), get("weight_decay", c.weight_decay), get("schedule", c.schedule);
+  get("warmup_epochs", c.warmup_epochs), get("label_smoothing", c.label_smoothing);
+  get("clip_grad_norm", c.clip_grad_norm), get("augment", c.augment), get("seed", c.seed);
+  get("limit_train", c.limit_train), get("limit_test", c.limit_test), get("data_dir", c.data_dir);
+  return c;
+}
+
+// ---------------------------------------------------------------- evaluation
+
+EvalResult evaluate(Module& model, const ImageDataset& data, int64_t batch_size) {
+  NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  auto start = Clock::now();
+  EvalResult r;
+  r.confusion.assign(10, std::vector<int64_t>(10, 0));
+  DataLoader loader(data, {.batch_size = batch_size, .shuffle = false});
+  loader.start_epoch(0);
+  double loss_sum = 0;
+  while (auto batch = loader.next()) {
+    Tensor logits = model(batch->images);
+    loss_sum += cross_entropy(logits, batch->labels, {.reduction = Reduction::sum}).item();
+    std::vector<int64_t> pred = argmax(logits, 1).to_vector<int64_t>();
+    std::vector<int64_t> truth = batch->labels.to_vector<int64_t>();
+    for (size_t i = 0; i < pred.size(); ++i) ++r.confusion[truth[i]][pred[i]];
+    r.samples += static_cast<int64_t>(pred.size());
+  }
+  int64_t correct = 0;
+  for (int c = 0; c < 10; ++c) {
+    int64_t total = 0;
+    for (int p = 0; p < 10; ++p) total += r.confusion[c][p];
+    correct += r.confusion[c][c];
+    r.per_class_accuracy.push_back(total ? static_cast<double>(r.confusion[c][c]) / total : 0.0);
+  }
+  r.loss = r.samples ? loss_sum / r.samples : 0;
+  r.accuracy = r.samples ? static_cast<double>(correct) / r.samples : 0;
+  r.seconds = seconds_since(start);
+  model.train(was_training);
+  return r;
+}
+
+// ---------------------------------------------------------------- trainer
+
+Trainer::Trainer(TrainConfig config) : config_(std::move(config)) {
+  const TrainConfig& c = config_;
+  MINIDL_CHECK(c.epochs > 0 && c.batch > 0 && c.lr > 0, "train: epochs ({}), batch ({}) and lr ({}) must be positive",
+               c.epochs, c.batch, c.lr);
+  Generator gen(c.seed);
+  model_ = build_model(c.model, gen);
+  std::vector<Tensor> params = model_->parameters();
+  if (c.opt == "sgd") {
+    optimizer_ = std::make_unique<SGD>(params, SGDOptions{.lr = c.lr, .momentum = c.momentum,
+                                                          .weight_decay = std::max(c.weight_decay, 0.0)});
+  } else if (c.opt == "adam") {
+    optimizer_ = std::make_unique<Adam>(params, AdamOptions{.lr = c.lr, .weight_decay = std::max(c.weight_decay, 0.0)});
+  } else if (c.opt == "adamw") {
+    optimizer_ = std::make_unique<AdamW>(params,
+                                         AdamOptions{.lr = c.lr, .weight_decay = c.weight_decay < 0 ? 0.01 : c.weight_decay});
+  } else {
+    fail("train: unknown optimizer '{}' (known: sgd, adam, adamw)", c.opt);
+  }
+  MINIDL_CHECK(c.schedule == "cosine" || c.schedule == "step" || c.schedule == "none",
+               "train: unknown schedule '{}' (known: cosine, step, none)", c.schedule);
+}
+
+double Trainer::lr_for_step(int64_t step, int64_t steps_per_epoch) const {
+  const TrainConfig& c = config_;
+  if (c.schedule == "cosine") {
+    auto warmup = static_cast<int64_t>(c.warmup_epochs * static_cast<double>(steps_per_epoch));
+    return CosineWithWarmup(c.lr, warmup, c.epochs * steps_per_epoch).lr_at(step);
+  }
+  if (c.schedule == "step") return StepLR(c.lr, std::max<int64_t>(1, c.epochs / 3) * steps_per_epoch, 0.1).lr_at(step);
+  return c.lr;
+}
+
+EpochResult Trainer::run_epoch(const ImageDataset& train, const ImageDataset& test, const ProgressFn& progress) {
+  const TrainConfig& c = config_;
+  LoaderOptions lo{.batch_size = c.batch, .shuffle = true, .seed = c.seed};
+  if (c.augment) lo.crop_padding = 2, lo.hflip = true;
+  DataLoader loader(train, lo);
+  loader.start_epoch(epoch_);
+  model_->train();
+  const int64_t steps = loader.batches_per_epoch();
+  auto start = Clock::now();
+  double loss_sum = 0;
+  int64_t correct = 0, seen = 0, b = 0;
+  EpochResult r;
+  r.epoch = epoch_ + 1;
+  while (auto batch = loader.next()) {
+    const double lr = lr_for_step(epoch_ * steps + b, steps);
+    optimizer_->set_lr(lr);
+    Tensor logits = (*model_)(batch->images);
+    Tensor loss = cross_entropy(logits, batch->labels, {.label_smoothing = c.label_smoothing});
+    const double loss_value = loss.item();
+    MINIDL_CHECK(std::isfinite(loss_value),
+                 "train: the loss became {} at epoch {}, batch {} (lr {}); stopping before the weights are updated. "
+                 "The last checkpoint on disk is intact; try a lower --lr or --clip",
+                 loss_value, epoch_ + 1, b, lr);
+    optimizer_->zero_grad();
+    loss.backward();
+    if (c.clip_grad_norm > 0) clip_grad_norm(model_->parameters(), c.clip_grad_norm);
+    optimizer_->step();
+
+    const int64_t n = batch->labels.numel();
+    {
+      NoGradGuard no_grad;
+      correct += static_cast<int64_t>(sum(eq(argmax(logits, 1), batch->labels)).item());
+    }
+    loss_sum += loss_value * static_cast<double>(n);
+    seen += n;
+    ++b;
+    r.lr = lr;
+    if (progress) progress(epoch_ + 1, b, steps, loss_sum / seen, static_cast<double>(correct) / seen,
+                           seen / seconds_since(start));
+  }
+  r.seconds = seconds_since(start);
+  r.train_loss = seen ? loss_sum / seen : 0;
+  r.train_accuracy = seen ? static_cast<double>(correct) / seen : 0;
+  r.samples_per_second = seen / r.seconds;
+  r.test = evaluate(*model_, test);
+  ++epoch_;
+  history_.push_back(r);
+  return r;
+}
+
+void Trainer::save(const std::string& path) const {
+  StateDict tensors = model_->state_dict();
+  for (const auto& [name, t] : optimizer_->state_dict()) tensors[kOptimizerPrefix + name] = t;
+  nlohmann::json hist = nlohmann::json::array();
+  for (const EpochResult& e : history_) hist.push_back(to_json(e));
+  save_safetensors(path, tensors,
+                   {{"format", kFormat},
+                    {"arch", config_.model},
+                    {"optimizer", optimizer_->name()},
+                    {"epoch", std::to_string(epoch_)},
+                    {"config", config_.to_json().dump()},
+                    {"history", hist.dump()}});
+}
+
+namespace {
+// Splits a checkpoint into model and optimizer tensors, checking its metadata.
+struct Loaded {
+  SafeTensors file;
+  StateDict model, optimizer;
+};
+Loaded read_checkpoint(const std::string& path) {
+  Loaded l{load_safetensors(path), {}, {}};
+  auto arch = l.file.metadata.find("arch");
+  MINIDL_CHECK(arch != l.file.metadata.end(), "{}: no 'arch' in the safetensors metadata; not a minidl checkpoint",
+               path);
+  const auto& names = model_names();
+  MINIDL_CHECK(std::find(names.begin(), names.end(), arch->second) != names.end(),
+               "{}: unknown architecture '{}' in the metadata (known: mlp, mlp-small, cnn, resnet-s)", path,
+               arch->second);
+  const std::string prefix = kOptimizerPrefix;
+  for (const auto& [name, t] : l.file.tensors) {
+    if (name.rfind(prefix, 0) == 0) l.optimizer[name.substr(prefix.size())] = t;
+    else l.model[name] = t;
+  }
+  return l;
+}
+}  // namespace
+
+void Trainer::resume(const std::string& path) {
+  Loaded l = read_checkpoint(path);
+  MINIDL_CHECK(l.file.metadata["arch"] == config_.model, "{}: checkpoint holds a '{}' model but --model is '{}'", path,
+               l.file.metadata["arch"], config_.model);
+  MINIDL_CHECK(l.file.metadata["optimizer"] == optimizer_->name(),
+               "{}: checkpoint was trained with {} but --opt is {}", path, l.file.metadata["optimizer"],
+               optimizer_->name());
+  model_->load_state_dict(l.model);
+  optimizer_->load_state_dict(l.optimizer);
+  epoch_ = std::stoll(l.file.metadata["epoch"]);
+  history_.clear();
+  for (const auto& e : nlohmann::json::parse(l.file.metadata["history"])) {
+    EpochResult r;
+    r.epoch = e.at("epoch"), r.train_loss = e.at("train_loss"), r.train_accuracy = e.at("train_accuracy");
+    r.test.accuracy = e.at("test_accuracy"), r.test.loss = e.at("test_loss");
+    history_.push_back(r);
+  }
+}
+
+std::shared_ptr<Sequential> load_model(const std::string& path, std::string* arch) {
+  Loaded l = read_checkpoint(path);
+  Generator gen(0);
+  auto model = build_model(l.file.metadata["arch"], gen);
+  try {
+    model->load_state_dict(l.model);
+  } catch (const Error& e) {
+    fail("{}: {}", path, e.what());
+  }
+  if (arch) *arch = l.file.metadata["arch"];
+  return model;
+}
+
+nlohmann::json to_json(const EvalResult& r) {
+  return {{"loss", r.loss},       {"accuracy", r.accuracy},
+          {"samples", r.samples}, {"seconds", r.seconds},
+          {"per_class_accuracy", r.per_class_accuracy}, {"confusion", r.confusion}};
+}
+
+nlohmann::json to_json(const EpochResult& r) {
+  return {{"epoch", r.epoch},
+          {"train_loss", r.train_loss},
+          {"train_accuracy", r.train_accuracy},
+          {"test_loss", r.test.loss},
+          {"test_accuracy", r.test.accuracy},
+          {"seconds", r.seconds},
+          {"samples_per_second", r.samples_per_second},
+          {"lr", r.lr}};
+}
+
+}  // namespace minidl::nn

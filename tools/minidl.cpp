@@ -1,0 +1,189 @@
+// tools/minidl.cpp — the `minidl` command: train and evaluate classifiers.
+//
+//   minidl train --model cnn --epochs 3 --batch 128 --opt adamw --lr 1e-3 --seed 0 --out runs/cnn.safetensors
+//   minidl eval runs/cnn.safetensors
+//
+// Every subcommand has --help; --json prints one machine-readable object instead
+// of the human output. Later issues add prune, distill, quantize and bench here.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "minidl.h"
+#include "nn/train.h"
+
+using namespace minidl;
+using namespace minidl::nn;
+
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+// One line per epoch when stdout is not a terminal; a live bar when it is.
+class Progress {
+ public:
+  explicit Progress(bool json) : live_(!json && ::isatty(STDOUT_FILENO)) {}
+  void update(int64_t epoch, int64_t epochs, int64_t b, int64_t steps, double loss, double acc, double sps) {
+    if (!live_) return;
+    const int width = 30;
+    int filled = static_cast<int>(width * b / std::max<int64_t>(steps, 1));
+    double eta = sps > 0 ? static_cast<double>(steps - b) * (static_cast<double>(batch_) / sps) : 0;
+    std::printf("\repoch %lld/%lld [%s%s] %lld/%lld  loss %.4f  acc %5.1f%%  %6.0f samples/s  ETA %3.0fs ",
+                static_cast<long long>(epoch), static_cast<long long>(epochs), std::string(filled, '#').c_str(),
+                std::string(width - filled, '.').c_str(), static_cast<long long>(b), static_cast<long long>(steps), loss,
+                100 * acc, sps, eta);
+    std::fflush(stdout);
+  }
+  void end_line() {
+    if (live_) std::printf("\n");
+  }
+  void set_batch(int64_t b) { batch_ = b; }
+
+ private:
+  bool live_;
+  int64_t batch_ = 128;
+};
+
+void print_eval(const EvalResult& r) {
+  std::printf("test accuracy %.2f%%  loss %.4f  (%lld images, %.1f s)\n\n", 100 * r.accuracy, r.loss,
+              static_cast<long long>(r.samples), r.seconds);
+  std::printf("%-12s %8s\n", "class", "accuracy");
+  for (size_t c = 0; c < r.per_class_accuracy.size(); ++c)
+    std::printf("%-12s %7.1f%%\n", kFashionMnistClasses[c], 100 * r.per_class_accuracy[c]);
+  std::printf("\nconfusion matrix (rows: true class, columns: predicted)\n%12s", "");
+  for (int p = 0; p < 10; ++p) std::printf(" %5d", p);
+  std::printf("\n");
+  for (int t = 0; t < 10; ++t) {
+    std::printf("%d %-10.10s", t, kFashionMnistClasses[t]);
+    for (int p = 0; p < 10; ++p) std::printf(" %5lld", static_cast<long long>(r.confusion[t][p]));
+    std::printf("\n");
+  }
+}
+
+int run_train(TrainConfig config, const std::string& out, const std::string& resume, bool json) {
+  using Clock = std::chrono::steady_clock;
+  auto start = Clock::now();
+  ImageDataset train = load_mnist_format(config.data_dir, "train");
+  ImageDataset test = load_mnist_format(config.data_dir, "t10k");
+  if (config.limit_train > 0) train = train.subset(config.limit_train);
+  if (config.limit_test > 0) test = test.subset(config.limit_test);
+
+  Trainer trainer(config);
+  if (!resume.empty()) {
+    trainer.resume(resume);
+    if (!json) std::printf("resumed from %s after epoch %lld\n", resume.c_str(), static_cast<long long>(trainer.epochs_done()));
+  }
+  if (!json)
+    std::printf("training %s (%lld parameters) on %lld images, testing on %lld; %s lr %g, batch %lld, %lld epochs\n",
+                config.model.c_str(), static_cast<long long>(trainer.model().parameter_count()),
+                static_cast<long long>(train.size), static_cast<long long>(test.size), config.opt.c_str(), config.lr,
+                static_cast<long long>(config.batch), static_cast<long long>(config.epochs));
+  if (!out.empty() && std::filesystem::path(out).has_parent_path())
+    std::filesystem::create_directories(std::filesystem::path(out).parent_path());
+
+  Progress progress(json);
+  progress.set_batch(config.batch);
+  while (trainer.epochs_done() < config.epochs) {
+    EpochResult r = trainer.run_epoch(train, test, [&](int64_t e, int64_t b, int64_t steps, double loss, double acc, double sps) {
+      progress.update(e, config.epochs, b, steps, loss, acc, sps);
+    });
+    progress.end_line();
+    if (!out.empty()) trainer.save(out);  // atomic: the previous epoch's file survives a crash here
+    if (!json)
+      std::printf("epoch %lld/%lld  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  %.1f s (%.0f samples/s)\n",
+                  static_cast<long long>(r.epoch), static_cast<long long>(config.epochs), r.train_loss,
+                  100 * r.train_accuracy, r.test.loss, 100 * r.test.accuracy, r.seconds, r.samples_per_second);
+    std::fflush(stdout);
+  }
+  double total = std::chrono::duration<double>(Clock::now() - start).count();
+  if (json) {
+    nlohmann::json hist = nlohmann::json::array();
+    for (const auto& e : trainer.history()) hist.push_back(to_json(e));
+    const EpochResult& last = trainer.history().back();
+    nlohmann::json j = {{"command", "train"},          {"config", config.to_json()},
+                        {"accuracy", last.test.accuracy}, {"loss", last.test.loss},
+                        {"epochs", hist},              {"seconds", total},
+                        {"checkpoint", out}};
+    std::cout << j.dump() << std::endl;
+  } else {
+    std::printf("done in %.1f s%s%s\n", total, out.empty() ? "" : "; checkpoint ", out.c_str());
+  }
+  return 0;
+}
+
+int run_eval(const std::string& checkpoint, const std::string& data_dir, int64_t batch, int64_t limit, bool json) {
+  std::string arch;
+  auto model = load_model(checkpoint, &arch);
+  ImageDataset test = load_mnist_format(data_dir, "t10k");
+  if (limit > 0) test = test.subset(limit);
+  EvalResult r = evaluate(*model, test, batch);
+  if (json) {
+    nlohmann::json j = to_json(r);
+    j["command"] = "eval";
+    j["checkpoint"] = checkpoint;
+    j["model"] = arch;
+    std::cout << j.dump() << std::endl;
+  } else {
+    std::printf("%s: %s\n", checkpoint.c_str(), arch.c_str());
+    print_eval(r);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"minidl: train, compress and benchmark small classifiers"};
+  app.set_version_flag("--version", std::string("minidl ") + kVersion);
+  app.require_subcommand(1);
+
+  TrainConfig config;
+  std::string out = "runs/model.safetensors", resume;
+  bool train_json = false;
+  CLI::App* train = app.add_subcommand("train", "train a model on Fashion-MNIST (or --data DIR)");
+  train->add_option("--model", config.model, "mlp | mlp-small | cnn | resnet-s")->capture_default_str()
+      ->check(CLI::IsMember(model_names()));
+  train->add_option("--epochs", config.epochs, "epochs to train")->capture_default_str()->check(CLI::PositiveNumber);
+  train->add_option("--batch", config.batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  train->add_option("--opt", config.opt, "optimizer")->capture_default_str()->check(CLI::IsMember({"sgd", "adam", "adamw"}));
+  train->add_option("--lr", config.lr, "peak learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  train->add_option("--momentum", config.momentum, "SGD momentum")->capture_default_str();
+  train->add_option("--wd", config.weight_decay, "weight decay (-1: the optimizer's default)")->capture_default_str();
+  train->add_option("--schedule", config.schedule, "learning-rate schedule")->capture_default_str()
+      ->check(CLI::IsMember({"cosine", "step", "none"}));
+  train->add_option("--warmup", config.warmup_epochs, "warm-up epochs (cosine)")->capture_default_str();
+  train->add_option("--label-smoothing", config.label_smoothing, "cross-entropy label smoothing")->capture_default_str();
+  train->add_option("--clip", config.clip_grad_norm, "clip gradients to this global norm (0: off)")->capture_default_str();
+  train->add_flag("--augment", config.augment, "random crops (padding 2) and horizontal flips");
+  train->add_option("--seed", config.seed, "seed for initialisation, shuffling and augmentation")->capture_default_str();
+  train->add_option("--limit", config.limit_train, "train on the first N images only (0: all)")->capture_default_str();
+  train->add_option("--limit-test", config.limit_test, "test on the first N images only (0: all)")->capture_default_str();
+  train->add_option("--data", config.data_dir, "directory of MNIST-format IDX files")->capture_default_str();
+  train->add_option("--out", out, "checkpoint to write after each epoch (safetensors)")->capture_default_str();
+  train->add_option("--resume", resume, "continue from this checkpoint");
+  train->add_flag("--json", train_json, "print one JSON object instead of the human output");
+
+  std::string checkpoint, eval_data = kFashionMnistDir;
+  int64_t eval_batch = 256, eval_limit = 0;
+  bool eval_json = false;
+  CLI::App* eval = app.add_subcommand("eval", "evaluate a checkpoint on the test set");
+  eval->add_option("checkpoint", checkpoint, "a checkpoint written by minidl train")->required();
+  eval->add_option("--data", eval_data, "directory of MNIST-format IDX files")->capture_default_str();
+  eval->add_option("--batch", eval_batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  eval->add_option("--limit", eval_limit, "evaluate the first N test images only (0: all)")->capture_default_str();
+  eval->add_flag("--json", eval_json, "print one JSON object instead of the human output");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*train) return run_train(config, out, resume, train_json);
+    if (*eval) return run_eval(checkpoint, eval_data, eval_batch, eval_limit, eval_json);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "\nminidl: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
