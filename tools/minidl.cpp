@@ -15,6 +15,7 @@
 
 #include "minidl.h"
 #include "nn/train.h"
+#include "tools/bench/commands.h"
 
 using namespace minidl;
 using namespace minidl::nn;
@@ -177,10 +178,40 @@ int main(int argc, char** argv) {
   eval->add_option("--limit", eval_limit, "evaluate the first N test images only (0: all)")->capture_default_str();
   eval->add_flag("--json", eval_json, "print one JSON object instead of the human output");
 
+  CLI::App* bench = app.add_subcommand("bench", "benchmarks: warm-up, many timed runs, medians and spread");
+  bench->require_subcommand(1);
+  bench::CommonOptions bench_opts;
+  auto add_common = [&](CLI::App* cmd) {
+    cmd->add_flag("--json", bench_opts.json, "print one JSON object");
+    cmd->add_flag("--markdown", bench_opts.markdown, "print the table as Markdown");
+    cmd->add_option("--min-time", bench_opts.min_seconds, "time each variant at least this long (s)")->capture_default_str();
+    cmd->add_option("--min-runs", bench_opts.min_runs, "and at least this many runs")->capture_default_str();
+    cmd->add_option("--warmup", bench_opts.warmup, "untimed runs first")->capture_default_str();
+  };
+  std::vector<std::string> gemm_shapes = {"1024x1024x1024", "2048x2048x2048", "256x4096x4096", "128x784x512",
+                                          "128x512x256",    "128x3136x128",   "32x1024x1024"};
+  bool gemm_reference = false;
+  CLI::App* bench_gemm = bench->add_subcommand("gemm", "SGEMM: minidl against OpenBLAS (when built with it)");
+  bench_gemm->add_option("--shapes", gemm_shapes, "MxNxK shapes")->capture_default_str();
+  bench_gemm->add_flag("--reference", gemm_reference, "also time the reference loop");
+  add_common(bench_gemm);
+  std::string ts_model = "mlp", ts_data = kFashionMnistDir;
+  int64_t ts_batch = 128, ts_batches = 20;
+  bool ts_raw = false;
+  CLI::App* bench_ts = bench->add_subcommand("train-step", "one training step (forward, backward, AdamW) of a zoo model");
+  bench_ts->add_option("--model", ts_model, "model")->capture_default_str()->check(CLI::IsMember(model_names()));
+  bench_ts->add_option("--batch", ts_batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  bench_ts->add_option("--batches", ts_batches, "distinct fixed batches cycled through")->capture_default_str();
+  bench_ts->add_option("--data", ts_data, "directory of MNIST-format IDX files")->capture_default_str();
+  bench_ts->add_flag("--raw", ts_raw, "include every timed run in the JSON");
+  add_common(bench_ts);
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*train) return run_train(config, out, resume, train_json);
     if (*eval) return run_eval(checkpoint, eval_data, eval_batch, eval_limit, eval_json);
+    if (*bench_gemm) return bench::bench_gemm(gemm_shapes, gemm_reference, bench_opts);
+    if (*bench_ts) return bench::bench_train_step(ts_model, ts_batch, ts_batches, ts_data, ts_raw, bench_opts);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "\nminidl: error: %s\n", e.what());
     return 1;

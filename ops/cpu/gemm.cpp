@@ -1,25 +1,50 @@
-// ops/cpu/gemm.cpp — C (M, N) = alpha * A (M, K) · B (K, N) + beta * C.
+// ops/cpu/gemm.cpp — C (M, N) = alpha · A (M, K) · B (K, N) + beta · C.
 //
-// The reference-grade blocked GEMM. Compute-bound: the trick here is only to
-// keep B's rows contiguous in the innermost loop (packing a KC×N panel of B once
-// per K block, which also absorbs any transpose) and to parallelise over rows
-// of C. The fast, register-blocked AVX-512 kernel is the fast-CPU issue's job and
-// replaces the body of gemm() below, nothing else.
+// Two implementations, tested against each other (tests/test_gemm.cpp):
+//
+// v1 reference: a plain blocked loop. It packs a K-block of B row-major so the
+//    innermost loop reads B with stride 1, and splits rows of C across threads.
+//    Readable, correct for any strides; used for f64 and as the yardstick.
+//
+// v2 packed (f32): the BLIS design. Compute-bound, so the aim is to keep the FMA
+//    units busy: a micro-kernel holds an MR×NR tile of C in registers (14×32
+//    floats = 28 zmm registers with AVX-512, 6×16 = 12 ymm with AVX2) and, for
+//    each k, broadcasts MR values of A against NR values of B — one FMA per
+//    loaded vector. Around it, A and B are packed into contiguous panels laid out
+//    in exactly the order the micro-kernel reads them, blocked so that a KC×NR
+//    panel of B stays in L1, an MC×KC block of A in L2, and a KC×NC block of B in
+//    L3. Packing also absorbs transposes: a transposed operand is just other
+//    strides. The micro-kernel is picked at run time from the CPU's features, so
+//    one binary runs on AVX-512 and AVX2 machines.
+//
+// Threads split the larger of M and N into contiguous ranges; each thread packs
+// its own panels, so no thread waits on another inside the loop nest.
+#include <immintrin.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "core/error.h"
 #include "ops/cpu/dispatch.h"
 #include "ops/cpu/kernels.h"
 
 namespace minidl::cpu {
 
 namespace {
-constexpr int64_t kBlockK = 256;
-constexpr int64_t kBlockM = 32;
+
+// ---------------------------------------------------------------- v1: reference
+
+constexpr int64_t kRefBlockK = 256;
+constexpr int64_t kRefBlockM = 32;
 
 template <class T>
-void gemm_typed(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A, const TensorArg& B, T beta,
-                const TensorArg& C) {
+void gemm_reference(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A, const TensorArg& B, T beta,
+                    const TensorArg& C) {
   const T* a = A.ptr<T>();
   const T* b = B.ptr<T>();
   T* c = C.ptr<T>();
@@ -33,17 +58,17 @@ void gemm_typed(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A, co
     for (int64_t j = 0; j < N; ++j) c[i * c_rs + j] = beta == T(0) ? T(0) : beta * c[i * c_rs + j];
   if (K == 0 || alpha == T(0)) return;
 
-  std::vector<T> panel(static_cast<size_t>(std::min(K, kBlockK) * N));
-  for (int64_t k0 = 0; k0 < K; k0 += kBlockK) {
-    const int64_t kc = std::min(kBlockK, K - k0);
+  std::vector<T> panel(static_cast<size_t>(std::min(K, kRefBlockK) * N));
+  for (int64_t k0 = 0; k0 < K; k0 += kRefBlockK) {
+    const int64_t kc = std::min(kRefBlockK, K - k0);
     // Pack B[k0:k0+kc, :] row-major: the inner loop below then reads it with stride 1.
 #pragma omp parallel for if (kc * N > 32768)
     for (int64_t k = 0; k < kc; ++k)
       for (int64_t j = 0; j < N; ++j) panel[k * N + j] = b[(k0 + k) * b_rs + j * b_cs];
 
 #pragma omp parallel for schedule(static) if (M * N * kc > 65536)
-    for (int64_t i0 = 0; i0 < M; i0 += kBlockM) {
-      const int64_t i1 = std::min(M, i0 + kBlockM);
+    for (int64_t i0 = 0; i0 < M; i0 += kRefBlockM) {
+      const int64_t i1 = std::min(M, i0 + kRefBlockM);
       for (int64_t i = i0; i < i1; ++i) {
         T* c_row = c + i * c_rs;
         for (int64_t k = 0; k < kc; ++k) {
@@ -55,13 +80,280 @@ void gemm_typed(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A, co
     }
   }
 }
+
+// ---------------------------------------------------------------- v2: packed micro-kernels
+
+// C tile (m × n, row stride ldc) = alpha · Ã·B̃ + beta · C, from packed panels:
+// a = kc steps of MR values, b = kc steps of NR values. m <= MR, n <= NR.
+using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha,
+                             float beta, int64_t m, int64_t n);
+
+// Writes a finished register tile to C: full tiles straight from registers,
+// edge tiles through a small buffer.
+template <int MR, int NR>
+inline void store_tile(const float (&acc)[MR][NR], float* c, int64_t ldc, float alpha, float beta, int64_t m, int64_t n) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      float v = alpha * acc[i][j];
+      c[i * ldc + j] = beta == 0.0f ? v : v + beta * c[i * ldc + j];
+    }
+}
+
+// Plain C++: the fallback for CPUs with neither AVX2 nor AVX-512 (and a readable statement of the contract).
+constexpr int kGenericMR = 4, kGenericNR = 8;
+void kernel_generic(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta,
+                    int64_t m, int64_t n) {
+  float acc[kGenericMR][kGenericNR] = {};
+  for (int64_t k = 0; k < kc; ++k, a += kGenericMR, b += kGenericNR)
+    for (int i = 0; i < kGenericMR; ++i)
+      for (int j = 0; j < kGenericNR; ++j) acc[i][j] += a[i] * b[j];
+  store_tile<kGenericMR, kGenericNR>(acc, c, ldc, alpha, beta, m, n);
+}
+
+// AVX2 + FMA: 6 rows × 16 columns = 12 ymm accumulators, 2 B loads and 1 broadcast per step.
+constexpr int kAvx2MR = 6, kAvx2NR = 16;
+__attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                                     float alpha, float beta, int64_t m, int64_t n) {
+  __m256 acc[kAvx2MR][2];
+  for (auto& row : acc) row[0] = row[1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k, a += kAvx2MR, b += kAvx2NR) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < kAvx2MR; ++i) {
+      const __m256 ai = _mm256_broadcast_ss(a + i);
+      acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+    }
+  }
+  if (m == kAvx2MR && n == kAvx2NR) {
+    const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+    for (int i = 0; i < kAvx2MR; ++i)
+      for (int h = 0; h < 2; ++h) {
+        float* p = c + i * ldc + 8 * h;
+        __m256 v = _mm256_mul_ps(va, acc[i][h]);
+        if (beta != 0.0f) v = _mm256_fmadd_ps(vb, _mm256_loadu_ps(p), v);
+        _mm256_storeu_ps(p, v);
+      }
+    return;
+  }
+  alignas(32) float tile[kAvx2MR][kAvx2NR];
+  for (int i = 0; i < kAvx2MR; ++i) _mm256_store_ps(tile[i], acc[i][0]), _mm256_store_ps(tile[i] + 8, acc[i][1]);
+  store_tile<kAvx2MR, kAvx2NR>(tile, c, ldc, alpha, beta, m, n);
+}
+
+// AVX-512: 14 rows × 32 columns = 28 zmm accumulators; 2 B loads and 14 broadcasts
+// (folded into the FMAs as embedded broadcasts) per step: 28 FMAs per 2 loads.
+constexpr int kAvx512MR = 14, kAvx512NR = 32;
+__attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* a, const float* b, float* c,
+                                                       int64_t ldc, float alpha, float beta, int64_t m, int64_t n) {
+  __m512 acc[kAvx512MR][2];
+  for (auto& row : acc) row[0] = row[1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k, a += kAvx512MR, b += kAvx512NR) {
+    const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 14
+    for (int i = 0; i < kAvx512MR; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[i]);
+      acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+    }
+  }
+  if (m == kAvx512MR && n == kAvx512NR) {
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    for (int i = 0; i < kAvx512MR; ++i)
+      for (int h = 0; h < 2; ++h) {
+        float* p = c + i * ldc + 16 * h;
+        __m512 v = _mm512_mul_ps(va, acc[i][h]);
+        if (beta != 0.0f) v = _mm512_fmadd_ps(vb, _mm512_loadu_ps(p), v);
+        _mm512_storeu_ps(p, v);
+      }
+    return;
+  }
+  alignas(64) float tile[kAvx512MR][kAvx512NR];
+  for (int i = 0; i < kAvx512MR; ++i) _mm512_store_ps(tile[i], acc[i][0]), _mm512_store_ps(tile[i] + 16, acc[i][1]);
+  store_tile<kAvx512MR, kAvx512NR>(tile, c, ldc, alpha, beta, m, n);
+}
+
+struct KernelInfo {
+  MicroKernel fn;
+  int64_t mr, nr;
+};
+
+KernelInfo kernel_info(GemmKernel k) {
+  switch (k) {
+    case GemmKernel::avx512: return {kernel_avx512, kAvx512MR, kAvx512NR};
+    case GemmKernel::avx2: return {kernel_avx2, kAvx2MR, kAvx2NR};
+    default: return {kernel_generic, kGenericMR, kGenericNR};
+  }
+}
+
+// Cache blocking: KC×NR of B (24 KiB) in L1, MC×KC of A (~130 KiB) in L2, KC×NC of B in L3.
+constexpr int64_t kKC = 192, kMC = 168, kNC = 3072;
+
+// A 64-byte-aligned scratch buffer per thread, grown on demand and reused:
+// packing allocates nothing after the first call.
+float* scratch(int slot, size_t floats) {
+  struct Buffer {
+    float* data = nullptr;
+    size_t size = 0;
+    ~Buffer() { std::free(data); }
+  };
+  thread_local Buffer buffers[2];
+  Buffer& b = buffers[slot];
+  if (b.size < floats) {
+    std::free(b.data);
+    size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
+    b.data = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (!b.data) throw Error("gemm: out of memory for packing buffers");
+    b.size = floats;
+  }
+  return b.data;
+}
+
+// Packs A[i0:i0+mc, k0:k0+kc] into panels of MR rows: panel p holds, for each k,
+// the MR values A[i0+p·MR+i, k0+k] (zero beyond the matrix).
+void pack_a(const float* a, int64_t rs, int64_t cs, int64_t mc, int64_t kc, int64_t mr, float* out) {
+  for (int64_t p = 0; p < mc; p += mr) {
+    const int64_t rows = std::min(mr, mc - p);
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* col = a + p * rs + k * cs;
+      for (int64_t i = 0; i < rows; ++i) out[i] = col[i * rs];
+      for (int64_t i = rows; i < mr; ++i) out[i] = 0.0f;
+      out += mr;
+    }
+  }
+}
+
+// Packs B[k0:k0+kc, j0:j0+nc] into panels of NR columns: panel q holds, for each k,
+// the NR values B[k0+k, j0+q·NR+j] (zero beyond the matrix).
+void pack_b(const float* b, int64_t rs, int64_t cs, int64_t kc, int64_t nc, int64_t nr, float* out) {
+  for (int64_t q = 0; q < nc; q += nr) {
+    const int64_t cols = std::min(nr, nc - q);
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* row = b + k * rs + q * cs;
+      if (cs == 1) {
+        std::copy_n(row, cols, out);
+      } else {
+        for (int64_t j = 0; j < cols; ++j) out[j] = row[j * cs];
+      }
+      for (int64_t j = cols; j < nr; ++j) out[j] = 0.0f;
+      out += nr;
+    }
+  }
+}
+
+struct Operand {
+  const float* p;
+  int64_t rs, cs;
+};
+
+// The BLIS loop nest for the block C[m0:m1, n0:n1] (one thread's share).
+void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, float alpha,
+                Operand A, Operand B, float beta, float* c, int64_t ldc) {
+  const int64_t mr = kern.mr, nr = kern.nr;
+  float* bbuf = scratch(0, static_cast<size_t>(kKC * ((kNC + nr - 1) / nr) * nr));
+  float* abuf = scratch(1, static_cast<size_t>(kKC * ((kMC + mr - 1) / mr) * mr));
+  for (int64_t jc = n0; jc < n1; jc += kNC) {
+    const int64_t nc = std::min(kNC, n1 - jc);
+    for (int64_t pc = 0; pc < K; pc += kKC) {
+      const int64_t kc = std::min(kKC, K - pc);
+      pack_b(B.p + pc * B.rs + jc * B.cs, B.rs, B.cs, kc, nc, nr, bbuf);
+      const float beta_here = pc == 0 ? beta : 1.0f;  // later K blocks accumulate
+      for (int64_t ic = m0; ic < m1; ic += kMC) {
+        const int64_t mc = std::min(kMC, m1 - ic);
+        pack_a(A.p + ic * A.rs + pc * A.cs, A.rs, A.cs, mc, kc, mr, abuf);
+        for (int64_t jr = 0; jr < nc; jr += nr)
+          for (int64_t ir = 0; ir < mc; ir += mr)
+            kern.fn(kc, abuf + ir * kc, bbuf + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, alpha, beta_here,
+                    std::min(mr, mc - ir), std::min(nr, nc - jr));
+      }
+    }
+  }
+}
+
+void gemm_packed(GemmKernel which, int64_t M, int64_t N, int64_t K, float alpha, const TensorArg& A,
+                 const TensorArg& B, float beta, const TensorArg& C) {
+  float* c = C.ptr<float>();
+  const int64_t ldc = C.strides[0];
+  if (K == 0 || alpha == 0.0f) {  // only the beta scaling is left
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return;
+  }
+  const KernelInfo kern = kernel_info(which);
+  const Operand a{A.ptr<float>(), A.strides[0], A.strides[1]}, b{B.ptr<float>(), B.strides[0], B.strides[1]};
+  int threads = 1;
+#ifdef _OPENMP
+  // Below ~1 MFLOP a parallel region costs more than it saves.
+  if (2.0 * static_cast<double>(M) * N * K > 1e6 && !omp_in_parallel()) threads = omp_get_max_threads();
+#endif
+  // Split the dimension that gives each thread whole micro-tiles: N in NR units, or M in MR units.
+  const bool split_n = (N + kern.nr - 1) / kern.nr >= (M + kern.mr - 1) / kern.mr;
+  const int64_t units = split_n ? (N + kern.nr - 1) / kern.nr : (M + kern.mr - 1) / kern.mr;
+  threads = static_cast<int>(std::min<int64_t>(threads, units));
+  if (threads <= 1) {
+    gemm_block(kern, 0, M, 0, N, K, alpha, a, b, beta, c, ldc);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+#ifdef _OPENMP
+    const int64_t t = omp_get_thread_num();
+#else
+    const int64_t t = 0;
+#endif
+    const int64_t u0 = units * t / threads, u1 = units * (t + 1) / threads;
+    if (split_n) {
+      gemm_block(kern, 0, M, u0 * kern.nr, std::min(N, u1 * kern.nr), K, alpha, a, b, beta, c, ldc);
+    } else {
+      gemm_block(kern, u0 * kern.mr, std::min(M, u1 * kern.mr), 0, N, K, alpha, a, b, beta, c, ldc);
+    }
+  }
+}
+
+GemmKernel best_kernel() {
+  static const GemmKernel best = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return GemmKernel::avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return GemmKernel::avx2;
+    return GemmKernel::generic;
+  }();
+  return best;
+}
+
 }  // namespace
 
+bool gemm_kernel_supported(GemmKernel k) {
+  __builtin_cpu_init();
+  switch (k) {
+    case GemmKernel::avx512: return __builtin_cpu_supports("avx512f");
+    case GemmKernel::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    default: return true;
+  }
+}
+
+const char* gemm_kernel_name(GemmKernel k) {
+  switch (k) {
+    case GemmKernel::best: return gemm_kernel_name(best_kernel());
+    case GemmKernel::reference: return "reference";
+    case GemmKernel::generic: return "packed-generic";
+    case GemmKernel::avx2: return "packed-avx2 (6x16)";
+    case GemmKernel::avx512: return "packed-avx512 (14x32)";
+  }
+  return "?";
+}
+
 void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, const TensorArg& B, double beta,
-          const TensorArg& C) {
+          const TensorArg& C, GemmKernel kernel) {
+  if (M == 0 || N == 0) return;
+  if (kernel == GemmKernel::best) kernel = best_kernel();
+  if (C.dtype == DType::f32 && kernel != GemmKernel::reference) {
+    if (!gemm_kernel_supported(kernel)) throw Error(std::string("gemm: this CPU cannot run ") + gemm_kernel_name(kernel));
+    gemm_packed(kernel, M, N, K, static_cast<float>(alpha), A, B, static_cast<float>(beta), C);
+    return;
+  }
   dispatch_f32_f64(C.dtype, "gemm", [&](auto tag) {
     using T = decltype(tag);
-    gemm_typed<T>(M, N, K, T(alpha), A, B, T(beta), C);
+    gemm_reference<T>(M, N, K, T(alpha), A, B, T(beta), C);
   });
 }
 

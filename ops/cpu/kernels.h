@@ -38,10 +38,14 @@ void reduce_rows(ReduceOp op, const TensorArg& values, const TensorArg& indices,
                  double correction);
 
 // C (M, N) := alpha * A (M, K) · B (K, N) + beta * C. Any strides on A and B (a
-// transposed operand is just swapped strides); C row-major. The one place a faster
-// GEMM goes in.
+// transposed operand is just swapped strides); C has unit column stride. beta = 0
+// overwrites C without reading it. `best` picks the fastest kernel this CPU runs
+// (f32: packed AVX-512 or AVX2; f64: the reference loop); tests name each one.
+enum class GemmKernel { best, reference, generic, avx2, avx512 };
 void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, const TensorArg& B, double beta,
-          const TensorArg& C);
+          const TensorArg& C, GemmKernel kernel = GemmKernel::best);
+bool gemm_kernel_supported(GemmKernel kernel);
+const char* gemm_kernel_name(GemmKernel kernel);
 
 struct Conv2dParams {
   int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;

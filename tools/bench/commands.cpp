@@ -1,0 +1,162 @@
+#include "tools/bench/commands.h"
+
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "minidl.h"
+#include "nn/train.h"
+#include "ops/cpu/kernels.h"
+#include "tools/bench/benchmark.h"
+
+#ifdef MINIDL_HAVE_OPENBLAS
+extern "C" {
+// The two OpenBLAS entry points the comparison needs (declared here so the tool
+// does not depend on which cblas.h flavour is installed).
+enum CBLAS_ORDER_ { kRowMajor = 101 };
+enum CBLAS_TRANSPOSE_ { kNoTrans = 111 };
+void cblas_sgemm(int order, int transa, int transb, int m, int n, int k, float alpha, const float* a, int lda,
+                 const float* b, int ldb, float beta, float* c, int ldc);
+char* openblas_get_corename(void);
+int openblas_get_num_threads(void);
+}
+#endif
+
+namespace minidl::bench {
+
+namespace {
+
+Options to_options(const CommonOptions& o) {
+  return {.warmup = o.warmup, .min_runs = o.min_runs, .min_seconds = o.min_seconds};
+}
+
+int threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+void emit(const Table& t, const nlohmann::json& j, const CommonOptions& o) {
+  if (o.json) std::cout << j.dump() << std::endl;
+  else if (o.markdown) std::cout << t.markdown();
+  else std::cout << t.text();
+}
+
+std::string fixed(double v, int digits) {
+  std::ostringstream os;
+  os.precision(digits);
+  os << std::fixed << v;
+  return os.str();
+}
+
+}  // namespace
+
+int bench_gemm(const std::vector<std::string>& shapes, bool with_reference, const CommonOptions& o) {
+  nlohmann::json results = nlohmann::json::array();
+  std::vector<std::string> columns = {"M x N x K", "minidl GFLOP/s"};
+  if (with_reference) columns.push_back("reference GFLOP/s");
+#ifdef MINIDL_HAVE_OPENBLAS
+  const std::string blas_core = openblas_get_corename();
+  columns.push_back("OpenBLAS GFLOP/s");
+  columns.push_back("minidl / OpenBLAS");
+#endif
+  Table table(fmt::format("SGEMM, {} threads, kernel {}", threads(), cpu::gemm_kernel_name(cpu::GemmKernel::best)),
+              columns);
+  for (const std::string& shape : shapes) {
+    int64_t M = 0, N = 0, K = 0;
+    char x1 = 0, x2 = 0;
+    std::istringstream in(shape);
+    in >> M >> x1 >> N >> x2 >> K;
+    if (!in || x1 != 'x' || x2 != 'x' || M <= 0 || N <= 0 || K <= 0)
+      throw Error("bench gemm: cannot parse shape '" + shape + "' (expected MxNxK, e.g. 1024x1024x1024)");
+    Generator gen(static_cast<uint64_t>(M * 31 + N * 7 + K));
+    Tensor A = randn({M, K}, {}, gen), B = randn({K, N}, {}, gen), C = zeros({M, N});
+    const double flops = 2.0 * static_cast<double>(M) * N * K;
+    std::vector<Variant> variants = {
+        {"minidl", [&] { cpu::gemm(M, N, K, 1.0, A.arg(), B.arg(), 0.0, C.arg()); }}};
+    if (with_reference)
+      variants.push_back({"reference", [&] {
+                            cpu::gemm(M, N, K, 1.0, A.arg(), B.arg(), 0.0, C.arg(), cpu::GemmKernel::reference);
+                          }});
+#ifdef MINIDL_HAVE_OPENBLAS
+    Tensor C2 = zeros({M, N});
+    variants.push_back({"openblas", [&] {
+                          cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, static_cast<int>(M), static_cast<int>(N),
+                                      static_cast<int>(K), 1.0f, A.data_ptr<float>(), static_cast<int>(K),
+                                      B.data_ptr<float>(), static_cast<int>(N), 0.0f, C2.data_ptr<float>(),
+                                      static_cast<int>(N));
+                        }});
+#endif
+    SideBySide r = run_side_by_side(variants, to_options(o));
+    std::vector<std::string> row = {shape};
+    nlohmann::json jr = {{"shape", {M, N, K}}, {"flops", flops}};
+    for (size_t v = 0; v < variants.size(); ++v) {
+      row.push_back(fixed(flops / r.stats[v].median / 1e9, 1) + (r.stats[v].noisy() ? " (noisy)" : ""));
+      jr[variants[v].name] = r.stats[v].to_json();
+      jr[variants[v].name]["throughput"] = throughput_json(r.stats[v], {.flops = flops});
+    }
+#ifdef MINIDL_HAVE_OPENBLAS
+    // speedup[i] = t(minidl) / t(i) per round; minidl / OpenBLAS throughput = its inverse.
+    const double vs_blas = 1.0 / r.speedup.back();
+    row.push_back(fixed(vs_blas, 2) + "x");
+    jr["minidl_over_openblas"] = {{"median", vs_blas}, {"p10", 1.0 / r.speedup_p90.back()},
+                                  {"p90", 1.0 / r.speedup_p10.back()}};
+#endif
+    table.add_row(row);
+    results.push_back(jr);
+  }
+  nlohmann::json j = {{"benchmark", "gemm"}, {"threads", threads()},
+                      {"kernel", cpu::gemm_kernel_name(cpu::GemmKernel::best)}, {"results", results},
+                      {"table", table.json()}};
+#ifdef MINIDL_HAVE_OPENBLAS
+  j["openblas_core"] = blas_core;
+  if (!o.json) std::printf("OpenBLAS core: %s, %d threads\n", blas_core.c_str(), openblas_get_num_threads());
+#else
+  if (!o.json) std::printf("(built without OpenBLAS: install libopenblas-dev and reconfigure to compare)\n");
+#endif
+  emit(table, j, o);
+  return 0;
+}
+
+int bench_train_step(const std::string& model_name, int64_t batch, int64_t batches, const std::string& data_dir,
+                     bool raw, const CommonOptions& o) {
+  using namespace minidl::nn;
+  ImageDataset train = load_mnist_format(data_dir, "train").subset(batch * batches);
+  DataLoader loader(train, {.batch_size = batch, .shuffle = false, .drop_last = true});
+  loader.start_epoch(0);
+  std::vector<Batch> fixed_batches;
+  while (auto b = loader.next()) fixed_batches.push_back(*b);
+  if (fixed_batches.empty()) throw Error("bench train-step: not enough images for one batch");
+
+  Generator gen(0);
+  auto model = build_model(model_name, gen);
+  model->train();
+  AdamW opt(model->parameters(), {.lr = 1e-3});
+  size_t next = 0;
+  auto step = [&] {
+    const Batch& b = fixed_batches[next++ % fixed_batches.size()];
+    Tensor loss = cross_entropy((*model)(b.images), b.labels);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  };
+  Stats s = run(step, to_options(o));
+  Table table(fmt::format("training step: {}, batch {}, AdamW, {} threads", model_name, batch, threads()),
+              {"model", "median", "p10", "p90", "samples/s"});
+  table.add_row({model_name, format_seconds(s.median), format_seconds(s.p10), format_seconds(s.p90),
+                 fixed(static_cast<double>(batch) / s.median, 0) + (s.noisy() ? " (noisy)" : "")});
+  nlohmann::json j = {{"benchmark", "train-step"}, {"model", model_name}, {"batch", batch}, {"threads", threads()},
+                      {"stats", s.to_json()}, {"throughput", throughput_json(s, {.samples = static_cast<double>(batch)})},
+                      {"table", table.json()}};
+  if (raw) j["seconds"] = s.seconds;
+  emit(table, j, o);
+  return 0;
+}
+
+}  // namespace minidl::bench
