@@ -1,56 +1,78 @@
-// ops/norm.cpp — batch_norm and dropout, composed from differentiable ops.
+// ops/norm.cpp — batch_norm (a fused kernel with its own backward, see
+// ops/cpu/norm.cpp) and dropout (composed from differentiable ops).
 #include "ops/norm.h"
 
 #include "core/autograd.h"
 #include "core/check.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
+#include "ops/cpu/kernels.h"
+#include "ops/dispatch.h"
 #include "ops/reduce.h"
 
 namespace minidl {
 
-Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
                   const Tensor& bias, bool training, double momentum, double eps) {
-  MINIDL_CHECK(x.dim() >= 2, "batch_norm: input must be (N, C) or (N, C, *), got {}", x.shape());
-  MINIDL_CHECK(is_floating(x.dtype()), "batch_norm: expected a floating-point input, got {}", x.dtype());
-  const int64_t C = x.size(1);
+  MINIDL_CHECK(x_in.dim() >= 2, "batch_norm: input must be (N, C) or (N, C, *), got {}", x_in.shape());
+  MINIDL_CHECK(x_in.dtype() == DType::f32 || x_in.dtype() == DType::f64, "batch_norm: expected f32 or f64, got {}",
+               x_in.dtype());
+  require_cpu("batch_norm", common_device("batch_norm", {x_in, running_mean, running_var, weight, bias}));
+  const int64_t N = x_in.size(0), C = x_in.size(1);
   for (const Tensor* t : {&running_mean, &running_var, &weight, &bias})
     if (t->defined())
       MINIDL_CHECK(t->dim() == 1 && t->size(0) == C, "batch_norm: per-channel tensor {} does not match {} channels of {}",
-                   t->shape(), C, x.shape());
+                   t->shape(), C, x_in.shape());
   MINIDL_CHECK(training || (running_mean.defined() && running_var.defined()),
                "batch_norm: eval mode needs running_mean and running_var");
+  const int64_t L = C == 0 ? 0 : x_in.numel() / std::max<int64_t>(N * C, 1);
+  const int64_t count = N * L;  // values per channel
 
-  // Per-channel tensors broadcast as (1, C, 1, ...).
-  Shape channel_shape(x.dim(), 1);
-  channel_shape[1] = C;
-  Shape dims{0};
-  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
-  int64_t count = x.numel() / std::max<int64_t>(C, 1);
-
-  Tensor mu, variance;
-  if (training) {
-    MINIDL_CHECK(count > 1, "batch_norm: expected more than 1 value per channel when training, got input {}",
-                 x.shape());
-    mu = mean(x, dims, true);
-    variance = var(x, dims, /*correction=*/0, true);
-    if (running_mean.defined() && running_var.defined()) {
-      NoGradGuard no_grad;
-      double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
-      Tensor m = scalar_like(momentum, running_mean), keep = scalar_like(1 - momentum, running_mean);
-      Tensor new_mean = add(mul(keep, running_mean), mul(m, mu.reshape({C}).to(running_mean.dtype())));
-      Tensor new_var = add(mul(keep, running_var), mul(m, mul(variance.reshape({C}), scalar_like(unbias, variance))
-                                                             .to(running_var.dtype())));
-      Tensor(running_mean).copy_(new_mean);  // the buffers are updated in place
-      Tensor(running_var).copy_(new_var);
+  // The kernels see x as (N, C, L) contiguous and per-channel tensors in x's dtype.
+  Tensor x = x_in.contiguous();
+  const TensorOptions opts{.dtype = x.dtype()};
+  auto per_channel = [&](const Tensor& t) { return t.defined() ? t.detach().to(x.dtype()).contiguous() : Tensor(); };
+  Tensor w = per_channel(weight), b = per_channel(bias);
+  Tensor mean, invstd;
+  {
+    NoGradGuard no_grad;
+    if (training) {
+      MINIDL_CHECK(count > 1, "batch_norm: expected more than 1 value per channel when training, got input {}",
+                   x_in.shape());
+      mean = empty({C}, opts);
+      Tensor var = empty({C}, opts);
+      cpu::batch_norm_stats(mean.arg(), var.arg(), x.reshape({N, C, L}).arg());
+      invstd = div(ones({C}, opts), sqrt(add(var, eps)));
+      if (running_mean.defined() && running_var.defined()) {
+        // running = (1 - momentum) · running + momentum · batch, the variance unbiased
+        const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
+        Tensor(running_mean).copy_(add(mul(running_mean, 1 - momentum), mul(mean.to(running_mean.dtype()), momentum)));
+        Tensor(running_var)
+            .copy_(add(mul(running_var, 1 - momentum), mul(var.to(running_var.dtype()), momentum * unbias)));
+      }
+    } else {
+      mean = running_mean.to(x.dtype()).clone();  // a snapshot: the buffer may change before backward
+      invstd = div(ones({C}, opts), sqrt(add(running_var.to(x.dtype()), eps)));
     }
-  } else {
-    mu = running_mean.to(x.dtype()).reshape(channel_shape);
-    variance = running_var.to(x.dtype()).reshape(channel_shape);
   }
-  Tensor y = div(sub(x, mu), sqrt(add(variance, scalar_like(eps, variance))));
-  if (weight.defined()) y = mul(y, weight.reshape(channel_shape));
-  if (bias.defined()) y = add(y, bias.reshape(channel_shape));
+  auto arg_or_null = [](const Tensor& t) { return t.defined() ? t.arg() : TensorArg{}; };
+  Tensor y = empty(x.shape(), opts);
+  cpu::batch_norm_apply(y.reshape({N, C, L}).arg(), x.reshape({N, C, L}).arg(), mean.arg(), invstd.arg(),
+                        arg_or_null(w), arg_or_null(b));
+
+  record(y, "BatchNormBackward", {x, weight, bias},
+         [x = x.detach(), mean, invstd, w, training, N, C, L](const Tensor& g_in, const NeedsGrad& needs) {
+           Tensor g = g_in.contiguous();
+           const TensorOptions o{.dtype = x.dtype()};
+           Tensor gx = needs[0] ? empty(x.shape(), o) : Tensor();
+           Tensor gw = needs[1] ? empty({C}, o) : Tensor();
+           Tensor gb = needs[2] ? empty({C}, o) : Tensor();
+           auto arg_or_null = [](const Tensor& t) { return t.defined() ? t.arg() : TensorArg{}; };
+           cpu::batch_norm_backward(gx.defined() ? gx.reshape({N, C, L}).arg() : TensorArg{}, arg_or_null(gw),
+                                    arg_or_null(gb), g.reshape({N, C, L}).arg(), x.reshape({N, C, L}).arg(),
+                                    mean.arg(), invstd.arg(), arg_or_null(w), training);
+           return grads{gx, gw, gb};
+         });
   return y;
 }
 

@@ -71,6 +71,18 @@ void avg_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const Pool2dP
 void adaptive_avg_pool2d_forward(const TensorArg& y, const TensorArg& x);
 void adaptive_avg_pool2d_backward(const TensorArg& gx, const TensorArg& gy);
 
+// Batch norm over x (N, C, L) contiguous; per-channel tensors are (C).
+// mean, var := the channel's mean and biased variance.
+void batch_norm_stats(const TensorArg& mean, const TensorArg& var, const TensorArg& x);
+// y := (x - mean) · invstd · weight + bias (weight, bias may have null data).
+void batch_norm_apply(const TensorArg& y, const TensorArg& x, const TensorArg& mean, const TensorArg& invstd,
+                      const TensorArg& weight, const TensorArg& bias);
+// Gradients for x (through the batch statistics when training), weight and bias;
+// an output with null data is skipped.
+void batch_norm_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& gb, const TensorArg& gy,
+                         const TensorArg& x, const TensorArg& mean, const TensorArg& invstd, const TensorArg& weight,
+                         bool training);
+
 // x (rows, cols) contiguous -> y (rows, cols): softmax or log_softmax of each row.
 void softmax_rows(const TensorArg& y, const TensorArg& x, bool log);
 

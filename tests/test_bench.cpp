@@ -1,0 +1,61 @@
+// tests/test_bench.cpp — the benchmarker's statistics, side-by-side ratios and tables.
+#include <doctest/doctest.h>
+
+#include "tools/bench/benchmark.h"
+
+using namespace minidl::bench;
+using doctest::Approx;
+
+TEST_CASE("statistics of known samples") {
+  // 1..10: median 5.5; p10 = 1 + 0.9·1 = 1.9; p90 = 9.1 (linear interpolation, as numpy)
+  Stats s = compute_stats({10, 1, 9, 2, 8, 3, 7, 4, 6, 5});
+  CHECK(s.min == 1);
+  CHECK(s.median == Approx(5.5));
+  CHECK(s.mean == Approx(5.5));
+  CHECK(s.p10 == Approx(1.9));
+  CHECK(s.p90 == Approx(9.1));
+  CHECK(s.stddev == Approx(3.0276503540974917));  // sample standard deviation of 1..10
+  CHECK(s.noisy());                               // p90/p10 = 4.8
+  CHECK_FALSE(compute_stats({1.0, 1.01, 0.99, 1.02}).noisy());
+  nlohmann::json t = throughput_json(compute_stats({0.5, 0.5}), {.flops = 1e9, .samples = 128});
+  CHECK(t["gflops"].get<double>() == Approx(2.0));
+  CHECK(t["samples_per_s"].get<double>() == Approx(256.0));
+}
+
+TEST_CASE("run() honours warm-up, minimum runs and minimum time; side by side interleaves") {
+  int calls = 0;
+  double fake = 0;
+  Timer timer = [&](const std::function<void()>& fn) {
+    fn();
+    return fake;
+  };
+  fake = 0.01;
+  Stats s = run([&] { ++calls; }, {.warmup = 2, .min_runs = 5, .min_seconds = 0.2}, timer);
+  CHECK(s.seconds.size() == 20);  // 0.2 s at 0.01 s per run
+  CHECK(calls == 22);
+
+  // A takes 3 units, B takes 1: B is 3x faster, and the runs alternate A B A B.
+  std::string order;
+  Timer by_name = [&](const std::function<void()>& fn) {
+    fn();
+    return order.back() == 'A' ? 0.03 : 0.01;
+  };
+  SideBySide r = run_side_by_side({{"A", [&] { order += 'A'; }}, {"B", [&] { order += 'B'; }}},
+                                  {.warmup = 1, .min_runs = 4, .min_seconds = 0}, by_name);
+  CHECK(order == "ABABABABAB");
+  CHECK(r.speedup[0] == Approx(1.0));
+  CHECK(r.speedup[1] == Approx(3.0));
+  CHECK(r.stats[1].median == Approx(0.01));
+}
+
+TEST_CASE("tables render as text, Markdown, CSV and JSON") {
+  Table t("SGEMM", {"shape", "GFLOP/s"});
+  t.add_row({"1024x1024x1024", "180.5"});
+  t.add_row({"a,b", "1"});
+  CHECK(t.text() == "SGEMM\nshape           GFLOP/s\n-----------------------\n1024x1024x1024    180.5\na,b                   1\n");
+  CHECK(t.markdown() == "**SGEMM**\n\n| shape | GFLOP/s |\n|---|---:|\n| 1024x1024x1024 | 180.5 |\n| a,b | 1 |\n");
+  CHECK(t.csv() == "shape,GFLOP/s\n1024x1024x1024,180.5\n\"a,b\",1\n");
+  CHECK(t.json()["rows"][0][1] == "180.5");
+  CHECK(format_seconds(0.00123) == "1.230 ms");
+  CHECK(format_seconds(2.5) == "2.500 s");
+}
