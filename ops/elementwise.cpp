@@ -206,8 +206,9 @@ Tensor clamp(const Tensor& x, double min, double max) {
 
 Tensor relu(const Tensor& x) {
   Tensor y = unary_kernel(UnaryOp::relu, "relu", x);
+  // One fused pass: y > 0 ? g : 0.
   record(y, "ReluBackward", {x}, [y = y.detach()](const Tensor& g, const NeedsGrad&) {
-    return grads{where(gt(y, 0.0), g, 0.0)};
+    return grads{binary_kernel(BinaryOp::relu_backward, "relu_backward", g.to(y.dtype()), y)};
   });
   return y;
 }

@@ -24,6 +24,7 @@ enum class BinaryOp : uint8_t {
   add, sub, mul, div, pow, maximum, minimum,
   xlogy,              // x * log(y), 0 where x == 0
   gelu_backward,      // x = grad, y = input: grad * d gelu(y) / dy
+  relu_backward,      // x = grad, y = output: y > 0 ? grad : 0
   eq, ne, lt, le, gt, ge, logical_and, logical_or,
 };
 

@@ -5,6 +5,7 @@
 //   cols (Cg*kh*kw, Ho*Wo) = im2col(x[n, group])
 //   y[n, group] (Og, Ho*Wo) = w[group] (Og, Cg*kh*kw) · cols
 // Backward is the same GEMMs transposed, with col2im scattering columns back.
+#include <algorithm>
 #include <vector>
 
 #include "ops/cpu/dispatch.h"
@@ -38,20 +39,44 @@ Geometry geometry(const TensorArg& x, const TensorArg& w, const TensorArg& y, co
   return g;
 }
 
+// The output columns ow whose input column ow·stride − pad + j·dilation lies inside
+// [0, W): a contiguous range [lo, hi). Computing it once per kernel column keeps
+// the bounds test out of the inner loop.
+inline void valid_columns(const Geometry& g, const Conv2dParams& p, int64_t j, int64_t& lo, int64_t& hi) {
+  const int64_t offset = j * p.dilation_w - p.pad_w;  // input column of ow = 0
+  lo = offset >= 0 ? 0 : (-offset + p.stride_w - 1) / p.stride_w;
+  hi = g.W - offset <= 0 ? 0 : (g.W - offset + p.stride_w - 1) / p.stride_w;
+  hi = std::min(hi, g.Wo);
+  lo = std::min(lo, hi);
+}
+
 // cols (K, Ho*Wo) := the receptive fields of x_img (Cg, H, W); zero where padded.
+// Memory-bound: each row of cols is a strided (stride 1: contiguous) slice of one
+// input row, so it is a copy with zeros at the edges.
 template <class T>
 void im2col(T* cols, const T* x_img, const Geometry& g, const Conv2dParams& p) {
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t j = 0; j < g.kw; ++j) {
         T* row = cols + ((c * g.kh + i) * g.kw + j) * g.Ho * g.Wo;
+        int64_t lo, hi;
+        valid_columns(g, p, j, lo, hi);
+        const int64_t w_first = lo * p.stride_w - p.pad_w + j * p.dilation_w;
         for (int64_t oh = 0; oh < g.Ho; ++oh) {
-          int64_t h = oh * p.stride_h - p.pad_h + i * p.dilation_h;
-          for (int64_t ow = 0; ow < g.Wo; ++ow) {
-            int64_t w = ow * p.stride_w - p.pad_w + j * p.dilation_w;
-            bool inside = h >= 0 && h < g.H && w >= 0 && w < g.W;
-            row[oh * g.Wo + ow] = inside ? x_img[(c * g.H + h) * g.W + w] : T(0);
+          T* out = row + oh * g.Wo;
+          const int64_t h = oh * p.stride_h - p.pad_h + i * p.dilation_h;
+          if (h < 0 || h >= g.H) {
+            std::fill(out, out + g.Wo, T(0));
+            continue;
           }
+          const T* in = x_img + (c * g.H + h) * g.W + w_first;
+          std::fill(out, out + lo, T(0));
+          if (p.stride_w == 1) {
+            std::copy(in, in + (hi - lo), out + lo);
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) out[ow] = in[(ow - lo) * p.stride_w];
+          }
+          std::fill(out + hi, out + g.Wo, T(0));
         }
       }
 }
@@ -63,13 +88,15 @@ void col2im(T* x_img, const T* cols, const Geometry& g, const Conv2dParams& p) {
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t j = 0; j < g.kw; ++j) {
         const T* row = cols + ((c * g.kh + i) * g.kw + j) * g.Ho * g.Wo;
+        int64_t lo, hi;
+        valid_columns(g, p, j, lo, hi);
+        const int64_t w_first = lo * p.stride_w - p.pad_w + j * p.dilation_w;
         for (int64_t oh = 0; oh < g.Ho; ++oh) {
-          int64_t h = oh * p.stride_h - p.pad_h + i * p.dilation_h;
+          const int64_t h = oh * p.stride_h - p.pad_h + i * p.dilation_h;
           if (h < 0 || h >= g.H) continue;
-          for (int64_t ow = 0; ow < g.Wo; ++ow) {
-            int64_t w = ow * p.stride_w - p.pad_w + j * p.dilation_w;
-            if (w >= 0 && w < g.W) x_img[(c * g.H + h) * g.W + w] += row[oh * g.Wo + ow];
-          }
+          T* out = x_img + (c * g.H + h) * g.W + w_first;
+          const T* in = row + oh * g.Wo;
+          for (int64_t ow = lo; ow < hi; ++ow) out[(ow - lo) * p.stride_w] += in[ow];
         }
       }
 }

@@ -88,6 +88,7 @@ void binary_typed(BinaryOp op, const TensorArg& out, const TensorArg& x, const T
     case BinaryOp::mul: return zip<T, T>(out, x, y, [](C a, C b) { return a * b; });
     case BinaryOp::maximum: return zip<T, T>(out, x, y, [](C a, C b) { return a < b ? b : a; });
     case BinaryOp::minimum: return zip<T, T>(out, x, y, [](C a, C b) { return b < a ? b : a; });
+    case BinaryOp::relu_backward: return zip<T, T>(out, x, y, [](C g, C v) { return v > C(0) ? g : C(0); });
     case BinaryOp::eq: return zip<T, bool>(out, x, y, [](C a, C b) { return a == b; });
     case BinaryOp::ne: return zip<T, bool>(out, x, y, [](C a, C b) { return a != b; });
     case BinaryOp::lt: return zip<T, bool>(out, x, y, [](C a, C b) { return a < b; });
