@@ -9,34 +9,19 @@
 #include <nlohmann/json.hpp>
 
 #include "minidl.h"
+#include "temp_dir.h"
 #include "nn/safetensors.h"
 #include "nn/train.h"
 
 using namespace minidl;
 using namespace minidl::nn;
+using minidl::testing::read_bytes;
+using minidl::testing::TempDir;
+using minidl::testing::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
-struct TempDir {
-  fs::path path;
-  TempDir() : path(fs::temp_directory_path() / fmt::format("minidl_ckpt_{}_{}", ::getpid(), counter()++)) {
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  static int& counter() {
-    static int c = 0;
-    return c;
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), b.size());
-}
 // A file with the given JSON header and data bytes.
 std::vector<uint8_t> make_file(const std::string& json, const std::vector<uint8_t>& data) {
   std::vector<uint8_t> b(8 + json.size() + data.size());

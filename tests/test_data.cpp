@@ -8,28 +8,18 @@
 #include <set>
 
 #include "minidl.h"
+#include "temp_dir.h"
 #include "nn/data.h"
 #include "nn/idx.h"
 
 using namespace minidl;
 using namespace minidl::nn;
+using minidl::testing::read_bytes;
+using minidl::testing::TempDir;
+using minidl::testing::write_bytes;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A scratch directory per test, removed afterwards.
-struct TempDir {
-  fs::path path;
-  TempDir() : path(fs::temp_directory_path() / fmt::format("minidl_test_{}_{}", ::getpid(), counter()++)) {
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  static int& counter() {
-    static int c = 0;
-    return c;
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 std::vector<uint8_t> idx_bytes(std::vector<uint32_t> dims, const std::vector<uint8_t>& data) {
   std::vector<uint8_t> b = {0, 0, 0x08, static_cast<uint8_t>(dims.size())};
@@ -45,9 +35,6 @@ void write_gz(const std::string& path, const std::vector<uint8_t>& bytes) {
   gzclose(f);
 }
 
-void write_raw(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-}
 
 // n images of 4×4 whose pixels encode their index, labels i % 10.
 void write_dataset(const TempDir& dir, const std::string& split, int n) {
@@ -69,7 +56,7 @@ TEST_CASE("IDX: good files, compressed or not") {
   IdxArray a = read_idx(dir / "a.gz", 3);
   CHECK(a.dims == std::vector<int64_t>{2, 3, 1});
   CHECK(a.data == data);
-  write_raw(dir / "b", idx_bytes({6}, data));
+  write_bytes(dir / "b", idx_bytes({6}, data));
   CHECK(read_idx(dir / "b", 1).data == data);
 }
 
@@ -100,21 +87,19 @@ TEST_CASE("IDX: corrupt files give errors naming the file and the problem") {
 
   // A gzip stream cut in half.
   write_gz(dir / "whole.gz", idx_bytes({3, 2, 2}, std::vector<uint8_t>(5000, 9)));
-  std::ifstream in(dir / "whole.gz", std::ios::binary);
-  std::vector<uint8_t> gz((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> gz = read_bytes(dir / "whole.gz");
   gz.resize(gz.size() / 2);
-  write_raw(dir / "cut.gz", gz);
+  write_bytes(dir / "cut.gz", gz);
   CHECK_THROWS_WITH_AS(read_idx(dir / "cut.gz", 3), doctest::Contains("cut.gz: truncated or corrupt gzip"), Error);
 
   // Corrupted bytes inside the deflate stream.
   write_gz(dir / "flip.gz", good);
-  std::ifstream in2(dir / "flip.gz", std::ios::binary);
-  std::vector<uint8_t> gz2((std::istreambuf_iterator<char>(in2)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> gz2 = read_bytes(dir / "flip.gz");
   for (size_t i = 12; i < gz2.size() - 8; ++i) gz2[i] ^= 0x5A;
-  write_raw(dir / "flip.gz", gz2);
+  write_bytes(dir / "flip.gz", gz2);
   CHECK_THROWS_AS(read_idx(dir / "flip.gz", 3), Error);
 
-  write_raw(dir / "tiny", {0, 0});
+  write_bytes(dir / "tiny", {0, 0});
   CHECK_THROWS_WITH_AS(read_idx(dir / "tiny", 1), doctest::Contains("too short for an IDX header"), Error);
   CHECK_THROWS_WITH_AS(read_idx(dir / "nope.gz", 1), doctest::Contains("nope.gz: no such file"), Error);
 }
