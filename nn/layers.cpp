@@ -95,15 +95,11 @@ Tensor GELU::forward(const Tensor& x) { return gelu(x); }
 Tensor Dropout::forward(const Tensor& x) { return dropout(x, p, is_training(), gen); }
 std::string Dropout::describe() const { return fmt::format("Dropout(p={})", p); }
 
+std::string Pool2dModule::settings() const {
+  return fmt::format("kernel_size={}, stride={}, padding={}", kernel, stride, padding);
+}
 Tensor MaxPool2d::forward(const Tensor& x) { return max_pool2d(x, {kernel, kernel}, {stride, stride}, {padding, padding}); }
-std::string MaxPool2d::describe() const {
-  return fmt::format("MaxPool2d(kernel_size={}, stride={}, padding={})", kernel, stride, padding);
-}
-
 Tensor AvgPool2d::forward(const Tensor& x) { return avg_pool2d(x, {kernel, kernel}, {stride, stride}, {padding, padding}); }
-std::string AvgPool2d::describe() const {
-  return fmt::format("AvgPool2d(kernel_size={}, stride={}, padding={})", kernel, stride, padding);
-}
 
 Tensor AdaptiveAvgPool2d::forward(const Tensor& x) { return adaptive_avg_pool2d(x, output_size); }
 std::string AdaptiveAvgPool2d::describe() const { return fmt::format("AdaptiveAvgPool2d(output_size={})", output_size); }

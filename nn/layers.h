@@ -81,22 +81,29 @@ class Dropout : public Module {
   Generator gen;
 };
 
-class MaxPool2d : public Module {
+// Square-window pooling settings shared by MaxPool2d and AvgPool2d; stride 0 means the kernel size.
+class Pool2dModule : public Module {
  public:
-  explicit MaxPool2d(int64_t kernel, int64_t stride = 0, int64_t padding = 0)
+  Pool2dModule(int64_t kernel, int64_t stride, int64_t padding)
       : kernel(kernel), stride(stride ? stride : kernel), padding(padding) {}
-  Tensor forward(const Tensor& x) override;
-  std::string describe() const override;
   int64_t kernel, stride, padding;
+
+ protected:
+  std::string settings() const;  // "kernel_size=2, stride=2, padding=0"
 };
 
-class AvgPool2d : public Module {
+class MaxPool2d : public Pool2dModule {
  public:
-  explicit AvgPool2d(int64_t kernel, int64_t stride = 0, int64_t padding = 0)
-      : kernel(kernel), stride(stride ? stride : kernel), padding(padding) {}
+  explicit MaxPool2d(int64_t kernel, int64_t stride = 0, int64_t padding = 0) : Pool2dModule(kernel, stride, padding) {}
   Tensor forward(const Tensor& x) override;
-  std::string describe() const override;
-  int64_t kernel, stride, padding;
+  std::string describe() const override { return "MaxPool2d(" + settings() + ")"; }
+};
+
+class AvgPool2d : public Pool2dModule {
+ public:
+  explicit AvgPool2d(int64_t kernel, int64_t stride = 0, int64_t padding = 0) : Pool2dModule(kernel, stride, padding) {}
+  Tensor forward(const Tensor& x) override;
+  std::string describe() const override { return "AvgPool2d(" + settings() + ")"; }
 };
 
 class AdaptiveAvgPool2d : public Module {

@@ -43,7 +43,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
   Tensor x = x_in.contiguous(), w = w_in.contiguous();
   Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();
   Tensor y = empty({N, O, Ho, Wo}, {.dtype = x.dtype(), .device = device});
-  cpu::conv2d_forward(y.arg(), x.arg(), w.arg(), bias.defined() ? bias.arg() : TensorArg{}, p);
+  cpu::conv2d_forward(y.arg(), x.arg(), w.arg(), arg_or_null(bias), p);
 
   record(y, "Conv2dBackward", {x, w, bias}, [x = x.detach(), w = w.detach(), p](const Tensor& g_in, const NeedsGrad& needs) {
     Tensor g = g_in.contiguous();

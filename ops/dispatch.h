@@ -21,6 +21,9 @@ void require_cpu(const char* op, Device device);
 // making a Tensor. The caller has checked the shapes broadcast.
 TensorArg broadcast_arg(const Tensor& t, const Shape& shape);
 
+// t.arg(), or a TensorArg with null data for an undefined (optional) tensor.
+inline TensorArg arg_or_null(const Tensor& t) { return t.defined() ? t.arg() : TensorArg{}; }
+
 // NumPy broadcasting of two shapes; throws naming the op and both shapes.
 Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b);
 

@@ -55,7 +55,6 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
       invstd = div(ones({C}, opts), sqrt(add(running_var.to(x.dtype()), eps)));
     }
   }
-  auto arg_or_null = [](const Tensor& t) { return t.defined() ? t.arg() : TensorArg{}; };
   Tensor y = empty(x.shape(), opts);
   cpu::batch_norm_apply(y.reshape({N, C, L}).arg(), x.reshape({N, C, L}).arg(), mean.arg(), invstd.arg(),
                         arg_or_null(w), arg_or_null(b));
@@ -67,8 +66,7 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
            Tensor gx = needs[0] ? empty(x.shape(), o) : Tensor();
            Tensor gw = needs[1] ? empty({C}, o) : Tensor();
            Tensor gb = needs[2] ? empty({C}, o) : Tensor();
-           auto arg_or_null = [](const Tensor& t) { return t.defined() ? t.arg() : TensorArg{}; };
-           cpu::batch_norm_backward(gx.defined() ? gx.reshape({N, C, L}).arg() : TensorArg{}, arg_or_null(gw),
+           cpu::batch_norm_backward(arg_or_null(gx.defined() ? gx.reshape({N, C, L}) : Tensor()), arg_or_null(gw),
                                     arg_or_null(gb), g.reshape({N, C, L}).arg(), x.reshape({N, C, L}).arg(),
                                     mean.arg(), invstd.arg(), arg_or_null(w), training);
            return grads{gx, gw, gb};

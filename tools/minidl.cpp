@@ -27,7 +27,7 @@ constexpr const char* kVersion = "0.1.0";
 // One line per epoch when stdout is not a terminal; a live bar when it is.
 class Progress {
  public:
-  explicit Progress(bool json) : live_(!json && ::isatty(STDOUT_FILENO)) {}
+  Progress(bool json, int64_t batch) : live_(!json && ::isatty(STDOUT_FILENO)), batch_(batch) {}
   void update(int64_t epoch, int64_t epochs, int64_t b, int64_t steps, double loss, double acc, double sps) {
     if (!live_) return;
     const int width = 30;
@@ -42,11 +42,10 @@ class Progress {
   void end_line() {
     if (live_) std::printf("\n");
   }
-  void set_batch(int64_t b) { batch_ = b; }
 
  private:
   bool live_;
-  int64_t batch_ = 128;
+  int64_t batch_;  // for the ETA: batches left × batch / samples per second
 };
 
 void print_eval(const EvalResult& r) {
@@ -86,8 +85,7 @@ int run_train(TrainConfig config, const std::string& out, const std::string& res
   if (!out.empty() && std::filesystem::path(out).has_parent_path())
     std::filesystem::create_directories(std::filesystem::path(out).parent_path());
 
-  Progress progress(json);
-  progress.set_batch(config.batch);
+  Progress progress(json, config.batch);
   while (trainer.epochs_done() < config.epochs) {
     EpochResult r = trainer.run_epoch(train, test, [&](int64_t e, int64_t b, int64_t steps, double loss, double acc, double sps) {
       progress.update(e, config.epochs, b, steps, loss, acc, sps);
