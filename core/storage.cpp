@@ -1,34 +1,14 @@
 #include "core/storage.h"
 
-#include <cstdlib>
 #include <cstring>
 
+#include "core/caching_allocator.h"
 #include "core/check.h"
 #include "cuda/runtime.h"
 
 namespace minidl {
 
-namespace {
-
-class CpuAllocator final : public Allocator {
- public:
-  void* allocate(size_t nbytes) override {
-    if (nbytes == 0) return nullptr;
-    // aligned_alloc wants a size that is a multiple of the alignment.
-    size_t rounded = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
-    void* p = std::aligned_alloc(kCpuAlignment, rounded);
-    MINIDL_CHECK(p != nullptr, "cpu allocator: out of memory allocating {} bytes", nbytes);
-    return p;
-  }
-  void deallocate(void* ptr, size_t) override { std::free(ptr); }
-};
-
-}  // namespace
-
-Allocator& cpu_allocator() {
-  static CpuAllocator instance;
-  return instance;
-}
+Allocator& cpu_allocator() { return cpu_caching_allocator(); }
 
 Allocator& allocator_for(Device device) {
   if (device.is_cpu()) return cpu_allocator();

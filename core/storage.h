@@ -19,7 +19,8 @@ class Allocator {
   virtual void deallocate(void* ptr, size_t nbytes) = 0;
 };
 
-// The CPU allocator hands out 64-byte-aligned blocks (one cache line, one AVX-512 vector).
+// The CPU allocator hands out 64-byte-aligned blocks (one cache line, one AVX-512
+// vector) and keeps freed large blocks for reuse (core/caching_allocator.h).
 inline constexpr size_t kCpuAlignment = 64;
 Allocator& cpu_allocator();
 // The allocator of `device`; for CUDA this asks cuda/runtime (an error if unavailable).

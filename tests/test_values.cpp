@@ -139,6 +139,47 @@ TEST_CASE("pooling on a 4x4 ramp") {
   check_all(adaptive_avg_pool2d(x, {1, 1}), {7.5});
 }
 
+TEST_CASE("max_pool2d: NaN propagates, ties go to the first element, both kernel paths agree with a naive loop") {
+  // A NaN wins its window wherever it sits and its gradient goes to it.
+  Tensor x = f32({1, NAN, 3, 4, /**/ 5, 6, 7, 8}, {1, 1, 2, 4}).requires_grad_();
+  Tensor y = max_pool2d(x, {2, 2});
+  std::vector<float> yv = y.to_vector<float>();
+  CHECK(std::isnan(yv[0]));
+  CHECK(yv[1] == 8);
+  sum(y).backward();  // NaN·1 gradient flows to the NaN's position only
+  std::vector<float> g = x.grad().to_vector<float>();
+  CHECK(g[0] == 0);
+  CHECK(g[1] == 1);
+  CHECK(g[7] == 1);
+  // Ties: the first element of the window in row-major order takes the gradient.
+  Tensor t = f32({2, 2, 2, 2}, {1, 1, 2, 2}).requires_grad_();
+  sum(max_pool2d(t, {2, 2})).backward();
+  check_all(t.grad(), {1, 0, 0, 0});
+
+  // Against a naive loop: an unpadded pooling (whole-plane kernel) and a padded
+  // one (clipped-window kernel), overlapping windows and unequal strides.
+  Generator gen(7);
+  Tensor r = randn({2, 3, 9, 11}, {}, gen);
+  std::vector<float> rv = r.to_vector<float>();
+  auto naive = [&](int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+    std::vector<double> out;
+    for (int64_t pl = 0; pl < 6; ++pl)
+      for (int64_t oh = 0; oh < (9 + 2 * ph - kh) / sh + 1; ++oh)
+        for (int64_t ow = 0; ow < (11 + 2 * pw - kw) / sw + 1; ++ow) {
+          double best = -INFINITY;
+          for (int64_t i = 0; i < kh; ++i)
+            for (int64_t j = 0; j < kw; ++j) {
+              int64_t h = oh * sh - ph + i, w = ow * sw - pw + j;
+              if (h >= 0 && h < 9 && w >= 0 && w < 11) best = std::max<double>(best, rv[(pl * 9 + h) * 11 + w]);
+            }
+          out.push_back(best);
+        }
+    return out;
+  };
+  check_all(max_pool2d(r, {3, 2}, {2, 3}), naive(3, 2, 2, 3, 0, 0));
+  check_all(max_pool2d(r, {3, 4}, {1, 2}, {1, 2}), naive(3, 4, 1, 2, 1, 2));
+}
+
 TEST_CASE("log_softmax and cross_entropy stay finite and exact at logits of ±1e4") {
   // row [1e4, -1e4, 0]: max 1e4, Σ exp(x - max) = 1 + e^-20000 + e^-10000 = 1 exactly in floating point,
   // so log_softmax = x - 1e4 = [0, -2e4, -1e4].

@@ -3,9 +3,11 @@
 // Bandwidth-bound; parallel over the N*C planes, each plane independent.
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "ops/cpu/dispatch.h"
 #include "ops/cpu/kernels.h"
+#include "ops/cpu/loops.h"
 
 namespace minidl::cpu {
 
@@ -16,37 +18,89 @@ struct Planes {
 Planes planes_of(const TensorArg& x, const TensorArg& y) {
   return {x.shape[0] * x.shape[1], x.shape[2], x.shape[3], y.shape[2], y.shape[3]};
 }
+
+// The update for one window element: it wins if it is larger than the best so far,
+// or NaN while the best is not (so NaN propagates, as in PyTorch). Written as a
+// select, not a branch: which element wins is data a branch predictor cannot learn.
+template <class T>
+inline bool takes_over(T v, T best) {
+  return ((v > best) | (v != v)) & (best == best);
+}
+
+// Max pooling without padding, where every window lies inside the input. The
+// loops run over all Ho·Wo outputs of a plane at once, one window element at a
+// time: out[o] vs in[first[o] + offset]. Rows of a pooled plane are short (14, 7),
+// too short to vectorise along; a whole plane (196, 49) is long enough, with
+// gather loads for the strided reads. __restrict: the arrays never overlap.
+template <class T>
+void max_pool_plane(T* __restrict best, int64_t* __restrict best_i, const T* __restrict in,
+                    const int32_t* __restrict first, int64_t outputs, const Pool2dParams& p, int64_t W) {
+  for (int64_t o = 0; o < outputs; ++o) best[o] = in[first[o]], best_i[o] = first[o];
+  for (int64_t i = 0; i < p.kernel_h; ++i)
+    for (int64_t j = 0; j < p.kernel_w; ++j) {
+      if (i == 0 && j == 0) continue;
+      const int32_t offset = static_cast<int32_t>(i * W + j);
+      for (int64_t o = 0; o < outputs; ++o) {
+        const int32_t at = first[o] + offset;
+        const T v = in[at];
+        const bool take = takes_over(v, best[o]);
+        best[o] = take ? v : best[o];
+        best_i[o] = take ? at : best_i[o];
+      }
+    }
+}
+
+// The general case (padding, or planes too large for 32-bit offsets): window by
+// window, clipped to the input.
+template <class T>
+void max_pool_plane_clipped(T* best, int64_t* best_i, const T* in, const Planes& s, const Pool2dParams& p) {
+  for (int64_t oh = 0; oh < s.Ho; ++oh)
+    for (int64_t ow = 0; ow < s.Wo; ++ow) {
+      const int64_t h0 = std::max<int64_t>(oh * p.stride_h - p.pad_h, 0);
+      const int64_t h1 = std::min(oh * p.stride_h - p.pad_h + p.kernel_h, s.H);
+      const int64_t w0 = std::max<int64_t>(ow * p.stride_w - p.pad_w, 0);
+      const int64_t w1 = std::min(ow * p.stride_w - p.pad_w + p.kernel_w, s.W);
+      // Padding is at most half the kernel, so every window holds an input element.
+      int64_t arg = h0 * s.W + w0;
+      T b = in[arg];
+      for (int64_t h = h0; h < h1; ++h)
+        for (int64_t w = w0; w < w1; ++w) {
+          const T v = in[h * s.W + w];
+          const bool take = takes_over(v, b);
+          b = take ? v : b;
+          arg = take ? h * s.W + w : arg;
+        }
+      best[oh * s.Wo + ow] = b;
+      best_i[oh * s.Wo + ow] = arg;
+    }
+}
 }  // namespace
 
 void max_pool2d_forward(const TensorArg& y, const TensorArg& argmax, const TensorArg& x, const Pool2dParams& p) {
   const Planes s = planes_of(x, y);
+  const bool inside = p.pad_h == 0 && p.pad_w == 0 && s.H * s.W < (int64_t{1} << 31);
+  // first[o]: the top-left input element of output o's window, the same for every plane.
+  std::vector<int32_t> first;
+  if (inside) {
+    first.resize(static_cast<size_t>(s.Ho * s.Wo));
+    for (int64_t oh = 0; oh < s.Ho; ++oh)
+      for (int64_t ow = 0; ow < s.Wo; ++ow)
+        first[oh * s.Wo + ow] = static_cast<int32_t>(oh * p.stride_h * s.W + ow * p.stride_w);
+  }
   dispatch_f32_f64(x.dtype, "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
     const T* xp = x.ptr<T>();
     T* yp = y.ptr<T>();
     int64_t* ap = argmax.ptr<int64_t>();
-#pragma omp parallel for
+#pragma omp parallel for if (s.planes * s.H * s.W > kParallelGrain)
     for (int64_t pl = 0; pl < s.planes; ++pl) {
       const T* in = xp + pl * s.H * s.W;
-      for (int64_t oh = 0; oh < s.Ho; ++oh)
-        for (int64_t ow = 0; ow < s.Wo; ++ow) {
-          T best = -std::numeric_limits<T>::infinity();
-          int64_t best_i = -1;
-          for (int64_t i = 0; i < p.kernel_h; ++i) {
-            int64_t h = oh * p.stride_h - p.pad_h + i;
-            if (h < 0 || h >= s.H) continue;
-            for (int64_t j = 0; j < p.kernel_w; ++j) {
-              int64_t w = ow * p.stride_w - p.pad_w + j;
-              if (w < 0 || w >= s.W) continue;
-              T v = in[h * s.W + w];
-              if (best_i < 0 || v > best || std::isnan(v)) best = v, best_i = h * s.W + w;
-              if (std::isnan(v)) break;
-            }
-          }
-          int64_t o = pl * s.Ho * s.Wo + oh * s.Wo + ow;
-          yp[o] = best;
-          ap[o] = best_i;
-        }
+      T* out = yp + pl * s.Ho * s.Wo;
+      int64_t* arg = ap + pl * s.Ho * s.Wo;
+      if (inside)
+        max_pool_plane(out, arg, in, first.data(), s.Ho * s.Wo, p, s.W);
+      else
+        max_pool_plane_clipped(out, arg, in, s, p);
     }
   });
 }
@@ -58,7 +112,7 @@ void max_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const TensorA
     const T* gyp = gy.ptr<T>();
     const int64_t* ap = argmax.ptr<int64_t>();
     T* gxp = gx.ptr<T>();
-#pragma omp parallel for
+#pragma omp parallel for if (s.planes * s.H * s.W > kParallelGrain)
     for (int64_t pl = 0; pl < s.planes; ++pl) {
       T* out = gxp + pl * s.H * s.W;
       std::fill(out, out + s.H * s.W, T(0));
@@ -107,7 +161,7 @@ static void window_mean_forward(const char* op, const TensorArg& y, const Tensor
     using T = decltype(tag);
     const T* xp = x.ptr<T>();
     T* yp = y.ptr<T>();
-#pragma omp parallel for
+#pragma omp parallel for if (s.planes * s.H * s.W > kParallelGrain)
     for (int64_t pl = 0; pl < s.planes; ++pl) {
       const T* in = xp + pl * s.H * s.W;
       T* out = yp + pl * s.Ho * s.Wo;
@@ -129,7 +183,7 @@ static void window_mean_backward(const char* op, const TensorArg& gx, const Tens
     using T = decltype(tag);
     const T* gyp = gy.ptr<T>();
     T* gxp = gx.ptr<T>();
-#pragma omp parallel for
+#pragma omp parallel for if (s.planes * s.H * s.W > kParallelGrain)
     for (int64_t pl = 0; pl < s.planes; ++pl) {
       T* out = gxp + pl * s.H * s.W;
       const T* g = gyp + pl * s.Ho * s.Wo;
