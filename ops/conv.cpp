@@ -52,11 +52,14 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
       gx = empty(x.shape(), {.dtype = x.dtype(), .device = x.device()});
       cpu::conv2d_backward_input(gx.arg(), g.arg(), w.arg(), p);
     }
+    if (needs[2]) gb = empty({w.size(0)}, {.dtype = g.dtype(), .device = g.device()});
     if (needs[1]) {
+      // The bias gradient comes out of the same pass over g.
       gw = empty(w.shape(), {.dtype = w.dtype(), .device = w.device()});
-      cpu::conv2d_backward_weight(gw.arg(), g.arg(), x.arg(), p);
+      cpu::conv2d_backward_weight(gw.arg(), arg_or_null(gb), g.arg(), x.arg(), p);
+    } else if (needs[2]) {
+      gb = sum(g, {0, 2, 3});
     }
-    if (needs[2]) gb = sum(g, {0, 2, 3});
     return grads{gx, gw, gb};
   });
   return y;

@@ -1,15 +1,31 @@
 // ops/cpu/conv.cpp — conv2d forward and backward through im2col + GEMM.
 //
 // Compute-bound: im2col unrolls each receptive field into a column so the
-// convolution becomes one GEMM per (sample, group):
-//   cols (Cg*kh*kw, Ho*Wo) = im2col(x[n, group])
-//   y[n, group] (Og, Ho*Wo) = w[group] (Og, Cg*kh*kw) · cols
+// convolution becomes a GEMM per group:
+//   cols (Cg*kh*kw, B*Ho*Wo) = im2col(x[n .. n+B, group])
+//   y[n .. n+B, group] (Og, B*Ho*Wo) = w[group] (Og, Cg*kh*kw) · cols
 // Backward is the same GEMMs transposed, with col2im scattering columns back.
+//
+// B samples share one GEMM. One sample's GEMM is small (conv2 of the zoo's cnn:
+// 64 × 196 × 288), and small GEMMs spend their time packing and synchronising;
+// putting B samples side by side makes the GEMM B times wider. B is chosen so the
+// cols workspace stays around kColsBytes (it is written once and read by the
+// GEMM, so it should sit in L2) and so every thread gets a batch. Batches run in
+// parallel, one thread each, with single-threaded GEMMs; when there are fewer
+// batches than threads (inference at batch 1) they run one after another and the
+// GEMM is parallel inside.
+//
+// The GEMM's output for a batch is laid out (Og, B*P) while y is (N, O, P), so it
+// is copied into place, and the bias is added in that same pass. A 1×1 kernel
+// with stride 1 and no padding needs no im2col (cols is x itself) nor a copy:
+// each sample is one GEMM straight from x into y.
 #include <algorithm>
 #include <vector>
 
+#include "core/storage.h"
 #include "ops/cpu/dispatch.h"
 #include "ops/cpu/kernels.h"
+#include "ops/cpu/loops.h"
 
 namespace minidl::cpu {
 
@@ -51,14 +67,15 @@ inline void valid_columns(const Geometry& g, const Conv2dParams& p, int64_t j, i
 }
 
 // cols (K, Ho*Wo) := the receptive fields of x_img (Cg, H, W); zero where padded.
+// cols' rows are ld apart (ld ≥ Ho*Wo: several samples' columns side by side).
 // Memory-bound: each row of cols is a strided (stride 1: contiguous) slice of one
 // input row, so it is a copy with zeros at the edges.
 template <class T>
-void im2col(T* cols, const T* x_img, const Geometry& g, const Conv2dParams& p) {
+void im2col(T* cols, int64_t ld, const T* x_img, const Geometry& g, const Conv2dParams& p) {
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t j = 0; j < g.kw; ++j) {
-        T* row = cols + ((c * g.kh + i) * g.kw + j) * g.Ho * g.Wo;
+        T* row = cols + ((c * g.kh + i) * g.kw + j) * ld;
         int64_t lo, hi;
         valid_columns(g, p, j, lo, hi);
         const int64_t w_first = lo * p.stride_w - p.pad_w + j * p.dilation_w;
@@ -83,11 +100,11 @@ void im2col(T* cols, const T* x_img, const Geometry& g, const Conv2dParams& p) {
 
 // x_img (Cg, H, W) += the columns scattered back (the adjoint of im2col).
 template <class T>
-void col2im(T* x_img, const T* cols, const Geometry& g, const Conv2dParams& p) {
+void col2im(T* x_img, const T* cols, int64_t ld, const Geometry& g, const Conv2dParams& p) {
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t j = 0; j < g.kw; ++j) {
-        const T* row = cols + ((c * g.kh + i) * g.kw + j) * g.Ho * g.Wo;
+        const T* row = cols + ((c * g.kh + i) * g.kw + j) * ld;
         int64_t lo, hi;
         valid_columns(g, p, j, lo, hi);
         const int64_t w_first = lo * p.stride_w - p.pad_w + j * p.dilation_w;
@@ -101,6 +118,41 @@ void col2im(T* x_img, const T* cols, const Geometry& g, const Conv2dParams& p) {
       }
 }
 
+// How many samples share a GEMM, and how the batches are run.
+struct Batching {
+  int64_t B;        // samples per batch
+  int64_t batches;  // ceil(N / B)
+  bool parallel;    // batches on separate threads (else the GEMM is parallel inside)
+};
+
+inline constexpr size_t kColsBytes = size_t{2} << 20;
+
+Batching batching(const Geometry& g, size_t elem_bytes) {
+  const int64_t threads = max_threads();
+  const int64_t per_sample = std::max<int64_t>(1, static_cast<int64_t>(g.K * g.Ho * g.Wo * elem_bytes));
+  int64_t B = std::clamp<int64_t>(static_cast<int64_t>(kColsBytes) / per_sample, 1, g.N);
+  B = std::min(B, (g.N + threads - 1) / threads);  // at least one batch per thread
+  const int64_t batches = (g.N + B - 1) / B;
+  return {B, batches, batches >= threads && threads > 1};
+}
+
+// A scratch buffer of n elements from the caching CPU allocator: after the first
+// step, a workspace of the same size is a reused block, not a fresh mapping.
+template <class T>
+class Workspace {
+ public:
+  explicit Workspace(int64_t n) : storage_(static_cast<size_t>(n) * sizeof(T), kCPU) {}
+  T* data() { return static_cast<T*>(storage_.data()); }
+
+ private:
+  Storage storage_;
+};
+
+// The 1×1 fast path applies: cols would be x itself.
+bool pointwise(const Geometry& g, const Conv2dParams& p) {
+  return g.kh == 1 && g.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
+}
+
 }  // namespace
 
 void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, const TensorArg& bias,
@@ -109,24 +161,51 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
   const int64_t P = g.Ho * g.Wo;
   dispatch_f32_f64(x.dtype, "conv2d", [&](auto tag) {
     using T = decltype(tag);
+    const DType dt = x.dtype;
     const T* xp = x.ptr<T>();
     const T* wp = w.ptr<T>();
     const T* bp = bias.data ? bias.ptr<T>() : nullptr;
     T* yp = y.ptr<T>();
-#pragma omp parallel if (g.N > 1)
-    {
-      std::vector<T> cols(static_cast<size_t>(g.K * P));
-#pragma omp for
+    auto add_bias = [&](T* y_grp, int64_t grp) {
+      if (bp)
+        for (int64_t o = 0; o < g.Og; ++o) {
+          const T b = bp[grp * g.Og + o];
+          for (int64_t q = 0; q < P; ++q) y_grp[o * P + q] += b;
+        }
+    };
+    if (pointwise(g, p)) {
+#pragma omp parallel for if (g.N > 1 && !in_parallel())
       for (int64_t n = 0; n < g.N; ++n)
         for (int64_t grp = 0; grp < p.groups; ++grp) {
-          im2col(cols.data(), xp + (n * g.C + grp * g.Cg) * g.H * g.W, g, p);
           T* y_grp = yp + (n * g.O + grp * g.Og) * P;
-          gemm(g.Og, P, g.K, 1.0, matrix(wp + grp * g.Og * g.K, x.dtype, g.Og, g.K, g.K, 1),
-               matrix(cols.data(), x.dtype, g.K, P, P, 1), 0.0, matrix(y_grp, x.dtype, g.Og, P, P, 1));
-          if (bp)
-            for (int64_t o = 0; o < g.Og; ++o)
-              for (int64_t q = 0; q < P; ++q) y_grp[o * P + q] += bp[grp * g.Og + o];
+          gemm(g.Og, P, g.K, 1.0, matrix(wp + grp * g.Og * g.K, dt, g.Og, g.K, g.K, 1),
+               matrix(xp + (n * g.C + grp * g.Cg) * P, dt, g.K, P, P, 1), 0.0, matrix(y_grp, dt, g.Og, P, P, 1));
+          add_bias(y_grp, grp);
         }
+      return;
+    }
+    const Batching bt = batching(g, sizeof(T));
+#pragma omp parallel if (bt.parallel)
+    {
+      Workspace<T> cols(g.K * bt.B * P), out(g.Og * bt.B * P);
+#pragma omp for schedule(static)
+      for (int64_t batch = 0; batch < bt.batches; ++batch) {
+        const int64_t n0 = batch * bt.B, nb = std::min(bt.B, g.N - n0), ld = nb * P;
+        for (int64_t grp = 0; grp < p.groups; ++grp) {
+          for (int64_t b = 0; b < nb; ++b)
+            im2col(cols.data() + b * P, ld, xp + ((n0 + b) * g.C + grp * g.Cg) * g.H * g.W, g, p);
+          gemm(g.Og, ld, g.K, 1.0, matrix(wp + grp * g.Og * g.K, dt, g.Og, g.K, g.K, 1),
+               matrix(cols.data(), dt, g.K, ld, ld, 1), 0.0, matrix(out.data(), dt, g.Og, ld, ld, 1));
+          // out (Og, nb·P) -> y[n0 + b, group] (Og, P), adding the bias on the way.
+          for (int64_t b = 0; b < nb; ++b)
+            for (int64_t o = 0; o < g.Og; ++o) {
+              const T* src = out.data() + o * ld + b * P;
+              T* dst = yp + ((n0 + b) * g.O + grp * g.Og + o) * P;
+              const T bias_o = bp ? bp[grp * g.Og + o] : T(0);
+              for (int64_t q = 0; q < P; ++q) dst[q] = src[q] + bias_o;
+            }
+        }
+      }
     }
   });
 }
@@ -136,45 +215,100 @@ void conv2d_backward_input(const TensorArg& gx, const TensorArg& gy, const Tenso
   const int64_t P = g.Ho * g.Wo;
   dispatch_f32_f64(gx.dtype, "conv2d backward", [&](auto tag) {
     using T = decltype(tag);
+    const DType dt = gx.dtype;
     const T* gyp = gy.ptr<T>();
     const T* wp = w.ptr<T>();
     T* gxp = gx.ptr<T>();
-#pragma omp parallel if (g.N > 1)
+    if (pointwise(g, p)) {
+      // gx[n, group] (Cg, P) = w[group]ᵀ (Cg, Og) · gy[n, group] (Og, P)
+#pragma omp parallel for if (g.N > 1 && !in_parallel())
+      for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t grp = 0; grp < p.groups; ++grp)
+          gemm(g.K, P, g.Og, 1.0, matrix(wp + grp * g.Og * g.K, dt, g.K, g.Og, 1, g.K),
+               matrix(gyp + (n * g.O + grp * g.Og) * P, dt, g.Og, P, P, 1), 0.0,
+               matrix(gxp + (n * g.C + grp * g.Cg) * P, dt, g.K, P, P, 1));
+      return;
+    }
+    const Batching bt = batching(g, sizeof(T));
+#pragma omp parallel if (bt.parallel)
     {
-      std::vector<T> cols(static_cast<size_t>(g.K * P));
-#pragma omp for
-      for (int64_t n = 0; n < g.N; ++n) {
-        std::fill(gxp + n * g.C * g.H * g.W, gxp + (n + 1) * g.C * g.H * g.W, T(0));
+      Workspace<T> cols(g.K * bt.B * P), gy_b(g.Og * bt.B * P);
+#pragma omp for schedule(static)
+      for (int64_t batch = 0; batch < bt.batches; ++batch) {
+        const int64_t n0 = batch * bt.B, nb = std::min(bt.B, g.N - n0), ld = nb * P;
+        std::fill(gxp + n0 * g.C * g.H * g.W, gxp + (n0 + nb) * g.C * g.H * g.W, T(0));
         for (int64_t grp = 0; grp < p.groups; ++grp) {
-          // dcols (K, P) = w[group]ᵀ (K, Og) · gy[n, group] (Og, P)
-          gemm(g.K, P, g.Og, 1.0, matrix(wp + grp * g.Og * g.K, gx.dtype, g.K, g.Og, 1, g.K),
-               matrix(gyp + (n * g.O + grp * g.Og) * P, gx.dtype, g.Og, P, P, 1), 0.0,
-               matrix(cols.data(), gx.dtype, g.K, P, P, 1));
-          col2im(gxp + (n * g.C + grp * g.Cg) * g.H * g.W, cols.data(), g, p);
+          // gy[n0 .. n0+nb, group] -> gy_b (Og, nb·P), the layout the GEMM reads.
+          for (int64_t b = 0; b < nb; ++b)
+            for (int64_t o = 0; o < g.Og; ++o)
+              std::copy_n(gyp + ((n0 + b) * g.O + grp * g.Og + o) * P, P, gy_b.data() + o * ld + b * P);
+          // dcols (K, nb·P) = w[group]ᵀ (K, Og) · gy_b (Og, nb·P)
+          gemm(g.K, ld, g.Og, 1.0, matrix(wp + grp * g.Og * g.K, dt, g.K, g.Og, 1, g.K),
+               matrix(gy_b.data(), dt, g.Og, ld, ld, 1), 0.0, matrix(cols.data(), dt, g.K, ld, ld, 1));
+          for (int64_t b = 0; b < nb; ++b)
+            col2im(gxp + ((n0 + b) * g.C + grp * g.Cg) * g.H * g.W, cols.data() + b * P, ld, g, p);
         }
       }
     }
   });
 }
 
-void conv2d_backward_weight(const TensorArg& gw, const TensorArg& gy, const TensorArg& x, const Conv2dParams& p) {
+void conv2d_backward_weight(const TensorArg& gw, const TensorArg& gb, const TensorArg& gy, const TensorArg& x,
+                            const Conv2dParams& p) {
   const Geometry g = geometry(x, gw, gy, p);
   const int64_t P = g.Ho * g.Wo;
   dispatch_f32_f64(gw.dtype, "conv2d backward", [&](auto tag) {
     using T = decltype(tag);
+    const DType dt = gw.dtype;
     const T* gyp = gy.ptr<T>();
     const T* xp = x.ptr<T>();
-    T* gwp = gw.ptr<T>();
-    std::vector<T> cols(static_cast<size_t>(g.K * P));
-    // Samples one after another (they all add into gw); the GEMM is parallel inside.
-    for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t grp = 0; grp < p.groups; ++grp) {
-        im2col(cols.data(), xp + (n * g.C + grp * g.Cg) * g.H * g.W, g, p);
-        // gw[group] (Og, K) += gy[n, group] (Og, P) · colsᵀ (P, K)
-        gemm(g.Og, g.K, P, 1.0, matrix(gyp + (n * g.O + grp * g.Og) * P, gw.dtype, g.Og, P, P, 1),
-             matrix(cols.data(), gw.dtype, P, g.K, 1, P), n == 0 ? 0.0 : 1.0,
-             matrix(gwp + grp * g.Og * g.K, gw.dtype, g.Og, g.K, g.K, 1));
+    const Batching bt = batching(g, sizeof(T));
+    const int64_t threads = bt.parallel ? max_threads() : 1;
+    // Every sample adds into gw and gb, so each thread sums its batches into its own
+    // partial (thread 0 straight into the outputs) and the partials are added at the end.
+    const int64_t gw_size = g.O * g.K, gb_size = gb.data ? g.O : 0;
+    Workspace<T> partials((threads - 1) * (gw_size + gb_size) + 1);
+    std::fill_n(partials.data(), (threads - 1) * (gw_size + gb_size), T(0));  // a thread may get no batch
+#pragma omp parallel num_threads(threads)
+    {
+      const int64_t t = thread_index();
+      T* gw_t = t == 0 ? gw.ptr<T>() : partials.data() + (t - 1) * (gw_size + gb_size);
+      T* gb_t = gb_size == 0 ? nullptr : t == 0 ? gb.ptr<T>() : gw_t + gw_size;
+      if (t == 0) {
+        std::fill(gw_t, gw_t + gw_size, T(0));
+        if (gb_t) std::fill(gb_t, gb_t + gb_size, T(0));
       }
+      Workspace<T> cols(g.K * bt.B * P), gy_b(g.Og * bt.B * P);
+#pragma omp for schedule(static)
+      for (int64_t batch = 0; batch < bt.batches; ++batch) {
+        const int64_t n0 = batch * bt.B, nb = std::min(bt.B, g.N - n0), ld = nb * P;
+        for (int64_t grp = 0; grp < p.groups; ++grp) {
+          for (int64_t b = 0; b < nb; ++b) {
+            im2col(cols.data() + b * P, ld, xp + ((n0 + b) * g.C + grp * g.Cg) * g.H * g.W, g, p);
+            // gy's rows into gy_b, and the bias gradient (the sum over positions) on the way.
+            for (int64_t o = 0; o < g.Og; ++o) {
+              const T* src = gyp + ((n0 + b) * g.O + grp * g.Og + o) * P;
+              std::copy_n(src, P, gy_b.data() + o * ld + b * P);
+              if (gb_t) {
+                T s = 0;
+                for (int64_t q = 0; q < P; ++q) s += src[q];
+                gb_t[grp * g.Og + o] += s;
+              }
+            }
+          }
+          // gw[group] (Og, K) += gy_b (Og, nb·P) · colsᵀ (nb·P, K)
+          gemm(g.Og, g.K, ld, 1.0, matrix(gy_b.data(), dt, g.Og, ld, ld, 1), matrix(cols.data(), dt, ld, g.K, 1, ld),
+               1.0, matrix(gw_t + grp * g.Og * g.K, dt, g.Og, g.K, g.K, 1));
+        }
+      }
+    }
+    T* gwp = gw.ptr<T>();
+    T* gbp = gb_size ? gb.ptr<T>() : nullptr;
+    for (int64_t t = 1; t < threads; ++t) {
+      const T* part = partials.data() + (t - 1) * (gw_size + gb_size);
+      for (int64_t i = 0; i < gw_size; ++i) gwp[i] += part[i];
+      for (int64_t i = 0; i < gb_size; ++i) gbp[i] += part[gw_size + i];
+    }
   });
 }
 

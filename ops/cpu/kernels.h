@@ -55,8 +55,9 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
                     const Conv2dParams& p);
 // gy (N, O, Ho, Wo) -> gx (N, C, H, W)
 void conv2d_backward_input(const TensorArg& gx, const TensorArg& gy, const TensorArg& w, const Conv2dParams& p);
-// gy, x -> gw (O, C/groups, kh, kw)
-void conv2d_backward_weight(const TensorArg& gw, const TensorArg& gy, const TensorArg& x, const Conv2dParams& p);
+// gy, x -> gw (O, C/groups, kh, kw), and gb (O) = gy summed over N, Ho, Wo unless gb has null data
+void conv2d_backward_weight(const TensorArg& gw, const TensorArg& gb, const TensorArg& gy, const TensorArg& x,
+                            const Conv2dParams& p);
 
 struct Pool2dParams {
   int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;

@@ -28,6 +28,29 @@ namespace minidl::cpu {
 // Below this many elements a parallel region costs more than it saves.
 inline constexpr int64_t kParallelGrain = 32768;
 
+// OpenMP queries that also compile without OpenMP.
+inline int64_t max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+inline int64_t thread_index() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+inline bool in_parallel() {
+#ifdef _OPENMP
+  return omp_in_parallel();
+#else
+  return false;
+#endif
+}
+
 // The iteration space after coalescing: shape[d] and each operand's strides[k][d].
 template <size_t N>
 struct LoopSpace {
