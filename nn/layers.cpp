@@ -34,6 +34,7 @@ Linear::Linear(int64_t in, int64_t out, bool with_bias, Generator& gen) : in_fea
 }
 
 Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias); }
+Tensor Linear::forward(const Tensor& x, Activation act) { return linear(x, weight, bias, act); }
 std::string Linear::describe() const {
   return fmt::format("Linear(in_features={}, out_features={}, bias={})", in_features, out_features, bias.defined());
 }
@@ -54,6 +55,7 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t k, Conv2dOptions o, bool with_bi
 }
 
 Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, options); }
+Tensor Conv2d::forward(const Tensor& x, Activation act) { return conv2d(x, weight, bias, options, act); }
 std::string Conv2d::describe() const {
   return fmt::format("Conv2d({}, {}, kernel_size={}, stride={}, padding={}, groups={}, bias={})", in_channels,
                      out_channels, kernel_size, options.stride, options.padding, options.groups, bias.defined());
@@ -119,7 +121,22 @@ Sequential& Sequential::add(ModulePtr layer) {
 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
-  for (const ModulePtr& layer : layers_) h = layer->forward(h);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const bool relu_next = i + 1 < layers_.size() && dynamic_cast<const ReLU*>(layers_[i + 1].get()) != nullptr;
+    if (relu_next) {
+      if (auto* lin = dynamic_cast<Linear*>(layers_[i].get())) {
+        h = lin->forward(h, Activation::relu);
+        ++i;  // the ReLU is done
+        continue;
+      }
+      if (auto* conv = dynamic_cast<Conv2d*>(layers_[i].get())) {
+        h = conv->forward(h, Activation::relu);
+        ++i;
+        continue;
+      }
+    }
+    h = layers_[i]->forward(h);
+  }
   return h;
 }
 

@@ -19,6 +19,8 @@ class Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true, Generator& gen = default_generator());
   Tensor forward(const Tensor& x) override;
+  // forward followed by the activation, fused into the GEMM (Sequential uses it for Linear, ReLU).
+  Tensor forward(const Tensor& x, Activation act);
   std::string describe() const override;
   Tensor weight, bias;  // (out, in), (out)
   int64_t in_features, out_features;
@@ -31,6 +33,8 @@ class Conv2d : public Module {
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, Conv2dOptions options = {},
          bool bias = true, Generator& gen = default_generator());
   Tensor forward(const Tensor& x) override;
+  // forward followed by the activation, fused into the pass that writes y (Sequential: Conv2d, ReLU).
+  Tensor forward(const Tensor& x, Activation act);
   std::string describe() const override;
   Tensor weight, bias;  // (O, C/groups, k, k), (O)
   int64_t in_channels, out_channels, kernel_size;
@@ -122,6 +126,9 @@ class Flatten : public Module {
 };
 
 // Runs its children in order; they are named "0", "1", ... as in PyTorch.
+// Runs its layers in order. A Linear or Conv2d directly followed by a ReLU runs as
+// one fused op (the ReLU applied while the layer writes its output): the same
+// result, one pass over memory fewer forward and backward.
 class Sequential : public Module {
  public:
   Sequential() = default;

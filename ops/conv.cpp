@@ -4,12 +4,14 @@
 #include "core/check.h"
 #include "ops/cpu/kernels.h"
 #include "ops/dispatch.h"
+#include "ops/elementwise.h"
 #include "ops/factory.h"
 #include "ops/reduce.h"
 
 namespace minidl {
 
-Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dOptions& o) {
+Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dOptions& o,
+              Activation act) {
   MINIDL_CHECK(x_in.dim() == 4, "conv2d: input must be 4-D (N, C, H, W), got {}", x_in.shape());
   MINIDL_CHECK(w_in.dim() == 4, "conv2d: weight must be 4-D (O, C/groups, kh, kw), got {}", w_in.shape());
   Device device = common_device("conv2d", {x_in, w_in, bias_in});
@@ -38,15 +40,18 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
                "conv2d: input {} (padded to {}x{}) is smaller than the dilated kernel {}x{}", x_in.shape(), Hp, Wp,
                eff_h, eff_w);
   const int64_t Ho = (Hp - eff_h) / o.stride[0] + 1, Wo = (Wp - eff_w) / o.stride[1] + 1;
-  const cpu::Conv2dParams p{o.stride[0], o.stride[1], o.padding[0], o.padding[1], o.dilation[0], o.dilation[1], G};
+  const cpu::Conv2dParams p{o.stride[0],   o.stride[1], o.padding[0], o.padding[1], o.dilation[0],
+                            o.dilation[1], G,           act == Activation::relu};
 
   Tensor x = x_in.contiguous(), w = w_in.contiguous();
   Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();
   Tensor y = empty({N, O, Ho, Wo}, {.dtype = x.dtype(), .device = device});
   cpu::conv2d_forward(y.arg(), x.arg(), w.arg(), arg_or_null(bias), p);
 
-  record(y, "Conv2dBackward", {x, w, bias}, [x = x.detach(), w = w.detach(), p](const Tensor& g_in, const NeedsGrad& needs) {
-    Tensor g = g_in.contiguous();
+  record(y, "Conv2dBackward", {x, w, bias}, [x = x.detach(), w = w.detach(), y = y.detach(), p](const Tensor& g_in,
+                                                                                                 const NeedsGrad& needs) {
+    // Through a fused ReLU the gradient is kept where the output is positive.
+    Tensor g = p.relu ? relu_backward(g_in, y) : g_in.contiguous();
     Tensor gx, gw, gb;
     if (needs[0]) {
       gx = empty(x.shape(), {.dtype = x.dtype(), .device = x.device()});

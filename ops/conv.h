@@ -4,6 +4,7 @@
 #include <array>
 
 #include "core/tensor.h"
+#include "ops/kernel_types.h"
 
 namespace minidl {
 
@@ -17,6 +18,8 @@ struct Conv2dOptions {
 // x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O) or undefined
 //   -> (N, O, Ho, Wo), Ho = (H + 2 pad - dilation (kh - 1) - 1) / stride + 1.
 //   conv2d(x, w, b, {.stride = {2, 2}, .padding = {1, 1}})
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const Conv2dOptions& options = {});
+// act = Activation::relu applies the ReLU in the pass that writes y (conv then ReLU, fused).
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const Conv2dOptions& options = {},
+              Activation act = Activation::none);
 
 }  // namespace minidl

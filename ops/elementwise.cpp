@@ -213,6 +213,10 @@ Tensor relu(const Tensor& x) {
   return y;
 }
 
+Tensor relu_backward(const Tensor& grad, const Tensor& output) {
+  return binary_kernel(BinaryOp::relu_backward, "relu_backward", grad.to(output.dtype()), output);
+}
+
 Tensor leaky_relu(const Tensor& a, double slope) {
   Tensor x = floating(a);
   Tensor y = unary_kernel(UnaryOp::leaky_relu, "leaky_relu", x, slope);

@@ -28,6 +28,9 @@ Tensor abs(const Tensor& x);
 Tensor sign(const Tensor& x);
 Tensor clamp(const Tensor& x, double min, double max);
 Tensor relu(const Tensor& x);
+// output > 0 ? grad : 0 — relu's backward from its output, for fused ops' backward
+// functions. Not itself recorded for autograd.
+Tensor relu_backward(const Tensor& grad, const Tensor& output);
 Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);
 Tensor sigmoid(const Tensor& x);
 Tensor tanh(const Tensor& x);

@@ -19,6 +19,10 @@ enum class UnaryOp : uint8_t {
   logical_not,
 };
 
+// An activation fused into the op before it (linear, conv2d): applied to the
+// output while it is still in cache, instead of a separate pass over memory.
+enum class Activation : uint8_t { none, relu };
+
 // z = f(x, y). Comparisons and logical ops write bool.
 enum class BinaryOp : uint8_t {
   add, sub, mul, div, pow, maximum, minimum,

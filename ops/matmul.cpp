@@ -79,17 +79,46 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   return out;
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias_in, Activation act) {
   MINIDL_CHECK(weight.dim() == 2, "linear: weight must be 2-D (out_features, in_features), got {}", weight.shape());
   MINIDL_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1),
                "linear: input {} has {} features but weight {} expects {}", x.shape(),
                x.dim() >= 1 ? x.size(-1) : 0, weight.shape(), weight.size(1));
-  Tensor y = matmul(x, weight.t());
-  if (!bias.defined()) return y;
-  MINIDL_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0),
-               "linear: bias {} does not match weight {} (expected [{}])", bias.shape(), weight.shape(),
-               weight.size(0));
-  return add(y, bias);
+  const int64_t in = weight.size(1), out = weight.size(0);
+  if (bias_in.defined())
+    MINIDL_CHECK(bias_in.dim() == 1 && bias_in.size(0) == out,
+                 "linear: bias {} does not match weight {} (expected [{}])", bias_in.shape(), weight.shape(), out);
+  Device device = common_device("linear", {x, weight, bias_in});
+  require_cpu("linear", device);
+  MINIDL_CHECK(x.dtype() == weight.dtype() && (!bias_in.defined() || bias_in.dtype() == x.dtype()),
+               "linear: dtypes differ: input {}, weight {}{}", x.dtype(), weight.dtype(),
+               bias_in.defined() ? fmt::format(", bias {}", bias_in.dtype()) : "");
+  MINIDL_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f64, "linear: expected f32 or f64 tensors, got {}",
+               x.dtype());
+
+  // Rows of x as a matrix (N, in); the weight is read transposed through its strides.
+  Tensor x2 = x.reshape({-1, in});
+  Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();
+  const int64_t N = x2.size(0);
+  Tensor y2 = empty({N, out}, {.dtype = x.dtype(), .device = device});
+  cpu::gemm(N, out, in, 1.0, x2.arg(), weight.t().arg(), 0.0, y2.arg(), cpu::GemmKernel::best,
+            {.bias = bias.defined() ? bias.raw_data() : nullptr, .bias_per_row = false, .relu = act == Activation::relu});
+
+  Shape out_shape = x.shape();
+  out_shape.back() = out;
+  Tensor y = y2.reshape(out_shape);
+  // g is the gradient at the output; through the ReLU it is kept where the output
+  // is positive. Then dx = g · W, dW = gᵀ · x, db = Σ_rows g.
+  record(y, "LinearBackward", {x, weight, bias},
+         [x2 = x2.detach(), w = weight.detach(), y2 = y2.detach(), act, x_shape = x.shape()](const Tensor& g_in,
+                                                                                              const NeedsGrad& needs) {
+           Tensor g = g_in.reshape(y2.shape());
+           if (act == Activation::relu) g = relu_backward(g, y2);
+           return grads{needs[0] ? matmul(g, w).reshape(x_shape) : Tensor(),
+                        needs[1] ? matmul(g.t(), x2) : Tensor(),
+                        needs[2] ? sum(g, {0}) : Tensor()};
+         });
+  return y;
 }
 
 }  // namespace minidl

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "core/tensor.h"
+#include "ops/kernel_types.h"
 
 namespace minidl {
 
@@ -10,7 +11,9 @@ namespace minidl {
 // matrices whose batch dims broadcast. a (..., M, K) · b (..., K, N) -> (..., M, N).
 Tensor matmul(const Tensor& a, const Tensor& b);
 
-// x (..., in) · weightᵀ (in, out) + bias (out) -> (..., out), as nn.Linear.
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// act(x (..., in) · weightᵀ (in, out) + bias (out)) -> (..., out), as nn.Linear
+// (followed by nn.ReLU with Activation::relu). One GEMM whose epilogue adds the
+// bias and applies the activation to each tile while it is in cache.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), Activation act = Activation::none);
 
 }  // namespace minidl

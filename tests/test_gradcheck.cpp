@@ -112,6 +112,9 @@ TEST_CASE("gradcheck: matmul and linear") {
   CHECK(gradcheck([](const V& v) { return matmul(v[0], v[1]); }, {leaf({4}, 25), leaf({4}, 26)}));
   CHECK(gradcheck([](const V& v) { return linear(v[0], v[1], v[2]); }, {leaf({5, 4}, 27), leaf({3, 4}, 28), leaf({3}, 29)}));
   CHECK(gradcheck([](const V& v) { return linear(v[0], v[1]); }, {leaf({2, 5, 4}, 30), transposed_leaf(3, 4, 31)}));
+  // with the fused ReLU (random data: no pre-activation sits within the finite-difference step of 0)
+  CHECK(gradcheck([](const V& v) { return linear(v[0], v[1], v[2], Activation::relu); },
+                  {leaf({6, 4}, 32), leaf({5, 4}, 33), leaf({5}, 34)}));
 }
 
 TEST_CASE("gradcheck: conv2d with stride, padding, dilation and groups") {
@@ -136,6 +139,9 @@ TEST_CASE("gradcheck: conv2d with stride, padding, dilation and groups") {
     Tensor b = c.bias ? leaf({c.w[0]}, seed++) : Tensor();
     Conv2dOptions o = c.o;
     CHECK(gradcheck([o](const V& v) { return conv2d(v[0], v[1], v.size() > 2 ? v[2] : Tensor(), o); },
+                    c.bias ? V{x, w, b} : V{x, w}));
+    // and with the ReLU fused in
+    CHECK(gradcheck([o](const V& v) { return conv2d(v[0], v[1], v.size() > 2 ? v[2] : Tensor(), o, Activation::relu); },
                     c.bias ? V{x, w, b} : V{x, w}));
   }
   // a non-contiguous input (permuted NHWC storage)

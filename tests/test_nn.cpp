@@ -131,3 +131,29 @@ TEST_CASE("layers compute what their functional ops compute") {
   std::string printed = build_model("mlp-small")->str();
   CHECK(printed.find("(1): Linear(in_features=784, out_features=64, bias=true)") != std::string::npos);
 }
+
+TEST_CASE("Sequential fuses Linear+ReLU and Conv2d+ReLU: same values and gradients as the layers one by one") {
+  Generator gen(21);
+  auto net = make<Sequential>();
+  net->add(make<Conv2d>(2, 4, 3, Conv2dOptions{.padding = {1, 1}}, true, gen)).add(make<ReLU>());
+  net->add(make<Flatten>()).add(make<Linear>(4 * 6 * 6, 7, true, gen)).add(make<ReLU>());
+  net->add(make<Linear>(7, 3, true, gen));
+  Tensor x = randn({5, 2, 6, 6}, {}, gen);
+  Tensor fused = net->forward(x);
+  sum(mul(fused, fused)).backward();
+  std::vector<std::vector<float>> fused_grads;
+  for (const Tensor& p : net->parameters()) fused_grads.push_back(p.grad().to_vector<float>());
+  net->zero_grad();
+
+  // The same layers called one at a time (no fusion).
+  Tensor h = x;
+  for (size_t i = 0; i < net->size(); ++i) h = (*net)[i]->forward(h);
+  CHECK(h.to_vector<float>() == fused.to_vector<float>());
+  sum(mul(h, h)).backward();
+  size_t k = 0;
+  for (const Tensor& p : net->parameters()) {
+    std::vector<float> g = p.grad().to_vector<float>(), want = fused_grads[k++];
+    REQUIRE(g.size() == want.size());
+    for (size_t i = 0; i < g.size(); ++i) CHECK(g[i] == doctest::Approx(want[i]).epsilon(1e-5));
+  }
+}

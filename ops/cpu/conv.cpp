@@ -166,21 +166,16 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
     const T* wp = w.ptr<T>();
     const T* bp = bias.data ? bias.ptr<T>() : nullptr;
     T* yp = y.ptr<T>();
-    auto add_bias = [&](T* y_grp, int64_t grp) {
-      if (bp)
-        for (int64_t o = 0; o < g.Og; ++o) {
-          const T b = bp[grp * g.Og + o];
-          for (int64_t q = 0; q < P; ++q) y_grp[o * P + q] += b;
-        }
-    };
     if (pointwise(g, p)) {
 #pragma omp parallel for if (g.N > 1 && !in_parallel())
       for (int64_t n = 0; n < g.N; ++n)
         for (int64_t grp = 0; grp < p.groups; ++grp) {
-          T* y_grp = yp + (n * g.O + grp * g.Og) * P;
+          // The bias (one per output channel: per row of y[n, group]) and the ReLU
+          // are the GEMM's epilogue.
           gemm(g.Og, P, g.K, 1.0, matrix(wp + grp * g.Og * g.K, dt, g.Og, g.K, g.K, 1),
-               matrix(xp + (n * g.C + grp * g.Cg) * P, dt, g.K, P, P, 1), 0.0, matrix(y_grp, dt, g.Og, P, P, 1));
-          add_bias(y_grp, grp);
+               matrix(xp + (n * g.C + grp * g.Cg) * P, dt, g.K, P, P, 1), 0.0,
+               matrix(yp + (n * g.O + grp * g.Og) * P, dt, g.Og, P, P, 1), GemmKernel::best,
+               {.bias = bp ? bp + grp * g.Og : nullptr, .bias_per_row = true, .relu = p.relu});
         }
       return;
     }
@@ -196,13 +191,20 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
             im2col(cols.data() + b * P, ld, xp + ((n0 + b) * g.C + grp * g.Cg) * g.H * g.W, g, p);
           gemm(g.Og, ld, g.K, 1.0, matrix(wp + grp * g.Og * g.K, dt, g.Og, g.K, g.K, 1),
                matrix(cols.data(), dt, g.K, ld, ld, 1), 0.0, matrix(out.data(), dt, g.Og, ld, ld, 1));
-          // out (Og, nb·P) -> y[n0 + b, group] (Og, P), adding the bias on the way.
+          // out (Og, nb·P) -> y[n0 + b, group] (Og, P), adding the bias and
+          // applying the ReLU on the way.
           for (int64_t b = 0; b < nb; ++b)
             for (int64_t o = 0; o < g.Og; ++o) {
               const T* src = out.data() + o * ld + b * P;
               T* dst = yp + ((n0 + b) * g.O + grp * g.Og + o) * P;
               const T bias_o = bp ? bp[grp * g.Og + o] : T(0);
-              for (int64_t q = 0; q < P; ++q) dst[q] = src[q] + bias_o;
+              if (p.relu)
+                for (int64_t q = 0; q < P; ++q) {
+                  const T v = src[q] + bias_o;
+                  dst[q] = v > T(0) ? v : T(0);  // as relu(): NaN becomes 0
+                }
+              else
+                for (int64_t q = 0; q < P; ++q) dst[q] = src[q] + bias_o;
             }
         }
       }

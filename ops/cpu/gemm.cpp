@@ -37,6 +37,29 @@ namespace minidl::cpu {
 
 namespace {
 
+// ---------------------------------------------------------------- the epilogue
+
+// C[r0:r0+rows, c0:c0+cols] (the tile at c) += bias, then max(·, 0). The packed
+// GEMM calls it on each micro-tile right after its last K block, so the tile is
+// still in L1; the reference GEMM calls it once on the whole of C.
+template <class T>
+void apply_epilogue(T* c, int64_t ldc, int64_t r0, int64_t rows, int64_t c0, int64_t cols, const GemmEpilogue& e) {
+  const T* bias = static_cast<const T*>(e.bias);
+  for (int64_t i = 0; i < rows; ++i) {
+    T* row = c + i * ldc;
+    if (bias && e.bias_per_row) {
+      const T b = bias[r0 + i];
+      for (int64_t j = 0; j < cols; ++j) row[j] += b;
+    } else if (bias) {
+      for (int64_t j = 0; j < cols; ++j) row[j] += bias[c0 + j];
+    }
+    if (e.relu)
+      for (int64_t j = 0; j < cols; ++j) row[j] = row[j] > T(0) ? row[j] : T(0);
+  }
+}
+
+bool has_epilogue(const GemmEpilogue& e) { return e.bias != nullptr || e.relu; }
+
 // ---------------------------------------------------------------- v1: reference
 
 constexpr int64_t kRefBlockK = 256;
@@ -248,7 +271,8 @@ struct Operand {
 
 // The BLIS loop nest for the block C[m0:m1, n0:n1] (one thread's share).
 void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, float alpha,
-                Operand A, Operand B, float beta, float* c, int64_t ldc) {
+                Operand A, Operand B, float beta, float* c, int64_t ldc, const GemmEpilogue& epi) {
+  const bool epilogue = has_epilogue(epi);
   const int64_t mr = kern.mr, nr = kern.nr;
   float* bbuf = scratch(0, static_cast<size_t>(kKC * ((kNC + nr - 1) / nr) * nr));
   float* abuf = scratch(1, static_cast<size_t>(kKC * ((kMC + mr - 1) / mr) * mr));
@@ -258,25 +282,30 @@ void gemm_block(const KernelInfo& kern, int64_t m0, int64_t m1, int64_t n0, int6
       const int64_t kc = std::min(kKC, K - pc);
       pack_b(B.p + pc * B.rs + jc * B.cs, B.rs, B.cs, kc, nc, nr, bbuf);
       const float beta_here = pc == 0 ? beta : 1.0f;  // later K blocks accumulate
+      const bool last_k = pc + kc == K;
       for (int64_t ic = m0; ic < m1; ic += kMC) {
         const int64_t mc = std::min(kMC, m1 - ic);
         pack_a(A.p + ic * A.rs + pc * A.cs, A.rs, A.cs, mc, kc, mr, abuf);
         for (int64_t jr = 0; jr < nc; jr += nr)
-          for (int64_t ir = 0; ir < mc; ir += mr)
-            kern.fn(kc, abuf + ir * kc, bbuf + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, alpha, beta_here,
-                    std::min(mr, mc - ir), std::min(nr, nc - jr));
+          for (int64_t ir = 0; ir < mc; ir += mr) {
+            float* tile = c + (ic + ir) * ldc + jc + jr;
+            const int64_t rows = std::min(mr, mc - ir), cols = std::min(nr, nc - jr);
+            kern.fn(kc, abuf + ir * kc, bbuf + jr * kc, tile, ldc, alpha, beta_here, rows, cols);
+            if (epilogue && last_k) apply_epilogue(tile, ldc, ic + ir, rows, jc + jr, cols, epi);
+          }
       }
     }
   }
 }
 
 void gemm_packed(GemmKernel which, int64_t M, int64_t N, int64_t K, float alpha, const TensorArg& A,
-                 const TensorArg& B, float beta, const TensorArg& C) {
+                 const TensorArg& B, float beta, const TensorArg& C, const GemmEpilogue& epi) {
   float* c = C.ptr<float>();
   const int64_t ldc = C.strides[0];
   if (K == 0 || alpha == 0.0f) {  // only the beta scaling is left
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    apply_epilogue(c, ldc, 0, M, 0, N, epi);
     return;
   }
   const KernelInfo kern = kernel_info(which);
@@ -291,7 +320,7 @@ void gemm_packed(GemmKernel which, int64_t M, int64_t N, int64_t K, float alpha,
   const int64_t units = split_n ? (N + kern.nr - 1) / kern.nr : (M + kern.mr - 1) / kern.mr;
   threads = static_cast<int>(std::min<int64_t>(threads, units));
   if (threads <= 1) {
-    gemm_block(kern, 0, M, 0, N, K, alpha, a, b, beta, c, ldc);
+    gemm_block(kern, 0, M, 0, N, K, alpha, a, b, beta, c, ldc, epi);
     return;
   }
 #pragma omp parallel num_threads(threads)
@@ -303,9 +332,9 @@ void gemm_packed(GemmKernel which, int64_t M, int64_t N, int64_t K, float alpha,
 #endif
     const int64_t u0 = units * t / threads, u1 = units * (t + 1) / threads;
     if (split_n) {
-      gemm_block(kern, 0, M, u0 * kern.nr, std::min(N, u1 * kern.nr), K, alpha, a, b, beta, c, ldc);
+      gemm_block(kern, 0, M, u0 * kern.nr, std::min(N, u1 * kern.nr), K, alpha, a, b, beta, c, ldc, epi);
     } else {
-      gemm_block(kern, u0 * kern.mr, std::min(M, u1 * kern.mr), 0, N, K, alpha, a, b, beta, c, ldc);
+      gemm_block(kern, u0 * kern.mr, std::min(M, u1 * kern.mr), 0, N, K, alpha, a, b, beta, c, ldc, epi);
     }
   }
 }
@@ -343,17 +372,18 @@ const char* gemm_kernel_name(GemmKernel k) {
 }
 
 void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, const TensorArg& B, double beta,
-          const TensorArg& C, GemmKernel kernel) {
+          const TensorArg& C, GemmKernel kernel, const GemmEpilogue& epilogue) {
   if (M == 0 || N == 0) return;
   if (kernel == GemmKernel::best) kernel = best_kernel();
   if (C.dtype == DType::f32 && kernel != GemmKernel::reference) {
     if (!gemm_kernel_supported(kernel)) throw Error(std::string("gemm: this CPU cannot run ") + gemm_kernel_name(kernel));
-    gemm_packed(kernel, M, N, K, static_cast<float>(alpha), A, B, static_cast<float>(beta), C);
+    gemm_packed(kernel, M, N, K, static_cast<float>(alpha), A, B, static_cast<float>(beta), C, epilogue);
     return;
   }
   dispatch_f32_f64(C.dtype, "gemm", [&](auto tag) {
     using T = decltype(tag);
     gemm_reference<T>(M, N, K, T(alpha), A, B, T(beta), C);
+    if (has_epilogue(epilogue)) apply_epilogue(C.ptr<T>(), C.strides[0], 0, M, 0, N, epilogue);
   });
 }
 

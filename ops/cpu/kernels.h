@@ -42,13 +42,22 @@ void reduce_rows(ReduceOp op, const TensorArg& values, const TensorArg& indices,
 // overwrites C without reading it. `best` picks the fastest kernel this CPU runs
 // (f32: packed AVX-512 or AVX2; f64: the reference loop); tests name each one.
 enum class GemmKernel { best, reference, generic, avx2, avx512 };
+// What happens to C after the product, while each tile is still in registers or
+// L1: C += bias (one value per column, as in a linear layer, or per row, as in a
+// convolution's (O, positions) output), then C = max(C, 0). bias has C's dtype.
+struct GemmEpilogue {
+  const void* bias = nullptr;
+  bool bias_per_row = false;
+  bool relu = false;
+};
 void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, const TensorArg& B, double beta,
-          const TensorArg& C, GemmKernel kernel = GemmKernel::best);
+          const TensorArg& C, GemmKernel kernel = GemmKernel::best, const GemmEpilogue& epilogue = {});
 bool gemm_kernel_supported(GemmKernel kernel);
 const char* gemm_kernel_name(GemmKernel kernel);
 
 struct Conv2dParams {
   int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
+  bool relu = false;  // forward only: y = max(conv + bias, 0)
 };
 // x (N, C, H, W), w (O, C/groups, kh, kw), bias (O) or null data -> y (N, O, Ho, Wo). All contiguous.
 void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, const TensorArg& bias,
