@@ -1,10 +1,14 @@
-// ops/loss.cpp — losses composed from differentiable ops, so their gradients
-// come from autograd with no hand-written backward to get wrong. The fused
-// fast path is the fast-CPU issue's job.
+// ops/loss.cpp — the losses. nll_loss, kl_div and mse_loss are composed from
+// differentiable ops, so their gradients come from autograd with no hand-written
+// backward to get wrong. cross_entropy, the loss every classifier step pays for,
+// is one fused row kernel forward and backward (ops/cpu/softmax.cpp); its tests
+// hold it to the composed form, log_softmax then nll_loss.
 #include "ops/loss.h"
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "ops/cpu/kernels.h"
+#include "ops/dispatch.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
 #include "ops/index.h"
@@ -98,36 +102,65 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NllLossOpti
   return nll("nll_loss", log_probs, target, options);
 }
 
+// One fused node: the row kernel computes log-softmax, picks the target, applies
+// weights, ignore_index and smoothing, and keeps each row's max and log Σ exp; the
+// backward rebuilds p = exp(x − max − log_sum) from them in one more pass
+// (see ops/cpu/softmax.cpp).
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyOptions& o) {
   MINIDL_CHECK(o.label_smoothing >= 0 && o.label_smoothing <= 1,
                "cross_entropy: label_smoothing must be in [0, 1], got {}", o.label_smoothing);
   MINIDL_CHECK(logits.dim() >= 1, "cross_entropy: input must have a class dim, got a scalar");
-  const int64_t class_dim = logits.dim() == 1 ? 0 : 1;
-  Tensor log_probs = log_softmax(logits, class_dim);
-  Tensor loss = nll("cross_entropy", log_probs, target, {o.weight, o.reduction, o.ignore_index});
-  if (o.label_smoothing == 0) return loss;
-
-  // The smoothing term: -Σ_c w_c log p_c per prediction, ignored targets zeroed.
-  Flat f = flatten_classes("cross_entropy", log_probs, target);
-  const int64_t C = f.log_probs.size(1);
-  Tensor valid = ne(f.target, scalar_like(static_cast<double>(o.ignore_index), f.target));
-  Tensor weighted = o.weight.defined() ? mul(f.log_probs, o.weight.to(logits.dtype())) : f.log_probs;
-  Tensor smooth = where(valid, neg(sum(weighted, {1})), 0.0);
-  Tensor smooth_reduced;
-  switch (o.reduction) {
-    case Reduction::none: smooth_reduced = smooth.reshape(f.target_shape); break;
-    case Reduction::sum: smooth_reduced = sum(smooth); break;
-    case Reduction::mean: {
-      Tensor denom = valid.to(logits.dtype());
-      if (o.weight.defined())
-        denom = mul(denom, index_select(o.weight.to(logits.dtype()), 0, where(valid, f.target, 0.0)));
-      smooth_reduced = div(sum(smooth), sum(denom));
-      break;
-    }
-    case Reduction::batchmean: fail("cross_entropy: reduction 'batchmean' is only for kl_div");
+  MINIDL_CHECK(is_floating(logits.dtype()), "cross_entropy: expected floating-point logits, got {}", logits.dtype());
+  require_cpu("cross_entropy", common_device("cross_entropy", {logits, target, o.weight}));
+  if (o.reduction == Reduction::batchmean) fail("cross_entropy: reduction 'batchmean' is only for kl_div");
+  // (N, C, d...) -> rows (N·d..., C) through differentiable views, so autograd maps
+  // the rows' gradient back to the logits' layout.
+  Flat f = flatten_classes("cross_entropy", logits, target);
+  const int64_t C = f.log_probs.size(1), R = f.log_probs.size(0);
+  Tensor rows = f.log_probs.contiguous();
+  Tensor tgt = f.target.contiguous();
+  Tensor weight;
+  if (o.weight.defined()) {
+    MINIDL_CHECK(o.weight.dim() == 1 && o.weight.size(0) == C,
+                 "cross_entropy: weight {} must have one entry per class ({})", o.weight.shape(), C);
+    weight = o.weight.detach().to(logits.dtype()).contiguous();
   }
-  const double eps = o.label_smoothing;
-  return add(mul(loss, scalar_like(1 - eps, loss)), mul(smooth_reduced, scalar_like(eps / C, loss)));
+  const cpu::CrossEntropyParams params{o.ignore_index, o.label_smoothing};
+  Tensor out, denom, per_row, lse;
+  {
+    NoGradGuard no_grad;
+    per_row = empty({R}, {.dtype = logits.dtype(), .device = logits.device()});
+    lse = empty({R, 2}, {.dtype = logits.dtype(), .device = logits.device()});
+    const int64_t bad = cpu::cross_entropy_rows(per_row.arg(), lse.arg(), rows.arg(), tgt.arg(), arg_or_null(weight),
+                                                params);
+    if (bad >= 0)
+      fail("cross_entropy: target {} (at position {}) is out of range for {} classes",
+           tgt.narrow(0, bad, 1).item<int64_t>(), bad, C);
+    switch (o.reduction) {
+      case Reduction::none: out = per_row.reshape(f.target_shape); break;
+      case Reduction::sum: out = sum(per_row); break;
+      default: {
+        // mean: divided by the total weight of the rows that count (0/0 = NaN when none does).
+        Tensor valid = ne(tgt, scalar_like(static_cast<double>(o.ignore_index), tgt)).to(logits.dtype());
+        denom = weight.defined() ? sum(mul(valid, index_select(weight, 0, where(ne(valid, scalar_like(0.0, valid)), tgt, 0.0))))
+                                 : sum(valid);
+        out = div(sum(per_row), denom);
+      }
+    }
+  }
+  record(out, "CrossEntropyBackward", {rows},
+           [rows = rows.detach(), lse, tgt, weight, denom, params, reduction = o.reduction](const Tensor& g,
+                                                                                             const NeedsGrad&) {
+             // The upstream gradient per row: g itself (none), or one scalar for every row.
+             Tensor scale = reduction == Reduction::none ? g.reshape({-1}).to(rows.dtype()).contiguous()
+                          : reduction == Reduction::sum  ? g.to(rows.dtype()).contiguous()
+                                                         : div(g.to(rows.dtype()), denom).contiguous();
+             Tensor gx = empty(rows.shape(), {.dtype = rows.dtype(), .device = rows.device()});
+             cpu::cross_entropy_rows_backward(gx.arg(), scale.arg(), rows.arg(), lse.arg(), tgt.arg(),
+                                              arg_or_null(weight), params);
+             return grads{gx};
+           });
+  return out;
 }
 
 Tensor kl_div(const Tensor& input, const Tensor& target, Reduction reduction, bool log_target) {

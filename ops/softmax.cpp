@@ -24,15 +24,28 @@ Tensor softmax_kernel(const Tensor& x, int64_t d, bool log) {
   if (out.numel() > 0) cpu::softmax_rows(out.reshape({-1, cols}).arg(), rows.reshape({-1, cols}).arg(), log);
   return d == last ? out : out.transpose(d, last).contiguous();
 }
+
+// The backward row kernel, with `dim` moved last the same way.
+Tensor softmax_backward_kernel(const Tensor& g_in, const Tensor& y_in, int64_t d, bool log) {
+  const int64_t last = y_in.dim() - 1;
+  Tensor g = (d == last ? g_in : g_in.transpose(d, last)).to(y_in.dtype()).contiguous();
+  Tensor y = (d == last ? y_in : y_in.transpose(d, last)).contiguous();
+  const int64_t cols = y_in.size(d);
+  Tensor gx = empty(y.shape(), {.dtype = y.dtype(), .device = y.device()});
+  if (gx.numel() > 0)
+    cpu::softmax_rows_backward(gx.reshape({-1, cols}).arg(), g.reshape({-1, cols}).arg(), y.reshape({-1, cols}).arg(),
+                               log);
+  return d == last ? gx : gx.transpose(d, last).contiguous();
+}
 }  // namespace
 
 Tensor softmax(const Tensor& x, int64_t dim) {
   int64_t d = x.dim() == 0 ? 0 : normalize_dim(dim, x.dim(), "softmax");
   Tensor y = softmax_kernel(x, d, /*log=*/false);
-  // dx = y * (g - Σ g y)
+  // dx = y * (g - Σ g y), one fused pass per row
   record(y, "SoftmaxBackward", {x}, [y = y.detach(), d](const Tensor& g, const NeedsGrad&) {
     if (y.dim() == 0) return grads{zeros_like(g)};
-    return grads{mul(y, sub(g, sum(mul(g, y), {d}, true)))};
+    return grads{softmax_backward_kernel(g, y, d, /*log=*/false)};
   });
   return y;
 }
@@ -40,10 +53,10 @@ Tensor softmax(const Tensor& x, int64_t dim) {
 Tensor log_softmax(const Tensor& x, int64_t dim) {
   int64_t d = x.dim() == 0 ? 0 : normalize_dim(dim, x.dim(), "log_softmax");
   Tensor y = softmax_kernel(x, d, /*log=*/true);
-  // dx = g - softmax * Σ g
+  // dx = g - softmax * Σ g, one fused pass per row
   record(y, "LogSoftmaxBackward", {x}, [y = y.detach(), d](const Tensor& g, const NeedsGrad&) {
     if (y.dim() == 0) return grads{zeros_like(g)};
-    return grads{sub(g, mul(exp(y), sum(g, {d}, true)))};
+    return grads{softmax_backward_kernel(g, y, d, /*log=*/true)};
   });
   return y;
 }

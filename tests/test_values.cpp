@@ -300,3 +300,49 @@ TEST_CASE("cat, stack, index_select, gather") {
   check_all(gather(a, 1, i64({1, 1, 0, 1}, {2, 2})), {2, 2, 3, 4});
   check_all(scatter_add(zeros({2, 2}), 1, i64({1, 1, 0, 1}, {2, 2}), f32({1, 2, 3, 4}, {2, 2})), {0, 3, 3, 4});
 }
+
+TEST_CASE("fused cross_entropy equals log_softmax + nll_loss (+ smoothing), values and gradients") {
+  Generator gen(31);
+  for (const DType dt : {DType::f32, DType::f64}) {
+    Tensor x2 = mul(randn({9, 5}, {.dtype = dt}, gen), scalar_like(3.0, randn({1}, {.dtype = dt}, gen)));
+    Tensor x3 = randn({4, 5, 3}, {.dtype = dt}, gen);  // (N, C, L)
+    Tensor t2 = from_vector(std::vector<int64_t>{0, 4, 2, -100, 1, 3, 3, -100, 0}, {9});
+    Tensor t3 = randint(0, 5, {4, 3}, {}, gen);
+    Tensor w = add(rand({5}, {.dtype = dt}, gen), scalar_like(0.5, randn({1}, {.dtype = dt}, gen)));
+    for (auto [x, t] : {std::pair{x2, t2}, std::pair{x3, t3}})
+      for (Reduction r : {Reduction::none, Reduction::sum, Reduction::mean})
+        for (bool weighted : {false, true})
+          for (double eps : {0.0, 0.3}) {
+            INFO(dtype_name(dt), " dims ", x.dim(), " reduction ", int(r), " weighted ", weighted, " eps ", eps);
+            Tensor a = x.detach().requires_grad_(), b = x.detach().requires_grad_();
+            Tensor wt = weighted ? w : Tensor();
+            Tensor fused = cross_entropy(a, t, {.weight = wt, .reduction = r, .label_smoothing = eps});
+            // The composed form, by the definition: (1 − ε)·nll + ε/C·Σ_c w_c (−log p_c), ignored rows 0,
+            // mean dividing both by the total weight of the rows that count.
+            const int64_t C = 5;
+            Tensor lp = log_softmax(b, 1);
+            Tensor nll = nll_loss(lp, t, {.weight = wt, .reduction = Reduction::none});
+            Tensor lw = weighted ? mul(lp, (x.dim() == 2 ? w : w.reshape({5, 1}))) : lp;
+            Tensor valid = ne(t, scalar_like(-100.0, t)).to(dt);
+            Tensor smooth = mul(neg(sum(lw, {1})), valid);
+            Tensor per = add(mul(nll, scalar_like(1 - eps, nll)), mul(smooth, scalar_like(eps / C, nll)));
+            Tensor composed = per;
+            if (r == Reduction::sum) composed = sum(per);
+            if (r == Reduction::mean) {
+              Tensor tw = weighted ? mul(index_select(w, 0, where(ne(t, scalar_like(-100.0, t)), t, 0.0).reshape({-1})),
+                                         valid.reshape({-1}))
+                                   : valid;
+              composed = div(sum(per), sum(tw));
+            }
+            std::vector<double> fv = fused.to_vector<double>(), cv = composed.to_vector<double>();
+            REQUIRE(fv.size() == cv.size());
+            for (size_t i = 0; i < fv.size(); ++i) CHECK(fv[i] == Approx(cv[i]).epsilon(dt == DType::f32 ? 1e-5 : 1e-12));
+            Tensor up = randn(fused.shape(), {.dtype = dt}, gen);
+            sum(mul(fused, up)).backward();
+            sum(mul(composed, up)).backward();
+            std::vector<double> ga = a.grad().to_vector<double>(), gb = b.grad().to_vector<double>();
+            for (size_t i = 0; i < ga.size(); ++i)
+              CHECK(ga[i] == Approx(gb[i]).epsilon(dt == DType::f32 ? 1e-4 : 1e-10).scale(1.0));
+          }
+  }
+}

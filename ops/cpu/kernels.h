@@ -95,6 +95,27 @@ void batch_norm_backward(const TensorArg& gx, const TensorArg& gw, const TensorA
 
 // x (rows, cols) contiguous -> y (rows, cols): softmax or log_softmax of each row.
 void softmax_rows(const TensorArg& y, const TensorArg& x, bool log);
+// The backward of softmax_rows from its output y, one pass per row:
+//   softmax: gx = y ⊙ (g − Σ g y);   log_softmax: gx = g − exp(y) Σ g.
+void softmax_rows_backward(const TensorArg& gx, const TensorArg& g, const TensorArg& y, bool log);
+
+// Cross-entropy over the rows of logits (rows, C), fused: log-softmax, the pick of
+// the target, class weights, ignore_index and label smoothing in one pass per row.
+//   loss_r = (1 − ε) w_t (−log p_t) + ε/C Σ_c w_c (−log p_c)   (0 for an ignored row)
+// Writes loss (rows) and lse (rows, 2: the row's max and log Σ exp(x − max), kept
+// for the backward), and
+// returns the index of the first row whose target is out of range, or −1.
+struct CrossEntropyParams {
+  int64_t ignore_index;
+  double label_smoothing;
+};
+int64_t cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits,
+                           const TensorArg& target, const TensorArg& weight, const CrossEntropyParams& p);
+// gx_r = scale_r · [(1 − ε) w_t (p − onehot_t) + ε/C (W p − w)], p = exp(x − max − log_sum),
+// W = Σ_c w_c; scale is one value per row (stride 0 for a broadcast scalar).
+void cross_entropy_rows_backward(const TensorArg& gx, const TensorArg& scale, const TensorArg& logits,
+                                 const TensorArg& lse, const TensorArg& target, const TensorArg& weight,
+                                 const CrossEntropyParams& p);
 
 // View x as (outer, size, inner), contiguous. index int64 (n).
 // out (outer, n, inner) := x[:, index, :]

@@ -1,7 +1,12 @@
-// ops/cpu/softmax.cpp — softmax / log_softmax over the rows of (rows, cols).
+// ops/cpu/softmax.cpp — softmax / log_softmax over the rows of (rows, cols), and
+// the fused cross-entropy built on the same row pass.
 //
 // Numerically stable: subtract the row max before exp, so logits of ±1e4 give
-// exact, finite results. Bandwidth-bound; rows in parallel.
+// exact, finite results. Bandwidth-bound; rows in parallel. Each function reads a
+// row a few times while it is in L1 and writes it once: the fused forms replace
+// chains of whole-tensor ops (exp, sum, mul, sub, gather, ...) that would each
+// stream the tensor through memory.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -33,6 +38,136 @@ void softmax_rows(const TensorArg& y, const TensorArg& x, bool log) {
         C inv = C(1) / sum;
         for (int64_t c = 0; c < cols; ++c) out[c] = T(std::exp(static_cast<C>(in[c]) - m) * inv);
       }
+    }
+  });
+}
+
+void softmax_rows_backward(const TensorArg& gx, const TensorArg& g, const TensorArg& y, bool log) {
+  const int64_t rows = y.shape[0], cols = y.shape[1];
+  dispatch_floating(y.dtype, log ? "log_softmax backward" : "softmax backward", [&](auto tag) {
+    using T = decltype(tag);
+    using C = compute_t<T>;
+    const T* gp = g.ptr<T>();
+    const T* yp = y.ptr<T>();
+    T* out = gx.ptr<T>();
+#pragma omp parallel for if (rows * cols > 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* gr = gp + r * cols;
+      const T* yr = yp + r * cols;
+      T* o = out + r * cols;
+      C dot = 0;  // Σ g (log) or Σ g y (softmax)
+      for (int64_t c = 0; c < cols; ++c) dot += log ? static_cast<C>(gr[c]) : static_cast<C>(gr[c]) * static_cast<C>(yr[c]);
+      if (log)
+        for (int64_t c = 0; c < cols; ++c) o[c] = T(static_cast<C>(gr[c]) - std::exp(static_cast<C>(yr[c])) * dot);
+      else
+        for (int64_t c = 0; c < cols; ++c) o[c] = T(static_cast<C>(yr[c]) * (static_cast<C>(gr[c]) - dot));
+    }
+  });
+}
+
+namespace {
+// log Σ_c exp(x_c) = max + log Σ_c exp(x_c − max), kept as the two parts: for
+// logits of 1e4 their sum would round away the log term (10000.693 has a float
+// ulp of 0.001), while −log p_c = (max − x_c) + log_sum stays exact.
+template <class C>
+struct LogSumExp {
+  C max, log_sum;
+};
+template <class C, class T>
+LogSumExp<C> row_logsumexp(const T* x, int64_t cols) {
+  C m = -std::numeric_limits<C>::infinity();
+  for (int64_t c = 0; c < cols; ++c) m = std::max(m, static_cast<C>(x[c]));
+  if (std::isinf(m) && m < 0) m = 0;  // an all −inf row: log_sum is −inf
+  C sum = 0;
+  for (int64_t c = 0; c < cols; ++c) sum += std::exp(static_cast<C>(x[c]) - m);
+  return {m, std::log(sum)};
+}
+}  // namespace
+
+int64_t cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits,
+                           const TensorArg& target, const TensorArg& weight, const CrossEntropyParams& p) {
+  const int64_t rows = logits.shape[0], cols = logits.shape[1];
+  int64_t bad_row = -1;
+  dispatch_floating(logits.dtype, "cross_entropy", [&](auto tag) {
+    using T = decltype(tag);
+    using C = compute_t<T>;
+    const T* xp = logits.ptr<T>();
+    const int64_t* tp = target.ptr<int64_t>();
+    const T* wp = weight.data ? weight.ptr<T>() : nullptr;
+    T* lp = loss.ptr<T>();
+    T* sp = lse.ptr<T>();
+    const C eps = static_cast<C>(p.label_smoothing);
+    int64_t first_bad = rows;
+#pragma omp parallel for reduction(min : first_bad) if (rows * cols > 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* x = xp + r * cols;
+      const int64_t t = tp[r];
+      const LogSumExp<C> s = row_logsumexp<C>(x, cols);
+      sp[2 * r] = T(s.max), sp[2 * r + 1] = T(s.log_sum);
+      if (t == p.ignore_index) {
+        lp[r] = T(0);
+        continue;
+      }
+      if (t < 0 || t >= cols) {
+        first_bad = std::min(first_bad, r);
+        lp[r] = T(0);
+        continue;
+      }
+      // −log p_c = (max − x_c) + log_sum
+      const C w_t = wp ? static_cast<C>(wp[t]) : C(1);
+      C l = (C(1) - eps) * w_t * ((s.max - static_cast<C>(x[t])) + s.log_sum);
+      if (eps != C(0)) {
+        C smooth = 0;
+        for (int64_t c = 0; c < cols; ++c)
+          smooth += (wp ? static_cast<C>(wp[c]) : C(1)) * ((s.max - static_cast<C>(x[c])) + s.log_sum);
+        l += eps / C(cols) * smooth;
+      }
+      lp[r] = T(l);
+    }
+    if (first_bad < rows) bad_row = first_bad;
+  });
+  return bad_row;
+}
+
+void cross_entropy_rows_backward(const TensorArg& gx, const TensorArg& scale, const TensorArg& logits,
+                                 const TensorArg& lse, const TensorArg& target, const TensorArg& weight,
+                                 const CrossEntropyParams& p) {
+  const int64_t rows = logits.shape[0], cols = logits.shape[1];
+  dispatch_floating(logits.dtype, "cross_entropy backward", [&](auto tag) {
+    using T = decltype(tag);
+    using C = compute_t<T>;
+    const T* xp = logits.ptr<T>();
+    const T* sp = lse.ptr<T>();
+    const T* gp = scale.ptr<T>();
+    const int64_t g_stride = scale.ndim == 0 ? 0 : scale.strides[0];
+    const int64_t* tp = target.ptr<int64_t>();
+    const T* wp = weight.data ? weight.ptr<T>() : nullptr;
+    T* out = gx.ptr<T>();
+    const C eps = static_cast<C>(p.label_smoothing);
+    C w_total = C(cols);  // W = Σ_c w_c
+    if (wp) {
+      w_total = 0;
+      for (int64_t c = 0; c < cols; ++c) w_total += static_cast<C>(wp[c]);
+    }
+#pragma omp parallel for if (rows * cols > 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* x = xp + r * cols;
+      T* o = out + r * cols;
+      const int64_t t = tp[r];
+      if (t == p.ignore_index) {
+        std::fill(o, o + cols, T(0));
+        continue;
+      }
+      const C g = static_cast<C>(gp[r * g_stride]);
+      const C m = static_cast<C>(sp[2 * r]), log_sum = static_cast<C>(sp[2 * r + 1]);
+      const C hard = (C(1) - eps) * (wp ? static_cast<C>(wp[t]) : C(1));  // weight of (p − onehot_t)
+      const C soft = eps / C(cols);
+      for (int64_t c = 0; c < cols; ++c) {
+        const C prob = std::exp((static_cast<C>(x[c]) - m) - log_sum);
+        const C w_c = wp ? static_cast<C>(wp[c]) : C(1);
+        o[c] = T(g * (hard * prob + soft * (w_total * prob - w_c)));
+      }
+      o[t] = T(static_cast<C>(o[t]) - g * hard);
     }
   });
 }
