@@ -59,7 +59,8 @@ double check_gemm(GemmKernel kernel, int64_t M, int64_t N, int64_t K, bool ta, b
 }  // namespace
 
 TEST_CASE("every GEMM kernel matches a naive f64 reference") {
-  const GemmKernel kernels[] = {GemmKernel::reference, GemmKernel::generic, GemmKernel::avx2, GemmKernel::avx512};
+  const GemmKernel kernels[] = {GemmKernel::reference, GemmKernel::generic, GemmKernel::avx2, GemmKernel::avx512,
+                                GemmKernel::small_m};
   const int64_t sizes[][3] = {{1, 1, 1},   {7, 17, 129}, {17, 7, 1},    {129, 33, 7},  {15, 33, 193},
                               {29, 65, 385}, {170, 40, 20}, {3, 3200, 9}, {1, 200, 300}, {128, 31, 784}};
   uint64_t seed = 1;
@@ -86,7 +87,8 @@ TEST_CASE("every GEMM kernel matches a naive f64 reference") {
 }
 
 TEST_CASE("GEMM epilogue: bias per column or per row, then ReLU, on every kernel") {
-  const GemmKernel kernels[] = {GemmKernel::reference, GemmKernel::generic, GemmKernel::avx2, GemmKernel::avx512};
+  const GemmKernel kernels[] = {GemmKernel::reference, GemmKernel::generic, GemmKernel::avx2, GemmKernel::avx512,
+                                GemmKernel::small_m};
   // K = 400 > KC: the epilogue must run once, after the last K block, not after each.
   const int64_t sizes[][3] = {{1, 1, 1}, {7, 17, 129}, {29, 65, 400}, {170, 40, 20}, {128, 300, 33}};
   uint64_t seed = 500;

@@ -203,6 +203,21 @@ int main(int argc, char** argv) {
   bench_ts->add_option("--data", ts_data, "directory of MNIST-format IDX files")->capture_default_str();
   bench_ts->add_flag("--raw", ts_raw, "include every timed run in the JSON");
   add_common(bench_ts);
+  std::string inf_model = "mlp", inf_data = kFashionMnistDir;
+  std::vector<int64_t> inf_batches = {1, 128};
+  bool inf_cold = false, inf_raw = false;
+  CLI::App* bench_inf = bench->add_subcommand("infer", "inference latency of a zoo model at each batch size");
+  bench_inf->add_option("--model", inf_model, "model")->capture_default_str()->check(CLI::IsMember(model_names()));
+  bench_inf->add_option("--batch", inf_batches, "batch sizes")->capture_default_str();
+  bench_inf->add_option("--data", inf_data, "directory of MNIST-format IDX files")->capture_default_str();
+  bench_inf->add_flag("--cold", inf_cold, "flush the caches before every timed run");
+  bench_inf->add_flag("--raw", inf_raw, "include every timed run in the JSON");
+  add_common(bench_inf);
+  std::vector<std::string> conv_shapes = {"128x1x28x28:32x3:p1", "128x32x14x14:64x3:p1", "128x64x14x14:128x1",
+                                          "128x64x28x28:64x3:p1"};
+  CLI::App* bench_cv = bench->add_subcommand("conv", "conv2d forward and forward + backward");
+  bench_cv->add_option("--shapes", conv_shapes, "NxCxHxW:OxK[:sS][:pP] shapes")->capture_default_str();
+  add_common(bench_cv);
 
   CLI11_PARSE(app, argc, argv);
   try {
@@ -210,6 +225,8 @@ int main(int argc, char** argv) {
     if (*eval) return run_eval(checkpoint, eval_data, eval_batch, eval_limit, eval_json);
     if (*bench_gemm) return bench::bench_gemm(gemm_shapes, gemm_reference, bench_opts);
     if (*bench_ts) return bench::bench_train_step(ts_model, ts_batch, ts_batches, ts_data, ts_raw, bench_opts);
+    if (*bench_inf) return bench::bench_infer(inf_model, inf_batches, inf_data, inf_cold, inf_raw, bench_opts);
+    if (*bench_cv) return bench::bench_conv(conv_shapes, bench_opts);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "\nminidl: error: %s\n", e.what());
     return 1;

@@ -167,7 +167,8 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
     const T* bp = bias.data ? bias.ptr<T>() : nullptr;
     T* yp = y.ptr<T>();
     if (pointwise(g, p)) {
-#pragma omp parallel for if (g.N > 1 && !in_parallel())
+      maybe_parallel(g.N > 1 && !in_parallel(), [&] {
+#pragma omp for schedule(static)
       for (int64_t n = 0; n < g.N; ++n)
         for (int64_t grp = 0; grp < p.groups; ++grp) {
           // The bias (one per output channel: per row of y[n, group]) and the ReLU
@@ -177,11 +178,11 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
                matrix(yp + (n * g.O + grp * g.Og) * P, dt, g.Og, P, P, 1), GemmKernel::best,
                {.bias = bp ? bp + grp * g.Og : nullptr, .bias_per_row = true, .relu = p.relu});
         }
+      });
       return;
     }
     const Batching bt = batching(g, sizeof(T));
-#pragma omp parallel if (bt.parallel)
-    {
+    maybe_parallel(bt.parallel, [&] {
       Workspace<T> cols(g.K * bt.B * P), out(g.Og * bt.B * P);
 #pragma omp for schedule(static)
       for (int64_t batch = 0; batch < bt.batches; ++batch) {
@@ -208,7 +209,7 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
             }
         }
       }
-    }
+    });
   });
 }
 
@@ -223,17 +224,18 @@ void conv2d_backward_input(const TensorArg& gx, const TensorArg& gy, const Tenso
     T* gxp = gx.ptr<T>();
     if (pointwise(g, p)) {
       // gx[n, group] (Cg, P) = w[group]ᵀ (Cg, Og) · gy[n, group] (Og, P)
-#pragma omp parallel for if (g.N > 1 && !in_parallel())
-      for (int64_t n = 0; n < g.N; ++n)
-        for (int64_t grp = 0; grp < p.groups; ++grp)
-          gemm(g.K, P, g.Og, 1.0, matrix(wp + grp * g.Og * g.K, dt, g.K, g.Og, 1, g.K),
-               matrix(gyp + (n * g.O + grp * g.Og) * P, dt, g.Og, P, P, 1), 0.0,
-               matrix(gxp + (n * g.C + grp * g.Cg) * P, dt, g.K, P, P, 1));
+      maybe_parallel(g.N > 1 && !in_parallel(), [&] {
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < g.N; ++n)
+          for (int64_t grp = 0; grp < p.groups; ++grp)
+            gemm(g.K, P, g.Og, 1.0, matrix(wp + grp * g.Og * g.K, dt, g.K, g.Og, 1, g.K),
+                 matrix(gyp + (n * g.O + grp * g.Og) * P, dt, g.Og, P, P, 1), 0.0,
+                 matrix(gxp + (n * g.C + grp * g.Cg) * P, dt, g.K, P, P, 1));
+      });
       return;
     }
     const Batching bt = batching(g, sizeof(T));
-#pragma omp parallel if (bt.parallel)
-    {
+    maybe_parallel(bt.parallel, [&] {
       Workspace<T> cols(g.K * bt.B * P), gy_b(g.Og * bt.B * P);
 #pragma omp for schedule(static)
       for (int64_t batch = 0; batch < bt.batches; ++batch) {
@@ -251,7 +253,7 @@ void conv2d_backward_input(const TensorArg& gx, const TensorArg& gy, const Tenso
             col2im(gxp + ((n0 + b) * g.C + grp * g.Cg) * g.H * g.W, cols.data() + b * P, ld, g, p);
         }
       }
-    }
+    });
   });
 }
 
@@ -271,8 +273,7 @@ void conv2d_backward_weight(const TensorArg& gw, const TensorArg& gb, const Tens
     const int64_t gw_size = g.O * g.K, gb_size = gb.data ? g.O : 0;
     Workspace<T> partials((threads - 1) * (gw_size + gb_size) + 1);
     std::fill_n(partials.data(), (threads - 1) * (gw_size + gb_size), T(0));  // a thread may get no batch
-#pragma omp parallel num_threads(threads)
-    {
+    maybe_parallel(threads > 1, [&] {
       const int64_t t = thread_index();
       T* gw_t = t == 0 ? gw.ptr<T>() : partials.data() + (t - 1) * (gw_size + gb_size);
       T* gb_t = gb_size == 0 ? nullptr : t == 0 ? gb.ptr<T>() : gw_t + gw_size;
@@ -303,7 +304,7 @@ void conv2d_backward_weight(const TensorArg& gw, const TensorArg& gb, const Tens
                1.0, matrix(gw_t + grp * g.Og * g.K, dt, g.Og, g.K, g.K, 1));
         }
       }
-    }
+    });
     T* gwp = gw.ptr<T>();
     T* gbp = gb_size ? gb.ptr<T>() : nullptr;
     for (int64_t t = 1; t < threads; ++t) {

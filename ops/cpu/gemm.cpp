@@ -32,6 +32,7 @@
 #include "core/error.h"
 #include "ops/cpu/dispatch.h"
 #include "ops/cpu/kernels.h"
+#include "ops/cpu/loops.h"
 
 namespace minidl::cpu {
 
@@ -99,6 +100,72 @@ void gemm_reference(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A
           const T* b_row = panel.data() + k * N;
           for (int64_t j = 0; j < N; ++j) c_row[j] += aik * b_row[j];
         }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- small M: no packing
+
+// A few rows of C (inference at batch 1, a GEMV): packing would copy all of B to
+// use each element once, costing more than the product itself. Instead each
+// element of C is computed straight from A and B, in whichever order reads B
+// contiguously:
+//   B's columns contiguous (B = Wᵀ of a linear layer): c_ij = a_i · b_:j, a dot product;
+//   B's rows contiguous:                                c_i: += a_ik · b_k:, an axpy.
+// Columns of C are split across threads.
+constexpr int64_t kSmallM = 4;
+
+template <class T>
+void gemm_small_m(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A, const TensorArg& B, T beta,
+                  const TensorArg& C) {
+  const T* a = A.ptr<T>();
+  const T* b = B.ptr<T>();
+  T* c = C.ptr<T>();
+  const int64_t a_rs = A.strides[0], a_cs = A.strides[1], b_rs = B.strides[0], b_cs = B.strides[1];
+  const int64_t c_rs = C.strides[0];
+  const bool parallel = N * K * M > 65536 && !in_parallel();
+  if (b_rs == 1 || b_cs != 1) {  // dot products along B's columns
+#pragma omp parallel for if (parallel) schedule(static)
+    for (int64_t j = 0; j < N; ++j)
+      for (int64_t i = 0; i < M; ++i) {
+        const T* ai = a + i * a_rs;
+        const T* bj = b + j * b_cs;
+        T acc = 0;
+        if (a_cs == 1 && b_rs == 1) {
+          // Unit strides: 16 independent partial sums, one per vector lane, so the
+          // loop vectorises without reassociating a single running sum.
+          constexpr int64_t kLanes = 16;
+          T part[kLanes] = {};
+          int64_t k = 0;
+          for (; k + kLanes <= K; k += kLanes)
+            for (int64_t l = 0; l < kLanes; ++l) part[l] += ai[k + l] * bj[k + l];
+          for (; k < K; ++k) acc += ai[k] * bj[k];
+          for (int64_t l = 0; l < kLanes; ++l) acc += part[l];
+        } else {
+          for (int64_t k = 0; k < K; ++k) acc += ai[k * a_cs] * bj[k * b_rs];
+        }
+        T& out = c[i * c_rs + j];
+        out = beta == T(0) ? alpha * acc : alpha * acc + beta * out;
+      }
+    return;
+  }
+  // axpy along B's rows, each thread on its own range of columns
+#pragma omp parallel if (parallel)
+  {
+#ifdef _OPENMP
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+#else
+    const int64_t threads = 1, t = 0;
+#endif
+    const int64_t j0 = N * t / threads, j1 = N * (t + 1) / threads;
+    for (int64_t i = 0; i < M; ++i) {
+      T* ci = c + i * c_rs;
+      for (int64_t j = j0; j < j1; ++j) ci[j] = beta == T(0) ? T(0) : beta * ci[j];
+      for (int64_t k = 0; k < K; ++k) {
+        const T aik = alpha * a[i * a_rs + k * a_cs];
+        const T* bk = b + k * b_rs;
+        for (int64_t j = j0; j < j1; ++j) ci[j] += aik * bk[j];
       }
     }
   }
@@ -402,6 +469,7 @@ const char* gemm_kernel_name(GemmKernel k) {
     case GemmKernel::generic: return "packed-generic";
     case GemmKernel::avx2: return "packed-avx2 (6x16)";
     case GemmKernel::avx512: return "packed-avx512 (14x32)";
+    case GemmKernel::small_m: return "small-M (no packing)";
   }
   return "?";
 }
@@ -409,6 +477,17 @@ const char* gemm_kernel_name(GemmKernel k) {
 void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, const TensorArg& B, double beta,
           const TensorArg& C, GemmKernel kernel, const GemmEpilogue& epilogue) {
   if (M == 0 || N == 0) return;
+  if (kernel == GemmKernel::best && M <= kSmallM) kernel = GemmKernel::small_m;
+  if (kernel == GemmKernel::small_m) {
+    {
+      dispatch_f32_f64(C.dtype, "gemm", [&](auto tag) {
+        using T = decltype(tag);
+        gemm_small_m<T>(M, N, K, T(alpha), A, B, T(beta), C);
+        if (has_epilogue(epilogue)) apply_epilogue(C.ptr<T>(), C.strides[0], 0, M, 0, N, epilogue);
+      });
+      return;
+    }
+  }
   if (kernel == GemmKernel::best) kernel = best_kernel();
   if (C.dtype == DType::f32 && kernel != GemmKernel::reference) {
     if (!gemm_kernel_supported(kernel)) throw Error(std::string("gemm: this CPU cannot run ") + gemm_kernel_name(kernel));

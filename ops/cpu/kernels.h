@@ -40,8 +40,9 @@ void reduce_rows(ReduceOp op, const TensorArg& values, const TensorArg& indices,
 // C (M, N) := alpha * A (M, K) · B (K, N) + beta * C. Any strides on A and B (a
 // transposed operand is just swapped strides); C has unit column stride. beta = 0
 // overwrites C without reading it. `best` picks the fastest kernel this CPU runs
-// (f32: packed AVX-512 or AVX2; f64: the reference loop); tests name each one.
-enum class GemmKernel { best, reference, generic, avx2, avx512 };
+// (f32: packed AVX-512 or AVX2; f64: the reference loop; either, with at most 4
+// rows, the small-M path that skips packing); tests name each one.
+enum class GemmKernel { best, reference, generic, avx2, avx512, small_m };
 // What happens to C after the product, while each tile is still in registers or
 // L1: C += bias (one value per column, as in a linear layer, or per row, as in a
 // convolution's (O, positions) output), then C = max(C, 0). bias has C's dtype.

@@ -52,6 +52,21 @@ inline bool in_parallel() {
 }
 
 // The iteration space after coalescing: shape[d] and each operand's strides[k][d].
+// Runs body on a team of threads, or on this thread alone. Unlike
+// `#pragma omp parallel if (...)`, the serial case opens no (inactive) parallel
+// region, so a parallel GEMM inside it runs on the usual thread pool instead of a
+// nested team created for the occasion. Worksharing inside body (`#pragma omp for`)
+// splits the loop in the first case and runs all of it in the second.
+template <class Body>
+void maybe_parallel(bool parallel, Body&& body) {
+  if (parallel) {
+#pragma omp parallel
+    body();
+  } else {
+    body();
+  }
+}
+
 template <size_t N>
 struct LoopSpace {
   int ndim = 0;

@@ -159,4 +159,107 @@ int bench_train_step(const std::string& model_name, int64_t batch, int64_t batch
   return 0;
 }
 
+namespace {
+// The first `count` images of a split, normalised as training sees them.
+Tensor real_images(const std::string& data_dir, int64_t count) {
+  using namespace minidl::nn;
+  ImageDataset set = load_mnist_format(data_dir, "t10k").subset(count);
+  DataLoader loader(set, {.batch_size = count, .shuffle = false, .drop_last = false});
+  loader.start_epoch(0);
+  auto b = loader.next();
+  if (!b) throw Error("bench: no images in " + data_dir);
+  return b->images;
+}
+}  // namespace
+
+int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch_sizes, const std::string& data_dir,
+                bool cold, bool raw, const CommonOptions& o) {
+  using namespace minidl::nn;
+  Generator gen(0);
+  auto model = build_model(model_name, gen);
+  model->eval();
+  int64_t largest = 1;
+  for (int64_t b : batch_sizes) {
+    if (b < 1) throw Error(fmt::format("bench infer: batch size {} must be positive", b));
+    largest = std::max(largest, b);
+  }
+  Tensor images = real_images(data_dir, largest);
+  Table table(fmt::format("inference: {}, eval mode, no grad, {} threads{}", model_name, threads(),
+                          cold ? ", caches flushed before each run" : ""),
+              {"batch", "median", "p10", "p90", "per sample", "samples/s"});
+  nlohmann::json rows = nlohmann::json::array();
+  Options opts = to_options(o);
+  opts.cold = cold;
+  for (int64_t b : batch_sizes) {
+    Tensor x = images.narrow(0, 0, b).contiguous();
+    NoGradGuard no_grad;
+    Stats s = run([&] { Tensor y = (*model)(x); }, opts);
+    table.add_row({std::to_string(b), format_seconds(s.median), format_seconds(s.p10), format_seconds(s.p90),
+                   format_seconds(s.median / static_cast<double>(b)),
+                   fixed(static_cast<double>(b) / s.median, 0) + (s.noisy() ? " (noisy)" : "")});
+    nlohmann::json r = {{"batch", b}, {"stats", s.to_json()},
+                        {"throughput", throughput_json(s, {.samples = static_cast<double>(b)})}};
+    if (raw) r["seconds"] = s.seconds;
+    rows.push_back(r);
+  }
+  nlohmann::json j = {{"benchmark", "infer"}, {"model", model_name}, {"threads", threads()}, {"cold", cold},
+                      {"results", rows},      {"table", table.json()}};
+  emit(table, j, o);
+  return 0;
+}
+
+int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o) {
+  Table table(fmt::format("conv2d (im2col + GEMM), f32, {} threads, kernel {}", threads(),
+                          cpu::gemm_kernel_name(cpu::GemmKernel::best)),
+              {"shape", "forward", "GFLOP/s", "fwd + bwd", "GFLOP/s"});
+  nlohmann::json rows = nlohmann::json::array();
+  Generator gen(5);
+  for (const std::string& spec : shapes) {
+    // NxCxHxW:OxK[:sS][:pP]
+    int64_t N, C, H, W, O, K, stride = 1, pad = 0;
+    std::istringstream in(spec);
+    char x1, x2, x3, colon, x4;
+    if (!(in >> N >> x1 >> C >> x2 >> H >> x3 >> W >> colon >> O >> x4 >> K) || x1 != 'x' || x2 != 'x' ||
+        x3 != 'x' || colon != ':' || x4 != 'x')
+      throw Error(fmt::format("bench conv: shape '{}' is not NxCxHxW:OxK[:sS][:pP]", spec));
+    std::string rest;
+    while (std::getline(in, rest, ':')) {
+      if (rest.empty()) continue;
+      if (rest[0] == 's') stride = std::stoll(rest.substr(1));
+      else if (rest[0] == 'p') pad = std::stoll(rest.substr(1));
+      else throw Error(fmt::format("bench conv: '{}' in '{}' is neither sS nor pP", rest, spec));
+    }
+    Conv2dOptions opts{.stride = {stride, stride}, .padding = {pad, pad}};
+    Tensor x = randn({N, C, H, W}, {}, gen).requires_grad_();
+    Tensor w = randn({O, C, K, K}, {}, gen).requires_grad_();
+    Tensor b = randn({O}, {}, gen).requires_grad_();
+    Tensor probe = conv2d(x.detach(), w.detach(), b.detach(), opts);
+    Tensor gy = randn(probe.shape(), {}, gen);
+    const double flops = 2.0 * static_cast<double>(probe.numel()) * C * K * K;  // one GEMM's worth
+    Stats fwd = run(
+        [&] {
+          NoGradGuard no_grad;
+          Tensor y = conv2d(x, w, b, opts);
+        },
+        to_options(o));
+    Stats both = run(
+        [&] {
+          Tensor y = conv2d(x, w, b, opts);
+          y.backward(gy);
+        },
+        to_options(o));
+    table.add_row({spec, format_seconds(fwd.median), fixed(flops / fwd.median / 1e9, 1) + (fwd.noisy() ? " (noisy)" : ""),
+                   format_seconds(both.median),
+                   fixed(3 * flops / both.median / 1e9, 1) + (both.noisy() ? " (noisy)" : "")});
+    rows.push_back({{"shape", spec},
+                    {"forward", fwd.to_json()},
+                    {"forward_backward", both.to_json()},
+                    {"forward_gflops", flops / fwd.median / 1e9},
+                    {"forward_backward_gflops", 3 * flops / both.median / 1e9}});
+  }
+  nlohmann::json j = {{"benchmark", "conv"}, {"threads", threads()}, {"results", rows}, {"table", table.json()}};
+  emit(table, j, o);
+  return 0;
+}
+
 }  // namespace minidl::bench

@@ -1,6 +1,7 @@
 // tools/bench/commands.h — the `minidl bench ...` subcommands.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -22,5 +23,15 @@ int bench_gemm(const std::vector<std::string>& shapes, bool with_reference, cons
 // Fashion-MNIST (the first `batches` of the training set, in order).
 int bench_train_step(const std::string& model, int64_t batch, int64_t batches, const std::string& data_dir,
                      bool raw, const CommonOptions& o);
+
+// Inference latency of a zoo model (eval mode, no autograd graph) at each batch
+// size, on real images; warm (the same batch again) and, with --cold, with the
+// caches flushed before every run.
+int bench_infer(const std::string& model, const std::vector<int64_t>& batch_sizes, const std::string& data_dir,
+                bool cold, bool raw, const CommonOptions& o);
+
+// conv2d forward and forward + backward (input, weight, bias gradients) at each
+// "NxCxHxW:OxK[:sS][:pP]" shape (e.g. 128x32x14x14:64x3:p1), in GFLOP/s.
+int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o);
 
 }  // namespace minidl::bench

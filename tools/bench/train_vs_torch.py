@@ -30,10 +30,10 @@ import torch_models  # noqa: E402
 MEAN, STD = 0.2860, 0.3530
 
 
-def load_batches(data_dir, batch, batches):
-    with gzip.open(os.path.join(data_dir, "train-images-idx3-ubyte.gz")) as f:
+def load_batches(data_dir, batch, batches, split="train"):
+    with gzip.open(os.path.join(data_dir, f"{split}-images-idx3-ubyte.gz")) as f:
         images = np.frombuffer(f.read(), dtype=np.uint8, offset=16).reshape(-1, 1, 28, 28)
-    with gzip.open(os.path.join(data_dir, "train-labels-idx1-ubyte.gz")) as f:
+    with gzip.open(os.path.join(data_dir, f"{split}-labels-idx1-ubyte.gz")) as f:
         labels = np.frombuffer(f.read(), dtype=np.uint8, offset=8)
     out = []
     for b in range(batches):
