@@ -1,6 +1,7 @@
 #include "tools/bench/commands.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <sstream>
 
@@ -117,6 +118,11 @@ int bench_gemm(const std::vector<std::string>& shapes, bool with_reference, cons
 #ifdef MINIDL_HAVE_OPENBLAS
   j["openblas_core"] = blas_core;
   if (!o.json) std::printf("OpenBLAS core: %s, %d threads\n", blas_core.c_str(), openblas_get_num_threads());
+  // OpenBLAS's worker threads spin for 2^28 cycles (~0.1 s) after each call unless
+  // told otherwise, taking a core from whichever variant is timed next.
+  if (!o.json && std::getenv("OPENBLAS_THREAD_TIMEOUT") == nullptr)
+    std::printf("note: OPENBLAS_THREAD_TIMEOUT is unset: OpenBLAS threads spin ~0.1 s after each call and slow the "
+                "next variant; set OPENBLAS_THREAD_TIMEOUT=4 for a fair side by side\n");
 #else
   if (!o.json) std::printf("(built without OpenBLAS: install libopenblas-dev and reconfigure to compare)\n");
 #endif
