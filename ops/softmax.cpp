@@ -11,31 +11,37 @@
 namespace minidl {
 
 namespace {
-// The row kernel on x with `dim` moved last; the result comes back contiguous in x's layout.
+// The row kernels work on (rows, cols) with the softmax dim last: t with `dim`
+// moved last and made contiguous, and the inverse for a result in that layout.
+Tensor dim_last(const Tensor& t, int64_t d) {
+  return (d == t.dim() - 1 ? t : t.transpose(d, t.dim() - 1)).contiguous();
+}
+Tensor dim_back(const Tensor& t, int64_t d) {
+  return d == t.dim() - 1 ? t : t.transpose(d, t.dim() - 1).contiguous();
+}
+
+// The row kernel on x; the result comes back contiguous in x's layout.
 Tensor softmax_kernel(const Tensor& x, int64_t d, bool log) {
   const char* name = log ? "log_softmax" : "softmax";
   require_cpu(name, x.device());
   MINIDL_CHECK(is_floating(x.dtype()), "{}: expected a floating-point tensor, got {}", name, x.dtype());
   NoGradGuard no_grad;
-  const int64_t last = x.dim() - 1;
-  Tensor rows = (d == last ? x : x.transpose(d, last)).contiguous();
+  Tensor rows = dim_last(x, d);
   int64_t cols = x.dim() == 0 ? 1 : x.size(d);
   Tensor out = empty(rows.shape(), {.dtype = x.dtype(), .device = x.device()});
   if (out.numel() > 0) cpu::softmax_rows(out.reshape({-1, cols}).arg(), rows.reshape({-1, cols}).arg(), log);
-  return d == last ? out : out.transpose(d, last).contiguous();
+  return dim_back(out, d);
 }
 
-// The backward row kernel, with `dim` moved last the same way.
+// The backward row kernel, in the same layout.
 Tensor softmax_backward_kernel(const Tensor& g_in, const Tensor& y_in, int64_t d, bool log) {
-  const int64_t last = y_in.dim() - 1;
-  Tensor g = (d == last ? g_in : g_in.transpose(d, last)).to(y_in.dtype()).contiguous();
-  Tensor y = (d == last ? y_in : y_in.transpose(d, last)).contiguous();
+  Tensor g = dim_last(g_in.to(y_in.dtype()), d), y = dim_last(y_in, d);
   const int64_t cols = y_in.size(d);
   Tensor gx = empty(y.shape(), {.dtype = y.dtype(), .device = y.device()});
   if (gx.numel() > 0)
     cpu::softmax_rows_backward(gx.reshape({-1, cols}).arg(), g.reshape({-1, cols}).arg(), y.reshape({-1, cols}).arg(),
                                log);
-  return d == last ? gx : gx.transpose(d, last).contiguous();
+  return dim_back(gx, d);
 }
 }  // namespace
 
