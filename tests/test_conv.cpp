@@ -75,6 +75,8 @@ TEST_CASE("conv2d forward and backward match a direct convolution") {
       {7, 12, 9, 9, 8, 1, 1, {.groups = 4}},                                   // 1×1 grouped
       {3, 4, 9, 9, 6, 1, 1, {.stride = {2, 2}}},                               // 1×1 strided: im2col again
       {1, 3, 28, 28, 5, 5, 5, {.padding = {2, 2}}},                            // batch 1: GEMM parallel inside
+      {4, 5, 8, 6, 7, 3, 1, {.padding = {1, 0}}},                              // "same", no column shift
+      {2, 3, 3, 4, 4, 5, 5, {.padding = {2, 2}}},                              // kernel larger than the image
   };
   Generator gen(11);
   for (const DType dt : {DType::f32, DType::f64}) {

@@ -71,7 +71,7 @@ inline void valid_columns(const Geometry& g, const Conv2dParams& p, int64_t j, i
 // Memory-bound: each row of cols is a strided (stride 1: contiguous) slice of one
 // input row, so it is a copy with zeros at the edges.
 template <class T>
-void im2col(T* cols, int64_t ld, const T* x_img, const Geometry& g, const Conv2dParams& p) {
+void im2col_rows(T* cols, int64_t ld, const T* x_img, const Geometry& g, const Conv2dParams& p) {
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t j = 0; j < g.kw; ++j) {
@@ -98,6 +98,45 @@ void im2col(T* cols, int64_t ld, const T* x_img, const Geometry& g, const Conv2d
       }
 }
 
+// The same when the stride is 1 and the output is as wide as the input ("same"
+// padding, the usual 3×3 conv): a row of cols is then the input plane shifted by
+// (dh, dw), so it is one contiguous copy instead of Ho short ones (14 floats for
+// the zoo cnn's second conv, where the calls cost more than the copying). The
+// elements the shift wrapped around from the neighbouring image row are zeroed after.
+template <class T>
+void im2col_shifted(T* cols, int64_t ld, const T* x_img, const Geometry& g, const Conv2dParams& p) {
+  const int64_t plane = g.Ho * g.Wo;
+  for (int64_t c = 0; c < g.Cg; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j) {
+        T* row = cols + ((c * g.kh + i) * g.kw + j) * ld;
+        const int64_t dh = i * p.dilation_h - p.pad_h, dw = j * p.dilation_w - p.pad_w;
+        // output rows [oh0, oh1) and columns [lo, hi) read inside the image
+        const int64_t oh0 = std::clamp<int64_t>(-dh, 0, g.Ho), oh1 = std::clamp<int64_t>(g.H - dh, oh0, g.Ho);
+        int64_t lo, hi;
+        valid_columns(g, p, j, lo, hi);
+        if (oh0 == oh1 || lo == hi) {
+          std::fill(row, row + plane, T(0));
+          continue;
+        }
+        const int64_t first = oh0 * g.Wo + lo, last = (oh1 - 1) * g.Wo + hi;  // row[first, last) is copied
+        const T* in = x_img + (c * g.H + oh0 + dh) * g.W + lo + dw;
+        std::fill(row, row + first, T(0));
+        std::copy(in, in + (last - first), row + first);
+        std::fill(row + last, row + plane, T(0));
+        for (int64_t oh = oh0; oh + 1 < oh1; ++oh)  // wrapped: columns hi.. of row oh and ..lo of row oh + 1
+          std::fill(row + oh * g.Wo + hi, row + (oh + 1) * g.Wo + lo, T(0));
+      }
+}
+
+template <class T>
+void im2col(T* cols, int64_t ld, const T* x_img, const Geometry& g, const Conv2dParams& p) {
+  if (p.stride_h == 1 && p.stride_w == 1 && g.Wo == g.W)
+    im2col_shifted(cols, ld, x_img, g, p);
+  else
+    im2col_rows(cols, ld, x_img, g, p);
+}
+
 // x_img (Cg, H, W) += the columns scattered back (the adjoint of im2col).
 template <class T>
 void col2im(T* x_img, const T* cols, int64_t ld, const Geometry& g, const Conv2dParams& p) {
@@ -120,9 +159,19 @@ void col2im(T* x_img, const T* cols, int64_t ld, const Geometry& g, const Conv2d
 
 // How many samples share a GEMM, and how the batches are run.
 struct Batching {
-  int64_t B;        // samples per batch
-  int64_t batches;  // ceil(N / B)
+  int64_t N;        // samples
+  int64_t B;        // samples in the largest batch (the workspaces' size)
+  int64_t batches;
   bool parallel;    // batches on separate threads (else the GEMM is parallel inside)
+
+  // Batch i: samples [first, first + count). Sizes differ by at most one.
+  struct Range {
+    int64_t first, count;
+  };
+  Range range(int64_t i) const {
+    const int64_t first = N * i / batches;
+    return {first, N * (i + 1) / batches - first};
+  }
 };
 
 inline constexpr size_t kColsBytes = size_t{2} << 20;
@@ -132,8 +181,11 @@ Batching batching(const Geometry& g, size_t elem_bytes) {
   const int64_t per_sample = std::max<int64_t>(1, static_cast<int64_t>(g.K * g.Ho * g.Wo * elem_bytes));
   int64_t B = std::clamp<int64_t>(static_cast<int64_t>(kColsBytes) / per_sample, 1, g.N);
   B = std::min(B, (g.N + threads - 1) / threads);  // at least one batch per thread
-  const int64_t batches = (g.N + B - 1) / B;
-  return {B, batches, batches >= threads && threads > 1};
+  int64_t batches = (g.N + B - 1) / B;
+  // A whole number of batches per thread, all of (nearly) one size: 128 samples at
+  // B = 9 would make 15 batches, one thread doing 8 while the other waits after 7.
+  if (batches >= threads) batches = (batches + threads - 1) / threads * threads;
+  return {g.N, (g.N + batches - 1) / batches, batches, batches >= threads && threads > 1};
 }
 
 // A scratch buffer of n elements from the caching CPU allocator: after the first
@@ -186,7 +238,8 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
       Workspace<T> cols(g.K * bt.B * P), out(g.Og * bt.B * P);
 #pragma omp for schedule(static)
       for (int64_t batch = 0; batch < bt.batches; ++batch) {
-        const int64_t n0 = batch * bt.B, nb = std::min(bt.B, g.N - n0), ld = nb * P;
+        const auto [n0, nb] = bt.range(batch);
+        const int64_t ld = nb * P;
         for (int64_t grp = 0; grp < p.groups; ++grp) {
           for (int64_t b = 0; b < nb; ++b)
             im2col(cols.data() + b * P, ld, xp + ((n0 + b) * g.C + grp * g.Cg) * g.H * g.W, g, p);
@@ -239,7 +292,8 @@ void conv2d_backward_input(const TensorArg& gx, const TensorArg& gy, const Tenso
       Workspace<T> cols(g.K * bt.B * P), gy_b(g.Og * bt.B * P);
 #pragma omp for schedule(static)
       for (int64_t batch = 0; batch < bt.batches; ++batch) {
-        const int64_t n0 = batch * bt.B, nb = std::min(bt.B, g.N - n0), ld = nb * P;
+        const auto [n0, nb] = bt.range(batch);
+        const int64_t ld = nb * P;
         std::fill(gxp + n0 * g.C * g.H * g.W, gxp + (n0 + nb) * g.C * g.H * g.W, T(0));
         for (int64_t grp = 0; grp < p.groups; ++grp) {
           // gy[n0 .. n0+nb, group] -> gy_b (Og, nb·P), the layout the GEMM reads.
@@ -284,7 +338,8 @@ void conv2d_backward_weight(const TensorArg& gw, const TensorArg& gb, const Tens
       Workspace<T> cols(g.K * bt.B * P), gy_b(g.Og * bt.B * P);
 #pragma omp for schedule(static)
       for (int64_t batch = 0; batch < bt.batches; ++batch) {
-        const int64_t n0 = batch * bt.B, nb = std::min(bt.B, g.N - n0), ld = nb * P;
+        const auto [n0, nb] = bt.range(batch);
+        const int64_t ld = nb * P;
         for (int64_t grp = 0; grp < p.groups; ++grp) {
           for (int64_t b = 0; b < nb; ++b) {
             im2col(cols.data() + b * P, ld, xp + ((n0 + b) * g.C + grp * g.Cg) * g.H * g.W, g, p);

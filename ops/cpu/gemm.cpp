@@ -263,19 +263,6 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* a
   store_tile<kAvx512MR, kAvx512NR>(tile, c, ldc, alpha, beta, m, n);
 }
 
-struct KernelInfo {
-  MicroKernel fn;
-  int64_t mr, nr;
-};
-
-KernelInfo kernel_info(GemmKernel k) {
-  switch (k) {
-    case GemmKernel::avx512: return {kernel_avx512, kAvx512MR, kAvx512NR};
-    case GemmKernel::avx2: return {kernel_avx2, kAvx2MR, kAvx2NR};
-    default: return {kernel_generic, kGenericMR, kGenericNR};
-  }
-}
-
 // Cache blocking: KC×NR of B (32 KiB) in L1, MC×KC of A (~170 KiB) in L2, KC×NC of B (1 MiB)
 // in L2/L3. NC = 1024 measured best at 2048³ on two cores (3072: 0.78× OpenBLAS, 1024: 0.94–0.99×).
 constexpr int64_t kKC = 256, kMC = 168, kNC = 1024;
@@ -332,6 +319,110 @@ void pack_b(const float* b, int64_t rs, int64_t cs, int64_t kc, int64_t nc, int6
   }
 }
 
+// The same packings for AVX-512 when the operand must be transposed on the way:
+// A with contiguous rows (x·Wᵀ's x, im2col's cols) and B with contiguous columns
+// (a transposed weight, colsᵀ in conv's weight gradient). The scalar loops above
+// then read MR or NR rows one element at a time, a gather; here each row is read
+// 16 elements at a time and 16 rows are transposed in registers, so every load
+// and store is a whole vector.
+
+// Transposes the 16×16 block held in r[0..15] (row i in r[i]) in place, in three
+// rounds: interleave pairs of rows (2×2 blocks within 128-bit lanes), pairs of
+// pairs (4×4 blocks within lanes), then move whole lanes between registers.
+// (GCC 12's shuffle intrinsics start from _mm512_undefined_ps(), which its own
+// -Wmaybe-uninitialized reports; the value is never read.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) inline void transpose16(__m512 (&r)[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);      // per lane: a0 b0 a1 b1
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);  //           a2 b2 a3 b3
+  }
+  for (int g = 0; g < 16; g += 4)
+    for (int h = 0; h < 2; ++h) {  // rows g..g+3: u[x] holds column 4L+x of the four rows in lane L
+      const __m512d lo = _mm512_castps_pd(t[g + h]), hi = _mm512_castps_pd(t[g + h + 2]);
+      r[g + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(lo, hi));
+      r[g + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(lo, hi));
+    }
+  // r[4g + x], lane L: column 4L + x of rows 4g..4g+3. Gather lane L of the four
+  // groups into one register: output row 4L + x.
+  for (int x = 0; x < 4; ++x) {
+    const __m512 w0 = _mm512_shuffle_f32x4(r[x], r[4 + x], 0x88);       // lanes 0,2 of groups 0,1
+    const __m512 w1 = _mm512_shuffle_f32x4(r[x], r[4 + x], 0xdd);       // lanes 1,3 of groups 0,1
+    const __m512 w2 = _mm512_shuffle_f32x4(r[8 + x], r[12 + x], 0x88);  // lanes 0,2 of groups 2,3
+    const __m512 w3 = _mm512_shuffle_f32x4(r[8 + x], r[12 + x], 0xdd);  // lanes 1,3 of groups 2,3
+    t[x] = _mm512_shuffle_f32x4(w0, w2, 0x88);       // lane 0
+    t[4 + x] = _mm512_shuffle_f32x4(w1, w3, 0x88);   // lane 1
+    t[8 + x] = _mm512_shuffle_f32x4(w0, w2, 0xdd);   // lane 2
+    t[12 + x] = _mm512_shuffle_f32x4(w1, w3, 0xdd);  // lane 3
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+#pragma GCC diagnostic pop
+
+// r[i] := src[i·ld + 0 .. len) for the first `rows` rows, zero elsewhere (len <= 16).
+__attribute__((target("avx512f"))) inline void load_rows16(__m512 (&r)[16], const float* src, int64_t ld,
+                                                           int64_t rows, int64_t len) {
+  const __mmask16 mask = static_cast<__mmask16>((1u << len) - 1);
+  for (int64_t i = 0; i < 16; ++i)
+    r[i] = i < rows ? _mm512_maskz_loadu_ps(mask, src + i * ld) : _mm512_setzero_ps();
+}
+
+// pack_a for rows of A contiguous (cs == 1): 14 rows × 16 k at a time.
+__attribute__((target("avx512f"))) void pack_a_avx512(const float* a, int64_t rs, int64_t cs, int64_t mc,
+                                                      int64_t kc, int64_t mr, float* out) {
+  if (cs != 1 || mr > 16) return pack_a(a, rs, cs, mc, kc, mr, out);
+  const __mmask16 row_mask = static_cast<__mmask16>((1u << mr) - 1);
+  __m512 r[16];
+  for (int64_t p = 0; p < mc; p += mr) {
+    const int64_t rows = std::min(mr, mc - p);
+    for (int64_t k = 0; k < kc; k += 16) {
+      const int64_t len = std::min<int64_t>(16, kc - k);
+      load_rows16(r, a + p * rs + k, rs, rows, len);
+      transpose16(r);  // r[kk] = the MR values of column k + kk
+      for (int64_t kk = 0; kk < len; ++kk) _mm512_mask_storeu_ps(out + (k + kk) * mr, row_mask, r[kk]);
+    }
+    out += kc * mr;
+  }
+}
+
+// pack_b for columns of B contiguous (rs == 1): 16 columns × 16 k at a time.
+__attribute__((target("avx512f"))) void pack_b_avx512(const float* b, int64_t rs, int64_t cs, int64_t kc,
+                                                      int64_t nc, int64_t nr, float* out) {
+  if (rs != 1 || cs == 1 || nr % 16 != 0) return pack_b(b, rs, cs, kc, nc, nr, out);
+  __m512 r[16];
+  for (int64_t q = 0; q < nc; q += nr) {
+    const int64_t cols = std::min(nr, nc - q);
+    for (int64_t h = 0; h < nr; h += 16)  // 16 of the panel's NR columns
+      for (int64_t k = 0; k < kc; k += 16) {
+        const int64_t len = std::min<int64_t>(16, kc - k);
+        load_rows16(r, b + (q + h) * cs + k, cs, std::max<int64_t>(0, cols - h), len);
+        transpose16(r);  // r[kk] = B[k + kk, q + h .. q + h + 16)
+        for (int64_t kk = 0; kk < len; ++kk) _mm512_storeu_ps(out + (k + kk) * nr + h, r[kk]);
+      }
+    out += kc * nr;
+  }
+}
+
+using PackFn = void (*)(const float* src, int64_t rs, int64_t cs, int64_t rows, int64_t cols, int64_t r,
+                        float* out);
+
+// A micro-kernel, its tile, and the packing routines that feed it.
+struct KernelInfo {
+  MicroKernel fn;
+  int64_t mr, nr;
+  PackFn pack_a, pack_b;
+};
+
+KernelInfo kernel_info(GemmKernel k) {
+  switch (k) {
+    case GemmKernel::avx512: return {kernel_avx512, kAvx512MR, kAvx512NR, pack_a_avx512, pack_b_avx512};
+    case GemmKernel::avx2: return {kernel_avx2, kAvx2MR, kAvx2NR, pack_a, pack_b};
+    default: return {kernel_generic, kGenericMR, kGenericNR, pack_a, pack_b};
+  }
+}
+
 struct Operand {
   const float* p;
   int64_t rs, cs;
@@ -375,7 +466,7 @@ void gemm_thread(const PackedGemm& g, int64_t t, int64_t threads, bool split_m) 
     for (int64_t pc = 0; pc < g.K; pc += kKC) {
       const int64_t kc = std::min(kKC, g.K - pc);
       if (p1 > p0)
-        pack_b(g.B.p + pc * g.B.rs + (jc + p0 * nr) * g.B.cs, g.B.rs, g.B.cs, kc, std::min(nc, p1 * nr) - p0 * nr, nr,
+        g.kern.pack_b(g.B.p + pc * g.B.rs + (jc + p0 * nr) * g.B.cs, g.B.rs, g.B.cs, kc, std::min(nc, p1 * nr) - p0 * nr, nr,
                g.bbuf + p0 * nr * kc);
       if (threads > 1) {
 #pragma omp barrier
@@ -385,7 +476,7 @@ void gemm_thread(const PackedGemm& g, int64_t t, int64_t threads, bool split_m) 
       const int64_t j_lo = split_m ? 0 : p0 * nr, j_hi = split_m ? nc : std::min(nc, p1 * nr);
       for (int64_t ic = m0; ic < m1 && j_lo < j_hi; ic += kMC) {
         const int64_t mc = std::min(kMC, m1 - ic);
-        pack_a(g.A.p + ic * g.A.rs + pc * g.A.cs, g.A.rs, g.A.cs, mc, kc, mr, abuf);
+        g.kern.pack_a(g.A.p + ic * g.A.rs + pc * g.A.cs, g.A.rs, g.A.cs, mc, kc, mr, abuf);
         for (int64_t jr = j_lo; jr < j_hi; jr += nr)
           for (int64_t ir = 0; ir < mc; ir += mr) {
             float* tile = g.c + (ic + ir) * g.ldc + jc + jr;
