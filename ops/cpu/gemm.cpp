@@ -263,9 +263,12 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* a
   store_tile<kAvx512MR, kAvx512NR>(tile, c, ldc, alpha, beta, m, n);
 }
 
-// Cache blocking: KC×NR of B (32 KiB) in L1, MC×KC of A (~170 KiB) in L2, KC×NC of B (1 MiB)
-// in L2/L3. NC = 1024 measured best at 2048³ on two cores (3072: 0.78× OpenBLAS, 1024: 0.94–0.99×).
-constexpr int64_t kKC = 256, kMC = 168, kNC = 1024;
+// Cache blocking: MC×KC of A (344 KiB) in L2, KC×NC of B (2 MiB, twice: see gemm_thread)
+// in L3; the micro-kernel streams a KC×NR panel of B (64 KiB) from L2 against
+// an MR×KC panel of A (28 KiB) in L1. Measured on Zen 4, two cores, against OpenBLAS
+// (docs/benchmarks.md): NC 3072 → 1024 took 2048³ from 0.78× to 0.97×; KC 256 → 512
+// (C read and written half as often) to 1.04×; KC 192 was 0.95×.
+constexpr int64_t kKC = 512, kMC = 168, kNC = 1024;
 
 // A 64-byte-aligned scratch buffer per thread, grown on demand and reused:
 // packing allocates nothing after the first call.
@@ -437,13 +440,16 @@ struct PackedGemm {
   float* c;
   int64_t ldc;
   const GemmEpilogue* epi;
-  float* bbuf;  // the packed KC×NC block of B, shared by all threads
+  float* bbuf[2];  // packed KC×NC blocks of B, shared by all threads: one being read, one being packed
 };
 
 // The BLIS loop nest. For each KC×NC block of B: the threads pack it together
-// into one shared buffer (each packs a share of its NR-column panels), wait for
+// into a shared buffer (each packs a share of its NR-column panels), wait for
 // each other, then multiply it with their share of the work, each thread packing
-// the MC×KC blocks of A it needs into its own buffer. Two ways to share the work:
+// the MC×KC blocks of A it needs into its own buffer. Blocks alternate between two
+// buffers, so one barrier per block suffices: a thread packing block i+1 may
+// overwrite block i−1 because every thread passed block i's barrier, and so
+// finished block i−1, before any thread gets there. Two ways to share the work:
 //   split_m: each thread takes a range of rows (whole MR tiles), so each block of
 //            A is packed by exactly one thread — right when M is large;
 //   else:    each thread takes a range of the block's NR panels, and every thread
@@ -457,6 +463,7 @@ void gemm_thread(const PackedGemm& g, int64_t t, int64_t threads, bool split_m) 
   const int64_t m_units = (g.M + mr - 1) / mr;
   const int64_t m0 = split_m ? std::min(g.M, m_units * t / threads * mr) : 0;
   const int64_t m1 = split_m ? std::min(g.M, m_units * (t + 1) / threads * mr) : g.M;
+  int64_t block = 0;  // blocks of B so far: picks the buffer
   for (int64_t jc = 0; jc < g.N; jc += kNC) {
     const int64_t nc = std::min(kNC, g.N - jc);
     const int64_t panels = (nc + nr - 1) / nr;
@@ -465,9 +472,10 @@ void gemm_thread(const PackedGemm& g, int64_t t, int64_t threads, bool split_m) 
     const int64_t p0 = panels * t / threads, p1 = panels * (t + 1) / threads;
     for (int64_t pc = 0; pc < g.K; pc += kKC) {
       const int64_t kc = std::min(kKC, g.K - pc);
+      float* bbuf = g.bbuf[block++ % 2];
       if (p1 > p0)
-        g.kern.pack_b(g.B.p + pc * g.B.rs + (jc + p0 * nr) * g.B.cs, g.B.rs, g.B.cs, kc, std::min(nc, p1 * nr) - p0 * nr, nr,
-               g.bbuf + p0 * nr * kc);
+        g.kern.pack_b(g.B.p + pc * g.B.rs + (jc + p0 * nr) * g.B.cs, g.B.rs, g.B.cs, kc,
+                      std::min(nc, p1 * nr) - p0 * nr, nr, bbuf + p0 * nr * kc);
       if (threads > 1) {
 #pragma omp barrier
       }
@@ -481,12 +489,9 @@ void gemm_thread(const PackedGemm& g, int64_t t, int64_t threads, bool split_m) 
           for (int64_t ir = 0; ir < mc; ir += mr) {
             float* tile = g.c + (ic + ir) * g.ldc + jc + jr;
             const int64_t rows = std::min(mr, mc - ir), cols = std::min(nr, nc - jr);
-            g.kern.fn(kc, abuf + ir * kc, g.bbuf + jr * kc, tile, g.ldc, g.alpha, beta_here, rows, cols);
+            g.kern.fn(kc, abuf + ir * kc, bbuf + jr * kc, tile, g.ldc, g.alpha, beta_here, rows, cols);
             if (epilogue && last_k) apply_epilogue(tile, g.ldc, ic + ir, rows, jc + jr, cols, *g.epi);
           }
-      }
-      if (threads > 1) {
-#pragma omp barrier  // the shared B block is overwritten next
       }
     }
   }
@@ -516,9 +521,10 @@ void gemm_packed(GemmKernel which, int64_t M, int64_t N, int64_t K, float alpha,
   threads = std::max<int64_t>(1, std::min(threads, split_m ? m_units : n_units));
   // The shared B block is sized for the largest block this call packs.
   const int64_t nc_max = std::min(kNC, N), kc_max = std::min(kKC, K);
-  float* bbuf = scratch(0, static_cast<size_t>(kc_max * ((nc_max + kern.nr - 1) / kern.nr) * kern.nr));
+  const size_t block_size = static_cast<size_t>(kc_max * ((nc_max + kern.nr - 1) / kern.nr) * kern.nr);
+  float* bbuf = scratch(0, 2 * block_size);
   const PackedGemm g{kern, M, N, K, alpha, beta, {A.ptr<float>(), A.strides[0], A.strides[1]},
-                     {B.ptr<float>(), B.strides[0], B.strides[1]}, c, ldc, &epi, bbuf};
+                     {B.ptr<float>(), B.strides[0], B.strides[1]}, c, ldc, &epi, {bbuf, bbuf + block_size}};
   if (threads == 1) {
     gemm_thread(g, 0, 1, false);
     return;
