@@ -264,8 +264,8 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* a
 }
 
 // Cache blocking: MC×KC of A (344 KiB) in L2, KC×NC of B (2 MiB, twice: see gemm_thread)
-// in L3; the micro-kernel streams a KC×NR panel of B (64 KiB) from L2 against
-// an MR×KC panel of A (28 KiB) in L1. Measured on Zen 4, two cores, against OpenBLAS
+// in L3; each micro-kernel call reads an MR×KC panel of A (28 KiB) and a KC×NR
+// panel of B (64 KiB, reused by the next call), mostly from L2. Measured on Zen 4, two cores, against OpenBLAS
 // (docs/benchmarks.md): NC 3072 → 1024 took 2048³ from 0.78× to 0.97×; KC 256 → 512
 // (C read and written half as often) to 1.04×; KC 192 was 0.95×.
 constexpr int64_t kKC = 512, kMC = 168, kNC = 1024;
