@@ -1,9 +1,11 @@
 // ops/loss.cpp — the losses. nll_loss, kl_div and mse_loss are composed from
 // differentiable ops, so their gradients come from autograd with no hand-written
 // backward to get wrong. cross_entropy, the loss every classifier step pays for,
-// is one fused row kernel forward and backward (ops/cpu/softmax.cpp); its tests
-// hold it to the composed form, log_softmax then nll_loss.
+// and kl_div_logits, the distillation KL, are each one fused row kernel forward
+// and backward (ops/cpu/softmax.cpp); their tests hold them to the composed forms.
 #include "ops/loss.h"
+
+#include <cmath>
 
 #include "core/autograd.h"
 #include "core/check.h"
@@ -172,6 +174,51 @@ Tensor kl_div(const Tensor& input, const Tensor& target, Reduction reduction, bo
   if (reduction == Reduction::batchmean)
     return input.dim() == 0 ? sum(pointwise) : div(sum(pointwise), scalar_like(static_cast<double>(input.size(0)), input));
   return reduce("kl_div", pointwise, reduction);
+}
+
+// One fused node (see ops/cpu/softmax.cpp); its tests hold it to the composed form.
+Tensor kl_div_logits(const Tensor& student_logits, const Tensor& teacher_logits, double temperature,
+                     Reduction reduction) {
+  MINIDL_CHECK(student_logits.dim() == 2, "kl_div_logits: expected (N, C) student logits, got {}",
+               student_logits.shape());
+  MINIDL_CHECK(student_logits.shape() == teacher_logits.shape(),
+               "kl_div_logits: student logits {} and teacher logits {} must have the same shape",
+               student_logits.shape(), teacher_logits.shape());
+  MINIDL_CHECK(is_floating(student_logits.dtype()) && student_logits.dtype() == teacher_logits.dtype(),
+               "kl_div_logits: expected floating-point logits of one dtype, got {} and {}", student_logits.dtype(),
+               teacher_logits.dtype());
+  MINIDL_CHECK(temperature > 0 && std::isfinite(temperature), "kl_div_logits: temperature must be > 0, got {}",
+               temperature);
+  require_cpu("kl_div_logits", common_device("kl_div_logits", {student_logits, teacher_logits}));
+  const int64_t N = student_logits.size(0), C = student_logits.size(1);
+  Tensor s = student_logits.contiguous(), t = teacher_logits.contiguous();
+  Tensor per_row, lse, out;
+  {
+    NoGradGuard no_grad;
+    per_row = empty({N}, {.dtype = s.dtype(), .device = s.device()});
+    lse = empty({N, 4}, {.dtype = s.dtype(), .device = s.device()});
+    cpu::kl_div_rows(per_row.arg(), lse.arg(), s.arg(), t.arg(), temperature);
+    switch (reduction) {
+      case Reduction::none: out = per_row; break;
+      case Reduction::sum: out = sum(per_row); break;
+      case Reduction::batchmean: out = div(sum(per_row), scalar_like(static_cast<double>(N), per_row)); break;
+      case Reduction::mean: out = div(sum(per_row), scalar_like(static_cast<double>(N * C), per_row)); break;
+    }
+  }
+  // The upstream gradient becomes one scale per row: g itself (none), or g over the divisor.
+  const double divisor = reduction == Reduction::batchmean ? double(N) : reduction == Reduction::mean ? double(N * C) : 1.0;
+  record(out, "KlDivLogitsBackward", {s, t},
+         [s = s.detach(), t = t.detach(), lse, per_row, temperature, reduction, divisor](const Tensor& g,
+                                                                                          const NeedsGrad& needs) {
+           Tensor scale = reduction == Reduction::none ? g.to(s.dtype()).contiguous()
+                                                       : div(g.to(s.dtype()), scalar_like(divisor, s)).contiguous();
+           Tensor gs = needs[0] ? empty(s.shape(), {.dtype = s.dtype(), .device = s.device()}) : Tensor();
+           Tensor gt = needs[1] ? empty(t.shape(), {.dtype = t.dtype(), .device = t.device()}) : Tensor();
+           cpu::kl_div_rows_backward(arg_or_null(gs), arg_or_null(gt), scale.arg(), s.arg(), t.arg(), lse.arg(),
+                                     per_row.arg(), temperature);
+           return grads{gs, gt};
+         });
+  return out;
 }
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {

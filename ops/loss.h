@@ -35,6 +35,15 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
 Tensor kl_div(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean,
               bool log_target = false);
 
+// kl_div(log_softmax(student_logits / T, 1), softmax(teacher_logits / T, 1), reduction)
+// for (N, C) logits, fused into one row pass forward and one backward: the
+// distillation loss's KL(p_teacher ‖ p_student) at temperature T, without the
+// four intermediate (N, C) tensors of the composed form. Both inputs get
+// gradients (a frozen teacher is simply a tensor that does not require them).
+// The caller multiplies by T² when it wants Hinton's scaling.
+Tensor kl_div_logits(const Tensor& student_logits, const Tensor& teacher_logits, double temperature = 1.0,
+                     Reduction reduction = Reduction::batchmean);
+
 // (input - target)², reduced. Shapes must match exactly (broadcasting here is usually a bug).
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean);
 

@@ -62,6 +62,12 @@ TEST_CASE("cross_entropy and nll_loss: targets") {
                        "cross_entropy: weight [3] must have one entry per class (10)", Error);
   CHECK_THROWS_WITH_AS(kl_div(zeros({2, 3}), zeros({3, 2})), "kl_div: input [2, 3] and target [3, 2] must have the same shape",
                        Error);
+  CHECK_THROWS_WITH_AS(kl_div_logits(zeros({2, 3}), zeros({2, 4})),
+                       "kl_div_logits: student logits [2, 3] and teacher logits [2, 4] must have the same shape", Error);
+  CHECK_THROWS_WITH_AS(kl_div_logits(zeros({6}), zeros({6})), "kl_div_logits: expected (N, C) student logits, got [6]",
+                       Error);
+  CHECK_THROWS_WITH_AS(kl_div_logits(zeros({2, 3}), zeros({2, 3}), 0.0), "kl_div_logits: temperature must be > 0, got 0",
+                       Error);
   CHECK_THROWS_AS(mse_loss(zeros({4, 1}), zeros({4})), Error);
 }
 

@@ -200,6 +200,13 @@ TEST_CASE("gradcheck: kl_div in both target modes, and mse_loss") {
     CHECK(gradcheck([r](const V& v) { return kl_div(log_softmax(v[0], 1), softmax(v[1], 1), r); }, {s, t}));
     CHECK(gradcheck([r](const V& v) { return kl_div(log_softmax(v[0], 1), log_softmax(v[1], 1), r, true); }, {s, t}));
   }
+  for (Reduction r : {Reduction::none, Reduction::mean, Reduction::sum, Reduction::batchmean})
+    for (double T : {1.0, 2.5}) {
+      CAPTURE(T);
+      // the fused distillation KL, gradients into the student and the teacher
+      CHECK(gradcheck([r, T](const V& v) { return kl_div_logits(v[0], v[1], T, r); }, {s, t}));
+    }
+  CHECK(gradcheck([](const V& v) { return kl_div_logits(v[0], v[1].t(), 2.0); }, {s, transposed_leaf(4, 3, 103)}));
   CHECK(gradcheck([](const V& v) { return mse_loss(v[0], v[1]); }, {s, t}));
   CHECK(gradcheck([](const V& v) { return mse_loss(v[0], v[1], Reduction::none); }, {s, transposed_leaf(3, 4, 102)}));
 }

@@ -346,3 +346,68 @@ TEST_CASE("fused cross_entropy equals log_softmax + nll_loss (+ smoothing), valu
           }
   }
 }
+
+TEST_CASE("fused kl_div_logits equals kl_div(log_softmax(s/T), softmax(t/T)), values and both gradients") {
+  Generator gen(37);
+  for (const DType dt : {DType::f32, DType::f64})
+    for (double T : {1.0, 4.0})
+      for (Reduction r : {Reduction::none, Reduction::sum, Reduction::mean, Reduction::batchmean}) {
+        INFO(dtype_name(dt), " T ", T, " reduction ", int(r));
+        // A teacher more confident than the student.
+        Tensor s = randn({7, 10}, {.dtype = dt}, gen);
+        Tensor t = mul(randn({7, 10}, {.dtype = dt}, gen), scalar_like(4.0, s));
+        Tensor sa = s.detach().requires_grad_(), ta = t.detach().requires_grad_();
+        Tensor sb = s.detach().requires_grad_(), tb = t.detach().requires_grad_();
+        Tensor fused = kl_div_logits(sa, ta, T, r);
+        Tensor inv_t = scalar_like(1.0 / T, s);
+        Tensor composed = kl_div(log_softmax(mul(sb, inv_t), 1), softmax(mul(tb, inv_t), 1), r);
+        if (r == Reduction::none) composed = sum(composed, {1});  // kl_div is pointwise; the fused op per row
+        if (r == Reduction::mean) CHECK(composed.item<double>() == Approx(fused.item<double>()).epsilon(1e-4));
+        std::vector<double> fv = fused.to_vector<double>(), cv = composed.to_vector<double>();
+        REQUIRE(fv.size() == cv.size());
+        for (size_t i = 0; i < fv.size(); ++i) CHECK(fv[i] == Approx(cv[i]).epsilon(dt == DType::f32 ? 1e-4 : 1e-11));
+        CHECK(fv[0] > 0);  // a real divergence, not the trivial 0
+        Tensor up = randn(fused.shape(), {.dtype = dt}, gen);
+        sum(mul(fused, up)).backward();
+        sum(mul(composed, up)).backward();
+        for (auto [a, b] : {std::pair{sa, sb}, std::pair{ta, tb}}) {
+          std::vector<double> ga = a.grad().to_vector<double>(), gb = b.grad().to_vector<double>();
+          double norm = 0;
+          for (size_t i = 0; i < ga.size(); ++i) {
+            CHECK(ga[i] == Approx(gb[i]).epsilon(dt == DType::f32 ? 1e-4 : 1e-10).scale(1e-3));
+            norm += std::abs(gb[i]);
+          }
+          CHECK(norm > 1e-6);
+        }
+      }
+}
+
+TEST_CASE("kl_div_logits: where p_teacher underflows to 0 the gradients stay finite") {
+  // Teacher logits 60 apart: exp(−60/1) underflows in f32. The composed form's teacher
+  // gradient goes through d(t log t)/dt = log t + 1 = −inf there and comes out NaN; the
+  // fused one holds p_t (log p_t − log p_s − KL) with finite logs, so 0.
+  Tensor s = f32({0.5f, -0.3f, 0.1f, 1.0f}, {1, 4});
+  Tensor t = f32({0.0f, -120.0f, 60.0f, 59.0f}, {1, 4});
+  Tensor sa = s.detach().requires_grad_(), ta = t.detach().requires_grad_(), sb = s.detach().requires_grad_();
+  Tensor fused = kl_div_logits(sa, ta, 1.0, Reduction::sum);
+  Tensor composed = sum(kl_div(log_softmax(sb, 1), softmax(t, 1), Reduction::sum));
+  CHECK(fused.item<double>() == Approx(composed.item<double>()).epsilon(1e-5));
+  fused.backward();
+  composed.backward();
+  std::vector<double> gs = sa.grad().to_vector<double>(), gc = sb.grad().to_vector<double>();
+  std::vector<double> gt = ta.grad().to_vector<double>();
+  for (size_t i = 0; i < gs.size(); ++i) {
+    CHECK(gs[i] == Approx(gc[i]).epsilon(1e-5).scale(1e-6));
+    CHECK(std::isfinite(gt[i]));
+  }
+  CHECK(gt[1] == 0.0);  // p_t = 0 exactly: no pull on that logit
+}
+
+TEST_CASE("kl_div_logits: identical logits give 0; logits of ±1e4 stay finite and exact") {
+  Tensor s = f32({1e4f, -1e4f, 0.0f, 3.0f, 2.0f, 1.0f}, {2, 3});
+  CHECK(kl_div_logits(s, s, 2.0, Reduction::sum).item<double>() == Approx(0.0).scale(1.0));
+  // Student sure of class 0 (p ≈ 1), teacher uniform: KL = Σ 1/3 (log 1/3 − log p_s,c) with
+  // log p_s = (0, −2e4, −1e4): (−log 3) + (2e4 + 1e4)/3.
+  Tensor st = f32({1e4f, -1e4f, 0.0f}, {1, 3}), te = f32({0.0f, 0.0f, 0.0f}, {1, 3});
+  CHECK(kl_div_logits(st, te, 1.0, Reduction::sum).item<double>() == Approx(1e4 - std::log(3.0)).epsilon(1e-6));
+}

@@ -118,6 +118,17 @@ void cross_entropy_rows_backward(const TensorArg& gx, const TensorArg& scale, co
                                  const TensorArg& lse, const TensorArg& target, const TensorArg& weight,
                                  const CrossEntropyParams& p);
 
+// KL(softmax(teacher / T) ‖ softmax(student / T)) over the rows of two (rows, C)
+// logit matrices, fused: both log-softmaxes and the sum in one pass per row.
+// Writes loss (rows) and lse (rows, 4: max and log-sum of the student's, then the
+// teacher's, scaled logits) for the backward.
+void kl_div_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& student, const TensorArg& teacher,
+                 double temperature);
+// gs = scale_r (p_s − p_t) / T and gt = scale_r p_t (log p_t − log p_s − KL_r) / T;
+// either may be null (not wanted). loss is kl_div_rows' output.
+void kl_div_rows_backward(const TensorArg& gs, const TensorArg& gt, const TensorArg& scale, const TensorArg& student,
+                          const TensorArg& teacher, const TensorArg& lse, const TensorArg& loss, double temperature);
+
 // View x as (outer, size, inner), contiguous. index int64 (n).
 // out (outer, n, inner) := x[:, index, :]
 void index_select(const TensorArg& out, const TensorArg& x, const TensorArg& index);

@@ -73,13 +73,14 @@ template <class C>
 struct LogSumExp {
   C max, log_sum;
 };
+// Of the row scale·x (scale > 0: a softmax at temperature 1/scale).
 template <class C, class T>
-LogSumExp<C> row_logsumexp(const T* x, int64_t cols) {
+LogSumExp<C> row_logsumexp(const T* x, int64_t cols, C scale = C(1)) {
   C m = -std::numeric_limits<C>::infinity();
-  for (int64_t c = 0; c < cols; ++c) m = std::max(m, static_cast<C>(x[c]));
+  for (int64_t c = 0; c < cols; ++c) m = std::max(m, scale * static_cast<C>(x[c]));
   if (std::isinf(m) && m < 0) m = 0;  // an all −inf row: log_sum is −inf
   C sum = 0;
-  for (int64_t c = 0; c < cols; ++c) sum += std::exp(static_cast<C>(x[c]) - m);
+  for (int64_t c = 0; c < cols; ++c) sum += std::exp(scale * static_cast<C>(x[c]) - m);
   return {m, std::log(sum)};
 }
 }  // namespace
@@ -168,6 +169,73 @@ void cross_entropy_rows_backward(const TensorArg& gx, const TensorArg& scale, co
         o[c] = T(g * (hard * prob + soft * (w_total * prob - w_c)));
       }
       o[t] = T(static_cast<C>(o[t]) - g * hard);
+    }
+  });
+}
+
+// KL(p_t ‖ p_s) per row, p = softmax(logits / T). With z = x / T, log p_c = (z_c − max) − log_sum
+// for each side; the row's loss is Σ_c p_t,c (log p_t,c − log p_s,c), a term that is 0
+// where p_t,c underflows (its log stays finite, so no 0·∞).
+void kl_div_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& student, const TensorArg& teacher,
+                 double temperature) {
+  const int64_t rows = student.shape[0], cols = student.shape[1];
+  dispatch_floating(student.dtype, "kl_div_logits", [&](auto tag) {
+    using T = decltype(tag);
+    using C = compute_t<T>;
+    const T* sp = student.ptr<T>();
+    const T* tp = teacher.ptr<T>();
+    T* lp = loss.ptr<T>();
+    T* stats = lse.ptr<T>();
+    const C inv_t = C(1) / static_cast<C>(temperature);
+#pragma omp parallel for if (rows * cols > 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* s = sp + r * cols;
+      const T* t = tp + r * cols;
+      const LogSumExp<C> ls = row_logsumexp<C>(s, cols, inv_t), lt = row_logsumexp<C>(t, cols, inv_t);
+      C kl = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        const C log_pt = (inv_t * static_cast<C>(t[c]) - lt.max) - lt.log_sum;
+        const C log_ps = (inv_t * static_cast<C>(s[c]) - ls.max) - ls.log_sum;
+        kl += std::exp(log_pt) * (log_pt - log_ps);
+      }
+      lp[r] = T(kl);
+      T* st = stats + 4 * r;
+      st[0] = T(ls.max), st[1] = T(ls.log_sum), st[2] = T(lt.max), st[3] = T(lt.log_sum);
+    }
+  });
+}
+
+// ∂KL_r/∂s_c = (p_s,c − p_t,c) / T;   ∂KL_r/∂t_c = p_t,c (log p_t,c − log p_s,c − KL_r) / T.
+void kl_div_rows_backward(const TensorArg& gs, const TensorArg& gt, const TensorArg& scale, const TensorArg& student,
+                          const TensorArg& teacher, const TensorArg& lse, const TensorArg& loss, double temperature) {
+  const int64_t rows = student.shape[0], cols = student.shape[1];
+  dispatch_floating(student.dtype, "kl_div_logits backward", [&](auto tag) {
+    using T = decltype(tag);
+    using C = compute_t<T>;
+    const T* sp = student.ptr<T>();
+    const T* tp = teacher.ptr<T>();
+    const T* stats = lse.ptr<T>();
+    const T* lp = loss.ptr<T>();
+    const T* gp = scale.ptr<T>();
+    const int64_t g_stride = scale.ndim == 0 ? 0 : scale.strides[0];
+    T* gsp = gs.data ? gs.ptr<T>() : nullptr;
+    T* gtp = gt.data ? gt.ptr<T>() : nullptr;
+    const C inv_t = C(1) / static_cast<C>(temperature);
+#pragma omp parallel for if (rows * cols > 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* s = sp + r * cols;
+      const T* t = tp + r * cols;
+      const T* st = stats + 4 * r;
+      const C ls_max = static_cast<C>(st[0]), ls_sum = static_cast<C>(st[1]);
+      const C lt_max = static_cast<C>(st[2]), lt_sum = static_cast<C>(st[3]);
+      const C g = static_cast<C>(gp[r * g_stride]) * inv_t, kl = static_cast<C>(lp[r]);
+      for (int64_t c = 0; c < cols; ++c) {
+        const C log_pt = (inv_t * static_cast<C>(t[c]) - lt_max) - lt_sum;
+        const C log_ps = (inv_t * static_cast<C>(s[c]) - ls_max) - ls_sum;
+        const C pt = std::exp(log_pt);
+        if (gsp) gsp[r * cols + c] = T(g * (std::exp(log_ps) - pt));
+        if (gtp) gtp[r * cols + c] = T(g * pt * (log_pt - log_ps - kl));
+      }
     }
   });
 }
