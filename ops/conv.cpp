@@ -50,21 +50,16 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
 
   record(y, "Conv2dBackward", {x, w, bias}, [x = x.detach(), w = w.detach(), y = y.detach(), p](const Tensor& g_in,
                                                                                                  const NeedsGrad& needs) {
-    // Through a fused ReLU the gradient is kept where the output is positive.
-    Tensor g = p.relu ? relu_backward(g_in, y) : g_in.contiguous();
-    Tensor gx, gw, gb;
-    if (needs[0]) {
-      gx = empty(x.shape(), {.dtype = x.dtype(), .device = x.device()});
-      cpu::conv2d_backward_input(gx.arg(), g.arg(), w.arg(), p);
-    }
-    if (needs[2]) gb = empty({w.size(0)}, {.dtype = g.dtype(), .device = g.device()});
-    if (needs[1]) {
-      // The bias gradient comes out of the same pass over g.
-      gw = empty(w.shape(), {.dtype = w.dtype(), .device = w.device()});
-      cpu::conv2d_backward_weight(gw.arg(), arg_or_null(gb), g.arg(), x.arg(), p);
-    } else if (needs[2]) {
-      gb = sum(g, {0, 2, 3});
-    }
+    // Through a fused ReLU the gradient counts where the output is positive: the
+    // kernel masks it as it reads it.
+    Tensor g = g_in.to(y.dtype()).contiguous();
+    auto out = [](bool wanted, const Tensor& like) {
+      return wanted ? empty(like.shape(), {.dtype = like.dtype(), .device = like.device()}) : Tensor();
+    };
+    Tensor gx = out(needs[0], x), gw = out(needs[1], w);
+    Tensor gb = needs[2] ? empty({w.size(0)}, {.dtype = w.dtype(), .device = w.device()}) : Tensor();
+    cpu::conv2d_backward(arg_or_null(gx), arg_or_null(gw), arg_or_null(gb), g.arg(), x.arg(), w.arg(),
+                         p.relu ? y.arg() : TensorArg{}, p);
     return grads{gx, gw, gb};
   });
   return y;

@@ -112,3 +112,31 @@ TEST_CASE("conv2d: a frozen weight still gives the bias its gradient, and the re
   sum(conv2d(x, w2, randn({5}, {}, gen))).backward();
   CHECK(w2.grad().defined());
 }
+
+TEST_CASE("conv2d with a fused ReLU: every subset of wanted gradients matches relu(conv2d) composed") {
+  // The fused backward masks gy by the output inside the kernel and computes only
+  // the gradients asked for; each subset takes a different path through it.
+  Generator gen(13);
+  for (const bool pointwise : {false, true}) {
+    const int64_t k = pointwise ? 1 : 3;
+    const Conv2dOptions o{.padding = {pointwise ? 0 : 1, pointwise ? 0 : 1}};
+    Tensor x0 = randn({5, 4, 7, 7}, {.dtype = DType::f64}, gen);
+    Tensor w0 = randn({6, 4, k, k}, {.dtype = DType::f64}, gen), b0 = randn({6}, {.dtype = DType::f64}, gen);
+    Tensor gy = randn({5, 6, 7, 7}, {.dtype = DType::f64}, gen);
+    for (int wanted = 1; wanted < 8; ++wanted) {
+      INFO("pointwise ", pointwise, " wanted x ", (wanted & 1) != 0, " w ", (wanted & 2) != 0, " b ", (wanted & 4) != 0);
+      Tensor x = x0.detach().requires_grad_((wanted & 1) != 0), xr = x0.detach().requires_grad_((wanted & 1) != 0);
+      Tensor w = w0.detach().requires_grad_((wanted & 2) != 0), wr = w0.detach().requires_grad_((wanted & 2) != 0);
+      Tensor b = b0.detach().requires_grad_((wanted & 4) != 0), br = b0.detach().requires_grad_((wanted & 4) != 0);
+      Tensor y = conv2d(x, w, b, o, Activation::relu);
+      Tensor yr = relu(conv2d(xr, wr, br, o));
+      check_close(y, yr.to_vector<double>(), 1e-12, "y");
+      sum(mul(y, gy)).backward();
+      sum(mul(yr, gy)).backward();
+      for (auto [got, want, name] : {std::tuple{x, xr, "gx"}, std::tuple{w, wr, "gw"}, std::tuple{b, br, "gb"}}) {
+        REQUIRE(got.grad().defined() == want.grad().defined());
+        if (want.grad().defined()) check_close(got.grad(), want.grad().to_vector<double>(), 1e-12, name);
+      }
+    }
+  }
+}

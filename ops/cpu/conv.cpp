@@ -4,7 +4,8 @@
 // convolution becomes a GEMM per group:
 //   cols (Cg*kh*kw, B*Ho*Wo) = im2col(x[n .. n+B, group])
 //   y[n .. n+B, group] (Og, B*Ho*Wo) = w[group] (Og, Cg*kh*kw) · cols
-// Backward is the same GEMMs transposed, with col2im scattering columns back.
+// Backward is the same GEMMs transposed, with col2im scattering columns back; one
+// pass computes whichever of the input, weight and bias gradients are wanted.
 //
 // B samples share one GEMM. One sample's GEMM is small (conv2 of the zoo's cnn:
 // 64 × 196 × 288), and small GEMMs spend their time packing and synchronising;
@@ -266,17 +267,26 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
   });
 }
 
-void conv2d_backward_input(const TensorArg& gx, const TensorArg& gy, const TensorArg& w, const Conv2dParams& p) {
-  const Geometry g = geometry(gx, w, gy, p);
+// Both gradients in one pass over the batches, since they read the same gy: per
+// batch, gy is gathered once into the GEMM's (Og, nb·P) layout — masked by the
+// fused ReLU's output on the way, and summed into the bias gradient — and then
+//   gx: dcols (K, nb·P) = w[group]ᵀ (K, Og) · gy_b, scattered back by col2im;
+//   gw: gw[group] (Og, K) += gy_b · colsᵀ (nb·P, K), cols = im2col(x).
+void conv2d_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& gb, const TensorArg& gy,
+                     const TensorArg& x, const TensorArg& w, const TensorArg& relu_out, const Conv2dParams& p) {
+  const Geometry g = geometry(x, w, gy, p);
   const int64_t P = g.Ho * g.Wo;
-  dispatch_f32_f64(gx.dtype, "conv2d backward", [&](auto tag) {
+  dispatch_f32_f64(x.dtype, "conv2d backward", [&](auto tag) {
     using T = decltype(tag);
-    const DType dt = gx.dtype;
+    const DType dt = x.dtype;
     const T* gyp = gy.ptr<T>();
+    const T* xp = x.ptr<T>();
     const T* wp = w.ptr<T>();
-    T* gxp = gx.ptr<T>();
-    if (pointwise(g, p)) {
-      // gx[n, group] (Cg, P) = w[group]ᵀ (Cg, Og) · gy[n, group] (Og, P)
+    const T* yp = relu_out.data ? relu_out.ptr<T>() : nullptr;
+    T* gxp = gx.data ? gx.ptr<T>() : nullptr;
+    if (gxp && !yp && !gw.data && !gb.data && pointwise(g, p)) {
+      // 1×1, only the input's gradient: gx[n, group] (Cg, P) = w[group]ᵀ (Cg, Og) · gy[n, group] (Og, P),
+      // straight from gy.
       maybe_parallel(g.N > 1 && !in_parallel(), [&] {
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < g.N; ++n)
@@ -288,51 +298,18 @@ void conv2d_backward_input(const TensorArg& gx, const TensorArg& gy, const Tenso
       return;
     }
     const Batching bt = batching(g, sizeof(T));
-    maybe_parallel(bt.parallel, [&] {
-      Workspace<T> cols(g.K * bt.B * P), gy_b(g.Og * bt.B * P);
-#pragma omp for schedule(static)
-      for (int64_t batch = 0; batch < bt.batches; ++batch) {
-        const auto [n0, nb] = bt.range(batch);
-        const int64_t ld = nb * P;
-        std::fill(gxp + n0 * g.C * g.H * g.W, gxp + (n0 + nb) * g.C * g.H * g.W, T(0));
-        for (int64_t grp = 0; grp < p.groups; ++grp) {
-          // gy[n0 .. n0+nb, group] -> gy_b (Og, nb·P), the layout the GEMM reads.
-          for (int64_t b = 0; b < nb; ++b)
-            for (int64_t o = 0; o < g.Og; ++o)
-              std::copy_n(gyp + ((n0 + b) * g.O + grp * g.Og + o) * P, P, gy_b.data() + o * ld + b * P);
-          // dcols (K, nb·P) = w[group]ᵀ (K, Og) · gy_b (Og, nb·P)
-          gemm(g.K, ld, g.Og, 1.0, matrix(wp + grp * g.Og * g.K, dt, g.K, g.Og, 1, g.K),
-               matrix(gy_b.data(), dt, g.Og, ld, ld, 1), 0.0, matrix(cols.data(), dt, g.K, ld, ld, 1));
-          for (int64_t b = 0; b < nb; ++b)
-            col2im(gxp + ((n0 + b) * g.C + grp * g.Cg) * g.H * g.W, cols.data() + b * P, ld, g, p);
-        }
-      }
-    });
-  });
-}
-
-void conv2d_backward_weight(const TensorArg& gw, const TensorArg& gb, const TensorArg& gy, const TensorArg& x,
-                            const Conv2dParams& p) {
-  const Geometry g = geometry(x, gw, gy, p);
-  const int64_t P = g.Ho * g.Wo;
-  dispatch_f32_f64(gw.dtype, "conv2d backward", [&](auto tag) {
-    using T = decltype(tag);
-    const DType dt = gw.dtype;
-    const T* gyp = gy.ptr<T>();
-    const T* xp = x.ptr<T>();
-    const Batching bt = batching(g, sizeof(T));
     const int64_t threads = bt.parallel ? max_threads() : 1;
     // Every sample adds into gw and gb, so each thread sums its batches into its own
     // partial (thread 0 straight into the outputs) and the partials are added at the end.
-    const int64_t gw_size = g.O * g.K, gb_size = gb.data ? g.O : 0;
+    const int64_t gw_size = gw.data ? g.O * g.K : 0, gb_size = gb.data ? g.O : 0;
     Workspace<T> partials((threads - 1) * (gw_size + gb_size) + 1);
     std::fill_n(partials.data(), (threads - 1) * (gw_size + gb_size), T(0));  // a thread may get no batch
     maybe_parallel(threads > 1, [&] {
       const int64_t t = thread_index();
-      T* gw_t = t == 0 ? gw.ptr<T>() : partials.data() + (t - 1) * (gw_size + gb_size);
-      T* gb_t = gb_size == 0 ? nullptr : t == 0 ? gb.ptr<T>() : gw_t + gw_size;
+      T* gw_t = !gw_size ? nullptr : t == 0 ? gw.ptr<T>() : partials.data() + (t - 1) * (gw_size + gb_size);
+      T* gb_t = !gb_size ? nullptr : t == 0 ? gb.ptr<T>() : partials.data() + (t - 1) * (gw_size + gb_size) + gw_size;
       if (t == 0) {
-        std::fill(gw_t, gw_t + gw_size, T(0));
+        if (gw_t) std::fill(gw_t, gw_t + gw_size, T(0));
         if (gb_t) std::fill(gb_t, gb_t + gb_size, T(0));
       }
       Workspace<T> cols(g.K * bt.B * P), gy_b(g.Og * bt.B * P);
@@ -340,30 +317,45 @@ void conv2d_backward_weight(const TensorArg& gw, const TensorArg& gb, const Tens
       for (int64_t batch = 0; batch < bt.batches; ++batch) {
         const auto [n0, nb] = bt.range(batch);
         const int64_t ld = nb * P;
+        if (gxp) std::fill(gxp + n0 * g.C * g.H * g.W, gxp + (n0 + nb) * g.C * g.H * g.W, T(0));
         for (int64_t grp = 0; grp < p.groups; ++grp) {
-          for (int64_t b = 0; b < nb; ++b) {
-            im2col(cols.data() + b * P, ld, xp + ((n0 + b) * g.C + grp * g.Cg) * g.H * g.W, g, p);
-            // gy's rows into gy_b, and the bias gradient (the sum over positions) on the way.
+          // gy[n0 .. n0+nb, group] -> gy_b (Og, nb·P): masked by the ReLU, summed into gb.
+          for (int64_t b = 0; b < nb; ++b)
             for (int64_t o = 0; o < g.Og; ++o) {
-              const T* src = gyp + ((n0 + b) * g.O + grp * g.Og + o) * P;
-              std::copy_n(src, P, gy_b.data() + o * ld + b * P);
+              const int64_t at = ((n0 + b) * g.O + grp * g.Og + o) * P;
+              const T* src = gyp + at;
+              T* dst = gy_b.data() + o * ld + b * P;
+              if (yp) {
+                const T* out = yp + at;
+                for (int64_t q = 0; q < P; ++q) dst[q] = out[q] > T(0) ? src[q] : T(0);  // as relu_backward
+              } else {
+                std::copy_n(src, P, dst);
+              }
               if (gb_t) {
                 T s = 0;
-                for (int64_t q = 0; q < P; ++q) s += src[q];
+                for (int64_t q = 0; q < P; ++q) s += dst[q];
                 gb_t[grp * g.Og + o] += s;
               }
             }
+          if (gxp) {
+            gemm(g.K, ld, g.Og, 1.0, matrix(wp + grp * g.Og * g.K, dt, g.K, g.Og, 1, g.K),
+                 matrix(gy_b.data(), dt, g.Og, ld, ld, 1), 0.0, matrix(cols.data(), dt, g.K, ld, ld, 1));
+            for (int64_t b = 0; b < nb; ++b)
+              col2im(gxp + ((n0 + b) * g.C + grp * g.Cg) * g.H * g.W, cols.data() + b * P, ld, g, p);
           }
-          // gw[group] (Og, K) += gy_b (Og, nb·P) · colsᵀ (nb·P, K)
-          gemm(g.Og, g.K, ld, 1.0, matrix(gy_b.data(), dt, g.Og, ld, ld, 1), matrix(cols.data(), dt, ld, g.K, 1, ld),
-               1.0, matrix(gw_t + grp * g.Og * g.K, dt, g.Og, g.K, g.K, 1));
+          if (gw_t) {
+            for (int64_t b = 0; b < nb; ++b)
+              im2col(cols.data() + b * P, ld, xp + ((n0 + b) * g.C + grp * g.Cg) * g.H * g.W, g, p);
+            gemm(g.Og, g.K, ld, 1.0, matrix(gy_b.data(), dt, g.Og, ld, ld, 1),
+                 matrix(cols.data(), dt, ld, g.K, 1, ld), 1.0, matrix(gw_t + grp * g.Og * g.K, dt, g.Og, g.K, g.K, 1));
+          }
         }
       }
     });
-    T* gwp = gw.ptr<T>();
-    T* gbp = gb_size ? gb.ptr<T>() : nullptr;
     for (int64_t t = 1; t < threads; ++t) {
       const T* part = partials.data() + (t - 1) * (gw_size + gb_size);
+      T* gwp = gw_size ? gw.ptr<T>() : nullptr;
+      T* gbp = gb_size ? gb.ptr<T>() : nullptr;
       for (int64_t i = 0; i < gw_size; ++i) gwp[i] += part[i];
       for (int64_t i = 0; i < gb_size; ++i) gbp[i] += part[gw_size + i];
     }

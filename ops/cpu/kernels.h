@@ -58,16 +58,16 @@ const char* gemm_kernel_name(GemmKernel kernel);
 
 struct Conv2dParams {
   int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
-  bool relu = false;  // forward only: y = max(conv + bias, 0)
+  bool relu = false;  // y = max(conv + bias, 0)
 };
 // x (N, C, H, W), w (O, C/groups, kh, kw), bias (O) or null data -> y (N, O, Ho, Wo). All contiguous.
 void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, const TensorArg& bias,
                     const Conv2dParams& p);
-// gy (N, O, Ho, Wo) -> gx (N, C, H, W)
-void conv2d_backward_input(const TensorArg& gx, const TensorArg& gy, const TensorArg& w, const Conv2dParams& p);
-// gy, x -> gw (O, C/groups, kh, kw), and gb (O) = gy summed over N, Ho, Wo unless gb has null data
-void conv2d_backward_weight(const TensorArg& gw, const TensorArg& gb, const TensorArg& gy, const TensorArg& x,
-                            const Conv2dParams& p);
+// gy (N, O, Ho, Wo) -> gx (N, C, H, W), gw (O, C/groups, kh, kw) and gb (O) = gy summed
+// over N, Ho, Wo; an output with null data is not computed. With relu_out (the
+// forward's output y of a fused ReLU; null data otherwise) gy counts only where y > 0.
+void conv2d_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& gb, const TensorArg& gy,
+                     const TensorArg& x, const TensorArg& w, const TensorArg& relu_out, const Conv2dParams& p);
 
 struct Pool2dParams {
   int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
