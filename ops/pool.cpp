@@ -2,6 +2,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "core/storage.h"
 #include "ops/cpu/kernels.h"
 #include "ops/dispatch.h"
 #include "ops/factory.h"
@@ -44,12 +45,20 @@ Tensor max_pool2d(const Tensor& x_in, Pair kernel, Pair stride, Pair padding) {
     Tensor x = x_any.contiguous();
     auto p = pool_params("max_pool2d", x, kernel, stride, padding);
     Shape shape = pooled_shape(x, p);
+    MINIDL_CHECK(x.size(2) * x.size(3) < (int64_t{1} << 31),
+                 "max_pool2d: input {} has planes of 2^31 or more elements; not supported", x.shape());
     Tensor y = empty(shape, {.dtype = x.dtype(), .device = x.device()});
-    Tensor argmax = empty(shape, {.dtype = DType::int64, .device = x.device()});
-    cpu::max_pool2d_forward(y.arg(), argmax.arg(), x.arg(), p);
+    if (!any_requires_grad({x})) {  // inference: no winners to remember
+      cpu::max_pool2d_forward(y.arg(), nullptr, x.arg(), p);
+      return y;
+    }
+    // Each output's winner as an offset in its plane, for the backward: 32 bits, half
+    // the traffic of int64 indices (no tensor dtype is needed: nothing else reads them).
+    auto argmax = std::make_shared<Storage>(static_cast<size_t>(y.numel()) * sizeof(int32_t), x.device());
+    cpu::max_pool2d_forward(y.arg(), static_cast<int32_t*>(argmax->data()), x.arg(), p);
     record(y, "MaxPool2dBackward", {x}, [argmax, shape = x.shape()](const Tensor& g, const NeedsGrad&) {
       Tensor gx = empty(shape, {.dtype = g.dtype(), .device = g.device()});
-      cpu::max_pool2d_backward(gx.arg(), g.contiguous().arg(), argmax.arg());
+      cpu::max_pool2d_backward(gx.arg(), g.contiguous().arg(), static_cast<const int32_t*>(argmax->data()));
       return grads{gx};
     });
     return y;

@@ -176,8 +176,13 @@ TEST_CASE("max_pool2d: NaN propagates, ties go to the first element, both kernel
         }
     return out;
   };
-  check_all(max_pool2d(r, {3, 2}, {2, 3}), naive(3, 2, 2, 3, 0, 0));
-  check_all(max_pool2d(r, {3, 4}, {1, 2}, {1, 2}), naive(3, 4, 1, 2, 1, 2));
+  // r does not require grad: the kernels that skip the argmax; then with it, the ones that keep it.
+  for (bool grad : {false, true}) {
+    CAPTURE(grad);
+    Tensor rg = r.detach().requires_grad_(grad);
+    check_all(max_pool2d(rg, {3, 2}, {2, 3}), naive(3, 2, 2, 3, 0, 0));
+    check_all(max_pool2d(rg, {3, 4}, {1, 2}, {1, 2}), naive(3, 4, 1, 2, 1, 2));
+  }
 }
 
 TEST_CASE("log_softmax and cross_entropy stay finite and exact at logits of ±1e4") {

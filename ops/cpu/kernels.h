@@ -73,9 +73,10 @@ struct Pool2dParams {
   int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
   bool count_include_pad = true;  // avg only
 };
-// x (N, C, H, W) contiguous -> y (N, C, Ho, Wo), argmax (N, C, Ho, Wo) int64 = flat h*W+w
-void max_pool2d_forward(const TensorArg& y, const TensorArg& argmax, const TensorArg& x, const Pool2dParams& p);
-void max_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const TensorArg& argmax);
+// x (N, C, H, W) contiguous -> y (N, C, Ho, Wo), and argmax (N·C·Ho·Wo values: the
+// winner's h·W + w within its plane) unless argmax is null. Planes < 2³¹ elements.
+void max_pool2d_forward(const TensorArg& y, int32_t* argmax, const TensorArg& x, const Pool2dParams& p);
+void max_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const int32_t* argmax);
 void avg_pool2d_forward(const TensorArg& y, const TensorArg& x, const Pool2dParams& p);
 void avg_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const Pool2dParams& p);
 // Output cell (i, j) averages rows [floor(i*H/Ho), ceil((i+1)*H/Ho)) and likewise columns.

@@ -32,10 +32,15 @@ inline bool takes_over(T v, T best) {
 // time: out[o] vs in[first[o] + offset]. Rows of a pooled plane are short (14, 7),
 // too short to vectorise along; a whole plane (196, 49) is long enough, with
 // gather loads for the strided reads. __restrict: the arrays never overlap.
-template <class T>
-void max_pool_plane(T* __restrict best, int64_t* __restrict best_i, const T* __restrict in,
+// best_i (the winner's offset in the plane, for the backward) is only written
+// when kIndex: inference does not need it.
+template <bool kIndex, class T>
+void max_pool_plane(T* __restrict best, int32_t* __restrict best_i, const T* __restrict in,
                     const int32_t* __restrict first, int64_t outputs, const Pool2dParams& p, int64_t W) {
-  for (int64_t o = 0; o < outputs; ++o) best[o] = in[first[o]], best_i[o] = first[o];
+  for (int64_t o = 0; o < outputs; ++o) {
+    best[o] = in[first[o]];
+    if constexpr (kIndex) best_i[o] = first[o];
+  }
   for (int64_t i = 0; i < p.kernel_h; ++i)
     for (int64_t j = 0; j < p.kernel_w; ++j) {
       if (i == 0 && j == 0) continue;
@@ -45,15 +50,14 @@ void max_pool_plane(T* __restrict best, int64_t* __restrict best_i, const T* __r
         const T v = in[at];
         const bool take = takes_over(v, best[o]);
         best[o] = take ? v : best[o];
-        best_i[o] = take ? at : best_i[o];
+        if constexpr (kIndex) best_i[o] = take ? at : best_i[o];
       }
     }
 }
 
-// The general case (padding, or planes too large for 32-bit offsets): window by
-// window, clipped to the input.
-template <class T>
-void max_pool_plane_clipped(T* best, int64_t* best_i, const T* in, const Planes& s, const Pool2dParams& p) {
+// The general case (padding): window by window, clipped to the input.
+template <bool kIndex, class T>
+void max_pool_plane_clipped(T* best, int32_t* best_i, const T* in, const Planes& s, const Pool2dParams& p) {
   for (int64_t oh = 0; oh < s.Ho; ++oh)
     for (int64_t ow = 0; ow < s.Wo; ++ow) {
       const int64_t h0 = std::max<int64_t>(oh * p.stride_h - p.pad_h, 0);
@@ -71,14 +75,14 @@ void max_pool_plane_clipped(T* best, int64_t* best_i, const T* in, const Planes&
           arg = take ? h * s.W + w : arg;
         }
       best[oh * s.Wo + ow] = b;
-      best_i[oh * s.Wo + ow] = arg;
+      if constexpr (kIndex) best_i[oh * s.Wo + ow] = static_cast<int32_t>(arg);
     }
 }
 }  // namespace
 
-void max_pool2d_forward(const TensorArg& y, const TensorArg& argmax, const TensorArg& x, const Pool2dParams& p) {
+void max_pool2d_forward(const TensorArg& y, int32_t* argmax, const TensorArg& x, const Pool2dParams& p) {
   const Planes s = planes_of(x, y);
-  const bool inside = p.pad_h == 0 && p.pad_w == 0 && s.H * s.W < (int64_t{1} << 31);
+  const bool inside = p.pad_h == 0 && p.pad_w == 0;
   // first[o]: the top-left input element of output o's window, the same for every plane.
   std::vector<int32_t> first;
   if (inside) {
@@ -91,33 +95,37 @@ void max_pool2d_forward(const TensorArg& y, const TensorArg& argmax, const Tenso
     using T = decltype(tag);
     const T* xp = x.ptr<T>();
     T* yp = y.ptr<T>();
-    int64_t* ap = argmax.ptr<int64_t>();
+    int32_t* ap = argmax;
 #pragma omp parallel for if (s.planes * s.H * s.W > kParallelGrain)
     for (int64_t pl = 0; pl < s.planes; ++pl) {
       const T* in = xp + pl * s.H * s.W;
       T* out = yp + pl * s.Ho * s.Wo;
-      int64_t* arg = ap + pl * s.Ho * s.Wo;
-      if (inside)
-        max_pool_plane(out, arg, in, first.data(), s.Ho * s.Wo, p, s.W);
+      int32_t* arg = ap ? ap + pl * s.Ho * s.Wo : nullptr;
+      if (inside && arg)
+        max_pool_plane<true>(out, arg, in, first.data(), s.Ho * s.Wo, p, s.W);
+      else if (inside)
+        max_pool_plane<false>(out, arg, in, first.data(), s.Ho * s.Wo, p, s.W);
+      else if (arg)
+        max_pool_plane_clipped<true>(out, arg, in, s, p);
       else
-        max_pool_plane_clipped(out, arg, in, s, p);
+        max_pool_plane_clipped<false>(out, arg, in, s, p);
     }
   });
 }
 
-void max_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const TensorArg& argmax) {
+void max_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const int32_t* argmax) {
   const Planes s = planes_of(gx, gy);
   dispatch_f32_f64(gx.dtype, "max_pool2d backward", [&](auto tag) {
     using T = decltype(tag);
     const T* gyp = gy.ptr<T>();
-    const int64_t* ap = argmax.ptr<int64_t>();
+    const int32_t* ap = argmax;
     T* gxp = gx.ptr<T>();
 #pragma omp parallel for if (s.planes * s.H * s.W > kParallelGrain)
     for (int64_t pl = 0; pl < s.planes; ++pl) {
       T* out = gxp + pl * s.H * s.W;
       std::fill(out, out + s.H * s.W, T(0));
       for (int64_t q = pl * s.Ho * s.Wo; q < (pl + 1) * s.Ho * s.Wo; ++q)
-        if (ap[q] >= 0) out[ap[q]] += gyp[q];
+        out[ap[q]] += gyp[q];
     }
   });
 }
