@@ -331,11 +331,7 @@ void conv2d_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& 
               } else {
                 std::copy_n(src, P, dst);
               }
-              if (gb_t) {
-                T s = 0;
-                for (int64_t q = 0; q < P; ++q) s += dst[q];
-                gb_t[grp * g.Og + o] += s;
-              }
+              if (gb_t) gb_t[grp * g.Og + o] += lane_sum<T>(P, [dst](int64_t q) { return dst[q]; });
             }
           if (gxp) {
             gemm(g.K, ld, g.Og, 1.0, matrix(wp + grp * g.Og * g.K, dt, g.K, g.Og, 1, g.K),

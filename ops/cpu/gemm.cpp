@@ -133,15 +133,8 @@ void gemm_small_m(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A, 
         const T* bj = b + j * b_cs;
         T acc = 0;
         if (a_cs == 1 && b_rs == 1) {
-          // Unit strides: 16 independent partial sums, one per vector lane, so the
-          // loop vectorises without reassociating a single running sum.
-          constexpr int64_t kLanes = 16;
-          T part[kLanes] = {};
-          int64_t k = 0;
-          for (; k + kLanes <= K; k += kLanes)
-            for (int64_t l = 0; l < kLanes; ++l) part[l] += ai[k + l] * bj[k + l];
-          for (; k < K; ++k) acc += ai[k] * bj[k];
-          for (int64_t l = 0; l < kLanes; ++l) acc += part[l];
+          // Unit strides: partial sums per vector lane (loops.h), so the loop vectorises.
+          acc = lane_sum<T>(K, [ai, bj](int64_t k) { return ai[k] * bj[k]; });
         } else {
           for (int64_t k = 0; k < K; ++k) acc += ai[k * a_cs] * bj[k * b_rs];
         }

@@ -163,4 +163,21 @@ void for_each_offset(const TensorArg& shape_of, const std::array<const TensorArg
   }
 }
 
+// Σ_{i<n} value(i), accumulated in Acc as 16 interleaved partial sums. A single
+// running sum is a chain of dependent adds the compiler may not reorder (that
+// would change the rounding), so it runs one add per cycle or so; 16 independent
+// sums are one vector register the vectoriser fills.
+template <class Acc, class Value>
+Acc lane_sum(int64_t n, Value&& value) {
+  constexpr int64_t kLanes = 16;
+  Acc part[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) part[l] += value(i + l);
+  Acc total = 0;
+  for (; i < n; ++i) total += value(i);
+  for (int64_t l = 0; l < kLanes; ++l) total += part[l];
+  return total;
+}
+
 }  // namespace minidl::cpu

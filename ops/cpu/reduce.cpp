@@ -8,6 +8,7 @@
 
 #include "ops/cpu/dispatch.h"
 #include "ops/cpu/kernels.h"
+#include "ops/cpu/loops.h"
 
 namespace minidl::cpu {
 
@@ -25,8 +26,7 @@ void reduce_rows(ReduceOp op, const TensorArg& values, const TensorArg& indices,
       const T* row = in + r * cols;
       switch (op) {
         case ReduceOp::sum: {
-          double acc = 0;
-          for (int64_t c = 0; c < cols; ++c) acc += static_cast<double>(static_cast<C>(row[c]));
+          const double acc = lane_sum<double>(cols, [row](int64_t c) { return static_cast<double>(static_cast<C>(row[c])); });
           out[r] = T(static_cast<C>(acc));
           break;
         }
