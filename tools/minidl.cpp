@@ -218,6 +218,10 @@ int main(int argc, char** argv) {
   CLI::App* bench_cv = bench->add_subcommand("conv", "conv2d forward and forward + backward");
   bench_cv->add_option("--shapes", conv_shapes, "NxCxHxW:OxK[:sS][:pP] shapes")->capture_default_str();
   add_common(bench_cv);
+  std::vector<std::string> loss_shapes = {"128x10", "128x1000", "4096x10"};
+  CLI::App* bench_ls = bench->add_subcommand("loss", "fused cross_entropy and kl_div_logits against composed ops");
+  bench_ls->add_option("--shapes", loss_shapes, "NxC shapes")->capture_default_str();
+  add_common(bench_ls);
 
   CLI11_PARSE(app, argc, argv);
   try {
@@ -227,6 +231,7 @@ int main(int argc, char** argv) {
     if (*bench_ts) return bench::bench_train_step(ts_model, ts_batch, ts_batches, ts_data, ts_raw, bench_opts);
     if (*bench_inf) return bench::bench_infer(inf_model, inf_batches, inf_data, inf_cold, inf_raw, bench_opts);
     if (*bench_cv) return bench::bench_conv(conv_shapes, bench_opts);
+    if (*bench_ls) return bench::bench_loss(loss_shapes, bench_opts);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "\nminidl: error: %s\n", e.what());
     return 1;

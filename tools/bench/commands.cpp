@@ -268,4 +268,52 @@ int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o) {
   return 0;
 }
 
+int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o) {
+  Table table(fmt::format("losses, forward + backward, f32, {} threads: fused row kernels vs composed ops", threads()),
+              {"N x C", "cross_entropy fused", "composed", "speed-up", "kl_div_logits fused", "composed", "speed-up"});
+  nlohmann::json rows = nlohmann::json::array();
+  Generator gen(9);
+  for (const std::string& spec : shapes) {
+    int64_t N = 0, C = 0;
+    char x = 0;
+    std::istringstream in(spec);
+    if (!(in >> N >> x >> C) || x != 'x' || N <= 0 || C <= 0)
+      throw Error(fmt::format("bench loss: shape '{}' is not NxC", spec));
+    Tensor logits = randn({N, C}, {}, gen).requires_grad_();
+    Tensor teacher = mul(randn({N, C}, {}, gen), scalar_like(3.0, logits));
+    Tensor target = randint(0, C, {N}, {}, gen);
+    const double T = 4.0;
+    Tensor inv_t = scalar_like(1.0 / T, logits);
+    // Each variant: forward, backward into the logits, gradient cleared.
+    auto step = [&](auto loss) {
+      return [&, loss] {
+        loss().backward();
+        logits.set_grad(Tensor());
+      };
+    };
+    SideBySide ce = run_side_by_side(
+        {{"fused", step([&] { return cross_entropy(logits, target); })},
+         {"composed", step([&] { return nll_loss(log_softmax(logits, 1), target); })}},
+        to_options(o));
+    SideBySide kl = run_side_by_side(
+        {{"fused", step([&] { return kl_div_logits(logits, teacher, T); })},
+         {"composed", step([&] {
+            return kl_div(log_softmax(mul(logits, inv_t), 1), softmax(mul(teacher, inv_t), 1), Reduction::batchmean);
+          })}},
+        to_options(o));
+    // speedup[1] = t(fused) / t(composed); fused over composed is its inverse.
+    auto cell = [](const Stats& s) { return format_seconds(s.median) + (s.noisy() ? " (noisy)" : ""); };
+    table.add_row({spec, cell(ce.stats[0]), cell(ce.stats[1]), fixed(1.0 / ce.speedup[1], 2) + "x", cell(kl.stats[0]),
+                   cell(kl.stats[1]), fixed(1.0 / kl.speedup[1], 2) + "x"});
+    rows.push_back({{"shape", {N, C}},
+                    {"cross_entropy", {{"fused", ce.stats[0].to_json()}, {"composed", ce.stats[1].to_json()},
+                                       {"fused_speedup", 1.0 / ce.speedup[1]}}},
+                    {"kl_div_logits", {{"fused", kl.stats[0].to_json()}, {"composed", kl.stats[1].to_json()},
+                                       {"fused_speedup", 1.0 / kl.speedup[1]}}}});
+  }
+  nlohmann::json j = {{"benchmark", "loss"}, {"threads", threads()}, {"results", rows}, {"table", table.json()}};
+  emit(table, j, o);
+  return 0;
+}
+
 }  // namespace minidl::bench

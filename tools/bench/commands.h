@@ -34,4 +34,9 @@ int bench_infer(const std::string& model, const std::vector<int64_t>& batch_size
 // "NxCxHxW:OxK[:sS][:pP]" shape (e.g. 128x32x14x14:64x3:p1), in GFLOP/s.
 int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o);
 
+// The fused losses against the same loss composed from ops, forward + backward,
+// interleaved, at each "NxC" shape: cross_entropy vs nll_loss(log_softmax), and
+// kl_div_logits vs kl_div(log_softmax(s/T), softmax(t/T)).
+int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o);
+
 }  // namespace minidl::bench
