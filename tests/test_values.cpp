@@ -2,6 +2,7 @@
 // (never against minidl itself). Each constant's derivation is in its comment.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "minidl.h"
@@ -156,33 +157,49 @@ TEST_CASE("max_pool2d: NaN propagates, ties go to the first element, both kernel
   sum(max_pool2d(t, {2, 2})).backward();
   check_all(t.grad(), {1, 0, 0, 0});
 
-  // Against a naive loop: an unpadded pooling (whole-plane kernel) and a padded
-  // one (clipped-window kernel), overlapping windows and unequal strides.
+  // Against a naive loop: unpadded poolings (whole-plane kernel; the usual 2×2 on
+  // an odd height leaves the last row unused), a padded one (clipped-window
+  // kernel), overlapping windows and unequal strides.
   Generator gen(7);
-  Tensor r = randn({2, 3, 9, 11}, {}, gen);
-  std::vector<float> rv = r.to_vector<float>();
-  auto naive = [&](int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+  auto naive = [](const Tensor& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
+    const int64_t planes = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
+    std::vector<float> xv = x.to_vector<float>();
     std::vector<double> out;
-    for (int64_t pl = 0; pl < 6; ++pl)
-      for (int64_t oh = 0; oh < (9 + 2 * ph - kh) / sh + 1; ++oh)
-        for (int64_t ow = 0; ow < (11 + 2 * pw - kw) / sw + 1; ++ow) {
+    for (int64_t pl = 0; pl < planes; ++pl)
+      for (int64_t oh = 0; oh < (H + 2 * ph - kh) / sh + 1; ++oh)
+        for (int64_t ow = 0; ow < (W + 2 * pw - kw) / sw + 1; ++ow) {
           double best = -INFINITY;
           for (int64_t i = 0; i < kh; ++i)
             for (int64_t j = 0; j < kw; ++j) {
               int64_t h = oh * sh - ph + i, w = ow * sw - pw + j;
-              if (h >= 0 && h < 9 && w >= 0 && w < 11) best = std::max<double>(best, rv[(pl * 9 + h) * 11 + w]);
+              if (h >= 0 && h < H && w >= 0 && w < W) best = std::max<double>(best, xv[(pl * H + h) * W + w]);
             }
           out.push_back(best);
         }
     return out;
   };
-  // r does not require grad: the kernels that skip the argmax; then with it, the ones that keep it.
+  Tensor r = randn({2, 3, 9, 11}, {}, gen), e = randn({2, 3, 9, 10}, {}, gen);
+  // Without grad: the kernels that skip the argmax; then with it, the ones that keep it.
   for (bool grad : {false, true}) {
     CAPTURE(grad);
-    Tensor rg = r.detach().requires_grad_(grad);
-    check_all(max_pool2d(rg, {3, 2}, {2, 3}), naive(3, 2, 2, 3, 0, 0));
-    check_all(max_pool2d(rg, {3, 4}, {1, 2}, {1, 2}), naive(3, 4, 1, 2, 1, 2));
+    Tensor rg = r.detach().requires_grad_(grad), eg = e.detach().requires_grad_(grad);
+    check_all(max_pool2d(rg, {3, 2}, {2, 3}), naive(r, 3, 2, 2, 3, 0, 0));
+    check_all(max_pool2d(rg, {3, 4}, {1, 2}, {1, 2}), naive(r, 3, 4, 1, 2, 1, 2));
+    check_all(max_pool2d(eg, {2, 2}), naive(e, 2, 2, 2, 2, 0, 0));
+    check_all(max_pool2d(rg, {2, 2}), naive(r, 2, 2, 2, 2, 0, 0));  // odd width: the last column unused
   }
+  // The gradient lands on each window's winner: an input element equal to an output.
+  Tensor eg = e.detach().requires_grad_();
+  Tensor y2 = max_pool2d(eg, {2, 2});
+  sum(y2).backward();
+  std::vector<float> ev = e.to_vector<float>(), gv = eg.grad().to_vector<float>(), yv2 = y2.to_vector<float>();
+  int64_t hits = 0;
+  for (size_t i = 0; i < ev.size(); ++i)
+    if (gv[i] == 1) {
+      ++hits;
+      CHECK(std::find(yv2.begin(), yv2.end(), ev[i]) != yv2.end());
+    }
+  CHECK(hits == y2.numel());
 }
 
 TEST_CASE("log_softmax and cross_entropy stay finite and exact at logits of ±1e4") {
