@@ -433,3 +433,63 @@ TEST_CASE("kl_div_logits: identical logits give 0; logits of ±1e4 stay finite a
   Tensor st = f32({1e4f, -1e4f, 0.0f}, {1, 3}), te = f32({0.0f, 0.0f, 0.0f}, {1, 3});
   CHECK(kl_div_logits(st, te, 1.0, Reduction::sum).item<double>() == Approx(1e4 - std::log(3.0)).epsilon(1e-6));
 }
+
+TEST_CASE("reductions of a few long rows (columns split across threads) match a serial f64 reference") {
+  // Rows of 50 001, reduced one at a time (one row: fewer rows than threads, so the
+  // row's columns are split among the threads) and all three together (rows in
+  // parallel when there are at most 3 threads). Ties and NaN sit far apart, so they
+  // land in different chunks and must resolve across them.
+  Generator gen(41);
+  const int64_t rows = 3, cols = 50001;
+  std::vector<double> v = randn({rows, cols}, {.dtype = DType::f64}, gen).to_vector<double>();
+  v[1 * cols + 40000] = 7.5, v[1 * cols + 10] = 7.5;  // row 1: two equal maxima; the first wins
+  v[2 * cols + 20000] = NAN, v[2 * cols + 45000] = NAN;  // row 2: the first NaN wins
+  Tensor x = from_vector(v, {rows, cols});
+  for (bool one_row : {true, false})
+    for (int64_t r = 0; r < rows; ++r) {
+      CAPTURE(one_row);
+      CAPTURE(r);
+      Tensor xr = one_row ? x.narrow(0, r, 1) : x;
+      const size_t at = one_row ? 0 : static_cast<size_t>(r);
+      const double s = sum(xr, {1}).to_vector<double>()[at], m = mean(xr, {1}).to_vector<double>()[at];
+      const double va = var(xr, Shape{1}).to_vector<double>()[at], lse = logsumexp(xr, {1}).to_vector<double>()[at];
+      auto [mx, mx_i] = max(xr, 1);
+      auto [mn, mn_i] = min(xr, 1);
+      const double mxv = mx.to_vector<double>()[at];
+      const int64_t mxi = mx_i.to_vector<int64_t>()[at], mni = mn_i.to_vector<int64_t>()[at];
+      const double* row = v.data() + r * cols;
+      if (r == 2) {  // the NaN row
+        CHECK(std::isnan(mxv));
+        CHECK(mxi == 20000);
+        CHECK(mni == 20000);
+        CHECK(std::isnan(s));
+        CHECK(std::isnan(lse));
+        continue;
+      }
+      double ref_s = 0, ref_ss = 0, ref_m = -INFINITY, ref_e = 0;
+      int64_t arg_max = 0, arg_min = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        ref_s += row[c];
+        if (row[c] > row[arg_max]) arg_max = c;
+        if (row[c] < row[arg_min]) arg_min = c;
+        ref_m = std::max(ref_m, row[c]);
+      }
+      for (int64_t c = 0; c < cols; ++c) {
+        ref_ss += (row[c] - ref_s / cols) * (row[c] - ref_s / cols);
+        ref_e += std::exp(row[c] - ref_m);
+      }
+      CHECK(s == Approx(ref_s).epsilon(1e-12));
+      CHECK(m == Approx(ref_s / cols).epsilon(1e-10));
+      CHECK(va == Approx(ref_ss / (cols - 1)).epsilon(1e-12));
+      CHECK(lse == Approx(ref_m + std::log(ref_e)).epsilon(1e-12));
+      CHECK(mxi == arg_max);
+      CHECK(mni == arg_min);
+      CHECK(mxv == row[arg_max]);
+      if (r == 1) CHECK(mxi == 10);  // the first of the two 7.5s
+    }
+  // The whole tensor is one row for sum() and max() without dims.
+  double all = 0;
+  for (int64_t i = 0; i < 2 * cols; ++i) all += v[i];
+  CHECK(sum(x.narrow(0, 0, 2)).item<double>() == Approx(all).epsilon(1e-12));
+  CHECK(max(x.narrow(0, 0, 2)).item<double>() == 7.5);
+}

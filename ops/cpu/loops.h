@@ -56,11 +56,17 @@ inline bool in_parallel() {
 // `#pragma omp parallel if (...)`, the serial case opens no (inactive) parallel
 // region, so a parallel GEMM inside it runs on the usual thread pool instead of a
 // nested team created for the occasion. Worksharing inside body (`#pragma omp for`)
-// splits the loop in the first case and runs all of it in the second.
+// splits the loop in the first case and runs all of it in the second — also when
+// the caller is already on a team: there body gets a region of its own thread, or
+// its `omp for` would bind to the caller's team, whose other threads are
+// elsewhere (a deadlock at the loop's barrier).
 template <class Body>
 void maybe_parallel(bool parallel, Body&& body) {
   if (parallel) {
 #pragma omp parallel
+    body();
+  } else if (in_parallel()) {
+#pragma omp parallel num_threads(1)
     body();
   } else {
     body();
