@@ -185,6 +185,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--min-time", bench_opts.min_seconds, "time each variant at least this long (s)")->capture_default_str();
     cmd->add_option("--min-runs", bench_opts.min_runs, "and at least this many runs")->capture_default_str();
     cmd->add_option("--warmup", bench_opts.warmup, "untimed runs first")->capture_default_str();
+    cmd->add_flag("--cold", bench_opts.cold, "flush the caches before every timed run (a cold figure)");
   };
   std::vector<std::string> gemm_shapes = {"1024x1024x1024", "2048x2048x2048", "256x4096x4096", "128x784x512",
                                           "128x512x256",    "128x3136x128",   "32x1024x1024"};
@@ -205,12 +206,11 @@ int main(int argc, char** argv) {
   add_common(bench_ts);
   std::string inf_model = "mlp", inf_data = kFashionMnistDir;
   std::vector<int64_t> inf_batches = {1, 128};
-  bool inf_cold = false, inf_raw = false;
+  bool inf_raw = false;
   CLI::App* bench_inf = bench->add_subcommand("infer", "inference latency of a zoo model at each batch size");
   bench_inf->add_option("--model", inf_model, "model")->capture_default_str()->check(CLI::IsMember(model_names()));
   bench_inf->add_option("--batch", inf_batches, "batch sizes")->capture_default_str();
   bench_inf->add_option("--data", inf_data, "directory of MNIST-format IDX files")->capture_default_str();
-  bench_inf->add_flag("--cold", inf_cold, "flush the caches before every timed run");
   bench_inf->add_flag("--raw", inf_raw, "include every timed run in the JSON");
   add_common(bench_inf);
   std::vector<std::string> conv_shapes = {"128x1x28x28:32x3:p1", "128x32x14x14:64x3:p1", "128x64x14x14:128x1",
@@ -229,7 +229,7 @@ int main(int argc, char** argv) {
     if (*eval) return run_eval(checkpoint, eval_data, eval_batch, eval_limit, eval_json);
     if (*bench_gemm) return bench::bench_gemm(gemm_shapes, gemm_reference, bench_opts);
     if (*bench_ts) return bench::bench_train_step(ts_model, ts_batch, ts_batches, ts_data, ts_raw, bench_opts);
-    if (*bench_inf) return bench::bench_infer(inf_model, inf_batches, inf_data, inf_cold, inf_raw, bench_opts);
+    if (*bench_inf) return bench::bench_infer(inf_model, inf_batches, inf_data, inf_raw, bench_opts);
     if (*bench_cv) return bench::bench_conv(conv_shapes, bench_opts);
     if (*bench_ls) return bench::bench_loss(loss_shapes, bench_opts);
   } catch (const std::exception& e) {

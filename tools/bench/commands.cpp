@@ -32,7 +32,7 @@ namespace minidl::bench {
 namespace {
 
 Options to_options(const CommonOptions& o) {
-  return {.warmup = o.warmup, .min_runs = o.min_runs, .min_seconds = o.min_seconds};
+  return {.warmup = o.warmup, .min_runs = o.min_runs, .min_seconds = o.min_seconds, .cold = o.cold};
 }
 
 int threads() {
@@ -43,10 +43,12 @@ int threads() {
 #endif
 }
 
-void emit(const Table& t, const nlohmann::json& j, const CommonOptions& o) {
+void emit(const Table& t, nlohmann::json j, const CommonOptions& o) {
+  j["cold"] = o.cold;
   if (o.json) std::cout << j.dump() << std::endl;
   else if (o.markdown) std::cout << t.markdown();
   else std::cout << t.text();
+  if (o.cold && !o.json) std::cout << "(cold: caches flushed before every timed run)\n";
 }
 
 std::string fixed(double v, int digits) {
@@ -179,7 +181,7 @@ Tensor real_images(const std::string& data_dir, int64_t count) {
 }  // namespace
 
 int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch_sizes, const std::string& data_dir,
-                bool cold, bool raw, const CommonOptions& o) {
+                bool raw, const CommonOptions& o) {
   using namespace minidl::nn;
   Generator gen(0);
   auto model = build_model(model_name, gen);
@@ -190,12 +192,10 @@ int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch
     largest = std::max(largest, b);
   }
   Tensor images = real_images(data_dir, largest);
-  Table table(fmt::format("inference: {}, eval mode, no grad, {} threads{}", model_name, threads(),
-                          cold ? ", caches flushed before each run" : ""),
+  Table table(fmt::format("inference: {}, eval mode, no grad, {} threads", model_name, threads()),
               {"batch", "median", "p10", "p90", "per sample", "samples/s"});
   nlohmann::json rows = nlohmann::json::array();
-  Options opts = to_options(o);
-  opts.cold = cold;
+  const Options opts = to_options(o);
   for (int64_t b : batch_sizes) {
     Tensor x = images.narrow(0, 0, b).contiguous();
     NoGradGuard no_grad;
@@ -208,7 +208,7 @@ int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch
     if (raw) r["seconds"] = s.seconds;
     rows.push_back(r);
   }
-  nlohmann::json j = {{"benchmark", "infer"}, {"model", model_name}, {"threads", threads()}, {"cold", cold},
+  nlohmann::json j = {{"benchmark", "infer"}, {"model", model_name}, {"threads", threads()},
                       {"results", rows},      {"table", table.json()}};
   emit(table, j, o);
   return 0;

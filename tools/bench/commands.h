@@ -13,6 +13,7 @@ struct CommonOptions {
   double min_seconds = 0.5;
   int min_runs = 10;
   int warmup = 3;
+  bool cold = false;  // flush the caches (a 64 MiB sweep) before every timed run
 };
 
 // SGEMM at each "MxNxK" shape: minidl's packed kernel, its reference loop (with
@@ -25,10 +26,10 @@ int bench_train_step(const std::string& model, int64_t batch, int64_t batches, c
                      bool raw, const CommonOptions& o);
 
 // Inference latency of a zoo model (eval mode, no autograd graph) at each batch
-// size, on real images; warm (the same batch again) and, with --cold, with the
-// caches flushed before every run.
+// size, on real images; warm (the same batch again) or, with --cold (as every
+// bench), with the caches flushed before every run.
 int bench_infer(const std::string& model, const std::vector<int64_t>& batch_sizes, const std::string& data_dir,
-                bool cold, bool raw, const CommonOptions& o);
+                bool raw, const CommonOptions& o);
 
 // conv2d forward and forward + backward (input, weight, bias gradients) at each
 // "NxCxHxW:OxK[:sS][:pP]" shape (e.g. 128x32x14x14:64x3:p1), in GFLOP/s.
