@@ -182,6 +182,7 @@ int main(int argc, char** argv) {
   auto add_common = [&](CLI::App* cmd) {
     cmd->add_flag("--json", bench_opts.json, "print one JSON object");
     cmd->add_flag("--markdown", bench_opts.markdown, "print the table as Markdown");
+    cmd->add_flag("--csv", bench_opts.csv, "print the table as CSV");
     cmd->add_option("--min-time", bench_opts.min_seconds, "time each variant at least this long (s)")->capture_default_str();
     cmd->add_option("--min-runs", bench_opts.min_runs, "and at least this many runs")->capture_default_str();
     cmd->add_option("--warmup", bench_opts.warmup, "untimed runs first")->capture_default_str();

@@ -47,8 +47,9 @@ void emit(const Table& t, nlohmann::json j, const CommonOptions& o) {
   j["cold"] = o.cold;
   if (o.json) std::cout << j.dump() << std::endl;
   else if (o.markdown) std::cout << t.markdown();
+  else if (o.csv) std::cout << t.csv();
   else std::cout << t.text();
-  if (o.cold && !o.json) std::cout << "(cold: caches flushed before every timed run)\n";
+  if (o.cold && !o.json && !o.csv) std::cout << "(cold: caches flushed before every timed run)\n";
 }
 
 std::string fixed(double v, int digits) {

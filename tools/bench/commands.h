@@ -10,6 +10,7 @@ namespace minidl::bench {
 struct CommonOptions {
   bool json = false;
   bool markdown = false;
+  bool csv = false;
   double min_seconds = 0.5;
   int min_runs = 10;
   int warmup = 3;
