@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tools/gpu_check.sh — the one script a session with a lent GPU machine runs there.
 #
-# Here, first (copies the header-only dependencies the GPU machine lacks):
+# Here, first (copies the headers and the dataset the GPU machine lacks):
 #   tools/gpu_check.sh prepare
 # Then on the device (the `run` tool), carrying .deps:
 #   bash tools/gpu_check.sh            # writes logs under $OUT
@@ -13,15 +13,26 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = "prepare" ]; then
+  # The header-only dependencies (and zlib's headers; its library is on every
+  # Linux) that the GPU machine, with no package manager, may lack. CMake uses
+  # these only where the package itself is missing.
   mkdir -p .deps/include
-  cp -r /usr/include/doctest /usr/include/fmt .deps/include/
-  echo "prepared .deps/include (doctest, fmt); carry .deps"
+  cp -r /usr/include/doctest /usr/include/fmt /usr/include/nlohmann /usr/include/CLI .deps/include/
+  cp /usr/include/zlib.h /usr/include/zconf.h .deps/include/
+  # The tests and benchmarks train on Fashion-MNIST (30 MB of gzip'd IDX files).
+  cp -r /usr/share/datasets/fashion-mnist .deps/
+  du -sh .deps
+  echo "prepared .deps (doctest, fmt, nlohmann, CLI11, zlib.h headers; fashion-mnist); carry .deps"
   exit 0
 fi
 
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/gpu_check.log") 2>&1
+
+if [ ! -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -d .deps/fashion-mnist ]; then
+  mkdir -p /usr/share/datasets && cp -r .deps/fashion-mnist /usr/share/datasets/
+fi
 
 echo "== device"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv || true
