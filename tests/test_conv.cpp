@@ -140,3 +140,18 @@ TEST_CASE("conv2d with a fused ReLU: every subset of wanted gradients matches re
     }
   }
 }
+
+TEST_CASE("conv2d on an empty batch: an empty output, zero weight and bias gradients") {
+  Generator gen(14);
+  for (const int64_t k : {3, 1}) {  // the im2col path and the 1×1 path
+    Tensor x = randn({0, 3, 8, 8}, {}, gen).requires_grad_();
+    Tensor w = randn({4, 3, k, k}, {}, gen).requires_grad_();
+    Tensor b = randn({4}, {}, gen).requires_grad_();
+    Tensor y = conv2d(x, w, b, {.padding = {k / 2, k / 2}}, Activation::relu);
+    CHECK(y.shape() == Shape{0, 4, 8, 8});
+    sum(y).backward();
+    CHECK(x.grad().shape() == Shape{0, 3, 8, 8});
+    for (float v : w.grad().to_vector<float>()) CHECK(v == 0.0f);
+    for (float v : b.grad().to_vector<float>()) CHECK(v == 0.0f);
+  }
+}

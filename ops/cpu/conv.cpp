@@ -178,6 +178,7 @@ struct Batching {
 inline constexpr size_t kColsBytes = size_t{2} << 20;
 
 Batching batching(const Geometry& g, size_t elem_bytes) {
+  if (g.N == 0) return {0, 1, 0, false};  // an empty batch: no work (gradients of weight and bias are 0)
   const int64_t threads = max_threads();
   const int64_t per_sample = std::max<int64_t>(1, static_cast<int64_t>(g.K * g.Ho * g.Wo * elem_bytes));
   int64_t B = std::clamp<int64_t>(static_cast<int64_t>(kColsBytes) / per_sample, 1, g.N);
