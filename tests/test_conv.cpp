@@ -155,3 +155,45 @@ TEST_CASE("conv2d on an empty batch: an empty output, zero weight and bias gradi
     for (float v : b.grad().to_vector<float>()) CHECK(v == 0.0f);
   }
 }
+
+TEST_CASE("conv2d: 60 random geometries against the direct convolution, with and without the fused ReLU") {
+  // Random sizes, kernels, strides, paddings (up to the kernel's reach), dilations
+  // and groups, in f64: every path (shifted im2col, row im2col, 1×1, batched
+  // backward, serial and parallel batches) meets shapes nobody chose by hand.
+  Generator gen(15);
+  auto pick = [&](int64_t lo, int64_t hi) { return lo + static_cast<int64_t>(gen.uniform() * (hi - lo + 1)) % (hi - lo + 1); };
+  for (int trial = 0; trial < 60; ++trial) {
+    const int64_t G = pick(1, 3);
+    Case c{pick(1, 9), G * pick(1, 3), pick(1, 12), pick(1, 12), G * pick(1, 3), pick(1, 4), pick(1, 4), {}};
+    c.o.groups = G;
+    c.o.stride = {pick(1, 3), pick(1, 3)};
+    c.o.dilation = {pick(1, 2), pick(1, 2)};
+    c.o.padding = {pick(0, c.kh / 2 * c.o.dilation[0]), pick(0, c.kw / 2 * c.o.dilation[1])};
+    const int64_t eff_h = c.o.dilation[0] * (c.kh - 1) + 1, eff_w = c.o.dilation[1] * (c.kw - 1) + 1;
+    if (c.H + 2 * c.o.padding[0] < eff_h || c.W + 2 * c.o.padding[1] < eff_w) continue;  // kernel does not fit
+    const bool relu_fused = trial % 2 == 1;
+    INFO("trial ", trial, ": N ", c.N, " C ", c.C, " ", c.H, "x", c.W, " O ", c.O, " k ", c.kh, "x", c.kw, " stride ",
+         c.o.stride[0], ",", c.o.stride[1], " pad ", c.o.padding[0], ",", c.o.padding[1], " dil ", c.o.dilation[0], ",",
+         c.o.dilation[1], " groups ", G, " relu ", relu_fused);
+    Tensor x = randn({c.N, c.C, c.H, c.W}, {.dtype = DType::f64}, gen).requires_grad_();
+    Tensor w = randn({c.O, c.C / G, c.kh, c.kw}, {.dtype = DType::f64}, gen).requires_grad_();
+    Tensor b = randn({c.O}, {.dtype = DType::f64}, gen).requires_grad_();
+    Tensor y = conv2d(x, w, b, c.o, relu_fused ? Activation::relu : Activation::none);
+    Tensor gy = randn(y.shape(), {.dtype = DType::f64}, gen);
+    sum(mul(y, gy)).backward();
+    // Through a ReLU the upstream gradient is masked where the (direct) output is ≤ 0.
+    std::vector<double> gyv = gy.to_vector<double>();
+    Direct d0 = direct(c, x.to_vector<double>(), w.to_vector<double>(), b.to_vector<double>(), gyv, y.size(2), y.size(3));
+    if (relu_fused) {
+      for (size_t i = 0; i < gyv.size(); ++i) gyv[i] = d0.y[i] > 0 ? gyv[i] : 0.0;
+      for (double& v : d0.y) v = std::max(v, 0.0);
+    }
+    Direct d = relu_fused ? direct(c, x.to_vector<double>(), w.to_vector<double>(), b.to_vector<double>(), gyv,
+                                   y.size(2), y.size(3))
+                          : d0;
+    check_close(y, d0.y, 1e-12, "y");
+    check_close(x.grad(), d.gx, 1e-12, "gx");
+    check_close(w.grad(), d.gw, 1e-12, "gw");
+    check_close(b.grad(), d.gb, 1e-12, "gb");
+  }
+}
