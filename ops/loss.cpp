@@ -192,21 +192,17 @@ Tensor kl_div_logits(const Tensor& student_logits, const Tensor& teacher_logits,
   require_cpu("kl_div_logits", common_device("kl_div_logits", {student_logits, teacher_logits}));
   const int64_t N = student_logits.size(0), C = student_logits.size(1);
   Tensor s = student_logits.contiguous(), t = teacher_logits.contiguous();
+  // sum and none divide by 1; batchmean by the batch; mean by every element, as kl_div's.
+  const double divisor = reduction == Reduction::batchmean ? double(N) : reduction == Reduction::mean ? double(N * C) : 1.0;
   Tensor per_row, lse, out;
   {
     NoGradGuard no_grad;
     per_row = empty({N}, {.dtype = s.dtype(), .device = s.device()});
     lse = empty({N, 4}, {.dtype = s.dtype(), .device = s.device()});
     cpu::kl_div_rows(per_row.arg(), lse.arg(), s.arg(), t.arg(), temperature);
-    switch (reduction) {
-      case Reduction::none: out = per_row; break;
-      case Reduction::sum: out = sum(per_row); break;
-      case Reduction::batchmean: out = div(sum(per_row), scalar_like(static_cast<double>(N), per_row)); break;
-      case Reduction::mean: out = div(sum(per_row), scalar_like(static_cast<double>(N * C), per_row)); break;
-    }
+    out = reduction == Reduction::none ? per_row : div(sum(per_row), scalar_like(divisor, per_row));
   }
   // The upstream gradient becomes one scale per row: g itself (none), or g over the divisor.
-  const double divisor = reduction == Reduction::batchmean ? double(N) : reduction == Reduction::mean ? double(N * C) : 1.0;
   record(out, "KlDivLogitsBackward", {s, t},
          [s = s.detach(), t = t.detach(), lse, per_row, temperature, reduction, divisor](const Tensor& g,
                                                                                           const NeedsGrad& needs) {

@@ -72,6 +72,7 @@ namespace {
 template <class C>
 struct LogSumExp {
   C max, log_sum;
+  C log_p(C z) const { return (z - max) - log_sum; }  // log softmax at logit z
 };
 // Of the row scale·x (scale > 0: a softmax at temperature 1/scale).
 template <class C, class T>
@@ -160,11 +161,11 @@ void cross_entropy_rows_backward(const TensorArg& gx, const TensorArg& scale, co
         continue;
       }
       const C g = static_cast<C>(gp[r * g_stride]);
-      const C m = static_cast<C>(sp[2 * r]), log_sum = static_cast<C>(sp[2 * r + 1]);
+      const LogSumExp<C> s{static_cast<C>(sp[2 * r]), static_cast<C>(sp[2 * r + 1])};
       const C hard = (C(1) - eps) * (wp ? static_cast<C>(wp[t]) : C(1));  // weight of (p − onehot_t)
       const C soft = eps / C(cols);
       for (int64_t c = 0; c < cols; ++c) {
-        const C prob = std::exp((static_cast<C>(x[c]) - m) - log_sum);
+        const C prob = std::exp(s.log_p(static_cast<C>(x[c])));
         const C w_c = wp ? static_cast<C>(wp[c]) : C(1);
         o[c] = T(g * (hard * prob + soft * (w_total * prob - w_c)));
       }
@@ -194,8 +195,7 @@ void kl_div_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& s
       const LogSumExp<C> ls = row_logsumexp<C>(s, cols, inv_t), lt = row_logsumexp<C>(t, cols, inv_t);
       C kl = 0;
       for (int64_t c = 0; c < cols; ++c) {
-        const C log_pt = (inv_t * static_cast<C>(t[c]) - lt.max) - lt.log_sum;
-        const C log_ps = (inv_t * static_cast<C>(s[c]) - ls.max) - ls.log_sum;
+        const C log_pt = lt.log_p(inv_t * static_cast<C>(t[c])), log_ps = ls.log_p(inv_t * static_cast<C>(s[c]));
         kl += std::exp(log_pt) * (log_pt - log_ps);
       }
       lp[r] = T(kl);
@@ -226,12 +226,10 @@ void kl_div_rows_backward(const TensorArg& gs, const TensorArg& gt, const Tensor
       const T* s = sp + r * cols;
       const T* t = tp + r * cols;
       const T* st = stats + 4 * r;
-      const C ls_max = static_cast<C>(st[0]), ls_sum = static_cast<C>(st[1]);
-      const C lt_max = static_cast<C>(st[2]), lt_sum = static_cast<C>(st[3]);
+      const LogSumExp<C> ls{static_cast<C>(st[0]), static_cast<C>(st[1])}, lt{static_cast<C>(st[2]), static_cast<C>(st[3])};
       const C g = static_cast<C>(gp[r * g_stride]) * inv_t, kl = static_cast<C>(lp[r]);
       for (int64_t c = 0; c < cols; ++c) {
-        const C log_pt = (inv_t * static_cast<C>(t[c]) - lt_max) - lt_sum;
-        const C log_ps = (inv_t * static_cast<C>(s[c]) - ls_max) - ls_sum;
+        const C log_pt = lt.log_p(inv_t * static_cast<C>(t[c])), log_ps = ls.log_p(inv_t * static_cast<C>(s[c]));
         const C pt = std::exp(log_pt);
         if (gsp) gsp[r * cols + c] = T(g * (std::exp(log_ps) - pt));
         if (gtp) gtp[r * cols + c] = T(g * pt * (log_pt - log_ps - kl));
