@@ -158,8 +158,9 @@ TEST_CASE("max_pool2d: NaN propagates, ties go to the first element, both kernel
   check_all(t.grad(), {1, 0, 0, 0});
 
   // Against a naive loop: unpadded poolings (whole-plane kernel; the usual 2×2 on
-  // an odd height leaves the last row unused), a padded one (clipped-window
-  // kernel), overlapping windows and unequal strides.
+  // an even width takes the AVX-512 pair kernel, on an odd height leaving the
+  // last row unused), a padded one (clipped-window kernel), overlapping windows
+  // and unequal strides.
   Generator gen(7);
   auto naive = [](const Tensor& x, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw) {
     const int64_t planes = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
@@ -178,7 +179,7 @@ TEST_CASE("max_pool2d: NaN propagates, ties go to the first element, both kernel
         }
     return out;
   };
-  Tensor r = randn({2, 3, 9, 11}, {}, gen), e = randn({2, 3, 9, 10}, {}, gen);
+  Tensor r = randn({2, 3, 9, 11}, {}, gen), e = randn({2, 3, 9, 10}, {}, gen), wide = randn({1, 2, 7, 40}, {}, gen);
   // Without grad: the kernels that skip the argmax; then with it, the ones that keep it.
   for (bool grad : {false, true}) {
     CAPTURE(grad);
@@ -187,6 +188,7 @@ TEST_CASE("max_pool2d: NaN propagates, ties go to the first element, both kernel
     check_all(max_pool2d(rg, {3, 4}, {1, 2}, {1, 2}), naive(r, 3, 4, 1, 2, 1, 2));
     check_all(max_pool2d(eg, {2, 2}), naive(e, 2, 2, 2, 2, 0, 0));
     check_all(max_pool2d(rg, {2, 2}), naive(r, 2, 2, 2, 2, 0, 0));  // odd width: the last column unused
+    check_all(max_pool2d(wide.detach().requires_grad_(grad), {2, 2}), naive(wide, 2, 2, 2, 2, 0, 0));  // rows of 20
   }
   // The gradient lands on each window's winner: an input element equal to an output.
   Tensor eg = e.detach().requires_grad_();
