@@ -151,9 +151,12 @@ void col2im(T* x_img, const T* cols, int64_t ld, const Geometry& g, const Conv2d
         for (int64_t oh = 0; oh < g.Ho; ++oh) {
           const int64_t h = oh * p.stride_h - p.pad_h + i * p.dilation_h;
           if (h < 0 || h >= g.H) continue;
-          T* out = x_img + (c * g.H + h) * g.W + w_first;
-          const T* in = row + oh * g.Wo;
-          for (int64_t ow = lo; ow < hi; ++ow) out[(ow - lo) * p.stride_w] += in[ow];
+          T* __restrict out = x_img + (c * g.H + h) * g.W + w_first;
+          const T* __restrict in = row + oh * g.Wo + lo;
+          if (p.stride_w == 1)  // unit strides on both sides: a loop the vectoriser takes
+            for (int64_t k = 0; k < hi - lo; ++k) out[k] += in[k];
+          else
+            for (int64_t k = 0; k < hi - lo; ++k) out[k * p.stride_w] += in[k];
         }
       }
 }
