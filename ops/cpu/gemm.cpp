@@ -25,10 +25,6 @@
 #include <cstdlib>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "core/error.h"
 #include "ops/cpu/dispatch.h"
 #include "ops/cpu/kernels.h"
@@ -146,11 +142,7 @@ void gemm_small_m(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A, 
   // axpy along B's rows, each thread on its own range of columns
 #pragma omp parallel if (parallel)
   {
-#ifdef _OPENMP
-    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-#else
-    const int64_t threads = 1, t = 0;
-#endif
+    const int64_t threads = team_size(), t = thread_index();
     const int64_t j0 = N * t / threads, j1 = N * (t + 1) / threads;
     for (int64_t i = 0; i < M; ++i) {
       T* ci = c + i * c_rs;
@@ -501,11 +493,8 @@ void gemm_packed(GemmKernel which, int64_t M, int64_t N, int64_t K, float alpha,
     return;
   }
   const KernelInfo kern = kernel_info(which);
-  int64_t threads = 1;
-#ifdef _OPENMP
   // Below ~1 MFLOP a parallel region costs more than it saves.
-  if (2.0 * static_cast<double>(M) * N * K > 1e6 && !omp_in_parallel()) threads = omp_get_max_threads();
-#endif
+  int64_t threads = 2.0 * static_cast<double>(M) * N * K > 1e6 && !in_parallel() ? max_threads() : 1;
   const int64_t m_units = (M + kern.mr - 1) / kern.mr, n_units = (N + kern.nr - 1) / kern.nr;
   // Split M when there are more row tiles than column panels (square and tall
   // products); skinny ones (a batch of rows against a wide weight) split N.
@@ -523,14 +512,7 @@ void gemm_packed(GemmKernel which, int64_t M, int64_t N, int64_t K, float alpha,
     return;
   }
 #pragma omp parallel num_threads(threads)
-  {
-#ifdef _OPENMP
-    const int64_t actual = omp_get_num_threads(), t = omp_get_thread_num();
-#else
-    const int64_t actual = 1, t = 0;
-#endif
-    gemm_thread(g, t, actual, split_m);
-  }
+  gemm_thread(g, thread_index(), team_size(), split_m);
 }
 
 GemmKernel best_kernel() {

@@ -43,6 +43,13 @@ inline int64_t thread_index() {
   return 0;
 #endif
 }
+inline int64_t team_size() {  // threads in the current team (1 outside a parallel region)
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
 inline bool in_parallel() {
 #ifdef _OPENMP
   return omp_in_parallel();
@@ -158,11 +165,7 @@ void for_each_offset(const TensorArg& shape_of, const std::array<const TensorArg
   }
 #pragma omp parallel
   {
-#ifdef _OPENMP
-    int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-#else
-    int64_t threads = 1, t = 0;
-#endif
+    const int64_t threads = team_size(), t = thread_index();
     int64_t chunk = (numel + threads - 1) / threads;
     int64_t begin = std::min(numel, t * chunk), end = std::min(numel, begin + chunk);
     if (begin < end) run_range(begin, end);
