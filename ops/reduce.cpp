@@ -111,7 +111,6 @@ Tensor var(const Tensor& x, const Shape& dims_in, double correction, bool keepdi
   });
   return out;
 }
-Tensor var(const Tensor& x, double correction) { return var(x, {}, correction); }
 
 Tensor logsumexp(const Tensor& x, const Shape& dims_in, bool keepdim) {
   MINIDL_CHECK(is_floating(x.dtype()), "logsumexp: expected a floating-point tensor, got {}", x.dtype());

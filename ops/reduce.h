@@ -14,8 +14,10 @@ Tensor sum(const Tensor& x, const Shape& dims, bool keepdim = false);
 Tensor mean(const Tensor& x);
 Tensor mean(const Tensor& x, const Shape& dims, bool keepdim = false);
 // correction = 1: the unbiased estimator (PyTorch's default); 0: the population variance.
-Tensor var(const Tensor& x, double correction = 1);
-Tensor var(const Tensor& x, const Shape& dims, double correction = 1, bool keepdim = false);
+// One signature, dims first (empty: all dims): with a second overload var(x, double),
+// var(x, {1}) picked it — a braced 1 converts to double more readily than to Shape —
+// and silently reduced over everything with correction 1.
+Tensor var(const Tensor& x, const Shape& dims = {}, double correction = 1, bool keepdim = false);
 Tensor logsumexp(const Tensor& x, const Shape& dims, bool keepdim = false);
 
 struct ValuesIndices {

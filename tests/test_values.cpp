@@ -66,7 +66,9 @@ TEST_CASE("reductions") {
   check_all(mean(x, {1}), {2, 5});
   // var([1, 2, 3, 4]): mean 2.5, squared deviations sum 5: unbiased 5/3, population 5/4
   check_all(var(f64({1, 2, 3, 4}, {4})), {5.0 / 3.0});
-  check_all(var(f64({1, 2, 3, 4}, {4}), 0), {1.25});
+  check_all(var(f64({1, 2, 3, 4}, {4}), {}, 0), {1.25});
+  // var(x, {1}) is over dim 1 (a second overload var(x, double) once took the braced 1 as the correction)
+  check_all(var(f64({1, 2, 3, 4, 0, 0, 0, 8}, {2, 4}), {1}), {5.0 / 3.0, 16.0});
   // logsumexp([0, log 3]) = log(1 + 3) = log 4; and stays finite at 1e4
   check_all(logsumexp(f64({0, std::log(3.0)}, {2}), {0}), {std::log(4.0)});
   check_all(logsumexp(f32({1e4, 1e4}, {2}), {0}), {1e4 + std::log(2.0)});
@@ -454,7 +456,7 @@ TEST_CASE("reductions of a few long rows (columns split across threads) match a 
       Tensor xr = one_row ? x.narrow(0, r, 1) : x;
       const size_t at = one_row ? 0 : static_cast<size_t>(r);
       const double s = sum(xr, {1}).to_vector<double>()[at], m = mean(xr, {1}).to_vector<double>()[at];
-      const double va = var(xr, Shape{1}).to_vector<double>()[at], lse = logsumexp(xr, {1}).to_vector<double>()[at];
+      const double va = var(xr, {1}).to_vector<double>()[at], lse = logsumexp(xr, {1}).to_vector<double>()[at];
       auto [mx, mx_i] = max(xr, 1);
       auto [mn, mn_i] = min(xr, 1);
       const double mxv = mx.to_vector<double>()[at];
