@@ -142,17 +142,18 @@ void max_pool_plane_clipped(T* best, int32_t* best_i, const T* in, const Planes&
 void max_pool2d_forward(const TensorArg& y, int32_t* argmax, const TensorArg& x, const Pool2dParams& p) {
   const Planes s = planes_of(x, y);
   const bool inside = p.pad_h == 0 && p.pad_w == 0;
-  // first[o]: the top-left input element of output o's window, the same for every plane.
+  static const bool have_avx512 = __builtin_cpu_supports("avx512f");
+  const bool two_by_two = have_avx512 && x.dtype == DType::f32 && inside && p.kernel_h == 2 && p.kernel_w == 2 &&
+                          p.stride_h == 2 && p.stride_w == 2 && s.W % 2 == 0;
+  // For the gather kernel, first[o]: the top-left input element of output o's
+  // window, the same for every plane.
   std::vector<int32_t> first;
-  if (inside) {
+  if (inside && !two_by_two) {
     first.resize(static_cast<size_t>(s.Ho * s.Wo));
     for (int64_t oh = 0; oh < s.Ho; ++oh)
       for (int64_t ow = 0; ow < s.Wo; ++ow)
         first[oh * s.Wo + ow] = static_cast<int32_t>(oh * p.stride_h * s.W + ow * p.stride_w);
   }
-  static const bool have_avx512 = __builtin_cpu_supports("avx512f");
-  const bool two_by_two = have_avx512 && x.dtype == DType::f32 && inside && p.kernel_h == 2 && p.kernel_w == 2 &&
-                          p.stride_h == 2 && p.stride_w == 2 && s.W % 2 == 0;
   dispatch_f32_f64(x.dtype, "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
     const T* xp = x.ptr<T>();
