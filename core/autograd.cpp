@@ -9,6 +9,9 @@ namespace minidl {
 
 namespace {
 thread_local bool g_grad_mode = true;
+// saved() calls since the last record(): an op's lambda captures are evaluated
+// right before its record() call, which takes them.
+thread_local std::vector<SavedVersion> g_pending_saved;
 
 // The edge for an input: its grad_fn, or its leaf accumulator, or null.
 std::shared_ptr<Node> edge_of(const Tensor& t) {
@@ -31,6 +34,28 @@ void accumulate_into(Tensor& slot, const Tensor& g) {
 }
 }  // namespace
 
+Node::~Node() {
+  // Destroying the last owner of a node would destroy its inputs' nodes from
+  // inside this destructor, and theirs from inside those: one frame per node.
+  // Instead, take over the edges of every node whose last owner we are, so each
+  // dies with no edges left.
+  std::vector<std::shared_ptr<Node>> stack = std::move(next);
+  while (!stack.empty()) {
+    std::shared_ptr<Node> node = std::move(stack.back());
+    stack.pop_back();
+    if (node && node.use_count() == 1) {
+      for (auto& edge : node->next) stack.push_back(std::move(edge));
+      node->next.clear();
+    }
+  }
+}
+
+Tensor saved(const Tensor& t) {
+  if (!t.defined()) return t;
+  g_pending_saved.push_back({t.storage(), t.storage()->version()});
+  return t.detach();
+}
+
 bool grad_mode_enabled() { return g_grad_mode; }
 void set_grad_mode(bool enabled) { g_grad_mode = enabled; }
 
@@ -39,6 +64,14 @@ grads FunctionNode::apply(const Tensor& grad_output) {
                "backward: trying to backward through the graph a second time ({} was already "
                "freed); pass retain_graph=true to the first backward() if you need to",
                name());
+  for (const SavedVersion& s : saved_versions) {
+    auto storage = s.storage.lock();
+    MINIDL_CHECK(!storage || storage->version() == s.version,
+                 "backward: a tensor that {} saved for its gradient was modified by an in-place operation after the "
+                 "forward (saved at version {}, now version {}); clone it before changing it in place, or change it "
+                 "after backward",
+                 name(), s.version, storage ? storage->version() : 0);
+  }
   NeedsGrad needs(next.size());
   for (size_t i = 0; i < next.size(); ++i) needs[i] = next[i] != nullptr;
   return fn_(grad_output, needs);
@@ -46,6 +79,7 @@ grads FunctionNode::apply(const Tensor& grad_output) {
 
 void FunctionNode::release() {
   fn_ = nullptr;  // drops the saved tensors the lambda captured
+  saved_versions.clear();
   released_ = true;
 }
 
@@ -67,8 +101,11 @@ bool any_requires_grad(std::initializer_list<Tensor> inputs) {
 }
 
 void record(Tensor& output, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn) {
+  std::vector<SavedVersion> saved_versions = std::move(g_pending_saved);
+  g_pending_saved.clear();
   if (!any_requires_grad(inputs)) return;
   auto node = std::make_shared<FunctionNode>(name, std::move(fn));
+  node->saved_versions = std::move(saved_versions);
   node->next.reserve(inputs.size());
   for (const Tensor& t : inputs) {
     node->next.push_back(edge_of(t));

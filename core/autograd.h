@@ -13,6 +13,11 @@
 // backward() walks the graph in topological order without recursion, keeps one
 // pending gradient per node, runs each backward with grad mode off, and frees
 // the saved tensors as it goes unless retain_graph is set. First-order only.
+//
+// A backward lambda captures what it needs through saved(t): a detached handle,
+// plus a note of t's storage version. If an in-place op changes that storage
+// before backward runs (x.fill_(0) after y = mul(x, w)), backward stops with an
+// error naming the node, instead of silently using the new values.
 #pragma once
 
 #include <functional>
@@ -46,10 +51,19 @@ using grads = std::vector<Tensor>;
 using NeedsGrad = std::vector<bool>;
 using BackwardFn = std::function<grads(const Tensor& grad_output, const NeedsGrad& needs)>;
 
+// A saved tensor's storage and the version it had when it was saved.
+struct SavedVersion {
+  std::weak_ptr<Storage> storage;
+  uint64_t version = 0;
+};
+
 class Node {
  public:
   explicit Node(std::string name) : name_(std::move(name)) {}
-  virtual ~Node() = default;
+  // Iterative: a long chain of nodes is torn down without one stack frame per node.
+  virtual ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
 
   const std::string& name() const { return name_; }
   // One edge per input; null where that input needs no gradient.
@@ -58,6 +72,8 @@ class Node {
   std::vector<Shape> input_shapes;
   // Set by retain_grad() on a non-leaf: this node's output, to receive its grad.
   std::weak_ptr<TensorImpl> retained_output;
+  // What the backward captured with saved(), to check before it runs.
+  std::vector<SavedVersion> saved_versions;
 
   virtual grads apply(const Tensor& grad_output) = 0;
   virtual void release() {}
@@ -88,6 +104,10 @@ class AccumulateGrad final : public Node {
  private:
   std::shared_ptr<TensorImpl> leaf_;
 };
+
+// For backward lambdas' captures: t.detach(), and t's storage version noted for
+// the record() call that follows, which checks it before the backward runs.
+Tensor saved(const Tensor& t);
 
 // True when grad mode is on and any defined input requires grad.
 bool any_requires_grad(std::initializer_list<Tensor> inputs);

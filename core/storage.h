@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "core/device.h"
@@ -37,7 +38,14 @@ class Storage {
   size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
 
+  // Bumped by every in-place write (fill_, copy_, optimizer steps), so backward
+  // can tell that a tensor it saved was changed after the forward (PyTorch's
+  // version counter). Views share their base's storage, so they share its count.
+  uint64_t version() const { return version_; }
+  void bump_version() { ++version_; }
+
  private:
+  uint64_t version_ = 0;
   void* data_ = nullptr;
   size_t nbytes_ = 0;
   Device device_;

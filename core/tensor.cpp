@@ -377,6 +377,11 @@ void Tensor::retain_grad() const {
   impl_->grad_fn->retained_output = impl_;
 }
 
+void Tensor::bump_version() const {
+  check_defined("bump_version");
+  impl_->storage->bump_version();
+}
+
 Tensor Tensor::detach() const {
   return make_view(*this, shape(), impl_->strides, offset());
 }

@@ -104,6 +104,9 @@ class Tensor {
   Tensor& fill_(double value);
   Tensor& zero_() { return fill_(0.0); }
   Tensor& copy_(const Tensor& src);  // broadcasts src, converts dtype, crosses devices
+  // Marks the storage as written in place (the in-place ops and kernels that
+  // update a tensor's memory call it); see Storage::version.
+  void bump_version() const;
 
   // ---- autograd ----
   bool requires_grad() const;

@@ -34,9 +34,12 @@ Linear::Linear(int64_t in, int64_t out, bool with_bias, Generator& gen) : in_fea
 }
 
 Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias); }
-Tensor Linear::forward(const Tensor& x, Activation act) { return linear(x, weight, bias, act); }
+Tensor Linear::forward_fused(const Tensor& x, Activation act) { return linear(x, weight, bias, act); }
 std::string Linear::describe() const {
   return fmt::format("Linear(in_features={}, out_features={}, bias={})", in_features, out_features, bias.defined());
+}
+nlohmann::json Linear::hyper_parameters() const {
+  return {{"type", "Linear"}, {"in_features", in_features}, {"out_features", out_features}, {"bias", bias.defined()}};
 }
 
 // ---------------------------------------------------------------- Conv2d
@@ -55,7 +58,12 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t k, Conv2dOptions o, bool with_bi
 }
 
 Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, weight, bias, options); }
-Tensor Conv2d::forward(const Tensor& x, Activation act) { return conv2d(x, weight, bias, options, act); }
+Tensor Conv2d::forward_fused(const Tensor& x, Activation act) { return conv2d(x, weight, bias, options, act); }
+nlohmann::json Conv2d::hyper_parameters() const {
+  return {{"type", "Conv2d"},           {"in_channels", in_channels}, {"out_channels", out_channels},
+          {"kernel_size", kernel_size}, {"stride", options.stride},   {"padding", options.padding},
+          {"dilation", options.dilation}, {"groups", options.groups}, {"bias", bias.defined()}};
+}
 std::string Conv2d::describe() const {
   return fmt::format("Conv2d({}, {}, kernel_size={}, stride={}, padding={}, groups={}, bias={})", in_channels,
                      out_channels, kernel_size, options.stride, options.padding, options.groups, bias.defined());
@@ -85,6 +93,12 @@ Tensor BatchNorm::forward(const Tensor& x) {
   }
   return batch_norm(x, running_mean, running_var, weight, bias, is_training(), momentum, eps);
 }
+nlohmann::json BatchNorm::hyper_parameters() const {
+  return {{"type", expected_dims == 2 ? "BatchNorm1d" : "BatchNorm2d"},
+          {"features", features},
+          {"eps", eps},
+          {"momentum", momentum}};
+}
 std::string BatchNorm::describe() const {
   return fmt::format("BatchNorm{}d({}, eps={}, momentum={})", expected_dims == 2 ? 1 : 2, features, eps, momentum);
 }
@@ -96,9 +110,13 @@ Tensor GELU::forward(const Tensor& x) { return gelu(x); }
 
 Tensor Dropout::forward(const Tensor& x) { return dropout(x, p, is_training(), gen); }
 std::string Dropout::describe() const { return fmt::format("Dropout(p={})", p); }
+nlohmann::json Dropout::hyper_parameters() const { return {{"type", "Dropout"}, {"p", p}, {"seed", seed}}; }
 
 std::string Pool2dModule::settings() const {
   return fmt::format("kernel_size={}, stride={}, padding={}", kernel, stride, padding);
+}
+nlohmann::json Pool2dModule::settings_json(const char* type) const {
+  return {{"type", type}, {"kernel_size", kernel}, {"stride", stride}, {"padding", padding}};
 }
 Tensor MaxPool2d::forward(const Tensor& x) { return max_pool2d(x, {kernel, kernel}, {stride, stride}, {padding, padding}); }
 Tensor AvgPool2d::forward(const Tensor& x) { return avg_pool2d(x, {kernel, kernel}, {stride, stride}, {padding, padding}); }
@@ -114,28 +132,24 @@ Sequential::Sequential(std::vector<ModulePtr> layers) {
 
 Sequential& Sequential::add(ModulePtr layer) {
   MINIDL_CHECK(layer != nullptr, "Sequential: cannot add a null layer");
-  register_module(std::to_string(layers_.size()), layer);
-  layers_.push_back(std::move(layer));
+  register_module(std::to_string(children().size()), std::move(layer));
   return *this;
 }
 
 Tensor Sequential::forward(const Tensor& x) {
+  const auto& layers = children();
   Tensor h = x;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    const bool relu_next = i + 1 < layers_.size() && dynamic_cast<const ReLU*>(layers_[i + 1].get()) != nullptr;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    Module& layer = *layers[i].second;
+    const bool relu_next = i + 1 < layers.size() && dynamic_cast<const ReLU*>(layers[i + 1].second.get()) != nullptr;
     if (relu_next) {
-      if (auto* lin = dynamic_cast<Linear*>(layers_[i].get())) {
-        h = lin->forward(h, Activation::relu);
+      if (Tensor fused = layer.forward_fused(h, Activation::relu); fused.defined()) {
+        h = std::move(fused);
         ++i;  // the ReLU is done
         continue;
       }
-      if (auto* conv = dynamic_cast<Conv2d*>(layers_[i].get())) {
-        h = conv->forward(h, Activation::relu);
-        ++i;
-        continue;
-      }
     }
-    h = layers_[i]->forward(h);
+    h = layer.forward(h);
   }
   return h;
 }
@@ -143,25 +157,38 @@ Tensor Sequential::forward(const Tensor& x) {
 // ---------------------------------------------------------------- ResidualBlock
 
 ResidualBlock::ResidualBlock(int64_t in, int64_t out, int64_t s, Generator& gen)
-    : in_channels(in), out_channels(out), stride(s) {
-  conv1 = register_module("conv1", make<Conv2d>(in, out, 3, Conv2dOptions{.stride = {s, s}, .padding = {1, 1}}, false, gen));
-  bn1 = register_module("bn1", make<BatchNorm2d>(out));
-  conv2 = register_module("conv2", make<Conv2d>(out, out, 3, Conv2dOptions{.padding = {1, 1}}, false, gen));
-  bn2 = register_module("bn2", make<BatchNorm2d>(out));
-  shortcut = register_module("shortcut", make<Sequential>());
+{
+  register_module("conv1", make<Conv2d>(in, out, 3, Conv2dOptions{.stride = {s, s}, .padding = {1, 1}}, false, gen));
+  register_module("bn1", make<BatchNorm2d>(out));
+  register_module("conv2", make<Conv2d>(out, out, 3, Conv2dOptions{.padding = {1, 1}}, false, gen));
+  register_module("bn2", make<BatchNorm2d>(out));
+  auto shortcut = register_module("shortcut", make<Sequential>());
   if (s != 1 || in != out) {
     shortcut->add(make<Conv2d>(in, out, 1, Conv2dOptions{.stride = {s, s}}, false, gen));
     shortcut->add(make<BatchNorm2d>(out));
   }
 }
 
+ResidualBlock::ResidualBlock(ModulePtr conv1, ModulePtr bn1, ModulePtr conv2, ModulePtr bn2,
+                             std::shared_ptr<Sequential> shortcut) {
+  register_module("conv1", std::move(conv1));
+  register_module("bn1", std::move(bn1));
+  register_module("conv2", std::move(conv2));
+  register_module("bn2", std::move(bn2));
+  register_module("shortcut", std::move(shortcut));
+}
+
 Tensor ResidualBlock::forward(const Tensor& x) {
-  Tensor h = relu((*bn1)((*conv1)(x)));
-  h = (*bn2)((*conv2)(h));
-  return relu(add(h, (*shortcut)(x)));
+  // children() in registration order: conv1, bn1, conv2, bn2, shortcut.
+  const auto& c = children();
+  Tensor h = relu(c[1].second->forward(c[0].second->forward(x)));
+  h = c[3].second->forward(c[2].second->forward(h));
+  return relu(add(h, c[4].second->forward(x)));
 }
 std::string ResidualBlock::describe() const {
-  return fmt::format("ResidualBlock({}, {}, stride={})", in_channels, out_channels, stride);
+  const auto* c1 = dynamic_cast<const Conv2d*>(child("conv1").get());
+  if (!c1) return "ResidualBlock";
+  return fmt::format("ResidualBlock({}, {}, stride={})", c1->in_channels, c1->out_channels, c1->options.stride[0]);
 }
 
 }  // namespace minidl::nn

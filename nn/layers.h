@@ -7,6 +7,7 @@
 
 #include <array>
 
+#include "core/check.h"
 #include "core/generator.h"
 #include "nn/module.h"
 #include "ops/conv.h"
@@ -15,27 +16,33 @@ namespace minidl::nn {
 
 // y = x Wᵀ + b. x (..., in) -> (..., out).
 // Init (PyTorch): W and b ~ U(-1/√in, 1/√in) (kaiming_uniform with a = √5).
-class Linear : public Module {
+//
+// `final`: a compressed variant (masked, sparse, int8) is its own Module, built
+// from a Linear and swapped in with Module::replace, never a subclass that would
+// inherit the dense forward.
+class Linear final : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true, Generator& gen = default_generator());
   Tensor forward(const Tensor& x) override;
-  // forward followed by the activation, fused into the GEMM (Sequential uses it for Linear, ReLU).
-  Tensor forward(const Tensor& x, Activation act);
+  // The activation fused into the GEMM's epilogue (Sequential uses it for Linear, ReLU).
+  Tensor forward_fused(const Tensor& x, Activation act) override;
   std::string describe() const override;
+  nlohmann::json hyper_parameters() const override;
   Tensor weight, bias;  // (out, in), (out)
   int64_t in_features, out_features;
 };
 
 // x (N, C, H, W) -> (N, O, Ho, Wo).
 // Init (PyTorch): W and b ~ U(-1/√fan_in, 1/√fan_in), fan_in = C/groups · kh · kw.
-class Conv2d : public Module {
+class Conv2d final : public Module {
  public:
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, Conv2dOptions options = {},
          bool bias = true, Generator& gen = default_generator());
   Tensor forward(const Tensor& x) override;
-  // forward followed by the activation, fused into the pass that writes y (Sequential: Conv2d, ReLU).
-  Tensor forward(const Tensor& x, Activation act);
+  // The activation fused into the pass that writes y (Sequential: Conv2d, ReLU).
+  Tensor forward_fused(const Tensor& x, Activation act) override;
   std::string describe() const override;
+  nlohmann::json hyper_parameters() const override;
   Tensor weight, bias;  // (O, C/groups, k, k), (O)
   int64_t in_channels, out_channels, kernel_size;
   Conv2dOptions options;
@@ -48,6 +55,7 @@ class BatchNorm : public Module {
   BatchNorm(int64_t features, int expected_dims, double eps = 1e-5, double momentum = 0.1);
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
+  nlohmann::json hyper_parameters() const override;
   Tensor weight, bias, running_mean, running_var;
   Tensor num_batches_tracked;  // int64 scalar, kept for PyTorch state_dict compatibility
   int64_t features;
@@ -67,21 +75,25 @@ class ReLU : public Module {
  public:
   Tensor forward(const Tensor& x) override;
   std::string describe() const override { return "ReLU()"; }
+  nlohmann::json hyper_parameters() const override { return {{"type", "ReLU"}}; }
 };
 
 class GELU : public Module {
  public:
   Tensor forward(const Tensor& x) override;
   std::string describe() const override { return "GELU()"; }
+  nlohmann::json hyper_parameters() const override { return {{"type", "GELU"}}; }
 };
 
 // Active only in training mode; draws its masks from its own generator.
 class Dropout : public Module {
  public:
-  explicit Dropout(double p = 0.5, uint64_t seed = 0) : p(p), gen(seed) {}
+  explicit Dropout(double p = 0.5, uint64_t seed = 0) : p(p), seed(seed), gen(seed) {}
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
+  nlohmann::json hyper_parameters() const override;
   double p;
+  uint64_t seed;
   Generator gen;
 };
 
@@ -94,6 +106,7 @@ class Pool2dModule : public Module {
 
  protected:
   std::string settings() const;  // "kernel_size=2, stride=2, padding=0"
+  nlohmann::json settings_json(const char* type) const;
 };
 
 class MaxPool2d : public Pool2dModule {
@@ -101,6 +114,7 @@ class MaxPool2d : public Pool2dModule {
   explicit MaxPool2d(int64_t kernel, int64_t stride = 0, int64_t padding = 0) : Pool2dModule(kernel, stride, padding) {}
   Tensor forward(const Tensor& x) override;
   std::string describe() const override { return "MaxPool2d(" + settings() + ")"; }
+  nlohmann::json hyper_parameters() const override { return settings_json("MaxPool2d"); }
 };
 
 class AvgPool2d : public Pool2dModule {
@@ -108,6 +122,7 @@ class AvgPool2d : public Pool2dModule {
   explicit AvgPool2d(int64_t kernel, int64_t stride = 0, int64_t padding = 0) : Pool2dModule(kernel, stride, padding) {}
   Tensor forward(const Tensor& x) override;
   std::string describe() const override { return "AvgPool2d(" + settings() + ")"; }
+  nlohmann::json hyper_parameters() const override { return settings_json("AvgPool2d"); }
 };
 
 class AdaptiveAvgPool2d : public Module {
@@ -115,6 +130,7 @@ class AdaptiveAvgPool2d : public Module {
   explicit AdaptiveAvgPool2d(std::array<int64_t, 2> output_size) : output_size(output_size) {}
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
+  nlohmann::json hyper_parameters() const override { return {{"type", "AdaptiveAvgPool2d"}, {"output_size", output_size}}; }
   std::array<int64_t, 2> output_size;
 };
 
@@ -123,12 +139,13 @@ class Flatten : public Module {
  public:
   Tensor forward(const Tensor& x) override { return x.flatten(1); }
   std::string describe() const override { return "Flatten()"; }
+  nlohmann::json hyper_parameters() const override { return {{"type", "Flatten"}}; }
 };
 
-// Runs its children in order; they are named "0", "1", ... as in PyTorch.
-// Runs its layers in order. A Linear or Conv2d directly followed by a ReLU runs as
-// one fused op (the ReLU applied while the layer writes its output): the same
-// result, one pass over memory fewer forward and backward.
+// Runs its children in order; they are named "0", "1", ... as in PyTorch. A layer
+// directly followed by a ReLU is asked to fuse it (forward_fused): Linear and
+// Conv2d apply the ReLU while they write their output — the same result, one pass
+// over memory fewer forward and backward; a layer that declines runs unfused.
 class Sequential : public Module {
  public:
   Sequential() = default;
@@ -136,25 +153,39 @@ class Sequential : public Module {
   Sequential& add(ModulePtr layer);
   Tensor forward(const Tensor& x) override;
   std::string describe() const override { return "Sequential"; }
-  size_t size() const { return layers_.size(); }
-  const ModulePtr& operator[](size_t i) const { return layers_.at(i); }
-
- private:
-  std::vector<ModulePtr> layers_;
+  nlohmann::json hyper_parameters() const override { return {{"type", "Sequential"}}; }
+  size_t size() const { return children().size(); }
+  const ModulePtr& operator[](size_t i) const { return children().at(i).second; }
 };
 
 // The ResNet basic block: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)),
 // 3×3 convolutions without bias; the shortcut is a 1×1 conv + BN when the shape
 // changes (stride or channels), the identity otherwise.
+//
+// Its five children are looked up by name on every forward, so any of them can be
+// replaced (Module::replace("3.conv1", ...)) or shrunk; the typed accessors are
+// for code that knows they are still the dense layers.
 class ResidualBlock : public Module {
  public:
   ResidualBlock(int64_t in_channels, int64_t out_channels, int64_t stride = 1, Generator& gen = default_generator());
+  // From given children (a rebuilt or shrunk block; nn/spec.cpp uses it).
+  ResidualBlock(ModulePtr conv1, ModulePtr bn1, ModulePtr conv2, ModulePtr bn2, std::shared_ptr<Sequential> shortcut);
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
-  std::shared_ptr<Conv2d> conv1, conv2;
-  std::shared_ptr<BatchNorm2d> bn1, bn2;
-  std::shared_ptr<Sequential> shortcut;  // empty for the identity
-  int64_t in_channels, out_channels, stride;
+  nlohmann::json hyper_parameters() const override { return {{"type", "ResidualBlock"}}; }
+  std::shared_ptr<Conv2d> conv1() const { return typed<Conv2d>("conv1"); }
+  std::shared_ptr<Conv2d> conv2() const { return typed<Conv2d>("conv2"); }
+  std::shared_ptr<BatchNorm> bn1() const { return typed<BatchNorm>("bn1"); }
+  std::shared_ptr<BatchNorm> bn2() const { return typed<BatchNorm>("bn2"); }
+  std::shared_ptr<Sequential> shortcut() const { return typed<Sequential>("shortcut"); }  // empty: identity
+
+ private:
+  template <class M>
+  std::shared_ptr<M> typed(const std::string& name) const {
+    auto m = std::dynamic_pointer_cast<M>(child(name));
+    MINIDL_CHECK(m != nullptr, "ResidualBlock: child '{}' is a {}, not the dense layer", name, child(name)->describe());
+    return m;
+  }
 };
 
 // make<Linear>(784, 512) — a shared_ptr, as Sequential and register_module take.

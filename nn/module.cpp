@@ -25,8 +25,8 @@ void Module::register_buffer(std::string name, Tensor& t) {
   buffers_.emplace_back(std::move(name), &t);
 }
 
-std::vector<std::pair<std::string, Tensor>> Module::named_parameters() const {
-  std::vector<std::pair<std::string, Tensor>> out;
+NamedTensors Module::named_parameters() const {
+  NamedTensors out;
   visit("", [&](const std::string& prefix, const Module& m) {
     for (const auto& [name, t] : m.params_) out.emplace_back(prefix + name, *t);
   });
@@ -39,8 +39,8 @@ std::vector<Tensor> Module::parameters() const {
   return out;
 }
 
-std::vector<std::pair<std::string, Tensor>> Module::named_buffers() const {
-  std::vector<std::pair<std::string, Tensor>> out;
+NamedTensors Module::named_buffers() const {
+  NamedTensors out;
   visit("", [&](const std::string& prefix, const Module& m) {
     for (const auto& [name, t] : m.buffers_) out.emplace_back(prefix + name, *t);
   });
@@ -97,6 +97,88 @@ void Module::to(Device device) {
   for (auto& [name, t] : params_) *t = t->to(device).detach().requires_grad_(true);
   for (auto& [name, t] : buffers_) *t = t->to(device);
   for (auto& [name, child] : children_) child->to(device);
+}
+
+Tensor Module::forward_fused(const Tensor&, Activation) { return Tensor(); }
+
+nlohmann::json Module::spec() const {
+  nlohmann::json j = hyper_parameters();
+  if (!children_.empty()) {
+    nlohmann::json kids = nlohmann::json::array();
+    for (const auto& [name, child] : children_) kids.push_back({{"name", name}, {"spec", child->spec()}});
+    j["children"] = std::move(kids);
+  }
+  return j;
+}
+
+std::shared_ptr<Module> Module::child(const std::string& name) const {
+  for (const auto& [n, c] : children_)
+    if (n == name) return c;
+  std::string known;
+  for (const auto& [n, c] : children_) known += (known.empty() ? "" : ", ") + n;
+  fail("{}: no child named '{}' (children: {})", describe(), name, known.empty() ? "none" : known);
+}
+
+std::vector<std::pair<std::string, std::shared_ptr<Module>>> Module::named_modules() {
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> out;
+  // Pre-order; this module itself is reported with a non-owning pointer (it may
+  // not be owned by a shared_ptr at all).
+  out.emplace_back("", std::shared_ptr<Module>(std::shared_ptr<Module>(), this));
+  auto walk = [&](auto&& self, const std::string& prefix, Module& m) -> void {
+    for (const auto& [name, c] : m.children_) {
+      std::string full = prefix.empty() ? name : prefix + "." + name;
+      out.emplace_back(full, c);
+      self(self, full, *c);
+    }
+  };
+  walk(walk, "", *this);
+  return out;
+}
+
+namespace {
+// "3.conv1" -> {"3", "conv1"}
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    size_t dot = path.find('.', start);
+    parts.push_back(path.substr(start, dot - start));
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return parts;
+}
+}  // namespace
+
+std::shared_ptr<Module> Module::find(const std::string& path) {
+  MINIDL_CHECK(!path.empty(), "find: empty module path");
+  std::shared_ptr<Module> m;
+  Module* at = this;
+  for (const std::string& part : split_path(path)) {
+    m = at->child(part);
+    at = m.get();
+  }
+  return m;
+}
+
+std::shared_ptr<Module> Module::replace(const std::string& path, std::shared_ptr<Module> replacement) {
+  MINIDL_CHECK(replacement != nullptr, "replace: the replacement for '{}' is null", path);
+  auto dot = path.rfind('.');
+  Module* parent = this;
+  std::shared_ptr<Module> parent_owner;
+  if (dot != std::string::npos) {
+    parent_owner = find(path.substr(0, dot));
+    parent = parent_owner.get();
+  }
+  const std::string name = dot == std::string::npos ? path : path.substr(dot + 1);
+  for (auto& [n, c] : parent->children_) {
+    if (n != name) continue;
+    std::shared_ptr<Module> old = std::move(c);
+    c = std::move(replacement);
+    return old;
+  }
+  parent->child(name);  // throws naming the children
+  return nullptr;
 }
 
 void Module::zero_grad() {

@@ -13,12 +13,17 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/tensor.h"
+#include "ops/kernel_types.h"
 
 namespace minidl::nn {
 
 // name -> tensor, sorted by name (the order safetensors files use too).
 using StateDict = std::map<std::string, Tensor>;
+// (name, tensor) pairs in the module tree's order.
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 class Module {
  public:
@@ -30,14 +35,25 @@ class Module {
 
   virtual Tensor forward(const Tensor& x) = 0;
   Tensor operator()(const Tensor& x) { return forward(x); }
+  // forward(x) followed by `act`, fused into the pass that writes the output —
+  // or an undefined Tensor when this layer cannot fuse `act`, and the caller
+  // then runs the activation itself. A layer opts in by overriding this; a
+  // replacement layer (sparse, int8) that does not simply declines, so nothing
+  // ever runs another layer's dense path in its place.
+  virtual Tensor forward_fused(const Tensor& x, Activation act);
   // One line describing this module alone, e.g. "Linear(784, 512)".
   virtual std::string describe() const = 0;
+  // What rebuilds this module alone: {"type": "Linear", "in_features": 784, ...}
+  // (children are added by spec()). nn/spec.h turns specs back into modules.
+  virtual nlohmann::json hyper_parameters() const = 0;
+  // The whole tree: hyper_parameters() plus "children": [{"name", "spec"}...].
+  nlohmann::json spec() const;
   // The whole tree, indented, like print(model) in PyTorch.
   std::string str() const;
 
-  std::vector<std::pair<std::string, Tensor>> named_parameters() const;
+  NamedTensors named_parameters() const;
   std::vector<Tensor> parameters() const;
-  std::vector<std::pair<std::string, Tensor>> named_buffers() const;
+  NamedTensors named_buffers() const;
   int64_t parameter_count() const;
 
   // Parameters and buffers by name.
@@ -52,6 +68,18 @@ class Module {
   void to(Device device);
   void zero_grad();
 
+  // Direct children, in registration order, and every module of the tree with
+  // its dotted name ("" for this one, "3", "3.conv1", ...), as PyTorch's named_modules().
+  const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
+  std::shared_ptr<Module> child(const std::string& name) const;  // throws naming the module's children
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_modules();
+  // The module at a dotted path ("3.conv1"), or an error naming the path.
+  std::shared_ptr<Module> find(const std::string& path);
+  // Replaces the module at a dotted path by `replacement`, in place (nested modules
+  // too), and returns the one it replaced. The conversions (prune, to_sparse,
+  // quantize) work through this.
+  std::shared_ptr<Module> replace(const std::string& path, std::shared_ptr<Module> replacement);
+
  protected:
   // Registers a member tensor; the module keeps its address, so `to()` and
   // `load_state_dict()` update the member itself.
@@ -62,7 +90,6 @@ class Module {
     children_.emplace_back(std::move(name), m);
     return m;
   }
-  const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
 
  private:
   template <class F>

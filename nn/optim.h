@@ -1,9 +1,11 @@
 // nn/optim.h — SGD, Adam, AdamW; learning-rate schedules; gradient clipping.
 //
 // Each optimizer's step is written out as the update equations of the PyTorch
-// optimizer of the same name (quoted above each step), applied in place under
-// NoGradGuard with no allocation per step. Their state (momentum buffers, Adam's
-// moments and step count) can be saved and restored for `train --resume`.
+// optimizer of the same name (quoted above each step); the arithmetic is one
+// fused kernel per parameter (ops/optim.h), on the parameter's device, with no
+// allocation per step after the first. Their state (momentum buffers, Adam's
+// moments and step count) is keyed by parameter name ("exp_avg.3.weight"), so it
+// can be saved, restored for `train --resume`, and checked against the model.
 #pragma once
 
 #include <string>
@@ -16,7 +18,10 @@ namespace minidl::nn {
 
 class Optimizer {
  public:
-  explicit Optimizer(std::vector<Tensor> params, double lr);
+  // Parameters with their names, as Module::named_parameters() gives them.
+  Optimizer(NamedTensors params, double lr);
+  // Unnamed parameters are named by position: "0", "1", ...
+  Optimizer(const std::vector<Tensor>& params, double lr);
   virtual ~Optimizer() = default;
 
   virtual void step() = 0;
@@ -26,14 +31,19 @@ class Optimizer {
   int64_t steps() const { return steps_; }
   virtual std::string name() const = 0;
 
-  // State as named tensors ("exp_avg.3" = parameter 3's first moment) plus the step count.
+  // State as named tensors ("exp_avg.3.weight" = the first moment of parameter
+  // "3.weight") plus the step count.
   StateDict state_dict() const;
-  void load_state_dict(const StateDict& state);  // errors name the missing or mis-shaped tensor
+  // Errors name the state tensor and the parameter: an unknown parameter name,
+  // or a shape that no longer matches (a model that changed since it was saved).
+  void load_state_dict(const StateDict& state);
 
  protected:
-  // Per-parameter state tensors, lazily zero-initialised, shaped like the parameter.
+  // Per-parameter state tensors, lazily zero-initialised f32, shaped like the parameter.
   Tensor& state(const std::string& kind, size_t i);
-  std::vector<Tensor> params_;
+  // The parameter's gradient after the checks every step makes; undefined if none.
+  Tensor grad_of(size_t i) const;
+  NamedTensors params_;
   double lr_;
   int64_t steps_ = 0;
 
@@ -51,7 +61,8 @@ struct SGDOptions {
 
 class SGD : public Optimizer {
  public:
-  SGD(std::vector<Tensor> params, SGDOptions options);
+  SGD(NamedTensors params, SGDOptions options);
+  SGD(const std::vector<Tensor>& params, SGDOptions options);
   void step() override;
   std::string name() const override { return "sgd"; }
   SGDOptions options;
@@ -66,7 +77,8 @@ struct AdamOptions {
 
 class Adam : public Optimizer {
  public:
-  Adam(std::vector<Tensor> params, AdamOptions options, bool decoupled_weight_decay = false);
+  Adam(NamedTensors params, AdamOptions options, bool decoupled_weight_decay = false);
+  Adam(const std::vector<Tensor>& params, AdamOptions options, bool decoupled_weight_decay = false);
   void step() override;
   std::string name() const override { return decoupled_ ? "adamw" : "adam"; }
   AdamOptions options;
@@ -79,7 +91,8 @@ class Adam : public Optimizer {
 // PyTorch's default weight_decay for AdamW is 0.01.
 class AdamW : public Adam {
  public:
-  AdamW(std::vector<Tensor> params, AdamOptions options) : Adam(std::move(params), options, true) {}
+  AdamW(NamedTensors params, AdamOptions options) : Adam(std::move(params), options, true) {}
+  AdamW(const std::vector<Tensor>& params, AdamOptions options) : Adam(params, options, true) {}
 };
 
 // Scales all gradients so their joint L2 norm is at most max_norm; returns the norm before.

@@ -6,6 +6,7 @@
 #include "core/autograd.h"
 #include "core/check.h"
 #include "nn/safetensors.h"
+#include "nn/spec.h"
 #include "ops/elementwise.h"
 #include "ops/loss.h"
 #include "ops/reduce.h"
@@ -81,13 +82,24 @@ EvalResult evaluate(Module& model, const ImageDataset& data, int64_t batch_size)
 
 // ---------------------------------------------------------------- trainer
 
-Trainer::Trainer(TrainConfig config) : config_(std::move(config)) {
+std::shared_ptr<Sequential> build_model(const TrainConfig& config) {
+  Generator gen(config.seed);
+  return build_model(config.model, gen);
+}
+
+Trainer::Trainer(ModulePtr model, TrainConfig config, TrainHooks hooks)
+    : config_(std::move(config)), hooks_(std::move(hooks)), model_(std::move(model)) {
   const TrainConfig& c = config_;
+  MINIDL_CHECK(model_ != nullptr, "train: the model is null");
   MINIDL_CHECK(c.epochs > 0 && c.batch > 0 && c.lr > 0, "train: epochs ({}), batch ({}) and lr ({}) must be positive",
                c.epochs, c.batch, c.lr);
-  Generator gen(c.seed);
-  model_ = build_model(c.model, gen);
-  std::vector<Tensor> params = model_->parameters();
+  if (!hooks_.loss) {
+    const double smoothing = c.label_smoothing;
+    hooks_.loss = [smoothing](const Tensor& logits, const Batch& b) {
+      return cross_entropy(logits, b.labels, {.label_smoothing = smoothing});
+    };
+  }
+  NamedTensors params = model_->named_parameters();
   if (c.opt == "sgd") {
     optimizer_ = std::make_unique<SGD>(params, SGDOptions{.lr = c.lr, .momentum = c.momentum,
                                                           .weight_decay = std::max(c.weight_decay, 0.0)});
@@ -130,7 +142,9 @@ EpochResult Trainer::run_epoch(const ImageDataset& train, const ImageDataset& te
     const double lr = lr_for_step(epoch_ * steps + b, steps);
     optimizer_->set_lr(lr);
     Tensor logits = (*model_)(batch->images);
-    Tensor loss = cross_entropy(logits, batch->labels, {.label_smoothing = c.label_smoothing});
+    Tensor loss = hooks_.loss(logits, *batch);
+    MINIDL_CHECK(loss.defined() && loss.numel() == 1, "train: the loss function must return a scalar, got shape {}",
+                 loss.defined() ? loss.shape() : Shape{});
     const double loss_value = loss.item();
     MINIDL_CHECK(std::isfinite(loss_value),
                  "train: the loss became {} at epoch {}, batch {} (lr {}); stopping before the weights are updated. "
@@ -140,6 +154,7 @@ EpochResult Trainer::run_epoch(const ImageDataset& train, const ImageDataset& te
     loss.backward();
     if (c.clip_grad_norm > 0) clip_grad_norm(model_->parameters(), c.clip_grad_norm);
     optimizer_->step();
+    if (hooks_.after_step) hooks_.after_step(*this, optimizer_->steps());
 
     const int64_t n = batch->labels.numel();
     {
@@ -160,6 +175,7 @@ EpochResult Trainer::run_epoch(const ImageDataset& train, const ImageDataset& te
   r.test = evaluate(*model_, test);
   ++epoch_;
   history_.push_back(r);
+  if (hooks_.after_epoch) hooks_.after_epoch(*this, r);
   return r;
 }
 
@@ -168,9 +184,16 @@ void Trainer::save(const std::string& path) const {
   for (const auto& [name, t] : optimizer_->state_dict()) tensors[kOptimizerPrefix + name] = t;
   nlohmann::json hist = nlohmann::json::array();
   for (const EpochResult& e : history_) hist.push_back(to_json(e));
+  // "arch" names the zoo model only when the model is exactly that one: a model
+  // built by hand, or a zoo model since shrunk or converted, is "custom".
+  const nlohmann::json spec = model_->spec();
+  const auto& zoo = model_names();
+  const bool is_zoo = std::find(zoo.begin(), zoo.end(), config_.model) != zoo.end() &&
+                      build_model(config_)->spec() == spec;
   save_safetensors(path, tensors,
                    {{"format", kFormat},
-                    {"arch", config_.model},
+                    {"arch", is_zoo ? config_.model : "custom"},
+                    {"model", spec.dump()},
                     {"optimizer", optimizer_->name()},
                     {"epoch", std::to_string(epoch_)},
                     {"config", config_.to_json().dump()},
@@ -185,13 +208,19 @@ struct Loaded {
 };
 Loaded read_checkpoint(const std::string& path) {
   Loaded l{load_safetensors(path), {}, {}};
-  auto arch = l.file.metadata.find("arch");
-  MINIDL_CHECK(arch != l.file.metadata.end(), "{}: no 'arch' in the safetensors metadata; not a minidl checkpoint",
-               path);
-  const auto& names = model_names();
-  MINIDL_CHECK(std::find(names.begin(), names.end(), arch->second) != names.end(),
-               "{}: unknown architecture '{}' in the metadata (known: mlp, mlp-small, cnn, resnet-s)", path,
-               arch->second);
+  auto& meta = l.file.metadata;
+  if (!meta.count("model")) {
+    // An older checkpoint: only the zoo name.
+    auto arch = meta.find("arch");
+    MINIDL_CHECK(arch != meta.end(),
+                 "{}: neither a model spec ('model') nor an architecture ('arch') in the safetensors metadata; not a "
+                 "minidl checkpoint",
+                 path);
+    const auto& names = model_names();
+    MINIDL_CHECK(std::find(names.begin(), names.end(), arch->second) != names.end(),
+                 "{}: unknown architecture '{}' in the metadata (known: mlp, mlp-small, cnn, resnet-s)", path,
+                 arch->second);
+  }
   const std::string prefix = kOptimizerPrefix;
   for (const auto& [name, t] : l.file.tensors) {
     if (name.rfind(prefix, 0) == 0) l.optimizer[name.substr(prefix.size())] = t;
@@ -199,12 +228,32 @@ Loaded read_checkpoint(const std::string& path) {
   }
   return l;
 }
+
+// The checkpoint's model spec, parsed; errors name the file.
+nlohmann::json parse_spec(const std::string& path, const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  MINIDL_CHECK(!j.is_discarded(), "{}: the model spec in the metadata ('model') is not valid JSON", path);
+  return j;
+}
+
+// A short name for a checkpoint's model: its zoo name, else "custom".
+std::string describe_model(const std::map<std::string, std::string>& meta) {
+  auto arch = meta.find("arch");
+  return arch != meta.end() && !arch->second.empty() ? arch->second : "custom";
+}
 }  // namespace
 
 void Trainer::resume(const std::string& path) {
   Loaded l = read_checkpoint(path);
-  MINIDL_CHECK(l.file.metadata["arch"] == config_.model, "{}: checkpoint holds a '{}' model but --model is '{}'", path,
-               l.file.metadata["arch"], config_.model);
+  if (l.file.metadata.count("model")) {
+    MINIDL_CHECK(parse_spec(path, l.file.metadata["model"]) == model_->spec(),
+                 "{}: checkpoint holds a different model ('{}') than the one being trained ('{}'): its layer tree "
+                 "differs",
+                 path, describe_model(l.file.metadata), config_.model);
+  } else {
+    MINIDL_CHECK(l.file.metadata["arch"] == config_.model, "{}: checkpoint holds a '{}' model but --model is '{}'",
+                 path, l.file.metadata["arch"], config_.model);
+  }
   MINIDL_CHECK(l.file.metadata["optimizer"] == optimizer_->name(),
                "{}: checkpoint was trained with {} but --opt is {}", path, l.file.metadata["optimizer"],
                optimizer_->name());
@@ -220,16 +269,25 @@ void Trainer::resume(const std::string& path) {
   }
 }
 
-std::shared_ptr<Sequential> load_model(const std::string& path, std::string* arch) {
+ModulePtr load_model(const std::string& path, std::string* description) {
   Loaded l = read_checkpoint(path);
-  Generator gen(0);
-  auto model = build_model(l.file.metadata["arch"], gen);
+  ModulePtr model;
   try {
+    if (l.file.metadata.count("model")) {
+      // The spec may not ask for (much) more memory than the file holds: twice its
+      // elements plus 4 MB of slack, so a missing tensor still gets its own error.
+      int64_t elements = 0;
+      for (const auto& [name, t] : l.model) elements += t.numel();
+      model = module_from_spec(parse_spec(path, l.file.metadata["model"]), 2 * elements + (1 << 20));
+    } else {
+      Generator gen(0);
+      model = build_model(l.file.metadata["arch"], gen);
+    }
     model->load_state_dict(l.model);
   } catch (const Error& e) {
     fail("{}: {}", path, e.what());
   }
-  if (arch) *arch = l.file.metadata["arch"];
+  if (description) *description = describe_model(l.file.metadata);
   return model;
 }
 

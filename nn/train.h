@@ -1,5 +1,17 @@
 // nn/train.h — the training loop behind `minidl train` and `minidl eval`, and
-// training checkpoints (model + optimizer + epoch + config, one safetensors file).
+// training checkpoints (model + its spec + optimizer + epoch + config, one
+// safetensors file).
+//
+// The loop takes any model, any loss and hooks:
+//
+//   auto model = make<Sequential>(...);                       // built by hand, or build_model("cnn")
+//   Trainer trainer(model, {.epochs = 3}, {
+//       .loss = [](const Tensor& logits, const Batch& b) { return cross_entropy(logits, b.labels); },
+//       .after_step = [&](Trainer& t, int64_t step) { masks.apply(t.model()); },   // pruning
+//       .after_epoch = [&](Trainer& t, const EpochResult& r) { log(r); }});
+//
+// Pruning re-applies its masks after each step, distillation computes the
+// teacher's logits inside the loss, quantization evaluates in after_epoch.
 #pragma once
 
 #include <functional>
@@ -14,7 +26,7 @@
 namespace minidl::nn {
 
 struct TrainConfig {
-  std::string model = "cnn";
+  std::string model = "cnn";      // a zoo name for build_model(config); "custom" for a model built by hand
   int64_t epochs = 3;
   int64_t batch = 32;             // best 3-epoch accuracy on Fashion-MNIST for mlp and cnn (docs/benchmarks.md)
   std::string opt = "adamw";      // sgd | adam | adamw
@@ -54,10 +66,27 @@ using ProgressFn = std::function<void(int64_t, int64_t, int64_t, double, double,
 
 EvalResult evaluate(Module& model, const ImageDataset& data, int64_t batch_size = 256);
 
+class Trainer;
+
+// The loss of a batch from the model's logits; the default is cross-entropy on
+// the batch's labels with config.label_smoothing.
+using LossFn = std::function<Tensor(const Tensor& logits, const Batch& batch)>;
+struct TrainHooks {
+  LossFn loss;
+  // After every optimizer step; `step` counts steps over all epochs, from 1.
+  std::function<void(Trainer&, int64_t step)> after_step;
+  // After every epoch, once the test set is evaluated.
+  std::function<void(Trainer&, const EpochResult&)> after_epoch;
+};
+
+// The zoo model named by config.model, initialised from config.seed: what
+// `minidl train` trains.
+std::shared_ptr<Sequential> build_model(const TrainConfig& config);
+
 // A model, its optimizer and schedule, and the loop over epochs.
 class Trainer {
  public:
-  explicit Trainer(TrainConfig config);
+  Trainer(ModulePtr model, TrainConfig config, TrainHooks hooks = {});
   // Restores model, optimizer, epoch and history from a checkpoint written by save().
   void resume(const std::string& checkpoint_path);
   // Trains one epoch (the next one) on `train`, then evaluates on `test`.
@@ -67,21 +96,27 @@ class Trainer {
 
   const TrainConfig& config() const { return config_; }
   int64_t epochs_done() const { return epoch_; }
-  Sequential& model() { return *model_; }
+  Module& model() { return *model_; }
+  const ModulePtr& model_ptr() const { return model_; }
+  Optimizer& optimizer() { return *optimizer_; }
   const std::vector<EpochResult>& history() const { return history_; }
 
  private:
   double lr_for_step(int64_t step, int64_t steps_per_epoch) const;
   TrainConfig config_;
-  std::shared_ptr<Sequential> model_;
+  TrainHooks hooks_;
+  ModulePtr model_;
   std::unique_ptr<Optimizer> optimizer_;
   int64_t epoch_ = 0;
   std::vector<EpochResult> history_;
 };
 
-// Loads a checkpoint's model for evaluation: the architecture named in its
-// metadata, strict about tensor names, shapes and dtypes.
-std::shared_ptr<Sequential> load_model(const std::string& checkpoint_path, std::string* arch = nullptr);
+// Loads a checkpoint's model for evaluation: rebuilt from the model spec in its
+// metadata (nn/spec.h), or, for older checkpoints without one, the zoo
+// architecture named by "arch"; strict about tensor names, shapes and dtypes.
+// `description` (optional) receives the zoo name, or "custom" for a spec'd model
+// that is not a zoo one.
+ModulePtr load_model(const std::string& checkpoint_path, std::string* description = nullptr);
 
 nlohmann::json to_json(const EvalResult& r);
 nlohmann::json to_json(const EpochResult& r);

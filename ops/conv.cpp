@@ -2,6 +2,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "cuda/kernels.h"
 #include "ops/cpu/kernels.h"
 #include "ops/dispatch.h"
 #include "ops/elementwise.h"
@@ -15,7 +16,6 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
   MINIDL_CHECK(x_in.dim() == 4, "conv2d: input must be 4-D (N, C, H, W), got {}", x_in.shape());
   MINIDL_CHECK(w_in.dim() == 4, "conv2d: weight must be 4-D (O, C/groups, kh, kw), got {}", w_in.shape());
   Device device = common_device("conv2d", {x_in, w_in, bias_in});
-  require_cpu("conv2d", device);
   MINIDL_CHECK(x_in.dtype() == w_in.dtype() && (!bias_in.defined() || bias_in.dtype() == x_in.dtype()),
                "conv2d: dtypes differ: input {}, weight {}", x_in.dtype(), w_in.dtype());
   MINIDL_CHECK(x_in.dtype() == DType::f32 || x_in.dtype() == DType::f64, "conv2d: expected f32 or f64, got {}",
@@ -40,15 +40,16 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
                "conv2d: input {} (padded to {}x{}) is smaller than the dilated kernel {}x{}", x_in.shape(), Hp, Wp,
                eff_h, eff_w);
   const int64_t Ho = (Hp - eff_h) / o.stride[0] + 1, Wo = (Wp - eff_w) / o.stride[1] + 1;
-  const cpu::Conv2dParams p{o.stride[0],   o.stride[1], o.padding[0], o.padding[1], o.dilation[0],
+  const Conv2dParams p{o.stride[0],   o.stride[1], o.padding[0], o.padding[1], o.dilation[0],
                             o.dilation[1], G,           act == Activation::relu};
 
   Tensor x = x_in.contiguous(), w = w_in.contiguous();
   Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();
   Tensor y = empty({N, O, Ho, Wo}, {.dtype = x.dtype(), .device = device});
-  cpu::conv2d_forward(y.arg(), x.arg(), w.arg(), arg_or_null(bias), p);
+  if (device.is_cuda()) cuda::conv2d_forward(y.arg(), x.arg(), w.arg(), arg_or_null(bias), p);
+  else cpu::conv2d_forward(y.arg(), x.arg(), w.arg(), arg_or_null(bias), p);
 
-  record(y, "Conv2dBackward", {x, w, bias}, [x = x.detach(), w = w.detach(), y = y.detach(), p](const Tensor& g_in,
+  record(y, "Conv2dBackward", {x, w, bias}, [x = saved(x), w = saved(w), y = saved(y), p](const Tensor& g_in,
                                                                                                  const NeedsGrad& needs) {
     // Through a fused ReLU the gradient counts where the output is positive: the
     // kernel masks it as it reads it.
@@ -58,8 +59,10 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
     };
     Tensor gx = out(needs[0], x), gw = out(needs[1], w);
     Tensor gb = needs[2] ? empty({w.size(0)}, {.dtype = w.dtype(), .device = w.device()}) : Tensor();
-    cpu::conv2d_backward(arg_or_null(gx), arg_or_null(gw), arg_or_null(gb), g.arg(), x.arg(), w.arg(),
-                         p.relu ? y.arg() : TensorArg{}, p);
+    const TensorArg gxa = arg_or_null(gx), gwa = arg_or_null(gw), gba = arg_or_null(gb);
+    const TensorArg relu_out = p.relu ? y.arg() : TensorArg{};
+    if (x.device().is_cuda()) cuda::conv2d_backward(gxa, gwa, gba, g.arg(), x.arg(), w.arg(), relu_out, p);
+    else cpu::conv2d_backward(gxa, gwa, gba, g.arg(), x.arg(), w.arg(), relu_out, p);
     return grads{gx, gw, gb};
   });
   return y;

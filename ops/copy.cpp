@@ -22,6 +22,7 @@ void require_contiguous_on_cuda(const Tensor& t, const char* op) {
 
 Tensor& Tensor::fill_(double value) {
   check_inplace("fill_");
+  bump_version();
   if (device().is_cpu()) {
     cpu::fill(arg(), value);
   } else {
@@ -37,6 +38,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
   MINIDL_CHECK(src.dim() <= dim(), "copy_: cannot copy a tensor of shape {} into one of shape {}", src.shape(),
                shape());
   if (numel() == 0) return *this;
+  bump_version();
   Device from = src.device(), to = device();
   if (from.is_cpu() && to.is_cpu()) {
     // A source that shares our storage (x.copy_(x.t())) is read from a private copy first.

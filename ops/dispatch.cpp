@@ -1,6 +1,9 @@
 #include "ops/dispatch.h"
 
 #include "core/check.h"
+#include "cuda/kernels.h"
+#include "ops/cpu/kernels.h"
+#include "ops/factory.h"
 
 namespace minidl {
 
@@ -19,12 +22,15 @@ Device common_device(const char* op, const std::vector<Tensor>& tensors) {
   return first->device();
 }
 
-void require_cpu(const char* op, Device device) {
-  MINIDL_CHECK(device.is_cpu(),
-               "{}: no CUDA kernel for this op yet (tensor on {}); the CUDA backend issue adds it. Move the tensor "
-               "with .to(\"cpu\") meanwhile",
-               op, device);
+int64_t first_out_of_range(const Tensor& index, int64_t size, int64_t allowed) {
+  Tensor ix = index.contiguous();
+  Tensor status = empty({1}, {.dtype = DType::int64, .device = ix.device()});
+  if (ix.device().is_cuda()) cuda::find_out_of_range(status.arg(), ix.arg(), size, allowed);
+  else cpu::find_out_of_range(status.arg(), ix.arg(), size, allowed);
+  return status.item<int64_t>();
 }
+
+int64_t value_at(const Tensor& t, int64_t pos) { return t.reshape({-1}).narrow(0, pos, 1).item<int64_t>(); }
 
 TensorArg broadcast_arg(const Tensor& t, const Shape& shape) {
   TensorArg a = t.arg();

@@ -4,6 +4,7 @@
 // `cuda::`); these helpers only check that the operands agree.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "core/tensor.h"
@@ -13,9 +14,13 @@ namespace minidl {
 // The one device all defined tensors live on; throws naming the op and both devices otherwise.
 Device common_device(const char* op, const std::vector<Tensor>& tensors);
 
-// Ops whose CUDA kernels do not exist yet call this: a CUDA tensor is a clear
-// error (never a silent trip through the CPU).
-void require_cpu(const char* op, Device device);
+// The position of the first value of `index` (int64, any shape, on any device)
+// outside [0, size) and not equal to `allowed`, or −1. The check runs on the
+// index's device (find_out_of_range); only the one position comes back, and the
+// op then raises its error naming the bad value.
+int64_t first_out_of_range(const Tensor& index, int64_t size, int64_t allowed = INT64_MIN);
+// The value at flat position `pos` of a tensor, for error messages.
+int64_t value_at(const Tensor& t, int64_t pos);
 
 // TensorArg of `t` broadcast to `shape` (stride 0 on broadcast dims), without
 // making a Tensor. The caller has checked the shapes broadcast.

@@ -5,6 +5,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "cuda/kernels.h"
 #include "ops/cpu/kernels.h"
 #include "ops/dispatch.h"
 #include "ops/factory.h"
@@ -28,21 +29,22 @@ Tensor floating(const Tensor& x) { return is_floating(x.dtype()) ? x : x.to(DTyp
 
 // Kernel call only, no autograd: out = op(x; a, b).
 Tensor unary_kernel(UnaryOp op, const char* name, const Tensor& x, double a = 0, double b = 0) {
-  require_cpu(name, x.device());
   MINIDL_CHECK(op == UnaryOp::logical_not || x.dtype() != DType::boolean, "{}: not defined for bool tensors", name);
   Tensor out = empty(x.shape(), {.dtype = op == UnaryOp::logical_not ? DType::boolean : x.dtype(),
                                  .device = x.device()});
-  cpu::unary(op, out.arg(), x.arg(), a, b);
+  if (x.device().is_cuda()) cuda::unary(op, out.arg(), x.arg(), a, b);
+  else cpu::unary(op, out.arg(), x.arg(), a, b);
   return out;
 }
 
 // Kernel call only: broadcast, then out = op(x, y). x and y share a dtype.
 Tensor binary_kernel(BinaryOp op, const char* name, const Tensor& x, const Tensor& y) {
   Device device = common_device(name, {x, y});
-  require_cpu(name, device);
   Shape shape = broadcast_shapes(name, x.shape(), y.shape());
   Tensor out = empty(shape, {.dtype = writes_bool(op) ? DType::boolean : x.dtype(), .device = device});
-  cpu::binary(op, out.arg(), broadcast_arg(x, shape), broadcast_arg(y, shape));
+  const TensorArg xa = broadcast_arg(x, shape), ya = broadcast_arg(y, shape);
+  if (device.is_cuda()) cuda::binary(op, out.arg(), xa, ya);
+  else cpu::binary(op, out.arg(), xa, ya);
   return out;
 }
 
@@ -84,7 +86,7 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 Tensor mul(const Tensor& a, const Tensor& b) {
   auto [x, y] = promoted(a, b);
   Tensor out = binary_kernel(BinaryOp::mul, "mul", x, y);
-  record(out, "MulBackward", {x, y}, [x = x.detach(), y = y.detach()](const Tensor& g, const NeedsGrad& needs) {
+  record(out, "MulBackward", {x, y}, [x = saved(x), y = saved(y)](const Tensor& g, const NeedsGrad& needs) {
     return grads{needs[0] ? sum_to(mul(g, y), x.shape()) : Tensor(),
                  needs[1] ? sum_to(mul(g, x), y.shape()) : Tensor()};
   });
@@ -96,7 +98,7 @@ Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = binary_kernel(BinaryOp::div, "div", x, y);
   // d(x/y)/dx = 1/y,  d(x/y)/dy = -x/y² = -out/y
   record(out, "DivBackward", {x, y},
-         [xs = x.shape(), y = y.detach(), out = out.detach()](const Tensor& g, const NeedsGrad& needs) {
+         [xs = x.shape(), y = saved(y), out = saved(out)](const Tensor& g, const NeedsGrad& needs) {
            return grads{needs[0] ? sum_to(div(g, y), xs) : Tensor(),
                         needs[1] ? sum_to(neg(div(mul(g, out), y)), y.shape()) : Tensor()};
          });
@@ -108,7 +110,7 @@ Tensor pow(const Tensor& a, const Tensor& b) {
   Tensor out = binary_kernel(BinaryOp::pow, "pow", x, y);
   // d(x^y)/dx = y x^(y-1),  d(x^y)/dy = x^y log x
   record(out, "PowBackward", {x, y},
-         [x = x.detach(), y = y.detach(), out = out.detach()](const Tensor& g, const NeedsGrad& needs) {
+         [x = saved(x), y = saved(y), out = saved(out)](const Tensor& g, const NeedsGrad& needs) {
            return grads{needs[0] ? sum_to(mul(g, mul(y, pow(x, sub(y, scalar_like(1, y))))), x.shape()) : Tensor(),
                         needs[1] ? sum_to(mul(g, mul(out, log(x))), y.shape()) : Tensor()};
          });
@@ -118,7 +120,7 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 Tensor pow(const Tensor& a, double exponent) {
   Tensor x = floating(a);
   Tensor out = unary_kernel(UnaryOp::pow_scalar, "pow", x, exponent);
-  record(out, "PowScalarBackward", {x}, [x = x.detach(), exponent](const Tensor& g, const NeedsGrad&) {
+  record(out, "PowScalarBackward", {x}, [x = saved(x), exponent](const Tensor& g, const NeedsGrad&) {
     return grads{mul(g, mul(scalar_like(exponent, x), pow(x, exponent - 1)))};
   });
   return out;
@@ -128,7 +130,7 @@ Tensor pow(const Tensor& a, double exponent) {
 static Tensor extremum(BinaryOp op, const char* name, const char* node, const Tensor& a, const Tensor& b) {
   auto [x, y] = promoted(a, b);
   Tensor out = binary_kernel(op, name, x, y);
-  record(out, node, {x, y}, [x = x.detach(), y = y.detach(), op](const Tensor& g, const NeedsGrad& needs) {
+  record(out, node, {x, y}, [x = saved(x), y = saved(y), op](const Tensor& g, const NeedsGrad& needs) {
     Tensor x_wins = op == BinaryOp::maximum ? gt(x, y) : lt(x, y);
     Tensor tie = eq(x, y);
     Tensor half_g = mul(g, scalar_like(0.5, g));
@@ -145,7 +147,7 @@ Tensor xlogy(const Tensor& a, const Tensor& b) {
   auto [x, y] = promoted(a, b, /*need_floating=*/true);
   Tensor out = binary_kernel(BinaryOp::xlogy, "xlogy", x, y);
   // d/dx = log y (0 where x == 0, as PyTorch), d/dy = x / y
-  record(out, "XlogyBackward", {x, y}, [x = x.detach(), y = y.detach()](const Tensor& g, const NeedsGrad& needs) {
+  record(out, "XlogyBackward", {x, y}, [x = saved(x), y = saved(y)](const Tensor& g, const NeedsGrad& needs) {
     return grads{needs[0] ? sum_to(mul(g, where(ne(x, 0.0), log(y), 0.0)), x.shape()) : Tensor(),
                  needs[1] ? sum_to(mul(g, div(x, y)), y.shape()) : Tensor()};
   });
@@ -163,21 +165,21 @@ Tensor neg(const Tensor& x) {
 Tensor exp(const Tensor& a) {
   Tensor x = floating(a);
   Tensor y = unary_kernel(UnaryOp::exp, "exp", x);
-  record(y, "ExpBackward", {x}, [y = y.detach()](const Tensor& g, const NeedsGrad&) { return grads{mul(g, y)}; });
+  record(y, "ExpBackward", {x}, [y = saved(y)](const Tensor& g, const NeedsGrad&) { return grads{mul(g, y)}; });
   return y;
 }
 
 Tensor log(const Tensor& a) {
   Tensor x = floating(a);
   Tensor y = unary_kernel(UnaryOp::log, "log", x);
-  record(y, "LogBackward", {x}, [x = x.detach()](const Tensor& g, const NeedsGrad&) { return grads{div(g, x)}; });
+  record(y, "LogBackward", {x}, [x = saved(x)](const Tensor& g, const NeedsGrad&) { return grads{div(g, x)}; });
   return y;
 }
 
 Tensor sqrt(const Tensor& a) {
   Tensor x = floating(a);
   Tensor y = unary_kernel(UnaryOp::sqrt, "sqrt", x);
-  record(y, "SqrtBackward", {x}, [y = y.detach()](const Tensor& g, const NeedsGrad&) {
+  record(y, "SqrtBackward", {x}, [y = saved(y)](const Tensor& g, const NeedsGrad&) {
     return grads{div(g, mul(y, scalar_like(2, y)))};  // 1 / (2 sqrt x)
   });
   return y;
@@ -185,7 +187,7 @@ Tensor sqrt(const Tensor& a) {
 
 Tensor abs(const Tensor& x) {
   Tensor y = unary_kernel(UnaryOp::abs, "abs", x);
-  record(y, "AbsBackward", {x}, [x = x.detach()](const Tensor& g, const NeedsGrad&) { return grads{mul(g, sign(x))}; });
+  record(y, "AbsBackward", {x}, [x = saved(x)](const Tensor& g, const NeedsGrad&) { return grads{mul(g, sign(x))}; });
   return y;
 }
 
@@ -198,7 +200,7 @@ Tensor sign(const Tensor& x) {
 Tensor clamp(const Tensor& x, double min, double max) {
   MINIDL_CHECK(min <= max, "clamp: min {} is greater than max {}", min, max);
   Tensor y = unary_kernel(UnaryOp::clamp, "clamp", x, min, max);
-  record(y, "ClampBackward", {x}, [x = x.detach(), min, max](const Tensor& g, const NeedsGrad&) {
+  record(y, "ClampBackward", {x}, [x = saved(x), min, max](const Tensor& g, const NeedsGrad&) {
     return grads{where(logical_and(ge(x, min), le(x, max)), g, 0.0)};
   });
   return y;
@@ -207,7 +209,7 @@ Tensor clamp(const Tensor& x, double min, double max) {
 Tensor relu(const Tensor& x) {
   Tensor y = unary_kernel(UnaryOp::relu, "relu", x);
   // One fused pass: y > 0 ? g : 0.
-  record(y, "ReluBackward", {x}, [y = y.detach()](const Tensor& g, const NeedsGrad&) {
+  record(y, "ReluBackward", {x}, [y = saved(y)](const Tensor& g, const NeedsGrad&) {
     return grads{binary_kernel(BinaryOp::relu_backward, "relu_backward", g.to(y.dtype()), y)};
   });
   return y;
@@ -220,7 +222,7 @@ Tensor relu_backward(const Tensor& grad, const Tensor& output) {
 Tensor leaky_relu(const Tensor& a, double slope) {
   Tensor x = floating(a);
   Tensor y = unary_kernel(UnaryOp::leaky_relu, "leaky_relu", x, slope);
-  record(y, "LeakyReluBackward", {x}, [x = x.detach(), slope](const Tensor& g, const NeedsGrad&) {
+  record(y, "LeakyReluBackward", {x}, [x = saved(x), slope](const Tensor& g, const NeedsGrad&) {
     return grads{where(gt(x, 0.0), g, mul(g, scalar_like(slope, g)))};
   });
   return y;
@@ -229,7 +231,7 @@ Tensor leaky_relu(const Tensor& a, double slope) {
 Tensor sigmoid(const Tensor& a) {
   Tensor x = floating(a);
   Tensor y = unary_kernel(UnaryOp::sigmoid, "sigmoid", x);
-  record(y, "SigmoidBackward", {x}, [y = y.detach()](const Tensor& g, const NeedsGrad&) {
+  record(y, "SigmoidBackward", {x}, [y = saved(y)](const Tensor& g, const NeedsGrad&) {
     return grads{mul(g, mul(y, sub(scalar_like(1, y), y)))};  // y (1 - y)
   });
   return y;
@@ -238,7 +240,7 @@ Tensor sigmoid(const Tensor& a) {
 Tensor tanh(const Tensor& a) {
   Tensor x = floating(a);
   Tensor y = unary_kernel(UnaryOp::tanh, "tanh", x);
-  record(y, "TanhBackward", {x}, [y = y.detach()](const Tensor& g, const NeedsGrad&) {
+  record(y, "TanhBackward", {x}, [y = saved(y)](const Tensor& g, const NeedsGrad&) {
     return grads{mul(g, sub(scalar_like(1, y), mul(y, y)))};  // 1 - y²
   });
   return y;
@@ -247,7 +249,7 @@ Tensor tanh(const Tensor& a) {
 Tensor gelu(const Tensor& a) {
   Tensor x = floating(a);
   Tensor y = unary_kernel(UnaryOp::gelu, "gelu", x);
-  record(y, "GeluBackward", {x}, [x = x.detach()](const Tensor& g, const NeedsGrad&) {
+  record(y, "GeluBackward", {x}, [x = saved(x)](const Tensor& g, const NeedsGrad&) {
     return grads{gelu_backward(g, x)};
   });
   return y;
@@ -282,12 +284,13 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   MINIDL_CHECK(cond.dtype() == DType::boolean, "where: condition must be bool, got {}", cond.dtype());
   auto [x, y] = promoted(a, b);
   Device device = common_device("where", {cond, x, y});
-  require_cpu("where", device);
   Shape shape = broadcast_shapes("where", broadcast_shapes("where", cond.shape(), x.shape()), y.shape());
   Tensor out = empty(shape, {.dtype = x.dtype(), .device = device});
-  cpu::where(out.arg(), broadcast_arg(cond, shape), broadcast_arg(x, shape), broadcast_arg(y, shape));
+  const TensorArg ca = broadcast_arg(cond, shape), xa = broadcast_arg(x, shape), ya = broadcast_arg(y, shape);
+  if (device.is_cuda()) cuda::where(out.arg(), ca, xa, ya);
+  else cpu::where(out.arg(), ca, xa, ya);
   record(out, "WhereBackward", {x, y},
-         [cond = cond.detach(), xs = x.shape(), ys = y.shape()](const Tensor& g, const NeedsGrad& needs) {
+         [cond = saved(cond), xs = x.shape(), ys = y.shape()](const Tensor& g, const NeedsGrad& needs) {
            return grads{needs[0] ? sum_to(where(cond, g, 0.0), xs) : Tensor(),
                         needs[1] ? sum_to(where(logical_not(cond), g, 0.0), ys) : Tensor()};
          });

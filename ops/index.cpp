@@ -2,6 +2,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "cuda/kernels.h"
 #include "ops/cpu/kernels.h"
 #include "ops/dispatch.h"
 #include "ops/factory.h"
@@ -65,10 +66,8 @@ namespace {
 // Checks index is int64 with every value in [0, size), naming the op and the bad value.
 void check_indices(const char* op, const Tensor& index, int64_t size) {
   MINIDL_CHECK(index.dtype() == DType::int64, "{}: index must be int64, got {}", op, index.dtype());
-  std::vector<int64_t> values = index.to_vector<int64_t>();
-  for (size_t i = 0; i < values.size(); ++i)
-    MINIDL_CHECK(values[i] >= 0 && values[i] < size, "{}: index {} (at position {}) is out of range for size {}", op,
-                 values[i], i, size);
+  const int64_t bad = first_out_of_range(index, size);
+  if (bad >= 0) fail("{}: index {} (at position {}) is out of range for size {}", op, value_at(index, bad), bad, size);
 }
 
 // x viewed as (outer, size_d, inner), contiguous.
@@ -84,7 +83,6 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   int64_t d = normalize_dim(dim, x.dim(), "index_select");
   MINIDL_CHECK(index.dim() == 1, "index_select: index must be 1-D, got shape {}", index.shape());
   Device device = common_device("index_select", {x, index});
-  require_cpu("index_select", device);
   check_indices("index_select", index, x.dim() == 0 ? 1 : x.size(d));
   Shape shape = x.shape();
   if (!shape.empty()) shape[d] = index.size(0);
@@ -92,12 +90,14 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   {
     NoGradGuard no_grad;
     Tensor xc = x.contiguous(), ic = index.contiguous();
-    cpu::index_select(three_d(out, d), three_d(xc, d), ic.arg());
+    if (device.is_cuda()) cuda::index_select(three_d(out, d), three_d(xc, d), ic.arg());
+    else cpu::index_select(three_d(out, d), three_d(xc, d), ic.arg());
   }
-  record(out, "IndexSelectBackward", {x}, [shape = x.shape(), d, index](const Tensor& g, const NeedsGrad&) {
+  record(out, "IndexSelectBackward", {x}, [shape = x.shape(), d, index = saved(index)](const Tensor& g, const NeedsGrad&) {
     Tensor gx = zeros(shape, {.dtype = g.dtype(), .device = g.device()});
     Tensor gc = g.contiguous();
-    cpu::index_add(three_d(gx, d), index.contiguous().arg(), three_d(gc, d));
+    if (g.device().is_cuda()) cuda::index_add(three_d(gx, d), index.contiguous().arg(), three_d(gc, d));
+    else cpu::index_add(three_d(gx, d), index.contiguous().arg(), three_d(gc, d));
     return grads{gx};
   });
   return out;
@@ -117,14 +117,15 @@ void check_gather_shapes(const char* op, const Tensor& x, int64_t d, const Tenso
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   int64_t d = normalize_dim(dim, x.dim(), "gather");
   Device device = common_device("gather", {x, index});
-  require_cpu("gather", device);
   check_gather_shapes("gather", x, d, index);
   Tensor out = empty(index.shape(), {.dtype = x.dtype(), .device = device});
   {
     NoGradGuard no_grad;
-    cpu::gather(out.arg(), x.contiguous().arg(), index.contiguous().arg(), static_cast<int>(d));
+    const TensorArg xa = x.contiguous().arg(), ia = index.contiguous().arg();
+    if (device.is_cuda()) cuda::gather(out.arg(), xa, ia, static_cast<int>(d));
+    else cpu::gather(out.arg(), xa, ia, static_cast<int>(d));
   }
-  record(out, "GatherBackward", {x}, [shape = x.shape(), d, index](const Tensor& g, const NeedsGrad&) {
+  record(out, "GatherBackward", {x}, [shape = x.shape(), d, index = saved(index)](const Tensor& g, const NeedsGrad&) {
     return grads{scatter_add(zeros(shape, {.dtype = g.dtype(), .device = g.device()}), d, index, g)};
   });
   return out;
@@ -133,7 +134,6 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
 Tensor scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src) {
   int64_t d = normalize_dim(dim, self.dim(), "scatter_add");
   Device device = common_device("scatter_add", {self, index, src});
-  require_cpu("scatter_add", device);
   MINIDL_CHECK(src.shape() == index.shape(), "scatter_add: src shape {} must equal index shape {}", src.shape(),
                index.shape());
   MINIDL_CHECK(src.dtype() == self.dtype(), "scatter_add: src dtype {} differs from self dtype {}", src.dtype(),
@@ -143,9 +143,11 @@ Tensor scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const T
   {
     NoGradGuard no_grad;
     out = self.clone();
-    cpu::scatter_add(out.arg(), index.contiguous().arg(), src.contiguous().arg(), static_cast<int>(d));
+    const TensorArg ia = index.contiguous().arg(), sa = src.contiguous().arg();
+    if (device.is_cuda()) cuda::scatter_add(out.arg(), ia, sa, static_cast<int>(d));
+    else cpu::scatter_add(out.arg(), ia, sa, static_cast<int>(d));
   }
-  record(out, "ScatterAddBackward", {self, src}, [d, index](const Tensor& g, const NeedsGrad& needs) {
+  record(out, "ScatterAddBackward", {self, src}, [d, index = saved(index)](const Tensor& g, const NeedsGrad& needs) {
     return grads{needs[0] ? g : Tensor(), needs[1] ? gather(g, d, index) : Tensor()};
   });
   return out;

@@ -37,4 +37,43 @@ constexpr bool writes_bool(BinaryOp op) { return op >= BinaryOp::eq; }
 // Row reductions over the last axis of a (rows, cols) view.
 enum class ReduceOp : uint8_t { sum, max, min, logsumexp, var };
 
+// ---- parameters of the kernels both backends implement (ops/cpu/kernels.h, cuda/kernels.h)
+
+// What happens to C after a GEMM, while each tile is still in registers or
+// L1: C += bias (one value per column, as in a linear layer, or per row, as in a
+// convolution's (O, positions) output), then C = max(C, 0). bias has C's dtype.
+struct GemmEpilogue {
+  const void* bias = nullptr;
+  bool bias_per_row = false;
+  bool relu = false;
+};
+
+struct Conv2dParams {
+  int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
+  bool relu = false;  // y = max(conv + bias, 0)
+};
+
+struct Pool2dParams {
+  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+  bool count_include_pad = true;  // avg only
+};
+
+// Cross-entropy over rows: targets equal to ignore_index contribute nothing.
+struct CrossEntropyParams {
+  int64_t ignore_index;
+  double label_smoothing;
+};
+
+// The optimizers' update steps (ops/optim.h), as their kernels take them.
+struct SgdStepArgs {
+  double lr = 0.01, momentum = 0, dampening = 0, weight_decay = 0;
+  bool nesterov = false;
+  bool first_step = false;  // the momentum buffer starts as the gradient
+};
+struct AdamStepArgs {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0;
+  bool decoupled_weight_decay = false;  // AdamW
+  int64_t step = 1;                     // t, from 1: the bias corrections 1 − β^t
+};
+
 }  // namespace minidl

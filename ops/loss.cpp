@@ -9,6 +9,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "cuda/kernels.h"
 #include "ops/cpu/kernels.h"
 #include "ops/dispatch.h"
 #include "ops/elementwise.h"
@@ -58,10 +59,9 @@ Flat flatten_classes(const char* op, const Tensor& log_probs, const Tensor& targ
 }
 
 void check_targets(const char* op, const Tensor& target, int64_t classes, int64_t ignore_index) {
-  std::vector<int64_t> t = target.to_vector<int64_t>();
-  for (size_t i = 0; i < t.size(); ++i)
-    MINIDL_CHECK(t[i] == ignore_index || (t[i] >= 0 && t[i] < classes),
-                 "{}: target {} (at position {}) is out of range for {} classes", op, t[i], i, classes);
+  const int64_t bad = first_out_of_range(target, classes, ignore_index);
+  if (bad >= 0)
+    fail("{}: target {} (at position {}) is out of range for {} classes", op, value_at(target, bad), bad, classes);
 }
 
 Tensor reduce(const char* op, const Tensor& per_item, Reduction reduction) {
@@ -113,7 +113,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
                "cross_entropy: label_smoothing must be in [0, 1], got {}", o.label_smoothing);
   MINIDL_CHECK(logits.dim() >= 1, "cross_entropy: input must have a class dim, got a scalar");
   MINIDL_CHECK(is_floating(logits.dtype()), "cross_entropy: expected floating-point logits, got {}", logits.dtype());
-  require_cpu("cross_entropy", common_device("cross_entropy", {logits, target, o.weight}));
+  const Device device = common_device("cross_entropy", {logits, target, o.weight});
   if (o.reduction == Reduction::batchmean) fail("cross_entropy: reduction 'batchmean' is only for kl_div");
   // (N, C, d...) -> rows (N·d..., C) through differentiable views, so autograd maps
   // the rows' gradient back to the logits' layout.
@@ -127,17 +127,20 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
                  "cross_entropy: weight {} must have one entry per class ({})", o.weight.shape(), C);
     weight = o.weight.detach().to(logits.dtype()).contiguous();
   }
-  const cpu::CrossEntropyParams params{o.ignore_index, o.label_smoothing};
+  const CrossEntropyParams params{o.ignore_index, o.label_smoothing};
   Tensor out, denom, per_row, lse;
   {
     NoGradGuard no_grad;
     per_row = empty({R}, {.dtype = logits.dtype(), .device = logits.device()});
     lse = empty({R, 2}, {.dtype = logits.dtype(), .device = logits.device()});
-    const int64_t bad = cpu::cross_entropy_rows(per_row.arg(), lse.arg(), rows.arg(), tgt.arg(), arg_or_null(weight),
-                                                params);
-    if (bad >= 0)
-      fail("cross_entropy: target {} (at position {}) is out of range for {} classes",
-           tgt.narrow(0, bad, 1).item<int64_t>(), bad, C);
+    // The kernel checks the targets as it reads them and reports the first bad row.
+    Tensor status = empty({1}, {.dtype = DType::int64, .device = device});
+    if (device.is_cuda())
+      cuda::cross_entropy_rows(per_row.arg(), lse.arg(), rows.arg(), tgt.arg(), arg_or_null(weight), params, status.arg());
+    else
+      cpu::cross_entropy_rows(per_row.arg(), lse.arg(), rows.arg(), tgt.arg(), arg_or_null(weight), params, status.arg());
+    if (const int64_t bad = status.item<int64_t>(); bad >= 0)
+      fail("cross_entropy: target {} (at position {}) is out of range for {} classes", value_at(tgt, bad), bad, C);
     switch (o.reduction) {
       case Reduction::none: out = per_row.reshape(f.target_shape); break;
       case Reduction::sum: out = sum(per_row); break;
@@ -151,15 +154,19 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
     }
   }
   record(out, "CrossEntropyBackward", {rows},
-           [rows = rows.detach(), lse, tgt, weight, denom, params, reduction = o.reduction](const Tensor& g,
+           [rows = saved(rows), lse, tgt = saved(tgt), weight, denom, params, reduction = o.reduction](const Tensor& g,
                                                                                              const NeedsGrad&) {
              // The upstream gradient per row: g itself (none), or one scalar for every row.
              Tensor scale = reduction == Reduction::none ? g.reshape({-1}).to(rows.dtype()).contiguous()
                           : reduction == Reduction::sum  ? g.to(rows.dtype()).contiguous()
                                                          : div(g.to(rows.dtype()), denom).contiguous();
              Tensor gx = empty(rows.shape(), {.dtype = rows.dtype(), .device = rows.device()});
-             cpu::cross_entropy_rows_backward(gx.arg(), scale.arg(), rows.arg(), lse.arg(), tgt.arg(),
-                                              arg_or_null(weight), params);
+             if (rows.device().is_cuda())
+               cuda::cross_entropy_rows_backward(gx.arg(), scale.arg(), rows.arg(), lse.arg(), tgt.arg(),
+                                                 arg_or_null(weight), params);
+             else
+               cpu::cross_entropy_rows_backward(gx.arg(), scale.arg(), rows.arg(), lse.arg(), tgt.arg(),
+                                                arg_or_null(weight), params);
              return grads{gx};
            });
   return out;
@@ -189,7 +196,7 @@ Tensor kl_div_logits(const Tensor& student_logits, const Tensor& teacher_logits,
                teacher_logits.dtype());
   MINIDL_CHECK(temperature > 0 && std::isfinite(temperature), "kl_div_logits: temperature must be > 0, got {}",
                temperature);
-  require_cpu("kl_div_logits", common_device("kl_div_logits", {student_logits, teacher_logits}));
+  const Device device = common_device("kl_div_logits", {student_logits, teacher_logits});
   const int64_t N = student_logits.size(0), C = student_logits.size(1);
   Tensor s = student_logits.contiguous(), t = teacher_logits.contiguous();
   // sum and none divide by 1; batchmean by the batch; mean by every element, as kl_div's.
@@ -199,19 +206,24 @@ Tensor kl_div_logits(const Tensor& student_logits, const Tensor& teacher_logits,
     NoGradGuard no_grad;
     per_row = empty({N}, {.dtype = s.dtype(), .device = s.device()});
     lse = empty({N, 4}, {.dtype = s.dtype(), .device = s.device()});
-    cpu::kl_div_rows(per_row.arg(), lse.arg(), s.arg(), t.arg(), temperature);
+    if (device.is_cuda()) cuda::kl_div_rows(per_row.arg(), lse.arg(), s.arg(), t.arg(), temperature);
+    else cpu::kl_div_rows(per_row.arg(), lse.arg(), s.arg(), t.arg(), temperature);
     out = reduction == Reduction::none ? per_row : div(sum(per_row), scalar_like(divisor, per_row));
   }
   // The upstream gradient becomes one scale per row: g itself (none), or g over the divisor.
   record(out, "KlDivLogitsBackward", {s, t},
-         [s = s.detach(), t = t.detach(), lse, per_row, temperature, reduction, divisor](const Tensor& g,
+         [s = saved(s), t = saved(t), lse, per_row, temperature, reduction, divisor](const Tensor& g,
                                                                                           const NeedsGrad& needs) {
            Tensor scale = reduction == Reduction::none ? g.to(s.dtype()).contiguous()
                                                        : div(g.to(s.dtype()), scalar_like(divisor, s)).contiguous();
            Tensor gs = needs[0] ? empty(s.shape(), {.dtype = s.dtype(), .device = s.device()}) : Tensor();
            Tensor gt = needs[1] ? empty(t.shape(), {.dtype = t.dtype(), .device = t.device()}) : Tensor();
-           cpu::kl_div_rows_backward(arg_or_null(gs), arg_or_null(gt), scale.arg(), s.arg(), t.arg(), lse.arg(),
-                                     per_row.arg(), temperature);
+           if (s.device().is_cuda())
+             cuda::kl_div_rows_backward(arg_or_null(gs), arg_or_null(gt), scale.arg(), s.arg(), t.arg(), lse.arg(),
+                                        per_row.arg(), temperature);
+           else
+             cpu::kl_div_rows_backward(arg_or_null(gs), arg_or_null(gt), scale.arg(), s.arg(), t.arg(), lse.arg(),
+                                       per_row.arg(), temperature);
            return grads{gs, gt};
          });
   return out;

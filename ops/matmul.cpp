@@ -2,6 +2,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "cuda/kernels.h"
 #include "ops/cpu/kernels.h"
 #include "ops/dispatch.h"
 #include "ops/elementwise.h"
@@ -39,6 +40,7 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
   TensorArg A = broadcast_arg(a, a_shape), B = broadcast_arg(b, b_shape), C = out.arg();
   const int nb = static_cast<int>(batch.size());
   const int64_t batches = shape_numel(batch);
+  const bool on_cuda = a.device().is_cuda();
   for (int64_t i = 0; i < batches; ++i) {
     int64_t rest = i, a_off = 0, b_off = 0;
     for (int d = nb - 1; d >= 0; --d) {
@@ -47,7 +49,9 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
       a_off += coord * A.strides[d];
       b_off += coord * B.strides[d];
     }
-    cpu::gemm(M, N, K, 1.0, matrix_at(A, a_off), matrix_at(B, b_off), 0.0, matrix_at(C, i * M * N));
+    const TensorArg Ai = matrix_at(A, a_off), Bi = matrix_at(B, b_off), Ci = matrix_at(C, i * M * N);
+    if (on_cuda) cuda::gemm(M, N, K, 1.0, Ai, Bi, 0.0, Ci);
+    else cpu::gemm(M, N, K, 1.0, Ai, Bi, 0.0, Ci);
   }
   return out;
 }
@@ -57,8 +61,7 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   MINIDL_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: both arguments need at least 1 dim, got shapes {} and {}",
                a_in.shape(), b_in.shape());
-  Device device = common_device("matmul", {a_in, b_in});
-  require_cpu("matmul", device);
+  common_device("matmul", {a_in, b_in});
   MINIDL_CHECK(a_in.dtype() == b_in.dtype(), "matmul: dtypes differ: {} and {}", a_in.dtype(), b_in.dtype());
   MINIDL_CHECK(a_in.dtype() == DType::f32 || a_in.dtype() == DType::f64,
                "matmul: expected f32 or f64 tensors, got {}", a_in.dtype());
@@ -70,7 +73,7 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 
   Tensor out = batched_matmul(a, b);
   // dA = dC · Bᵀ,  dB = Aᵀ · dC, summed over broadcast batch dims.
-  record(out, "MatmulBackward", {a, b}, [a = a.detach(), b = b.detach()](const Tensor& g, const NeedsGrad& needs) {
+  record(out, "MatmulBackward", {a, b}, [a = saved(a), b = saved(b)](const Tensor& g, const NeedsGrad& needs) {
     return grads{needs[0] ? sum_to(matmul(g, b.transpose(-1, -2)), a.shape()) : Tensor(),
                  needs[1] ? sum_to(matmul(a.transpose(-1, -2), g), b.shape()) : Tensor()};
   });
@@ -89,7 +92,6 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias_in, Acti
     MINIDL_CHECK(bias_in.dim() == 1 && bias_in.size(0) == out,
                  "linear: bias {} does not match weight {} (expected [{}])", bias_in.shape(), weight.shape(), out);
   Device device = common_device("linear", {x, weight, bias_in});
-  require_cpu("linear", device);
   MINIDL_CHECK(x.dtype() == weight.dtype() && (!bias_in.defined() || bias_in.dtype() == x.dtype()),
                "linear: dtypes differ: input {}, weight {}{}", x.dtype(), weight.dtype(),
                bias_in.defined() ? fmt::format(", bias {}", bias_in.dtype()) : "");
@@ -101,8 +103,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias_in, Acti
   Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();
   const int64_t N = x2.size(0);
   Tensor y2 = empty({N, out}, {.dtype = x.dtype(), .device = device});
-  cpu::gemm(N, out, in, 1.0, x2.arg(), weight.t().arg(), 0.0, y2.arg(), cpu::GemmKernel::best,
-            {.bias = bias.defined() ? bias.raw_data() : nullptr, .bias_per_row = false, .relu = act == Activation::relu});
+  const GemmEpilogue epilogue{.bias = bias.defined() ? bias.raw_data() : nullptr, .relu = act == Activation::relu};
+  if (device.is_cuda()) cuda::gemm(N, out, in, 1.0, x2.arg(), weight.t().arg(), 0.0, y2.arg(), cuda::GemmKernel::best, epilogue);
+  else cpu::gemm(N, out, in, 1.0, x2.arg(), weight.t().arg(), 0.0, y2.arg(), cpu::GemmKernel::best, epilogue);
 
   Shape out_shape = x.shape();
   out_shape.back() = out;
@@ -110,7 +113,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias_in, Acti
   // g is the gradient at the output; through the ReLU it is kept where the output
   // is positive. Then dx = g · W, dW = gᵀ · x, db = Σ_rows g.
   record(y, "LinearBackward", {x, weight, bias},
-         [x2 = x2.detach(), w = weight.detach(), y2 = y2.detach(), act, x_shape = x.shape()](const Tensor& g_in,
+         [x2 = saved(x2), w = saved(weight), y2 = saved(y2), act, x_shape = x.shape()](const Tensor& g_in,
                                                                                               const NeedsGrad& needs) {
            Tensor g = g_in.reshape(y2.shape());
            if (act == Activation::relu) g = relu_backward(g, y2);

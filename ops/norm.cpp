@@ -6,6 +6,7 @@
 #include "core/check.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
+#include "cuda/kernels.h"
 #include "ops/cpu/kernels.h"
 #include "ops/dispatch.h"
 #include "ops/reduce.h"
@@ -17,7 +18,7 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
   MINIDL_CHECK(x_in.dim() >= 2, "batch_norm: input must be (N, C) or (N, C, *), got {}", x_in.shape());
   MINIDL_CHECK(x_in.dtype() == DType::f32 || x_in.dtype() == DType::f64, "batch_norm: expected f32 or f64, got {}",
                x_in.dtype());
-  require_cpu("batch_norm", common_device("batch_norm", {x_in, running_mean, running_var, weight, bias}));
+  const Device device = common_device("batch_norm", {x_in, running_mean, running_var, weight, bias});
   const int64_t N = x_in.size(0), C = x_in.size(1);
   for (const Tensor* t : {&running_mean, &running_var, &weight, &bias})
     if (t->defined())
@@ -30,7 +31,7 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
 
   // The kernels see x as (N, C, L) contiguous and per-channel tensors in x's dtype.
   Tensor x = x_in.contiguous();
-  const TensorOptions opts{.dtype = x.dtype()};
+  const TensorOptions opts{.dtype = x.dtype(), .device = device};
   auto per_channel = [&](const Tensor& t) { return t.defined() ? t.detach().to(x.dtype()).contiguous() : Tensor(); };
   Tensor w = per_channel(weight), b = per_channel(bias);
   Tensor mean, invstd;
@@ -41,7 +42,9 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
                    x_in.shape());
       mean = empty({C}, opts);
       Tensor var = empty({C}, opts);
-      cpu::batch_norm_stats(mean.arg(), var.arg(), x.reshape({N, C, L}).arg());
+      const TensorArg xa = x.reshape({N, C, L}).arg();
+      if (device.is_cuda()) cuda::batch_norm_stats(mean.arg(), var.arg(), xa);
+      else cpu::batch_norm_stats(mean.arg(), var.arg(), xa);
       invstd = div(ones({C}, opts), sqrt(add(var, eps)));
       if (running_mean.defined() && running_var.defined()) {
         // running = (1 - momentum) · running + momentum · batch, the variance unbiased
@@ -56,19 +59,25 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
     }
   }
   Tensor y = empty(x.shape(), opts);
-  cpu::batch_norm_apply(y.reshape({N, C, L}).arg(), x.reshape({N, C, L}).arg(), mean.arg(), invstd.arg(),
-                        arg_or_null(w), arg_or_null(b));
+  const TensorArg ya = y.reshape({N, C, L}).arg(), xa = x.reshape({N, C, L}).arg();
+  if (device.is_cuda()) cuda::batch_norm_apply(ya, xa, mean.arg(), invstd.arg(), arg_or_null(w), arg_or_null(b));
+  else cpu::batch_norm_apply(ya, xa, mean.arg(), invstd.arg(), arg_or_null(w), arg_or_null(b));
 
   record(y, "BatchNormBackward", {x, weight, bias},
-         [x = x.detach(), mean, invstd, w, training, N, C, L](const Tensor& g_in, const NeedsGrad& needs) {
+         [x = saved(x), mean, invstd, w = saved(w), training, N, C, L](const Tensor& g_in, const NeedsGrad& needs) {
            Tensor g = g_in.contiguous();
-           const TensorOptions o{.dtype = x.dtype()};
+           const TensorOptions o{.dtype = x.dtype(), .device = x.device()};
            Tensor gx = needs[0] ? empty(x.shape(), o) : Tensor();
            Tensor gw = needs[1] ? empty({C}, o) : Tensor();
            Tensor gb = needs[2] ? empty({C}, o) : Tensor();
-           cpu::batch_norm_backward(arg_or_null(gx.defined() ? gx.reshape({N, C, L}) : Tensor()), arg_or_null(gw),
-                                    arg_or_null(gb), g.reshape({N, C, L}).arg(), x.reshape({N, C, L}).arg(),
-                                    mean.arg(), invstd.arg(), arg_or_null(w), training);
+           const TensorArg gxa = arg_or_null(gx.defined() ? gx.reshape({N, C, L}) : Tensor());
+           const TensorArg ga = g.reshape({N, C, L}).arg(), xa = x.reshape({N, C, L}).arg();
+           if (x.device().is_cuda())
+             cuda::batch_norm_backward(gxa, arg_or_null(gw), arg_or_null(gb), ga, xa, mean.arg(), invstd.arg(),
+                                       arg_or_null(w), training);
+           else
+             cpu::batch_norm_backward(gxa, arg_or_null(gw), arg_or_null(gb), ga, xa, mean.arg(), invstd.arg(),
+                                      arg_or_null(w), training);
            return grads{gx, gw, gb};
          });
   return y;

@@ -3,6 +3,7 @@
 #include "core/autograd.h"
 #include "core/check.h"
 #include "core/storage.h"
+#include "cuda/kernels.h"
 #include "ops/cpu/kernels.h"
 #include "ops/dispatch.h"
 #include "ops/factory.h"
@@ -15,13 +16,12 @@ namespace {
 template <class F>
 Tensor with_batch_dim(const char* op, const Tensor& x, F&& f) {
   MINIDL_CHECK(x.dim() == 3 || x.dim() == 4, "{}: input must be (N, C, H, W) or (C, H, W), got {}", op, x.shape());
-  require_cpu(op, x.device());
   MINIDL_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f64, "{}: expected f32 or f64, got {}", op, x.dtype());
   if (x.dim() == 3) return f(x.unsqueeze(0)).squeeze(0);
   return f(x);
 }
 
-cpu::Pool2dParams pool_params(const char* op, const Tensor& x, Pair kernel, Pair stride, Pair padding) {
+Pool2dParams pool_params(const char* op, const Tensor& x, Pair kernel, Pair stride, Pair padding) {
   if (stride[0] == 0 && stride[1] == 0) stride = kernel;
   for (int i = 0; i < 2; ++i) {
     MINIDL_CHECK(kernel[i] >= 1 && stride[i] >= 1, "{}: kernel {} and stride {} must be positive", op, kernel, stride);
@@ -33,7 +33,7 @@ cpu::Pool2dParams pool_params(const char* op, const Tensor& x, Pair kernel, Pair
   return {kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1]};
 }
 
-Shape pooled_shape(const Tensor& x, const cpu::Pool2dParams& p) {
+Shape pooled_shape(const Tensor& x, const Pool2dParams& p) {
   return {x.size(0), x.size(1), (x.size(2) + 2 * p.pad_h - p.kernel_h) / p.stride_h + 1,
           (x.size(3) + 2 * p.pad_w - p.kernel_w) / p.stride_w + 1};
 }
@@ -48,17 +48,23 @@ Tensor max_pool2d(const Tensor& x_in, Pair kernel, Pair stride, Pair padding) {
     MINIDL_CHECK(x.size(2) * x.size(3) < (int64_t{1} << 31),
                  "max_pool2d: input {} has planes of 2^31 or more elements; not supported", x.shape());
     Tensor y = empty(shape, {.dtype = x.dtype(), .device = x.device()});
+    const bool on_cuda = x.device().is_cuda();
     if (!any_requires_grad({x})) {  // inference: no winners to remember
-      cpu::max_pool2d_forward(y.arg(), nullptr, x.arg(), p);
+      if (on_cuda) cuda::max_pool2d_forward(y.arg(), nullptr, x.arg(), p);
+      else cpu::max_pool2d_forward(y.arg(), nullptr, x.arg(), p);
       return y;
     }
     // Each output's winner as an offset in its plane, for the backward: 32 bits, half
     // the traffic of int64 indices (no tensor dtype is needed: nothing else reads them).
     auto argmax = std::make_shared<Storage>(static_cast<size_t>(y.numel()) * sizeof(int32_t), x.device());
-    cpu::max_pool2d_forward(y.arg(), static_cast<int32_t*>(argmax->data()), x.arg(), p);
+    auto* winners = static_cast<int32_t*>(argmax->data());
+    if (on_cuda) cuda::max_pool2d_forward(y.arg(), winners, x.arg(), p);
+    else cpu::max_pool2d_forward(y.arg(), winners, x.arg(), p);
     record(y, "MaxPool2dBackward", {x}, [argmax, shape = x.shape()](const Tensor& g, const NeedsGrad&) {
       Tensor gx = empty(shape, {.dtype = g.dtype(), .device = g.device()});
-      cpu::max_pool2d_backward(gx.arg(), g.contiguous().arg(), static_cast<const int32_t*>(argmax->data()));
+      const auto* winners = static_cast<const int32_t*>(argmax->data());
+      if (g.device().is_cuda()) cuda::max_pool2d_backward(gx.arg(), g.contiguous().arg(), winners);
+      else cpu::max_pool2d_backward(gx.arg(), g.contiguous().arg(), winners);
       return grads{gx};
     });
     return y;
@@ -71,10 +77,12 @@ Tensor avg_pool2d(const Tensor& x_in, Pair kernel, Pair stride, Pair padding, bo
     auto p = pool_params("avg_pool2d", x, kernel, stride, padding);
     p.count_include_pad = count_include_pad;
     Tensor y = empty(pooled_shape(x, p), {.dtype = x.dtype(), .device = x.device()});
-    cpu::avg_pool2d_forward(y.arg(), x.arg(), p);
+    if (x.device().is_cuda()) cuda::avg_pool2d_forward(y.arg(), x.arg(), p);
+    else cpu::avg_pool2d_forward(y.arg(), x.arg(), p);
     record(y, "AvgPool2dBackward", {x}, [p, shape = x.shape()](const Tensor& g, const NeedsGrad&) {
       Tensor gx = empty(shape, {.dtype = g.dtype(), .device = g.device()});
-      cpu::avg_pool2d_backward(gx.arg(), g.contiguous().arg(), p);
+      if (g.device().is_cuda()) cuda::avg_pool2d_backward(gx.arg(), g.contiguous().arg(), p);
+      else cpu::avg_pool2d_backward(gx.arg(), g.contiguous().arg(), p);
       return grads{gx};
     });
     return y;
@@ -87,10 +95,12 @@ Tensor adaptive_avg_pool2d(const Tensor& x_in, Pair output_size) {
     MINIDL_CHECK(output_size[0] >= 1 && output_size[1] >= 1, "adaptive_avg_pool2d: output size {} must be positive",
                  output_size);
     Tensor y = empty({x.size(0), x.size(1), output_size[0], output_size[1]}, {.dtype = x.dtype(), .device = x.device()});
-    cpu::adaptive_avg_pool2d_forward(y.arg(), x.arg());
+    if (x.device().is_cuda()) cuda::adaptive_avg_pool2d_forward(y.arg(), x.arg());
+    else cpu::adaptive_avg_pool2d_forward(y.arg(), x.arg());
     record(y, "AdaptiveAvgPool2dBackward", {x}, [shape = x.shape()](const Tensor& g, const NeedsGrad&) {
       Tensor gx = empty(shape, {.dtype = g.dtype(), .device = g.device()});
-      cpu::adaptive_avg_pool2d_backward(gx.arg(), g.contiguous().arg());
+      if (g.device().is_cuda()) cuda::adaptive_avg_pool2d_backward(gx.arg(), g.contiguous().arg());
+      else cpu::adaptive_avg_pool2d_backward(gx.arg(), g.contiguous().arg());
       return grads{gx};
     });
     return y;

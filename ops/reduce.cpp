@@ -6,6 +6,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "cuda/kernels.h"
 #include "ops/cpu/kernels.h"
 #include "ops/dispatch.h"
 #include "ops/elementwise.h"
@@ -47,7 +48,6 @@ struct Reduced {
 // The kernel call: x viewed as (kept, reduced) rows; no autograd here.
 Reduced reduce_kernel(ReduceOp op, const char* name, const Tensor& x, const Shape& dims, bool keepdim,
                       double correction = 0, bool want_indices = false) {
-  require_cpu(name, x.device());
   NoGradGuard no_grad;
   Shape perm, kept_shape;
   int64_t rows = 1, cols = 1;
@@ -60,7 +60,9 @@ Reduced reduce_kernel(ReduceOp op, const char* name, const Tensor& x, const Shap
   Shape out_shape = reduced_shape(x.shape(), dims, keepdim);
   Tensor values = empty({rows}, {.dtype = x.dtype(), .device = x.device()});
   Tensor indices = want_indices ? empty({rows}, {.dtype = DType::int64, .device = x.device()}) : Tensor();
-  cpu::reduce_rows(op, values.arg(), want_indices ? indices.arg() : TensorArg{}, rows_view.arg(), correction);
+  const TensorArg ia = want_indices ? indices.arg() : TensorArg{};
+  if (x.device().is_cuda()) cuda::reduce_rows(op, values.arg(), ia, rows_view.arg(), correction);
+  else cpu::reduce_rows(op, values.arg(), ia, rows_view.arg(), correction);
   return {values.reshape(out_shape), want_indices ? indices.reshape(out_shape) : Tensor()};
 }
 
@@ -102,7 +104,7 @@ Tensor var(const Tensor& x, const Shape& dims_in, double correction, bool keepdi
   Shape dims = normalize_dims("var", dims_in, x.dim());
   Tensor out = reduce_kernel(ReduceOp::var, "var", x, dims, keepdim, correction).values;
   // d var / dx_i = 2 (x_i - mean) / (n - correction)
-  record(out, "VarBackward", {x}, [x = x.detach(), dims, correction, keepdim](const Tensor& g, const NeedsGrad&) {
+  record(out, "VarBackward", {x}, [x = saved(x), dims, correction, keepdim](const Tensor& g, const NeedsGrad&) {
     int64_t n = 1;
     for (int64_t d : dims) n *= x.size(d);
     Tensor centered = sub(x, mean(x, dims, true));
@@ -118,7 +120,7 @@ Tensor logsumexp(const Tensor& x, const Shape& dims_in, bool keepdim) {
   Tensor out = reduce_kernel(ReduceOp::logsumexp, "logsumexp", x, dims, keepdim).values;
   // d/dx_i = exp(x_i - lse): the softmax
   record(out, "LogsumexpBackward", {x},
-         [x = x.detach(), out = out.detach(), dims, keepdim](const Tensor& g, const NeedsGrad&) {
+         [x = saved(x), out = saved(out), dims, keepdim](const Tensor& g, const NeedsGrad&) {
            Tensor lse = expand_back(out, x.shape(), dims, keepdim);
            return grads{mul(expand_back(g, x.shape(), dims, keepdim), exp(sub(x, lse)))};
          });
@@ -147,7 +149,7 @@ Tensor extreme_all(ReduceOp op, const char* name, const Tensor& x) {
   Shape dims = normalize_dims(name, {}, x.dim());
   Tensor out = reduce_kernel(op, name, x, dims, false).values;
   record(out, op == ReduceOp::max ? "MaxAllBackward" : "MinAllBackward", {x},
-         [x = x.detach(), out = out.detach()](const Tensor& g, const NeedsGrad&) {
+         [x = saved(x), out = saved(out)](const Tensor& g, const NeedsGrad&) {
            Tensor hit = eq(x, out).to(g.dtype());
            return grads{mul(div(hit, sum(hit)), g)};
          });

@@ -129,3 +129,54 @@ TEST_CASE("a long chain runs without recursion") {
   CHECK(x.grad().item() == 1);
   CHECK(y.item() == 20001);
 }
+
+TEST_CASE("a graph far deeper than the stack allows is torn down without recursion") {
+  // 400 000 nodes: a recursive teardown needs one frame chain per node and
+  // overflows an 8 MB stack long before this (shown with the old destructor).
+  Tensor x = param({1}, {});
+  {
+    Tensor y = x;
+    for (int i = 0; i < 400000; ++i) y = mul(y, 1.0);
+    CHECK(y.grad_fn() != nullptr);
+  }  // y and the whole chain go here
+  Tensor z = mul(x, 2.0);
+  z.backward();
+  CHECK(x.grad().item() == 2);
+}
+
+TEST_CASE("modifying a saved tensor in place before backward is a clear error") {
+  // mul saves both inputs; x needs no grad, so fill_ on it is allowed, but w's
+  // gradient needs x's old values.
+  Tensor x = f64({1, 2, 3}, {3});
+  Tensor w = param({4, 5, 6}, {3});
+  Tensor loss = sum(mul(x, w));
+  x.fill_(0);
+  CHECK_THROWS_WITH_AS(loss.backward(),
+                       doctest::Contains("a tensor that MulBackward saved for its gradient was modified by an in-place "
+                                         "operation after the forward (saved at version 0, now version 1)"),
+                       Error);
+  // Through a view: the storage is shared, so is the version.
+  Tensor base = f64({1, 2, 3, 4}, {4});
+  Tensor loss2 = sum(mul(base.narrow(0, 0, 2), w.narrow(0, 0, 2)));
+  base.narrow(0, 2, 2).copy_(f64({9, 9}, {2}));
+  CHECK_THROWS_AS(loss2.backward(), Error);
+  // A saved output changed by an optimizer-style update under NoGradGuard.
+  Tensor v = param({0.5, 1.5}, {2});
+  Tensor e = exp(v);  // ExpBackward saves its output
+  Tensor loss3 = sum(e);
+  {
+    NoGradGuard no_grad;
+    e.detach().fill_(1);
+  }
+  CHECK_THROWS_WITH_AS(loss3.backward(), doctest::Contains("ExpBackward saved"), Error);
+  // Changing a tensor nobody saved is fine, and so is changing one after backward.
+  Tensor a = f64({1, 2}, {2}), b = param({3, 4}, {2});
+  Tensor loss4 = sum(add(a, b));  // add saves nothing
+  a.fill_(7);
+  loss4.backward();
+  CHECK(b.grad().to_vector<double>() == std::vector<double>{1, 1});
+  Tensor loss5 = sum(mul(a, b));
+  loss5.backward();
+  a.fill_(0);
+  CHECK(b.grad().to_vector<double>() == std::vector<double>{8, 8});
+}

@@ -145,15 +145,15 @@ TEST_CASE("a checkpoint loads back into an identical model; unknown architecture
   TrainConfig c{.model = "mlp-small", .epochs = 2, .batch = 64, .limit_train = 512, .limit_test = 256};
 
   // Uninterrupted: two epochs.
-  Trainer straight(c);
+  Trainer straight(build_model(c), c);
   straight.run_epoch(train, test);
   EpochResult s2 = straight.run_epoch(train, test);
 
   // Interrupted: one epoch, save, a fresh trainer resumes and runs the second.
-  Trainer first(c);
+  Trainer first(build_model(c), c);
   first.run_epoch(train, test);
   first.save(dir / "ckpt.safetensors");
-  Trainer second(c);
+  Trainer second(build_model(c), c);
   second.resume(dir / "ckpt.safetensors");
   CHECK(second.epochs_done() == 1);
   EpochResult r2 = second.run_epoch(train, test);
@@ -170,12 +170,14 @@ TEST_CASE("a checkpoint loads back into an identical model; unknown architecture
   // The wrong architecture, a missing tensor, and a foreign arch name are all clear errors.
   TrainConfig other = c;
   other.model = "mlp";
-  CHECK_THROWS_WITH_AS(Trainer(other).resume(dir / "ckpt.safetensors"),
-                       doctest::Contains("holds a 'mlp-small' model but --model is 'mlp'"), Error);
+  CHECK_THROWS_WITH_AS(Trainer(build_model(other), other).resume(dir / "ckpt.safetensors"),
+                       doctest::Contains("holds a different model ('mlp-small') than the one being trained ('mlp')"),
+                       Error);
   SafeTensors f = load_safetensors(dir / "ckpt.safetensors");
   f.tensors.erase("3.bias");
   save_safetensors(dir / "missing.safetensors", f.tensors, f.metadata);
   CHECK_THROWS_WITH_AS(load_model(dir / "missing.safetensors"), doctest::Contains("missing tensor '3.bias'"), Error);
+  f.metadata.erase("model");  // an older checkpoint: only the zoo name
   f.metadata["arch"] = "transformer";
   save_safetensors(dir / "arch.safetensors", f.tensors, f.metadata);
   CHECK_THROWS_WITH_AS(load_model(dir / "arch.safetensors"), doctest::Contains("unknown architecture 'transformer'"),

@@ -36,7 +36,7 @@ double check_gemm(GemmKernel kernel, int64_t M, int64_t N, int64_t K, bool ta, b
 
   Tensor bias = randn({bias_kind == 2 ? M : N}, {}, gen);
   std::vector<double> bv = bias.to_vector<double>();
-  cpu::GemmEpilogue epi{.bias = bias_kind ? bias.raw_data() : nullptr, .bias_per_row = bias_kind == 2, .relu = relu};
+  GemmEpilogue epi{.bias = bias_kind ? bias.raw_data() : nullptr, .bias_per_row = bias_kind == 2, .relu = relu};
   cpu::gemm(M, N, K, alpha, matrix(A), matrix(B), beta, matrix(C), kernel, epi);
 
   std::vector<double> got = C.contiguous().to_vector<double>();

@@ -88,19 +88,19 @@ TEST_CASE("train() and eval() reach every submodule; BatchNorm tracks statistics
   m->eval();
   auto* block = dynamic_cast<ResidualBlock*>((*m)[3].get());
   REQUIRE(block != nullptr);
-  CHECK_FALSE(block->bn1->is_training());
+  CHECK_FALSE(block->bn1()->is_training());
   Tensor x = randn({4, 1, 28, 28});
-  Tensor before = block->bn1->running_mean.clone();
+  Tensor before = block->bn1()->running_mean.clone();
   {
     NoGradGuard no_grad;
     m->forward(x);
   }
-  CHECK(block->bn1->running_mean.to_vector<float>() == before.to_vector<float>());
+  CHECK(block->bn1()->running_mean.to_vector<float>() == before.to_vector<float>());
   m->train();
-  CHECK(block->bn1->is_training());
+  CHECK(block->bn1()->is_training());
   m->forward(x);
-  CHECK(block->bn1->running_mean.to_vector<float>() != before.to_vector<float>());
-  CHECK(block->bn1->num_batches_tracked.item() == 1);
+  CHECK(block->bn1()->running_mean.to_vector<float>() != before.to_vector<float>());
+  CHECK(block->bn1()->num_batches_tracked.item() == 1);
 }
 
 TEST_CASE("backward reaches every parameter; zero_grad clears them") {

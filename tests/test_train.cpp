@@ -22,7 +22,8 @@ TEST_CASE("mlp-small learns Fashion-MNIST: 4000 images, 2 epochs, >= 78% on 2000
   ImageDataset train = load_mnist_format(kFashionMnistDir, "train").subset(4000);
   ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(2000);
   auto start = std::chrono::steady_clock::now();
-  Trainer trainer({.model = "mlp-small", .epochs = 2, .batch = 64, .lr = 3e-3, .seed = 1});
+  TrainConfig c{.model = "mlp-small", .epochs = 2, .batch = 64, .lr = 3e-3, .seed = 1};
+  Trainer trainer(build_model(c), c);
   EvalResult before = evaluate(trainer.model(), test);
   EpochResult e1 = trainer.run_epoch(train, test);
   EpochResult e2 = trainer.run_epoch(train, test);
@@ -40,19 +41,20 @@ TEST_CASE("a CPU run with a seed is deterministic") {
   ImageDataset train = load_mnist_format(kFashionMnistDir, "train").subset(384);
   ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(64);
   TrainConfig c{.model = "cnn", .epochs = 1, .batch = 64, .seed = 3};
-  EpochResult a = Trainer(c).run_epoch(train, test);
-  EpochResult b = Trainer(c).run_epoch(train, test);
+  EpochResult a = Trainer(build_model(c), c).run_epoch(train, test);
+  EpochResult b = Trainer(build_model(c), c).run_epoch(train, test);
   CHECK(a.train_loss == b.train_loss);
   CHECK(a.test.loss == b.test.loss);
   c.seed = 4;
-  CHECK(Trainer(c).run_epoch(train, test).train_loss != a.train_loss);
+  CHECK(Trainer(build_model(c), c).run_epoch(train, test).train_loss != a.train_loss);
 }
 
 TEST_CASE("a NaN loss stops training with a clear message") {
   REQUIRE(have_fashion_mnist());
   ImageDataset train = load_mnist_format(kFashionMnistDir, "train").subset(256);
   ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(64);
-  Trainer trainer({.model = "mlp-small", .epochs = 1, .batch = 64, .opt = "sgd", .lr = 1e30, .momentum = 0,
-                   .schedule = "none"});
+  TrainConfig c{.model = "mlp-small", .epochs = 1, .batch = 64, .opt = "sgd", .lr = 1e30, .momentum = 0,
+                .schedule = "none"};
+  Trainer trainer(build_model(c), c);
   CHECK_THROWS_WITH_AS(trainer.run_epoch(train, test), doctest::Contains("train: the loss became"), Error);
 }

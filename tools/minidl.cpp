@@ -72,7 +72,7 @@ int run_train(TrainConfig config, const std::string& out, const std::string& res
   if (config.limit_train > 0) train = train.subset(config.limit_train);
   if (config.limit_test > 0) test = test.subset(config.limit_test);
 
-  Trainer trainer(config);
+  Trainer trainer(build_model(config), config);
   if (!resume.empty()) {
     trainer.resume(resume);
     if (!json) std::printf("resumed from %s after epoch %lld\n", resume.c_str(), static_cast<long long>(trainer.epochs_done()));

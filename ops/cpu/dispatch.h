@@ -37,6 +37,16 @@ void dispatch_f32_f64(DType t, const char* op, F&& f) {
   }
 }
 
+// f32 and bf16: parameters a model trains (optimizer updates).
+template <class F>
+void dispatch_f32_bf16(DType t, const char* op, F&& f) {
+  switch (t) {
+    case DType::f32: f(float{}); return;
+    case DType::bf16: f(bf16{}); return;
+    default: unsupported_dtype(op, t);
+  }
+}
+
 // Every numeric dtype except bool.
 template <class F>
 void dispatch_numeric(DType t, const char* op, F&& f) {

@@ -6,6 +6,7 @@
 
 #include "ops/cpu/dispatch.h"
 #include "ops/cpu/kernels.h"
+#include "ops/cpu/loops.h"
 
 namespace minidl::cpu {
 
@@ -80,6 +81,16 @@ void scatter_add(const TensorArg& out, const TensorArg& index, const TensorArg& 
       op[pos] = T(static_cast<compute_t<T>>(op[pos]) + static_cast<compute_t<T>>(sp[i]));
     });
   });
+}
+
+void find_out_of_range(const TensorArg& status, const TensorArg& index, int64_t size, int64_t allowed) {
+  const int64_t* ix = index.ptr<int64_t>();
+  const int64_t n = index.numel();
+  int64_t first = n;
+#pragma omp parallel for reduction(min : first) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i)
+    if ((ix[i] < 0 || ix[i] >= size) && ix[i] != allowed) first = std::min(first, i);
+  *status.ptr<int64_t>() = first < n ? first : -1;
 }
 
 }  // namespace minidl::cpu

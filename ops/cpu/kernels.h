@@ -43,23 +43,12 @@ void reduce_rows(ReduceOp op, const TensorArg& values, const TensorArg& indices,
 // (f32: packed AVX-512 or AVX2; f64: the reference loop; either, with at most 4
 // rows, the small-M path that skips packing); tests name each one.
 enum class GemmKernel { best, reference, generic, avx2, avx512, small_m };
-// What happens to C after the product, while each tile is still in registers or
-// L1: C += bias (one value per column, as in a linear layer, or per row, as in a
-// convolution's (O, positions) output), then C = max(C, 0). bias has C's dtype.
-struct GemmEpilogue {
-  const void* bias = nullptr;
-  bool bias_per_row = false;
-  bool relu = false;
-};
+// `epilogue` (ops/kernel_types.h): bias and ReLU applied per tile after the product.
 void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, const TensorArg& B, double beta,
           const TensorArg& C, GemmKernel kernel = GemmKernel::best, const GemmEpilogue& epilogue = {});
 bool gemm_kernel_supported(GemmKernel kernel);
 const char* gemm_kernel_name(GemmKernel kernel);
 
-struct Conv2dParams {
-  int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
-  bool relu = false;  // y = max(conv + bias, 0)
-};
 // x (N, C, H, W), w (O, C/groups, kh, kw), bias (O) or null data -> y (N, O, Ho, Wo). All contiguous.
 void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, const TensorArg& bias,
                     const Conv2dParams& p);
@@ -69,10 +58,6 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
 void conv2d_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& gb, const TensorArg& gy,
                      const TensorArg& x, const TensorArg& w, const TensorArg& relu_out, const Conv2dParams& p);
 
-struct Pool2dParams {
-  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
-  bool count_include_pad = true;  // avg only
-};
 // x (N, C, H, W) contiguous -> y (N, C, Ho, Wo), and argmax (N·C·Ho·Wo values: the
 // winner's h·W + w within its plane) unless argmax is null. Planes < 2³¹ elements.
 void max_pool2d_forward(const TensorArg& y, int32_t* argmax, const TensorArg& x, const Pool2dParams& p);
@@ -105,14 +90,10 @@ void softmax_rows_backward(const TensorArg& gx, const TensorArg& g, const Tensor
 // the target, class weights, ignore_index and label smoothing in one pass per row.
 //   loss_r = (1 − ε) w_t (−log p_t) + ε/C Σ_c w_c (−log p_c)   (0 for an ignored row)
 // Writes loss (rows) and lse (rows, 2: the row's max and log Σ exp(x − max), kept
-// for the backward), and
-// returns the index of the first row whose target is out of range, or −1.
-struct CrossEntropyParams {
-  int64_t ignore_index;
-  double label_smoothing;
-};
-int64_t cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits,
-                           const TensorArg& target, const TensorArg& weight, const CrossEntropyParams& p);
+// for the backward), and status (one int64): the first row whose target is out
+// of range (its loss is left 0), or −1. The op raises the error from status.
+void cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits, const TensorArg& target,
+                        const TensorArg& weight, const CrossEntropyParams& p, const TensorArg& status);
 // gx_r = scale_r · [(1 − ε) w_t (p − onehot_t) + ε/C (W p − w)], p = exp(x − max − log_sum),
 // W = Σ_c w_c; scale is one value per row (stride 0 for a broadcast scalar).
 void cross_entropy_rows_backward(const TensorArg& gx, const TensorArg& scale, const TensorArg& logits,
@@ -130,6 +111,11 @@ void kl_div_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& s
 void kl_div_rows_backward(const TensorArg& gs, const TensorArg& gt, const TensorArg& scale, const TensorArg& student,
                           const TensorArg& teacher, const TensorArg& lse, const TensorArg& loss, double temperature);
 
+// status (one int64) := the position of the first value of index (int64,
+// contiguous) outside [0, size) and not equal to `allowed`, or −1. The index ops
+// and nll_loss run it before they read through the indices.
+void find_out_of_range(const TensorArg& status, const TensorArg& index, int64_t size, int64_t allowed);
+
 // View x as (outer, size, inner), contiguous. index int64 (n).
 // out (outer, n, inner) := x[:, index, :]
 void index_select(const TensorArg& out, const TensorArg& x, const TensorArg& index);
@@ -139,5 +125,11 @@ void index_add(const TensorArg& out, const TensorArg& index, const TensorArg& sr
 void gather(const TensorArg& out, const TensorArg& x, const TensorArg& index, int dim);
 // out[... index[...] ...] += src[...] along dim (the backward of gather).
 void scatter_add(const TensorArg& out, const TensorArg& index, const TensorArg& src, int dim);
+
+// Optimizer updates, in place (ops/optim.h). param and grad contiguous, f32 or
+// bf16, one dtype; state tensors f32; buffer may have null data (no momentum).
+void sgd_step(const TensorArg& param, const TensorArg& grad, const TensorArg& buffer, const SgdStepArgs& a);
+void adam_step(const TensorArg& param, const TensorArg& grad, const TensorArg& exp_avg, const TensorArg& exp_avg_sq,
+               const AdamStepArgs& a);
 
 }  // namespace minidl::cpu

@@ -86,8 +86,8 @@ LogSumExp<C> row_logsumexp(const T* x, int64_t cols, C scale = C(1)) {
 }
 }  // namespace
 
-int64_t cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits,
-                           const TensorArg& target, const TensorArg& weight, const CrossEntropyParams& p) {
+void cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits, const TensorArg& target,
+                        const TensorArg& weight, const CrossEntropyParams& p, const TensorArg& status) {
   const int64_t rows = logits.shape[0], cols = logits.shape[1];
   int64_t bad_row = -1;
   dispatch_floating(logits.dtype, "cross_entropy", [&](auto tag) {
@@ -128,7 +128,7 @@ int64_t cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const Te
     }
     if (first_bad < rows) bad_row = first_bad;
   });
-  return bad_row;
+  *status.ptr<int64_t>() = bad_row;
 }
 
 void cross_entropy_rows_backward(const TensorArg& gx, const TensorArg& scale, const TensorArg& logits,

@@ -1,0 +1,78 @@
+// cuda/kernels.h — the CUDA twin of every CPU kernel (ops/cpu/kernels.h).
+//
+// The same names and the same TensorArg signatures, so each op's device switch
+// reads as one line:
+//
+//   if (device.is_cuda()) cuda::softmax_rows(y, x, log); else cpu::softmax_rows(y, x, log);
+//
+// Plain C++ (no CUDA headers). Kernels run on the current device and stream
+// (cuda/runtime.h); pointers in TensorArg are device pointers. Each twin the
+// CUDA backend has not written yet throws "<name>: no CUDA kernel yet"
+// (cuda/pending.cpp); in a build without CUDA every one says "minidl was built
+// without CUDA". Never a silent trip through the CPU.
+#pragma once
+
+#include <cstdint>
+
+#include "core/kernel_arg.h"
+#include "ops/kernel_types.h"
+
+namespace minidl::cuda {
+
+// dst (any strides) := src (same shape, any strides, any dtype; converts). Both on the device.
+void copy(const TensorArg& dst, const TensorArg& src);
+
+void unary(UnaryOp op, const TensorArg& out, const TensorArg& x, double a, double b);
+void binary(BinaryOp op, const TensorArg& out, const TensorArg& x, const TensorArg& y);
+void where(const TensorArg& out, const TensorArg& cond, const TensorArg& x, const TensorArg& y);
+
+void reduce_rows(ReduceOp op, const TensorArg& values, const TensorArg& indices, const TensorArg& x,
+                 double correction);
+
+// cuBLAS, or the hand-written SGEMM of the CUDA backend issue.
+enum class GemmKernel { best, cublas, handwritten };
+void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, const TensorArg& B, double beta,
+          const TensorArg& C, GemmKernel kernel = GemmKernel::best, const GemmEpilogue& epilogue = {});
+
+void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, const TensorArg& bias,
+                    const Conv2dParams& p);
+void conv2d_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& gb, const TensorArg& gy,
+                     const TensorArg& x, const TensorArg& w, const TensorArg& relu_out, const Conv2dParams& p);
+
+void max_pool2d_forward(const TensorArg& y, int32_t* argmax, const TensorArg& x, const Pool2dParams& p);
+void max_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const int32_t* argmax);
+void avg_pool2d_forward(const TensorArg& y, const TensorArg& x, const Pool2dParams& p);
+void avg_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const Pool2dParams& p);
+void adaptive_avg_pool2d_forward(const TensorArg& y, const TensorArg& x);
+void adaptive_avg_pool2d_backward(const TensorArg& gx, const TensorArg& gy);
+
+void batch_norm_stats(const TensorArg& mean, const TensorArg& var, const TensorArg& x);
+void batch_norm_apply(const TensorArg& y, const TensorArg& x, const TensorArg& mean, const TensorArg& invstd,
+                      const TensorArg& weight, const TensorArg& bias);
+void batch_norm_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& gb, const TensorArg& gy,
+                         const TensorArg& x, const TensorArg& mean, const TensorArg& invstd, const TensorArg& weight,
+                         bool training);
+
+void softmax_rows(const TensorArg& y, const TensorArg& x, bool log);
+void softmax_rows_backward(const TensorArg& gx, const TensorArg& g, const TensorArg& y, bool log);
+void cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits, const TensorArg& target,
+                        const TensorArg& weight, const CrossEntropyParams& p, const TensorArg& status);
+void cross_entropy_rows_backward(const TensorArg& gx, const TensorArg& scale, const TensorArg& logits,
+                                 const TensorArg& lse, const TensorArg& target, const TensorArg& weight,
+                                 const CrossEntropyParams& p);
+void kl_div_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& student, const TensorArg& teacher,
+                 double temperature);
+void kl_div_rows_backward(const TensorArg& gs, const TensorArg& gt, const TensorArg& scale, const TensorArg& student,
+                          const TensorArg& teacher, const TensorArg& lse, const TensorArg& loss, double temperature);
+
+void find_out_of_range(const TensorArg& status, const TensorArg& index, int64_t size, int64_t allowed);
+void index_select(const TensorArg& out, const TensorArg& x, const TensorArg& index);
+void index_add(const TensorArg& out, const TensorArg& index, const TensorArg& src);
+void gather(const TensorArg& out, const TensorArg& x, const TensorArg& index, int dim);
+void scatter_add(const TensorArg& out, const TensorArg& index, const TensorArg& src, int dim);
+
+void sgd_step(const TensorArg& param, const TensorArg& grad, const TensorArg& buffer, const SgdStepArgs& a);
+void adam_step(const TensorArg& param, const TensorArg& grad, const TensorArg& exp_avg, const TensorArg& exp_avg_sq,
+               const AdamStepArgs& a);
+
+}  // namespace minidl::cuda

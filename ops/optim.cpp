@@ -1,0 +1,52 @@
+// ops/optim.cpp — the optimizer update steps: checks, then the device's kernel.
+#include "ops/optim.h"
+
+#include "core/check.h"
+#include "cuda/kernels.h"
+#include "ops/cpu/kernels.h"
+#include "ops/dispatch.h"
+
+namespace minidl {
+
+namespace {
+// The gradient as the kernels read it: contiguous, in the parameter's dtype.
+Tensor kernel_grad(const char* op, const Tensor& param, const Tensor& grad) {
+  MINIDL_CHECK(grad.shape() == param.shape(), "{}: gradient of shape {} for a parameter of shape {}", op, grad.shape(),
+               param.shape());
+  MINIDL_CHECK(param.is_contiguous(), "{}: the parameter must be contiguous (shape {}, strides {})", op, param.shape(),
+               param.strides());
+  MINIDL_CHECK(param.dtype() == DType::f32 || param.dtype() == DType::bf16,
+               "{}: parameters must be f32 or bf16, got {}", op, param.dtype());
+  return grad.dtype() == param.dtype() ? grad.contiguous() : grad.to(param.dtype()).contiguous();
+}
+void check_state(const char* op, const Tensor& param, const Tensor& state, const char* what) {
+  MINIDL_CHECK(state.shape() == param.shape() && state.dtype() == DType::f32 && state.is_contiguous(),
+               "{}: {} must be a contiguous f32 tensor of the parameter's shape {}, got {} {}", op, what,
+               param.shape(), state.dtype(), state.shape());
+}
+}  // namespace
+
+void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdStepArgs& p) {
+  Device device = common_device("sgd_step", {param, grad, momentum_buffer});
+  Tensor g = kernel_grad("sgd_step", param, grad);
+  if (momentum_buffer.defined()) check_state("sgd_step", param, momentum_buffer, "momentum_buffer");
+  if (device.is_cuda()) cuda::sgd_step(param.arg(), g.arg(), arg_or_null(momentum_buffer), p);
+  else cpu::sgd_step(param.arg(), g.arg(), arg_or_null(momentum_buffer), p);
+  param.bump_version();
+  if (momentum_buffer.defined()) momentum_buffer.bump_version();
+}
+
+void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+               const AdamStepArgs& p) {
+  Device device = common_device("adam_step", {param, grad, exp_avg, exp_avg_sq});
+  Tensor g = kernel_grad("adam_step", param, grad);
+  check_state("adam_step", param, exp_avg, "exp_avg");
+  check_state("adam_step", param, exp_avg_sq, "exp_avg_sq");
+  if (device.is_cuda()) cuda::adam_step(param.arg(), g.arg(), exp_avg.arg(), exp_avg_sq.arg(), p);
+  else cpu::adam_step(param.arg(), g.arg(), exp_avg.arg(), exp_avg_sq.arg(), p);
+  param.bump_version();
+  exp_avg.bump_version();
+  exp_avg_sq.bump_version();
+}
+
+}  // namespace minidl
