@@ -2,7 +2,11 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+#include <climits>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 
 #include "core/check.h"
@@ -10,33 +14,59 @@
 namespace minidl::nn {
 
 std::vector<uint8_t> read_maybe_gzip(const std::string& path) {
-  MINIDL_CHECK(std::filesystem::exists(path), "{}: no such file", path);
-  std::unique_ptr<gzFile_s, int (*)(gzFile)> file(gzopen(path.c_str(), "rb"), gzclose);
-  MINIDL_CHECK(file != nullptr, "{}: cannot open", path);
-  std::vector<uint8_t> out;
-  constexpr size_t kChunk = 1 << 20;
-  for (;;) {
-    size_t old = out.size();
-    out.resize(old + kChunk);
-    int n = gzread(file.get(), out.data() + old, kChunk);
-    if (n < 0) {
-      int code = 0;
-      const char* msg = gzerror(file.get(), &code);
-      fail("{}: corrupt gzip data after {} decompressed bytes: {}", path, old, msg ? msg : "unknown zlib error");
-    }
-    out.resize(old + static_cast<size_t>(n));
-    if (n == 0) break;
+  std::ifstream in(path, std::ios::binary);
+  MINIDL_CHECK(std::filesystem::exists(path) && in.good(), "{}: no such file or cannot open", path);
+  std::vector<uint8_t> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return gunzip_maybe(raw.data(), raw.size(), path);
+}
+
+std::vector<uint8_t> gunzip_maybe(const uint8_t* data, size_t size, const std::string& path, size_t max_bytes) {
+  const bool gzip = size >= 2 && data[0] == 0x1f && data[1] == 0x8b;
+  if (!gzip) {
+    MINIDL_CHECK(size <= max_bytes, "{}: {} bytes is more than the {} allowed", path, size, max_bytes);
+    return {data, data + size};
   }
-  // gzread reports a stream cut short as end of file; gzerror still knows.
-  int code = 0;
-  const char* msg = gzerror(file.get(), &code);
-  MINIDL_CHECK(code == Z_OK || code == Z_STREAM_END, "{}: truncated or corrupt gzip after {} decompressed bytes: {}",
-               path, out.size(), msg ? msg : "");
+  z_stream zs{};
+  MINIDL_CHECK(inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK, "{}: cannot start zlib", path);
+  std::unique_ptr<z_stream, int (*)(z_streamp)> guard(&zs, inflateEnd);
+  std::vector<uint8_t> out;
+  zs.next_in = const_cast<Bytef*>(data);
+  zs.avail_in = static_cast<uInt>(std::min<size_t>(size, UINT32_MAX));
+  constexpr size_t kChunk = 1 << 20;
+  int rc = Z_OK;
+  // Several gzip members may follow each other (gzip's own concatenation rule).
+  while (true) {
+    const size_t old = out.size();
+    MINIDL_CHECK(old < max_bytes, "{}: decompresses to more than {} bytes; refusing (a corrupt or hostile file?)", path,
+                 max_bytes);
+    out.resize(old + kChunk);
+    zs.next_out = out.data() + old;
+    zs.avail_out = static_cast<uInt>(kChunk);
+    rc = inflate(&zs, Z_NO_FLUSH);
+    out.resize(old + (kChunk - zs.avail_out));
+    if (rc == Z_STREAM_END) {
+      if (zs.avail_in == 0) break;
+      MINIDL_CHECK(inflateReset(&zs) == Z_OK, "{}: cannot restart zlib", path);
+      continue;
+    }
+    if (rc == Z_OK) {
+      if (zs.avail_in == 0 && zs.avail_out != 0)
+        fail("{}: truncated gzip after {} decompressed bytes (input ends inside the stream)", path, out.size());
+      continue;
+    }
+    if (rc == Z_BUF_ERROR && zs.avail_in == 0)
+      fail("{}: truncated gzip after {} decompressed bytes (input ends inside the stream)", path, out.size());
+    fail("{}: corrupt gzip data after {} decompressed bytes (byte {} of the file): {}", path, out.size(),
+         static_cast<size_t>(zs.next_in - data), zs.msg ? zs.msg : "unknown zlib error");
+  }
   return out;
 }
 
 IdxArray read_idx(const std::string& path, int expected_ndim) {
-  std::vector<uint8_t> bytes = read_maybe_gzip(path);
+  return parse_idx(read_maybe_gzip(path), expected_ndim, path);
+}
+
+IdxArray parse_idx(const std::vector<uint8_t>& bytes, int expected_ndim, const std::string& path) {
   MINIDL_CHECK(bytes.size() >= 4, "{}: {} bytes is too short for an IDX header", path, bytes.size());
   MINIDL_CHECK(bytes[0] == 0 && bytes[1] == 0 && bytes[2] == 0x08 && bytes[3] == expected_ndim,
                "{}: wrong IDX magic {:02x} {:02x} {:02x} {:02x} (expected 00 00 08 {:02x}: unsigned bytes, {} dims)",

@@ -25,4 +25,12 @@ IdxArray read_idx(const std::string& path, int expected_ndim);
 // Decompresses a gzip file (or returns a plain file as is). Throws naming the file.
 std::vector<uint8_t> read_maybe_gzip(const std::string& path);
 
+// The same two steps on bytes in memory (the fuzz targets call these); `name`
+// stands for the file in error messages. Decompression stops with an error past
+// `max_bytes` of output, so a small corrupt file cannot ask for gigabytes.
+inline constexpr size_t kMaxIdxBytes = size_t{1} << 30;
+std::vector<uint8_t> gunzip_maybe(const uint8_t* data, size_t size, const std::string& name,
+                                  size_t max_bytes = kMaxIdxBytes);
+IdxArray parse_idx(const std::vector<uint8_t>& bytes, int expected_ndim, const std::string& name);
+
 }  // namespace minidl::nn

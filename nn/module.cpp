@@ -181,6 +181,16 @@ std::shared_ptr<Module> Module::replace(const std::string& path, std::shared_ptr
   return nullptr;
 }
 
+void Module::to(DType dtype) {
+  MINIDL_CHECK(is_floating(dtype), "Module::to: expected a floating dtype, got {}", dtype);
+  NoGradGuard no_grad;
+  for (auto& [name, t] : params_)
+    if (is_floating(t->dtype())) *t = t->to(dtype).detach().requires_grad_(true);
+  for (auto& [name, t] : buffers_)
+    if (is_floating(t->dtype())) *t = t->to(dtype);
+  for (auto& [name, child] : children_) child->to(dtype);
+}
+
 void Module::zero_grad() {
   for (const Tensor& p : parameters()) p.set_grad(Tensor());
 }

@@ -66,6 +66,9 @@ class Module {
   void eval() { train(false); }
   bool is_training() const { return training_; }
   void to(Device device);
+  // Converts the floating-point parameters and buffers (not integer ones such as
+  // BatchNorm's num_batches_tracked) to `dtype`, as model.to(torch.float64).
+  void to(DType dtype);
   void zero_grad();
 
   // Direct children, in registration order, and every module of the tree with

@@ -109,6 +109,11 @@ SafeTensors load_safetensors(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   MINIDL_CHECK(in.good(), "{}: cannot open (does the file exist?)", path);
   std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return parse_safetensors(bytes.data(), bytes.size(), path);
+}
+
+SafeTensors parse_safetensors(const char* data, size_t n, const std::string& path) {
+  const std::string_view bytes(data, n);
   const uint64_t size = bytes.size();
   MINIDL_CHECK(size >= 8, "{}: {} bytes is too short for a safetensors file (the header length alone takes 8)", path,
                size);
@@ -120,7 +125,7 @@ SafeTensors load_safetensors(const std::string& path) {
 
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_len));
+    header = nlohmann::json::parse(bytes.substr(8, header_len));
   } catch (const nlohmann::json::parse_error& e) {
     fail("{}: invalid JSON header at byte offset {}: {}", path, 8 + e.byte, e.what());
   }

@@ -29,5 +29,7 @@ void save_safetensors(const std::string& path, const StateDict& tensors, const M
 
 // Reads and validates every field; errors name the file, the tensor and the byte offset.
 SafeTensors load_safetensors(const std::string& path);
+// The same from bytes in memory; `name` stands for the file in error messages.
+SafeTensors parse_safetensors(const char* data, size_t size, const std::string& name);
 
 }  // namespace minidl::nn

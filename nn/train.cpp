@@ -30,7 +30,7 @@ nlohmann::json TrainConfig::to_json() const {
           {"warmup_epochs", warmup_epochs}, {"label_smoothing", label_smoothing},
           {"clip_grad_norm", clip_grad_norm}, {"augment", augment},
           {"seed", seed},           {"limit_train", limit_train},
-          {"limit_test", limit_test}, {"data_dir", data_dir}};
+          {"limit_test", limit_test}, {"data_dir", data_dir}, {"device", device}};
 }
 
 TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
@@ -43,10 +43,19 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j) {
   get("warmup_epochs", c.warmup_epochs), get("label_smoothing", c.label_smoothing);
   get("clip_grad_norm", c.clip_grad_norm), get("augment", c.augment), get("seed", c.seed);
   get("limit_train", c.limit_train), get("limit_test", c.limit_test), get("data_dir", c.data_dir);
+  get("device", c.device);
   return c;
 }
 
 // ---------------------------------------------------------------- evaluation
+
+namespace {
+// Where a model's parameters live (the CPU for a model without any).
+Device model_device(const Module& model) {
+  auto params = model.named_parameters();
+  return params.empty() ? kCPU : params.front().second.device();
+}
+}  // namespace
 
 EvalResult evaluate(Module& model, const ImageDataset& data, int64_t batch_size) {
   NoGradGuard no_grad;
@@ -58,9 +67,10 @@ EvalResult evaluate(Module& model, const ImageDataset& data, int64_t batch_size)
   DataLoader loader(data, {.batch_size = batch_size, .shuffle = false});
   loader.start_epoch(0);
   double loss_sum = 0;
+  const Device device = model_device(model);
   while (auto batch = loader.next()) {
-    Tensor logits = model(batch->images);
-    loss_sum += cross_entropy(logits, batch->labels, {.reduction = Reduction::sum}).item();
+    Tensor logits = model(batch->images.to(device));
+    loss_sum += cross_entropy(logits, batch->labels.to(device), {.reduction = Reduction::sum}).item();
     std::vector<int64_t> pred = argmax(logits, 1).to_vector<int64_t>();
     std::vector<int64_t> truth = batch->labels.to_vector<int64_t>();
     for (size_t i = 0; i < pred.size(); ++i) ++r.confusion[truth[i]][pred[i]];
@@ -99,6 +109,7 @@ Trainer::Trainer(ModulePtr model, TrainConfig config, TrainHooks hooks)
       return cross_entropy(logits, b.labels, {.label_smoothing = smoothing});
     };
   }
+  model_->to(Device(c.device));
   NamedTensors params = model_->named_parameters();
   if (c.opt == "sgd") {
     optimizer_ = std::make_unique<SGD>(params, SGDOptions{.lr = c.lr, .momentum = c.momentum,
@@ -132,13 +143,16 @@ EpochResult Trainer::run_epoch(const ImageDataset& train, const ImageDataset& te
   DataLoader loader(train, lo);
   loader.start_epoch(epoch_);
   model_->train();
+  const Device device = model_device(*model_);
   const int64_t steps = loader.batches_per_epoch();
   auto start = Clock::now();
   double loss_sum = 0;
   int64_t correct = 0, seen = 0, b = 0;
   EpochResult r;
   r.epoch = epoch_ + 1;
-  while (auto batch = loader.next()) {
+  while (auto next = loader.next()) {
+    const Batch on_device{next->images.to(device), next->labels.to(device)};
+    const Batch* batch = &on_device;
     const double lr = lr_for_step(epoch_ * steps + b, steps);
     optimizer_->set_lr(lr);
     Tensor logits = (*model_)(batch->images);

@@ -42,6 +42,7 @@ struct TrainConfig {
   int64_t limit_train = 0;        // 0: the whole training set
   int64_t limit_test = 0;
   std::string data_dir = kFashionMnistDir;
+  std::string device = "cpu";     // the Trainer moves the model and each batch here
 
   nlohmann::json to_json() const;
   static TrainConfig from_json(const nlohmann::json& j);
@@ -64,6 +65,8 @@ struct EpochResult {
 // running accuracy, samples per second): the progress bar.
 using ProgressFn = std::function<void(int64_t, int64_t, int64_t, double, double, double)>;
 
+// Accuracy, loss, per-class accuracy and confusion on `data`, with the batches
+// moved to the device the model's parameters are on.
 EvalResult evaluate(Module& model, const ImageDataset& data, int64_t batch_size = 256);
 
 class Trainer;

@@ -9,12 +9,18 @@
 
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <limits>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "minidl.h"
 #include "nn/train.h"
+#include "ops/cpu/cpu_features.h"
 #include "tools/bench/commands.h"
 
 using namespace minidl;
@@ -72,7 +78,7 @@ int run_train(TrainConfig config, const std::string& out, const std::string& res
   if (config.limit_train > 0) train = train.subset(config.limit_train);
   if (config.limit_test > 0) test = test.subset(config.limit_test);
 
-  Trainer trainer(build_model(config), config);
+  Trainer trainer(build_model(config), config);  // on config.device
   if (!resume.empty()) {
     trainer.resume(resume);
     if (!json) std::printf("resumed from %s after epoch %lld\n", resume.c_str(), static_cast<long long>(trainer.epochs_done()));
@@ -114,9 +120,11 @@ int run_train(TrainConfig config, const std::string& out, const std::string& res
   return 0;
 }
 
-int run_eval(const std::string& checkpoint, const std::string& data_dir, int64_t batch, int64_t limit, bool json) {
+int run_eval(const std::string& checkpoint, const std::string& data_dir, int64_t batch, int64_t limit, Device device,
+             bool json) {
   std::string arch;
   auto model = load_model(checkpoint, &arch);
+  model->to(device);
   ImageDataset test = load_mnist_format(data_dir, "t10k");
   if (limit > 0) test = test.subset(limit);
   EvalResult r = evaluate(*model, test, batch);
@@ -133,59 +141,165 @@ int run_eval(const std::string& checkpoint, const std::string& data_dir, int64_t
   return 0;
 }
 
+// ---- options shared by the subcommands
+
+// Numeric validators whose messages a person reads ("--epochs: must be a whole
+// number >= 1, got -1"), not CLI11's 300-digit ranges.
+CLI::Validator whole_number(int64_t lo, int64_t hi = INT64_MAX) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        size_t used = 0;
+        int64_t v = 0;
+        try {
+          v = std::stoll(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used != text.size() || v < lo || v > hi)
+          return hi == INT64_MAX ? fmt::format("must be a whole number >= {}, got '{}'", lo, text)
+                                 : fmt::format("must be a whole number in [{}, {}], got '{}'", lo, hi, text);
+        return "";
+      },
+      hi == INT64_MAX ? fmt::format("INT>={}", lo) : fmt::format("INT in [{}, {}]", lo, hi));
+}
+CLI::Validator real_number(double lo, double hi, bool lo_open = false) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        size_t used = 0;
+        double v = 0;
+        try {
+          v = std::stod(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        const bool ok = used == text.size() && std::isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi;
+        if (!ok)
+          return std::isinf(hi) ? fmt::format("must be a number {} {}, got '{}'", lo_open ? ">" : ">=", lo, text)
+                                : fmt::format("must be a number in {}{}, {}], got '{}'", lo_open ? "(" : "[", lo, hi, text);
+        return "";
+      },
+      std::isinf(hi) ? fmt::format("NUMBER{}{}", lo_open ? ">" : ">=", lo) : fmt::format("NUMBER in [{}, {}]", lo, hi));
+}
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// --threads, --device and the output format, on every subcommand.
+struct Common {
+  int threads = 0;  // 0: OpenMP's default (all cores)
+  std::string device = "cpu";
+  bool json = false, markdown = false, csv = false;
+};
+void add_common(CLI::App* cmd, Common& c, bool tables) {
+  cmd->add_option("--threads", c.threads, "worker threads (0: one per core)")->check(whole_number(0, 4096));
+  cmd->add_option("--device", c.device, "cpu, cuda or cuda:N")->capture_default_str();
+  CLI::Option* json = cmd->add_flag("--json", c.json, "print one JSON object (errors too) instead of the human output");
+  if (!tables) return;
+  CLI::Option* md = cmd->add_flag("--markdown", c.markdown, "print the table as Markdown");
+  CLI::Option* csv = cmd->add_flag("--csv", c.csv, "print the table as CSV");
+  json->excludes(md)->excludes(csv);
+  md->excludes(csv);
+}
+
+// Applies --threads and checks --device before any work starts.
+Device setup(const Common& c) {
+#ifdef _OPENMP
+  if (c.threads > 0) omp_set_num_threads(c.threads);
+#endif
+  Device d(c.device);
+  if (d.is_cuda()) {
+    MINIDL_CHECK(cuda::built_with_cuda(), "--device {}: minidl was built without CUDA (reconfigure with -DMINIDL_CUDA=ON)",
+                 c.device);
+    MINIDL_CHECK(cuda::is_available(), "--device {}: {}", c.device, cuda::unavailable_reason());
+    MINIDL_CHECK(d.index < cuda::device_count(), "--device {}: there are only {} CUDA devices", c.device,
+                 cuda::device_count());
+  }
+  return d;
+}
+
+std::string version_text() {
+  std::string cuda_line = !cuda::built_with_cuda() ? "not built"
+                          : cuda::is_available()   ? fmt::format("built; {} device(s), first: {}", cuda::device_count(),
+                                                                  cuda::device_info(0).name)
+                                                   : "built; " + cuda::unavailable_reason();
+  return fmt::format("minidl {} ({} build, CPU code compiled for {})\nCUDA: {}\nCPU: {}", kVersion, MINIDL_BUILD_TYPE,
+                     MINIDL_CPU_ARCH, cuda_line, cpu::cpu_summary());
+}
+
+// With --json anywhere on the command line, errors are one JSON object on stdout.
+bool wants_json(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--json") return true;
+  return false;
+}
+int report_error(bool json, const std::string& message, int code) {
+  if (json) std::cout << nlohmann::json{{"error", message}}.dump() << std::endl;
+  else std::fprintf(stderr, "minidl: error: %s\n", message.c_str());
+  return code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"minidl: train, compress and benchmark small classifiers"};
-  app.set_version_flag("--version", std::string("minidl ") + kVersion);
   app.require_subcommand(1);
+  bool show_version = false;
+  app.add_flag("--version", show_version, "print the version, build, CUDA and CPU paths, and exit");
+  app.require_subcommand(0, 1);
 
   TrainConfig config;
   std::string out = "runs/model.safetensors", resume;
-  bool train_json = false;
+  Common train_c;
   CLI::App* train = app.add_subcommand("train", "train a model on Fashion-MNIST (or --data DIR)");
   train->add_option("--model", config.model, "mlp | mlp-small | cnn | resnet-s")->capture_default_str()
       ->check(CLI::IsMember(model_names()));
-  train->add_option("--epochs", config.epochs, "epochs to train")->capture_default_str()->check(CLI::PositiveNumber);
-  train->add_option("--batch", config.batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  train->add_option("--epochs", config.epochs, "epochs to train")->capture_default_str()->check(whole_number(1, 100000));
+  train->add_option("--batch", config.batch, "batch size")->capture_default_str()->check(whole_number(1, 1 << 20));
   train->add_option("--opt", config.opt, "optimizer")->capture_default_str()->check(CLI::IsMember({"sgd", "adam", "adamw"}));
-  train->add_option("--lr", config.lr, "peak learning rate")->capture_default_str()->check(CLI::PositiveNumber);
-  train->add_option("--momentum", config.momentum, "SGD momentum")->capture_default_str();
-  train->add_option("--wd", config.weight_decay, "weight decay (-1: the optimizer's default)")->capture_default_str();
+  train->add_option("--lr", config.lr, "peak learning rate")->capture_default_str()->check(real_number(0, kInf, true));
+  train->add_option("--momentum", config.momentum, "SGD momentum")->capture_default_str()->check(real_number(0, 1));
+  train->add_option("--wd", config.weight_decay, "weight decay (-1: the optimizer's default)")->capture_default_str()
+      ->check(real_number(-1, kInf));
   train->add_option("--schedule", config.schedule, "learning-rate schedule")->capture_default_str()
       ->check(CLI::IsMember({"cosine", "step", "none"}));
-  train->add_option("--warmup", config.warmup_epochs, "warm-up epochs (cosine)")->capture_default_str();
-  train->add_option("--label-smoothing", config.label_smoothing, "cross-entropy label smoothing")->capture_default_str();
-  train->add_option("--clip", config.clip_grad_norm, "clip gradients to this global norm (0: off)")->capture_default_str();
+  train->add_option("--warmup-epochs", config.warmup_epochs, "warm-up epochs of the cosine schedule")
+      ->capture_default_str()->check(real_number(0, kInf));
+  train->add_option("--label-smoothing", config.label_smoothing, "cross-entropy label smoothing")->capture_default_str()
+      ->check(real_number(0, 1));
+  train->add_option("--clip", config.clip_grad_norm, "clip gradients to this global norm (0: off)")->capture_default_str()
+      ->check(real_number(0, kInf));
   train->add_flag("--augment", config.augment, "random crops (padding 2) and horizontal flips");
   train->add_option("--seed", config.seed, "seed for initialisation, shuffling and augmentation")->capture_default_str();
-  train->add_option("--limit", config.limit_train, "train on the first N images only (0: all)")->capture_default_str();
-  train->add_option("--limit-test", config.limit_test, "test on the first N images only (0: all)")->capture_default_str();
+  train->add_option("--limit-train", config.limit_train, "train on the first N training images only (0: all)")
+      ->capture_default_str()->check(whole_number(0));
+  train->add_option("--limit-test", config.limit_test, "test on the first N test images only (0: all)")
+      ->capture_default_str()->check(whole_number(0));
   train->add_option("--data", config.data_dir, "directory of MNIST-format IDX files")->capture_default_str();
   train->add_option("--out", out, "checkpoint to write after each epoch (safetensors)")->capture_default_str();
   train->add_option("--resume", resume, "continue from this checkpoint");
-  train->add_flag("--json", train_json, "print one JSON object instead of the human output");
+  add_common(train, train_c, false);
 
   std::string checkpoint, eval_data = kFashionMnistDir;
   int64_t eval_batch = 256, eval_limit = 0;
-  bool eval_json = false;
-  CLI::App* eval = app.add_subcommand("eval", "evaluate a checkpoint on the test set");
-  eval->add_option("checkpoint", checkpoint, "a checkpoint written by minidl train")->required();
+  Common eval_c;
+  CLI::App* eval = app.add_subcommand("eval", "evaluate a checkpoint on the test set (any model minidl saved)");
+  eval->add_option("checkpoint", checkpoint, "a checkpoint written by minidl")->required();
   eval->add_option("--data", eval_data, "directory of MNIST-format IDX files")->capture_default_str();
-  eval->add_option("--batch", eval_batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
-  eval->add_option("--limit", eval_limit, "evaluate the first N test images only (0: all)")->capture_default_str();
-  eval->add_flag("--json", eval_json, "print one JSON object instead of the human output");
+  eval->add_option("--batch", eval_batch, "batch size")->capture_default_str()->check(whole_number(1, 1 << 20));
+  eval->add_option("--limit-test", eval_limit, "evaluate the first N test images only (0: all)")->capture_default_str()
+      ->check(whole_number(0));
+  add_common(eval, eval_c, false);
 
   CLI::App* bench = app.add_subcommand("bench", "benchmarks: warm-up, many timed runs, medians and spread");
   bench->require_subcommand(1);
   bench::CommonOptions bench_opts;
-  auto add_common = [&](CLI::App* cmd) {
-    cmd->add_flag("--json", bench_opts.json, "print one JSON object");
-    cmd->add_flag("--markdown", bench_opts.markdown, "print the table as Markdown");
-    cmd->add_flag("--csv", bench_opts.csv, "print the table as CSV");
-    cmd->add_option("--min-time", bench_opts.min_seconds, "time each variant at least this long (s)")->capture_default_str();
-    cmd->add_option("--min-runs", bench_opts.min_runs, "and at least this many runs")->capture_default_str();
-    cmd->add_option("--warmup", bench_opts.warmup, "untimed runs first")->capture_default_str();
+  Common bench_c;
+  auto add_bench = [&](CLI::App* cmd) {
+    add_common(cmd, bench_c, true);
+    cmd->add_option("--min-time", bench_opts.min_seconds, "time each variant at least this long (s)")
+        ->capture_default_str()->check(real_number(0, 3600));
+    cmd->add_option("--min-runs", bench_opts.min_runs, "and at least this many timed runs")->capture_default_str()
+        ->check(whole_number(1, 1000000));
+    cmd->add_option("--warmup-runs", bench_opts.warmup, "untimed runs first")->capture_default_str()
+        ->check(whole_number(0, 1000000));
     cmd->add_flag("--cold", bench_opts.cold, "flush the caches before every timed run (a cold figure)");
   };
   std::vector<std::string> gemm_shapes = {"1024x1024x1024", "2048x2048x2048", "256x4096x4096", "128x784x512",
@@ -194,48 +308,74 @@ int main(int argc, char** argv) {
   CLI::App* bench_gemm = bench->add_subcommand("gemm", "SGEMM: minidl against OpenBLAS (when built with it)");
   bench_gemm->add_option("--shapes", gemm_shapes, "MxNxK shapes")->capture_default_str();
   bench_gemm->add_flag("--reference", gemm_reference, "also time the reference loop");
-  add_common(bench_gemm);
+  add_bench(bench_gemm);
   std::string ts_model = "mlp", ts_data = kFashionMnistDir;
   int64_t ts_batch = 128, ts_batches = 20;
   bool ts_raw = false;
   CLI::App* bench_ts = bench->add_subcommand("train-step", "one training step (forward, backward, AdamW) of a zoo model");
   bench_ts->add_option("--model", ts_model, "model")->capture_default_str()->check(CLI::IsMember(model_names()));
-  bench_ts->add_option("--batch", ts_batch, "batch size")->capture_default_str()->check(CLI::PositiveNumber);
-  bench_ts->add_option("--batches", ts_batches, "distinct fixed batches cycled through")->capture_default_str();
+  bench_ts->add_option("--batch", ts_batch, "batch size")->capture_default_str()->check(whole_number(1, 1 << 16));
+  bench_ts->add_option("--batches", ts_batches, "distinct fixed batches cycled through")->capture_default_str()
+      ->check(whole_number(1, 10000));
   bench_ts->add_option("--data", ts_data, "directory of MNIST-format IDX files")->capture_default_str();
   bench_ts->add_flag("--raw", ts_raw, "include every timed run in the JSON");
-  add_common(bench_ts);
+  add_bench(bench_ts);
   std::string inf_model = "mlp", inf_data = kFashionMnistDir;
   std::vector<int64_t> inf_batches = {1, 128};
   bool inf_raw = false;
   CLI::App* bench_inf = bench->add_subcommand("infer", "inference latency of a zoo model at each batch size");
   bench_inf->add_option("--model", inf_model, "model")->capture_default_str()->check(CLI::IsMember(model_names()));
-  bench_inf->add_option("--batch", inf_batches, "batch sizes")->capture_default_str();
+  bench_inf->add_option("--batch", inf_batches, "batch sizes")->capture_default_str()->check(whole_number(1, 10000));
   bench_inf->add_option("--data", inf_data, "directory of MNIST-format IDX files")->capture_default_str();
   bench_inf->add_flag("--raw", inf_raw, "include every timed run in the JSON");
-  add_common(bench_inf);
+  add_bench(bench_inf);
   std::vector<std::string> conv_shapes = {"128x1x28x28:32x3:p1", "128x32x14x14:64x3:p1", "128x64x14x14:128x1",
                                           "128x64x28x28:64x3:p1"};
   CLI::App* bench_cv = bench->add_subcommand("conv", "conv2d forward and forward + backward");
   bench_cv->add_option("--shapes", conv_shapes, "NxCxHxW:OxK[:sS][:pP] shapes")->capture_default_str();
-  add_common(bench_cv);
+  add_bench(bench_cv);
   std::vector<std::string> loss_shapes = {"128x10", "128x1000", "4096x10"};
   CLI::App* bench_ls = bench->add_subcommand("loss", "fused cross_entropy and kl_div_logits against composed ops");
   bench_ls->add_option("--shapes", loss_shapes, "NxC shapes")->capture_default_str();
-  add_common(bench_ls);
+  add_bench(bench_ls);
 
-  CLI11_PARSE(app, argc, argv);
+  const bool json_errors = wants_json(argc, argv);
   try {
-    if (*train) return run_train(config, out, resume, train_json);
-    if (*eval) return run_eval(checkpoint, eval_data, eval_batch, eval_limit, eval_json);
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    if (!json_errors) return app.exit(e);
+    return report_error(true, e.what(), e.get_exit_code());
+  }
+  if (show_version) {
+    std::cout << version_text() << std::endl;
+    return 0;
+  }
+  if (app.get_subcommands().empty()) {
+    std::cout << app.help() << std::endl;
+    return 1;
+  }
+  try {
+    if (*train) {
+      config.device = setup(train_c).str();
+      return run_train(config, out, resume, train_c.json);
+    }
+    if (*eval) return run_eval(checkpoint, eval_data, eval_batch, eval_limit, setup(eval_c), eval_c.json);
+    bench_opts.json = bench_c.json, bench_opts.markdown = bench_c.markdown, bench_opts.csv = bench_c.csv;
+    const Device bench_device = setup(bench_c);
+    MINIDL_CHECK(bench_device.is_cpu(), "bench --device {}: the GPU benchmarks come with the CUDA backend issue",
+                 bench_c.device);
     if (*bench_gemm) return bench::bench_gemm(gemm_shapes, gemm_reference, bench_opts);
     if (*bench_ts) return bench::bench_train_step(ts_model, ts_batch, ts_batches, ts_data, ts_raw, bench_opts);
     if (*bench_inf) return bench::bench_infer(inf_model, inf_batches, inf_data, inf_raw, bench_opts);
     if (*bench_cv) return bench::bench_conv(conv_shapes, bench_opts);
     if (*bench_ls) return bench::bench_loss(loss_shapes, bench_opts);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "\nminidl: error: %s\n", e.what());
-    return 1;
+    std::fflush(stdout);
+    return report_error(json_errors, e.what(), 1);
   }
   return 0;
 }

@@ -27,6 +27,7 @@
 
 #include "core/error.h"
 #include "ops/cpu/dispatch.h"
+#include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
 
@@ -515,23 +516,23 @@ void gemm_packed(GemmKernel which, int64_t M, int64_t N, int64_t K, float alpha,
   gemm_thread(g, thread_index(), team_size(), split_m);
 }
 
+// The packed kernel of the CPU path in use (cpu_features.h): read on every call,
+// so MINIDL_CPU and ScopedCpuPath reach it.
 GemmKernel best_kernel() {
-  static const GemmKernel best = [] {
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return GemmKernel::avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return GemmKernel::avx2;
-    return GemmKernel::generic;
-  }();
-  return best;
+  switch (cpu_path()) {
+    case CpuPath::avx512: return GemmKernel::avx512;
+    case CpuPath::avx2: return GemmKernel::avx2;
+    case CpuPath::generic: break;
+  }
+  return GemmKernel::generic;
 }
 
 }  // namespace
 
 bool gemm_kernel_supported(GemmKernel k) {
-  __builtin_cpu_init();
   switch (k) {
-    case GemmKernel::avx512: return __builtin_cpu_supports("avx512f");
-    case GemmKernel::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case GemmKernel::avx512: return cpu_path_supported(CpuPath::avx512);
+    case GemmKernel::avx2: return cpu_path_supported(CpuPath::avx2);
     default: return true;
   }
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ops/cpu/dispatch.h"
+#include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
 
@@ -142,7 +143,7 @@ void max_pool_plane_clipped(T* best, int32_t* best_i, const T* in, const Planes&
 void max_pool2d_forward(const TensorArg& y, int32_t* argmax, const TensorArg& x, const Pool2dParams& p) {
   const Planes s = planes_of(x, y);
   const bool inside = p.pad_h == 0 && p.pad_w == 0;
-  static const bool have_avx512 = __builtin_cpu_supports("avx512f");
+  const bool have_avx512 = cpu_path() == CpuPath::avx512;
   const bool two_by_two = have_avx512 && x.dtype == DType::f32 && inside && p.kernel_h == 2 && p.kernel_w == 2 &&
                           p.stride_h == 2 && p.stride_w == 2 && s.W % 2 == 0;
   // For the gather kernel, first[o]: the top-left input element of output o's

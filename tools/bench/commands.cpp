@@ -52,6 +52,58 @@ void emit(const Table& t, nlohmann::json j, const CommonOptions& o) {
   if (o.cold && !o.json && !o.csv) std::cout << "(cold: caches flushed before every timed run)\n";
 }
 
+// ---- every benchmark checks its result before it times anything
+
+// max |got − want| / max |want| (the error relative to the output's scale).
+double relative_error(const Tensor& got, const Tensor& want) {
+  NoGradGuard no_grad;
+  Tensor g = got.to(DType::f64), w = want.to(DType::f64);
+  const double err = max(abs(sub(g, w))).item(), scale = max(abs(w)).item();
+  return err / std::max(scale, 1e-30);
+}
+
+// A benchmark never prints a time for a wrong result.
+void require_close(const char* bench, const std::string& what, const Tensor& got, const Tensor& want,
+                   double tolerance) {
+  const double e = relative_error(got, want);
+  if (!(e <= tolerance))
+    throw Error(fmt::format("bench {}: {} is wrong (relative error {:.3g} against the float64 reference, allowed "
+                            "{:.1g}); refusing to time it",
+                            bench, what, e, tolerance));
+}
+
+// Freivalds' check of C = A·B in O(n²): C·r against A·(B·r) for a random r, in f64.
+void require_gemm(const char* who, const Tensor& A, const Tensor& B, const Tensor& C, uint64_t seed) {
+  Generator gen(seed);
+  Tensor r = randn({B.size(1), 2}, {.dtype = DType::f64}, gen);
+  Tensor A64 = A.to(DType::f64), B64 = B.to(DType::f64);
+  require_close("gemm", fmt::format("{}'s C at {}x{}x{}", who, A.size(0), B.size(1), A.size(1)),
+                matmul(C.to(DType::f64), r), matmul(A64, matmul(B64, r)), 1e-4);
+}
+
+// The model's logits (and, with `labels`, its first parameter's gradient) in f32
+// against an f64 copy of the same model: the f32 fast kernels (packed GEMM, conv,
+// pooling) against the f64 reference loops.
+void require_model(const char* bench, nn::Module& model, const std::string& model_name, const Tensor& x,
+                   const Tensor& labels) {
+  auto ref = nn::build_model(model_name);
+  ref->load_state_dict(model.state_dict());
+  ref->to(DType::f64);
+  ref->train(model.is_training());
+  const bool backward = labels.defined();
+  Tensor y = model.forward(x), y64 = ref->forward(x.to(DType::f64));
+  require_close(bench, model_name + "'s logits", y, y64, 1e-3);
+  if (!backward) return;
+  model.zero_grad(), ref->zero_grad();
+  cross_entropy(y, labels).backward();
+  cross_entropy(y64, labels).backward();
+  const auto p = model.named_parameters(), p64 = ref->named_parameters();
+  for (size_t i = 0; i < p.size(); ++i)
+    require_close(bench, fmt::format("{}'s gradient of {}", model_name, p[i].first), p[i].second.grad(),
+                  p64[i].second.grad(), 1e-3);
+  model.zero_grad();
+}
+
 std::string fixed(double v, int digits) {
   std::ostringstream os;
   os.precision(digits);
@@ -96,6 +148,12 @@ int bench_gemm(const std::vector<std::string>& shapes, bool with_reference, cons
                                       B.data_ptr<float>(), static_cast<int>(N), 0.0f, C2.data_ptr<float>(),
                                       static_cast<int>(N));
                         }});
+#endif
+    // Each variant's C is checked once before anything is timed.
+    for (const Variant& v : variants) v.fn();
+    require_gemm("minidl", A, B, C, 1);
+#ifdef MINIDL_HAVE_OPENBLAS
+    require_gemm("OpenBLAS", A, B, C2, 2);
 #endif
     SideBySide r = run_side_by_side(variants, to_options(o));
     std::vector<std::string> row = {shape};
@@ -146,7 +204,9 @@ int bench_train_step(const std::string& model_name, int64_t batch, int64_t batch
   Generator gen(0);
   auto model = build_model(model_name, gen);
   model->train();
-  AdamW opt(model->parameters(), {.lr = 1e-3});
+  require_model("train-step", *model, model_name, fixed_batches[0].images.narrow(0, 0, std::min<int64_t>(batch, 8)),
+                fixed_batches[0].labels.narrow(0, 0, std::min<int64_t>(batch, 8)));
+  AdamW opt(model->named_parameters(), {.lr = 1e-3});
   size_t next = 0;
   auto step = [&] {
     const Batch& b = fixed_batches[next++ % fixed_batches.size()];
@@ -200,6 +260,7 @@ int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch
   for (int64_t b : batch_sizes) {
     Tensor x = images.narrow(0, 0, b).contiguous();
     NoGradGuard no_grad;
+    require_model("infer", *model, model_name, x, Tensor());
     Stats s = run([&] { Tensor y = (*model)(x); }, opts);
     table.add_row({std::to_string(b), format_seconds(s.median), format_seconds(s.p10), format_seconds(s.p90),
                    format_seconds(s.median / static_cast<double>(b)),
@@ -243,6 +304,18 @@ int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o) {
     Tensor probe = conv2d(x.detach(), w.detach(), b.detach(), opts);
     Tensor gy = randn(probe.shape(), {}, gen);
     const double flops = 2.0 * static_cast<double>(probe.numel()) * C * K * K;  // one GEMM's worth
+    {
+      // Forward and the three gradients against the f64 convolution (reference GEMM loop).
+      Tensor x64 = x.detach().to(DType::f64).requires_grad_(), w64 = w.detach().to(DType::f64).requires_grad_();
+      Tensor b64 = b.detach().to(DType::f64).requires_grad_();
+      Tensor y = conv2d(x, w, b, opts), y64 = conv2d(x64, w64, b64, opts);
+      require_close("conv", spec + " forward", y, y64, 1e-4);
+      y.backward(gy);
+      y64.backward(gy.to(DType::f64));
+      require_close("conv", spec + " input gradient", x.grad(), x64.grad(), 1e-4);
+      require_close("conv", spec + " weight gradient", w.grad(), w64.grad(), 1e-4);
+      require_close("conv", spec + " bias gradient", b.grad(), b64.grad(), 1e-4);
+    }
     Stats fwd = run(
         [&] {
           NoGradGuard no_grad;
@@ -292,6 +365,20 @@ int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o) {
         logits.set_grad(Tensor());
       };
     };
+    {
+      // The fused kernels against the f64 composed ops: values and gradients.
+      Tensor l64 = logits.detach().to(DType::f64).requires_grad_(), t64 = teacher.to(DType::f64);
+      Tensor inv64 = scalar_like(1.0 / T, l64);
+      auto check = [&](const char* name, Tensor fused, Tensor composed) {
+        require_close("loss", fmt::format("{} at {}", name, spec), fused, composed, 1e-5);
+        fused.backward(), composed.backward();
+        require_close("loss", fmt::format("{}'s gradient at {}", name, spec), logits.grad(), l64.grad(), 1e-5);
+        logits.set_grad(Tensor()), l64.set_grad(Tensor());
+      };
+      check("cross_entropy", cross_entropy(logits, target), nll_loss(log_softmax(l64, 1), target));
+      check("kl_div_logits", kl_div_logits(logits, teacher, T),
+            kl_div(log_softmax(mul(l64, inv64), 1), softmax(mul(t64, inv64), 1), Reduction::batchmean));
+    }
     SideBySide ce = run_side_by_side(
         {{"fused", step([&] { return cross_entropy(logits, target); })},
          {"composed", step([&] { return nll_loss(log_softmax(logits, 1), target); })}},
