@@ -220,8 +220,8 @@ struct Loaded {
   SafeTensors file;
   StateDict model, optimizer;
 };
-Loaded read_checkpoint(const std::string& path) {
-  Loaded l{load_safetensors(path), {}, {}};
+Loaded read_checkpoint(SafeTensors file, const std::string& path) {
+  Loaded l{std::move(file), {}, {}};
   auto& meta = l.file.metadata;
   if (!meta.count("model")) {
     // An older checkpoint: only the zoo name.
@@ -255,36 +255,78 @@ std::string describe_model(const std::map<std::string, std::string>& meta) {
   auto arch = meta.find("arch");
   return arch != meta.end() && !arch->second.empty() ? arch->second : "custom";
 }
+
+// The metadata's epoch count and history, checked (a corrupt file is an Error, never a crash).
+int64_t parse_epoch(const std::string& path, const std::string& text) {
+  size_t used = 0;
+  long long v = -1;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  MINIDL_CHECK(used == text.size() && !text.empty() && v >= 0, "{}: metadata 'epoch' = '{}' is not an epoch count",
+               path, text);
+  return v;
+}
+
+std::vector<EpochResult> parse_history(const std::string& path, const std::string& text) {
+  nlohmann::json h = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  MINIDL_CHECK(!h.is_discarded() && h.is_array(), "{}: metadata 'history' is not a JSON array", path);
+  std::vector<EpochResult> out;
+  for (const auto& e : h) {
+    auto number = [&](const char* key) {
+      auto it = e.is_object() ? e.find(key) : e.end();
+      MINIDL_CHECK(e.is_object() && it != e.end() && it->is_number(), "{}: history entry {} has no number '{}'", path,
+                   out.size(), key);
+      return it->get<double>();
+    };
+    EpochResult r;
+    r.epoch = static_cast<int64_t>(number("epoch"));
+    r.train_loss = number("train_loss"), r.train_accuracy = number("train_accuracy");
+    r.test.accuracy = number("test_accuracy"), r.test.loss = number("test_loss");
+    out.push_back(r);
+  }
+  return out;
+}
 }  // namespace
 
-void Trainer::resume(const std::string& path) {
-  Loaded l = read_checkpoint(path);
-  if (l.file.metadata.count("model")) {
-    MINIDL_CHECK(parse_spec(path, l.file.metadata["model"]) == model_->spec(),
+void Trainer::resume(const std::string& path) { resume(load_safetensors(path), path); }
+
+void Trainer::resume(SafeTensors file, const std::string& path) {
+  Loaded l = read_checkpoint(std::move(file), path);
+  auto& meta = l.file.metadata;
+  if (meta.count("model")) {
+    MINIDL_CHECK(parse_spec(path, meta["model"]) == model_->spec(),
                  "{}: checkpoint holds a different model ('{}') than the one being trained ('{}'): its layer tree "
                  "differs",
-                 path, describe_model(l.file.metadata), config_.model);
+                 path, describe_model(meta), config_.model);
   } else {
-    MINIDL_CHECK(l.file.metadata["arch"] == config_.model, "{}: checkpoint holds a '{}' model but --model is '{}'",
-                 path, l.file.metadata["arch"], config_.model);
+    MINIDL_CHECK(meta["arch"] == config_.model, "{}: checkpoint holds a '{}' model but --model is '{}'", path,
+                 meta["arch"], config_.model);
   }
-  MINIDL_CHECK(l.file.metadata["optimizer"] == optimizer_->name(),
-               "{}: checkpoint was trained with {} but --opt is {}", path, l.file.metadata["optimizer"],
-               optimizer_->name());
-  model_->load_state_dict(l.model);
-  optimizer_->load_state_dict(l.optimizer);
-  epoch_ = std::stoll(l.file.metadata["epoch"]);
-  history_.clear();
-  for (const auto& e : nlohmann::json::parse(l.file.metadata["history"])) {
-    EpochResult r;
-    r.epoch = e.at("epoch"), r.train_loss = e.at("train_loss"), r.train_accuracy = e.at("train_accuracy");
-    r.test.accuracy = e.at("test_accuracy"), r.test.loss = e.at("test_loss");
-    history_.push_back(r);
+  MINIDL_CHECK(meta["optimizer"] == optimizer_->name(), "{}: checkpoint was trained with {} but --opt is {}", path,
+               meta["optimizer"], optimizer_->name());
+  const int64_t epoch = parse_epoch(path, meta["epoch"]);
+  std::vector<EpochResult> history = parse_history(path, meta["history"]);
+  try {
+    // The optimizer checks all of its state before changing anything; then the
+    // model, whose layer tree is the checkpoint's (checked above).
+    optimizer_->load_state_dict(l.optimizer);
+    model_->load_state_dict(l.model);
+  } catch (const Error& e) {
+    fail("{}: {}", path, e.what());
   }
+  epoch_ = epoch;
+  history_ = std::move(history);
 }
 
 ModulePtr load_model(const std::string& path, std::string* description) {
-  Loaded l = read_checkpoint(path);
+  return load_model(load_safetensors(path), path, description);
+}
+
+ModulePtr load_model(SafeTensors file, const std::string& path, std::string* description) {
+  Loaded l = read_checkpoint(std::move(file), path);
   ModulePtr model;
   try {
     if (l.file.metadata.count("model")) {

@@ -22,6 +22,7 @@
 #include "nn/data.h"
 #include "nn/models.h"
 #include "nn/optim.h"
+#include "nn/safetensors.h"
 
 namespace minidl::nn {
 
@@ -92,6 +93,8 @@ class Trainer {
   Trainer(ModulePtr model, TrainConfig config, TrainHooks hooks = {});
   // Restores model, optimizer, epoch and history from a checkpoint written by save().
   void resume(const std::string& checkpoint_path);
+  // The same from a file already read (`name` stands for it in errors).
+  void resume(SafeTensors checkpoint, const std::string& name);
   // Trains one epoch (the next one) on `train`, then evaluates on `test`.
   // A NaN or Inf loss throws before the parameters are updated with it.
   EpochResult run_epoch(const ImageDataset& train, const ImageDataset& test, const ProgressFn& progress = {});
@@ -120,6 +123,8 @@ class Trainer {
 // `description` (optional) receives the zoo name, or "custom" for a spec'd model
 // that is not a zoo one.
 ModulePtr load_model(const std::string& checkpoint_path, std::string* description = nullptr);
+// The same from a file already read (`name` stands for it in errors).
+ModulePtr load_model(SafeTensors checkpoint, const std::string& name, std::string* description = nullptr);
 
 nlohmann::json to_json(const EvalResult& r);
 nlohmann::json to_json(const EpochResult& r);

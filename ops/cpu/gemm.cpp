@@ -321,7 +321,9 @@ void pack_b(const float* b, int64_t rs, int64_t cs, int64_t kc, int64_t nc, int6
 // (GCC 12's shuffle intrinsics start from _mm512_undefined_ps(), which its own
 // -Wmaybe-uninitialized reports; the value is never read.)
 #pragma GCC diagnostic push
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 __attribute__((target("avx512f"))) inline void transpose16(__m512 (&r)[16]) {
   __m512 t[16];
   for (int i = 0; i < 16; i += 2) {

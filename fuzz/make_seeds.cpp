@@ -1,0 +1,107 @@
+// fuzz/make_seeds.cpp — writes the seed corpus under fuzz/corpus/ (committed; rerun
+// only to change it): small valid inputs that reach every branch of each parser.
+//
+//   ./build/fuzz/fuzz/minidl_make_fuzz_seeds fuzz/corpus
+#include <zlib.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "minidl.h"
+#include "nn/safetensors.h"
+#include "nn/train.h"
+
+using namespace minidl;
+using namespace minidl::nn;
+namespace fs = std::filesystem;
+
+namespace {
+void write(const fs::path& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+std::vector<uint8_t> idx_file(std::vector<uint32_t> dims, uint8_t fill) {
+  std::vector<uint8_t> b = {0, 0, 8, static_cast<uint8_t>(dims.size())};
+  size_t n = 1;
+  for (uint32_t d : dims) {
+    for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(d >> s));
+    n *= d;
+  }
+  for (size_t i = 0; i < n; ++i) b.push_back(static_cast<uint8_t>(fill + i));
+  return b;
+}
+std::vector<uint8_t> gzip(const std::vector<uint8_t>& in) {
+  z_stream zs{};
+  deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
+  std::vector<uint8_t> out(deflateBound(&zs, in.size()) + 32);
+  zs.next_in = const_cast<Bytef*>(in.data()), zs.avail_in = static_cast<uInt>(in.size());
+  zs.next_out = out.data(), zs.avail_out = static_cast<uInt>(out.size());
+  deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+// A checkpoint with optimizer state after one step, as `minidl train` writes it.
+void checkpoint(const fs::path& path, std::shared_ptr<Sequential> model, Shape input) {
+  TrainConfig c;
+  c.model = "custom";
+  Trainer t(model, c);
+  Tensor loss = cross_entropy(model->forward(randn(input)), zeros({input[0]}, {.dtype = DType::int64}));
+  loss.backward();
+  t.optimizer().step();
+  t.save(path.string());
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]);
+    return 2;
+  }
+  const fs::path dir = argv[1];
+  for (const char* sub : {"safetensors", "idx", "checkpoint"}) fs::create_directories(dir / sub);
+
+  save_safetensors((dir / "safetensors/dtypes.safetensors").string(),
+                   {{"f32", randn({2, 3})},
+                    {"f64", randn({3}, {.dtype = DType::f64})},
+                    {"i64", arange(4)},
+                    {"bf16", randn({2, 2}).to(DType::bf16)},
+                    {"flag", from_vector<bool>({true, false}, {2})},
+                    {"empty", zeros({0, 3})},
+                    {"scalar", scalar_tensor(1.5)}},
+                   {{"note", "seed"}});
+
+  // The first byte selects the IDX kind: 0 labels (1-D), 1 images (3-D).
+  auto with_kind = [](uint8_t kind, std::vector<uint8_t> b) {
+    b.insert(b.begin(), kind);
+    return b;
+  };
+  write(dir / "idx/labels", with_kind(0, idx_file({5}, 3)));
+  write(dir / "idx/labels.gz", with_kind(0, gzip(idx_file({5}, 3))));
+  write(dir / "idx/images", with_kind(1, idx_file({2, 3, 3}, 7)));
+  write(dir / "idx/images.gz", with_kind(1, gzip(idx_file({2, 3, 3}, 7))));
+
+  Generator gen(1);
+  auto small = make<Sequential>();
+  small->add(make<Conv2d>(1, 2, 3, Conv2dOptions{.padding = {1, 1}}, true, gen))
+      .add(make<BatchNorm2d>(2))
+      .add(make<ReLU>())
+      .add(make<MaxPool2d>(2))
+      .add(make<Flatten>())
+      .add(make<Dropout>(0.25, 3))
+      .add(make<Linear>(8, 3, true, gen));
+  checkpoint(dir / "checkpoint/small.safetensors", small, {2, 1, 4, 4});
+  auto residual = make<Sequential>();
+  residual->add(make<Conv2d>(1, 2, 3, Conv2dOptions{.padding = {1, 1}}, false, gen))
+      .add(make<ResidualBlock>(2, 4, 2, gen))
+      .add(make<AdaptiveAvgPool2d>(std::array<int64_t, 2>{1, 1}))
+      .add(make<Flatten>())
+      .add(make<GELU>())
+      .add(make<Linear>(4, 3, true, gen));
+  checkpoint(dir / "checkpoint/residual.safetensors", residual, {2, 1, 4, 4});
+  // The safetensors target reads checkpoints too.
+  fs::copy_file(dir / "checkpoint/small.safetensors", dir / "safetensors/checkpoint.safetensors",
+                fs::copy_options::overwrite_existing);
+  std::printf("seeds written under %s\n", dir.c_str());
+  return 0;
+}
