@@ -1,4 +1,6 @@
-// minidl.h — everything a user of minidl needs, in one include.
+// minidl.h — everything a user of minidl needs, in one include: tensors and
+// autograd, the ops, and nn/ (layers, models, optimizers, data, checkpoints, the
+// training loop).
 #pragma once
 
 #include "core/autograd.h"
@@ -16,3 +18,12 @@
 #include "ops/pool.h"
 #include "ops/reduce.h"
 #include "ops/softmax.h"
+#include "ops/optim.h"
+#include "nn/data.h"
+#include "nn/layers.h"
+#include "nn/models.h"
+#include "nn/module.h"
+#include "nn/optim.h"
+#include "nn/safetensors.h"
+#include "nn/spec.h"
+#include "nn/train.h"

@@ -34,7 +34,8 @@ TEST_CASE("run() honours warm-up, minimum runs and minimum time; side by side in
   CHECK(s.seconds.size() == 20);  // 0.2 s at 0.01 s per run
   CHECK(calls == 22);
 
-  // A takes 3 units, B takes 1: B is 3x faster, and the runs alternate A B A B.
+  // A takes 3 units, B takes 1: B is 3x faster; after the warm-up (A B) the rounds
+  // go A B, B A, A B, B A.
   std::string order;
   Timer by_name = [&](const std::function<void()>& fn) {
     fn();
@@ -42,10 +43,24 @@ TEST_CASE("run() honours warm-up, minimum runs and minimum time; side by side in
   };
   SideBySide r = run_side_by_side({{"A", [&] { order += 'A'; }}, {"B", [&] { order += 'B'; }}},
                                   {.warmup = 1, .min_runs = 4, .min_seconds = 0}, by_name);
-  CHECK(order == "ABABABABAB");
+  CHECK(order == "AB" "AB" "BA" "AB" "BA");
   CHECK(r.speedup[0] == Approx(1.0));
   CHECK(r.speedup[1] == Approx(3.0));
   CHECK(r.stats[1].median == Approx(0.01));
+
+  // An order effect: whichever variant runs first in a round pays 2 extra units
+  // (a cold cache, a pool still spinning). A and B are equally fast; with a fixed
+  // A-first order A would look 3x slower. Alternating, each pays it half the time.
+  int position = 0;
+  Timer first_pays = [&](const std::function<void()>& fn) {
+    fn();
+    return (position++ % 2 == 0) ? 0.03 : 0.01;
+  };
+  SideBySide fair = run_side_by_side({{"A", [] {}}, {"B", [] {}}}, {.warmup = 0, .min_runs = 8, .min_seconds = 0},
+                                     first_pays);
+  CHECK(fair.stats[0].mean == Approx(fair.stats[1].mean));
+  CHECK(fair.stats[0].median == Approx(0.02));
+  CHECK(fair.stats[1].median == Approx(0.02));
 }
 
 TEST_CASE("tables render as text, Markdown, CSV and JSON") {

@@ -7,9 +7,13 @@
 # The CUDA toolkit (nvcc under /usr/local/cuda) is optional: without it minidl
 # builds its CPU backend only (MINIDL_CUDA=AUTO). Needs root (or sudo) only when
 # something is missing.
+#
+# --fuzz also installs what the libFuzzer targets build with (clang, its
+# compiler-rt with libFuzzer and the sanitizers, LLVM's OpenMP): the `fuzz` preset.
 set -euo pipefail
 
 packages=(cmake g++ make libfmt-dev doctest-dev zlib1g-dev nlohmann-json3-dev libcli11-dev dataset-fashion-mnist)
+if [ "${1:-}" = "--fuzz" ]; then packages=(clang libclang-rt-dev libomp-dev); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

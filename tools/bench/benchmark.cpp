@@ -84,12 +84,15 @@ SideBySide run_side_by_side(const std::vector<Variant>& variants, const Options&
   const size_t n = variants.size();
   for (int i = 0; i < o.warmup; ++i)
     for (const auto& v : variants) v.fn();
-  std::vector<std::vector<double>> times(n);
+  std::vector<std::vector<double>> times(n);  // times[k][r]: variant k in round r
   double total = 0;
   int rounds = 0;
-  // One round runs every variant once, in turn: A B C A B C ...
+  // One round runs every variant once; the order flips every round (A B C, C B A,
+  // A B C, ...: ABBA for two), so whatever the previous call leaves behind — a
+  // spinning thread pool, a warm cache, a clock ramp — falls on each side alike.
   while ((rounds < o.min_runs || total < o.min_seconds) && rounds < o.max_runs) {
-    for (size_t k = 0; k < n; ++k) {
+    for (size_t i = 0; i < n; ++i) {
+      const size_t k = rounds % 2 == 0 ? i : n - 1 - i;
       if (o.cold) flush_caches();
       double t = timer(variants[k].fn);
       times[k].push_back(t);

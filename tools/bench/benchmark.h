@@ -6,8 +6,9 @@
 //      Timer hook lets the CUDA backend time with events instead.
 //   2. Stats: min, median, mean, stddev, p10, p90, and a `noisy` flag when the
 //      spread says the machine was busy. Throughput from the work per run.
-//   3. run_side_by_side(): variants interleaved A B A B ... in one process, so
-//      machine drift hits all of them alike; speed-up ratios taken pair by pair.
+//   3. run_side_by_side(): variants interleaved in rounds in one process, the
+//      order reversed every other round (A B, B A, A B, ...), so machine drift
+//      and order effects hit all of them alike; speed-up ratios taken per round.
 //   4. Table: rows of variants, columns of sizes, rendered as aligned text for
 //      people, or Markdown, CSV and JSON for scripts.
 #pragma once
