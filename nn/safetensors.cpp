@@ -128,6 +128,8 @@ SafeTensors parse_safetensors(const char* data, size_t n, const std::string& pat
     header = nlohmann::json::parse(bytes.substr(8, header_len));
   } catch (const nlohmann::json::parse_error& e) {
     fail("{}: invalid JSON header at byte offset {}: {}", path, 8 + e.byte, e.what());
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for a double (found by fuzzing)
+    fail("{}: invalid JSON header (bytes 8 to {}): {}", path, 8 + header_len, e.what());
   }
   MINIDL_CHECK(header.is_object(), "{}: the header is not a JSON object", path);
 

@@ -92,10 +92,14 @@ TEST_CASE("checkpoint metadata that is not what minidl wrote is a clear error") 
                        Error);
   CHECK_THROWS_WITH_AS(resumed([](auto& m) { m["history"] = "{"; }), doctest::Contains("'history' is not a JSON array"),
                        Error);
+  CHECK_THROWS_WITH_AS(resumed([](auto& m) { m["history"] = "[1E400]"; }),
+                       doctest::Contains("'history' is not a JSON array"), Error);  // a number overflow
   CHECK_THROWS_WITH_AS(resumed([](auto& m) { m["history"] = R"([{"epoch": "x"}])"; }),
                        doctest::Contains("history entry 0 has no number 'epoch'"), Error);
   nn::SafeTensors bad_spec = good;
-  bad_spec.metadata["model"] = "[1, 2";
-  CHECK_THROWS_WITH_AS(nn::load_model(bad_spec, "ck"), doctest::Contains("ck: the model spec in the metadata ('model') is not valid JSON"),
-                       Error);
+  for (const char* text : {"[1, 2", "{\"type\": 1E400}"}) {
+    bad_spec.metadata["model"] = text;
+    CHECK_THROWS_WITH_AS(nn::load_model(bad_spec, "ck"),
+                         doctest::Contains("ck: the model spec in the metadata ('model') is not valid JSON"), Error);
+  }
 }
