@@ -3,8 +3,9 @@
 //
 // Everything a training loop needs is here in miniature: parameters that require
 // grad, a forward pass built from ops, cross_entropy, backward(), and an SGD
-// step done under NoGradGuard. (nn::Module and optimizers arrive with the
-// training issue; this shows what they are made of.)
+// step done under NoGradGuard. This is what nn::Linear, nn::Sequential and
+// nn::SGD package (nn/layers.h, nn/optim.h; examples/consumer/main.cpp uses
+// them): here the pieces are written out so you can see what they are made of.
 //
 //   ./build/default/examples/fit_synthetic [steps]
 #include <cmath>

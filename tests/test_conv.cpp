@@ -108,9 +108,22 @@ TEST_CASE("conv2d: a frozen weight still gives the bias its gradient, and the re
   // d/db Σ y = number of output positions per channel: N·Ho·Wo = 4·6·6
   std::vector<float> gb = b.grad().to_vector<float>();
   for (float v : gb) CHECK(v == doctest::Approx(144));
+  // d/dw[o][c][i][j] Σ y = Σ over samples and output positions of x[n][c][oh + i][ow + j]:
+  // the same for every o, computed here directly.
   Tensor w2 = randn({5, 3, 3, 3}, {}, gen).requires_grad_();
   sum(conv2d(x, w2, randn({5}, {}, gen))).backward();
-  CHECK(w2.grad().defined());
+  REQUIRE(w2.grad().defined());
+  std::vector<float> xv = x.to_vector<float>(), gw = w2.grad().to_vector<float>();
+  for (int o = 0; o < 5; ++o)
+    for (int c = 0; c < 3; ++c)
+      for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) {
+          double want = 0;
+          for (int n = 0; n < 4; ++n)
+            for (int oh = 0; oh < 6; ++oh)
+              for (int ow = 0; ow < 6; ++ow) want += xv[((n * 3 + c) * 8 + oh + i) * 8 + ow + j];
+          CHECK(gw[((o * 3 + c) * 3 + i) * 3 + j] == doctest::Approx(want).epsilon(1e-5));
+        }
 }
 
 TEST_CASE("conv2d with a fused ReLU: every subset of wanted gradients matches relu(conv2d) composed") {

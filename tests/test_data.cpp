@@ -181,9 +181,41 @@ TEST_CASE("DataLoader: normalisation and seeded augmentation") {
   Tensor x1 = a1.next()->images, x2 = a2.next()->images;
   CHECK(x1.shape() == Shape{20, 1, 4, 4});
   CHECK(x1.to_vector<float>() == x2.to_vector<float>());
+  // Every augmented image is its original under one crop offset (dy, dx) in
+  // [-2, 2]² and an optional horizontal flip, the pixels outside filled with the
+  // normalised zero: search the 50 transforms for one that matches exactly.
   DataLoader no_aug(ds, {.batch_size = 20, .shuffle = false});
   no_aug.start_epoch(0);
-  CHECK(no_aug.next()->images.to_vector<float>() != x1.to_vector<float>());
+  std::vector<float> orig = no_aug.next()->images.to_vector<float>(), got = x1.to_vector<float>();
+  const float background = -kFashionMnistMean / kFashionMnistStd;  // a zero pixel, normalised as by default
+  int shifted = 0, flipped = 0, untouched = 0;
+  for (int i = 0; i < 20; ++i) {
+    bool found = false;
+    for (int dy = -2; dy <= 2 && !found; ++dy)
+      for (int dx = -2; dx <= 2 && !found; ++dx)
+        for (int flip = 0; flip < 2 && !found; ++flip) {
+          bool match = true;
+          for (int r = 0; r < 4 && match; ++r)
+            for (int c = 0; c < 4 && match; ++c) {
+              const int sr = r + dy, sc = (flip ? 3 - c : c) + dx;
+              const bool inside = sr >= 0 && sr < 4 && sc >= 0 && sc < 4;
+              const float want = inside ? orig[i * 16 + sr * 4 + sc] : background;
+              match = got[i * 16 + r * 4 + c] == doctest::Approx(want);
+            }
+          if (match) {
+            found = true;
+            shifted += dy != 0 || dx != 0;
+            flipped += flip;
+            untouched += dy == 0 && dx == 0 && !flip;
+          }
+        }
+    CAPTURE(i);
+    CHECK(found);
+  }
+  // With 20 draws of 50 transforms, both kinds occur and most images change.
+  CHECK(shifted > 0);
+  CHECK(flipped > 0);
+  CHECK(untouched < 10);
   // restarting an epoch mid-way is fine
   a1.start_epoch(1);
   CHECK(a1.next().has_value());

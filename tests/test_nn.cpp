@@ -120,7 +120,17 @@ TEST_CASE("layers compute what their functional ops compute") {
   Generator gen(9);
   Linear l(5, 3, true, gen);
   Tensor x = randn({4, 5});
-  CHECK(l(x).to_vector<float>() == linear(x, l.weight, l.bias).to_vector<float>());
+  // y[n][o] = Σ_i x[n][i] W[o][i] + b[o], by hand in f64.
+  std::vector<float> xv = x.to_vector<float>(), wv = l.weight.to_vector<float>(), bv = l.bias.to_vector<float>();
+  std::vector<float> y = l(x).to_vector<float>();
+  for (int n = 0; n < 4; ++n)
+    for (int o = 0; o < 3; ++o) {
+      double want = bv[o];
+      for (int i = 0; i < 5; ++i) want += double(xv[n * 5 + i]) * wv[o * 5 + i];
+      CHECK(y[n * 3 + o] == doctest::Approx(want).epsilon(1e-6));
+    }
+  // The init bounds PyTorch uses: U(-1/√in, 1/√in).
+  for (float w : wv) CHECK(std::abs(w) <= 1 / std::sqrt(5.0f));
   Dropout d(0.5);
   d.eval();
   CHECK(d(x).is_same(x));

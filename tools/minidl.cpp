@@ -338,6 +338,8 @@ int main(int argc, char** argv) {
   CLI::App* bench_ls = bench->add_subcommand("loss", "fused cross_entropy and kl_div_logits against composed ops");
   bench_ls->add_option("--shapes", loss_shapes, "NxC shapes")->capture_default_str();
   add_bench(bench_ls);
+  CLI::App* bench_op = bench->add_subcommand("ops", "single ops: 2x2 max pooling, full sum and max, relu");
+  add_bench(bench_op);
 
   const bool json_errors = wants_json(argc, argv);
   try {
@@ -373,6 +375,7 @@ int main(int argc, char** argv) {
     if (*bench_inf) return bench::bench_infer(inf_model, inf_batches, inf_data, inf_raw, bench_opts);
     if (*bench_cv) return bench::bench_conv(conv_shapes, bench_opts);
     if (*bench_ls) return bench::bench_loss(loss_shapes, bench_opts);
+    if (*bench_op) return bench::bench_ops(bench_opts);
   } catch (const std::exception& e) {
     std::fflush(stdout);
     return report_error(json_errors, e.what(), 1);

@@ -11,11 +11,13 @@
 //    floats = 28 zmm registers with AVX-512, 6×16 = 12 ymm with AVX2) and, for
 //    each k, broadcasts MR values of A against NR values of B — one FMA per
 //    loaded vector. Around it, A and B are packed into contiguous panels laid out
-//    in exactly the order the micro-kernel reads them, blocked so that a KC×NR
-//    panel of B stays in L1, an MC×KC block of A in L2, and a KC×NC block of B in
-//    L3. Packing also absorbs transposes: a transposed operand is just other
-//    strides. The micro-kernel is picked at run time from the CPU's features, so
-//    one binary runs on AVX-512 and AVX2 machines.
+//    in exactly the order the micro-kernel reads them, blocked so that an MC×KC
+//    block of A and the KC×NR panel of B in use stream from L2 (at KC = 512 the
+//    64 KiB panel does not fit L1; measured, the L2 keeps up), and a KC×NC block
+//    of B sits in L3. Packing also absorbs transposes: a transposed operand is
+//    just other strides. The micro-kernel is that of the CPU path in use
+//    (cpu_features.h, picked at run time from CPUID), so the default x86-64-v3
+//    binary runs the AVX-512 kernels where the CPU has them and AVX2 elsewhere.
 //
 // Threads share each packed block of B (packed once, cooperatively) and split
 // either the rows of C or the block's column panels among themselves; see gemm_thread.

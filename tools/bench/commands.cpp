@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <sstream>
 
@@ -400,6 +401,42 @@ int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o) {
                                        {"fused_speedup", 1.0 / kl.speedup[1]}}}});
   }
   nlohmann::json j = {{"benchmark", "loss"}, {"threads", threads()}, {"results", rows}, {"table", table.json()}};
+  emit(table, j, o);
+  return 0;
+}
+
+int bench_ops(const CommonOptions& o) {
+  // Single ops the training step spends time in, each timed alone (inference:
+  // no graph) after its result is checked against the f64 computation.
+  Generator gen(21);
+  struct Case {
+    std::string name;
+    Tensor x;
+    std::function<Tensor(const Tensor&)> op;
+    double bytes;  // read + written, for the bandwidth column
+  };
+  auto pool = [](const Tensor& t) { return max_pool2d(t, {2, 2}, {2, 2}, {0, 0}); };
+  Tensor p1 = randn({128, 32, 28, 28}, {}, gen), p2 = randn({128, 64, 14, 14}, {}, gen);
+  Tensor r = randn({int64_t{1} << 24}, {}, gen);
+  std::vector<Case> cases = {
+      {"max_pool2d 2x2 128x32x28x28", p1, pool, 4.0 * p1.numel() * 1.25},
+      {"max_pool2d 2x2 128x64x14x14", p2, pool, 4.0 * p2.numel() * 1.25},
+      {"sum of 16M floats", r, [](const Tensor& t) { return sum(t); }, 4.0 * r.numel()},
+      {"max of 16M floats", r, [](const Tensor& t) { return max(t); }, 4.0 * r.numel()},
+      {"relu 128x32x28x28", p1, [](const Tensor& t) { return relu(t); }, 8.0 * p1.numel()},
+  };
+  Table table(fmt::format("single ops (forward, no grad), f32, {} threads", threads()),
+              {"op", "median", "p10", "p90", "GB/s"});
+  nlohmann::json rows = nlohmann::json::array();
+  for (const Case& c : cases) {
+    NoGradGuard no_grad;
+    require_close("ops", c.name, c.op(c.x), c.op(c.x.to(DType::f64)), 1e-6);
+    Stats s = run([&] { Tensor y = c.op(c.x); }, to_options(o));
+    table.add_row({c.name, format_seconds(s.median), format_seconds(s.p10), format_seconds(s.p90),
+                   fixed(c.bytes / s.median / 1e9, 1) + (s.noisy() ? " (noisy)" : "")});
+    rows.push_back({{"op", c.name}, {"stats", s.to_json()}, {"gb_per_s", c.bytes / s.median / 1e9}});
+  }
+  nlohmann::json j = {{"benchmark", "ops"}, {"threads", threads()}, {"results", rows}, {"table", table.json()}};
   emit(table, j, o);
   return 0;
 }

@@ -41,4 +41,8 @@ int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o);
 // kl_div_logits vs kl_div(log_softmax(s/T), softmax(t/T)).
 int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o);
 
+// Single ops the training step spends time in (2×2 max pooling, full sum and
+// max, ReLU), each checked against f64 and timed alone, with the bandwidth.
+int bench_ops(const CommonOptions& o);
+
 }  // namespace minidl::bench

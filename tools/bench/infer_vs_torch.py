@@ -46,7 +46,7 @@ def torch_latency(model_name, x, min_time, warmup):
 def minidl_latency(binary, model_name, batch, min_time, warmup, threads, data):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     out = subprocess.run([binary, "bench", "infer", "--model", model_name, "--batch", str(batch), "--data", data,
-                          "--min-time", str(min_time), "--warmup", str(warmup), "--json", "--raw"],
+                          "--min-time", str(min_time), "--warmup-runs", str(warmup), "--json", "--raw"],
                          env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out)["results"][0]["seconds"]
 

@@ -73,7 +73,7 @@ def torch_steps(model_name, batches, min_time, warmup):
 def minidl_steps(binary, model_name, batch, batches, min_time, warmup, threads):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     out = subprocess.run([binary, "bench", "train-step", "--model", model_name, "--batch", str(batch), "--batches",
-                          str(batches), "--min-time", str(min_time), "--warmup", str(warmup), "--json", "--raw"],
+                          str(batches), "--min-time", str(min_time), "--warmup-runs", str(warmup), "--json", "--raw"],
                          env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out)["seconds"]
 
