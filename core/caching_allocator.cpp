@@ -114,15 +114,8 @@ class AlignedAllocator final : public Allocator {
   void deallocate(void* ptr, size_t) override { std::free(ptr); }
 };
 
-// GCC says __SANITIZE_ADDRESS__; clang answers __has_feature(address_sanitizer).
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) && !defined(__SANITIZE_ADDRESS__)
-#define __SANITIZE_ADDRESS__ 1
-#endif
-#endif
-
 size_t cpu_cache_limit() {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(MINIDL_ASAN)
   size_t mib = 0;  // under ASan every free really frees, so use-after-free is still caught
 #else
   size_t mib = 2048;

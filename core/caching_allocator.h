@@ -15,6 +15,16 @@
 // backing allocator, so the CUDA backend can put it in front of cudaMalloc.
 #pragma once
 
+// MINIDL_ASAN: built with AddressSanitizer (GCC says __SANITIZE_ADDRESS__, clang
+// answers __has_feature(address_sanitizer)). The cache is off then.
+#if defined(__SANITIZE_ADDRESS__)
+#define MINIDL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MINIDL_ASAN 1
+#endif
+#endif
+
 #include <cstddef>
 #include <cstdint>
 #include <map>

@@ -1,7 +1,7 @@
 // fuzz/make_seeds.cpp — writes the seed corpus under fuzz/corpus/ (committed; rerun
 // only to change it): small valid inputs that reach every branch of each parser.
 //
-//   ./build/fuzz/fuzz/minidl_make_fuzz_seeds fuzz/corpus
+//   ./build/asan/fuzz/minidl_make_fuzz_seeds fuzz/corpus
 #include <zlib.h>
 
 #include <cstdio>

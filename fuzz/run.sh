@@ -3,15 +3,15 @@
 # two at a time on a 2-core machine) on a scratch copy of its seed corpus plus the
 # kept regressions. A finding (crash, sanitizer report, an exception other than
 # minidl::Error, a leak, a timeout, memory past 2 GB) fails the run and leaves the
-# input in build/fuzz/findings/; fix it and copy it to fuzz/regressions/<target>/.
+# input in build/asan/findings/; fix it and copy it to fuzz/regressions/<target>/.
 #
-#   cmake --preset fuzz && cmake --build --preset fuzz -j2 && fuzz/run.sh [SECONDS]
+#   cmake --preset asan && cmake --build --preset asan -j2 && fuzz/run.sh [SECONDS]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
-bin=build/fuzz/fuzz
+bin=build/asan/fuzz
 work=$(mktemp -d)
-findings=build/fuzz/findings
+findings=build/asan/findings
 mkdir -p "$findings"
 trap 'rm -rf "$work"' EXIT
 

@@ -109,7 +109,7 @@ Trainer::Trainer(ModulePtr model, TrainConfig config, TrainHooks hooks)
       return cross_entropy(logits, b.labels, {.label_smoothing = smoothing});
     };
   }
-  model_->to(Device(c.device));
+  if (model_device(*model_) != Device(c.device)) model_->to(Device(c.device));
   NamedTensors params = model_->named_parameters();
   if (c.opt == "sgd") {
     optimizer_ = std::make_unique<SGD>(params, SGDOptions{.lr = c.lr, .momentum = c.momentum,

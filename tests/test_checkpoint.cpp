@@ -82,7 +82,8 @@ TEST_CASE("round trip keeps every tensor, dtype and the metadata") {
   SafeTensors out = load_safetensors(dir / "r.safetensors");
   CHECK(out.metadata == Metadata{{"k", "v"}});
   REQUIRE(out.tensors.size() == in.size());
-  for (const auto& [name, t] : in) {
+  for (const auto& [name_, t] : in) {
+    const std::string name = name_;  // a plain copy for CAPTURE's lambda (clang 14)
     CAPTURE(name);
     const Tensor& u = out.tensors.at(name);
     CHECK(u.shape() == t.shape());

@@ -107,7 +107,8 @@ TEST_CASE("backward reaches every parameter; zero_grad clears them") {
   auto m = build_model("resnet-s");
   Tensor loss = cross_entropy(m->forward(randn({2, 1, 28, 28})), from_vector<int64_t>({3, 7}, {2}));
   loss.backward();
-  for (auto& [name, p] : m->named_parameters()) {
+  for (auto& [name_, p] : m->named_parameters()) {
+    const std::string name = name_;  // a plain copy for CAPTURE's lambda (clang 14)
     CAPTURE(name);
     REQUIRE(p.grad().defined());
     CHECK(p.grad().shape() == p.shape());

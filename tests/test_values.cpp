@@ -92,7 +92,9 @@ TEST_CASE("matmul and linear") {
 }
 
 TEST_CASE("matmul at awkward sizes matches a naive f64 triple loop") {
-  for (auto [M, N, K] : {std::tuple{1, 1, 1}, {7, 17, 129}, {33, 5, 300}, {64, 65, 257}}) {
+  for (auto [M_, N_, K_] : {std::tuple{1, 1, 1}, {7, 17, 129}, {33, 5, 300}, {64, 65, 257}}) {
+    // Plain copies: doctest's CAPTURE is a lambda, and clang 14 cannot capture structured bindings.
+    const int M = M_, N = N_, K = K_;
     CAPTURE(M);
     CAPTURE(N);
     CAPTURE(K);
@@ -335,10 +337,11 @@ TEST_CASE("fused cross_entropy equals log_softmax + nll_loss (+ smoothing), valu
     Tensor t2 = from_vector(std::vector<int64_t>{0, 4, 2, -100, 1, 3, 3, -100, 0}, {9});
     Tensor t3 = randint(0, 5, {4, 3}, {}, gen);
     Tensor w = add(rand({5}, {.dtype = dt}, gen), scalar_like(0.5, randn({1}, {.dtype = dt}, gen)));
-    for (auto [x, t] : {std::pair{x2, t2}, std::pair{x3, t3}})
+    for (auto [x_, t_] : {std::pair{x2, t2}, std::pair{x3, t3}})
       for (Reduction r : {Reduction::none, Reduction::sum, Reduction::mean})
         for (bool weighted : {false, true})
           for (double eps : {0.0, 0.3}) {
+            const Tensor x = x_, t = t_;  // plain copies for INFO's lambda (clang 14)
             INFO(dtype_name(dt), " dims ", x.dim(), " reduction ", int(r), " weighted ", weighted, " eps ", eps);
             Tensor a = x.detach().requires_grad_(), b = x.detach().requires_grad_();
             Tensor wt = weighted ? w : Tensor();

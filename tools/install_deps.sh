@@ -9,7 +9,7 @@
 # something is missing.
 #
 # --fuzz also installs what the libFuzzer targets build with (clang, its
-# compiler-rt with libFuzzer and the sanitizers, LLVM's OpenMP): the `fuzz` preset.
+# compiler-rt with libFuzzer and the sanitizers, LLVM's OpenMP): the `asan` preset.
 set -euo pipefail
 
 packages=(cmake g++ make libfmt-dev doctest-dev zlib1g-dev nlohmann-json3-dev libcli11-dev dataset-fashion-mnist)
