@@ -1,6 +1,6 @@
 // minidl.h — everything a user of minidl needs, in one include: tensors and
 // autograd, the ops, and nn/ (layers, models, optimizers, data, checkpoints, the
-// training loop).
+// training loop), and compress/.
 #pragma once
 
 #include "core/autograd.h"
@@ -27,3 +27,4 @@
 #include "nn/safetensors.h"
 #include "nn/spec.h"
 #include "nn/train.h"
+#include "compress/prune.h"

@@ -26,8 +26,7 @@ void unary(UnaryOp op, const TensorArg& out, const TensorArg& x, double a, doubl
 void binary(BinaryOp op, const TensorArg& out, const TensorArg& x, const TensorArg& y);
 void where(const TensorArg& out, const TensorArg& cond, const TensorArg& x, const TensorArg& y);
 
-void reduce_rows(ReduceOp op, const TensorArg& values, const TensorArg& indices, const TensorArg& x,
-                 double correction);
+void reduce_rows(ReduceOp op, const TensorArg& values, const TensorArg& indices, const TensorArg& x, double correction);
 
 // cuBLAS, or the hand-written SGEMM of the CUDA backend issue.
 enum class GemmKernel { best, cublas, handwritten };

@@ -23,7 +23,8 @@ int main(int argc, char** argv) {
     // A small conv net of our own: strided conv, BatchNorm, GELU, average pool, two linears.
     Generator gen(42);
     auto model = make<Sequential>();
-    model->add(make<Conv2d>(1, 16, 3, Conv2dOptions{.stride = {2, 2}, .padding = {1, 1}}, false, gen))  // 14×14
+    model
+        ->add(make<Conv2d>(1, 16, 3, Conv2dOptions{.stride = {2, 2}, .padding = {1, 1}}, false, gen))  // 14×14
         .add(make<BatchNorm2d>(16))
         .add(make<GELU>())
         .add(make<AvgPool2d>(2))  // 7×7
@@ -35,20 +36,20 @@ int main(int argc, char** argv) {
     // Cross-entropy with label smoothing plus a small penalty on the logits' size;
     // a hook that reports the running step every 100 steps.
     TrainConfig config{.model = "custom", .epochs = 1, .batch = 64, .lr = 3e-3, .seed = 42};
-    TrainHooks hooks{
-        .loss =
-            [](const Tensor& logits, const Batch& b) {
-              return add(cross_entropy(logits, b.labels, {.label_smoothing = 0.05}), mul(mean(mul(logits, logits)), 1e-4));
-            },
-        .after_step =
-            [](Trainer&, int64_t step) {
-              if (step % 100 == 0) std::printf("step %lld\n", static_cast<long long>(step));
-            },
-        .after_epoch =
-            [](Trainer&, const EpochResult& r) {
-              std::printf("epoch %lld: train loss %.4f, test accuracy %.2f%%\n", static_cast<long long>(r.epoch),
-                          r.train_loss, 100 * r.test.accuracy);
-            }};
+    TrainHooks hooks{.loss =
+                         [](const Tensor& logits, const Batch& b) {
+                           return add(cross_entropy(logits, b.labels, {.label_smoothing = 0.05}),
+                                      mul(mean(mul(logits, logits)), 1e-4));
+                         },
+                     .after_step =
+                         [](Trainer&, int64_t step) {
+                           if (step % 100 == 0) std::printf("step %lld\n", static_cast<long long>(step));
+                         },
+                     .after_epoch =
+                         [](Trainer&, const EpochResult& r) {
+                           std::printf("epoch %lld: train loss %.4f, test accuracy %.2f%%\n",
+                                       static_cast<long long>(r.epoch), r.train_loss, 100 * r.test.accuracy);
+                         }};
     Trainer trainer(model, config, hooks);
     std::printf("%s\n", model->str().c_str());
     while (trainer.epochs_done() < config.epochs) trainer.run_epoch(train, test);

@@ -1,4 +1,5 @@
-// fuzz/fuzz_checkpoint.cpp — libFuzzer entry point; the input handling is minidl::fuzz::checkpoint (fuzz/targets.h).
+// fuzz/fuzz_checkpoint.cpp — libFuzzer entry point; the input handling is
+// minidl::fuzz::checkpoint (fuzz/targets.h).
 #include "fuzz/targets.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -130,7 +130,9 @@ class AdaptiveAvgPool2d : public Module {
   explicit AdaptiveAvgPool2d(std::array<int64_t, 2> output_size) : output_size(output_size) {}
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
-  nlohmann::json hyper_parameters() const override { return {{"type", "AdaptiveAvgPool2d"}, {"output_size", output_size}}; }
+  nlohmann::json hyper_parameters() const override {
+    return {{"type", "AdaptiveAvgPool2d"}, {"output_size", output_size}};
+  }
   std::array<int64_t, 2> output_size;
 };
 

@@ -73,8 +73,8 @@ void Optimizer::load_state_dict(const StateDict& state) {
   for (const auto& [name, t] : state) {
     if (name == "step") continue;
     auto dot = name.find('.');
-    MINIDL_CHECK(dot != std::string::npos && dot > 0, "optimizer state: unexpected tensor '{}' (expected KIND.PARAMETER)",
-                 name);
+    MINIDL_CHECK(dot != std::string::npos && dot > 0,
+                 "optimizer state: unexpected tensor '{}' (expected KIND.PARAMETER)", name);
     const std::string param = name.substr(dot + 1);
     auto it = index.find(param);
     MINIDL_CHECK(it != index.end(), "optimizer state: '{}' is for parameter '{}', which the model does not have", name,

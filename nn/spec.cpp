@@ -9,7 +9,7 @@
 namespace minidl::nn {
 
 namespace {
-constexpr int kMaxDepth = 64;             // nesting of containers in a spec
+constexpr int kMaxDepth = 64;              // nesting of containers in a spec
 constexpr int64_t kMaxFeatures = 1 << 24;  // any one size of a layer
 constexpr int64_t kMaxKernel = 64;
 

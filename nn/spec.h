@@ -60,7 +60,6 @@ std::vector<std::string> registered_layer_types();
 // Rebuilds a module tree from Module::spec(). `max_elements` bounds the
 // parameters and buffers it may allocate (a checkpoint passes the number of
 // elements it holds); errors are minidl::Error naming the node.
-ModulePtr module_from_spec(const nlohmann::json& spec,
-                           int64_t max_elements = std::numeric_limits<int64_t>::max());
+ModulePtr module_from_spec(const nlohmann::json& spec, int64_t max_elements = std::numeric_limits<int64_t>::max());
 
 }  // namespace minidl::nn

@@ -93,7 +93,8 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
     if (device.is_cuda()) cuda::index_select(three_d(out, d), three_d(xc, d), ic.arg());
     else cpu::index_select(three_d(out, d), three_d(xc, d), ic.arg());
   }
-  record(out, "IndexSelectBackward", {x}, [shape = x.shape(), d, index = saved(index)](const Tensor& g, const NeedsGrad&) {
+  record(out, "IndexSelectBackward", {x}, [shape = x.shape(), d, index = saved(index)](const Tensor& g,
+                                                                                      const NeedsGrad&) {
     Tensor gx = zeros(shape, {.dtype = g.dtype(), .device = g.device()});
     Tensor gc = g.contiguous();
     if (g.device().is_cuda()) cuda::index_add(three_d(gx, d), index.contiguous().arg(), three_d(gc, d));

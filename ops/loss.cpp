@@ -135,10 +135,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
     lse = empty({R, 2}, {.dtype = logits.dtype(), .device = logits.device()});
     // The kernel checks the targets as it reads them and reports the first bad row.
     Tensor status = empty({1}, {.dtype = DType::int64, .device = device});
-    if (device.is_cuda())
-      cuda::cross_entropy_rows(per_row.arg(), lse.arg(), rows.arg(), tgt.arg(), arg_or_null(weight), params, status.arg());
-    else
-      cpu::cross_entropy_rows(per_row.arg(), lse.arg(), rows.arg(), tgt.arg(), arg_or_null(weight), params, status.arg());
+    const TensorArg wa = arg_or_null(weight);
+    if (device.is_cuda()) cuda::cross_entropy_rows(per_row.arg(), lse.arg(), rows.arg(), tgt.arg(), wa, params, status.arg());
+    else cpu::cross_entropy_rows(per_row.arg(), lse.arg(), rows.arg(), tgt.arg(), wa, params, status.arg());
     if (const int64_t bad = status.item<int64_t>(); bad >= 0)
       fail("cross_entropy: target {} (at position {}) is out of range for {} classes", value_at(tgt, bad), bad, C);
     switch (o.reduction) {

@@ -104,8 +104,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias_in, Acti
   const int64_t N = x2.size(0);
   Tensor y2 = empty({N, out}, {.dtype = x.dtype(), .device = device});
   const GemmEpilogue epilogue{.bias = bias.defined() ? bias.raw_data() : nullptr, .relu = act == Activation::relu};
-  if (device.is_cuda()) cuda::gemm(N, out, in, 1.0, x2.arg(), weight.t().arg(), 0.0, y2.arg(), cuda::GemmKernel::best, epilogue);
-  else cpu::gemm(N, out, in, 1.0, x2.arg(), weight.t().arg(), 0.0, y2.arg(), cpu::GemmKernel::best, epilogue);
+  const TensorArg xa = x2.arg(), wa = weight.t().arg(), ya = y2.arg();
+  if (device.is_cuda()) cuda::gemm(N, out, in, 1.0, xa, wa, 0.0, ya, cuda::GemmKernel::best, epilogue);
+  else cpu::gemm(N, out, in, 1.0, xa, wa, 0.0, ya, cpu::GemmKernel::best, epilogue);
 
   Shape out_shape = x.shape();
   out_shape.back() = out;

@@ -21,8 +21,8 @@ Tensor kernel_grad(const char* op, const Tensor& param, const Tensor& grad) {
 }
 void check_state(const char* op, const Tensor& param, const Tensor& state, const char* what) {
   MINIDL_CHECK(state.shape() == param.shape() && state.dtype() == DType::f32 && state.is_contiguous(),
-               "{}: {} must be a contiguous f32 tensor of the parameter's shape {}, got {} {}", op, what,
-               param.shape(), state.dtype(), state.shape());
+               "{}: {} must be a contiguous f32 tensor of the parameter's shape {}, got {} {}", op, what, param.shape(),
+               state.dtype(), state.shape());
 }
 }  // namespace
 
@@ -30,8 +30,10 @@ void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_bu
   Device device = common_device("sgd_step", {param, grad, momentum_buffer});
   Tensor g = kernel_grad("sgd_step", param, grad);
   if (momentum_buffer.defined()) check_state("sgd_step", param, momentum_buffer, "momentum_buffer");
-  if (device.is_cuda()) cuda::sgd_step(param.arg(), g.arg(), arg_or_null(momentum_buffer), p);
-  else cpu::sgd_step(param.arg(), g.arg(), arg_or_null(momentum_buffer), p);
+  if (device.is_cuda())
+    cuda::sgd_step(param.arg(), g.arg(), arg_or_null(momentum_buffer), p);
+  else
+    cpu::sgd_step(param.arg(), g.arg(), arg_or_null(momentum_buffer), p);
   param.bump_version();
   if (momentum_buffer.defined()) momentum_buffer.bump_version();
 }
@@ -42,8 +44,10 @@ void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, c
   Tensor g = kernel_grad("adam_step", param, grad);
   check_state("adam_step", param, exp_avg, "exp_avg");
   check_state("adam_step", param, exp_avg_sq, "exp_avg_sq");
-  if (device.is_cuda()) cuda::adam_step(param.arg(), g.arg(), exp_avg.arg(), exp_avg_sq.arg(), p);
-  else cpu::adam_step(param.arg(), g.arg(), exp_avg.arg(), exp_avg_sq.arg(), p);
+  if (device.is_cuda())
+    cuda::adam_step(param.arg(), g.arg(), exp_avg.arg(), exp_avg_sq.arg(), p);
+  else
+    cpu::adam_step(param.arg(), g.arg(), exp_avg.arg(), exp_avg_sq.arg(), p);
   param.bump_version();
   exp_avg.bump_version();
   exp_avg_sq.bump_version();

@@ -42,7 +42,8 @@ Tensor softmax_backward_kernel(const Tensor& g_in, const Tensor& y_in, int64_t d
   const int64_t cols = y_in.size(d);
   Tensor gx = empty(y.shape(), {.dtype = y.dtype(), .device = y.device()});
   if (gx.numel() == 0) return dim_back(gx, d);
-  const TensorArg gxa = gx.reshape({-1, cols}).arg(), ga = g.reshape({-1, cols}).arg(), ya = y.reshape({-1, cols}).arg();
+  const TensorArg gxa = gx.reshape({-1, cols}).arg(), ga = g.reshape({-1, cols}).arg();
+  const TensorArg ya = y.reshape({-1, cols}).arg();
   if (y.device().is_cuda()) cuda::softmax_rows_backward(gxa, ga, ya, log);
   else cpu::softmax_rows_backward(gxa, ga, ya, log);
   return dim_back(gx, d);

@@ -42,7 +42,8 @@ TEST_CASE("the fuzz seeds are valid inputs: each parses, each checkpoint loads a
     CAPTURE(p);
     std::vector<uint8_t> b = bytes_of(p);
     REQUIRE(b.size() > 1);
-    nn::IdxArray a = nn::parse_idx(nn::gunzip_maybe(b.data() + 1, b.size() - 1, p.string()), b[0] & 1 ? 3 : 1, p.string());
+    nn::IdxArray a =
+        nn::parse_idx(nn::gunzip_maybe(b.data() + 1, b.size() - 1, p.string()), b[0] & 1 ? 3 : 1, p.string());
     CHECK(!a.data.empty());
   }
   for (const auto& p : ck) {
@@ -88,8 +89,8 @@ TEST_CASE("checkpoint metadata that is not what minidl wrote is a clear error") 
     nn::Trainer t(m, c);
     t.resume(f, "ck");
   };
-  CHECK_THROWS_WITH_AS(resumed([](auto& m) { m["epoch"] = "two"; }), doctest::Contains("'epoch' = 'two' is not an epoch"),
-                       Error);
+  CHECK_THROWS_WITH_AS(resumed([](auto& m) { m["epoch"] = "two"; }),
+                       doctest::Contains("'epoch' = 'two' is not an epoch"), Error);
   CHECK_THROWS_WITH_AS(resumed([](auto& m) { m["history"] = "{"; }), doctest::Contains("'history' is not a JSON array"),
                        Error);
   CHECK_THROWS_WITH_AS(resumed([](auto& m) { m["history"] = "[1E400]"; }),

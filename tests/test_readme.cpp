@@ -27,7 +27,7 @@ const fs::path kRoot = MINIDL_SOURCE_DIR;
 const std::string& all_sources() {
   static const std::string text = [] {
     std::string t;
-    for (const char* dir : {"core", "ops", "nn", "cuda", "tools", "tests", "examples", "fuzz", "cmake"})
+    for (const char* dir : {"core", "ops", "nn", "cuda", "compress", "tools", "tests", "examples", "fuzz", "cmake"})
       for (const auto& e : fs::recursive_directory_iterator(kRoot / dir))
         if (e.is_regular_file()) {
           const std::string ext = e.path().extension().string();
@@ -64,7 +64,8 @@ TEST_CASE("every path and code symbol the docs name in backticks exists") {
   const std::regex code_span("`([^`\n]+)`");
   // A path: starts with one of the repository's top-level folders (or is a root
   // file), optionally with :line. A symbol: a C++ name with :: or a call's ().
-  const std::regex path_like(R"(^(core|ops|nn|cuda|tools|tests|docs|examples|fuzz|cmake|\.ci)/[\w./-]*$|^[\w-]+\.(md|txt|json|h)$)");
+  const std::regex path_like(
+      R"(^(core|ops|nn|cuda|compress|tools|tests|docs|examples|fuzz|cmake|\.ci)/[\w./-]*$|^[\w-]+\.(md|txt|json|h)$)");
   const std::regex symbol_like(R"(^(?:[a-z_][\w]*::)*([A-Za-z_]\w*)(\(\))?$)");
   int paths = 0, symbols = 0;
   std::set<std::string> missing;
@@ -74,15 +75,16 @@ TEST_CASE("every path and code symbol the docs name in backticks exists") {
       std::string span = (*it)[1];
       std::smatch sm;
       std::string path = span.substr(0, span.find(':'));
-      if (std::regex_match(span.substr(0, span.find(':') == std::string::npos ? span.size() : span.find(':')), path_like)) {
+      if (std::regex_match(span.substr(0, span.find(':') == std::string::npos ? span.size() : span.find(':')),
+                           path_like)) {
         ++paths;
         // Build outputs and run outputs are named but not committed.
         if (path.rfind("build/", 0) == 0 || path.rfind("runs/", 0) == 0) continue;
         if (!fs::exists(kRoot / path)) missing.insert(doc.filename().string() + ": path `" + span + "`");
         continue;
       }
-      if (std::regex_match(span, sm, symbol_like) && (span.find("::") != std::string::npos || sm[2].matched ||
-                                                     span.find('_') != std::string::npos)) {
+      if (std::regex_match(span, sm, symbol_like) &&
+          (span.find("::") != std::string::npos || sm[2].matched || span.find('_') != std::string::npos)) {
         if (span.rfind("std::", 0) == 0 || span.rfind("__builtin", 0) == 0) continue;  // not minidl's
         ++symbols;
         const std::string name = sm[1];

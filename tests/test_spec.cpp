@@ -71,11 +71,12 @@ TEST_CASE("every zoo model's spec rebuilds the same layer tree with the same ten
     Tensor x = randn({2, 1, 28, 28});
     CHECK(rebuilt->forward(x).to_vector<float>() == m->forward(x).to_vector<float>());
   }
-  CHECK(build_model("mlp-small")->spec().dump() ==
-        R"({"children":[{"name":"0","spec":{"type":"Flatten"}},)"
-        R"({"name":"1","spec":{"bias":true,"in_features":784,"out_features":64,"type":"Linear"}},)"
-        R"({"name":"2","spec":{"type":"ReLU"}},)"
-        R"({"name":"3","spec":{"bias":true,"in_features":64,"out_features":10,"type":"Linear"}}],"type":"Sequential"})");
+  CHECK(
+      build_model("mlp-small")->spec().dump() ==
+      R"({"children":[{"name":"0","spec":{"type":"Flatten"}},)"
+      R"({"name":"1","spec":{"bias":true,"in_features":784,"out_features":64,"type":"Linear"}},)"
+      R"({"name":"2","spec":{"type":"ReLU"}},)"
+      R"({"name":"3","spec":{"bias":true,"in_features":64,"out_features":10,"type":"Linear"}}],"type":"Sequential"})");
 }
 
 TEST_CASE("bad specs are clear errors naming where in the tree") {
@@ -92,7 +93,10 @@ TEST_CASE("bad specs are clear errors naming where in the tree") {
   bad([](auto& s) { s["children"][0]["spec"]["stride"] = {1}; }, "'stride' must be two integers");
   bad([](auto& s) { s["children"][7]["spec"]["in_features"] = 18446744073709551615ull; }, "is outside [1, 16777216]");
   bad([](auto& s) { s["children"][1]["name"] = "x"; }, "child 1 is named 'x'");
-  bad([](auto& s) { s["children"][2]["spec"]["children"] = nlohmann::json::array({{{"name", "0"}, {"spec", s}}}); },
+  bad(
+      [](auto& s) {
+        s["children"][2]["spec"]["children"] = nlohmann::json::array({{{"name", "0"}, {"spec", s}}});
+      },
       "model spec at 2: this layer type has no children");
   bad([](auto& s) { s = nlohmann::json::array(); }, "model spec at the root: expected an object");
   // A spec asking for more parameters than a checkpoint holds never allocates them.
@@ -150,7 +154,8 @@ TEST_CASE("a replaced layer runs in place of the old one, also nested; a layer t
 }
 
 TEST_CASE("a hand-built model trains with a custom loss and hooks, saves, and loads back without naming it") {
-  REQUIRE_MESSAGE(have_fashion_mnist(), "Fashion-MNIST is missing: tools/install_deps.sh installs dataset-fashion-mnist");
+  REQUIRE_MESSAGE(have_fashion_mnist(),
+                  "Fashion-MNIST is missing: tools/install_deps.sh installs dataset-fashion-mnist");
   ImageDataset train = load_mnist_format(kFashionMnistDir, "train").subset(1024);
   ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(256);
   Generator gen(4);
@@ -240,7 +245,10 @@ TEST_CASE("optimizer state is keyed by parameter name; a changed model is a clea
   // The same names into a wider model: the shapes no longer match.
   Generator g2(1);
   auto wider = make<Sequential>();
-  wider->add(make<Flatten>()).add(make<Linear>(784, 80, true, g2)).add(make<ReLU>()).add(make<Linear>(80, 10, true, g2));
+  wider->add(make<Flatten>())
+      .add(make<Linear>(784, 80, true, g2))
+      .add(make<ReLU>())
+      .add(make<Linear>(80, 10, true, g2));
   AdamW other(wider->named_parameters(), {});
   CHECK_THROWS_WITH_AS(other.load_state_dict(state),
                        doctest::Contains("'exp_avg.1.bias' has shape [64] but parameter '1.bias' has shape [80]"),
@@ -249,9 +257,9 @@ TEST_CASE("optimizer state is keyed by parameter name; a changed model is a clea
   StateDict renamed = state;
   renamed["exp_avg.7.weight"] = renamed.at("exp_avg.1.weight");
   AdamW same(m->named_parameters(), {});
-  CHECK_THROWS_WITH_AS(same.load_state_dict(renamed),
-                       doctest::Contains("'exp_avg.7.weight' is for parameter '7.weight', which the model does not have"),
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      same.load_state_dict(renamed),
+      doctest::Contains("'exp_avg.7.weight' is for parameter '7.weight', which the model does not have"), Error);
   CHECK(same.steps() == 0);  // a refused state changes nothing
   same.load_state_dict(state);
   CHECK(same.steps() == 1);

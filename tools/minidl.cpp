@@ -175,7 +175,8 @@ CLI::Validator real_number(double lo, double hi, bool lo_open = false) {
         const bool ok = used == text.size() && std::isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi;
         if (!ok)
           return std::isinf(hi) ? fmt::format("must be a number {} {}, got '{}'", lo_open ? ">" : ">=", lo, text)
-                                : fmt::format("must be a number in {}{}, {}], got '{}'", lo_open ? "(" : "[", lo, hi, text);
+                                : fmt::format("must be a number in {}{}, {}], got '{}'", lo_open ? "(" : "[", lo, hi,
+                                              text);
         return "";
       },
       std::isinf(hi) ? fmt::format("NUMBER{}{}", lo_open ? ">" : ">=", lo) : fmt::format("NUMBER in [{}, {}]", lo, hi));
@@ -206,8 +207,8 @@ Device setup(const Common& c) {
 #endif
   Device d(c.device);
   if (d.is_cuda()) {
-    MINIDL_CHECK(cuda::built_with_cuda(), "--device {}: minidl was built without CUDA (reconfigure with -DMINIDL_CUDA=ON)",
-                 c.device);
+    MINIDL_CHECK(cuda::built_with_cuda(),
+                 "--device {}: minidl was built without CUDA (reconfigure with -DMINIDL_CUDA=ON)", c.device);
     MINIDL_CHECK(cuda::is_available(), "--device {}: {}", c.device, cuda::unavailable_reason());
     MINIDL_CHECK(d.index < cuda::device_count(), "--device {}: there are only {} CUDA devices", c.device,
                  cuda::device_count());
@@ -251,7 +252,8 @@ int main(int argc, char** argv) {
   CLI::App* train = app.add_subcommand("train", "train a model on Fashion-MNIST (or --data DIR)");
   train->add_option("--model", config.model, "mlp | mlp-small | cnn | resnet-s")->capture_default_str()
       ->check(CLI::IsMember(model_names()));
-  train->add_option("--epochs", config.epochs, "epochs to train")->capture_default_str()->check(whole_number(1, 100000));
+  train->add_option("--epochs", config.epochs, "epochs to train")->capture_default_str()
+      ->check(whole_number(1, 100000));
   train->add_option("--batch", config.batch, "batch size")->capture_default_str()->check(whole_number(1, 1 << 20));
   train->add_option("--opt", config.opt, "optimizer")->capture_default_str()->check(CLI::IsMember({"sgd", "adam", "adamw"}));
   train->add_option("--lr", config.lr, "peak learning rate")->capture_default_str()->check(real_number(0, kInf, true));

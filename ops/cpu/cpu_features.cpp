@@ -1,11 +1,11 @@
 #include "ops/cpu/cpu_features.h"
 
 #include <cpuid.h>
+#include <fmt/format.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <fmt/format.h>
 
 #include "core/error.h"
 
@@ -49,9 +49,9 @@ CpuFeatures detect() {
   Regs l1 = cpuid(1);
   const bool osxsave = bit(l1.c, 27);
   const uint64_t xcr0 = osxsave ? xgetbv0() : 0;
-  const bool os_avx = (xcr0 & 0x6) == 0x6;             // XMM and YMM state
+  const bool os_avx = (xcr0 & 0x6) == 0x6;                 // XMM and YMM state
   const bool os_avx512 = os_avx && (xcr0 & 0xe0) == 0xe0;  // opmask, ZMM_Hi256, Hi16_ZMM
-  const bool os_amx = (xcr0 & 0x60000) == 0x60000;     // XTILECFG, XTILEDATA
+  const bool os_amx = (xcr0 & 0x60000) == 0x60000;         // XTILECFG, XTILEDATA
   Regs l7 = cpuid(7, 0), l7_1 = cpuid(7, 1);
   f.fma = os_avx && bit(l1.c, 12);
   f.avx2 = os_avx && bit(l7.b, 5);
@@ -105,9 +105,12 @@ const CpuFeatures& cpu_features() {
 
 const char* cpu_path_name(CpuPath path) {
   switch (path) {
-    case CpuPath::generic: return "generic";
-    case CpuPath::avx2: return "avx2";
-    case CpuPath::avx512: return "avx512";
+    case CpuPath::generic:
+      return "generic";
+    case CpuPath::avx2:
+      return "avx2";
+    case CpuPath::avx512:
+      return "avx512";
   }
   return "?";
 }
@@ -115,9 +118,12 @@ const char* cpu_path_name(CpuPath path) {
 bool cpu_path_supported(CpuPath path) {
   const CpuFeatures& f = cpu_features();
   switch (path) {
-    case CpuPath::generic: return true;
-    case CpuPath::avx2: return f.avx2 && f.fma;
-    case CpuPath::avx512: return f.avx2 && f.fma && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
+    case CpuPath::generic:
+      return true;
+    case CpuPath::avx2:
+      return f.avx2 && f.fma;
+    case CpuPath::avx512:
+      return f.avx2 && f.fma && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
   }
   return false;
 }

@@ -65,8 +65,10 @@ void adam_step(const TensorArg& param, const TensorArg& grad, const TensorArg& e
     for (int64_t k = 0; k < n; ++k) {
       float pk = static_cast<float>(p[k]);
       float gk = static_cast<float>(g[k]);
-      if (decoupled) pk *= 1 - lr * wd;
-      else gk += wd * pk;
+      if (decoupled)
+        pk *= 1 - lr * wd;
+      else
+        gk += wd * pk;
       m[k] = b1 * m[k] + (1 - b1) * gk;
       v[k] = b2 * v[k] + (1 - b2) * gk * gk;
       p[k] = static_cast<P>(pk - step_size * m[k] / (std::sqrt(v[k]) * inv_sqrt_bc2 + eps));

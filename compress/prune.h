@@ -1,0 +1,91 @@
+// compress/prune.h — unstructured pruning: masks that zero weights, and keep them
+// zero while the model is fine-tuned.
+//
+//   compress::Pruner pruner(*model);
+//   pruner.global_unstructured({"1.weight", "3.weight", "5.weight"}, Amount::fraction(0.9));
+//   Trainer trainer(model, config, {.after_step = pruner.after_step()});   // fine-tune; zeros stay zero
+//
+// PyTorch's torch.nn.utils.prune names and semantics, with two differences:
+//   - a mask is one byte per weight and the weight itself is zeroed: there is no
+//     second full-precision copy (PyTorch keeps `weight_orig` beside `weight_mask`);
+//   - `amount` is always the *total* sparsity the parameter ends with: pruning a
+//     parameter at 50% to 0.75 removes another quarter of it, not 75% of what is left.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/generator.h"
+#include "nn/module.h"
+
+namespace minidl::nn {
+class Optimizer;
+class Trainer;
+}  // namespace minidl::nn
+
+namespace minidl::compress {
+
+// How much to prune, as PyTorch's `amount`: a fraction of the elements in [0, 1]
+// (rounded to the nearest count), or an exact number of elements.
+class Amount {
+ public:
+  static Amount fraction(double f) { return Amount(f, false); }
+  static Amount count(int64_t n) { return Amount(static_cast<double>(n), true); }
+  // Elements to prune out of n; throws naming `op` and `what` for a fraction
+  // outside [0, 1] or a count that is negative or larger than n.
+  int64_t of(const char* op, const std::string& what, int64_t n) const;
+  nlohmann::json to_json() const;
+
+ private:
+  Amount(double v, bool is_count) : value_(v), is_count_(is_count) {}
+  double value_;
+  bool is_count_;
+};
+
+// The masks of one model's pruned parameters, by dotted name ("1.weight"): bool
+// tensors of the parameter's shape, true where the weight is kept.
+class Pruner {
+ public:
+  explicit Pruner(nn::Module& model) : model_(model) {}
+
+  // The smallest |w| go, ties to the lower index; weights already pruned stay
+  // pruned and count toward the amount.
+  Pruner& l1_unstructured(const std::string& param, Amount amount);
+  // Weights drawn uniformly from those still kept.
+  Pruner& random_unstructured(const std::string& param, Amount amount, Generator& gen);
+  // One threshold across all the listed parameters: the globally smallest |w| go,
+  // so layers end at different sparsities. The amount is of their total size.
+  Pruner& global_unstructured(const std::vector<std::string>& params, Amount amount);
+  // Makes the pruning of `param` permanent (PyTorch's prune.remove): its zeros
+  // stay, its mask is dropped and fine-tuning may move those weights again.
+  Pruner& remove(const std::string& param);
+
+  // w := w ⊙ mask for every mask. With an optimizer, its per-parameter state
+  // (momentum, Adam's moments) is masked too, so the next step cannot revive a
+  // pruned weight from a moment it accumulated before.
+  void apply() const;
+  void apply(nn::Optimizer& optimizer) const;
+  // For nn::TrainHooks::after_step: apply(trainer.optimizer()) after every step.
+  std::function<void(nn::Trainer&, int64_t)> after_step() const;
+
+  const std::map<std::string, Tensor>& masks() const { return masks_; }
+  // The fraction of the parameter's values that are zero (pruned or not).
+  double sparsity(const std::string& param) const;
+  // What was done, in order: [{"method", "amount", "params"}], for a checkpoint's metadata.
+  const nlohmann::json& recipe() const { return recipe_; }
+
+ private:
+  Tensor parameter(const char* op, const std::string& name) const;
+  void prune_by_magnitude(const char* method, const std::vector<std::string>& params, Amount amount);
+  // Prunes `extra` more of the kept weights of `params`, picked by `order` over
+  // their kept (flattened, concatenated) positions, and records the step.
+  void prune_more(const std::vector<std::string>& params, int64_t extra, const std::vector<int64_t>& order);
+  nn::Module& model_;
+  std::map<std::string, Tensor> masks_;
+  nlohmann::json recipe_ = nlohmann::json::array();
+};
+
+}  // namespace minidl::compress

@@ -1,0 +1,129 @@
+// tests/test_prune.cpp — unstructured pruning: which weights go, total-sparsity
+// amounts, masks of one byte, zeros that stay zero through fine-tuning, errors.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+
+#include "compress/prune.h"
+#include "minidl.h"
+
+using namespace minidl;
+using namespace minidl::nn;
+using compress::Amount;
+using compress::Pruner;
+
+namespace {
+// A two-layer model whose first weight is set by hand.
+std::shared_ptr<Sequential> tiny(const std::vector<float>& w1) {
+  Generator gen(1);
+  auto m = make<Sequential>();
+  m->add(make<Linear>(4, 2, true, gen)).add(make<ReLU>()).add(make<Linear>(2, 3, true, gen));
+  NoGradGuard no_grad;
+  dynamic_cast<Linear&>(*m->find("0")).weight.copy_(from_vector<float>(w1, {2, 4}));
+  return m;
+}
+std::vector<float> weights(Module& m, const std::string& path) {
+  return dynamic_cast<Linear&>(*m.find(path)).weight.to_vector<float>();
+}
+}  // namespace
+
+TEST_CASE("l1_unstructured removes the smallest |w|, ties to the lower index; amounts are totals") {
+  auto m = tiny({0.5f, -0.1f, 0.3f, -0.7f, 0.1f, 0.9f, -0.2f, 0.05f});
+  Pruner p(*m);
+  p.l1_unstructured("0.weight", Amount::fraction(0.25));  // 2 of 8: 0.05 and the first 0.1 (index 1)
+  CHECK(weights(*m, "0") == std::vector<float>{0.5f, 0, 0.3f, -0.7f, 0.1f, 0.9f, -0.2f, 0});
+  CHECK(p.masks().at("0.weight").dtype() == DType::boolean);  // one byte per weight
+  CHECK(element_size(p.masks().at("0.weight").dtype()) == 1);
+  CHECK(p.sparsity("0.weight") == 0.25);
+  // To a total of 50%: two more (0.1 at index 4, then 0.2), the first two stay pruned.
+  p.l1_unstructured("0.weight", Amount::fraction(0.5));
+  CHECK(weights(*m, "0") == std::vector<float>{0.5f, 0, 0.3f, -0.7f, 0, 0.9f, 0, 0});
+  // A smaller total than already pruned changes nothing; a count works too.
+  p.l1_unstructured("0.weight", Amount::fraction(0.1));
+  CHECK(p.sparsity("0.weight") == 0.5);
+  p.l1_unstructured("0.weight", Amount::count(7));
+  CHECK(weights(*m, "0") == std::vector<float>{0, 0, 0, 0, 0, 0.9f, 0, 0});
+  CHECK(p.recipe().size() == 4);
+  CHECK(p.recipe()[0]["method"] == "l1_unstructured");
+  CHECK(p.recipe()[0]["amount"]["fraction"] == 0.25);
+  CHECK(p.recipe()[3]["amount"]["count"] == 7);
+}
+
+TEST_CASE("global_unstructured uses one threshold across layers") {
+  auto m = tiny({1, 2, 3, 4, 5, 6, 7, 8});
+  NoGradGuard no_grad;
+  dynamic_cast<Linear&>(*m->find("2")).weight.copy_(from_vector<float>({0.5f, 9, 10, 11, 12, 13}, {3, 2}));
+  Pruner p(*m);
+  // 4 of the 14 weights: 0.5 from layer 2, then 1, 2, 3 from layer 0.
+  p.global_unstructured({"0.weight", "2.weight"}, Amount::count(4));
+  CHECK(weights(*m, "0") == std::vector<float>{0, 0, 0, 4, 5, 6, 7, 8});
+  CHECK(weights(*m, "2") == std::vector<float>{0, 9, 10, 11, 12, 13});
+  CHECK(p.sparsity("0.weight") == 3.0 / 8);
+  CHECK(p.sparsity("2.weight") == 1.0 / 6);
+  CHECK(p.recipe()[0]["params"] == nlohmann::json{"0.weight", "2.weight"});
+}
+
+TEST_CASE("random_unstructured prunes exactly the amount, only among kept weights, reproducibly") {
+  std::vector<float> w(8, 1.0f);
+  auto a = tiny(w), b = tiny(w);
+  Generator g1(5), g2(5);
+  Pruner pa(*a), pb(*b);
+  pa.random_unstructured("0.weight", Amount::fraction(0.5), g1);
+  pb.random_unstructured("0.weight", Amount::fraction(0.5), g2);
+  CHECK(weights(*a, "0") == weights(*b, "0"));
+  CHECK(pa.sparsity("0.weight") == 0.5);
+  std::vector<float> half = weights(*a, "0");
+  pa.random_unstructured("0.weight", Amount::fraction(0.75), g1);
+  std::vector<float> more = weights(*a, "0");
+  CHECK(pa.sparsity("0.weight") == 0.75);
+  for (size_t i = 0; i < 8; ++i)
+    if (half[i] == 0) CHECK(more[i] == 0);  // once pruned, pruned
+}
+
+TEST_CASE("bad pruning requests are clear errors and change nothing") {
+  auto m = tiny({1, 2, 3, 4, 5, 6, 7, 8});
+  Pruner p(*m);
+  CHECK_THROWS_WITH_AS(p.l1_unstructured("0.weight", Amount::fraction(1.5)),
+                       doctest::Contains("l1_unstructured: amount 1.5 is outside [0, 1]"), Error);
+  CHECK_THROWS_WITH_AS(p.l1_unstructured("0.weight", Amount::count(9)),
+                       doctest::Contains("amount 9 is more than the 8 elements of '0.weight'"), Error);
+  CHECK_THROWS_WITH_AS(p.l1_unstructured("0.weight", Amount::count(-1)), doctest::Contains("negative"), Error);
+  CHECK_THROWS_WITH_AS(p.l1_unstructured("5.weight", Amount::fraction(0.5)),
+                       doctest::Contains("the model has no parameter '5.weight' (it has: 0.weight, 0.bias"), Error);
+  CHECK_THROWS_WITH_AS(p.global_unstructured({}, Amount::fraction(0.5)), doctest::Contains("no parameters"), Error);
+  CHECK_THROWS_WITH_AS(p.remove("0.weight"), doctest::Contains("'0.weight' has not been pruned"), Error);
+  CHECK(p.masks().empty());
+  CHECK(weights(*m, "0") == std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8});
+}
+
+TEST_CASE("pruned weights stay exactly zero through fine-tuning; remove makes it permanent") {
+  if (!std::filesystem::exists(std::string(kFashionMnistDir) + "/train-images-idx3-ubyte.gz"))
+    FAIL("Fashion-MNIST is missing: tools/install_deps.sh installs dataset-fashion-mnist");
+  ImageDataset train = load_mnist_format(kFashionMnistDir, "train").subset(1024);
+  ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(256);
+  TrainConfig c{.model = "mlp-small", .epochs = 1, .batch = 64, .lr = 3e-3, .seed = 2};
+  auto model = build_model(c);
+  Pruner pruner(*model);
+  pruner.global_unstructured({"1.weight", "3.weight"}, Amount::fraction(0.9));
+  const double before = pruner.sparsity("1.weight");
+  CHECK(before > 0.85);
+  Trainer trainer(model, c, {.after_step = pruner.after_step()});
+  EpochResult r = trainer.run_epoch(train, test);
+  CHECK(r.test.accuracy > 0.5);
+  // Every masked weight is still exactly 0, and so are its Adam moments.
+  for (const auto& [name, mask] : pruner.masks()) {
+    std::vector<bool> keep = mask.to_vector<bool>();
+    std::vector<float> w = model->state_dict().at(name).to_vector<float>();
+    std::vector<float> m = trainer.optimizer().state_dict().at("exp_avg." + name).to_vector<float>();
+    int64_t bad = 0;
+    for (size_t i = 0; i < keep.size(); ++i) bad += !keep[i] && (w[i] != 0 || m[i] != 0);
+    CHECK(bad == 0);
+  }
+  CHECK(pruner.sparsity("1.weight") == before);
+  // Without the hook the zeros would fill in: one step of AdamW moves them.
+  pruner.remove("1.weight");
+  Trainer free(model, c);
+  free.run_epoch(train.subset(128), test.subset(64));
+  CHECK(pruner.sparsity("1.weight") < before);
+  CHECK(pruner.recipe().back()["method"] == "remove");
+}
