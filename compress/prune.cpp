@@ -198,4 +198,50 @@ double Pruner::sparsity(const std::string& param) const {
          static_cast<double>(p.numel());
 }
 
+namespace {
+constexpr const char* kMaskPrefix = "pruning.mask.";
+}  // namespace
+
+nn::StateDict Pruner::checkpoint_tensors() const {
+  nn::StateDict out;
+  for (const auto& [name, mask] : masks_) out[kMaskPrefix + name] = mask;
+  return out;
+}
+
+nn::Metadata Pruner::checkpoint_metadata() const { return {{"pruning", recipe_.dump()}}; }
+
+void Pruner::load_from(const nn::SafeTensors& file, const std::string& path) {
+  std::map<std::string, Tensor> masks;
+  const std::string prefix = kMaskPrefix;
+  NoGradGuard no_grad;
+  for (const auto& [tensor_name, mask] : file.tensors) {
+    if (tensor_name.rfind("pruning.", 0) != 0) continue;
+    MINIDL_CHECK(tensor_name.rfind(prefix, 0) == 0, "{}: unexpected pruning tensor '{}' (expected {}PARAMETER)", path,
+                 tensor_name, prefix);
+    const std::string param = tensor_name.substr(prefix.size());
+    Tensor p;
+    try {
+      p = parameter("load pruning masks", param);
+    } catch (const Error& e) {
+      fail("{}: tensor '{}': {}", path, tensor_name, e.what());
+    }
+    MINIDL_CHECK(mask.dtype() == DType::boolean && mask.shape() == p.shape(),
+                 "{}: tensor '{}' must be a bool mask of shape {}, got {} {}", path, tensor_name, p.shape(),
+                 mask.dtype(), mask.shape());
+    // Where the mask prunes, the saved weight must be zero: otherwise mask and weights are from different files.
+    Tensor kept_or_zero = logical_or(mask, eq(p, scalar_tensor(0.0, {.dtype = p.dtype()})));
+    MINIDL_CHECK(sum(kept_or_zero.to(DType::int64)).item() == static_cast<double>(p.numel()),
+                 "{}: tensor '{}' prunes weights of '{}' that are not zero in the file", path, tensor_name, param);
+    masks[param] = mask.to(p.device());
+  }
+  nlohmann::json recipe = nlohmann::json::array();
+  if (auto it = file.metadata.find("pruning"); it != file.metadata.end()) {
+    recipe = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+    MINIDL_CHECK(!recipe.is_discarded() && recipe.is_array(), "{}: metadata 'pruning' is not a JSON array (the recipe)",
+                 path);
+  }
+  masks_ = std::move(masks);
+  recipe_ = std::move(recipe);
+}
+
 }  // namespace minidl::compress

@@ -20,6 +20,7 @@
 
 #include "core/generator.h"
 #include "nn/module.h"
+#include "nn/safetensors.h"
 
 namespace minidl::nn {
 class Optimizer;
@@ -76,6 +77,16 @@ class Pruner {
   double sparsity(const std::string& param) const;
   // What was done, in order: [{"method", "amount", "params"}], for a checkpoint's metadata.
   const nlohmann::json& recipe() const { return recipe_; }
+
+  // A pruned checkpoint: the masks as bool tensors "pruning.mask.<param>" and the
+  // recipe as metadata "pruning", beside the model (Trainer::save(path, tensors,
+  // metadata)). load_model reads such a file as the model alone; load_from
+  // restores the masks and recipe onto the model it loaded, checking every mask
+  // against its parameter (shape, dtype, and zeros where it prunes), with errors
+  // naming the file and the tensor.
+  nn::StateDict checkpoint_tensors() const;
+  nn::Metadata checkpoint_metadata() const;
+  void load_from(const nn::SafeTensors& file, const std::string& name);
 
  private:
   Tensor parameter(const char* op, const std::string& name) const;

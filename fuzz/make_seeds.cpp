@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "compress/prune.h"
 #include "minidl.h"
 #include "nn/safetensors.h"
 #include "nn/train.h"
@@ -42,14 +43,19 @@ std::vector<uint8_t> gzip(const std::vector<uint8_t>& in) {
   return out;
 }
 // A checkpoint with optimizer state after one step, as `minidl train` writes it.
-void checkpoint(const fs::path& path, std::shared_ptr<Sequential> model, Shape input) {
+// With `prune`, half of each Linear's weights pruned and the masks saved beside the model.
+void checkpoint(const fs::path& path, std::shared_ptr<Sequential> model, Shape input, bool prune = false) {
   TrainConfig c;
   c.model = "custom";
   Trainer t(model, c);
   Tensor loss = cross_entropy(model->forward(randn(input)), zeros({input[0]}, {.dtype = DType::int64}));
   loss.backward();
   t.optimizer().step();
-  t.save(path.string());
+  compress::Pruner pruner(*model);
+  if (prune)
+    for (const auto& [name, p] : model->named_parameters())
+      if (p.dim() == 2) pruner.l1_unstructured(name, compress::Amount::fraction(0.5));
+  t.save(path.string(), pruner.checkpoint_tensors(), pruner.checkpoint_metadata());
 }
 }  // namespace
 
@@ -99,6 +105,13 @@ int main(int argc, char** argv) {
       .add(make<GELU>())
       .add(make<Linear>(4, 3, true, gen));
   checkpoint(dir / "checkpoint/residual.safetensors", residual, {2, 1, 4, 4});
+  Generator gen2(2);
+  auto pruned = make<Sequential>();
+  pruned->add(make<Flatten>())
+      .add(make<Linear>(16, 6, true, gen2))
+      .add(make<ReLU>())
+      .add(make<Linear>(6, 3, true, gen2));
+  checkpoint(dir / "checkpoint/pruned.safetensors", pruned, {2, 1, 4, 4}, /*prune=*/true);
   // The safetensors target reads checkpoints too.
   fs::copy_file(dir / "checkpoint/small.safetensors", dir / "safetensors/checkpoint.safetensors",
                 fs::copy_options::overwrite_existing);

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "compress/prune.h"
 #include "core/error.h"
 #include "nn/idx.h"
 #include "nn/safetensors.h"
@@ -35,12 +36,14 @@ inline void idx(const uint8_t* data, size_t size) {
   }
 }
 
-// Bytes as a checkpoint: the model rebuilt from its spec and loaded, then a
-// Trainer resumed from the same file (optimizer state, epoch, history).
+// Bytes as a checkpoint: the model rebuilt from its spec and loaded, its pruning
+// masks and recipe restored, then a Trainer resumed from the same file
+// (optimizer state, epoch, history).
 inline void checkpoint(const uint8_t* data, size_t size) {
   try {
     nn::SafeTensors file = nn::parse_safetensors(reinterpret_cast<const char*>(data), size, "fuzz.safetensors");
     nn::ModulePtr model = nn::load_model(file, "fuzz.safetensors");
+    compress::Pruner(*model).load_from(file, "fuzz.safetensors");
     nn::TrainConfig config;
     config.model = "custom";
     nn::Trainer trainer(model, config);

@@ -20,6 +20,12 @@ constexpr const char* kOptimizerPrefix = "optimizer.";
 constexpr const char* kFormat = "minidl-checkpoint-v1";
 }  // namespace
 
+bool is_section_tensor(const std::string& name) {
+  for (const char* section : kCheckpointSections)
+    if (name.rfind(section, 0) == 0) return true;
+  return false;
+}
+
 // ---------------------------------------------------------------- config
 
 nlohmann::json TrainConfig::to_json() const {
@@ -193,9 +199,14 @@ EpochResult Trainer::run_epoch(const ImageDataset& train, const ImageDataset& te
   return r;
 }
 
-void Trainer::save(const std::string& path) const {
+void Trainer::save(const std::string& path, const StateDict& extra_tensors, const Metadata& extra_metadata) const {
   StateDict tensors = model_->state_dict();
   for (const auto& [name, t] : optimizer_->state_dict()) tensors[kOptimizerPrefix + name] = t;
+  for (const auto& [name, t] : extra_tensors) {
+    MINIDL_CHECK(is_section_tensor(name) && name.rfind(kOptimizerPrefix, 0) != 0,
+                 "save: extra tensor '{}' must be in a checkpoint section ('pruning.' ...), not among the model's", name);
+    tensors[name] = t;
+  }
   nlohmann::json hist = nlohmann::json::array();
   for (const EpochResult& e : history_) hist.push_back(to_json(e));
   // "arch" names the zoo model only when the model is exactly that one: a model
@@ -204,14 +215,18 @@ void Trainer::save(const std::string& path) const {
   const auto& zoo = model_names();
   const bool is_zoo = std::find(zoo.begin(), zoo.end(), config_.model) != zoo.end() &&
                       build_model(config_)->spec() == spec;
-  save_safetensors(path, tensors,
-                   {{"format", kFormat},
-                    {"arch", is_zoo ? config_.model : "custom"},
-                    {"model", spec.dump()},
-                    {"optimizer", optimizer_->name()},
-                    {"epoch", std::to_string(epoch_)},
-                    {"config", config_.to_json().dump()},
-                    {"history", hist.dump()}});
+  Metadata meta = {{"format", kFormat},
+                   {"arch", is_zoo ? config_.model : "custom"},
+                   {"model", spec.dump()},
+                   {"optimizer", optimizer_->name()},
+                   {"epoch", std::to_string(epoch_)},
+                   {"config", config_.to_json().dump()},
+                   {"history", hist.dump()}};
+  for (const auto& [key, value] : extra_metadata) {
+    MINIDL_CHECK(!meta.count(key), "save: extra metadata '{}' would overwrite the checkpoint's own", key);
+    meta[key] = value;
+  }
+  save_safetensors(path, tensors, meta);
 }
 
 namespace {
@@ -238,7 +253,7 @@ Loaded read_checkpoint(SafeTensors file, const std::string& path) {
   const std::string prefix = kOptimizerPrefix;
   for (const auto& [name, t] : l.file.tensors) {
     if (name.rfind(prefix, 0) == 0) l.optimizer[name.substr(prefix.size())] = t;
-    else l.model[name] = t;
+    else if (!is_section_tensor(name)) l.model[name] = t;  // sections are their owners' to read
   }
   return l;
 }

@@ -72,6 +72,12 @@ EvalResult evaluate(Module& model, const ImageDataset& data, int64_t batch_size 
 
 class Trainer;
 
+// Tensors of a checkpoint that are not the model's: the optimizer's state
+// ("optimizer.exp_avg.1.weight") and what compressions keep beside the model
+// ("pruning.mask.1.weight"). load_model and resume leave the others alone.
+inline constexpr const char* kCheckpointSections[] = {"optimizer.", "pruning."};
+bool is_section_tensor(const std::string& name);
+
 // The loss of a batch from the model's logits; the default is cross-entropy on
 // the batch's labels with config.label_smoothing.
 using LossFn = std::function<Tensor(const Tensor& logits, const Batch& batch)>;
@@ -98,7 +104,9 @@ class Trainer {
   // Trains one epoch (the next one) on `train`, then evaluates on `test`.
   // A NaN or Inf loss throws before the parameters are updated with it.
   EpochResult run_epoch(const ImageDataset& train, const ImageDataset& test, const ProgressFn& progress = {});
-  void save(const std::string& path) const;
+  // extra_tensors go in a checkpoint section (names starting "pruning." ...:
+  // kCheckpointSections), extra_metadata beside the checkpoint's own keys.
+  void save(const std::string& path, const StateDict& extra_tensors = {}, const Metadata& extra_metadata = {}) const;
 
   const TrainConfig& config() const { return config_; }
   int64_t epochs_done() const { return epoch_; }

@@ -6,6 +6,7 @@
 
 #include "compress/prune.h"
 #include "minidl.h"
+#include "temp_dir.h"
 
 using namespace minidl;
 using namespace minidl::nn;
@@ -126,4 +127,50 @@ TEST_CASE("pruned weights stay exactly zero through fine-tuning; remove makes it
   free.run_epoch(train.subset(128), test.subset(64));
   CHECK(pruner.sparsity("1.weight") < before);
   CHECK(pruner.recipe().back()["method"] == "remove");
+}
+
+TEST_CASE("a pruned checkpoint keeps masks and recipe, loads back, and corrupt ones are clear errors") {
+  minidl::testing::TempDir dir;
+  TrainConfig c{.model = "mlp-small", .epochs = 1, .seed = 3};
+  auto model = build_model(c);
+  Pruner pruner(*model);
+  pruner.l1_unstructured("1.weight", Amount::fraction(0.8)).l1_unstructured("3.weight", Amount::count(100));
+  Trainer trainer(model, c);
+  const std::string path = dir / "pruned.safetensors";
+  trainer.save(path, pruner.checkpoint_tensors(), pruner.checkpoint_metadata());
+
+  // load_model sees the model alone; the masks and recipe come back onto it.
+  ModulePtr loaded = load_model(path);
+  SafeTensors file = load_safetensors(path);
+  Pruner again(*loaded);
+  again.load_from(file, path);
+  CHECK(again.recipe() == pruner.recipe());
+  REQUIRE(again.masks().size() == 2);
+  for (const auto& [name, mask] : pruner.masks())
+    CHECK(again.masks().at(name).to_vector<bool>() == mask.to_vector<bool>());
+  CHECK(again.sparsity("1.weight") == doctest::Approx(0.8).epsilon(1e-3));
+  // Resuming training ignores the pruning section.
+  Trainer resumed(build_model(c), c);
+  CHECK_NOTHROW(resumed.resume(path));
+
+  auto refused = [&](auto mutate, const char* expected) {
+    SafeTensors f = file;
+    mutate(f);
+    Pruner p(*loaded);
+    CHECK_THROWS_WITH_AS(p.load_from(f, "pruned.safetensors"), doctest::Contains(expected), Error);
+  };
+  refused([](SafeTensors& f) { f.tensors["pruning.mask.1.weight"] = ones({3}, {.dtype = DType::boolean}); },
+          "'pruning.mask.1.weight' must be a bool mask of shape [64, 784]");
+  refused([](SafeTensors& f) { f.tensors["pruning.mask.9.weight"] = f.tensors.at("pruning.mask.3.weight"); },
+          "tensor 'pruning.mask.9.weight': load pruning masks: the model has no parameter '9.weight'");
+  refused([](SafeTensors& f) { f.tensors["pruning.extra"] = ones({1}); }, "unexpected pruning tensor 'pruning.extra'");
+  refused([](SafeTensors& f) { f.metadata["pruning"] = "{not json"; }, "metadata 'pruning' is not a JSON array");
+  refused(
+      [](SafeTensors& f) {
+        f.tensors["pruning.mask.3.weight"] =
+            zeros(f.tensors.at("pruning.mask.3.weight").shape(), {.dtype = DType::boolean});
+      },
+      "prunes weights of '3.weight' that are not zero in the file");
+  CHECK_THROWS_WITH_AS(trainer.save(path, {{"mask", ones({1})}}), doctest::Contains("must be in a checkpoint section"),
+                       Error);
 }
