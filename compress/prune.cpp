@@ -58,17 +58,21 @@ HostView host_view(const Tensor& p, const std::map<std::string, Tensor>& masks, 
   v.kept = it != masks.end() ? it->second.to(kCPU).to_vector<bool>() : std::vector<bool>(v.values.size(), true);
   return v;
 }
+std::vector<std::vector<bool>> kept_of(const std::vector<HostView>& views) {
+  std::vector<std::vector<bool>> out;
+  for (const HostView& v : views) out.push_back(v.kept);
+  return out;
+}
 }  // namespace
 
-void Pruner::prune_more(const std::vector<std::string>& params, int64_t extra, const std::vector<int64_t>& order) {
+void Pruner::prune_more(const std::vector<std::string>& params, std::vector<std::vector<bool>> keep, int64_t extra,
+                        const std::vector<int64_t>& order) {
   // order lists kept positions (over the concatenated parameters) best-to-prune first.
-  std::vector<std::vector<bool>> keep;
   std::vector<int64_t> offset;
   int64_t total = 0;
-  for (const std::string& name : params) {
-    keep.push_back(host_view(parameter("prune", name), masks_, name).kept);
+  for (const auto& k : keep) {
     offset.push_back(total);
-    total += static_cast<int64_t>(keep.back().size());
+    total += static_cast<int64_t>(k.size());
   }
   for (int64_t i = 0; i < extra; ++i) {
     const int64_t flat = order[static_cast<size_t>(i)];
@@ -135,7 +139,7 @@ void Pruner::prune_by_magnitude(const char* method, const std::vector<std::strin
   Candidates c = candidates(views);
   const std::string what = params.size() == 1 ? "'" + params[0] + "'" : fmt::format("{} parameters", params.size());
   const int64_t extra = std::max<int64_t>(0, amount.of(method, what, c.total) - c.pruned);
-  prune_more(params, extra, smallest(c, extra));
+  prune_more(params, kept_of(views), extra, smallest(c, extra));
   recipe_.push_back({{"method", method}, {"amount", amount.to_json()}, {"params", params}});
 }
 
@@ -151,7 +155,7 @@ Pruner& Pruner::random_unstructured(const std::string& param, Amount amount, Gen
         static_cast<uint64_t>(i) + gen.below(static_cast<uint64_t>(pos.size()) - static_cast<uint64_t>(i));
     std::swap(pos[static_cast<size_t>(i)], pos[j]);
   }
-  prune_more({param}, extra, pos);
+  prune_more({param}, kept_of(views), extra, pos);
   recipe_.push_back({{"method", "random_unstructured"}, {"amount", amount.to_json()}, {"params", {param}}});
   return *this;
 }

@@ -91,9 +91,10 @@ class Pruner {
  private:
   Tensor parameter(const char* op, const std::string& name) const;
   void prune_by_magnitude(const char* method, const std::vector<std::string>& params, Amount amount);
-  // Prunes `extra` more of the kept weights of `params`, picked by `order` over
-  // their kept (flattened, concatenated) positions, and records the step.
-  void prune_more(const std::vector<std::string>& params, int64_t extra, const std::vector<int64_t>& order);
+  // Prunes `extra` more weights of `params` (whose current masks are `keep`), the
+  // first `extra` of `order`: positions in their flattened concatenation.
+  void prune_more(const std::vector<std::string>& params, std::vector<std::vector<bool>> keep, int64_t extra,
+                  const std::vector<int64_t>& order);
   nn::Module& model_;
   std::map<std::string, Tensor> masks_;
   nlohmann::json recipe_ = nlohmann::json::array();

@@ -85,6 +85,11 @@ void SpecReader::reserve(int64_t elements) const {
   *budget_ -= elements;
 }
 
+bool SpecReader::has_children() const {
+  auto it = node_.find("children");
+  return it != node_.end() && !(it->is_array() && it->empty());
+}
+
 std::vector<std::pair<std::string, ModulePtr>> SpecReader::children() const {
   std::vector<std::pair<std::string, ModulePtr>> out;
   auto it = node_.find("children");
@@ -113,7 +118,7 @@ std::map<std::string, LayerBuilder>& registry();
 
 // A leaf layer has no children in its spec: say so rather than drop them silently.
 void no_children(const SpecReader& r) {
-  if (!r.children().empty()) r.fail_here("this layer type has no children");
+  if (r.has_children()) r.fail_here("this layer type has no children");
 }
 
 ModulePtr build_linear(const SpecReader& r) {

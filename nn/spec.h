@@ -38,6 +38,8 @@ class SpecReader {
   std::array<int64_t, 2> pair(const char* key, int64_t lo, int64_t hi) const;
   // The children, built (in order, with their names).
   std::vector<std::pair<std::string, ModulePtr>> children() const;
+  // Whether the node lists any children (without building them).
+  bool has_children() const;
   // A layer about to allocate `elements` parameter/buffer elements: checked
   // against what the checkpoint holds, so a corrupt spec cannot ask for 10¹² floats.
   void reserve(int64_t elements) const;

@@ -157,12 +157,11 @@ EpochResult Trainer::run_epoch(const ImageDataset& train, const ImageDataset& te
   EpochResult r;
   r.epoch = epoch_ + 1;
   while (auto next = loader.next()) {
-    const Batch on_device{next->images.to(device), next->labels.to(device)};
-    const Batch* batch = &on_device;
+    const Batch batch{next->images.to(device), next->labels.to(device)};
     const double lr = lr_for_step(epoch_ * steps + b, steps);
     optimizer_->set_lr(lr);
-    Tensor logits = (*model_)(batch->images);
-    Tensor loss = hooks_.loss(logits, *batch);
+    Tensor logits = (*model_)(batch.images);
+    Tensor loss = hooks_.loss(logits, batch);
     MINIDL_CHECK(loss.defined() && loss.numel() == 1, "train: the loss function must return a scalar, got shape {}",
                  loss.defined() ? loss.shape() : Shape{});
     const double loss_value = loss.item();
@@ -176,10 +175,10 @@ EpochResult Trainer::run_epoch(const ImageDataset& train, const ImageDataset& te
     optimizer_->step();
     if (hooks_.after_step) hooks_.after_step(*this, optimizer_->steps());
 
-    const int64_t n = batch->labels.numel();
+    const int64_t n = batch.labels.numel();
     {
       NoGradGuard no_grad;
-      correct += static_cast<int64_t>(sum(eq(argmax(logits, 1), batch->labels)).item());
+      correct += static_cast<int64_t>(sum(eq(argmax(logits, 1), batch.labels)).item());
     }
     loss_sum += loss_value * static_cast<double>(n);
     seen += n;

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
+#include <optional>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -145,17 +146,25 @@ int run_eval(const std::string& checkpoint, const std::string& data_dir, int64_t
 
 // Numeric validators whose messages a person reads ("--epochs: must be a whole
 // number >= 1, got -1"), not CLI11's 300-digit ranges.
+// The whole of `text` read by `parse` (std::stoll, std::stod), or nothing.
+template <class T, class Parse>
+std::optional<T> parse_exactly(const std::string& text, Parse parse) {
+  size_t used = 0;
+  T v{};
+  try {
+    v = parse(text, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (used != text.size()) return std::nullopt;
+  return v;
+}
+
 CLI::Validator whole_number(int64_t lo, int64_t hi = INT64_MAX) {
   return CLI::Validator(
       [lo, hi](std::string& text) -> std::string {
-        size_t used = 0;
-        int64_t v = 0;
-        try {
-          v = std::stoll(text, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used != text.size() || v < lo || v > hi)
+        auto v = parse_exactly<int64_t>(text, [](const std::string& t, size_t* n) { return std::stoll(t, n); });
+        if (!v || *v < lo || *v > hi)
           return hi == INT64_MAX ? fmt::format("must be a whole number >= {}, got '{}'", lo, text)
                                  : fmt::format("must be a whole number in [{}, {}], got '{}'", lo, hi, text);
         return "";
@@ -165,14 +174,8 @@ CLI::Validator whole_number(int64_t lo, int64_t hi = INT64_MAX) {
 CLI::Validator real_number(double lo, double hi, bool lo_open = false) {
   return CLI::Validator(
       [=](std::string& text) -> std::string {
-        size_t used = 0;
-        double v = 0;
-        try {
-          v = std::stod(text, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        const bool ok = used == text.size() && std::isfinite(v) && (lo_open ? v > lo : v >= lo) && v <= hi;
+        auto v = parse_exactly<double>(text, [](const std::string& t, size_t* n) { return std::stod(t, n); });
+        const bool ok = v && std::isfinite(*v) && (lo_open ? *v > lo : *v >= lo) && *v <= hi;
         if (!ok)
           return std::isinf(hi) ? fmt::format("must be a number {} {}, got '{}'", lo_open ? ">" : ">=", lo, text)
                                 : fmt::format("must be a number in {}{}, {}], got '{}'", lo_open ? "(" : "[", lo, hi,

@@ -14,7 +14,6 @@ namespace minidl::cpu {
 namespace {
 constexpr int64_t kOptimGrain = 65536;
 
-template <class P>
 void check_operands(const char* op, const TensorArg& param, const TensorArg& grad) {
   if (!param.is_contiguous() || !grad.is_contiguous() || grad.dtype != param.dtype || grad.numel() != param.numel())
     throw Error(std::string(op) + ": parameter and gradient must be contiguous, of one dtype and size");
@@ -24,7 +23,7 @@ void check_operands(const char* op, const TensorArg& param, const TensorArg& gra
 void sgd_step(const TensorArg& param, const TensorArg& grad, const TensorArg& buffer, const SgdStepArgs& a) {
   dispatch_f32_bf16(param.dtype, "sgd_step", [&](auto tag) {
     using P = decltype(tag);
-    check_operands<P>("sgd_step", param, grad);
+    check_operands("sgd_step", param, grad);
     P* p = param.ptr<P>();
     const P* g = grad.ptr<P>();
     float* buf = buffer.ptr<float>();
@@ -49,7 +48,7 @@ void adam_step(const TensorArg& param, const TensorArg& grad, const TensorArg& e
                const AdamStepArgs& a) {
   dispatch_f32_bf16(param.dtype, "adam_step", [&](auto tag) {
     using P = decltype(tag);
-    check_operands<P>("adam_step", param, grad);
+    check_operands("adam_step", param, grad);
     P* p = param.ptr<P>();
     const P* g = grad.ptr<P>();
     float* m = exp_avg.ptr<float>();
