@@ -14,6 +14,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "core/file.h"
 #include "ops/factory.h"
 
 namespace minidl::nn {
@@ -43,18 +44,6 @@ std::optional<DType> from_st_dtype(const std::string& s) {
   return std::nullopt;
 }
 
-// Writes all of buf to fd, or throws naming the file (e.g. "No space left on device").
-void write_all(int fd, const void* buf, size_t n, const std::string& path) {
-  const char* p = static_cast<const char*>(buf);
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    MINIDL_CHECK(w > 0, "save_safetensors: writing {} failed: {}", path, std::strerror(errno));
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
 }  // namespace
 
 void save_safetensors(const std::string& path, const StateDict& tensors, const Metadata& metadata) {
@@ -76,33 +65,9 @@ void save_safetensors(const std::string& path, const StateDict& tensors, const M
   json.append((8 - json.size() % 8) % 8, ' ');  // pad so the data starts 8-byte aligned
   const uint64_t header_len = json.size();
 
-  // Temporary file in the same directory (so rename is atomic), then fsync, rename, fsync the directory.
-  std::filesystem::path final_path(path);
-  std::filesystem::path dir = final_path.has_parent_path() ? final_path.parent_path() : std::filesystem::path(".");
-  std::string tmp = (dir / fmt::format(".{}.tmp.{}", final_path.filename().string(), ::getpid())).string();
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  MINIDL_CHECK(fd >= 0, "save_safetensors: cannot create {}: {}", tmp, std::strerror(errno));
-  try {
-    write_all(fd, &header_len, 8, tmp);
-    write_all(fd, json.data(), json.size(), tmp);
-    for (const Tensor& h : host) write_all(fd, h.raw_data(), h.numel() * element_size(h.dtype()), tmp);
-    MINIDL_CHECK(::fsync(fd) == 0, "save_safetensors: flushing {} failed: {}", tmp, std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    std::filesystem::remove(tmp);
-    throw;
-  }
-  MINIDL_CHECK(::close(fd) == 0, "save_safetensors: closing {} failed: {}", tmp, std::strerror(errno));
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string why = std::strerror(errno);
-    std::filesystem::remove(tmp);
-    fail("save_safetensors: renaming {} to {} failed: {}", tmp, path, why);
-  }
-  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (dfd >= 0) {
-    ::fsync(dfd);  // make the rename itself durable
-    ::close(dfd);
-  }
+  std::vector<std::pair<const void*, size_t>> chunks = {{&header_len, 8}, {json.data(), json.size()}};
+  for (const Tensor& h : host) chunks.emplace_back(h.raw_data(), h.numel() * element_size(h.dtype()));
+  write_file_atomically(path, chunks, "save_safetensors");
 }
 
 SafeTensors load_safetensors(const std::string& path) {

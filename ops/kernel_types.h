@@ -48,6 +48,22 @@ struct GemmEpilogue {
   bool relu = false;
 };
 
+// A sparse matrix W (rows, cols) as the sparse kernels see it: BSR with r×c
+// blocks, of which CSR is the 1×1 case. Plain pointers; compress/sparse.h owns
+// the arrays. Block row i (rows i·r .. i·r + r − 1) holds blocks
+// [row_ptr[i], row_ptr[i + 1]); block p covers columns col_index[p]·c .. + c − 1
+// and its r·c values sit row-major at values + p·r·c. rows and cols are
+// multiples of r and c.
+struct SparseMatrixArg {
+  int64_t rows = 0, cols = 0;
+  int64_t block_rows = 1, block_cols = 1;  // r, c
+  const int32_t* row_ptr = nullptr;        // (rows / r + 1)
+  const void* col_index = nullptr;         // (blocks): uint16 when index16, else int32
+  bool index16 = false;
+  const float* values = nullptr;           // (blocks, r, c)
+  bool is_csr() const { return block_rows == 1 && block_cols == 1; }
+};
+
 struct Conv2dParams {
   int64_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups;
   bool relu = false;  // y = max(conv + bias, 0)

@@ -297,7 +297,7 @@ int main(int argc, char** argv) {
   bench->require_subcommand(1);
   bench::CommonOptions bench_opts;
   Common bench_c;
-  auto add_bench = [&](CLI::App* cmd) {
+  auto add_bench = [&](CLI::App* cmd, bench::CommonOptions& bench_opts) {
     add_common(cmd, bench_c, true);
     cmd->add_option("--min-time", bench_opts.min_seconds, "time each variant at least this long (s)")
         ->capture_default_str()->check(real_number(0, 3600));
@@ -313,7 +313,7 @@ int main(int argc, char** argv) {
   CLI::App* bench_gemm = bench->add_subcommand("gemm", "SGEMM: minidl against OpenBLAS (when built with it)");
   bench_gemm->add_option("--shapes", gemm_shapes, "MxNxK shapes")->capture_default_str();
   bench_gemm->add_flag("--reference", gemm_reference, "also time the reference loop");
-  add_bench(bench_gemm);
+  add_bench(bench_gemm, bench_opts);
   std::string ts_model = "mlp", ts_data = kFashionMnistDir;
   int64_t ts_batch = 128, ts_batches = 20;
   bool ts_raw = false;
@@ -324,7 +324,7 @@ int main(int argc, char** argv) {
       ->check(whole_number(1, 10000));
   bench_ts->add_option("--data", ts_data, "directory of MNIST-format IDX files")->capture_default_str();
   bench_ts->add_flag("--raw", ts_raw, "include every timed run in the JSON");
-  add_bench(bench_ts);
+  add_bench(bench_ts, bench_opts);
   std::string inf_model = "mlp", inf_data = kFashionMnistDir;
   std::vector<int64_t> inf_batches = {1, 128};
   bool inf_raw = false;
@@ -333,18 +333,33 @@ int main(int argc, char** argv) {
   bench_inf->add_option("--batch", inf_batches, "batch sizes")->capture_default_str()->check(whole_number(1, 10000));
   bench_inf->add_option("--data", inf_data, "directory of MNIST-format IDX files")->capture_default_str();
   bench_inf->add_flag("--raw", inf_raw, "include every timed run in the JSON");
-  add_bench(bench_inf);
+  add_bench(bench_inf, bench_opts);
   std::vector<std::string> conv_shapes = {"128x1x28x28:32x3:p1", "128x32x14x14:64x3:p1", "128x64x14x14:128x1",
                                           "128x64x28x28:64x3:p1"};
   CLI::App* bench_cv = bench->add_subcommand("conv", "conv2d forward and forward + backward");
   bench_cv->add_option("--shapes", conv_shapes, "NxCxHxW:OxK[:sS][:pP] shapes")->capture_default_str();
-  add_bench(bench_cv);
+  add_bench(bench_cv, bench_opts);
   std::vector<std::string> loss_shapes = {"128x10", "128x1000", "4096x10"};
   CLI::App* bench_ls = bench->add_subcommand("loss", "fused cross_entropy and kl_div_logits against composed ops");
   bench_ls->add_option("--shapes", loss_shapes, "NxC shapes")->capture_default_str();
-  add_bench(bench_ls);
+  add_bench(bench_ls, bench_opts);
   CLI::App* bench_op = bench->add_subcommand("ops", "single ops: 2x2 max pooling, full sum and max, relu");
-  add_bench(bench_op);
+  add_bench(bench_op, bench_opts);
+  // The sweep times hundreds of cells: shorter minimums per cell by default.
+  bench::SparseSweepOptions sweep;
+  bench::CommonOptions sweep_opts{.min_seconds = 0.1, .min_runs = 5, .warmup = 1};
+  CLI::App* bench_sp = bench->add_subcommand(
+      "sparse", "dense vs CSR, BSR and structured shrink over sparsities, shapes and batch sizes");
+  bench_sp->add_flag("--quick", sweep.quick, "a reduced grid (under 2 minutes)");
+  bench_sp->add_option("--shapes", sweep.shapes, "OUTxIN or convOUTxINxPOSITIONS (default: the grid)");
+  bench_sp->add_option("--batch", sweep.batches, "batch sizes (default 1 32 256)")->check(whole_number(1, 1 << 16));
+  bench_sp->add_option("--sparsity", sweep.sparsities, "sparsities in [0, 1] (default: 0 to 0.99)")
+      ->check(real_number(0, 1));
+  bench_sp->add_option("--formats", sweep.formats, "csr bsr1x4 bsr4x1 bsr4x4 bsr8x8 bsr16x16 (default: all)");
+  bench_sp->add_option("--weights", sweep.weights, "checkpoints whose weights give the magnitude-pruned pattern")
+      ->check(CLI::ExistingFile);
+  bench_sp->add_option("--out", sweep.out, "also write the JSON to this file (for tools/bench/plot_sparse.py)");
+  add_bench(bench_sp, sweep_opts);
 
   const bool json_errors = wants_json(argc, argv);
   try {
@@ -381,6 +396,10 @@ int main(int argc, char** argv) {
     if (*bench_cv) return bench::bench_conv(conv_shapes, bench_opts);
     if (*bench_ls) return bench::bench_loss(loss_shapes, bench_opts);
     if (*bench_op) return bench::bench_ops(bench_opts);
+    if (*bench_sp) {
+      sweep_opts.json = bench_c.json, sweep_opts.markdown = bench_c.markdown, sweep_opts.csv = bench_c.csv;
+      return bench::bench_sparse(sweep, sweep_opts);
+    }
   } catch (const std::exception& e) {
     std::fflush(stdout);
     return report_error(json_errors, e.what(), 1);

@@ -271,6 +271,32 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
   });
 }
 
+// Sparse weight: the same im2col, one sample at a time, and spmm writes y[n]
+// (O, P) directly — bias and ReLU in its epilogue. Samples run in parallel, each
+// thread with its own cols; at batch 1 spmm is parallel inside instead.
+void sparse_conv2d_forward(const TensorArg& y, const TensorArg& x, const SparseMatrixArg& w, const TensorArg& bias,
+                           int64_t kernel_h, int64_t kernel_w, const Conv2dParams& p) {
+  Geometry g{};
+  g.N = x.shape[0], g.C = x.shape[1], g.H = x.shape[2], g.W = x.shape[3];
+  g.O = w.rows, g.kh = kernel_h, g.kw = kernel_w;
+  g.Ho = y.shape[2], g.Wo = y.shape[3];
+  g.Cg = g.C, g.Og = g.O, g.K = g.C * g.kh * g.kw;
+  const int64_t P = g.Ho * g.Wo;
+  const float* xp = x.ptr<float>();
+  float* yp = y.ptr<float>();
+  const GemmEpilogue epilogue{.bias = bias.data, .bias_per_row = true, .relu = p.relu};
+  maybe_parallel(g.N > 1 && !in_parallel(), [&] {
+    Workspace<float> cols(pointwise(g, p) ? 0 : g.K * P);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.N; ++n) {
+      const float* x_img = xp + n * g.C * g.H * g.W;
+      if (!pointwise(g, p)) im2col(cols.data(), P, x_img, g, p);
+      const float* b = pointwise(g, p) ? x_img : cols.data();
+      spmm(w, matrix(b, DType::f32, g.K, P, P, 1), matrix(yp + n * g.O * P, DType::f32, g.O, P, P, 1), epilogue);
+    }
+  });
+}
+
 // Both gradients in one pass over the batches, since they read the same gy: per
 // batch, gy is gathered once into the GEMM's (Og, nb·P) layout — masked by the
 // fused ReLU's output on the way, and summed into the bias gradient — and then

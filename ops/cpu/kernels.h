@@ -49,6 +49,27 @@ void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, con
 bool gemm_kernel_supported(GemmKernel kernel);
 const char* gemm_kernel_name(GemmKernel kernel);
 
+// C (rows, n) := W (rows, cols) · B (cols, n) for a sparse W (CSR or BSR,
+// ops/kernel_types.h), then the epilogue (its bias one value per row of C, and
+// ReLU). B and C are f32 with unit column stride. Each kernel is vectorised over
+// B's columns (the batch, or a convolution's output positions); n == 1 is the
+// matrix-vector product, which gathers B instead. `best` is this CPU's fastest
+// (AVX-512, else AVX2 for CSR; the reference loop otherwise); tests name each.
+enum class SpmmKernel { best, reference, avx2, avx512 };
+void spmm(const SparseMatrixArg& w, const TensorArg& B, const TensorArg& C, const GemmEpilogue& epilogue = {},
+          SpmmKernel kernel = SpmmKernel::best);
+// Whether this CPU and this build run `kernel` for a matrix shaped like w (the
+// AVX2 kernels are CSR only), and its name for tables.
+bool spmm_kernel_supported(SpmmKernel kernel, const SparseMatrixArg& w);
+const char* spmm_kernel_name(SpmmKernel kernel, const SparseMatrixArg& w);
+
+// conv2d with a sparse weight W (O, C·kh·kw) (groups = 1): per sample, im2col
+// then spmm straight into y[n] (O, Ho·Wo) — the im2col layout is the one the
+// sparse kernel vectorises over, so nothing is transposed. x (N, C, H, W) and y
+// contiguous f32, bias (O) or null data.
+void sparse_conv2d_forward(const TensorArg& y, const TensorArg& x, const SparseMatrixArg& w, const TensorArg& bias,
+                           int64_t kernel_h, int64_t kernel_w, const Conv2dParams& p);
+
 // x (N, C, H, W), w (O, C/groups, kh, kw), bias (O) or null data -> y (N, O, Ho, Wo). All contiguous.
 void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, const TensorArg& bias,
                     const Conv2dParams& p);

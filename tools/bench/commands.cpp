@@ -14,23 +14,10 @@
 #include "nn/train.h"
 #include "ops/cpu/kernels.h"
 #include "tools/bench/benchmark.h"
+#include "tools/bench/common.h"
 
-#ifdef MINIDL_HAVE_OPENBLAS
-extern "C" {
-// The two OpenBLAS entry points the comparison needs (declared here so the tool
-// does not depend on which cblas.h flavour is installed).
-enum CBLAS_ORDER_ { kRowMajor = 101 };
-enum CBLAS_TRANSPOSE_ { kNoTrans = 111 };
-void cblas_sgemm(int order, int transa, int transb, int m, int n, int k, float alpha, const float* a, int lda,
-                 const float* b, int ldb, float beta, float* c, int ldc);
-char* openblas_get_corename(void);
-int openblas_get_num_threads(void);
-}
-#endif
 
 namespace minidl::bench {
-
-namespace {
 
 Options to_options(const CommonOptions& o) {
   return {.warmup = o.warmup, .min_runs = o.min_runs, .min_seconds = o.min_seconds, .cold = o.cold};
@@ -105,6 +92,13 @@ void require_model(const char* bench, nn::Module& model, const std::string& mode
   model.zero_grad();
 }
 
+const char* verdict(double p10, double p90) {
+  if (p10 > 1.03) return "FASTER";
+  if (p90 < 1 / 1.03) return "SLOWER";
+  if (p10 >= 1 / 1.03 && p90 <= 1.03) return "SAME";
+  return "UNCLEAR";
+}
+
 std::string fixed(double v, int digits) {
   std::ostringstream os;
   os.precision(digits);
@@ -112,7 +106,7 @@ std::string fixed(double v, int digits) {
   return os.str();
 }
 
-}  // namespace
+
 
 int bench_gemm(const std::vector<std::string>& shapes, bool with_reference, const CommonOptions& o) {
   nlohmann::json results = nlohmann::json::array();

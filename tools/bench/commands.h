@@ -45,4 +45,18 @@ int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o);
 // max, ReLU), each checked against f64 and timed alone, with the bandwidth.
 int bench_ops(const CommonOptions& o);
 
+// The sparse sweep (tools/bench/sparse.cpp): dense against CSR, BSR and the
+// structurally shrunk layer, over sparsities, shapes and batch sizes. Empty
+// lists take the full grid (or the reduced one with quick).
+struct SparseSweepOptions {
+  bool quick = false;
+  std::vector<std::string> shapes;   // "OUTxIN" (a Linear) or "convOUTxINxPOSITIONS"
+  std::vector<int64_t> batches;
+  std::vector<double> sparsities;    // fractions in [0, 1]
+  std::vector<std::string> formats;  // "csr", "bsr4x4", ...
+  std::vector<std::string> weights;  // checkpoints whose weights give the magnitude pattern
+  std::string out;                   // also write the JSON here (atomically)
+};
+int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o);
+
 }  // namespace minidl::bench

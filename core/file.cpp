@@ -1,0 +1,59 @@
+#include "core/file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "core/check.h"
+
+namespace minidl {
+
+namespace {
+// Writes all of buf to fd, or throws naming the file (e.g. "No space left on device").
+void write_all(int fd, const void* buf, size_t n, const std::string& path, const char* op) {
+  const char* p = static_cast<const char*>(buf);
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    MINIDL_CHECK(w > 0, "{}: writing {} failed: {}", op, path, std::strerror(errno));
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+}  // namespace
+
+void write_file_atomically(const std::string& path, const std::vector<std::pair<const void*, size_t>>& chunks,
+                           const char* op) {
+  // A temporary file in the same directory (so the rename is atomic), then fsync,
+  // rename, and fsync the directory.
+  std::filesystem::path final_path(path);
+  std::filesystem::path dir = final_path.has_parent_path() ? final_path.parent_path() : std::filesystem::path(".");
+  std::string tmp = (dir / fmt::format(".{}.tmp.{}", final_path.filename().string(), ::getpid())).string();
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  MINIDL_CHECK(fd >= 0, "{}: cannot create {}: {}", op, tmp, std::strerror(errno));
+  try {
+    for (const auto& [data, size] : chunks) write_all(fd, data, size, tmp, op);
+    MINIDL_CHECK(::fsync(fd) == 0, "{}: flushing {} failed: {}", op, tmp, std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    std::filesystem::remove(tmp);
+    throw;
+  }
+  MINIDL_CHECK(::close(fd) == 0, "{}: closing {} failed: {}", op, tmp, std::strerror(errno));
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::string why = std::strerror(errno);
+    std::filesystem::remove(tmp);
+    fail("{}: renaming {} to {} failed: {}", op, tmp, path, why);
+  }
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0) {
+    ::fsync(dfd);  // make the rename itself durable
+    ::close(dfd);
+  }
+}
+
+}  // namespace minidl

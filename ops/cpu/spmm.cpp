@@ -1,0 +1,468 @@
+// ops/cpu/spmm.cpp — C (rows, n) = W (rows, cols) · B (cols, n) with a sparse W.
+//
+// The layout. W is CSR (or BSR: r×c dense blocks); B is dense and row-major with
+// its n columns the batch — for a Linear, B = xᵀ (features, batch); for a
+// convolution, B is im2col's (C·kh·kw, positions) as it already comes. For one
+// non-zero W[i, k] the work is then C[i, :] += W[i, k] · B[k, :]: one broadcast
+// of the value and a contiguous, vectorisable row of B — where x (batch,
+// features) would need a gather per element. (XNNPACK's sparse kernels make the
+// same choice, vectorising over a convolution's spatial positions.)
+//
+// What bounds it. Dense GEMM reuses each loaded B vector across 14 rows of A in
+// registers; a sparse row cannot, because its neighbours' non-zeros sit in other
+// columns. So per non-zero and per 16 columns of B the kernel pays one load and
+// one FMA: it is load-bound at best, near half of dense's FMA rate, and the
+// crossover is where 1 − sparsity ≈ that fraction. Two tricks keep it there:
+//   - a tile of 64 columns (four zmm accumulators, eight with the even/odd split
+//     below) per row, so the value and the column index are read once per 64
+//     products, not once per 16;
+//   - the non-zeros of a row alternate between two accumulator sets, so two
+//     independent FMA chains hide the FMA latency.
+// The 64-column panel of B (cols × 256 B: 1 MiB at 4096 columns) stays in L2
+// while every row of this thread's range walks it.
+//
+// BSR turns the inner step back into a small dense product: a block of r×c
+// values meets c rows of B, and each loaded B vector feeds r FMAs (up to 4 rows
+// at a time here), which is why it crosses dense at lower sparsity than CSR.
+//
+// Batch 1 (n == 1) has nothing to vectorise over: it is the matrix-vector
+// product, bound by the bytes of W (4 B value + 2 or 4 B index per non-zero
+// against dense's 4 B per weight). It gathers 16 elements of B per instruction
+// instead, with 16-bit column indices where cols ≤ 65536.
+//
+// Rows of unequal length: threads get contiguous row ranges holding equal
+// numbers of non-zeros (a binary search in row_ptr), not equal numbers of rows.
+//
+// Kernels, tested against each other and against dense f64 (tests/test_sparse.cpp):
+//   v1 reference: the plain loop over the non-zeros, any format, any CPU.
+//   v2 avx2: CSR, 32 columns per tile (4 ymm), gathers of 8 for batch 1.
+//   v3 avx512: CSR and BSR, 64 columns per tile (4 zmm), gathers of 16.
+#include <immintrin.h>
+
+// GCC 12 warns that its own AVX-512 intrinsic headers read an uninitialised
+// `__Y` (the _mm512_undefined_* placeholder of a masked convert or gather): a
+// known false positive, silenced here alone.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "ops/cpu/cpu_features.h"
+#include "ops/cpu/kernels.h"
+#include "ops/cpu/loops.h"
+
+namespace minidl::cpu {
+
+namespace {
+
+// Below this many multiply-adds one thread does the product alone.
+constexpr int64_t kSpmmParallelWork = 1 << 16;
+
+// The plain pieces every kernel shares: where block p's column starts, and the
+// epilogue of one output value.
+int64_t block_column(const SparseMatrixArg& w, int64_t p) {
+  return w.index16 ? static_cast<const uint16_t*>(w.col_index)[p] : static_cast<const int32_t*>(w.col_index)[p];
+}
+
+float finish(float v, int64_t row, const GemmEpilogue& e) {
+  if (e.bias) v += static_cast<const float*>(e.bias)[row];
+  return e.relu ? (v > 0.0f ? v : 0.0f) : v;
+}
+
+// Block rows [begin, end) for thread t of `threads`, holding about an equal share
+// of the non-zero blocks: row i's share starts where row_ptr passes t/threads of them.
+std::pair<int64_t, int64_t> balanced_rows(const SparseMatrixArg& w, int64_t block_rows, int64_t t, int64_t threads) {
+  const int32_t* rp = w.row_ptr;
+  const int64_t total = rp[block_rows];
+  auto boundary = [&](int64_t k) -> int64_t {
+    if (k == 0) return 0;
+    if (k == threads) return block_rows;
+    const int64_t target = total * k / threads;
+    // First row whose entries start at or after the target; rows with no
+    // entries at all are split evenly so empty matrices still spread.
+    if (total == 0) return block_rows * k / threads;
+    return std::lower_bound(rp, rp + block_rows, target) - rp;
+  };
+  return {boundary(t), boundary(t + 1)};
+}
+
+// ---------------------------------------------------------------- v1: reference
+
+void spmm_reference(const SparseMatrixArg& w, const TensorArg& B, const TensorArg& C, const GemmEpilogue& e) {
+  const int64_t r = w.block_rows, c = w.block_cols, n = B.shape[1];
+  const int64_t ldb = B.strides[0], ldc = C.strides[0];
+  const float* b = B.ptr<float>();
+  float* out = C.ptr<float>();
+  std::vector<float> acc(static_cast<size_t>(n));
+  for (int64_t br = 0; br < w.rows / r; ++br)
+    for (int64_t i = 0; i < r; ++i) {
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t p = w.row_ptr[br]; p < w.row_ptr[br + 1]; ++p) {
+        const int64_t col0 = block_column(w, p) * c;
+        for (int64_t j = 0; j < c; ++j) {
+          const float v = w.values[(p * r + i) * c + j];
+          const float* brow = b + (col0 + j) * ldb;
+          for (int64_t t = 0; t < n; ++t) acc[t] += v * brow[t];
+        }
+      }
+      const int64_t row = br * r + i;
+      for (int64_t t = 0; t < n; ++t) out[row * ldc + t] = finish(acc[t], row, e);
+    }
+}
+
+// ---------------------------------------------------------------- v2: AVX2 (CSR)
+
+// The 8-lane mask of the lanes of vector v below `width` (maskload wants ints).
+__attribute__((target("avx2"))) inline __m256i lanes_below8(int64_t width, int v) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::clamp<int64_t>(width - 8 * v, 0, 8))), lane);
+}
+
+// Rows [r0, r1) of C, columns [j0, j0 + width), width ≤ 8·V.
+template <int V, class Index>
+__attribute__((target("avx2,fma"))) void csr_tile_avx2(const SparseMatrixArg& w, const Index* col, const float* b,
+                                                       int64_t ldb, float* c, int64_t ldc, int64_t j0, int64_t width,
+                                                       int64_t r0, int64_t r1, const GemmEpilogue& e) {
+  __m256i mask[V];
+  for (int v = 0; v < V; ++v) mask[v] = lanes_below8(width, v);
+  const float* bias = static_cast<const float*>(e.bias);
+  for (int64_t row = r0; row < r1; ++row) {
+    __m256 even[V], odd[V];
+    for (int v = 0; v < V; ++v) even[v] = odd[v] = _mm256_setzero_ps();
+    int64_t p = w.row_ptr[row];
+    const int64_t end = w.row_ptr[row + 1];
+    for (; p + 2 <= end; p += 2) {
+      const float* x0 = b + static_cast<int64_t>(col[p]) * ldb + j0;
+      const float* x1 = b + static_cast<int64_t>(col[p + 1]) * ldb + j0;
+      const __m256 v0 = _mm256_broadcast_ss(w.values + p), v1 = _mm256_broadcast_ss(w.values + p + 1);
+      for (int v = 0; v < V; ++v) {
+        even[v] = _mm256_fmadd_ps(v0, _mm256_maskload_ps(x0 + 8 * v, mask[v]), even[v]);
+        odd[v] = _mm256_fmadd_ps(v1, _mm256_maskload_ps(x1 + 8 * v, mask[v]), odd[v]);
+      }
+    }
+    if (p < end) {
+      const float* x0 = b + static_cast<int64_t>(col[p]) * ldb + j0;
+      const __m256 v0 = _mm256_broadcast_ss(w.values + p);
+      for (int v = 0; v < V; ++v) even[v] = _mm256_fmadd_ps(v0, _mm256_maskload_ps(x0 + 8 * v, mask[v]), even[v]);
+    }
+    const __m256 bv = _mm256_set1_ps(bias ? bias[row] : 0.0f);
+    float* out = c + row * ldc + j0;
+    for (int v = 0; v < V; ++v) {
+      __m256 s = _mm256_add_ps(_mm256_add_ps(even[v], odd[v]), bv);
+      if (e.relu) s = _mm256_max_ps(s, _mm256_setzero_ps());
+      _mm256_maskstore_ps(out + 8 * v, mask[v], s);
+    }
+  }
+}
+
+// Eight column indices as int32 lanes.
+template <class Index>
+__attribute__((target("avx2"))) inline __m256i indices8(const Index* col) {
+  if constexpr (sizeof(Index) == 2)
+    return _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(col)));
+  else
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col));
+}
+
+// Batch 1: y[row] = Σ values · x[col], eight gathered at a time.
+template <class Index>
+__attribute__((target("avx2,fma"))) void csr_spmv_avx2(const SparseMatrixArg& w, const Index* col, const float* x,
+                                                       float* y, int64_t ldy, int64_t r0, int64_t r1,
+                                                       const GemmEpilogue& e) {
+  for (int64_t row = r0; row < r1; ++row) {
+    int64_t p = w.row_ptr[row];
+    const int64_t end = w.row_ptr[row + 1];
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; p + 16 <= end; p += 16) {
+      acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w.values + p), _mm256_i32gather_ps(x, indices8(col + p), 4), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(w.values + p + 8), _mm256_i32gather_ps(x, indices8(col + p + 8), 4), acc1);
+    }
+    const __m256 s8 = _mm256_add_ps(acc0, acc1);
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    float sum = _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+    for (; p < end; ++p) sum += w.values[p] * x[col[p]];
+    y[row * ldy] = finish(sum, row, e);
+  }
+}
+
+// ---------------------------------------------------------------- v3: AVX-512
+
+__attribute__((target("avx512f"))) inline __mmask16 lanes_below16(int64_t width, int v) {
+  const int64_t left = std::clamp<int64_t>(width - 16 * v, 0, 16);
+  return static_cast<__mmask16>((1u << left) - 1u);
+}
+
+// Rows [r0, r1) of C, columns [j0, j0 + width), width ≤ 16·V.
+template <int V, class Index>
+__attribute__((target("avx512f"))) void csr_tile_avx512(const SparseMatrixArg& w, const Index* col, const float* b,
+                                                        int64_t ldb, float* c, int64_t ldc, int64_t j0, int64_t width,
+                                                        int64_t r0, int64_t r1, const GemmEpilogue& e) {
+  __mmask16 mask[V];
+  for (int v = 0; v < V; ++v) mask[v] = lanes_below16(width, v);
+  const float* bias = static_cast<const float*>(e.bias);
+  for (int64_t row = r0; row < r1; ++row) {
+    __m512 even[V], odd[V];
+    for (int v = 0; v < V; ++v) even[v] = odd[v] = _mm512_setzero_ps();
+    int64_t p = w.row_ptr[row];
+    const int64_t end = w.row_ptr[row + 1];
+    for (; p + 2 <= end; p += 2) {
+      const float* x0 = b + static_cast<int64_t>(col[p]) * ldb + j0;
+      const float* x1 = b + static_cast<int64_t>(col[p + 1]) * ldb + j0;
+      const __m512 v0 = _mm512_set1_ps(w.values[p]), v1 = _mm512_set1_ps(w.values[p + 1]);
+      for (int v = 0; v < V; ++v) {
+        even[v] = _mm512_fmadd_ps(v0, _mm512_maskz_loadu_ps(mask[v], x0 + 16 * v), even[v]);
+        odd[v] = _mm512_fmadd_ps(v1, _mm512_maskz_loadu_ps(mask[v], x1 + 16 * v), odd[v]);
+      }
+    }
+    if (p < end) {
+      const float* x0 = b + static_cast<int64_t>(col[p]) * ldb + j0;
+      const __m512 v0 = _mm512_set1_ps(w.values[p]);
+      for (int v = 0; v < V; ++v) even[v] = _mm512_fmadd_ps(v0, _mm512_maskz_loadu_ps(mask[v], x0 + 16 * v), even[v]);
+    }
+    const __m512 bv = _mm512_set1_ps(bias ? bias[row] : 0.0f);
+    float* out = c + row * ldc + j0;
+    for (int v = 0; v < V; ++v) {
+      __m512 s = _mm512_add_ps(_mm512_add_ps(even[v], odd[v]), bv);
+      if (e.relu) s = _mm512_max_ps(s, _mm512_setzero_ps());
+      _mm512_mask_storeu_ps(out + 16 * v, mask[v], s);
+    }
+  }
+}
+
+// Sixteen column indices as int32 lanes, widened from 16 bits where they are stored so.
+template <class Index>
+__attribute__((target("avx512f"))) inline __m512i indices16(const Index* col) {
+  if constexpr (sizeof(Index) == 2)
+    return _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(col)));
+  else
+    return _mm512_loadu_si512(col);
+}
+// The first lanes of m only, reading nothing past them.
+template <class Index>
+__attribute__((target("avx512f"))) inline __m512i indices16(const Index* col, __mmask16 m) {
+  if constexpr (sizeof(Index) == 2) {
+    uint16_t lanes[16] = {};
+    for (int k = 0; k < 16; ++k)
+      if (m >> k & 1) lanes[k] = col[k];
+    return _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lanes)));
+  } else {
+    return _mm512_maskz_loadu_epi32(m, col);
+  }
+}
+
+// Batch 1: y[row] = Σ values · x[col], sixteen gathered at a time; the tail is a
+// masked gather, which reads nothing for the lanes it leaves out.
+template <class Index>
+__attribute__((target("avx512f"))) void csr_spmv_avx512(const SparseMatrixArg& w, const Index* col, const float* x,
+                                                        float* y, int64_t ldy, int64_t r0, int64_t r1,
+                                                        const GemmEpilogue& e) {
+  for (int64_t row = r0; row < r1; ++row) {
+    int64_t p = w.row_ptr[row];
+    const int64_t end = w.row_ptr[row + 1];
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (; p + 32 <= end; p += 32) {
+      acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(w.values + p), _mm512_i32gather_ps(indices16(col + p), x, 4), acc0);
+      acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(w.values + p + 16), _mm512_i32gather_ps(indices16(col + p + 16), x, 4), acc1);
+    }
+    for (; p < end; p += 16) {
+      const __mmask16 m = lanes_below16(end - p, 0);
+      const __m512 g = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, indices16(col + p, m), x, 4);
+      acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w.values + p), g, acc0);
+    }
+    y[row * ldy] = finish(_mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)), row, e);
+  }
+}
+
+// BSR, block rows [br0, br1), columns [j0, j0 + width): R (1 or 4) rows of a
+// block at a time against the C rows of B each block meets.
+template <int R, int C, int V>
+__attribute__((target("avx512f"))) void bsr_tile_avx512(const SparseMatrixArg& w, const float* b, int64_t ldb,
+                                                        float* c, int64_t ldc, int64_t j0, int64_t width, int64_t br0,
+                                                        int64_t br1, const GemmEpilogue& e) {
+  const int64_t r = w.block_rows;
+  __mmask16 mask[V];
+  for (int v = 0; v < V; ++v) mask[v] = lanes_below16(width, v);
+  const float* bias = static_cast<const float*>(e.bias);
+  for (int64_t br = br0; br < br1; ++br)
+    for (int64_t i0 = 0; i0 < r; i0 += R) {
+      __m512 acc[R][V];
+      for (int i = 0; i < R; ++i)
+        for (int v = 0; v < V; ++v) acc[i][v] = _mm512_setzero_ps();
+      for (int64_t p = w.row_ptr[br]; p < w.row_ptr[br + 1]; ++p) {
+        const float* x = b + block_column(w, p) * C * ldb + j0;
+        const float* block = w.values + (p * r + i0) * C;  // rows i0 .. i0 + R of the block, C each
+        for (int j = 0; j < C; ++j) {
+          __m512 xv[V];
+          for (int v = 0; v < V; ++v) xv[v] = _mm512_maskz_loadu_ps(mask[v], x + j * ldb + 16 * v);
+          for (int i = 0; i < R; ++i) {
+            const __m512 value = _mm512_set1_ps(block[i * C + j]);
+            for (int v = 0; v < V; ++v) acc[i][v] = _mm512_fmadd_ps(value, xv[v], acc[i][v]);
+          }
+        }
+      }
+      for (int i = 0; i < R; ++i) {
+        const int64_t row = br * r + i0 + i;
+        const __m512 bv = _mm512_set1_ps(bias ? bias[row] : 0.0f);
+        for (int v = 0; v < V; ++v) {
+          __m512 s = _mm512_add_ps(acc[i][v], bv);
+          if (e.relu) s = _mm512_max_ps(s, _mm512_setzero_ps());
+          _mm512_mask_storeu_ps(c + row * ldc + j0 + 16 * v, mask[v], s);
+        }
+      }
+    }
+}
+
+// BSR at batch 1: each block is a small dense (R, C) · (C) product. acc keeps one
+// partial sum per value position (independent chains, which the compiler turns
+// into whole-vector FMAs for C = 4, 8, 16) and is reduced once per block row.
+template <int R, int C>
+__attribute__((target("avx512f"))) void bsr_spmv_avx512(const SparseMatrixArg& w, const float* x, float* y,
+                                                        int64_t ldy, int64_t br0, int64_t br1, const GemmEpilogue& e) {
+  for (int64_t br = br0; br < br1; ++br) {
+    float acc[R][C] = {};
+    for (int64_t p = w.row_ptr[br]; p < w.row_ptr[br + 1]; ++p) {
+      const float* xs = x + block_column(w, p) * C;
+      const float* block = w.values + p * R * C;
+      for (int i = 0; i < R; ++i)
+        for (int j = 0; j < C; ++j) acc[i][j] += block[i * C + j] * xs[j];
+    }
+    for (int i = 0; i < R; ++i) {
+      float sum = 0.0f;
+      for (int j = 0; j < C; ++j) sum += acc[i][j];
+      y[(br * R + i) * ldy] = finish(sum, br * R + i, e);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- dispatch
+
+SpmmKernel best_kernel(const SparseMatrixArg& w) {
+  switch (cpu_path()) {
+    case CpuPath::avx512: return SpmmKernel::avx512;
+    case CpuPath::avx2: return w.is_csr() ? SpmmKernel::avx2 : SpmmKernel::reference;
+    case CpuPath::generic: break;
+  }
+  return SpmmKernel::reference;
+}
+
+// The block shapes the AVX-512 BSR kernels are built for, and one call of
+// `body.template operator()<R, C>()` for the one w has.
+template <class Body>
+bool with_block_shape(const SparseMatrixArg& w, Body&& body) {
+  const int64_t r = w.block_rows, c = w.block_cols;
+  if (r == 1 && c == 4) return body.template operator()<1, 4>(), true;
+  if (r == 4 && c == 1) return body.template operator()<4, 1>(), true;
+  if (r == 4 && c == 4) return body.template operator()<4, 4>(), true;
+  if (r == 8 && c == 8) return body.template operator()<8, 8>(), true;
+  if (r == 16 && c == 16) return body.template operator()<16, 16>(), true;
+  return false;
+}
+
+bool avx512_block_shape(const SparseMatrixArg& w) {
+  return w.is_csr() || with_block_shape(w, []<int, int>() {});
+}
+
+// The product over block rows [br0, br1), on this thread.
+void spmm_rows(SpmmKernel k, const SparseMatrixArg& w, const TensorArg& B, const TensorArg& C,
+               const GemmEpilogue& e, int64_t br0, int64_t br1) {
+  const float* b = B.ptr<float>();
+  float* c = C.ptr<float>();
+  const int64_t n = B.shape[1], ldb = B.strides[0], ldc = C.strides[0];
+  if (n == 1) {
+    // B is a column, ldb apart: the gathers want it contiguous.
+    std::vector<float> packed;
+    if (ldb != 1) {
+      packed.resize(static_cast<size_t>(w.cols));
+      for (int64_t k = 0; k < w.cols; ++k) packed[k] = b[k * ldb];
+      b = packed.data();
+    }
+    auto csr = [&](auto* col) {
+      if (k == SpmmKernel::avx512) csr_spmv_avx512(w, col, b, c, ldc, br0, br1, e);
+      else csr_spmv_avx2(w, col, b, c, ldc, br0, br1, e);
+    };
+    if (w.is_csr()) {
+      if (w.index16) csr(static_cast<const uint16_t*>(w.col_index));
+      else csr(static_cast<const int32_t*>(w.col_index));
+    } else {
+      with_block_shape(w, [&]<int R, int Cb>() { bsr_spmv_avx512<R, Cb>(w, b, c, ldc, br0, br1, e); });
+    }
+    return;
+  }
+  const int64_t tile = k == SpmmKernel::avx512 ? 64 : 32, lanes = tile / 4;
+  for (int64_t j0 = 0; j0 < n; j0 += tile) {
+    const int64_t width = std::min(tile, n - j0);
+    // Vectors per row: 1, 2 or 4, so a narrow batch does not pay for four.
+    const int vectors = width <= lanes ? 1 : width <= 2 * lanes ? 2 : 4;
+    auto csr = [&](auto* col) {
+      auto run = [&]<int V>() {
+        if (k == SpmmKernel::avx512) csr_tile_avx512<V>(w, col, b, ldb, c, ldc, j0, width, br0, br1, e);
+        else csr_tile_avx2<V>(w, col, b, ldb, c, ldc, j0, width, br0, br1, e);
+      };
+      if (vectors == 1) run.template operator()<1>();
+      else if (vectors == 2) run.template operator()<2>();
+      else run.template operator()<4>();
+    };
+    if (w.is_csr()) {
+      if (w.index16) csr(static_cast<const uint16_t*>(w.col_index));
+      else csr(static_cast<const int32_t*>(w.col_index));
+    } else {
+      with_block_shape(w, [&]<int R, int Cb>() {
+        constexpr int G = R == 1 ? 1 : 4;  // rows of a block per pass: 4·V accumulators
+        if (vectors == 1) bsr_tile_avx512<G, Cb, 1>(w, b, ldb, c, ldc, j0, width, br0, br1, e);
+        else if (vectors == 2) bsr_tile_avx512<G, Cb, 2>(w, b, ldb, c, ldc, j0, width, br0, br1, e);
+        else bsr_tile_avx512<G, Cb, 4>(w, b, ldb, c, ldc, j0, width, br0, br1, e);
+      });
+    }
+  }
+}
+
+}  // namespace
+
+bool spmm_kernel_supported(SpmmKernel k, const SparseMatrixArg& w) {
+  switch (k) {
+    case SpmmKernel::best:
+    case SpmmKernel::reference: return true;
+    case SpmmKernel::avx2: return w.is_csr() && cpu_path_supported(CpuPath::avx2);
+    case SpmmKernel::avx512: return avx512_block_shape(w) && cpu_path_supported(CpuPath::avx512);
+  }
+  return false;
+}
+
+const char* spmm_kernel_name(SpmmKernel k, const SparseMatrixArg& w) {
+  switch (k) {
+    case SpmmKernel::best: return spmm_kernel_name(best_kernel(w), w);
+    case SpmmKernel::reference: return "reference";
+    case SpmmKernel::avx2: return "avx2 (32 columns)";
+    case SpmmKernel::avx512: return "avx512 (64 columns)";
+  }
+  return "?";
+}
+
+void spmm(const SparseMatrixArg& w, const TensorArg& B, const TensorArg& C, const GemmEpilogue& e, SpmmKernel k) {
+  if (B.dtype != DType::f32 || C.dtype != DType::f32 || B.strides[1] != 1 || C.strides[1] != 1)
+    throw Error("spmm: B and C must be f32 with unit column stride");
+  if (e.bias && !e.bias_per_row) throw Error("spmm: the bias is one value per row of C");
+  if (k == SpmmKernel::best) k = best_kernel(w);
+  if (!spmm_kernel_supported(k, w))
+    throw Error(std::string("spmm: this CPU cannot run the ") + spmm_kernel_name(k, w) + " kernel for " +
+                std::to_string(w.block_rows) + "x" + std::to_string(w.block_cols) + " blocks");
+  if (w.rows == 0 || B.shape[1] == 0) return;
+  if (k == SpmmKernel::reference) {
+    spmm_reference(w, B, C, e);
+    return;
+  }
+  const int64_t block_rows = w.rows / w.block_rows;
+  const int64_t work = static_cast<int64_t>(w.row_ptr[block_rows]) * w.block_rows * w.block_cols * B.shape[1];
+  const bool parallel = work >= kSpmmParallelWork && !in_parallel() && max_threads() > 1;
+  maybe_parallel(parallel, [&] {
+    const auto [br0, br1] = balanced_rows(w, block_rows, thread_index(), team_size());
+    spmm_rows(k, w, B, C, e, br0, br1);
+  });
+}
+
+}  // namespace minidl::cpu

@@ -1,0 +1,52 @@
+// tools/bench/common.h — what every `minidl bench ...` subcommand shares: options,
+// output, and the checks that run before anything is timed.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "minidl.h"
+#include "tools/bench/benchmark.h"
+#include "tools/bench/commands.h"
+
+#ifdef MINIDL_HAVE_OPENBLAS
+extern "C" {
+// The OpenBLAS entry points the comparisons need (declared here so the tool
+// does not depend on which cblas.h flavour is installed).
+enum CBLAS_ORDER_ { kRowMajor = 101 };
+enum CBLAS_TRANSPOSE_ { kNoTrans = 111, kTrans = 112 };
+void cblas_sgemm(int order, int transa, int transb, int m, int n, int k, float alpha, const float* a, int lda,
+                 const float* b, int ldb, float beta, float* c, int ldc);
+char* openblas_get_corename(void);
+int openblas_get_num_threads(void);
+}
+#endif
+
+namespace minidl::bench {
+
+Options to_options(const CommonOptions& o);
+int threads();
+// The table (text, Markdown or CSV) or the JSON on stdout, as the options say.
+void emit(const Table& t, nlohmann::json j, const CommonOptions& o);
+
+// max |got − want| / max |want| (the error relative to the output's scale).
+double relative_error(const Tensor& got, const Tensor& want);
+// A benchmark never prints a time for a wrong result: throws naming what is wrong.
+void require_close(const char* bench, const std::string& what, const Tensor& got, const Tensor& want,
+                   double tolerance);
+// Freivalds' check of C = A·B in O(n²): C·r against A·(B·r) for a random r, in f64.
+void require_gemm(const char* who, const Tensor& A, const Tensor& B, const Tensor& C, uint64_t seed);
+// The model's logits (and, with `labels`, every parameter's gradient) in f32
+// against an f64 copy of the same model.
+void require_model(const char* bench, nn::Module& model, const std::string& model_name, const Tensor& x,
+                   const Tensor& labels);
+// FASTER, SLOWER, SAME or UNCLEAR for a speed-up measured round by round (the
+// p10 and p90 of the per-round ratios): FASTER when nine rounds
+// in ten were faster by more than 3%, SLOWER when nine in ten were slower by
+// more than 3%, SAME when nine in ten were within ±3%, and UNCLEAR otherwise —
+// never a verdict from one number.
+const char* verdict(double p10, double p90);
+// v with `digits` decimals.
+std::string fixed(double v, int digits);
+
+}  // namespace minidl::bench

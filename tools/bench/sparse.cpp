@@ -1,0 +1,345 @@
+// tools/bench/sparse.cpp — `minidl bench sparse`: does unstructured pruning make a
+// layer faster, and from what sparsity on?
+//
+// For each weight shape and each sparsity the sweep builds the pruned weights
+// once (uniformly random zeros, magnitude-pruned real weights when a checkpoint
+// gives them, and zeros in whole r×c blocks for each BSR format), converts them
+// (timing the conversion), and then, at each batch size, times side by side in
+// one run, round by round: minidl's dense GEMM, OpenBLAS's, the structurally
+// shrunk dense layer (the same fraction of output neurons removed), CSR on the
+// random and the magnitude patterns, and BSR on its block pattern. Every
+// variant's output is checked (Freivalds, in f64) before it is timed.
+//
+// Speed-ups are the median of per-round ratios against dense from the same run;
+// the crossover is the sparsity past which a variant stays faster than dense,
+// interpolated between the grid points around it ("none <= 99%" when it never is).
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <numeric>
+#include <random>
+#include <sstream>
+
+#include "compress/sparse.h"
+#include "core/file.h"
+#include "nn/train.h"
+#include "ops/cpu/cpu_features.h"
+#include "tools/bench/common.h"
+#include "tools/bench/progress.h"
+
+namespace minidl::bench {
+
+namespace {
+
+using compress::SparseFormat;
+using compress::SparseMatrix;
+
+// A weight (out, in) as a Linear uses it (y = x · Wᵀ, batch rows), or as a
+// convolution does after im2col (y = W · cols, `positions` columns per image).
+struct SweepShape {
+  std::string name;
+  int64_t out = 0, in = 0, positions = 0;
+  bool conv() const { return positions > 0; }
+};
+
+SweepShape parse_shape(const std::string& s) {
+  SweepShape shape{.name = s};
+  std::istringstream in(s.rfind("conv", 0) == 0 ? s.substr(4) : s);
+  char x1 = 0, x2 = 0;
+  in >> shape.out >> x1 >> shape.in;
+  if (s.rfind("conv", 0) == 0) in >> x2 >> shape.positions;
+  const bool ok = in && in.peek() == EOF && x1 == 'x' && shape.out > 0 && shape.in > 0 &&
+                  (s.rfind("conv", 0) != 0 || (x2 == 'x' && shape.positions > 0));
+  if (!ok)
+    throw Error("bench sparse: cannot parse shape '" + s +
+                "' (expected OUTxIN, e.g. 1024x1024, or convOUTxINxPOSITIONS, e.g. conv64x288x196)");
+  return shape;
+}
+
+// The fraction s of w's elements whose score is lowest are zeroed (exactly
+// round(s · n) of them). Scores are per element, or per r×c block for a block
+// pattern (then round(s · blocks) whole blocks go).
+Tensor prune_lowest(const Tensor& w, const std::vector<float>& score, double sparsity, int64_t r = 1, int64_t c = 1) {
+  const int64_t rows = w.size(0), cols = w.size(1), blocks = (rows / r) * (cols / c);
+  const auto drop = static_cast<int64_t>(std::llround(sparsity * static_cast<double>(blocks)));
+  std::vector<int64_t> order(static_cast<size_t>(blocks));
+  std::iota(order.begin(), order.end(), 0);
+  std::nth_element(order.begin(), order.begin() + drop, order.end(),
+                   [&](int64_t a, int64_t b) { return score[a] < score[b] || (score[a] == score[b] && a < b); });
+  Tensor pruned = w.clone();
+  float* p = pruned.data_ptr<float>();
+  for (int64_t k = 0; k < drop; ++k) {
+    const int64_t br = order[k] / (cols / c), bc = order[k] % (cols / c);
+    for (int64_t i = 0; i < r; ++i)
+      for (int64_t j = 0; j < c; ++j) p[(br * r + i) * cols + bc * c + j] = 0.0f;
+  }
+  return pruned;
+}
+
+std::vector<float> random_scores(int64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  std::vector<float> s(static_cast<size_t>(n));
+  for (float& v : s) v = u(rng);
+  return s;
+}
+
+// The first Linear or (groups 1) Conv2d weight in the checkpoints whose (out, C·kh·kw) is the shape's.
+Tensor real_weight(const std::vector<std::string>& checkpoints, const SweepShape& shape, std::string& from) {
+  for (const std::string& path : checkpoints) {
+    nn::ModulePtr model = nn::load_model(path);
+    for (const auto& [name, t] : model->named_parameters()) {
+      if (name.size() < 7 || name.substr(name.size() - 7) != ".weight" || t.dim() < 2) continue;
+      const Tensor flat = t.detach().reshape({t.size(0), t.numel() / t.size(0)});
+      if (flat.size(0) == shape.out && flat.size(1) == shape.in && (t.dim() == 4) == shape.conv()) {
+        from = path + ":" + name;
+        return flat.contiguous().clone();
+      }
+    }
+  }
+  return Tensor();
+}
+
+struct Implementation {
+  std::string name;     // "csr", "bsr4x4", "dense", "openblas", "shrunk"
+  std::string pattern;  // "random", "magnitude", "block4x4", or "" for dense ones
+  Tensor weight;        // the dense equivalent (masked or shrunk) the output is checked against
+  SparseMatrix matrix;  // for the sparse ones
+  bool sparse = false;
+  double convert_seconds = 0;
+  std::string label() const { return pattern.empty() ? name : name + " (" + pattern + ")"; }
+};
+
+Implementation dense_implementation(std::string name, Tensor weight) {
+  Implementation im;
+  im.name = std::move(name), im.weight = std::move(weight);
+  return im;
+}
+
+// One (crossover) point of a variant: speed-up against dense at one sparsity.
+struct Point {
+  double sparsity, speedup;
+};
+
+// The sparsity from which on the speed-up stays ≥ 1, interpolated; NaN if never.
+double crossover(const std::vector<Point>& points) {
+  if (points.empty() || points.back().speedup < 1) return std::nan("");
+  size_t first = points.size() - 1;
+  while (first > 0 && points[first - 1].speedup >= 1) --first;
+  if (first == 0) return points[0].sparsity;
+  const Point a = points[first - 1], b = points[first];
+  return a.sparsity + (1 - a.speedup) / (b.speedup - a.speedup) * (b.sparsity - a.sparsity);
+}
+
+std::string percent(double s) {
+  std::string t = fixed(100 * s, 1);
+  if (t.size() > 2 && t.substr(t.size() - 2) == ".0") t.resize(t.size() - 2);
+  return t + "%";
+}
+
+}  // namespace
+
+int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
+  NoGradGuard no_grad;
+  std::vector<std::string> shape_names = s.shapes, format_names = s.formats;
+  std::vector<int64_t> batches = s.batches;
+  std::vector<double> sparsities = s.sparsities;
+  if (shape_names.empty())
+    shape_names = s.quick ? std::vector<std::string>{"256x512", "1024x1024", "conv64x288x196"}
+                          : std::vector<std::string>{"512x784",   "256x512",   "128x3136", "conv64x288x196",
+                                                     "1024x1024", "4096x4096", "3072x768", "768x3072"};
+  if (batches.empty()) batches = s.quick ? std::vector<int64_t>{1, 32} : std::vector<int64_t>{1, 32, 256};
+  if (sparsities.empty())
+    sparsities = s.quick ? std::vector<double>{0, 0.5, 0.7, 0.9, 0.99}
+                         : std::vector<double>{0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 0.99};
+  if (format_names.empty())
+    format_names = s.quick ? std::vector<std::string>{"csr", "bsr4x4"}
+                           : std::vector<std::string>{"csr", "bsr1x4", "bsr4x1", "bsr4x4", "bsr8x8", "bsr16x16"};
+  std::vector<SparseFormat> formats;
+  for (const std::string& f : format_names) formats.push_back(SparseFormat::parse(f));
+  for (double sp : sparsities)
+    MINIDL_CHECK(sp >= 0 && sp <= 1, "bench sparse: sparsity {} is outside [0, 1]", sp);
+  std::sort(sparsities.begin(), sparsities.end());
+  std::vector<SweepShape> shapes;
+  for (const std::string& n : shape_names) shapes.push_back(parse_shape(n));
+  for (const SweepShape& sh : shapes)
+    for (const SparseFormat& f : formats)
+      MINIDL_CHECK(sh.out % f.block_rows == 0 && sh.in % f.block_cols == 0,
+                   "bench sparse: {} blocks do not divide shape {} ({} x {}); refused, not padded", f.name(), sh.name,
+                   sh.out, sh.in);
+  Options timing = to_options(o);
+
+  nlohmann::json results = nlohmann::json::array(), conversions = nlohmann::json::array();
+  // (shape, batch, implementation label) -> points, for the crossovers.
+  std::map<std::tuple<std::string, int64_t, std::string>, std::vector<Point>> curves;
+  std::map<std::tuple<std::string, int64_t, std::string>, std::vector<std::string>> cells;
+  std::vector<std::string> labels_in_order;
+  Progress progress("bench sparse", static_cast<int64_t>(shapes.size() * sparsities.size() * batches.size()));
+  for (const SweepShape& sh : shapes) {
+    Generator gen(static_cast<uint64_t>(sh.out * 131 + sh.in));
+    // Kaiming-scaled normal weights, so outputs stay O(1) at every shape.
+    Tensor w0 = randn({sh.out, sh.in}, {}, gen) * (1.0 / std::sqrt(static_cast<double>(sh.in)));
+    const std::vector<float> uniform_scores = random_scores(sh.out * sh.in, 7);
+    std::string real_from;
+    Tensor real = real_weight(s.weights, sh, real_from);
+    std::vector<float> magnitude_scores;
+    if (real.defined()) {
+      const auto v = real.to_vector<float>();
+      for (float x : v) magnitude_scores.push_back(std::abs(x));
+    }
+    for (double sparsity : sparsities) {
+      // The implementations at this sparsity, converted once for every batch.
+      std::vector<Implementation> impls;
+      impls.push_back(dense_implementation("dense", w0));
+#ifdef MINIDL_HAVE_OPENBLAS
+      impls.push_back(dense_implementation("openblas", w0));
+#endif
+      const int64_t kept_rows =
+          std::max<int64_t>(1, std::llround((1 - sparsity) * static_cast<double>(sh.out)));
+      impls.push_back(dense_implementation("shrunk", w0.narrow(0, 0, kept_rows).contiguous()));
+      auto add_sparse = [&](const SparseFormat& f, const std::string& pattern, Tensor w) {
+        const auto t0 = std::chrono::steady_clock::now();
+        SparseMatrix m = SparseMatrix::from_dense(w, f, compress::IndexWidth::automatic, sh.name);
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        conversions.push_back({{"shape", sh.name}, {"sparsity", sparsity}, {"format", f.name()},
+                               {"pattern", pattern}, {"seconds", seconds}, {"bytes", m.bytes()},
+                               {"dense_bytes", sh.out * sh.in * 4}, {"stored", m.stored()}, {"nnz", m.nnz()}});
+        impls.push_back({.name = f.name(), .pattern = pattern, .weight = std::move(w), .matrix = std::move(m),
+                         .sparse = true, .convert_seconds = seconds});
+      };
+      for (const SparseFormat& f : formats) {
+        if (f.is_csr()) {
+          add_sparse(f, "random", prune_lowest(w0, uniform_scores, sparsity));
+          if (real.defined()) add_sparse(f, "magnitude", prune_lowest(real, magnitude_scores, sparsity));
+        } else {
+          const std::vector<float> block_scores =
+              random_scores((sh.out / f.block_rows) * (sh.in / f.block_cols), 11 + f.block_rows * 17 + f.block_cols);
+          add_sparse(f, "block" + f.name().substr(3),
+                     prune_lowest(w0, block_scores, sparsity, f.block_rows, f.block_cols));
+        }
+      }
+      for (int64_t batch : batches) {
+        progress.step(fmt::format("{} {} b{}", sh.name, percent(sparsity), batch));
+        // The activations: x (batch, in) for a Linear, cols (in, positions · batch) for a conv.
+        const int64_t n = sh.conv() ? sh.positions * batch : batch;
+        Tensor x = sh.conv() ? randn({sh.in, n}, {}, gen) : randn({batch, sh.in}, {}, gen);
+        std::vector<Tensor> outputs(impls.size());
+        std::vector<Variant> variants;
+        for (size_t i = 0; i < impls.size(); ++i) {
+          const Implementation& im = impls[i];
+          Tensor& y = outputs[i];
+          std::function<void()> fn;
+          if (im.sparse) {
+            fn = sh.conv() ? std::function<void()>([&] { y = compress::sparse_matmul(im.matrix, x); })
+                           : std::function<void()>([&] { y = compress::sparse_linear(x, im.matrix); });
+          } else if (im.name == "openblas") {
+#ifdef MINIDL_HAVE_OPENBLAS
+            y = sh.conv() ? empty({sh.out, n}) : empty({batch, sh.out});
+            fn = [&] {
+              if (sh.conv())
+                cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, static_cast<int>(sh.out), static_cast<int>(n),
+                            static_cast<int>(sh.in), 1.0f, im.weight.data_ptr<float>(), static_cast<int>(sh.in),
+                            x.data_ptr<float>(), static_cast<int>(n), 0.0f, y.data_ptr<float>(), static_cast<int>(n));
+              else
+                cblas_sgemm(kRowMajor, kNoTrans, kTrans, static_cast<int>(batch), static_cast<int>(sh.out),
+                            static_cast<int>(sh.in), 1.0f, x.data_ptr<float>(), static_cast<int>(sh.in),
+                            im.weight.data_ptr<float>(), static_cast<int>(sh.in), 0.0f, y.data_ptr<float>(),
+                            static_cast<int>(sh.out));
+            };
+#endif
+          } else {
+            fn = sh.conv() ? std::function<void()>([&] { y = matmul(im.weight, x); })
+                           : std::function<void()>([&] { y = linear(x, im.weight); });
+          }
+          variants.push_back({im.label(), fn});
+        }
+        // Nothing is timed before every output is right.
+        for (size_t i = 0; i < impls.size(); ++i) {
+          variants[i].fn();
+          const std::string who = fmt::format("{} at {} {} batch {}", impls[i].label(), sh.name, percent(sparsity), batch);
+          if (sh.conv()) require_gemm(who.c_str(), impls[i].weight, x, outputs[i], 3);
+          else require_gemm(who.c_str(), x, impls[i].weight.t(), outputs[i], 3);
+        }
+        const SideBySide r = run_side_by_side(variants, timing);
+        const double dense_flops = 2.0 * static_cast<double>(sh.out) * sh.in * n;
+        for (size_t i = 0; i < impls.size(); ++i) {
+          const Implementation& im = impls[i];
+          const double t = r.stats[i].median;
+          const int64_t useful_terms = im.sparse ? im.matrix.nnz() : im.weight.numel();
+          nlohmann::json jr = {{"shape", sh.name},
+                               {"out", sh.out},
+                               {"in", sh.in},
+                               {"batch", batch},
+                               {"columns", n},
+                               {"sparsity", sparsity},
+                               {"implementation", im.name},
+                               {"pattern", im.pattern},
+                               {"label", im.label()},
+                               {"time", r.stats[i].to_json()},
+                               {"speedup", {{"median", r.speedup[i]}, {"p10", r.speedup_p10[i]}, {"p90", r.speedup_p90[i]}}},
+                               {"verdict", i == 0 ? "BASELINE" : verdict(r.speedup_p10[i], r.speedup_p90[i])},
+                               {"effective_gflops", dense_flops / t / 1e9},
+                               {"useful_gflops", 2.0 * static_cast<double>(useful_terms) * n / t / 1e9},
+                               {"weight_bytes", im.sparse ? im.matrix.bytes() : im.weight.numel() * 4},
+                               {"noisy", r.stats[i].noisy()}};
+          if (im.sparse) jr["convert_seconds"] = im.convert_seconds;
+          results.push_back(jr);
+          const auto key = std::make_tuple(sh.name, batch, im.label());
+          if (i > 0) curves[key].push_back({sparsity, r.speedup[i]});
+          if (std::find(labels_in_order.begin(), labels_in_order.end(), im.label()) == labels_in_order.end())
+            labels_in_order.push_back(im.label());
+          cells[key].push_back(fixed(r.speedup[i], 2) + "x" + (r.stats[i].noisy() ? "~" : ""));
+        }
+      }
+    }
+  }
+
+  // The speed-up table: one row per shape, batch and implementation; one column per sparsity.
+  std::vector<std::string> columns = {"shape", "batch", "implementation"};
+  for (double sp : sparsities) columns.push_back(percent(sp));
+  columns.push_back("crossover");
+  Table table(fmt::format("Speed-up over minidl's dense GEMM (median of per-round ratios; ~ noisy), {} threads, "
+                          "kernels: dense {}, sparse {}",
+                          threads(), cpu::gemm_kernel_name(cpu::GemmKernel::best),
+                          cpu::spmm_kernel_name(cpu::SpmmKernel::best, SparseMatrix().arg())),
+              columns);
+  nlohmann::json crossovers = nlohmann::json::array();
+  for (const SweepShape& sh : shapes)
+    for (int64_t batch : batches)
+      for (const std::string& label : labels_in_order) {
+        const auto key = std::make_tuple(sh.name, batch, label);
+        if (!curves.count(key)) continue;
+        const double c = crossover(curves[key]);
+        const std::string cross = std::isnan(c) ? "none <= " + percent(sparsities.back()) : percent(c);
+        std::vector<std::string> row = {sh.name, std::to_string(batch), label};
+        for (const std::string& cell : cells[key]) row.push_back(cell);
+        row.push_back(cross);
+        table.add_row(row);
+        crossovers.push_back({{"shape", sh.name}, {"batch", batch}, {"implementation", label},
+                              {"crossover", std::isnan(c) ? nlohmann::json(nullptr) : nlohmann::json(c)},
+                              {"text", cross}});
+      }
+  nlohmann::json j = {{"benchmark", "sparse"},
+                      {"threads", threads()},
+                      {"cpu", cpu::cpu_summary()},
+                      {"dense_kernel", cpu::gemm_kernel_name(cpu::GemmKernel::best)},
+                      {"sparsities", sparsities},
+                      {"batches", batches},
+                      {"results", results},
+                      {"crossovers", crossovers},
+                      {"conversions", conversions},
+                      {"table", table.json()}};
+#ifdef MINIDL_HAVE_OPENBLAS
+  j["openblas_core"] = openblas_get_corename();
+#endif
+  if (!s.out.empty()) write_file_atomically(s.out, j.dump(1) + "\n", "bench sparse");
+  emit(table, j, o);
+  if (!o.json && !s.out.empty())
+    std::printf("wrote %s (plot it: python3 tools/bench/plot_sparse.py %s sparse.png)\n", s.out.c_str(),
+                s.out.c_str());
+  return 0;
+}
+
+}  // namespace minidl::bench
