@@ -28,3 +28,6 @@
 #include "nn/spec.h"
 #include "nn/train.h"
 #include "compress/prune.h"
+#include "compress/sparse.h"
+#include "compress/sparse_layers.h"
+#include "compress/structured.h"

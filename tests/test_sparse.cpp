@@ -196,3 +196,48 @@ TEST_CASE("sparse_conv2d equals conv2d with the dense weight") {
     }
   }
 }
+
+TEST_CASE("to_sparse: a pruned model gives the same logits through sparse layers, and says what it chose") {
+  Generator gen(5);
+  auto model = nn::build_model("cnn", gen);
+  model->eval();
+  compress::Pruner pruner(*model);
+  pruner.global_unstructured({"0.weight", "3.weight", "7.weight", "9.weight"}, compress::Amount::fraction(0.8));
+  NoGradGuard no_grad;
+  Tensor x = rand({4, 1, 28, 28}, {}, gen);
+  const Tensor dense = model->forward(x);
+  for (const std::string format : {"csr", "bsr4x4"}) {
+    CAPTURE(format);
+    auto copy = nn::build_model("cnn", gen);
+    copy->load_state_dict(model->state_dict());
+    copy->eval();
+    const auto report = compress::to_sparse(*copy, SparseFormat::parse(format));
+    REQUIRE(report.size() == 4);
+    CHECK(max(abs(copy->forward(x) - dense)).item() < 1e-5);
+    int sparse_layers = 0;
+    for (const auto& [name, m] : copy->named_modules())
+      sparse_layers += dynamic_cast<compress::SparseLinear*>(m.get()) || dynamic_cast<compress::SparseConv2d*>(m.get());
+    if (format == "csr") {
+      CHECK(sparse_layers == 4);
+    } else {
+      // conv1 (32, 9) and the classifier (10, 128) are not multiples of 4x4: dense, with the reason.
+      CHECK(report[0].choice == "dense");
+      CHECK(report[0].reason.find("do not divide") != std::string::npos);
+      CHECK(report[3].choice == "dense");
+      CHECK(sparse_layers == 2);
+    }
+  }
+  // Measuring: each layer keeps whichever of dense and sparse ran faster on its real input.
+  auto measured = nn::build_model("cnn", gen);
+  measured->load_state_dict(model->state_dict());
+  measured->eval();
+  const auto report = compress::to_sparse(*measured, SparseFormat::csr(), {.measure = true, .example = x, .rounds = 3});
+  for (const auto& r : report) {
+    CHECK(r.dense_seconds > 0);
+    CHECK(r.sparse_seconds > 0);
+    CHECK((r.choice == "csr") == (r.dense_seconds > r.sparse_seconds));
+  }
+  CHECK(max(abs(measured->forward(x) - dense)).item() < 1e-5);
+  auto training = nn::build_model("cnn", gen);
+  CHECK_THROWS_WITH(compress::to_sparse(*training, SparseFormat::csr()), doctest::Contains("eval()"));
+}

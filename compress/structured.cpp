@@ -1,0 +1,254 @@
+#include "compress/structured.h"
+
+#include <algorithm>
+#include <map>
+#include <cmath>
+#include <numeric>
+
+#include "core/autograd.h"
+#include "core/check.h"
+#include "nn/layers.h"
+#include "ops/factory.h"
+#include "ops/index.h"
+
+namespace minidl::compress {
+
+namespace {
+
+bool is_weighted(const nn::Module& m) {
+  return dynamic_cast<const nn::Linear*>(&m) || dynamic_cast<const nn::Conv2d*>(&m);
+}
+// Modules a channel passes through unchanged, one value per channel in, one out.
+bool is_per_channel(const nn::Module& m) {
+  return dynamic_cast<const nn::ReLU*>(&m) || dynamic_cast<const nn::GELU*>(&m) ||
+         dynamic_cast<const nn::Dropout*>(&m) || dynamic_cast<const nn::MaxPool2d*>(&m) ||
+         dynamic_cast<const nn::AvgPool2d*>(&m) || dynamic_cast<const nn::AdaptiveAvgPool2d*>(&m) ||
+         dynamic_cast<const nn::BatchNorm*>(&m) || dynamic_cast<const nn::Flatten*>(&m);
+}
+
+Tensor index_tensor(const std::vector<int64_t>& idx) {
+  return from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())});
+}
+
+// The position of `name` among the Sequential's children, and where its outputs
+// end up: the index of the next Linear/Conv2d. Throws naming what is wrong.
+std::pair<size_t, size_t> locate(const nn::Module& model, const std::string& name) {
+  const auto& children = model.children();
+  size_t at = children.size();
+  for (size_t i = 0; i < children.size(); ++i)
+    if (children[i].first == name) at = i;
+  if (at == children.size()) {
+    std::vector<std::string> weighted;
+    for (const auto& [n, m] : children)
+      if (is_weighted(*m)) weighted.push_back(n);
+    fail("prune_channels: no layer '{}' among the model's children (its Linear and Conv2d layers: {})", name,
+         fmt::join(weighted, ", "));
+  }
+  MINIDL_CHECK(is_weighted(*children[at].second), "prune_channels: layer '{}' is {}, not a Linear or Conv2d", name,
+               children[at].second->describe());
+  for (size_t j = at + 1; j < children.size(); ++j) {
+    const nn::Module& m = *children[j].second;
+    if (is_weighted(m)) {
+      if (auto* c = dynamic_cast<const nn::Conv2d*>(&m))
+        MINIDL_CHECK(c->options.groups == 1, "prune_channels: '{}' feeds the grouped {} ('{}'), whose input "
+                     "channels cannot be removed one by one", name, c->describe(), children[j].first);
+      return {at, j};
+    }
+    MINIDL_CHECK(is_per_channel(m), "prune_channels: the outputs of '{}' reach {} ('{}'), which channel pruning cannot "
+                 "follow (a residual block ties its channels to the shortcut's)", name, m.describe(), children[j].first);
+  }
+  fail("prune_channels: layer '{}' ({}) is the classifier: its outputs are the model's classes and are never pruned",
+       name, children[at].second->describe());
+}
+
+// Output scores: the norm of each output's weights (rows of the (out, fan_in) view), or random.
+std::vector<double> scores(const Tensor& weight, Criterion c, Generator* gen) {
+  const int64_t out = weight.size(0), fan_in = weight.numel() / out;
+  const auto w = weight.detach().contiguous().to_vector<float>();
+  std::vector<double> s(static_cast<size_t>(out), 0.0);
+  for (int64_t o = 0; o < out; ++o) {
+    if (c == Criterion::random) {
+      MINIDL_CHECK(gen != nullptr, "prune_channels: the random criterion needs a Generator");
+      s[o] = static_cast<double>(gen->next_u64() >> 11);
+      continue;
+    }
+    for (int64_t k = 0; k < fan_in; ++k) {
+      const double v = w[o * fan_in + k];
+      s[o] += c == Criterion::l1 ? std::abs(v) : v * v;
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
+Criterion parse_criterion(const std::string& name) {
+  if (name == "l1") return Criterion::l1;
+  if (name == "l2") return Criterion::l2;
+  if (name == "random") return Criterion::random;
+  fail("unknown ranking criterion '{}' (known: l1, l2, random)", name);
+}
+
+std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<std::string>& layers, Amount amount,
+                                           Criterion criterion, Generator* gen) {
+  NoGradGuard no_grad;
+  // Everything is checked before anything changes.
+  for (const std::string& name : layers) {
+    const auto [at, consumer] = locate(model, name);
+    (void)consumer;
+    const Tensor& w = dynamic_cast<nn::Linear*>(model.children()[at].second.get())
+                          ? dynamic_cast<nn::Linear&>(*model.children()[at].second).weight
+                          : dynamic_cast<nn::Conv2d&>(*model.children()[at].second).weight;
+    const int64_t drop = amount.of("prune_channels", "the outputs of layer '" + name + "'", w.size(0));
+    MINIDL_CHECK(drop < w.size(0), "prune_channels: amount {} would remove all {} outputs of layer '{}'",
+                 amount.to_json().dump(), w.size(0), name);
+  }
+
+  // The biases as they are now: a removed channel's constant is its own bias,
+  // not the one it has after an earlier layer's fold was added to it (in the
+  // masked model a removed row ignores its inputs entirely).
+  std::map<std::string, Tensor> original_bias;
+  for (const std::string& name : layers) {
+    nn::Module& m = *model.child(name);
+    const Tensor& b = dynamic_cast<nn::Linear*>(&m) ? dynamic_cast<nn::Linear&>(m).bias : dynamic_cast<nn::Conv2d&>(m).bias;
+    if (b.defined()) original_bias[name] = b.clone();
+  }
+
+  std::vector<ChannelPruning> report;
+  for (const std::string& name : layers) {
+    const auto [at, next] = locate(model, name);
+    const auto& children = model.children();
+    nn::ModulePtr layer = children[at].second;
+    auto* lin = dynamic_cast<nn::Linear*>(layer.get());
+    auto* conv = dynamic_cast<nn::Conv2d*>(layer.get());
+    const Tensor weight = lin ? lin->weight : conv->weight;
+    const Tensor bias = lin ? lin->bias : conv->bias;
+    const int64_t out = weight.size(0), drop = amount.of("prune_channels", name, out);
+
+    // The channels to keep: all but the `drop` lowest scores (ties: the higher index goes first).
+    const std::vector<double> s = scores(weight, criterion, gen);
+    std::vector<int64_t> order(static_cast<size_t>(out));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return s[a] < s[b]; });
+    std::vector<int64_t> removed(order.begin(), order.begin() + drop), kept(order.begin() + drop, order.end());
+    std::sort(kept.begin(), kept.end());
+    std::sort(removed.begin(), removed.end());
+    const Tensor keep = index_tensor(kept);
+
+    // The shrunk layer: the kept rows of weight and bias.
+    ChannelPruning r{.layer = name, .before = out, .after = static_cast<int64_t>(kept.size()), .kept = kept,
+                     .consumer = children[next].first, .exact = true, .note = ""};
+    const int64_t n_kept = r.after;
+    if (lin) {
+      auto shrunk = std::make_shared<nn::Linear>(lin->in_features, n_kept, bias.defined());
+      shrunk->weight.copy_(index_select(weight, 0, keep));
+      if (bias.defined()) shrunk->bias.copy_(index_select(bias, 0, keep));
+      model.replace(name, shrunk);
+    } else {
+      auto shrunk = std::make_shared<nn::Conv2d>(conv->in_channels, n_kept, conv->kernel_size, conv->options,
+                                                 bias.defined());
+      shrunk->weight.copy_(index_select(weight, 0, keep));
+      if (bias.defined()) shrunk->bias.copy_(index_select(bias, 0, keep));
+      model.replace(name, shrunk);
+    }
+
+    // What each removed channel still outputs in the masked model: its bias,
+    // carried through the per-channel modules between here and the consumer.
+    std::vector<double> constant(removed.size(), 0.0);
+    if (original_bias.count(name)) {
+      const auto b = original_bias[name].to_vector<float>();
+      for (size_t k = 0; k < removed.size(); ++k) constant[k] = b[removed[k]];
+    }
+    bool flattened = false;
+    for (size_t j = at + 1; j < next; ++j) {
+      const std::string& path = children[j].first;
+      nn::Module& m = *children[j].second;
+      if (auto* bn = dynamic_cast<nn::BatchNorm*>(&m)) {
+        const auto mean = bn->running_mean.to_vector<float>(), var = bn->running_var.to_vector<float>();
+        const auto g = bn->weight.defined() ? bn->weight.to_vector<float>() : std::vector<float>();
+        const auto be = bn->bias.defined() ? bn->bias.to_vector<float>() : std::vector<float>();
+        for (size_t k = 0; k < removed.size(); ++k) {
+          const int64_t c = removed[k];
+          double v = (constant[k] - mean[c]) / std::sqrt(static_cast<double>(var[c]) + bn->eps);
+          constant[k] = v * (g.empty() ? 1.0 : g[c]) + (be.empty() ? 0.0 : be[c]);
+        }
+        auto shrunk = std::make_shared<nn::BatchNorm>(n_kept, bn->expected_dims, bn->eps, bn->momentum);
+        if (bn->weight.defined()) shrunk->weight.copy_(index_select(bn->weight, 0, keep));
+        if (bn->bias.defined()) shrunk->bias.copy_(index_select(bn->bias, 0, keep));
+        shrunk->running_mean.copy_(index_select(bn->running_mean, 0, keep));
+        shrunk->running_var.copy_(index_select(bn->running_var, 0, keep));
+        shrunk->num_batches_tracked.copy_(bn->num_batches_tracked);
+        shrunk->train(bn->is_training());
+        model.replace(path, shrunk);
+      } else if (dynamic_cast<nn::ReLU*>(&m)) {
+        for (double& v : constant) v = std::max(v, 0.0);
+      } else if (dynamic_cast<nn::GELU*>(&m)) {
+        for (double& v : constant) v = 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+      } else if (auto* avg = dynamic_cast<nn::AvgPool2d*>(&m); avg && avg->padding > 0) {
+        r.exact = false;
+        r.note = fmt::format("'{}' averages zero padding in at the borders", path);
+      } else if (dynamic_cast<nn::Flatten*>(&m)) {
+        flattened = true;
+      }
+      // Dropout (eval), max and adaptive pooling: a constant plane stays that constant.
+    }
+
+    // The consumer: drop the removed inputs, fold their constant into its bias.
+    nn::ModulePtr consumer = children[next].second;
+    if (auto* nl = dynamic_cast<nn::Linear*>(consumer.get())) {
+      MINIDL_CHECK(nl->in_features % out == 0, "prune_channels: '{}' has {} inputs, not a multiple of the {} channels of "
+                   "'{}'", r.consumer, nl->in_features, out, name);
+      const int64_t spatial = flattened ? nl->in_features / out : 1;
+      MINIDL_CHECK(flattened || spatial * out == nl->in_features, "prune_channels: '{}' has {} inputs but '{}' {} outputs",
+                   r.consumer, nl->in_features, name, out);
+      std::vector<int64_t> cols;
+      for (int64_t c : kept)
+        for (int64_t q = 0; q < spatial; ++q) cols.push_back(c * spatial + q);
+      const auto w = nl->weight.to_vector<float>();
+      std::vector<double> fold(static_cast<size_t>(nl->out_features), 0.0);
+      for (int64_t o = 0; o < nl->out_features; ++o)
+        for (size_t k = 0; k < removed.size(); ++k)
+          for (int64_t q = 0; q < spatial; ++q) fold[o] += w[o * nl->in_features + removed[k] * spatial + q] * constant[k];
+      const bool any = std::any_of(fold.begin(), fold.end(), [](double v) { return v != 0.0; });
+      auto shrunk = std::make_shared<nn::Linear>(static_cast<int64_t>(cols.size()), nl->out_features,
+                                                 nl->bias.defined() || any);
+      shrunk->weight.copy_(index_select(nl->weight, 1, index_tensor(cols)));
+      if (shrunk->bias.defined()) {
+        std::vector<float> b = nl->bias.defined() ? nl->bias.to_vector<float>()
+                                                  : std::vector<float>(static_cast<size_t>(nl->out_features), 0.0f);
+        for (int64_t o = 0; o < nl->out_features; ++o) b[o] = static_cast<float>(b[o] + fold[o]);
+        shrunk->bias.copy_(from_vector<float>(b, {nl->out_features}));
+      }
+      model.replace(r.consumer, shrunk);
+    } else {
+      auto* nc = dynamic_cast<nn::Conv2d*>(consumer.get());
+      const int64_t kk = nc->kernel_size * nc->kernel_size, in = nc->in_channels;
+      const auto w = nc->weight.to_vector<float>();
+      std::vector<double> fold(static_cast<size_t>(nc->out_channels), 0.0);
+      for (int64_t o = 0; o < nc->out_channels; ++o)
+        for (size_t k = 0; k < removed.size(); ++k)
+          for (int64_t q = 0; q < kk; ++q) fold[o] += w[(o * in + removed[k]) * kk + q] * constant[k];
+      const bool any = std::any_of(fold.begin(), fold.end(), [](double v) { return v != 0.0; });
+      if (any && (nc->options.padding[0] > 0 || nc->options.padding[1] > 0)) {
+        r.exact = false;
+        r.note = fmt::format("'{}' zero-pads the removed channels' constant output at its borders; the fold is exact "
+                             "in the interior only", r.consumer);
+      }
+      auto shrunk = std::make_shared<nn::Conv2d>(n_kept, nc->out_channels, nc->kernel_size, nc->options,
+                                                 nc->bias.defined() || any);
+      shrunk->weight.copy_(index_select(nc->weight, 1, keep));
+      if (shrunk->bias.defined()) {
+        std::vector<float> b = nc->bias.defined() ? nc->bias.to_vector<float>()
+                                                  : std::vector<float>(static_cast<size_t>(nc->out_channels), 0.0f);
+        for (int64_t o = 0; o < nc->out_channels; ++o) b[o] = static_cast<float>(b[o] + fold[o]);
+        shrunk->bias.copy_(from_vector<float>(b, {nc->out_channels}));
+      }
+      model.replace(r.consumer, shrunk);
+    }
+    report.push_back(std::move(r));
+  }
+  for (auto& [n, m] : model.named_modules()) m->train(model.is_training());
+  return report;
+}
+
+}  // namespace minidl::compress

@@ -1,0 +1,157 @@
+// tests/test_structured.cpp — structured pruning: the shrunk model computes what
+// the masked model does (removed rows zeroed, biases folded), and refuses what
+// it cannot do.
+#include <doctest/doctest.h>
+
+#include "minidl.h"
+
+using namespace minidl;
+using namespace minidl::nn;
+using compress::Amount;
+using compress::Criterion;
+
+namespace {
+
+// A copy of `model` with the removed output rows of each pruned layer zeroed
+// (PyTorch's ln_structured): the reference the shrunk model must reproduce.
+ModulePtr masked_copy(const std::string& zoo, Module& model, const std::vector<compress::ChannelPruning>& report) {
+  ModulePtr copy = build_model(zoo);
+  copy->load_state_dict(model.state_dict());
+  copy->eval();
+  NoGradGuard no_grad;
+  for (const auto& r : report) {
+    Module& m = *copy->find(r.layer);
+    Tensor w = dynamic_cast<Linear*>(&m) ? dynamic_cast<Linear&>(m).weight : dynamic_cast<Conv2d&>(m).weight;
+    std::vector<bool> keep(static_cast<size_t>(r.before), false);
+    for (int64_t k : r.kept) keep[k] = true;
+    for (int64_t o = 0; o < r.before; ++o)
+      if (!keep[o]) w.select(0, o).zero_();
+  }
+  return copy;
+}
+
+// A model with BatchNorm statistics that are not the identity, so folding through them is tested.
+std::shared_ptr<Sequential> mlp_with_bn(Generator& gen) {
+  auto m = make<Sequential>();
+  m->add(make<Flatten>()).add(make<Linear>(20, 16, true, gen)).add(make<BatchNorm1d>(16)).add(make<ReLU>());
+  m->add(make<Linear>(16, 12, true, gen)).add(make<GELU>()).add(make<Linear>(12, 5, true, gen));
+  NoGradGuard no_grad;
+  auto& bn = dynamic_cast<BatchNorm&>(*m->find("2"));
+  bn.running_mean.copy_(randn({16}, {}, gen));
+  bn.running_var.copy_(rand({16}, {}, gen) + 0.5);
+  bn.weight.copy_(randn({16}, {}, gen));
+  bn.bias.copy_(randn({16}, {}, gen));
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("prune_channels: mlp and cnn shrink and give the masked model's logits") {
+  Generator gen(3);
+  for (const std::string zoo : {"mlp", "cnn"}) {
+    CAPTURE(zoo);
+    ModulePtr model = build_model(zoo, gen);
+    model->eval();
+    const std::vector<std::string> layers = zoo == "mlp" ? std::vector<std::string>{"1", "3"}
+                                                          : std::vector<std::string>{"3", "7"};
+    ModulePtr original = build_model(zoo);
+    original->load_state_dict(model->state_dict());
+    const auto report = compress::prune_channels(*model, layers, Amount::fraction(0.5), Criterion::l1);
+    REQUIRE(report.size() == 2);
+    for (const auto& r : report) {
+      CHECK(r.after == r.before / 2);
+      CHECK(r.exact);
+    }
+    ModulePtr masked = masked_copy(zoo, *original, report);
+    NoGradGuard no_grad;
+    Tensor x = rand({6, 1, 28, 28}, {}, gen);
+    CHECK(max(abs(model->forward(x) - masked->forward(x))).item() < 1e-5);
+    CHECK(model->parameter_count() < original->parameter_count());
+  }
+}
+
+TEST_CASE("prune_channels: folds biases through BatchNorm, ReLU and GELU exactly; L2 and random rank") {
+  for (Criterion c : {Criterion::l1, Criterion::l2, Criterion::random}) {
+    Generator gen(9);
+    auto model = mlp_with_bn(gen);
+    model->eval();
+    auto original = mlp_with_bn(gen);
+    original->load_state_dict(model->state_dict());
+    original->eval();
+    Generator pick(4);
+    const auto report = compress::prune_channels(*model, {"1", "4"}, Amount::count(5), c, &pick);
+    CHECK(report[0].after == 11);
+    CHECK(report[1].after == 7);
+    CHECK(dynamic_cast<BatchNorm&>(*model->find("2")).features == 11);
+    NoGradGuard no_grad;
+    for (const auto& r : report) {
+      Tensor w = dynamic_cast<Linear&>(*original->find(r.layer)).weight;
+      std::vector<bool> keep(static_cast<size_t>(r.before), false);
+      for (int64_t k : r.kept) keep[k] = true;
+      for (int64_t o = 0; o < r.before; ++o)
+        if (!keep[o]) w.select(0, o).zero_();
+    }
+    Tensor x = randn({7, 20}, {}, gen);
+    CHECK(max(abs(model->forward(x) - original->forward(x))).item() < 1e-5);
+  }
+}
+
+TEST_CASE("prune_channels: L1 keeps the largest filters") {
+  Generator gen(1);
+  auto model = make<Sequential>();
+  model->add(make<Linear>(3, 4, true, gen)).add(make<ReLU>()).add(make<Linear>(4, 2, true, gen));
+  NoGradGuard no_grad;
+  dynamic_cast<Linear&>(*model->find("0")).weight.copy_(
+      from_vector<float>({1, 1, 1, -0.1f, 0.1f, 0, 3, -3, 0, 0.2f, 0.2f, 0.2f}, {4, 3}));
+  const auto report = compress::prune_channels(*model, {"0"}, Amount::fraction(0.5), Criterion::l1);
+  CHECK(report[0].kept == std::vector<int64_t>{0, 2});
+}
+
+TEST_CASE("prune_channels: a padded conv consumer makes the fold inexact, and says so") {
+  Generator gen(2);
+  ModulePtr model = build_model("cnn", gen);
+  model->eval();
+  const auto report = compress::prune_channels(*model, {"0"}, Amount::fraction(0.25), Criterion::l1);
+  CHECK_FALSE(report[0].exact);
+  CHECK(report[0].note.find("zero-pads") != std::string::npos);
+}
+
+TEST_CASE("prune_channels: bad input is refused and nothing changes") {
+  Generator gen(2);
+  ModulePtr model = build_model("cnn", gen);
+  const int64_t params = model->parameter_count();
+  CHECK_THROWS_WITH(compress::prune_channels(*model, {"9"}, Amount::fraction(0.5), Criterion::l1),
+                    doctest::Contains("is the classifier"));
+  CHECK_THROWS_WITH(compress::prune_channels(*model, {"3", "42"}, Amount::fraction(0.5), Criterion::l1),
+                    doctest::Contains("no layer '42'"));
+  CHECK_THROWS_WITH(compress::prune_channels(*model, {"2"}, Amount::fraction(0.5), Criterion::l1),
+                    doctest::Contains("not a Linear or Conv2d"));
+  CHECK_THROWS_WITH(compress::prune_channels(*model, {"3"}, Amount::fraction(1.0), Criterion::l1),
+                    doctest::Contains("would remove all 64 outputs"));
+  CHECK_THROWS_WITH(compress::prune_channels(*model, {"3"}, Amount::fraction(1.5), Criterion::l1),
+                    doctest::Contains("outside [0, 1]"));
+  CHECK_THROWS_WITH(compress::prune_channels(*model, {"3"}, Amount::count(65), Criterion::l1),
+                    doctest::Contains("more than"));
+  CHECK_THROWS_WITH(compress::prune_channels(*model, {"3"}, Amount::fraction(0.5), Criterion::random),
+                    doctest::Contains("needs a Generator"));
+  CHECK(model->parameter_count() == params);
+  ModulePtr resnet = build_model("resnet-s", gen);
+  CHECK_THROWS_WITH(compress::prune_channels(*resnet, {"0"}, Amount::fraction(0.5), Criterion::l1),
+                    doctest::Contains("cannot follow"));
+  CHECK_THROWS_WITH(compress::parse_criterion("l3"), doctest::Contains("known: l1, l2, random"));
+}
+
+TEST_CASE("prune_channels: the shrunk model saves and loads back from its checkpoint alone") {
+  Generator gen(6);
+  ModulePtr model = build_model("cnn", gen);
+  model->eval();
+  compress::prune_channels(*model, {"0", "3", "7"}, Amount::fraction(0.5), Criterion::l2);
+  const std::string spec = model->spec().dump();
+  ModulePtr rebuilt = module_from_spec(model->spec());
+  rebuilt->load_state_dict(model->state_dict());
+  rebuilt->eval();
+  NoGradGuard no_grad;
+  Tensor x = rand({2, 1, 28, 28}, {}, gen);
+  CHECK(max(abs(rebuilt->forward(x) - model->forward(x))).item() == 0.0);
+  CHECK(spec.find("\"out_channels\":16") != std::string::npos);
+}
