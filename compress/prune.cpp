@@ -190,6 +190,41 @@ void Pruner::apply(nn::Optimizer& optimizer) const {
   }
 }
 
+double AgpSchedule::sparsity_at(int64_t step) const {
+  if (step <= begin_step) return initial;
+  if (step >= end_step) return final;
+  const double progress = static_cast<double>(step - begin_step) / static_cast<double>(end_step - begin_step);
+  return final + (initial - final) * std::pow(1 - progress, 3);
+}
+
+nlohmann::json AgpSchedule::to_json() const {
+  return {{"initial", initial}, {"final", final}, {"begin_step", begin_step}, {"end_step", end_step}, {"every", every}};
+}
+
+std::function<void(nn::Trainer&, int64_t)> Pruner::gradual(const std::vector<std::string>& params,
+                                                           const AgpSchedule& schedule, bool global) {
+  MINIDL_CHECK(schedule.initial >= 0 && schedule.final <= 1 && schedule.initial <= schedule.final,
+               "agp: sparsities must satisfy 0 <= initial {} <= final {} <= 1", schedule.initial, schedule.final);
+  MINIDL_CHECK(schedule.every >= 1 && schedule.end_step > schedule.begin_step && schedule.begin_step >= 0,
+               "agp: needs 0 <= begin_step {} < end_step {} and every {} >= 1", schedule.begin_step, schedule.end_step,
+               schedule.every);
+  for (const std::string& p : params) parameter("agp", p);  // unknown names fail now, not mid-training
+  recipe_.push_back({{"method", global ? "agp_global_unstructured" : "agp_l1_unstructured"},
+                     {"schedule", schedule.to_json()}, {"params", params}});
+  return [this, params, schedule, global](nn::Trainer& trainer, int64_t step) {
+    const int64_t since = step - schedule.begin_step;
+    if ((since >= 0 && since % schedule.every == 0 && step <= schedule.end_step) || step == schedule.end_step) {
+      const Amount target = Amount::fraction(schedule.sparsity_at(step));
+      const size_t recorded = recipe_.size();
+      if (global) global_unstructured(params, target);
+      else
+        for (const std::string& p : params) l1_unstructured(p, target);
+      recipe_.erase(recipe_.begin() + static_cast<std::ptrdiff_t>(recorded), recipe_.end());  // the schedule says it
+    }
+    apply(trainer.optimizer());
+  };
+}
+
 std::function<void(nn::Trainer&, int64_t)> Pruner::after_step() const {
   return [this](nn::Trainer& trainer, int64_t) { apply(trainer.optimizer()); };
 }

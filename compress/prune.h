@@ -46,6 +46,18 @@ class Amount {
   bool is_count_;
 };
 
+// Zhu & Gupta's gradual schedule ("To prune, or not to prune", 2017): the
+// sparsity rises from `initial` to `final` between begin_step and end_step as
+//   s(t) = final + (initial − final) · (1 − (t − begin) / (end − begin))³,
+// pruning every `every` steps — fast at first, while many weights are
+// redundant, then slowly, so fine-tuning can recover between steps.
+struct AgpSchedule {
+  double initial = 0, final = 0.9;
+  int64_t begin_step = 0, end_step = 1000, every = 100;
+  double sparsity_at(int64_t step) const;  // initial before begin, final after end
+  nlohmann::json to_json() const;
+};
+
 // The masks of one model's pruned parameters, by dotted name ("1.weight"): bool
 // tensors of the parameter's shape, true where the weight is kept.
 class Pruner {
@@ -71,6 +83,12 @@ class Pruner {
   void apply(nn::Optimizer& optimizer) const;
   // For nn::TrainHooks::after_step: apply(trainer.optimizer()) after every step.
   std::function<void(nn::Trainer&, int64_t)> after_step() const;
+  // For nn::TrainHooks::after_step, pruning gradually: at begin_step and every
+  // `every` steps after it until end_step, prunes `params` (one global
+  // threshold, or each on its own with global false) to schedule.sparsity_at(step),
+  // then applies the masks after every step. The recipe records the schedule once.
+  std::function<void(nn::Trainer&, int64_t)> gradual(const std::vector<std::string>& params,
+                                                     const AgpSchedule& schedule, bool global = true);
 
   const std::map<std::string, Tensor>& masks() const { return masks_; }
   // The fraction of the parameter's values that are zero (pruned or not).

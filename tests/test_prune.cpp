@@ -174,3 +174,38 @@ TEST_CASE("a pruned checkpoint keeps masks and recipe, loads back, and corrupt o
   CHECK_THROWS_WITH_AS(trainer.save(path, {{"mask", ones({1})}}), doctest::Contains("must be in a checkpoint section"),
                        Error);
 }
+
+TEST_CASE("AGP: the cubic schedule, and a gradual prune during fine-tuning that ends at the target") {
+  const compress::AgpSchedule s{.initial = 0.0, .final = 0.8, .begin_step = 10, .end_step = 20, .every = 2};
+  CHECK(s.sparsity_at(0) == 0.0);
+  CHECK(s.sparsity_at(10) == 0.0);
+  CHECK(s.sparsity_at(15) == doctest::Approx(0.8 - 0.8 * 0.125));  // half way: 1 − (1/2)³ of the way there
+  CHECK(s.sparsity_at(20) == doctest::Approx(0.8));
+  CHECK(s.sparsity_at(99) == doctest::Approx(0.8));
+  if (!std::filesystem::exists(std::string(kFashionMnistDir) + "/train-images-idx3-ubyte.gz"))
+    FAIL("Fashion-MNIST is missing: tools/install_deps.sh installs dataset-fashion-mnist");
+  ImageDataset train = load_mnist_format(kFashionMnistDir, "train").subset(640);
+  ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(128);
+  TrainConfig c{.model = "mlp-small", .epochs = 1, .batch = 64, .lr = 3e-3, .seed = 2};  // 10 steps
+  auto model = build_model(c);
+  Pruner pruner(*model);
+  std::vector<double> seen;
+  auto gradual = pruner.gradual({"1.weight", "3.weight"}, {.final = 0.75, .begin_step = 2, .end_step = 8, .every = 3});
+  Trainer trainer(model, c, {.after_step = [&](Trainer& t, int64_t step) {
+                               gradual(t, step);
+                               seen.push_back(pruner.sparsity("1.weight"));
+                             }});
+  trainer.run_epoch(train, test);
+  REQUIRE(seen.size() == 10);
+  CHECK(seen[0] == 0.0);                   // before begin_step
+  CHECK(seen[1] == 0.0);                   // step 2 = begin: s = initial = 0
+  CHECK(seen[4] > 0.5);                    // step 5: s = 0.75 (1 − 1/8) globally
+  CHECK(seen[5] == seen[4]);               // between pruning steps nothing changes
+  CHECK(seen[7] >= seen[4]);               // step 8 = end: the final sparsity
+  const double total = (pruner.sparsity("1.weight") * 784 * 64 + pruner.sparsity("3.weight") * 640) / (784 * 64 + 640);
+  CHECK(total == doctest::Approx(0.75).epsilon(0.01));
+  CHECK(pruner.recipe().size() == 1);
+  CHECK(pruner.recipe()[0]["method"] == "agp_global_unstructured");
+  CHECK_THROWS_WITH(pruner.gradual({"nope.weight"}, {}), doctest::Contains("nope.weight"));
+  CHECK_THROWS_WITH(pruner.gradual({"1.weight"}, {.initial = 0.5, .final = 0.2}), doctest::Contains("initial"));
+}
