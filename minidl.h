@@ -31,3 +31,4 @@
 #include "compress/sparse.h"
 #include "compress/sparse_layers.h"
 #include "compress/structured.h"
+#include "compress/report.h"

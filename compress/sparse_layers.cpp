@@ -1,5 +1,7 @@
 #include "compress/sparse_layers.h"
 
+#include "compress/probe.h"
+
 #include <algorithm>
 #include <chrono>
 #include <functional>
@@ -20,26 +22,6 @@ double zero_fraction(const Tensor& w) {
 }
 
 std::string percent(double f) { return fmt::format("{:.1f}%", 100 * f); }
-
-// Stands in for a layer while the example runs, keeping the input it was given.
-class InputProbe final : public nn::Module {
- public:
-  explicit InputProbe(nn::ModulePtr inner) : inner_(std::move(inner)) {}
-  Tensor forward(const Tensor& x) override {
-    input = x;
-    return inner_->forward(x);
-  }
-  Tensor forward_fused(const Tensor& x, Activation act) override {
-    input = x;
-    return inner_->forward_fused(x, act);
-  }
-  std::string describe() const override { return inner_->describe(); }
-  nlohmann::json hyper_parameters() const override { return inner_->hyper_parameters(); }
-  Tensor input;
-
- private:
-  nn::ModulePtr inner_;
-};
 
 // Medians of a and b timed alternately (a b, b a, ...) for `rounds` rounds, after one warm-up each.
 std::pair<double, double> time_side_by_side(const std::function<void()>& a, const std::function<void()>& b,
@@ -166,18 +148,7 @@ std::vector<SparseChoice> to_sparse(nn::Module& model, SparseFormat format, cons
 
   if (o.measure) {
     // Each candidate's real input: probes stand in for the layers while the example runs.
-    std::vector<std::shared_ptr<InputProbe>> probes(candidates.size());
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      probes[i] = std::make_shared<InputProbe>(candidates[i].second);
-      model.replace(candidates[i].first, probes[i]);
-    }
-    try {
-      model.forward(o.example);
-    } catch (...) {
-      for (size_t i = 0; i < candidates.size(); ++i) model.replace(candidates[i].first, candidates[i].second);
-      throw;
-    }
-    for (size_t i = 0; i < candidates.size(); ++i) model.replace(candidates[i].first, candidates[i].second);
+    const auto probes = run_with_probes(model, candidates, o.example);
     for (size_t i = 0; i < candidates.size(); ++i) {
       if (!twins[i]) continue;
       SparseChoice& r = *std::find_if(report.begin(), report.end(),

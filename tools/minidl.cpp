@@ -23,6 +23,7 @@
 #include "nn/train.h"
 #include "ops/cpu/cpu_features.h"
 #include "tools/bench/commands.h"
+#include "tools/prune.h"
 
 using namespace minidl;
 using namespace minidl::nn;
@@ -293,6 +294,43 @@ int main(int argc, char** argv) {
       ->check(whole_number(0));
   add_common(eval, eval_c, false);
 
+  tools::PruneOptions prune_o;
+  Common prune_c;
+  CLI::App* prune = app.add_subcommand(
+      "prune", "prune a checkpoint, fine-tune it, and measure dense vs masked vs CSR vs BSR vs shrunk");
+  prune->add_option("checkpoint", prune_o.checkpoint, "a checkpoint minidl saved")->required()->check(CLI::ExistingFile);
+  prune->add_option("--method", prune_o.method, "l1 | random | global | channel")->capture_default_str()
+      ->check(CLI::IsMember({"l1", "random", "global", "channel"}));
+  prune->add_option("--amount", prune_o.amount, "sparsity to reach (channel: fraction of each layer's outputs)")
+      ->capture_default_str()->check(real_number(0, 1));
+  prune->add_option("--criterion", prune_o.criterion, "channel ranking: l1 | l2 | random")->capture_default_str()
+      ->check(CLI::IsMember({"l1", "l2", "random"}));
+  prune->add_option("--schedule", prune_o.schedule, "oneshot | agp (gradual, over the fine-tuning steps)")
+      ->capture_default_str()->check(CLI::IsMember({"oneshot", "agp"}));
+  prune->add_option("--layers", prune_o.layers, "layers to prune by path (default: every Linear and Conv2d)");
+  prune->add_option("--finetune-epochs", prune_o.finetune_epochs, "epochs of fine-tuning")->capture_default_str()
+      ->check(whole_number(0, 1000));
+  prune->add_option("--lr", prune_o.lr, "fine-tuning learning rate (AdamW, cosine)")->capture_default_str()
+      ->check(real_number(0, kInf, true));
+  prune->add_option("--batch", prune_o.batch, "fine-tuning batch size")->capture_default_str()
+      ->check(whole_number(1, 1 << 16));
+  prune->add_option("--seed", prune_o.seed, "random pruning and fine-tuning seed")->capture_default_str();
+  prune->add_option("--data", prune_o.data_dir, "directory of MNIST-format IDX files")->capture_default_str();
+  prune->add_option("--limit-train", prune_o.limit_train, "fine-tune on the first N images (0: all)")
+      ->check(whole_number(0));
+  prune->add_option("--limit-test", prune_o.limit_test, "evaluate on the first N test images (0: all)")
+      ->check(whole_number(0));
+  prune->add_option("--latency-batch", prune_o.latency_batches, "batch sizes timed")->capture_default_str()
+      ->check(whole_number(1, 10000));
+  prune->add_option("--bsr", prune_o.bsr, "the block format compared: bsr1x4 bsr4x1 bsr4x4 bsr8x8 bsr16x16")
+      ->capture_default_str();
+  prune->add_option("--out", prune_o.out, "the pruned checkpoint to write")->required();
+  prune->add_option("--min-time", prune_o.timing.min_seconds, "time each way at least this long (s) per batch")
+      ->capture_default_str()->check(real_number(0, 3600));
+  prune->add_option("--min-runs", prune_o.timing.min_runs, "and at least this many interleaved rounds")
+      ->capture_default_str()->check(whole_number(1, 1000000));
+  add_common(prune, prune_c, false);
+
   CLI::App* bench = app.add_subcommand("bench", "benchmarks: warm-up, many timed runs, medians and spread");
   bench->require_subcommand(1);
   bench::CommonOptions bench_opts;
@@ -384,6 +422,11 @@ int main(int argc, char** argv) {
     if (*train) {
       config.device = setup(train_c).str();
       return run_train(config, out, resume, train_c.json);
+    }
+    if (*prune) {
+      setup(prune_c);
+      prune_o.timing.json = prune_c.json;
+      return tools::run_prune(prune_o);
     }
     if (*eval) return run_eval(checkpoint, eval_data, eval_batch, eval_limit, setup(eval_c), eval_c.json);
     bench_opts.json = bench_c.json, bench_opts.markdown = bench_c.markdown, bench_opts.csv = bench_c.csv;

@@ -223,8 +223,6 @@ int bench_train_step(const std::string& model_name, int64_t batch, int64_t batch
   return 0;
 }
 
-namespace {
-// The first `count` images of a split, normalised as training sees them.
 Tensor real_images(const std::string& data_dir, int64_t count) {
   using namespace minidl::nn;
   ImageDataset set = load_mnist_format(data_dir, "t10k").subset(count);
@@ -234,7 +232,6 @@ Tensor real_images(const std::string& data_dir, int64_t count) {
   if (!b) throw Error("bench: no images in " + data_dir);
   return b->images;
 }
-}  // namespace
 
 int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch_sizes, const std::string& data_dir,
                 bool raw, const CommonOptions& o) {

@@ -46,6 +46,8 @@ void require_model(const char* bench, nn::Module& model, const std::string& mode
 // more than 3%, SAME when nine in ten were within ±3%, and UNCLEAR otherwise —
 // never a verdict from one number.
 const char* verdict(double p10, double p90);
+// The first `count` test images of data_dir, normalised as training sees them.
+Tensor real_images(const std::string& data_dir, int64_t count);
 // v with `digits` decimals.
 std::string fixed(double v, int digits);
 

@@ -1,0 +1,34 @@
+// tools/prune.h — `minidl prune`: prune a checkpoint, fine-tune it, and measure
+// whether the result is actually faster.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nn/data.h"
+#include "tools/bench/commands.h"
+
+namespace minidl::tools {
+
+struct PruneOptions {
+  std::string checkpoint, out;
+  std::string method = "global";    // l1 | random | global | channel
+  double amount = 0.9;              // fraction of the weights (channel: of each layer's outputs)
+  std::string criterion = "l1";     // channel ranking: l1 | l2 | random
+  std::string schedule = "oneshot";  // oneshot | agp
+  std::vector<std::string> layers;  // default: every Linear/Conv2d (channel: all but the classifier)
+  int64_t finetune_epochs = 0;
+  double lr = 5e-4;
+  int64_t batch = 32;
+  uint64_t seed = 0;
+  std::string data_dir = nn::kFashionMnistDir;
+  int64_t limit_train = 0, limit_test = 0;
+  std::vector<int64_t> latency_batches = {1, 128};
+  std::string bsr = "bsr4x4";
+  bench::CommonOptions timing;      // rounds and minimum time of the latency comparison
+};
+
+int run_prune(const PruneOptions& o);
+
+}  // namespace minidl::tools
