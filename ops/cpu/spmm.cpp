@@ -60,7 +60,7 @@ namespace minidl::cpu {
 namespace {
 
 // Below this many multiply-adds one thread does the product alone.
-constexpr int64_t kSpmmParallelWork = 1 << 16;
+constexpr int64_t kSpmmParallelWork = 1 << 13;
 
 // The plain pieces every kernel shares: where block p's column starts, and the
 // epilogue of one output value.
@@ -242,23 +242,20 @@ __attribute__((target("avx512f"))) inline __m512i indices16(const Index* col) {
   else
     return _mm512_loadu_si512(col);
 }
-// The first lanes of m only, reading nothing past them.
+// The first lanes of m only, reading nothing past them (the AVX-512 path
+// includes BW and VL: cpu_features.h).
 template <class Index>
-__attribute__((target("avx512f"))) inline __m512i indices16(const Index* col, __mmask16 m) {
-  if constexpr (sizeof(Index) == 2) {
-    uint16_t lanes[16] = {};
-    for (int k = 0; k < 16; ++k)
-      if (m >> k & 1) lanes[k] = col[k];
-    return _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(lanes)));
-  } else {
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512i indices16(const Index* col, __mmask16 m) {
+  if constexpr (sizeof(Index) == 2)
+    return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, col));
+  else
     return _mm512_maskz_loadu_epi32(m, col);
-  }
 }
 
 // Batch 1: y[row] = Σ values · x[col], sixteen gathered at a time; the tail is a
 // masked gather, which reads nothing for the lanes it leaves out.
 template <class Index>
-__attribute__((target("avx512f"))) void csr_spmv_avx512(const SparseMatrixArg& w, const Index* col, const float* x,
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void csr_spmv_avx512(const SparseMatrixArg& w, const Index* col, const float* x,
                                                         float* y, int64_t ldy, int64_t r0, int64_t r1,
                                                         const GemmEpilogue& e) {
   for (int64_t row = r0; row < r1; ++row) {
@@ -272,7 +269,7 @@ __attribute__((target("avx512f"))) void csr_spmv_avx512(const SparseMatrixArg& w
     for (; p < end; p += 16) {
       const __mmask16 m = lanes_below16(end - p, 0);
       const __m512 g = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, indices16(col + p, m), x, 4);
-      acc0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w.values + p), g, acc0);
+      acc1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w.values + p), g, acc1);
     }
     y[row * ldy] = finish(_mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)), row, e);
   }
