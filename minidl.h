@@ -32,3 +32,4 @@
 #include "compress/sparse_layers.h"
 #include "compress/structured.h"
 #include "compress/report.h"
+#include "compress/sensitivity.h"

@@ -209,3 +209,27 @@ TEST_CASE("AGP: the cubic schedule, and a gradual prune during fine-tuning that 
   CHECK_THROWS_WITH(pruner.gradual({"nope.weight"}, {}), doctest::Contains("nope.weight"));
   CHECK_THROWS_WITH(pruner.gradual({"1.weight"}, {.initial = 0.5, .final = 0.2}), doctest::Contains("initial"));
 }
+
+TEST_CASE("sensitivity prunes one layer at a time and puts every weight back") {
+  auto m = tiny({0.5f, -0.1f, 0.3f, -0.7f, 0.1f, 0.9f, -0.2f, 0.05f});
+  StateDict before;
+  for (const auto& [name, t] : m->state_dict()) before[name] = t.clone();  // copies, not the live tensors
+  std::vector<std::vector<float>> seen;
+  // The "accuracy": the first layer's weights as the callback sees them, and a number from them.
+  const auto points = compress::sensitivity(*m, {"0.weight", "2.weight"}, {0.25, 0.75}, [&](Module& model) {
+    seen.push_back(weights(model, "0"));
+    return static_cast<double>(seen.size());
+  });
+  REQUIRE(points.size() == 4);
+  CHECK(points[1].param == "0.weight");
+  CHECK(points[1].sparsity == 0.75);
+  CHECK(points[3].accuracy == 4.0);
+  CHECK(seen[0] == std::vector<float>{0.5f, 0, 0.3f, -0.7f, 0.1f, 0.9f, -0.2f, 0});  // 25% of layer 0
+  CHECK(seen[1] == std::vector<float>{0, 0, 0, -0.7f, 0, 0.9f, 0, 0});                // 75% of layer 0
+  CHECK(seen[2] == std::vector<float>{0.5f, -0.1f, 0.3f, -0.7f, 0.1f, 0.9f, -0.2f, 0.05f});  // layer 2's turn: 0 intact
+  for (const auto& [name, t] : m->state_dict()) CHECK(t.to_vector<float>() == before.at(name).to_vector<float>());
+  CHECK_THROWS_WITH(compress::sensitivity(*m, {"9.weight"}, {0.5}, [](Module&) { return 0.0; }),
+                    doctest::Contains("no parameter '9.weight'"));
+  CHECK_THROWS_WITH(compress::sensitivity(*m, {"0.weight"}, {1.5}, [](Module&) { return 0.0; }),
+                    doctest::Contains("outside [0, 1]"));
+}

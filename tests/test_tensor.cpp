@@ -158,3 +158,24 @@ TEST_CASE("devices parse and print") {
   CHECK_THROWS_AS(Device("cuda:x"), Error);
   CHECK_THROWS_AS(Device("cuda:-1"), Error);
 }
+
+TEST_CASE("a transposed copy (the tiled 8x8 path) matches element by element, ragged edges and strides too") {
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{37, 45}, {64, 64}, {8, 9}, {2, 200}, {129, 3}}) {
+    const int64_t r = rows, c = cols;
+    CAPTURE(r);
+    CAPTURE(c);
+    Tensor a = arange(0, static_cast<double>(r * c), 1, {.dtype = DType::f32}).view({c, r});
+    Tensor t = a.t().contiguous();  // (r, c)
+    const auto av = a.to_vector<float>(), tv = t.to_vector<float>();
+    int bad = 0;
+    for (int64_t i = 0; i < r; ++i)
+      for (int64_t j = 0; j < c; ++j) bad += tv[i * c + j] != av[j * r + i];
+    CHECK(bad == 0);
+    // Into a row-padded destination, and for int32 (moved as bits).
+    Tensor padded = zeros({r, c + 5}).narrow(1, 0, c);
+    padded.copy_(a.t());
+    CHECK(padded.contiguous().to_vector<float>() == tv);
+    Tensor ai = a.to(DType::int32);
+    CHECK(ai.t().contiguous().to(DType::f32).to_vector<float>() == tv);
+  }
+}

@@ -324,7 +324,11 @@ int main(int argc, char** argv) {
       ->check(whole_number(1, 10000));
   prune->add_option("--bsr", prune_o.bsr, "the block format compared: bsr1x4 bsr4x1 bsr4x4 bsr8x8 bsr16x16")
       ->capture_default_str();
-  prune->add_option("--out", prune_o.out, "the pruned checkpoint to write")->required();
+  prune->add_option("--out", prune_o.out, "the pruned checkpoint to write (with --sensitivity: the JSON)");
+  prune->add_flag("--sensitivity", prune_o.sensitivity,
+                  "instead: prune each layer alone over --grid and report the test accuracy of each");
+  prune->add_option("--grid", prune_o.grid, "sparsities for --sensitivity")->capture_default_str()
+      ->check(real_number(0, 1));
   prune->add_option("--min-time", prune_o.timing.min_seconds, "time each way at least this long (s) per batch")
       ->capture_default_str()->check(real_number(0, 3600));
   prune->add_option("--min-runs", prune_o.timing.min_runs, "and at least this many interleaved rounds")

@@ -17,6 +17,7 @@
 #include <iostream>
 
 #include "minidl.h"
+#include "core/file.h"
 #include "nn/spec.h"
 #include "tools/bench/common.h"
 #include "tools/bench/progress.h"
@@ -74,7 +75,45 @@ std::string pct(double f) { return fmt::format("{:.2f}%", 100 * f); }
 
 }  // namespace
 
+namespace {
+
+int run_sensitivity(const PruneOptions& o) {
+  std::string arch;
+  ModulePtr model = load_model(o.checkpoint, &arch);
+  model->eval();
+  const std::vector<std::string> layers = choose_layers(*model, o);
+  ImageDataset test = load_mnist_format(o.data_dir, "t10k");
+  if (o.limit_test > 0) test = test.subset(o.limit_test);
+  const double dense = evaluate(*model, test).accuracy;
+  bench::Progress progress("sensitivity", static_cast<int64_t>(layers.size() * o.grid.size()));
+  const auto points = compress::sensitivity(*model, weight_names(layers), o.grid, [&](Module& m) {
+    progress.step();
+    return evaluate(m, test).accuracy;
+  });
+  std::vector<std::string> columns = {"layer"};
+  for (double s : o.grid) columns.push_back(fmt::format("{:g}%", 100 * s));
+  bench::Table table(fmt::format("{} ({}): test accuracy with one layer L1-pruned (dense: {})", o.checkpoint, arch,
+                                 pct(dense)),
+                     columns);
+  for (size_t l = 0; l < layers.size(); ++l) {
+    std::vector<std::string> row = {layers[l]};
+    for (size_t g = 0; g < o.grid.size(); ++g) row.push_back(pct(points[l * o.grid.size() + g].accuracy));
+    table.add_row(row);
+  }
+  nlohmann::json j = {{"command", "prune --sensitivity"}, {"checkpoint", o.checkpoint}, {"model", arch},
+                      {"dense_accuracy", dense}, {"grid", o.grid}, {"points", compress::to_json(points)},
+                      {"table", table.json()}};
+  if (!o.out.empty()) write_file_atomically(o.out, j.dump(1) + "\n", "prune --sensitivity");
+  if (o.timing.json) std::cout << j.dump() << std::endl;
+  else std::cout << table.text() << (o.out.empty() ? "" : "wrote " + o.out + " (plot it: python3 "
+                                                          "tools/bench/plot_sensitivity.py " + o.out + " PNG)\n");
+  return 0;
+}
+
+}  // namespace
+
 int run_prune(const PruneOptions& o) {
+  if (o.sensitivity) return run_sensitivity(o);
   const bool json = o.timing.json;
   // Every request is checked before any work: nothing is written for a bad one.
   MINIDL_CHECK(o.method == "l1" || o.method == "random" || o.method == "global" || o.method == "channel",
@@ -86,7 +125,7 @@ int run_prune(const PruneOptions& o) {
                "prune: --schedule agp prunes during fine-tuning; give --finetune-epochs N (N >= 1)");
   MINIDL_CHECK(o.schedule != "agp" || o.method == "global" || o.method == "l1",
                "prune: --schedule agp works with --method global or l1, not {}", o.method);
-  MINIDL_CHECK(!o.out.empty(), "prune: --out is required");
+  MINIDL_CHECK(!o.out.empty(), "prune: --out is required (the pruned checkpoint to write)");
   const compress::SparseFormat bsr = compress::SparseFormat::parse(o.bsr);
   MINIDL_CHECK(!bsr.is_csr(), "prune: --bsr names a block format (bsr4x4, ...), not csr");
   const compress::Criterion criterion = compress::parse_criterion(o.criterion);
@@ -243,7 +282,11 @@ int run_prune(const PruneOptions& o) {
   // 5. The checkpoint, last: nothing is written unless everything above worked.
   if (std::filesystem::path(o.out).has_parent_path())
     std::filesystem::create_directories(std::filesystem::path(o.out).parent_path());
-  Trainer saver(model, config);
+  // The Trainer writes the checkpoint (model, spec, config); it wants a config
+  // it could train with, even when nothing was fine-tuned.
+  TrainConfig save_config = config;
+  save_config.epochs = std::max<int64_t>(1, config.epochs);
+  Trainer saver(model, save_config);
   Metadata extra = o.method == "channel" ? Metadata{} : pruner.checkpoint_metadata();
   extra["prune"] = j.dump();
   saver.save(o.out, o.method == "channel" ? StateDict{} : pruner.checkpoint_tensors(), extra);

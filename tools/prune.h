@@ -27,6 +27,10 @@ struct PruneOptions {
   std::vector<int64_t> latency_batches = {1, 128};
   std::string bsr = "bsr4x4";
   bench::CommonOptions timing;      // rounds and minimum time of the latency comparison
+  // Sensitivity analysis instead: each layer alone pruned (L1) to each sparsity
+  // of the grid, the test accuracy of each; --out then names the JSON to write.
+  bool sensitivity = false;
+  std::vector<double> grid = {0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98};
 };
 
 int run_prune(const PruneOptions& o);

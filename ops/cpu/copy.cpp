@@ -1,5 +1,7 @@
 // ops/cpu/copy.cpp — strided copy with dtype conversion, fill, random fills.
 // Bandwidth-bound: one read and one write per element.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -45,19 +47,46 @@ bool is_transpose(const TensorArg& dst, const TensorArg& src) {
          dst.strides[1] == 1 && src.strides[0] == 1 && src.strides[1] != 1 && dst.shape[0] > 1 && dst.shape[1] > 1;
 }
 
+// v[k] (8 floats each) := the columns of the 8×8 block whose rows v held.
+inline void transpose8(__m256 (&v)[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  v[0] = _mm256_permute2f128_ps(u0, u4, 0x20), v[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  v[2] = _mm256_permute2f128_ps(u2, u6, 0x20), v[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  v[4] = _mm256_permute2f128_ps(u0, u4, 0x31), v[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  v[6] = _mm256_permute2f128_ps(u2, u6, 0x31), v[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// Tiles of 32×32, each as 8×8 blocks transposed in registers (AVX2, the
+// baseline); the ragged edges element by element.
 void transpose32(const TensorArg& dst, const TensorArg& src) {
   constexpr int64_t kTile = 32;
   const int64_t rows = dst.shape[0], cols = dst.shape[1], ld_dst = dst.strides[0], ld_src = src.strides[1];
-  const uint32_t* s = src.ptr<uint32_t>();
-  uint32_t* d = dst.ptr<uint32_t>();
+  const float* s = src.ptr<float>();
+  float* d = dst.ptr<float>();
   const int64_t tiles_r = (rows + kTile - 1) / kTile, tiles_c = (cols + kTile - 1) / kTile;
   maybe_parallel(rows * cols >= kParallelGrain && !in_parallel(), [&] {
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tiles_r * tiles_c; ++t) {
       const int64_t r0 = t / tiles_c * kTile, c0 = t % tiles_c * kTile;
       const int64_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
-      for (int64_t j = c0; j < c1; ++j)  // dst[i, j] = src[i, j], src[i, j] at i + j·ld_src
-        for (int64_t i = r0; i < r1; ++i) d[i * ld_dst + j] = s[i + j * ld_src];
+      // dst[i, j] = src[i, j], found at s[i + j·ld_src]: column j of dst's view is contiguous in src.
+      int64_t i8 = r0 + (r1 - r0) / 8 * 8, j8 = c0 + (c1 - c0) / 8 * 8;
+      for (int64_t i = r0; i < i8; i += 8)
+        for (int64_t j = c0; j < j8; j += 8) {
+          __m256 v[8];
+          for (int k = 0; k < 8; ++k) v[k] = _mm256_loadu_ps(s + i + (j + k) * ld_src);
+          transpose8(v);
+          for (int k = 0; k < 8; ++k) _mm256_storeu_ps(d + (i + k) * ld_dst + j, v[k]);
+        }
+      for (int64_t i = r0; i < r1; ++i)
+        for (int64_t j = (i < i8 ? j8 : c0); j < c1; ++j) d[i * ld_dst + j] = s[i + j * ld_src];
     }
   });
 }

@@ -50,9 +50,10 @@ def main():
             if i == len(shapes) - 1:
                 ax.set_xlabel("sparsity (%)")
     handles, names = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 5), fontsize=8)
-    fig.suptitle(f"minidl bench sparse — {data.get('cpu', '')[:90]}", fontsize=8, y=0.995)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.suptitle(f"minidl bench sparse, {data.get('threads', '?')} threads — {data.get('cpu', '')[:80]}", fontsize=9,
+                 y=0.998)
+    fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.985), ncol=min(len(names), 5), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     os.makedirs(os.path.dirname(os.path.abspath(a.png)), exist_ok=True)
     tmp = a.png + ".tmp.png"
     fig.savefig(tmp, dpi=110)

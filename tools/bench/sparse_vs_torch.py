@@ -70,7 +70,7 @@ def minidl_grid(binary, shapes, sparsities, batches, min_time, threads):
     for r in res["results"]:
         key = (r["shape"], r["sparsity"], r["batch"])
         if r["implementation"] in ("dense", "csr"):
-            out.setdefault(key, {})[r["implementation"]] = r["time"]["median"]
+            out.setdefault(key, {})[r["implementation"]] = r["time"]["median_s"]
     return {k: (v["dense"], v["csr"]) for k, v in out.items()}
 
 
