@@ -24,6 +24,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", help="the JSON of minidl bench sparse --out (or --json)")
     p.add_argument("png", help="the picture to write")
+    p.add_argument("--dpi", type=int, default=110)
     a = p.parse_args()
     with open(a.results) as f:
         data = json.load(f)
@@ -56,7 +57,7 @@ def main():
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     os.makedirs(os.path.dirname(os.path.abspath(a.png)), exist_ok=True)
     tmp = a.png + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=a.dpi)
     os.replace(tmp, a.png)  # atomic: a reader never sees half a picture
     print(f"wrote {a.png}", file=sys.stderr)
 
