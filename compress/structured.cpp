@@ -80,6 +80,34 @@ std::vector<double> scores(const Tensor& weight, Criterion c, Generator* gen) {
   return s;
 }
 
+// What the removed input channels' constants add to each output of the
+// consumer: its weight seen as (outputs, channels, per-channel inputs) — a
+// Linear's columns c·S .. (c+1)·S − 1 (S = 1 unless after Flatten), a Conv2d's
+// kh·kw taps — summed against each removed channel's constant.
+std::vector<double> fold_constants(const Tensor& weight, int64_t channels, const std::vector<int64_t>& removed,
+                                   const std::vector<double>& constant) {
+  const int64_t out = weight.size(0), per_channel = weight.numel() / out / channels;
+  const auto w = weight.detach().contiguous().to_vector<float>();
+  std::vector<double> fold(static_cast<size_t>(out), 0.0);
+  for (int64_t o = 0; o < out; ++o)
+    for (size_t k = 0; k < removed.size(); ++k)
+      for (int64_t q = 0; q < per_channel; ++q)
+        fold[o] += w[(o * channels + removed[k]) * per_channel + q] * constant[k];
+  return fold;
+}
+
+bool any_nonzero(const std::vector<double>& v) {
+  return std::any_of(v.begin(), v.end(), [](double x) { return x != 0.0; });
+}
+
+// bias (or zeros, when the layer had none) + fold, as the shrunk layer's bias.
+Tensor bias_plus(const Tensor& bias, const std::vector<double>& fold) {
+  const auto n = static_cast<int64_t>(fold.size());
+  std::vector<float> b = bias.defined() ? bias.to_vector<float>() : std::vector<float>(fold.size(), 0.0f);
+  for (int64_t o = 0; o < n; ++o) b[o] = static_cast<float>(b[o] + fold[o]);
+  return from_vector<float>(b, {n});
+}
+
 }  // namespace
 
 Criterion parse_criterion(const std::string& name) {
@@ -204,45 +232,24 @@ std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<
       std::vector<int64_t> cols;
       for (int64_t c : kept)
         for (int64_t q = 0; q < spatial; ++q) cols.push_back(c * spatial + q);
-      const auto w = nl->weight.to_vector<float>();
-      std::vector<double> fold(static_cast<size_t>(nl->out_features), 0.0);
-      for (int64_t o = 0; o < nl->out_features; ++o)
-        for (size_t k = 0; k < removed.size(); ++k)
-          for (int64_t q = 0; q < spatial; ++q) fold[o] += w[o * nl->in_features + removed[k] * spatial + q] * constant[k];
-      const bool any = std::any_of(fold.begin(), fold.end(), [](double v) { return v != 0.0; });
+      const std::vector<double> fold = fold_constants(nl->weight, out, removed, constant);
       auto shrunk = std::make_shared<nn::Linear>(static_cast<int64_t>(cols.size()), nl->out_features,
-                                                 nl->bias.defined() || any);
+                                                 nl->bias.defined() || any_nonzero(fold));
       shrunk->weight.copy_(index_select(nl->weight, 1, index_tensor(cols)));
-      if (shrunk->bias.defined()) {
-        std::vector<float> b = nl->bias.defined() ? nl->bias.to_vector<float>()
-                                                  : std::vector<float>(static_cast<size_t>(nl->out_features), 0.0f);
-        for (int64_t o = 0; o < nl->out_features; ++o) b[o] = static_cast<float>(b[o] + fold[o]);
-        shrunk->bias.copy_(from_vector<float>(b, {nl->out_features}));
-      }
+      if (shrunk->bias.defined()) shrunk->bias.copy_(bias_plus(nl->bias, fold));
       model.replace(r.consumer, shrunk);
     } else {
       auto* nc = dynamic_cast<nn::Conv2d*>(consumer.get());
-      const int64_t kk = nc->kernel_size * nc->kernel_size, in = nc->in_channels;
-      const auto w = nc->weight.to_vector<float>();
-      std::vector<double> fold(static_cast<size_t>(nc->out_channels), 0.0);
-      for (int64_t o = 0; o < nc->out_channels; ++o)
-        for (size_t k = 0; k < removed.size(); ++k)
-          for (int64_t q = 0; q < kk; ++q) fold[o] += w[(o * in + removed[k]) * kk + q] * constant[k];
-      const bool any = std::any_of(fold.begin(), fold.end(), [](double v) { return v != 0.0; });
-      if (any && (nc->options.padding[0] > 0 || nc->options.padding[1] > 0)) {
+      const std::vector<double> fold = fold_constants(nc->weight, out, removed, constant);
+      if (any_nonzero(fold) && (nc->options.padding[0] > 0 || nc->options.padding[1] > 0)) {
         r.exact = false;
         r.note = fmt::format("'{}' zero-pads the removed channels' constant output at its borders; the fold is exact "
                              "in the interior only", r.consumer);
       }
       auto shrunk = std::make_shared<nn::Conv2d>(n_kept, nc->out_channels, nc->kernel_size, nc->options,
-                                                 nc->bias.defined() || any);
+                                                 nc->bias.defined() || any_nonzero(fold));
       shrunk->weight.copy_(index_select(nc->weight, 1, keep));
-      if (shrunk->bias.defined()) {
-        std::vector<float> b = nc->bias.defined() ? nc->bias.to_vector<float>()
-                                                  : std::vector<float>(static_cast<size_t>(nc->out_channels), 0.0f);
-        for (int64_t o = 0; o < nc->out_channels; ++o) b[o] = static_cast<float>(b[o] + fold[o]);
-        shrunk->bias.copy_(from_vector<float>(b, {nc->out_channels}));
-      }
+      if (shrunk->bias.defined()) shrunk->bias.copy_(bias_plus(nc->bias, fold));
       model.replace(r.consumer, shrunk);
     }
     report.push_back(std::move(r));
