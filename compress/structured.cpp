@@ -30,9 +30,30 @@ Tensor index_tensor(const std::vector<int64_t>& idx) {
   return from_vector<int64_t>(idx, {static_cast<int64_t>(idx.size())});
 }
 
-// The position of `name` among the Sequential's children, and where its outputs
-// end up: the index of the next Linear/Conv2d. Throws naming what is wrong.
-std::pair<size_t, size_t> locate(const nn::Module& model, const std::string& name) {
+// Where a layer's outputs go: the per-channel modules they pass through (dotted
+// paths; "" stands for a ReLU applied inside a block's forward rather than by a
+// child module) and the layer that consumes them.
+struct Chain {
+  std::vector<std::string> between;
+  std::string consumer;
+};
+
+// The chain of `name`: a child of the model (a Sequential's layer, followed to
+// the next Linear/Conv2d), or "<block>.conv1" of a ResidualBlock child, whose
+// outputs go through bn1 and a ReLU into conv2 and nowhere else (conv2's
+// outputs meet the shortcut in the residual add: those channels are tied to
+// the block's input and need the residual groups, not done yet). Throws naming
+// what is wrong.
+Chain locate(nn::Module& model, const std::string& name) {
+  if (const auto dot = name.find('.'); dot != std::string::npos) {
+    const std::string block = name.substr(0, dot);
+    MINIDL_CHECK(name.substr(dot + 1) == "conv1" && dynamic_cast<nn::ResidualBlock*>(model.find(block).get()),
+                 "prune_channels: '{}': inside the model only a residual block's conv1 can be channel-pruned (its "
+                 "conv2 and the layers around a block are tied to the residual add)", name);
+    MINIDL_CHECK(is_weighted(*model.find(name)), "prune_channels: '{}' is {}, not a Conv2d", name,
+                 model.find(name)->describe());
+    return {{block + ".bn1", ""}, block + ".conv2"};
+  }
   const auto& children = model.children();
   size_t at = children.size();
   for (size_t i = 0; i < children.size(); ++i)
@@ -46,19 +67,29 @@ std::pair<size_t, size_t> locate(const nn::Module& model, const std::string& nam
   }
   MINIDL_CHECK(is_weighted(*children[at].second), "prune_channels: layer '{}' is {}, not a Linear or Conv2d", name,
                children[at].second->describe());
+  Chain chain;
   for (size_t j = at + 1; j < children.size(); ++j) {
     const nn::Module& m = *children[j].second;
     if (is_weighted(m)) {
       if (auto* c = dynamic_cast<const nn::Conv2d*>(&m))
         MINIDL_CHECK(c->options.groups == 1, "prune_channels: '{}' feeds the grouped {} ('{}'), whose input "
                      "channels cannot be removed one by one", name, c->describe(), children[j].first);
-      return {at, j};
+      chain.consumer = children[j].first;
+      return chain;
     }
     MINIDL_CHECK(is_per_channel(m), "prune_channels: the outputs of '{}' reach {} ('{}'), which channel pruning cannot "
                  "follow (a residual block ties its channels to the shortcut's)", name, m.describe(), children[j].first);
+    chain.between.push_back(children[j].first);
   }
   fail("prune_channels: layer '{}' ({}) is the classifier: its outputs are the model's classes and are never pruned",
        name, children[at].second->describe());
+}
+
+Tensor weight_of(nn::Module& m) {
+  return dynamic_cast<nn::Linear*>(&m) ? dynamic_cast<nn::Linear&>(m).weight : dynamic_cast<nn::Conv2d&>(m).weight;
+}
+Tensor bias_of(nn::Module& m) {
+  return dynamic_cast<nn::Linear*>(&m) ? dynamic_cast<nn::Linear&>(m).bias : dynamic_cast<nn::Conv2d&>(m).bias;
 }
 
 // Output scores: the norm of each output's weights (rows of the (out, fan_in) view), or random.
@@ -110,6 +141,24 @@ Tensor bias_plus(const Tensor& bias, const std::vector<double>& fold) {
 
 }  // namespace
 
+std::vector<std::string> prunable_layers(nn::Module& model) {
+  std::vector<std::string> layers;
+  for (const auto& [name, m] : model.children()) {
+    if (dynamic_cast<nn::ResidualBlock*>(m.get())) {
+      layers.push_back(name + ".conv1");
+      continue;
+    }
+    if (!is_weighted(*m)) continue;
+    try {
+      locate(model, name);
+      layers.push_back(name);
+    } catch (const Error&) {
+      // the classifier, or outputs that reach a residual block: not prunable alone
+    }
+  }
+  return layers;
+}
+
 Criterion parse_criterion(const std::string& name) {
   if (name == "l1") return Criterion::l1;
   if (name == "l2") return Criterion::l2;
@@ -122,11 +171,8 @@ std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<
   NoGradGuard no_grad;
   // Everything is checked before anything changes.
   for (const std::string& name : layers) {
-    const auto [at, consumer] = locate(model, name);
-    (void)consumer;
-    const Tensor& w = dynamic_cast<nn::Linear*>(model.children()[at].second.get())
-                          ? dynamic_cast<nn::Linear&>(*model.children()[at].second).weight
-                          : dynamic_cast<nn::Conv2d&>(*model.children()[at].second).weight;
+    locate(model, name);
+    const Tensor w = weight_of(*model.find(name));
     const int64_t drop = amount.of("prune_channels", "the outputs of layer '" + name + "'", w.size(0));
     MINIDL_CHECK(drop < w.size(0), "prune_channels: amount {} would remove all {} outputs of layer '{}'",
                  amount.to_json().dump(), w.size(0), name);
@@ -136,17 +182,13 @@ std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<
   // not the one it has after an earlier layer's fold was added to it (in the
   // masked model a removed row ignores its inputs entirely).
   std::map<std::string, Tensor> original_bias;
-  for (const std::string& name : layers) {
-    nn::Module& m = *model.child(name);
-    const Tensor& b = dynamic_cast<nn::Linear*>(&m) ? dynamic_cast<nn::Linear&>(m).bias : dynamic_cast<nn::Conv2d&>(m).bias;
-    if (b.defined()) original_bias[name] = b.clone();
-  }
+  for (const std::string& name : layers)
+    if (const Tensor b = bias_of(*model.find(name)); b.defined()) original_bias[name] = b.clone();
 
   std::vector<ChannelPruning> report;
   for (const std::string& name : layers) {
-    const auto [at, next] = locate(model, name);
-    const auto& children = model.children();
-    nn::ModulePtr layer = children[at].second;
+    const Chain chain = locate(model, name);
+    nn::ModulePtr layer = model.find(name);
     auto* lin = dynamic_cast<nn::Linear*>(layer.get());
     auto* conv = dynamic_cast<nn::Conv2d*>(layer.get());
     const Tensor weight = lin ? lin->weight : conv->weight;
@@ -165,7 +207,7 @@ std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<
 
     // The shrunk layer: the kept rows of weight and bias.
     ChannelPruning r{.layer = name, .before = out, .after = static_cast<int64_t>(kept.size()), .kept = kept,
-                     .consumer = children[next].first, .exact = true, .note = ""};
+                     .consumer = chain.consumer, .exact = true, .note = ""};
     const int64_t n_kept = r.after;
     if (lin) {
       auto shrunk = std::make_shared<nn::Linear>(lin->in_features, n_kept, bias.defined());
@@ -188,9 +230,13 @@ std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<
       for (size_t k = 0; k < removed.size(); ++k) constant[k] = b[removed[k]];
     }
     bool flattened = false;
-    for (size_t j = at + 1; j < next; ++j) {
-      const std::string& path = children[j].first;
-      nn::Module& m = *children[j].second;
+    for (const std::string& path : chain.between) {
+      if (path.empty()) {  // a ReLU inside the block's forward
+        for (double& v : constant) v = std::max(v, 0.0);
+        continue;
+      }
+      nn::ModulePtr held = model.find(path);
+      nn::Module& m = *held;
       if (auto* bn = dynamic_cast<nn::BatchNorm*>(&m)) {
         const auto mean = bn->running_mean.to_vector<float>(), var = bn->running_var.to_vector<float>();
         const auto g = bn->weight.defined() ? bn->weight.to_vector<float>() : std::vector<float>();
@@ -222,7 +268,7 @@ std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<
     }
 
     // The consumer: drop the removed inputs, fold their constant into its bias.
-    nn::ModulePtr consumer = children[next].second;
+    nn::ModulePtr consumer = model.find(chain.consumer);
     if (auto* nl = dynamic_cast<nn::Linear*>(consumer.get())) {
       MINIDL_CHECK(nl->in_features % out == 0, "prune_channels: '{}' has {} inputs, not a multiple of the {} channels of "
                    "'{}'", r.consumer, nl->in_features, out, name);

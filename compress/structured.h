@@ -47,12 +47,18 @@ struct ChannelPruning {
   std::string note;             // why not, when it is not
 };
 
+// Every layer prune_channels can take, in order: the model's Linear/Conv2d
+// children whose outputs it can follow (all but the classifier), and the conv1
+// of each residual block child.
+std::vector<std::string> prunable_layers(nn::Module& model);
+
 // Removes `amount` of the outputs of each listed layer (children of a
-// Sequential by name, in order), ranked by `criterion` (random uses gen), and
+// Sequential by name, or "<block>.conv1" of a residual block child), ranked by `criterion` (random uses gen), and
 // shrinks their consumers. Refuses, changing nothing: a name that is not a
 // Linear or Conv2d child, the last such layer (its outputs are the classes),
 // an amount that would remove every output, a consumer chain it cannot follow
-// (a residual block: its channels are tied to the block's other branch).
+// (outputs that reach a residual add: those channels are tied to the other
+// branch, and pruning them as one group is not done yet).
 // The model should be in eval mode: BatchNorm folds use its running statistics.
 std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<std::string>& layers, Amount amount,
                                            Criterion criterion, Generator* gen = nullptr);

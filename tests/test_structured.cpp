@@ -155,3 +155,43 @@ TEST_CASE("prune_channels: the shrunk model saves and loads back from its checkp
   CHECK(max(abs(rebuilt->forward(x) - model->forward(x))).item() == 0.0);
   CHECK(spec.find("\"out_channels\":16") != std::string::npos);
 }
+
+TEST_CASE("prune_channels: a residual block's conv1 shrinks with bn1 and conv2's inputs") {
+  Generator gen(8);
+  ModulePtr model = build_model("resnet-s", gen);
+  model->eval();
+  ModulePtr original = build_model("resnet-s");
+  original->load_state_dict(model->state_dict());
+  const auto report = compress::prune_channels(*model, {"3.conv1", "4.conv1", "5.conv1"}, Amount::fraction(0.5),
+                                               Criterion::l1);
+  REQUIRE(report.size() == 3);
+  CHECK(report[1].before == 64);
+  CHECK(report[1].after == 32);
+  CHECK(report[1].consumer == "4.conv2");
+  CHECK(dynamic_cast<BatchNorm&>(*model->find("4.bn1")).features == 32);
+  CHECK(dynamic_cast<Conv2d&>(*model->find("4.conv2")).in_channels == 32);
+  // Fresh BatchNorm statistics map a removed channel's zero to zero: the fold is
+  // exact, and the shrunk model gives the masked model's logits.
+  for (const auto& r : report) CHECK(r.exact);
+  ModulePtr masked = masked_copy("resnet-s", *original, report);
+  NoGradGuard no_grad;
+  Tensor x = rand({3, 1, 28, 28}, {}, gen);
+  CHECK(max(abs(model->forward(x) - masked->forward(x))).item() < 1e-5);
+  CHECK(model->parameter_count() < original->parameter_count());
+  // With BatchNorm statistics that send the removed channel to a positive constant,
+  // conv2's zero padding makes the fold inexact, and the report says so.
+  ModulePtr trained = build_model("resnet-s", gen);
+  trained->eval();
+  dynamic_cast<BatchNorm&>(*trained->find("3.bn1")).bias.fill_(0.5);
+  const auto inexact = compress::prune_channels(*trained, {"3.conv1"}, Amount::fraction(0.5), Criterion::l1);
+  CHECK_FALSE(inexact[0].exact);
+  CHECK_THROWS_WITH(compress::prune_channels(*model, {"3.conv2"}, Amount::fraction(0.5), Criterion::l1),
+                    doctest::Contains("only a residual block's conv1"));
+}
+
+TEST_CASE("prunable_layers: what channel pruning can take in each zoo model") {
+  CHECK(compress::prunable_layers(*build_model("mlp")) == std::vector<std::string>{"1", "3"});
+  CHECK(compress::prunable_layers(*build_model("cnn")) == std::vector<std::string>{"0", "3", "7"});
+  CHECK(compress::prunable_layers(*build_model("resnet-s")) ==
+        std::vector<std::string>{"3.conv1", "4.conv1", "5.conv1"});
+}

@@ -42,11 +42,8 @@ ModulePtr clone(Module& model) {
 // The layers to prune: those named, or every Linear/Conv2d (channel pruning:
 // every one among the model's children but the last, the classifier).
 std::vector<std::string> channel_layers(Module& model) {
-  std::vector<std::string> layers;
-  for (const auto& [name, m] : model.children())
-    if (is_weighted(*m)) layers.push_back(name);
-  if (!layers.empty()) layers.pop_back();
-  MINIDL_CHECK(!layers.empty(), "prune: the model has no Linear or Conv2d before its classifier to channel-prune");
+  std::vector<std::string> layers = compress::prunable_layers(model);
+  MINIDL_CHECK(!layers.empty(), "prune: the model has no layer whose channels can be pruned (before its classifier)");
   return layers;
 }
 
