@@ -12,6 +12,7 @@
 
 #include "minidl.h"
 #include "nn/train.h"
+#include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 #include "tools/bench/benchmark.h"
 #include "tools/bench/common.h"
@@ -91,6 +92,22 @@ void require_model(const char* bench, nn::Module& model, const std::string& mode
                   p64[i].second.grad(), 1e-3);
   model.zero_grad();
 }
+
+#ifdef MINIDL_HAVE_OPENBLAS
+void print_openblas_notes() {
+  const std::string core = openblas_get_corename();
+  std::printf("OpenBLAS core: %s, %d threads\n", core.c_str(), openblas_get_num_threads());
+  // OpenBLAS's worker threads spin for 2^28 cycles (~0.1 s) after each call unless
+  // told otherwise, taking a core from whichever variant is timed next.
+  if (std::getenv("OPENBLAS_THREAD_TIMEOUT") == nullptr)
+    std::printf("note: OPENBLAS_THREAD_TIMEOUT is unset: OpenBLAS threads spin ~0.1 s after each call and slow the "
+                "next variant; set OPENBLAS_THREAD_TIMEOUT=4 for a fair side by side\n");
+  // OpenBLAS 0.3.21 does not know Sapphire/Emerald Rapids and falls back to SSE3.
+  if (core == "Prescott" && cpu::cpu_path_supported(cpu::CpuPath::avx2))
+    std::printf("note: OpenBLAS chose its SSE3 'Prescott' kernels on this AVX2/AVX-512 CPU (it does not recognise "
+                "it); set OPENBLAS_CORETYPE=SkylakeX (AVX-512) or Haswell (AVX2) for a fair comparison\n");
+}
+#endif
 
 const char* verdict(double p10, double p90) {
   if (p10 > 1.03) return "FASTER";
@@ -173,12 +190,7 @@ int bench_gemm(const std::vector<std::string>& shapes, bool with_reference, cons
                       {"table", table.json()}};
 #ifdef MINIDL_HAVE_OPENBLAS
   j["openblas_core"] = blas_core;
-  if (!o.json) std::printf("OpenBLAS core: %s, %d threads\n", blas_core.c_str(), openblas_get_num_threads());
-  // OpenBLAS's worker threads spin for 2^28 cycles (~0.1 s) after each call unless
-  // told otherwise, taking a core from whichever variant is timed next.
-  if (!o.json && std::getenv("OPENBLAS_THREAD_TIMEOUT") == nullptr)
-    std::printf("note: OPENBLAS_THREAD_TIMEOUT is unset: OpenBLAS threads spin ~0.1 s after each call and slow the "
-                "next variant; set OPENBLAS_THREAD_TIMEOUT=4 for a fair side by side\n");
+  if (!o.json) print_openblas_notes();
 #else
   if (!o.json) std::printf("(built without OpenBLAS: install libopenblas-dev and reconfigure to compare)\n");
 #endif

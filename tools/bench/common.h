@@ -40,6 +40,11 @@ void require_gemm(const char* who, const Tensor& A, const Tensor& B, const Tenso
 // against an f64 copy of the same model.
 void require_model(const char* bench, nn::Module& model, const std::string& model_name, const Tensor& x,
                    const Tensor& labels);
+#ifdef MINIDL_HAVE_OPENBLAS
+// Which OpenBLAS kernel is in use, with a note when its threads will spin into
+// the next variant or when it picked kernels below this CPU's ISA.
+void print_openblas_notes();
+#endif
 // FASTER, SLOWER, SAME or UNCLEAR for a speed-up measured round by round (the
 // p10 and p90 of the per-round ratios): FASTER when nine rounds
 // in ten were faster by more than 3%, SLOWER when nine in ten were slower by

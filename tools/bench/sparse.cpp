@@ -335,6 +335,9 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
   j["openblas_core"] = openblas_get_corename();
 #endif
   if (!s.out.empty()) write_file_atomically(s.out, j.dump(1) + "\n", "bench sparse");
+#ifdef MINIDL_HAVE_OPENBLAS
+  if (!o.json) print_openblas_notes();
+#endif
   emit(table, j, o);
   if (!o.json && !s.out.empty())
     std::printf("wrote %s (plot it: python3 tools/bench/plot_sparse.py %s sparse.png)\n", s.out.c_str(),
