@@ -304,4 +304,150 @@ std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<
   return report;
 }
 
+// ---------------------------------------------------------------- residual groups
+
+namespace {
+
+// One group: who writes its channels, who normalises them, who reads them.
+struct Group {
+  std::vector<std::string> producers, norms, readers;
+};
+
+// Walks the trunk child by child and cuts it into groups.
+std::vector<Group> residual_groups(nn::Module& model) {
+  std::vector<Group> groups;
+  Group current;
+  auto close = [&](std::vector<std::string> readers) {
+    if (current.producers.empty()) return;
+    current.readers.insert(current.readers.end(), readers.begin(), readers.end());
+    groups.push_back(current);
+    current = Group{};
+  };
+  for (const auto& [name, m] : model.children()) {
+    if (dynamic_cast<nn::Conv2d*>(m.get())) {
+      close({name});
+      current.producers.push_back(name);
+    } else if (dynamic_cast<nn::BatchNorm*>(m.get())) {
+      MINIDL_CHECK(!current.producers.empty(), "prune_residual_groups: BatchNorm '{}' normalises no convolution", name);
+      current.norms.push_back(name);
+    } else if (auto* block = dynamic_cast<nn::ResidualBlock*>(m.get())) {
+      const auto shortcut = block->shortcut();
+      if (shortcut->size() == 0) {  // identity: reads and writes the group
+        current.readers.push_back(name + ".conv1");
+        current.producers.push_back(name + ".conv2");
+        current.norms.push_back(name + ".bn2");
+      } else {  // downsampling: ends the group, starts the next
+        MINIDL_CHECK(shortcut->size() == 2 && dynamic_cast<nn::Conv2d*>((*shortcut)[0].get()) &&
+                         dynamic_cast<nn::BatchNorm*>((*shortcut)[1].get()),
+                     "prune_residual_groups: the shortcut of '{}' is not Conv2d + BatchNorm", name);
+        close({name + ".conv1", name + ".shortcut.0"});
+        current.producers = {name + ".conv2", name + ".shortcut.0"};
+        current.norms = {name + ".bn2", name + ".shortcut.1"};
+      }
+    } else if (dynamic_cast<nn::Linear*>(m.get())) {
+      close({name});
+    } else if (!is_per_channel(*m)) {
+      fail("prune_residual_groups: cannot follow the channels through {} ('{}')", m->describe(), name);
+    }
+  }
+  MINIDL_CHECK(current.producers.empty(), "prune_residual_groups: the model's last channels reach no reader");
+  return groups;
+}
+
+// The input-channel count a reader expects, and the positions per channel it reads them at.
+int64_t reader_channels(nn::Module& m) {
+  if (auto* c = dynamic_cast<nn::Conv2d*>(&m)) return c->in_channels;
+  return dynamic_cast<nn::Linear&>(m).in_features;
+}
+
+}  // namespace
+
+std::vector<ChannelPruning> prune_residual_groups(nn::Module& model, Amount amount, Criterion criterion,
+                                                  Generator* gen) {
+  NoGradGuard no_grad;
+  const std::vector<Group> groups = residual_groups(model);
+  MINIDL_CHECK(!groups.empty(), "prune_residual_groups: the model has no convolution trunk");
+  // Checked before anything changes: every group's width agrees, and the amount leaves some.
+  std::vector<int64_t> widths;
+  for (const Group& g : groups) {
+    const int64_t width = weight_of(*model.find(g.producers[0])).size(0);
+    for (const std::string& p : g.producers)
+      MINIDL_CHECK(weight_of(*model.find(p)).size(0) == width, "prune_residual_groups: '{}' writes {} channels, "
+                   "'{}' {}: they are added together and must agree", p, weight_of(*model.find(p)).size(0),
+                   g.producers[0], width);
+    for (const std::string& r : g.readers)
+      MINIDL_CHECK(reader_channels(*model.find(r)) % width == 0, "prune_residual_groups: '{}' reads {} inputs, not a "
+                   "multiple of the {} channels of its group", r, reader_channels(*model.find(r)), width);
+    const int64_t drop = amount.of("prune_residual_groups", "the channels of the group of '" + g.producers[0] + "'", width);
+    MINIDL_CHECK(drop < width, "prune_residual_groups: amount {} would remove all {} channels of the group of '{}'",
+                 amount.to_json().dump(), width, g.producers[0]);
+    widths.push_back(width);
+  }
+  std::vector<ChannelPruning> report;
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    const Group& g = groups[gi];
+    const int64_t width = widths[gi], drop = amount.of("prune_residual_groups", g.producers[0], width);
+    std::vector<double> score(static_cast<size_t>(width), 0.0);
+    for (const std::string& p : g.producers) {
+      const std::vector<double> s = scores(weight_of(*model.find(p)), criterion, gen);
+      for (int64_t c = 0; c < width; ++c) score[c] += s[c];
+    }
+    std::vector<int64_t> order(static_cast<size_t>(width));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return score[a] < score[b]; });
+    std::vector<int64_t> kept(order.begin() + drop, order.end());
+    std::sort(kept.begin(), kept.end());
+    const Tensor keep = index_tensor(kept);
+    const int64_t n = static_cast<int64_t>(kept.size());
+
+    for (const std::string& p : g.producers) {
+      auto& c = dynamic_cast<nn::Conv2d&>(*model.find(p));
+      auto shrunk = std::make_shared<nn::Conv2d>(c.in_channels, n, c.kernel_size, c.options, c.bias.defined());
+      shrunk->weight.copy_(index_select(c.weight, 0, keep));
+      if (c.bias.defined()) shrunk->bias.copy_(index_select(c.bias, 0, keep));
+      model.replace(p, shrunk);
+    }
+    for (const std::string& b : g.norms) {
+      auto& bn = dynamic_cast<nn::BatchNorm&>(*model.find(b));
+      auto shrunk = std::make_shared<nn::BatchNorm>(n, bn.expected_dims, bn.eps, bn.momentum);
+      if (bn.weight.defined()) shrunk->weight.copy_(index_select(bn.weight, 0, keep));
+      if (bn.bias.defined()) shrunk->bias.copy_(index_select(bn.bias, 0, keep));
+      shrunk->running_mean.copy_(index_select(bn.running_mean, 0, keep));
+      shrunk->running_var.copy_(index_select(bn.running_var, 0, keep));
+      shrunk->num_batches_tracked.copy_(bn.num_batches_tracked);
+      model.replace(b, shrunk);
+    }
+    for (const std::string& r : g.readers) {
+      nn::ModulePtr m = model.find(r);
+      if (auto* c = dynamic_cast<nn::Conv2d*>(m.get())) {
+        auto shrunk = std::make_shared<nn::Conv2d>(n, c->out_channels, c->kernel_size, c->options, c->bias.defined());
+        shrunk->weight.copy_(index_select(c->weight, 1, keep));
+        if (c->bias.defined()) shrunk->bias.copy_(c->bias);
+        model.replace(r, shrunk);
+      } else {
+        auto& l = dynamic_cast<nn::Linear&>(*m);
+        const int64_t spatial = l.in_features / width;
+        std::vector<int64_t> cols;
+        for (int64_t c : kept)
+          for (int64_t q = 0; q < spatial; ++q) cols.push_back(c * spatial + q);
+        auto shrunk = std::make_shared<nn::Linear>(static_cast<int64_t>(cols.size()), l.out_features, l.bias.defined());
+        shrunk->weight.copy_(index_select(l.weight, 1, index_tensor(cols)));
+        if (l.bias.defined()) shrunk->bias.copy_(l.bias);
+        model.replace(r, shrunk);
+      }
+    }
+    // Without a BatchNorm to zero, a biased producer's removed channels still
+    // output their bias: that case is prune_channels' (which folds it).
+    bool biased = false;
+    for (const std::string& p : g.producers) biased |= bias_of(*model.find(p)).defined();
+    const bool exact = !(biased && g.norms.empty());
+    report.push_back({.layer = fmt::format("{}", fmt::join(g.producers, " + ")), .before = width, .after = n,
+                      .kept = kept, .consumer = fmt::format("{}", fmt::join(g.readers, ", ")), .exact = exact,
+                      .note = exact ? "" : "biased producers without BatchNorm: the removed channels' biases are "
+                                           "dropped, not folded (prune_channels folds them)"});
+  }
+  for (auto& [name, m] : model.named_modules()) m->train(model.is_training());
+  return report;
+}
+
 }  // namespace minidl::compress

@@ -63,4 +63,23 @@ std::vector<std::string> prunable_layers(nn::Module& model);
 std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<std::string>& layers, Amount amount,
                                            Criterion criterion, Generator* gen = nullptr);
 
+// Residual groups: the channels a chain of residual blocks ties together. In
+// a ResNet trunk the stem's outputs, every identity block's conv2 outputs and
+// the block inputs are added channel by channel, so channel c can only go from
+// all of them at once: one group per stage, produced by the stem conv (or a
+// downsampling block's conv2 and shortcut conv) and by each identity block's
+// conv2, normalised by their BatchNorms, and read by the next blocks' conv1
+// and shortcut conv, or the classifier's inputs (after global pooling).
+//
+// Each group loses `amount` of its channels, ranked by the summed norms of all
+// its producers' rows. Removal here is exact: the masked reference zeroes the
+// removed channel everywhere (producer rows *and* its BatchNorms' weight and
+// bias, as Torch-Pruning removes it), so there is no constant left to fold.
+// The model must be a Sequential of Conv2d, BatchNorm, ReLU, ResidualBlock,
+// pooling, Flatten and Linear children (the zoo's resnet-s); anything else is
+// refused naming it. Report: one entry per group, `layer` naming its producers
+// and `consumer` its readers.
+std::vector<ChannelPruning> prune_residual_groups(nn::Module& model, Amount amount, Criterion criterion,
+                                                  Generator* gen = nullptr);
+
 }  // namespace minidl::compress

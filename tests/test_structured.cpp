@@ -195,3 +195,64 @@ TEST_CASE("prunable_layers: what channel pruning can take in each zoo model") {
   CHECK(compress::prunable_layers(*build_model("resnet-s")) ==
         std::vector<std::string>{"3.conv1", "4.conv1", "5.conv1"});
 }
+
+TEST_CASE("prune_residual_groups: resnet-s loses the same channels across every residual add, exactly") {
+  Generator gen(12);
+  ModulePtr model = build_model("resnet-s", gen);
+  NoGradGuard no_grad;
+  // Trained-looking BatchNorm statistics everywhere, so a removed channel would
+  // leave a constant behind unless its BatchNorms are removed with it.
+  for (auto& [name, m] : model->named_modules())
+    if (auto* bn = dynamic_cast<BatchNorm*>(m.get())) {
+      bn->running_mean.copy_(randn({bn->features}, {}, gen) * 0.1);
+      bn->running_var.copy_(rand({bn->features}, {}, gen) + 0.5);
+      bn->weight.copy_(rand({bn->features}, {}, gen) + 0.5);
+      bn->bias.copy_(randn({bn->features}, {}, gen) * 0.1);
+    }
+  model->eval();
+  ModulePtr masked = build_model("resnet-s");
+  masked->load_state_dict(model->state_dict());
+  masked->eval();
+  const auto report = compress::prune_residual_groups(*model, Amount::fraction(0.25), Criterion::l2);
+  REQUIRE(report.size() == 3);
+  CHECK(report[0].layer == "0 + 3.conv2");
+  CHECK(report[0].consumer == "3.conv1, 4.conv1, 4.shortcut.0");
+  CHECK(report[1].layer == "4.conv2 + 4.shortcut.0");
+  CHECK(report[1].consumer == "5.conv1, 5.shortcut.0");
+  CHECK(report[2].consumer == "8");
+  CHECK(report[2].after == 96);
+  CHECK(dynamic_cast<Linear&>(*model->find("8")).in_features == 96);
+  CHECK(dynamic_cast<Conv2d&>(*model->find("4.shortcut.0")).in_channels == 24);
+  // The reference: each removed channel zeroed in its producers and its BatchNorms.
+  const std::vector<std::vector<std::string>> producers = {{"0", "3.conv2"}, {"4.conv2", "4.shortcut.0"},
+                                                           {"5.conv2", "5.shortcut.0"}};
+  const std::vector<std::vector<std::string>> norms = {{"1", "3.bn2"}, {"4.bn2", "4.shortcut.1"},
+                                                       {"5.bn2", "5.shortcut.1"}};
+  for (size_t g = 0; g < 3; ++g) {
+    std::vector<bool> keep(static_cast<size_t>(report[g].before), false);
+    for (int64_t k : report[g].kept) keep[k] = true;
+    for (int64_t c = 0; c < report[g].before; ++c) {
+      if (keep[c]) continue;
+      for (const std::string& p : producers[g]) dynamic_cast<Conv2d&>(*masked->find(p)).weight.select(0, c).zero_();
+      for (const std::string& b : norms[g]) {
+        auto& bn = dynamic_cast<BatchNorm&>(*masked->find(b));
+        bn.weight.select(0, c).zero_();
+        bn.bias.select(0, c).zero_();
+      }
+    }
+  }
+  Tensor x = rand({3, 1, 28, 28}, {}, gen);
+  CHECK(max(abs(model->forward(x) - masked->forward(x))).item() < 1e-5);
+  // The blocks' inner convolutions can go too, afterwards.
+  compress::prune_channels(*model, compress::prunable_layers(*model), Amount::fraction(0.5), Criterion::l1);
+  CHECK(model->forward(x).shape() == Shape{3, 10});
+  ModulePtr cnn = build_model("cnn");
+  // Plain chains are groups too; without a BatchNorm to zero, a biased producer's
+  // removed channels still output their bias, and the report says the result is not exact.
+  const auto plain = compress::prune_residual_groups(*cnn, Amount::fraction(0.5), Criterion::l1);
+  REQUIRE(plain.size() == 2);
+  CHECK_FALSE(plain[0].exact);
+  CHECK(plain[0].note.find("prune_channels") != std::string::npos);
+  CHECK_THROWS_WITH(compress::prune_residual_groups(*build_model("resnet-s"), Amount::fraction(1.0), Criterion::l1),
+                    doctest::Contains("would remove all 32 channels"));
+}

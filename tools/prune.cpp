@@ -62,6 +62,19 @@ std::vector<std::string> choose_layers(Module& model, const PruneOptions& o) {
   return layers;
 }
 
+// Channel pruning of `layers`; with `whole_model`, a model with residual blocks
+// first loses the same fraction of each residual group (the channels the adds
+// tie together), then of its blocks' inner convolutions.
+std::vector<compress::ChannelPruning> shrink(Module& model, const std::vector<std::string>& layers, bool whole_model,
+                                             Amount amount, compress::Criterion criterion, Generator* gen) {
+  std::vector<compress::ChannelPruning> report;
+  bool residual = false;
+  for (const auto& [name, m] : model.children()) residual |= dynamic_cast<ResidualBlock*>(m.get()) != nullptr;
+  if (whole_model && residual) report = compress::prune_residual_groups(model, amount, criterion, gen);
+  for (auto& r : compress::prune_channels(model, layers, amount, criterion, gen)) report.push_back(std::move(r));
+  return report;
+}
+
 std::vector<std::string> weight_names(const std::vector<std::string>& layers) {
   std::vector<std::string> names;
   for (const std::string& l : layers) names.push_back(l + ".weight");
@@ -157,7 +170,7 @@ int run_prune(const PruneOptions& o) {
     } else if (o.method == "random") {
       for (const std::string& w : weight_names(layers)) pruner.random_unstructured(w, amount, gen);
     } else {
-      for (const auto& r : compress::prune_channels(*model, layers, amount, criterion, &gen))
+      for (const auto& r : shrink(*model, layers, o.layers.empty(), amount, criterion, &gen))
         channel_report.push_back({{"layer", r.layer}, {"before", r.before}, {"after", r.after},
                                   {"consumer", r.consumer}, {"exact", r.exact}, {"note", r.note}});
     }
@@ -229,8 +242,7 @@ int run_prune(const PruneOptions& o) {
     try {
       ModulePtr shrunk = clone(*original);
       shrunk->eval();
-      compress::prune_channels(*shrunk, channel_layers(*shrunk), amount,
-                               compress::Criterion::l1);
+      shrink(*shrunk, channel_layers(*shrunk), true, amount, compress::Criterion::l1, nullptr);
       ways.push_back({"shrunk", fmt::format("{:.0f}% of channels removed instead (not fine-tuned: its speed only)",
                                             100 * o.amount),
                       shrunk});
