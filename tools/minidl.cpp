@@ -324,6 +324,8 @@ int main(int argc, char** argv) {
       ->check(whole_number(1, 10000));
   prune->add_option("--bsr", prune_o.bsr, "the block format compared: bsr1x4 bsr4x1 bsr4x4 bsr8x8 bsr16x16")
       ->capture_default_str();
+  prune->add_flag("--auto", prune_o.auto_select,
+                  "convert a layer to CSR/BSR only where it measures faster on its real input (says which)");
   prune->add_option("--out", prune_o.out, "the pruned checkpoint to write (with --sensitivity: the JSON)");
   prune->add_flag("--sensitivity", prune_o.sensitivity,
                   "instead: prune each layer alone over --grid and report the test accuracy of each");

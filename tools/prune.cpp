@@ -231,13 +231,15 @@ int run_prune(const PruneOptions& o) {
     ways.push_back({"shrunk", "channel-pruned and fine-tuned", model});
   } else {
     ways.push_back({"masked-dense", "zeros kept in the dense weights", model});
+    const compress::ToSparseOptions convert{.measure = o.auto_select, .example = images};
     ModulePtr csr = clone(*model);
     csr->eval();
-    const std::string csr_note = describe_choices("csr", compress::to_sparse(*csr, compress::SparseFormat::csr()));
+    const std::string csr_note =
+        describe_choices("csr", compress::to_sparse(*csr, compress::SparseFormat::csr(), convert));
     ways.push_back({"csr", csr_note, csr, true});
     ModulePtr blocks = clone(*model);
     blocks->eval();
-    const std::string bsr_note = describe_choices(bsr.name(), compress::to_sparse(*blocks, bsr));
+    const std::string bsr_note = describe_choices(bsr.name(), compress::to_sparse(*blocks, bsr, convert));
     ways.push_back({bsr.name(), bsr_note + " (unstructured zeros: blocks keep zeros)", blocks, true});
     try {
       ModulePtr shrunk = clone(*original);
@@ -322,7 +324,12 @@ int run_prune(const PruneOptions& o) {
     layers_table.add_row({l.path, fmt::format("{}", l.shape), std::to_string(l.nnz), pct(l.sparsity),
                           std::to_string(l.dense_bytes), std::to_string(l.csr_bytes), std::to_string(l.dense_macs),
                           std::to_string(l.sparse_macs)});
-  std::cout << "\n" << layers_table.text() << "\n" << table.text();
+  std::cout << "\n" << layers_table.text() << "\n";
+  if (o.auto_select)
+    for (const auto& c : conversions)
+      std::printf("%s, layer %s: %s (%s)\n", c["way"].get<std::string>().c_str(), c["layer"].get<std::string>().c_str(),
+                  c["choice"].get<std::string>().c_str(), c["reason"].get<std::string>().c_str());
+  std::cout << table.text();
   std::printf("FASTER/SLOWER: nine rounds in ten agree by more than 3%%; SAME: within 3%%; UNCLEAR: neither.\n");
   std::printf("wrote %s\n", o.out.c_str());
   return 0;

@@ -26,6 +26,9 @@ struct PruneOptions {
   int64_t limit_train = 0, limit_test = 0;
   std::vector<int64_t> latency_batches = {1, 128};
   std::string bsr = "bsr4x4";
+  // Convert each layer to CSR/BSR only where a quick measurement on its real
+  // input (at the largest latency batch) says sparse is faster.
+  bool auto_select = false;
   bench::CommonOptions timing;      // rounds and minimum time of the latency comparison
   // Sensitivity analysis instead: each layer alone pruned (L1) to each sparsity
   // of the grid, the test accuracy of each; --out then names the JSON to write.

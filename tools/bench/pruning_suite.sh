@@ -6,7 +6,8 @@
 #   tools/bench/pruning_suite.sh [OUT_DIR]      (default runs/pruning)
 #
 # Needs trained checkpoints runs/mlp.safetensors and runs/cnn.safetensors
-# (minidl train --model mlp|cnn --epochs 3 --out runs/MODEL.safetensors), and
+# (minidl train --model mlp|cnn --epochs 3 --out runs/MODEL.safetensors; and
+# runs/resnet-s.safetensors for its step, skipped without it), and
 # for the comparisons libopenblas-dev (at configure time) and python3-torch.
 set -euo pipefail
 out=${1:-runs/pruning}
@@ -28,6 +29,10 @@ echo "== cnn, global 90%"; $bin prune runs/cnn.safetensors --method global --amo
   --out "$out/cnn-global90.safetensors" --min-time 1 > "$out/cnn-global90.txt"
 echo "== cnn, channel 50%"; $bin prune runs/cnn.safetensors --method channel --amount 0.5 --finetune-epochs 2 \
   --out "$out/cnn-channel50.safetensors" --min-time 1 > "$out/cnn-channel50.txt"
+if [ -f runs/resnet-s.safetensors ]; then  # minidl train --model resnet-s --epochs 3 (about 9 min)
+  echo "== resnet-s, channel 50%"; $bin prune runs/resnet-s.safetensors --method channel --amount 0.5 \
+    --finetune-epochs 2 --out "$out/resnet-s-channel50.safetensors" --min-time 0.5 > "$out/resnet-s-channel50.txt"
+fi
 echo "== cnn sensitivity"; $bin prune runs/cnn.safetensors --sensitivity --out "$out/cnn-sensitivity.json" \
   > "$out/cnn-sensitivity.txt"
 /usr/bin/python3 tools/bench/plot_sensitivity.py "$out/cnn-sensitivity.json" "$out/cnn-sensitivity.png"
