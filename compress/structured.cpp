@@ -111,6 +111,55 @@ std::vector<double> scores(const Tensor& weight, Criterion c, Generator* gen) {
   return s;
 }
 
+// The channels to keep: all but the `drop` lowest scores (ties: the higher index
+// goes first), ascending; `removed` gets the others, ascending.
+std::vector<int64_t> kept_channels(const std::vector<double>& score, int64_t drop, std::vector<int64_t>* removed) {
+  std::vector<int64_t> order(score.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return score[a] < score[b]; });
+  std::vector<int64_t> kept(order.begin() + drop, order.end());
+  std::sort(kept.begin(), kept.end());
+  if (removed) {
+    removed->assign(order.begin(), order.begin() + drop);
+    std::sort(removed->begin(), removed->end());
+  }
+  return kept;
+}
+
+// A Linear or Conv2d with only the output rows `keep` (and their biases).
+nn::ModulePtr with_outputs(nn::Module& m, const Tensor& keep) {
+  const int64_t n = keep.numel();
+  std::shared_ptr<nn::Module> shrunk;
+  if (auto* l = dynamic_cast<nn::Linear*>(&m)) shrunk = std::make_shared<nn::Linear>(l->in_features, n, l->bias.defined());
+  else {
+    auto& c = dynamic_cast<nn::Conv2d&>(m);
+    shrunk = std::make_shared<nn::Conv2d>(c.in_channels, n, c.kernel_size, c.options, c.bias.defined());
+  }
+  weight_of(*shrunk).copy_(index_select(weight_of(m), 0, keep));
+  if (bias_of(m).defined()) bias_of(*shrunk).copy_(index_select(bias_of(m), 0, keep));
+  return shrunk;
+}
+
+// A BatchNorm over the channels `keep` only: their statistics and affine pairs.
+nn::ModulePtr with_channels(const nn::BatchNorm& bn, const Tensor& keep) {
+  auto shrunk = std::make_shared<nn::BatchNorm>(keep.numel(), bn.expected_dims, bn.eps, bn.momentum);
+  if (bn.weight.defined()) shrunk->weight.copy_(index_select(bn.weight, 0, keep));
+  if (bn.bias.defined()) shrunk->bias.copy_(index_select(bn.bias, 0, keep));
+  shrunk->running_mean.copy_(index_select(bn.running_mean, 0, keep));
+  shrunk->running_var.copy_(index_select(bn.running_var, 0, keep));
+  shrunk->num_batches_tracked.copy_(bn.num_batches_tracked);
+  shrunk->train(bn.is_training());
+  return shrunk;
+}
+
+// The columns of kept channels in a Linear that reads `spatial` values per channel.
+std::vector<int64_t> channel_columns(const std::vector<int64_t>& kept, int64_t spatial) {
+  std::vector<int64_t> cols;
+  for (int64_t c : kept)
+    for (int64_t q = 0; q < spatial; ++q) cols.push_back(c * spatial + q);
+  return cols;
+}
+
 // What the removed input channels' constants add to each output of the
 // consumer: its weight seen as (outputs, channels, per-channel inputs) — a
 // Linear's columns c·S .. (c+1)·S − 1 (S = 1 unless after Flatten), a Conv2d's
@@ -195,32 +244,15 @@ std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<
     const Tensor bias = lin ? lin->bias : conv->bias;
     const int64_t out = weight.size(0), drop = amount.of("prune_channels", name, out);
 
-    // The channels to keep: all but the `drop` lowest scores (ties: the higher index goes first).
-    const std::vector<double> s = scores(weight, criterion, gen);
-    std::vector<int64_t> order(static_cast<size_t>(out));
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return s[a] < s[b]; });
-    std::vector<int64_t> removed(order.begin(), order.begin() + drop), kept(order.begin() + drop, order.end());
-    std::sort(kept.begin(), kept.end());
-    std::sort(removed.begin(), removed.end());
+    std::vector<int64_t> removed;
+    const std::vector<int64_t> kept = kept_channels(scores(weight, criterion, gen), drop, &removed);
     const Tensor keep = index_tensor(kept);
 
     // The shrunk layer: the kept rows of weight and bias.
     ChannelPruning r{.layer = name, .before = out, .after = static_cast<int64_t>(kept.size()), .kept = kept,
                      .consumer = chain.consumer, .exact = true, .note = ""};
     const int64_t n_kept = r.after;
-    if (lin) {
-      auto shrunk = std::make_shared<nn::Linear>(lin->in_features, n_kept, bias.defined());
-      shrunk->weight.copy_(index_select(weight, 0, keep));
-      if (bias.defined()) shrunk->bias.copy_(index_select(bias, 0, keep));
-      model.replace(name, shrunk);
-    } else {
-      auto shrunk = std::make_shared<nn::Conv2d>(conv->in_channels, n_kept, conv->kernel_size, conv->options,
-                                                 bias.defined());
-      shrunk->weight.copy_(index_select(weight, 0, keep));
-      if (bias.defined()) shrunk->bias.copy_(index_select(bias, 0, keep));
-      model.replace(name, shrunk);
-    }
+    model.replace(name, with_outputs(*layer, keep));
 
     // What each removed channel still outputs in the masked model: its bias,
     // carried through the per-channel modules between here and the consumer.
@@ -246,14 +278,7 @@ std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<
           double v = (constant[k] - mean[c]) / std::sqrt(static_cast<double>(var[c]) + bn->eps);
           constant[k] = v * (g.empty() ? 1.0 : g[c]) + (be.empty() ? 0.0 : be[c]);
         }
-        auto shrunk = std::make_shared<nn::BatchNorm>(n_kept, bn->expected_dims, bn->eps, bn->momentum);
-        if (bn->weight.defined()) shrunk->weight.copy_(index_select(bn->weight, 0, keep));
-        if (bn->bias.defined()) shrunk->bias.copy_(index_select(bn->bias, 0, keep));
-        shrunk->running_mean.copy_(index_select(bn->running_mean, 0, keep));
-        shrunk->running_var.copy_(index_select(bn->running_var, 0, keep));
-        shrunk->num_batches_tracked.copy_(bn->num_batches_tracked);
-        shrunk->train(bn->is_training());
-        model.replace(path, shrunk);
+        model.replace(path, with_channels(*bn, keep));
       } else if (dynamic_cast<nn::ReLU*>(&m)) {
         for (double& v : constant) v = std::max(v, 0.0);
       } else if (dynamic_cast<nn::GELU*>(&m)) {
@@ -275,9 +300,7 @@ std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<
       const int64_t spatial = flattened ? nl->in_features / out : 1;
       MINIDL_CHECK(flattened || spatial * out == nl->in_features, "prune_channels: '{}' has {} inputs but '{}' {} outputs",
                    r.consumer, nl->in_features, name, out);
-      std::vector<int64_t> cols;
-      for (int64_t c : kept)
-        for (int64_t q = 0; q < spatial; ++q) cols.push_back(c * spatial + q);
+      const std::vector<int64_t> cols = channel_columns(kept, spatial);
       const std::vector<double> fold = fold_constants(nl->weight, out, removed, constant);
       auto shrunk = std::make_shared<nn::Linear>(static_cast<int64_t>(cols.size()), nl->out_features,
                                                  nl->bias.defined() || any_nonzero(fold));
@@ -392,31 +415,11 @@ std::vector<ChannelPruning> prune_residual_groups(nn::Module& model, Amount amou
       const std::vector<double> s = scores(weight_of(*model.find(p)), criterion, gen);
       for (int64_t c = 0; c < width; ++c) score[c] += s[c];
     }
-    std::vector<int64_t> order(static_cast<size_t>(width));
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return score[a] < score[b]; });
-    std::vector<int64_t> kept(order.begin() + drop, order.end());
-    std::sort(kept.begin(), kept.end());
+    const std::vector<int64_t> kept = kept_channels(score, drop, nullptr);
     const Tensor keep = index_tensor(kept);
     const int64_t n = static_cast<int64_t>(kept.size());
-
-    for (const std::string& p : g.producers) {
-      auto& c = dynamic_cast<nn::Conv2d&>(*model.find(p));
-      auto shrunk = std::make_shared<nn::Conv2d>(c.in_channels, n, c.kernel_size, c.options, c.bias.defined());
-      shrunk->weight.copy_(index_select(c.weight, 0, keep));
-      if (c.bias.defined()) shrunk->bias.copy_(index_select(c.bias, 0, keep));
-      model.replace(p, shrunk);
-    }
-    for (const std::string& b : g.norms) {
-      auto& bn = dynamic_cast<nn::BatchNorm&>(*model.find(b));
-      auto shrunk = std::make_shared<nn::BatchNorm>(n, bn.expected_dims, bn.eps, bn.momentum);
-      if (bn.weight.defined()) shrunk->weight.copy_(index_select(bn.weight, 0, keep));
-      if (bn.bias.defined()) shrunk->bias.copy_(index_select(bn.bias, 0, keep));
-      shrunk->running_mean.copy_(index_select(bn.running_mean, 0, keep));
-      shrunk->running_var.copy_(index_select(bn.running_var, 0, keep));
-      shrunk->num_batches_tracked.copy_(bn.num_batches_tracked);
-      model.replace(b, shrunk);
-    }
+    for (const std::string& p : g.producers) model.replace(p, with_outputs(*model.find(p), keep));
+    for (const std::string& b : g.norms) model.replace(b, with_channels(dynamic_cast<nn::BatchNorm&>(*model.find(b)), keep));
     for (const std::string& r : g.readers) {
       nn::ModulePtr m = model.find(r);
       if (auto* c = dynamic_cast<nn::Conv2d*>(m.get())) {
@@ -426,10 +429,7 @@ std::vector<ChannelPruning> prune_residual_groups(nn::Module& model, Amount amou
         model.replace(r, shrunk);
       } else {
         auto& l = dynamic_cast<nn::Linear&>(*m);
-        const int64_t spatial = l.in_features / width;
-        std::vector<int64_t> cols;
-        for (int64_t c : kept)
-          for (int64_t q = 0; q < spatial; ++q) cols.push_back(c * spatial + q);
+        const std::vector<int64_t> cols = channel_columns(kept, l.in_features / width);
         auto shrunk = std::make_shared<nn::Linear>(static_cast<int64_t>(cols.size()), l.out_features, l.bias.defined());
         shrunk->weight.copy_(index_select(l.weight, 1, index_tensor(cols)));
         if (l.bias.defined()) shrunk->bias.copy_(l.bias);
