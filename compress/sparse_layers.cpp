@@ -114,6 +114,7 @@ std::vector<SparseChoice> to_sparse(nn::Module& model, SparseFormat format, cons
   MINIDL_CHECK(!o.measure || o.example.defined(), "to_sparse: measuring needs an example input (ToSparseOptions::example)");
   std::vector<SparseChoice> report;
   std::vector<std::pair<std::string, nn::ModulePtr>> candidates;
+  std::vector<size_t> row;  // candidates[i]'s entry in report
   for (auto& [path, m] : model.named_modules()) {
     Tensor w;
     if (auto* l = dynamic_cast<nn::Linear*>(m.get())) w = l->weight;
@@ -129,13 +130,13 @@ std::vector<SparseChoice> to_sparse(nn::Module& model, SparseFormat format, cons
     }
     report.push_back(r);
     candidates.emplace_back(path, m);
+    row.push_back(report.size() - 1);
   }
 
   // The sparse twin of each candidate (or why there is none).
   std::vector<nn::ModulePtr> twins(candidates.size());
   for (size_t i = 0; i < candidates.size(); ++i) {
-    SparseChoice& r = *std::find_if(report.begin(), report.end(),
-                                    [&](const SparseChoice& c) { return c.path == candidates[i].first; });
+    SparseChoice& r = report[row[i]];
     try {
       if (auto* l = dynamic_cast<nn::Linear*>(candidates[i].second.get())) twins[i] = std::make_shared<SparseLinear>(*l, format);
       else twins[i] = std::make_shared<SparseConv2d>(dynamic_cast<nn::Conv2d&>(*candidates[i].second), format);
@@ -151,8 +152,7 @@ std::vector<SparseChoice> to_sparse(nn::Module& model, SparseFormat format, cons
     const auto probes = run_with_probes(model, candidates, o.example);
     for (size_t i = 0; i < candidates.size(); ++i) {
       if (!twins[i]) continue;
-      SparseChoice& r = *std::find_if(report.begin(), report.end(),
-                                      [&](const SparseChoice& c) { return c.path == candidates[i].first; });
+      SparseChoice& r = report[row[i]];
       const Tensor x = probes[i]->input;
       if (!x.defined()) {
         twins[i] = nullptr, r.choice = "dense", r.reason = "the example never reached it";
