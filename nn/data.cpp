@@ -144,8 +144,10 @@ Batch DataLoader::make_batch(const std::vector<int64_t>& order, int64_t first, i
   const int64_t R = data_.rows, C = data_.cols, pad = options_.crop_padding;
   Tensor images = empty({count, 1, R, C});
   Tensor labels = empty({count}, {.dtype = DType::int64});
+  Tensor indices = empty({count}, {.dtype = DType::int64});
   float* out = images.data_ptr<float>();
   int64_t* lab = labels.data_ptr<int64_t>();
+  int64_t* where = indices.data_ptr<int64_t>();
   Generator gen(batch_seed);
   const float scale = 1.0f / (255.0f * options_.std), shift = -options_.mean / options_.std;
   const float background = shift;  // a zero pixel, normalised
@@ -153,6 +155,7 @@ Batch DataLoader::make_batch(const std::vector<int64_t>& order, int64_t first, i
     const int64_t idx = order[static_cast<size_t>(first + i)];
     const uint8_t* src = data_.pixels.data() + idx * R * C;
     lab[i] = data_.labels[static_cast<size_t>(idx)];
+    where[i] = idx;
     int64_t dy = 0, dx = 0;
     if (pad > 0) {
       dy = static_cast<int64_t>(gen.below(static_cast<uint64_t>(2 * pad + 1))) - pad;
@@ -167,7 +170,7 @@ Batch DataLoader::make_batch(const std::vector<int64_t>& order, int64_t first, i
         dst[r * C + c] = inside ? static_cast<float>(src[sr * C + sc]) * scale + shift : background;
       }
   }
-  return {images, labels};
+  return {images, labels, indices};
 }
 
 }  // namespace minidl::nn

@@ -39,6 +39,7 @@ ImageDataset load_mnist_format(const std::string& dir, const std::string& split)
 struct Batch {
   Tensor images;  // (B, 1, rows, cols) f32, normalised
   Tensor labels;  // (B) int64
+  Tensor indices;  // (B) int64: each sample's position in the dataset (to look up what was computed per sample once, like a teacher's logits)
 };
 
 struct LoaderOptions {

@@ -80,6 +80,12 @@ struct CrossEntropyParams {
   double label_smoothing;
 };
 
+// The distillation loss α T² KL(p_t ‖ p_s) + (1 − α) CE (ops/loss.h); grad_scale
+// multiplies the gradient the kernel writes (1/N for the batch mean).
+struct DistillationParams {
+  double temperature, alpha, grad_scale;
+};
+
 // The optimizers' update steps (ops/optim.h), as their kernels take them.
 struct SgdStepArgs {
   double lr = 0.01, momentum = 0, dampening = 0, weight_decay = 0;

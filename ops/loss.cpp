@@ -228,6 +228,68 @@ Tensor kl_div_logits(const Tensor& student_logits, const Tensor& teacher_logits,
   return out;
 }
 
+DistillationLoss distillation_loss_terms(const Tensor& student_logits, const Tensor& teacher_logits,
+                                         const Tensor& target, const DistillationOptions& o) {
+  const char* op = "distillation_loss";
+  MINIDL_CHECK(student_logits.dim() == 2, "{}: expected (N, C) student logits, got {}", op, student_logits.shape());
+  MINIDL_CHECK(student_logits.shape() == teacher_logits.shape(),
+               "{}: student logits {} and teacher logits {} differ: teacher and student must have the same number "
+               "of classes",
+               op, student_logits.shape(), teacher_logits.shape());
+  MINIDL_CHECK(is_floating(student_logits.dtype()) && student_logits.dtype() == teacher_logits.dtype(),
+               "{}: expected floating-point logits of one dtype, got {} and {}", op, student_logits.dtype(),
+               teacher_logits.dtype());
+  MINIDL_CHECK(target.dtype() == DType::int64 && target.dim() == 1 && target.size(0) == student_logits.size(0),
+               "{}: target must be (N) = ({}) int64 class indices, got {} {}", op, student_logits.size(0),
+               target.shape(), target.dtype());
+  MINIDL_CHECK(o.temperature > 0 && std::isfinite(o.temperature), "{}: temperature must be > 0, got {}", op,
+               o.temperature);
+  MINIDL_CHECK(o.alpha >= 0 && o.alpha <= 1, "{}: alpha must be in [0, 1], got {}", op, o.alpha);
+  MINIDL_CHECK(!(teacher_logits.requires_grad() && grad_mode_enabled()),
+               "{}: the teacher's logits require grad; the teacher is frozen: compute them under NoGradGuard "
+               "(or pass teacher.detach())",
+               op);
+  const Device device = common_device(op, {student_logits, teacher_logits, target});
+  const int64_t N = student_logits.size(0), C = student_logits.size(1);
+  const double T2 = o.temperature * o.temperature;
+  if (device.is_cuda()) {  // composed until the fused CUDA twin lands
+    Tensor kl = kl_div_logits(student_logits, teacher_logits.detach(), o.temperature, Reduction::batchmean);
+    Tensor ce = cross_entropy(student_logits, target);
+    Tensor loss = add(mul(kl, scalar_like(o.alpha * T2, kl)), mul(ce, scalar_like(1 - o.alpha, ce)));
+    return {loss, ce.detach(), kl.detach()};
+  }
+  Tensor s = student_logits.contiguous(), t = teacher_logits.detach().contiguous(), y = target.contiguous();
+  const bool wants_grad = s.requires_grad() && grad_mode_enabled();
+  Tensor kl, ce, loss, grad;
+  {
+    NoGradGuard no_grad;
+    Tensor kl_rows = empty({N}, {.dtype = s.dtype()}), ce_rows = empty({N}, {.dtype = s.dtype()});
+    if (wants_grad) grad = empty({N, C}, {.dtype = s.dtype()});
+    Tensor status = empty({1}, {.dtype = DType::int64});
+    const DistillationParams params{o.temperature, o.alpha, N > 0 ? 1.0 / static_cast<double>(N) : 0.0};
+    cpu::distillation_rows(kl_rows.arg(), ce_rows.arg(), arg_or_null(grad), s.arg(), t.arg(), y.arg(), params,
+                           status.arg());
+    if (const int64_t bad = status.item<int64_t>(); bad >= 0)
+      fail("{}: target {} (at position {}) is out of range for {} classes", op, value_at(y, bad), bad, C);
+    const Tensor batch = scalar_like(static_cast<double>(N), kl_rows);
+    kl = div(sum(kl_rows), batch);
+    ce = div(sum(ce_rows), batch);
+    loss = add(mul(kl, scalar_like(o.alpha * T2, kl)), mul(ce, scalar_like(1 - o.alpha, ce)));
+  }
+  if (wants_grad)
+    record(loss, "DistillationLossBackward", {s}, [grad](const Tensor& g, const NeedsGrad&) {
+      // The gradient was computed with the forward; the upstream g (1 for a loss) scales it.
+      if (g.device().is_cpu() && g.item() == 1.0) return grads{grad};
+      return grads{mul(grad, g.to(grad.dtype()))};
+    });
+  return {loss, ce, kl};
+}
+
+Tensor distillation_loss(const Tensor& student_logits, const Tensor& teacher_logits, const Tensor& target,
+                         const DistillationOptions& options) {
+  return distillation_loss_terms(student_logits, teacher_logits, target, options).loss;
+}
+
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
   MINIDL_CHECK(input.shape() == target.shape(),
                "mse_loss: input {} and target {} differ in shape (broadcasting a loss is usually a bug; reshape "

@@ -44,6 +44,32 @@ Tensor kl_div(const Tensor& input, const Tensor& target, Reduction reduction = R
 Tensor kl_div_logits(const Tensor& student_logits, const Tensor& teacher_logits, double temperature = 1.0,
                      Reduction reduction = Reduction::batchmean);
 
+// Knowledge distillation (Hinton et al., 2015): the student learns from the
+// teacher's softened predictions and from the hard labels,
+//   loss = α · T² · KL(softmax(teacher / T) ‖ softmax(student / T)) + (1 − α) · CE(student, target),
+// the KL summed over classes and averaged over the batch ("batchmean"), CE
+// averaged over the batch. T² keeps the soft term's gradient, which shrinks as
+// 1/T², on the scale of the hard term's. Logits (N, C), target (N) int64.
+//
+// One fused CPU kernel does the forward and the gradient in a single pass over
+// each row (ops/cpu/softmax.cpp), with no (N, C) temporaries; backward only
+// scales the gradient it kept. The teacher gets no gradient: its logits must not
+// require one (compute them under NoGradGuard). On CUDA it is composed from
+// kl_div_logits and cross_entropy until the fused CUDA twin exists.
+struct DistillationOptions {
+  double temperature = 4.0;  // T > 0
+  double alpha = 0.7;        // weight of the soft (teacher) term, in [0, 1]
+};
+struct DistillationLoss {
+  Tensor loss;  // () the loss above, differentiable in the student logits
+  Tensor ce;    // () CE(student, target), batch mean (no gradient)
+  Tensor kl;    // () KL(p_teacher ‖ p_student) at T, batchmean, without T² (no gradient)
+};
+DistillationLoss distillation_loss_terms(const Tensor& student_logits, const Tensor& teacher_logits,
+                                         const Tensor& target, const DistillationOptions& options = {});
+Tensor distillation_loss(const Tensor& student_logits, const Tensor& teacher_logits, const Tensor& target,
+                         const DistillationOptions& options = {});
+
 // (input - target)², reduced. Shapes must match exactly (broadcasting here is usually a bug).
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean);
 

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "ops/cpu/dispatch.h"
+#include "ops/cpu/exp.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
 
@@ -49,7 +50,7 @@ void unary_typed(UnaryOp op, const TensorArg& out, const TensorArg& x, double a,
   }
   if constexpr (std::is_floating_point_v<C>) {
     switch (op) {
-      case UnaryOp::exp: return map<T>(out, x, [](C v) { return std::exp(v); });
+      case UnaryOp::exp: return map<T>(out, x, [](C v) { return exp_of(v); });  // vectorised for f32 and bf16
       case UnaryOp::log: return map<T>(out, x, [](C v) { return std::log(v); });
       case UnaryOp::sqrt: return map<T>(out, x, [](C v) { return std::sqrt(v); });
       case UnaryOp::leaky_relu: return map<T>(out, x, [=](C v) { return v > C(0) ? v : v * ca; });

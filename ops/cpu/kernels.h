@@ -132,6 +132,16 @@ void kl_div_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& s
 void kl_div_rows_backward(const TensorArg& gs, const TensorArg& gt, const TensorArg& scale, const TensorArg& student,
                           const TensorArg& teacher, const TensorArg& lse, const TensorArg& loss, double temperature);
 
+// The whole distillation loss of each row, forward and gradient in one pass:
+// student, teacher (rows, C) logits, target (rows) int64 ->
+//   kl (rows) = KL(softmax(t / T) ‖ softmax(s / T)),  ce (rows) = −log softmax(s)_y,
+//   grad (rows, C) = α T g (softmax(s / T) − softmax(t / T)) + (1 − α) g (softmax(s) − onehot(y)),
+// g = p.grad_scale (1/rows for a batch mean); grad may be null (no gradient
+// wanted). status (one int64): the first row whose target is out of [0, C), or −1.
+void distillation_rows(const TensorArg& kl, const TensorArg& ce, const TensorArg& grad, const TensorArg& student,
+                       const TensorArg& teacher, const TensorArg& target, const DistillationParams& p,
+                       const TensorArg& status);
+
 // status (one int64) := the position of the first value of index (int64,
 // contiguous) outside [0, size) and not equal to `allowed`, or −1. The index ops
 // and nll_loss run it before they read through the indices.

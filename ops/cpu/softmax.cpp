@@ -1,19 +1,76 @@
 // ops/cpu/softmax.cpp — softmax / log_softmax over the rows of (rows, cols), and
-// the fused cross-entropy built on the same row pass.
+// the fused losses built on the same row pass: cross-entropy, the distillation
+// KL, and the whole distillation loss with its gradient.
 //
 // Numerically stable: subtract the row max before exp, so logits of ±1e4 give
-// exact, finite results. Bandwidth-bound; rows in parallel. Each function reads a
-// row a few times while it is in L1 and writes it once: the fused forms replace
-// chains of whole-tensor ops (exp, sum, mul, sub, gather, ...) that would each
-// stream the tensor through memory.
+// exact, finite results. Rows in parallel. Each function reads a row a few times
+// while it is in L1 and writes it once: the fused forms replace chains of
+// whole-tensor ops (exp, sum, mul, sub, gather, ...) that would each stream the
+// tensor through memory. What is left is the exps — one to three per element —
+// so they are exp_f32 (ops/cpu/exp.h) in loops marked `omp simd`: eight at a time.
+//
+// The row machinery every kernel here shares: row_max, row_sum_exp (optionally
+// keeping each term), and LogSumExp, a row's log-normaliser kept in two parts.
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "ops/cpu/dispatch.h"
+#include "ops/cpu/exp.h"
 #include "ops/cpu/kernels.h"
 
 namespace minidl::cpu {
+
+namespace {
+
+// max_c scale·x_c (scale > 0); an all −inf row gives 0, so its exps are 0s and its log −inf.
+template <class C, class T>
+C row_max(const T* x, int64_t cols, C scale = C(1)) {
+  C m = -std::numeric_limits<C>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int64_t c = 0; c < cols; ++c) m = std::max(m, scale * static_cast<C>(x[c]));
+  return std::isinf(m) && m < 0 ? C(0) : m;
+}
+
+// Σ_c e^{scale·x_c − shift}; with `terms`, each e^{...} is kept there too.
+template <class C, class T>
+C row_sum_exp(const T* x, int64_t cols, C scale, C shift, C* terms = nullptr) {
+  C sum = 0;
+  if (terms) {
+#pragma omp simd reduction(+ : sum)
+    for (int64_t c = 0; c < cols; ++c) sum += terms[c] = exp_of(scale * static_cast<C>(x[c]) - shift);
+  } else {
+#pragma omp simd reduction(+ : sum)
+    for (int64_t c = 0; c < cols; ++c) sum += exp_of(scale * static_cast<C>(x[c]) - shift);
+  }
+  return sum;
+}
+
+// log Σ_c exp(x_c) = max + log Σ_c exp(x_c − max), kept as the two parts: for
+// logits of 1e4 their sum would round away the log term (10000.693 has a float
+// ulp of 0.001), while −log p_c = (max − x_c) + log_sum stays exact.
+template <class C>
+struct LogSumExp {
+  C max, log_sum;
+  C log_p(C z) const { return (z - max) - log_sum; }  // log softmax at logit z
+};
+// Of the row scale·x (scale > 0: a softmax at temperature 1/scale).
+template <class C, class T>
+LogSumExp<C> row_logsumexp(const T* x, int64_t cols, C scale = C(1)) {
+  const C m = row_max<C>(x, cols, scale);
+  return {m, std::log(row_sum_exp<C>(x, cols, scale, m))};
+}
+
+// Scratch rows for one thread: grown, never shrunk, reused by every call on it.
+template <class C>
+C* thread_scratch(int64_t n) {
+  thread_local std::vector<C> buffer;
+  if (static_cast<int64_t>(buffer.size()) < n) buffer.resize(static_cast<size_t>(n));
+  return buffer.data();
+}
+
+}  // namespace
 
 void softmax_rows(const TensorArg& y, const TensorArg& x, bool log) {
   const int64_t rows = x.shape[0], cols = x.shape[1];
@@ -26,17 +83,16 @@ void softmax_rows(const TensorArg& y, const TensorArg& x, bool log) {
     for (int64_t r = 0; r < rows; ++r) {
       const T* in = xp + r * cols;
       T* out = yp + r * cols;
-      C m = -std::numeric_limits<C>::infinity();
-      for (int64_t c = 0; c < cols; ++c) m = std::max(m, static_cast<C>(in[c]));
-      if (std::isinf(m) && m < 0) m = 0;  // an all -inf row: exp gives 0s, the log -inf
-      C sum = 0;
-      for (int64_t c = 0; c < cols; ++c) sum += std::exp(static_cast<C>(in[c]) - m);
+      const C m = row_max<C>(in, cols);
       if (log) {
-        C log_sum = std::log(sum);
+        const C log_sum = std::log(row_sum_exp<C>(in, cols, C(1), m));
+#pragma omp simd
         for (int64_t c = 0; c < cols; ++c) out[c] = T(static_cast<C>(in[c]) - m - log_sum);
       } else {
-        C inv = C(1) / sum;
-        for (int64_t c = 0; c < cols; ++c) out[c] = T(std::exp(static_cast<C>(in[c]) - m) * inv);
+        C* e = thread_scratch<C>(cols);
+        const C inv = C(1) / row_sum_exp<C>(in, cols, C(1), m, e);
+#pragma omp simd
+        for (int64_t c = 0; c < cols; ++c) out[c] = T(e[c] * inv);
       }
     }
   });
@@ -58,33 +114,14 @@ void softmax_rows_backward(const TensorArg& gx, const TensorArg& g, const Tensor
       C dot = 0;  // Σ g (log) or Σ g y (softmax)
       for (int64_t c = 0; c < cols; ++c) dot += log ? static_cast<C>(gr[c]) : static_cast<C>(gr[c]) * static_cast<C>(yr[c]);
       if (log)
-        for (int64_t c = 0; c < cols; ++c) o[c] = T(static_cast<C>(gr[c]) - std::exp(static_cast<C>(yr[c])) * dot);
+#pragma omp simd
+        for (int64_t c = 0; c < cols; ++c) o[c] = T(static_cast<C>(gr[c]) - exp_of(static_cast<C>(yr[c])) * dot);
       else
         for (int64_t c = 0; c < cols; ++c) o[c] = T(static_cast<C>(yr[c]) * (static_cast<C>(gr[c]) - dot));
     }
   });
 }
 
-namespace {
-// log Σ_c exp(x_c) = max + log Σ_c exp(x_c − max), kept as the two parts: for
-// logits of 1e4 their sum would round away the log term (10000.693 has a float
-// ulp of 0.001), while −log p_c = (max − x_c) + log_sum stays exact.
-template <class C>
-struct LogSumExp {
-  C max, log_sum;
-  C log_p(C z) const { return (z - max) - log_sum; }  // log softmax at logit z
-};
-// Of the row scale·x (scale > 0: a softmax at temperature 1/scale).
-template <class C, class T>
-LogSumExp<C> row_logsumexp(const T* x, int64_t cols, C scale = C(1)) {
-  C m = -std::numeric_limits<C>::infinity();
-  for (int64_t c = 0; c < cols; ++c) m = std::max(m, scale * static_cast<C>(x[c]));
-  if (std::isinf(m) && m < 0) m = 0;  // an all −inf row: log_sum is −inf
-  C sum = 0;
-  for (int64_t c = 0; c < cols; ++c) sum += std::exp(scale * static_cast<C>(x[c]) - m);
-  return {m, std::log(sum)};
-}
-}  // namespace
 
 void cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits, const TensorArg& target,
                         const TensorArg& weight, const CrossEntropyParams& p, const TensorArg& status) {
@@ -164,8 +201,9 @@ void cross_entropy_rows_backward(const TensorArg& gx, const TensorArg& scale, co
       const LogSumExp<C> s{static_cast<C>(sp[2 * r]), static_cast<C>(sp[2 * r + 1])};
       const C hard = (C(1) - eps) * (wp ? static_cast<C>(wp[t]) : C(1));  // weight of (p − onehot_t)
       const C soft = eps / C(cols);
+#pragma omp simd
       for (int64_t c = 0; c < cols; ++c) {
-        const C prob = std::exp(s.log_p(static_cast<C>(x[c])));
+        const C prob = exp_of(s.log_p(static_cast<C>(x[c])));
         const C w_c = wp ? static_cast<C>(wp[c]) : C(1);
         o[c] = T(g * (hard * prob + soft * (w_total * prob - w_c)));
       }
@@ -194,9 +232,10 @@ void kl_div_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& s
       const T* t = tp + r * cols;
       const LogSumExp<C> ls = row_logsumexp<C>(s, cols, inv_t), lt = row_logsumexp<C>(t, cols, inv_t);
       C kl = 0;
+#pragma omp simd reduction(+ : kl)
       for (int64_t c = 0; c < cols; ++c) {
         const C log_pt = lt.log_p(inv_t * static_cast<C>(t[c])), log_ps = ls.log_p(inv_t * static_cast<C>(s[c]));
-        kl += std::exp(log_pt) * (log_pt - log_ps);
+        kl += exp_of(log_pt) * (log_pt - log_ps);
       }
       lp[r] = T(kl);
       T* st = stats + 4 * r;
@@ -230,12 +269,76 @@ void kl_div_rows_backward(const TensorArg& gs, const TensorArg& gt, const Tensor
       const C g = static_cast<C>(gp[r * g_stride]) * inv_t, kl = static_cast<C>(lp[r]);
       for (int64_t c = 0; c < cols; ++c) {
         const C log_pt = lt.log_p(inv_t * static_cast<C>(t[c])), log_ps = ls.log_p(inv_t * static_cast<C>(s[c]));
-        const C pt = std::exp(log_pt);
-        if (gsp) gsp[r * cols + c] = T(g * (std::exp(log_ps) - pt));
+        const C pt = exp_of(log_pt);
+        if (gsp) gsp[r * cols + c] = T(g * (exp_of(log_ps) - pt));
         if (gtp) gtp[r * cols + c] = T(g * pt * (log_pt - log_ps - kl));
       }
     }
   });
+}
+
+// The distillation loss of each row, and its gradient, in one pass (kernels.h):
+//   p_s = softmax(s / T), p_t = softmax(t / T), p = softmax(s)
+//   kl_r = Σ_c p_t (log p_t − log p_s)          ce_r = −log p_y
+//   g_c  = a (p_s,c − p_t,c) + b (p_c − [c = y]),  a = α T · grad_scale,  b = (1 − α) · grad_scale
+// Three exps per element, each computed once: the row's terms e^{(s − max)/T},
+// e^{(t − max)/T} and e^{s − max} go to a thread's scratch (3 × cols, in L1 at
+// 1000 classes) on the pass that sums them, and the last pass only multiplies.
+// A p_t,c that underflows to 0 adds 0 to kl_r (its log is finite: no 0 · ∞).
+void distillation_rows(const TensorArg& kl, const TensorArg& ce, const TensorArg& grad, const TensorArg& student,
+                       const TensorArg& teacher, const TensorArg& target, const DistillationParams& p,
+                       const TensorArg& status) {
+  const int64_t rows = student.shape[0], cols = student.shape[1];
+  int64_t bad_row = -1;
+  dispatch_floating(student.dtype, "distillation_loss", [&](auto tag) {
+    using T = decltype(tag);
+    using C = compute_t<T>;
+    const T* sp = student.ptr<T>();
+    const T* tp = teacher.ptr<T>();
+    const int64_t* yp = target.ptr<int64_t>();
+    T* klp = kl.ptr<T>();
+    T* cep = ce.ptr<T>();
+    T* gp = grad.data ? grad.ptr<T>() : nullptr;
+    const C inv_t = C(1) / static_cast<C>(p.temperature);
+    const C a = static_cast<C>(p.alpha * p.temperature * p.grad_scale), b = static_cast<C>((1 - p.alpha) * p.grad_scale);
+    int64_t first_bad = rows;
+#pragma omp parallel for reduction(min : first_bad) if (rows * cols > 32768)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* s = sp + r * cols;
+      const T* t = tp + r * cols;
+      const int64_t y = yp[r];
+      if (y < 0 || y >= cols) {
+        first_bad = std::min(first_bad, r);
+        klp[r] = cep[r] = T(0);
+        continue;
+      }
+      C* es = thread_scratch<C>(3 * cols);  // e^{(s − max)/T}
+      C* et = es + cols;                     // e^{(t − max)/T}
+      C* e1 = et + cols;                     // e^{s − max}
+      const C ms = row_max<C>(s, cols), mt = row_max<C>(t, cols);
+      const C sum_s = row_sum_exp<C>(s, cols, inv_t, ms * inv_t, es);
+      const C sum_t = row_sum_exp<C>(t, cols, inv_t, mt * inv_t, et);
+      const C sum_1 = row_sum_exp<C>(s, cols, C(1), ms, e1);
+      const LogSumExp<C> ls{ms * inv_t, std::log(sum_s)}, lt{mt * inv_t, std::log(sum_t)};
+      const C inv_s = C(1) / sum_s, inv_tt = C(1) / sum_t;
+      C kl_r = 0;
+#pragma omp simd reduction(+ : kl_r)
+      for (int64_t c = 0; c < cols; ++c) {
+        const C log_pt = lt.log_p(inv_t * static_cast<C>(t[c])), log_ps = ls.log_p(inv_t * static_cast<C>(s[c]));
+        kl_r += et[c] * inv_tt * (log_pt - log_ps);
+      }
+      klp[r] = T(kl_r);
+      cep[r] = T((ms - static_cast<C>(s[y])) + std::log(sum_1));
+      if (!gp) continue;
+      T* g = gp + r * cols;
+      const C inv_1 = C(1) / sum_1;
+#pragma omp simd
+      for (int64_t c = 0; c < cols; ++c) g[c] = T(a * (es[c] * inv_s - et[c] * inv_tt) + b * (e1[c] * inv_1));
+      g[y] = T(static_cast<C>(g[y]) - b);
+    }
+    if (first_bad < rows) bad_row = first_bad;
+  });
+  *status.ptr<int64_t>() = bad_row;
 }
 
 }  // namespace minidl::cpu
