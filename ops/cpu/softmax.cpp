@@ -201,11 +201,19 @@ void cross_entropy_rows_backward(const TensorArg& gx, const TensorArg& scale, co
       const LogSumExp<C> s{static_cast<C>(sp[2 * r]), static_cast<C>(sp[2 * r + 1])};
       const C hard = (C(1) - eps) * (wp ? static_cast<C>(wp[t]) : C(1));  // weight of (p − onehot_t)
       const C soft = eps / C(cols);
+      // Two loops, so neither holds a branch and both vectorise.
+      if (wp) {
 #pragma omp simd
-      for (int64_t c = 0; c < cols; ++c) {
-        const C prob = exp_of(s.log_p(static_cast<C>(x[c])));
-        const C w_c = wp ? static_cast<C>(wp[c]) : C(1);
-        o[c] = T(g * (hard * prob + soft * (w_total * prob - w_c)));
+        for (int64_t c = 0; c < cols; ++c) {
+          const C prob = exp_of(s.log_p(static_cast<C>(x[c])));
+          o[c] = T(g * (hard * prob + soft * (w_total * prob - static_cast<C>(wp[c]))));
+        }
+      } else {
+#pragma omp simd
+        for (int64_t c = 0; c < cols; ++c) {
+          const C prob = exp_of(s.log_p(static_cast<C>(x[c])));
+          o[c] = T(g * (hard * prob + soft * (w_total * prob - C(1))));
+        }
       }
       o[t] = T(static_cast<C>(o[t]) - g * hard);
     }
@@ -267,11 +275,20 @@ void kl_div_rows_backward(const TensorArg& gs, const TensorArg& gt, const Tensor
       const T* st = stats + 4 * r;
       const LogSumExp<C> ls{static_cast<C>(st[0]), static_cast<C>(st[1])}, lt{static_cast<C>(st[2]), static_cast<C>(st[3])};
       const C g = static_cast<C>(gp[r * g_stride]) * inv_t, kl = static_cast<C>(lp[r]);
-      for (int64_t c = 0; c < cols; ++c) {
-        const C log_pt = lt.log_p(inv_t * static_cast<C>(t[c])), log_ps = ls.log_p(inv_t * static_cast<C>(s[c]));
-        const C pt = exp_of(log_pt);
-        if (gsp) gsp[r * cols + c] = T(g * (exp_of(log_ps) - pt));
-        if (gtp) gtp[r * cols + c] = T(g * pt * (log_pt - log_ps - kl));
+      // One loop per gradient wanted, so neither holds a branch and both vectorise.
+      if (gsp) {
+        T* o = gsp + r * cols;
+#pragma omp simd
+        for (int64_t c = 0; c < cols; ++c)
+          o[c] = T(g * (exp_of(ls.log_p(inv_t * static_cast<C>(s[c]))) - exp_of(lt.log_p(inv_t * static_cast<C>(t[c])))));
+      }
+      if (gtp) {
+        T* o = gtp + r * cols;
+#pragma omp simd
+        for (int64_t c = 0; c < cols; ++c) {
+          const C log_pt = lt.log_p(inv_t * static_cast<C>(t[c])), log_ps = ls.log_p(inv_t * static_cast<C>(s[c]));
+          o[c] = T(g * exp_of(log_pt) * (log_pt - log_ps - kl));
+        }
       }
     }
   });

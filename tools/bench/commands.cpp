@@ -348,7 +348,8 @@ int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o) {
 
 int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o) {
   Table table(fmt::format("losses, forward + backward, f32, {} threads: fused row kernels vs composed ops", threads()),
-              {"N x C", "cross_entropy fused", "composed", "speed-up", "kl_div_logits fused", "composed", "speed-up"});
+              {"N x C", "cross_entropy fused", "composed", "speed-up", "kl_div_logits fused", "composed", "speed-up",
+               "distillation fused", "composed", "speed-up", "vs fused pieces"});
   nlohmann::json rows = nlohmann::json::array();
   Generator gen(9);
   for (const std::string& spec : shapes) {
@@ -360,8 +361,20 @@ int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o) {
     Tensor logits = randn({N, C}, {}, gen).requires_grad_();
     Tensor teacher = mul(randn({N, C}, {}, gen), scalar_like(3.0, logits));
     Tensor target = randint(0, C, {N}, {}, gen);
-    const double T = 4.0;
+    const double T = 4.0, alpha = 0.7;
     Tensor inv_t = scalar_like(1.0 / T, logits);
+    // The distillation loss three ways: the fused kernel; the textbook composition
+    // α T² kl_div(log_softmax(s/T), softmax(t/T)) + (1 − α) cross_entropy; and
+    // minidl's two fused pieces, kl_div_logits and cross_entropy, added.
+    auto kd_fused = [&] { return distillation_loss(logits, teacher, target, {.temperature = T, .alpha = alpha}); };
+    auto kd_composed = [&](const Tensor& s, const Tensor& t, const Tensor& inv) {
+      Tensor kl = kl_div(log_softmax(mul(s, inv), 1), softmax(mul(t, inv), 1), Reduction::batchmean);
+      return add(mul(kl, scalar_like(alpha * T * T, kl)), mul(cross_entropy(s, target), scalar_like(1 - alpha, kl)));
+    };
+    auto kd_pieces = [&] {
+      Tensor kl = kl_div_logits(logits, teacher, T);
+      return add(mul(kl, scalar_like(alpha * T * T, kl)), mul(cross_entropy(logits, target), scalar_like(1 - alpha, kl)));
+    };
     // Each variant: forward, backward into the logits, gradient cleared.
     auto step = [&](auto loss) {
       return [&, loss] {
@@ -382,6 +395,7 @@ int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o) {
       check("cross_entropy", cross_entropy(logits, target), nll_loss(log_softmax(l64, 1), target));
       check("kl_div_logits", kl_div_logits(logits, teacher, T),
             kl_div(log_softmax(mul(l64, inv64), 1), softmax(mul(t64, inv64), 1), Reduction::batchmean));
+      check("distillation_loss", kd_fused(), kd_composed(l64, t64, inv64));
     }
     SideBySide ce = run_side_by_side(
         {{"fused", step([&] { return cross_entropy(logits, target); })},
@@ -393,15 +407,24 @@ int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o) {
             return kl_div(log_softmax(mul(logits, inv_t), 1), softmax(mul(teacher, inv_t), 1), Reduction::batchmean);
           })}},
         to_options(o));
+    SideBySide kd = run_side_by_side({{"fused", step(kd_fused)},
+                                      {"composed", step([&] { return kd_composed(logits, teacher, inv_t); })},
+                                      {"fused pieces", step(kd_pieces)}},
+                                     to_options(o));
     // speedup[1] = t(fused) / t(composed); fused over composed is its inverse.
     auto cell = [](const Stats& s) { return format_seconds(s.median) + (s.noisy() ? " (noisy)" : ""); };
     table.add_row({spec, cell(ce.stats[0]), cell(ce.stats[1]), fixed(1.0 / ce.speedup[1], 2) + "x", cell(kl.stats[0]),
-                   cell(kl.stats[1]), fixed(1.0 / kl.speedup[1], 2) + "x"});
+                   cell(kl.stats[1]), fixed(1.0 / kl.speedup[1], 2) + "x", cell(kd.stats[0]), cell(kd.stats[1]),
+                   fixed(1.0 / kd.speedup[1], 2) + "x", fixed(1.0 / kd.speedup[2], 2) + "x"});
     rows.push_back({{"shape", {N, C}},
                     {"cross_entropy", {{"fused", ce.stats[0].to_json()}, {"composed", ce.stats[1].to_json()},
                                        {"fused_speedup", 1.0 / ce.speedup[1]}}},
                     {"kl_div_logits", {{"fused", kl.stats[0].to_json()}, {"composed", kl.stats[1].to_json()},
-                                       {"fused_speedup", 1.0 / kl.speedup[1]}}}});
+                                       {"fused_speedup", 1.0 / kl.speedup[1]}}},
+                    {"distillation_loss", {{"fused", kd.stats[0].to_json()}, {"composed", kd.stats[1].to_json()},
+                                           {"fused_pieces", kd.stats[2].to_json()},
+                                           {"fused_speedup", 1.0 / kd.speedup[1]},
+                                           {"speedup_over_fused_pieces", 1.0 / kd.speedup[2]}}}});
   }
   nlohmann::json j = {{"benchmark", "loss"}, {"threads", threads()}, {"results", rows}, {"table", table.json()}};
   emit(table, j, o);

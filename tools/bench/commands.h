@@ -38,7 +38,9 @@ int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o);
 
 // The fused losses against the same loss composed from ops, forward + backward,
 // interleaved, at each "NxC" shape: cross_entropy vs nll_loss(log_softmax), and
-// kl_div_logits vs kl_div(log_softmax(s/T), softmax(t/T)).
+// kl_div_logits vs kl_div(log_softmax(s/T), softmax(t/T)), and distillation_loss vs
+// α T² kl_div(log_softmax(s/T), softmax(t/T)) + (1 − α) cross_entropy (and vs
+// kl_div_logits + cross_entropy, the two fused pieces added).
 int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o);
 
 // Single ops the training step spends time in (2×2 max pooling, full sum and
