@@ -23,6 +23,7 @@
 #include "nn/train.h"
 #include "ops/cpu/cpu_features.h"
 #include "tools/bench/commands.h"
+#include "tools/distill.h"
 #include "tools/prune.h"
 
 using namespace minidl;
@@ -337,6 +338,38 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(whole_number(1, 1000000));
   add_common(prune, prune_c, false);
 
+  tools::DistillOptions distill_o;
+  Common distill_c;
+  CLI::App* distill = app.add_subcommand(
+      "distill", "train a student on a teacher's soft predictions; --baseline compares it with the student alone");
+  distill->add_option("--teacher", distill_o.teacher, "the teacher: any checkpoint minidl saved")->required();
+  distill->add_option("--student", distill_o.student, "a zoo model (mlp, mlp-small, cnn, resnet-s) or a checkpoint")
+      ->capture_default_str();
+  distill->add_option("--T", distill_o.temperature, "temperature of both softmaxes (> 0)")->capture_default_str();
+  distill->add_option("--alpha", distill_o.alpha, "weight of the teacher term, in [0, 1]")->capture_default_str();
+  distill->add_option("--epochs", distill_o.epochs, "epochs")->capture_default_str()->check(whole_number(1, 100000));
+  distill->add_option("--batch", distill_o.batch, "batch size")->capture_default_str()->check(whole_number(1, 1 << 20));
+  distill->add_option("--lr", distill_o.lr, "learning rate (AdamW)")->capture_default_str()->check(real_number(0, 10));
+  distill->add_option("--schedule", distill_o.schedule, "cosine | step | none")->capture_default_str()
+      ->check(CLI::IsMember({"cosine", "step", "none"}));
+  distill->add_flag("--augment", distill_o.augment, "random crop and flip (the teacher then runs on every batch)");
+  distill->add_option("--seed", distill_o.seeds, "seed (one run)")->capture_default_str()->expected(1);
+  distill->add_option("--seeds", distill_o.seeds, "seeds, comma-separated: repeat both arms for each")->delimiter(',');
+  distill->add_flag("--baseline", distill_o.baseline,
+                    "also train the student alone (same seed, epochs, schedule, data order) and compare");
+  distill->add_flag("--sweep", distill_o.sweep, "train one student per T in --sweep-T and alpha in --sweep-alpha");
+  distill->add_option("--sweep-T", distill_o.sweep_temperatures, "temperatures of --sweep")->capture_default_str()
+      ->delimiter(',');
+  distill->add_option("--sweep-alpha", distill_o.sweep_alphas, "alphas of --sweep")->capture_default_str()
+      ->delimiter(',');
+  distill->add_option("--data", distill_o.data_dir, "directory of MNIST-format IDX files")->capture_default_str();
+  distill->add_option("--limit-train", distill_o.limit_train, "train on the first N images (0: all)")
+      ->capture_default_str()->check(whole_number(0));
+  distill->add_option("--limit-test", distill_o.limit_test, "evaluate on the first N test images (0: all)")
+      ->capture_default_str()->check(whole_number(0));
+  distill->add_option("--out", distill_o.out, "write the (first) distilled student here");
+  add_common(distill, distill_c, false);
+
   CLI::App* bench = app.add_subcommand("bench", "benchmarks: warm-up, many timed runs, medians and spread");
   bench->require_subcommand(1);
   bench::CommonOptions bench_opts;
@@ -433,6 +466,12 @@ int main(int argc, char** argv) {
       setup(prune_c);
       prune_o.timing.json = prune_c.json;
       return tools::run_prune(prune_o);
+    }
+    if (*distill) {
+      MINIDL_CHECK(setup(distill_c).is_cpu(), "distill --device {}: distillation runs on the CPU until the CUDA issue",
+                   distill_c.device);
+      distill_o.json = distill_c.json;
+      return tools::run_distill(distill_o);
     }
     if (*eval) return run_eval(checkpoint, eval_data, eval_batch, eval_limit, setup(eval_c), eval_c.json);
     bench_opts.json = bench_c.json, bench_opts.markdown = bench_c.markdown, bench_opts.csv = bench_c.csv;

@@ -1,0 +1,37 @@
+// tools/distill.h — `minidl distill`: train a student on a teacher's soft
+// predictions, and show (with --baseline, over --seeds) whether it beats the same
+// student trained alone.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "nn/data.h"
+
+namespace minidl::tools {
+
+struct DistillOptions {
+  std::string teacher;                // any checkpoint load_model reads (dense, pruned, shrunk)
+  std::string student = "mlp-small";  // a zoo name, or a checkpoint to start from (a pruned one keeps its masks)
+  double temperature = 4.0;
+  double alpha = 0.7;
+  int64_t epochs = 5;
+  int64_t batch = 32;
+  double lr = 1e-3;                   // AdamW with the trainer's cosine schedule and warm-up, as `minidl train`
+  std::string schedule = "cosine";
+  bool augment = false;               // random crop + flip: then the teacher runs on every batch
+  std::vector<uint64_t> seeds = {0};
+  bool baseline = false;              // also train the student alone, same seed, epochs, schedule and data order
+  bool sweep = false;                 // T × α grid instead, first seed only
+  std::vector<double> sweep_temperatures = {1, 2, 4, 8};
+  std::vector<double> sweep_alphas = {0.5, 0.7, 0.9};
+  std::string data_dir = nn::kFashionMnistDir;
+  int64_t limit_train = 0, limit_test = 0;
+  std::string out;                    // the distilled student (first seed) is written here
+  bool json = false;
+};
+
+int run_distill(const DistillOptions& o);
+
+}  // namespace minidl::tools
