@@ -1,6 +1,5 @@
 // tests/test_data.cpp — the IDX reader on good and corrupt files, and the DataLoader.
 #include <doctest/doctest.h>
-#include <zlib.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -8,6 +7,7 @@
 #include <set>
 
 #include "minidl.h"
+#include "idx_files.h"
 #include "temp_dir.h"
 #include "nn/data.h"
 #include "nn/idx.h"
@@ -16,38 +16,11 @@ using namespace minidl;
 using namespace minidl::nn;
 using minidl::testing::read_bytes;
 using minidl::testing::TempDir;
+using minidl::testing::idx_bytes;
 using minidl::testing::write_bytes;
+using minidl::testing::write_dataset;
+using minidl::testing::write_gz;
 namespace fs = std::filesystem;
-
-namespace {
-
-std::vector<uint8_t> idx_bytes(std::vector<uint32_t> dims, const std::vector<uint8_t>& data) {
-  std::vector<uint8_t> b = {0, 0, 0x08, static_cast<uint8_t>(dims.size())};
-  for (uint32_t d : dims) b.insert(b.end(), {uint8_t(d >> 24), uint8_t(d >> 16), uint8_t(d >> 8), uint8_t(d)});
-  b.insert(b.end(), data.begin(), data.end());
-  return b;
-}
-
-void write_gz(const std::string& path, const std::vector<uint8_t>& bytes) {
-  gzFile f = gzopen(path.c_str(), "wb");
-  REQUIRE(f != nullptr);
-  REQUIRE(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())) == static_cast<int>(bytes.size()));
-  gzclose(f);
-}
-
-
-// n images of 4×4 whose pixels encode their index, labels i % 10.
-void write_dataset(const TempDir& dir, const std::string& split, int n) {
-  std::vector<uint8_t> pixels, labels;
-  for (int i = 0; i < n; ++i) {
-    for (int p = 0; p < 16; ++p) pixels.push_back(static_cast<uint8_t>((i * 16 + p) % 251));
-    labels.push_back(static_cast<uint8_t>(i % 10));
-  }
-  write_gz(dir / (split + "-images-idx3-ubyte.gz"), idx_bytes({uint32_t(n), 4, 4}, pixels));
-  write_gz(dir / (split + "-labels-idx1-ubyte.gz"), idx_bytes({uint32_t(n)}, labels));
-}
-
-}  // namespace
 
 TEST_CASE("IDX: good files, compressed or not") {
   TempDir dir;
