@@ -55,7 +55,8 @@ TEST_CASE("distillation_loss equals the composed ops to 1e-6 in f32, value and g
         CHECK(fused.ce.item<double>() == Approx(cross_entropy(s, y).item<double>()).epsilon(1e-6));
         const Tensor inv_t = scalar_like(1.0 / T, s);
         CHECK(fused.kl.item<double>() ==
-              Approx(kl_div(log_softmax(mul(s, inv_t), 1), softmax(mul(t, inv_t), 1), Reduction::batchmean).item<double>())
+              Approx(
+                  kl_div(log_softmax(mul(s, inv_t), 1), softmax(mul(t, inv_t), 1), Reduction::batchmean).item<double>())
                   .epsilon(1e-5));
         CHECK(fused.kl.item<double>() > 1e-3);  // teacher and student really differ
         fused.loss.backward();
@@ -80,10 +81,12 @@ TEST_CASE("distillation_loss: batchmean, not a mean over batch × classes, and T
     kl += pt * std::log(pt / ps);
   }
   Tensor y = from_vector<int64_t>({2}, {1});
-  CHECK(distillation_loss(s, t, y, {.temperature = T, .alpha = 1.0}).item<double>() == Approx(T * T * kl).epsilon(1e-12));
+  CHECK(distillation_loss(s, t, y, {.temperature = T, .alpha = 1.0}).item<double>() ==
+        Approx(T * T * kl).epsilon(1e-12));
   // Two copies of the row: batchmean keeps the per-sample value.
   Tensor s2 = cat({s, s}, 0), t2 = cat({t, t}, 0), y2 = from_vector<int64_t>({2, 2}, {2});
-  CHECK(distillation_loss(s2, t2, y2, {.temperature = T, .alpha = 1.0}).item<double>() == Approx(T * T * kl).epsilon(1e-12));
+  CHECK(distillation_loss(s2, t2, y2, {.temperature = T, .alpha = 1.0}).item<double>() ==
+        Approx(T * T * kl).epsilon(1e-12));
   // α = 0 is plain cross-entropy.
   CHECK(distillation_loss(s, t, y, {.temperature = T, .alpha = 0.0}).item<double>() ==
         Approx(cross_entropy(s, y).item<double>()).epsilon(1e-12));
@@ -97,9 +100,11 @@ TEST_CASE("gradcheck: the fused distillation loss in f64") {
       CAPTURE(T);
       CAPTURE(alpha);
       Tensor student = leaf({4, 5}, 110);
-      CHECK(gradcheck([&](const std::vector<Tensor>& v) {
-        return distillation_loss(v[0], teacher, y, {.temperature = T, .alpha = alpha});
-      }, {student}));
+      CHECK(gradcheck(
+          [&](const std::vector<Tensor>& v) {
+            return distillation_loss(v[0], teacher, y, {.temperature = T, .alpha = alpha});
+          },
+          {student}));
     }
   // a non-contiguous student (a transposed view)
   Tensor wide = leaf({5, 4}, 112);
@@ -127,11 +132,13 @@ TEST_CASE("distillation_loss: bad input is a clear error") {
   Tensor s = randn({2, 3}), t = randn({2, 3}), y = from_vector<int64_t>({0, 2}, {2});
   CHECK_THROWS_WITH(distillation_loss(s, randn({2, 4}), y),
                     doctest::Contains("teacher and student must have the same number of classes"));
-  CHECK_THROWS_WITH(distillation_loss(s, t, y, {.temperature = 0.0}), doctest::Contains("temperature must be > 0, got 0"));
+  CHECK_THROWS_WITH(distillation_loss(s, t, y, {.temperature = 0.0}),
+                    doctest::Contains("temperature must be > 0, got 0"));
   CHECK_THROWS_WITH(distillation_loss(s, t, y, {.alpha = 1.5}), doctest::Contains("alpha must be in [0, 1], got 1.5"));
   CHECK_THROWS_WITH(distillation_loss(s, t, from_vector<int64_t>({0, 3}, {2})),
                     doctest::Contains("target 3 (at position 1) is out of range for 3 classes"));
-  CHECK_THROWS_WITH(distillation_loss(s, t, from_vector<int64_t>({0}, {1})), doctest::Contains("target must be (N) = (2)"));
+  CHECK_THROWS_WITH(distillation_loss(s, t, from_vector<int64_t>({0}, {1})),
+                    doctest::Contains("target must be (N) = (2)"));
   Tensor live = randn({2, 3}).requires_grad_();
   CHECK_THROWS_WITH(distillation_loss(s, live, y), doctest::Contains("the teacher's logits require grad"));
   {
@@ -158,7 +165,8 @@ std::string save_model(const minidl::testing::TempDir& dir, const std::string& n
 
 TEST_CASE("minidl distill: each bad request is a clear error, and a good one trains both arms and saves") {
   minidl::testing::TempDir dir;
-  const std::string teacher = save_model(dir, "teacher.safetensors", nn::build_model(nn::TrainConfig{.model = "mlp-small"}), "mlp-small");
+  const std::string teacher =
+      save_model(dir, "teacher.safetensors", nn::build_model(nn::TrainConfig{.model = "mlp-small"}), "mlp-small");
   tools::DistillOptions o{.teacher = teacher, .epochs = 1, .limit_train = 64, .limit_test = 40, .json = true};
   auto fails_with = [&](tools::DistillOptions bad, const std::string& message) {
     CAPTURE(message);

@@ -36,11 +36,12 @@ std::vector<float> exp_through_op(const std::vector<float>& x) {
 
 TEST_CASE("exp_f32: under 1 ulp of the exact e^x over the float range, vectorised and scalar") {
   std::vector<float> x;
-  for (uint64_t bits = 0; bits < (uint64_t{1} << 32); bits += 4099) x.push_back(std::bit_cast<float>(static_cast<uint32_t>(bits)));
+  for (uint64_t bits = 0; bits < (uint64_t{1} << 32); bits += 4099)
+    x.push_back(std::bit_cast<float>(static_cast<uint32_t>(bits)));
   // subnormal results (e^x below 2^-126 from x < -87.34), the overflow edge, the rounding-to-0 edge
   for (float v = -87.5f; v > -104.5f; v -= 0.0137f) x.push_back(v);
-  for (float v : {88.7228f, 88.72283f, 88.72284f, 88.7229f, 89.0f, 100.0f, -103.972f, -103.973f, -104.0f, -200.0f,
-                  0.0f, -0.0f, 1e-45f, -1e-45f, 1.0f, -1.0f})
+  for (float v : {88.7228f, 88.72283f, 88.72284f, 88.7229f, 89.0f, 100.0f, -103.972f, -103.973f, -104.0f, -200.0f, 0.0f,
+                  -0.0f, 1e-45f, -1e-45f, 1.0f, -1.0f})
     x.push_back(v);
   const std::vector<float> vec = exp_through_op(x);
   REQUIRE(vec.size() == x.size());
@@ -76,8 +77,8 @@ TEST_CASE("exp_f32: the special values") {
   CHECK(std::isnan(got[3]));
   CHECK(got[4] == 1.0f);
   CHECK(got[5] == 1.0f);
-  CHECK(got[6] == inf);   // e^89 > FLT_MAX
-  CHECK(got[7] == 0.0f);  // e^-104 < half the smallest subnormal
+  CHECK(got[6] == inf);                                                   // e^89 > FLT_MAX
+  CHECK(got[7] == 0.0f);                                                  // e^-104 < half the smallest subnormal
   CHECK(got[8] == doctest::Approx(1.6516362549940018e38).epsilon(1e-7));  // e^88
   CHECK(got[9] == doctest::Approx(0.36787944117144233).epsilon(1e-7));
   // f64 is untouched: std::exp itself

@@ -126,12 +126,21 @@ struct Arm {
 nlohmann::json to_json(const Arm& a) {
   nlohmann::json epochs = nlohmann::json::array();
   for (const EpochLog& e : a.epochs)
-    epochs.push_back({{"epoch", e.epoch}, {"ce", e.ce}, {"kl", e.has_kl ? nlohmann::json(e.kl) : nlohmann::json()},
+    epochs.push_back({{"epoch", e.epoch},
+                      {"ce", e.ce},
+                      {"kl", e.has_kl ? nlohmann::json(e.kl) : nlohmann::json()},
                       {"kl_t2", e.has_kl ? nlohmann::json(e.kl * a.temperature * a.temperature) : nlohmann::json()},
-                      {"loss", e.loss}, {"test_accuracy", e.accuracy}, {"agreement", e.agreement},
+                      {"loss", e.loss},
+                      {"test_accuracy", e.accuracy},
+                      {"agreement", e.agreement},
                       {"seconds", e.seconds}});
-  return {{"arm", a.name}, {"seed", a.seed}, {"temperature", a.temperature}, {"alpha", a.alpha},
-          {"test_accuracy", a.accuracy}, {"agreement", a.agreement}, {"epochs", epochs}};
+  return {{"arm", a.name},
+          {"seed", a.seed},
+          {"temperature", a.temperature},
+          {"alpha", a.alpha},
+          {"test_accuracy", a.accuracy},
+          {"agreement", a.agreement},
+          {"epochs", epochs}};
 }
 
 // Everything every arm shares: data, the teacher, its cached logits.
@@ -140,10 +149,20 @@ struct Setup {
   const DistillOptions& o;
   ImageDataset train, test;
   ModulePtr teacher;
-  Tensor teacher_train_logits;  // (train, C), or undefined with --augment
+  Tensor teacher_train_logits;  // (train, C), or undefined with --augment or --no-cache
   Tensor teacher_test_predictions;
   double teacher_accuracy = 0;
 };
+
+// One epoch's line of the log.
+void print_epoch(const Arm& a, const EpochLog& e) {
+  const std::string kl = e.has_kl ? fmt::format("KL {:.4f} (T² KL {:.3f})", e.kl, e.kl * a.temperature * a.temperature)
+                                  : std::string("KL -");
+  std::printf("  %-9s seed %llu epoch %lld: CE %.4f  %s  loss %.4f  test %s  agreement %s  %.1f s\n", a.name.c_str(),
+              static_cast<unsigned long long>(a.seed), static_cast<long long>(e.epoch), e.ce, kl.c_str(), e.loss,
+              pct(e.accuracy).c_str(), pct(e.agreement).c_str(), e.seconds);
+  std::fflush(stdout);
+}
 
 // Trains one student: distilled from the teacher (T, alpha) or alone.
 Arm train_arm(const Setup& s, bool distilled, uint64_t seed, double T, double alpha) {
@@ -152,9 +171,16 @@ Arm train_arm(const Setup& s, bool distilled, uint64_t seed, double T, double al
   arm.name = distilled ? "distilled" : "alone";
   arm.seed = seed, arm.temperature = T, arm.alpha = alpha;
   arm.student = make_student(o.student, seed);
-  TrainConfig config{.model = arm.student.arch, .epochs = o.epochs, .batch = o.batch, .lr = o.lr,
-                     .schedule = o.schedule, .augment = o.augment, .seed = seed, .limit_train = o.limit_train,
-                     .limit_test = o.limit_test, .data_dir = o.data_dir};
+  TrainConfig config{.model = arm.student.arch,
+                     .epochs = o.epochs,
+                     .batch = o.batch,
+                     .lr = o.lr,
+                     .schedule = o.schedule,
+                     .augment = o.augment,
+                     .seed = seed,
+                     .limit_train = o.limit_train,
+                     .limit_test = o.limit_test,
+                     .data_dir = o.data_dir};
   double ce_sum = 0, kl_sum = 0;
   int64_t seen = 0;
   bool has_kl = false;
@@ -200,23 +226,19 @@ Arm train_arm(const Setup& s, bool distilled, uint64_t seed, double T, double al
           progress.step(fmt::format("loss {:.3f} acc {:.1f}%", loss, 100 * acc));
         });
     const Agreement a = compare(*arm.student.model, s.test, s.teacher_test_predictions);
-    arm.epochs.push_back({.epoch = e + 1, .ce = ce_sum / seen, .kl = kl_sum / seen, .loss = r.train_loss,
-                          .accuracy = r.test.accuracy, .agreement = a.agreement, .seconds = r.seconds,
+    arm.epochs.push_back({.epoch = e + 1,
+                          .ce = ce_sum / seen,
+                          .kl = kl_sum / seen,
+                          .loss = r.train_loss,
+                          .accuracy = r.test.accuracy,
+                          .agreement = a.agreement,
+                          .seconds = r.seconds,
                           .has_kl = has_kl});
+    if (!o.json) print_epoch(arm, arm.epochs.back());
   }
   arm.accuracy = arm.epochs.back().accuracy;
   arm.agreement = arm.epochs.back().agreement;
   return arm;
-}
-
-void print_epochs(const Arm& a) {
-  for (const EpochLog& e : a.epochs) {
-    const std::string kl = e.has_kl ? fmt::format("KL {:.4f} (T² KL {:.3f})", e.kl, e.kl * a.temperature * a.temperature)
-                                    : std::string("KL -");
-    std::printf("  %-9s seed %llu epoch %lld: CE %.4f  %s  loss %.4f  test %s  agreement %s  %.1f s\n",
-                a.name.c_str(), static_cast<unsigned long long>(a.seed), static_cast<long long>(e.epoch), e.ce,
-                kl.c_str(), e.loss, pct(e.accuracy).c_str(), pct(e.agreement).c_str(), e.seconds);
-  }
 }
 
 struct Spread {
@@ -274,32 +296,40 @@ int run_distill(const DistillOptions& o) {
         sum(eq(s.teacher_test_predictions, from_vector<int64_t>(labels, {s.test.size}))).item() / s.test.size;
   }
   double cache_seconds = 0;
-  if (!o.augment) {
+  if (!o.augment && !o.no_cache) {
     start = Clock::now();
     s.teacher_train_logits = logits_of(*teacher, s.train);
     cache_seconds = seconds_since(start);
   }
 
-  nlohmann::json j = {{"command", "distill"}, {"teacher", o.teacher}, {"teacher_model", teacher_arch},
-                      {"teacher_test_accuracy", s.teacher_accuracy}, {"student", o.student},
-                      {"epochs", o.epochs}, {"batch", o.batch}, {"lr", o.lr}, {"schedule", o.schedule},
-                      {"augment", o.augment}, {"seeds", o.seeds}};
+  nlohmann::json j = {{"command", "distill"},
+                      {"teacher", o.teacher},
+                      {"teacher_model", teacher_arch},
+                      {"teacher_test_accuracy", s.teacher_accuracy},
+                      {"student", o.student},
+                      {"epochs", o.epochs},
+                      {"batch", o.batch},
+                      {"lr", o.lr},
+                      {"schedule", o.schedule},
+                      {"augment", o.augment},
+                      {"seeds", o.seeds}};
   const int64_t distilled_runs = o.sweep ? static_cast<int64_t>(o.sweep_temperatures.size() * o.sweep_alphas.size())
                                          : static_cast<int64_t>(o.seeds.size());
   if (!o.json) {
     std::printf("teacher %s (%s): test accuracy %s\n", o.teacher.c_str(), teacher_arch.c_str(),
                 pct(s.teacher_accuracy).c_str());
-    if (o.augment)
-      std::printf("augmentation on: the teacher runs on every training batch\n");
+    if (o.augment || o.no_cache)
+      std::printf("%s: the teacher runs on every training batch\n", o.augment ? "augmentation on" : "--no-cache");
     else
-      std::printf("teacher logits for %lld training images cached in %.2f s, once; running the teacher on every "
-                  "batch instead would cost at least that again per epoch: about %.1f s over %lld distilled run(s) "
-                  "of %lld epochs\n",
-                  static_cast<long long>(s.train.size), cache_seconds,
-                  cache_seconds * static_cast<double>(distilled_runs * o.epochs) - cache_seconds,
-                  static_cast<long long>(distilled_runs), static_cast<long long>(o.epochs));
+      std::printf(
+          "teacher logits for %lld training images cached in %.2f s, once; running the teacher on every "
+          "batch instead would cost at least that again per epoch: about %.1f s over %lld distilled run(s) "
+          "of %lld epochs\n",
+          static_cast<long long>(s.train.size), cache_seconds,
+          cache_seconds * static_cast<double>(distilled_runs * o.epochs) - cache_seconds,
+          static_cast<long long>(distilled_runs), static_cast<long long>(o.epochs));
   }
-  j["teacher_cache_seconds"] = o.augment ? nlohmann::json() : nlohmann::json(cache_seconds);
+  j["teacher_cache_seconds"] = s.teacher_train_logits.defined() ? nlohmann::json(cache_seconds) : nlohmann::json();
 
   std::unique_ptr<Arm> keep;  // the first distilled student, for --out
   if (o.sweep) {
@@ -334,12 +364,10 @@ int run_distill(const DistillOptions& o) {
                                   : std::vector<std::string>{"seed", "distilled", "agreement"});
     for (uint64_t seed : o.seeds) {
       Arm d = train_arm(s, true, seed, o.temperature, o.alpha);
-      if (!o.json) print_epochs(d);
       runs.push_back(to_json(d));
       distilled_acc.push_back(d.accuracy);
       if (o.baseline) {
         Arm a = train_arm(s, false, seed, o.temperature, o.alpha);
-        if (!o.json) print_epochs(a);
         runs.push_back(to_json(a));
         alone_acc.push_back(a.accuracy);
         diff.push_back(d.accuracy - a.accuracy);
@@ -362,10 +390,10 @@ int run_distill(const DistillOptions& o) {
       summary["difference"] = {{"mean", sdiff.mean}, {"std", sdiff.std}, {"every_seed_positive", all_positive}};
       if (!o.json)
         std::printf("\n%s", fmt::format("distilled against alone: {:+.2f} points (mean of {} seed(s)); {} of them "
-                                         "positive\n",
-                                         100 * sdiff.mean, diff.size(),
-                                         std::count_if(diff.begin(), diff.end(), [](double d) { return d > 0; }))
-                                 .c_str());
+                                        "positive\n",
+                                        100 * sdiff.mean, diff.size(),
+                                        std::count_if(diff.begin(), diff.end(), [](double d) { return d > 0; }))
+                                .c_str());
     }
     j["runs"] = runs;
     j["summary"] = summary;
@@ -378,14 +406,16 @@ int run_distill(const DistillOptions& o) {
   if (!o.out.empty() && keep) {
     if (std::filesystem::path(o.out).has_parent_path())
       std::filesystem::create_directories(std::filesystem::path(o.out).parent_path());
-    nlohmann::json recipe = {{"teacher", o.teacher}, {"temperature", keep->temperature}, {"alpha", keep->alpha},
-                             {"epochs", o.epochs}, {"seed", keep->seed}, {"augment", o.augment}};
+    nlohmann::json recipe = {{"teacher", o.teacher}, {"temperature", keep->temperature},
+                             {"alpha", keep->alpha}, {"epochs", o.epochs},
+                             {"seed", keep->seed},   {"augment", o.augment}};
     Metadata extra = keep->student.pruner->masks().empty() ? Metadata{} : keep->student.pruner->checkpoint_metadata();
     extra["distill"] = recipe.dump();
     keep->trainer->save(o.out, keep->student.pruner->checkpoint_tensors(), extra);
     j["out"] = o.out;
-    if (!o.json) std::printf("wrote %s (distilled, T %g, alpha %g, seed %llu)\n", o.out.c_str(), keep->temperature,
-                             keep->alpha, static_cast<unsigned long long>(keep->seed));
+    if (!o.json)
+      std::printf("wrote %s (distilled, T %g, alpha %g, seed %llu)\n", o.out.c_str(), keep->temperature, keep->alpha,
+                  static_cast<unsigned long long>(keep->seed));
   }
   if (o.json) std::cout << j.dump() << std::endl;
   return 0;

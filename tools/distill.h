@@ -18,17 +18,18 @@ struct DistillOptions {
   double alpha = 0.7;
   int64_t epochs = 5;
   int64_t batch = 32;
-  double lr = 1e-3;                   // AdamW with the trainer's cosine schedule and warm-up, as `minidl train`
+  double lr = 1e-3;  // AdamW with the trainer's cosine schedule and warm-up, as `minidl train`
   std::string schedule = "cosine";
-  bool augment = false;               // random crop + flip: then the teacher runs on every batch
+  bool augment = false;   // random crop + flip: then the teacher runs on every batch
+  bool no_cache = false;  // run the teacher on every batch anyway (to time what the cache saves)
   std::vector<uint64_t> seeds = {0};
-  bool baseline = false;              // also train the student alone, same seed, epochs, schedule and data order
-  bool sweep = false;                 // T × α grid instead, first seed only
+  bool baseline = false;  // also train the student alone, same seed, epochs, schedule and data order
+  bool sweep = false;     // T × α grid instead, first seed only
   std::vector<double> sweep_temperatures = {1, 2, 4, 8};
   std::vector<double> sweep_alphas = {0.5, 0.7, 0.9};
   std::string data_dir = nn::kFashionMnistDir;
   int64_t limit_train = 0, limit_test = 0;
-  std::string out;                    // the distilled student (first seed) is written here
+  std::string out;  // the distilled student (first seed) is written here
   bool json = false;
 };
 

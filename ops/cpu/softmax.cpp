@@ -112,16 +112,17 @@ void softmax_rows_backward(const TensorArg& gx, const TensorArg& g, const Tensor
       const T* yr = yp + r * cols;
       T* o = out + r * cols;
       C dot = 0;  // Σ g (log) or Σ g y (softmax)
-      for (int64_t c = 0; c < cols; ++c) dot += log ? static_cast<C>(gr[c]) : static_cast<C>(gr[c]) * static_cast<C>(yr[c]);
-      if (log)
+      for (int64_t c = 0; c < cols; ++c)
+        dot += log ? static_cast<C>(gr[c]) : static_cast<C>(gr[c]) * static_cast<C>(yr[c]);
+      if (log) {
 #pragma omp simd
         for (int64_t c = 0; c < cols; ++c) o[c] = T(static_cast<C>(gr[c]) - exp_of(static_cast<C>(yr[c])) * dot);
-      else
+      } else {
         for (int64_t c = 0; c < cols; ++c) o[c] = T(static_cast<C>(yr[c]) * (static_cast<C>(gr[c]) - dot));
+      }
     }
   });
 }
-
 
 void cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits, const TensorArg& target,
                         const TensorArg& weight, const CrossEntropyParams& p, const TensorArg& status) {
@@ -273,14 +274,16 @@ void kl_div_rows_backward(const TensorArg& gs, const TensorArg& gt, const Tensor
       const T* s = sp + r * cols;
       const T* t = tp + r * cols;
       const T* st = stats + 4 * r;
-      const LogSumExp<C> ls{static_cast<C>(st[0]), static_cast<C>(st[1])}, lt{static_cast<C>(st[2]), static_cast<C>(st[3])};
+      const LogSumExp<C> ls{static_cast<C>(st[0]), static_cast<C>(st[1])},
+          lt{static_cast<C>(st[2]), static_cast<C>(st[3])};
       const C g = static_cast<C>(gp[r * g_stride]) * inv_t, kl = static_cast<C>(lp[r]);
       // One loop per gradient wanted, so neither holds a branch and both vectorise.
       if (gsp) {
         T* o = gsp + r * cols;
 #pragma omp simd
         for (int64_t c = 0; c < cols; ++c)
-          o[c] = T(g * (exp_of(ls.log_p(inv_t * static_cast<C>(s[c]))) - exp_of(lt.log_p(inv_t * static_cast<C>(t[c])))));
+          o[c] =
+              T(g * (exp_of(ls.log_p(inv_t * static_cast<C>(s[c]))) - exp_of(lt.log_p(inv_t * static_cast<C>(t[c])))));
       }
       if (gtp) {
         T* o = gtp + r * cols;
@@ -317,7 +320,8 @@ void distillation_rows(const TensorArg& kl, const TensorArg& ce, const TensorArg
     T* cep = ce.ptr<T>();
     T* gp = grad.data ? grad.ptr<T>() : nullptr;
     const C inv_t = C(1) / static_cast<C>(p.temperature);
-    const C a = static_cast<C>(p.alpha * p.temperature * p.grad_scale), b = static_cast<C>((1 - p.alpha) * p.grad_scale);
+    const C a = static_cast<C>(p.alpha * p.temperature * p.grad_scale),
+            b = static_cast<C>((1 - p.alpha) * p.grad_scale);
     int64_t first_bad = rows;
 #pragma omp parallel for reduction(min : first_bad) if (rows * cols > 32768)
     for (int64_t r = 0; r < rows; ++r) {
@@ -330,8 +334,8 @@ void distillation_rows(const TensorArg& kl, const TensorArg& ce, const TensorArg
         continue;
       }
       C* es = thread_scratch<C>(3 * cols);  // e^{(s − max)/T}
-      C* et = es + cols;                     // e^{(t − max)/T}
-      C* e1 = et + cols;                     // e^{s − max}
+      C* et = es + cols;                    // e^{(t − max)/T}
+      C* e1 = et + cols;                    // e^{s − max}
       const C ms = row_max<C>(s, cols), mt = row_max<C>(t, cols);
       const C sum_s = row_sum_exp<C>(s, cols, inv_t, ms * inv_t, es);
       const C sum_t = row_sum_exp<C>(t, cols, inv_t, mt * inv_t, et);
