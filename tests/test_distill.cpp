@@ -167,32 +167,34 @@ TEST_CASE("minidl distill: each bad request is a clear error, and a good one tra
   minidl::testing::TempDir dir;
   const std::string teacher =
       save_model(dir, "teacher.safetensors", nn::build_model(nn::TrainConfig{.model = "mlp-small"}), "mlp-small");
-  tools::DistillOptions o{.teacher = teacher, .epochs = 1, .limit_train = 64, .limit_test = 40, .json = true};
+  tools::DistillOptions o{.teachers = {teacher}, .epochs = 1, .limit_train = 64, .limit_test = 40, .json = true};
   auto fails_with = [&](tools::DistillOptions bad, const std::string& message) {
     CAPTURE(message);
     CHECK_THROWS_WITH(tools::run_distill(bad), doctest::Contains(message.c_str()));
   };
-  fails_with({.teacher = teacher, .temperature = 0}, "--T must be > 0, got 0");
-  fails_with({.teacher = teacher, .alpha = -0.1}, "--alpha must be in [0, 1], got -0.1");
-  fails_with({.teacher = dir / "missing.safetensors"}, "missing.safetensors: no such file");
+  fails_with({.teachers = {teacher}, .temperature = 0}, "--T must be > 0, got 0");
+  fails_with({.teachers = {teacher}, .alpha = -0.1}, "--alpha must be in [0, 1], got -0.1");
+  fails_with({.teachers = {dir / "missing.safetensors"}}, "missing.safetensors: no such file");
   minidl::testing::write_bytes(dir / "corrupt.safetensors", std::vector<uint8_t>{1, 2, 3, 4, 5, 6, 7, 8, 9});
-  fails_with({.teacher = dir / "corrupt.safetensors"}, "corrupt.safetensors");
-  fails_with({.teacher = teacher, .student = "mlp-huge"}, "neither a checkpoint file nor a zoo model");
+  fails_with({.teachers = {dir / "corrupt.safetensors"}}, "corrupt.safetensors");
+  fails_with({.teachers = {teacher}, .student = "mlp-huge"}, "neither a checkpoint file nor a zoo model");
   // A teacher with 12 classes for a 10-class student.
   Generator gen(1);
   auto twelve = nn::make<nn::Sequential>();
   twelve->add(nn::make<nn::Flatten>()).add(nn::make<nn::Linear>(784, 12, true, gen));
-  fails_with({.teacher = save_model(dir, "twelve.safetensors", twelve, "custom")},
-             "has 12 classes but the student mlp-small has 10");
+  const std::string twelve_path = save_model(dir, "twelve.safetensors", twelve, "custom");
+  fails_with({.teachers = {twelve_path}}, "has 12 classes but the student mlp-small has 10");
+  fails_with({.teachers = {teacher, twelve_path}}, "the teachers disagree on the number of classes");
   // Images of 16×16 for a teacher built for 28×28.
   minidl::testing::TempDir small;
   minidl::testing::write_dataset(small, "train", 20, 16);
   minidl::testing::write_dataset(small, "t10k", 20, 16);
-  fails_with({.teacher = teacher, .data_dir = small.path.string()}, "does not take this data's 16x16 images");
+  fails_with({.teachers = {teacher}, .data_dir = small.path.string()}, "does not take this data's 16x16 images");
 
   // A good request: both arms, two seeds, the student written and loadable.
   o.baseline = true;
   o.seeds = {0, 1};
+  o.teachers = {teacher, teacher};  // an ensemble of two
   o.out = dir / "student.safetensors";
   CHECK(tools::run_distill(o) == 0);
   std::string arch;

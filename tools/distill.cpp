@@ -36,14 +36,27 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 std::string pct(double f) { return fmt::format("{:.2f}%", 100 * f); }
 
-// The model's logits for every sample of `data`, in order (row i is sample i).
-Tensor logits_of(Module& model, const ImageDataset& data) {
+// The teacher: one model, or an ensemble whose logits are averaged (Hinton et
+// al. distilled an ensemble into one net; the mean of the logits is the
+// renormalised geometric mean of the members' probabilities). Eval mode, no grad.
+struct Teacher {
+  std::vector<ModulePtr> models;
+  Tensor operator()(const Tensor& images) const {
+    NoGradGuard no_grad;
+    Tensor total = (*models.front())(images);
+    for (size_t i = 1; i < models.size(); ++i) total = add(total, (*models[i])(images));
+    return models.size() == 1 ? total : div(total, scalar_like(static_cast<double>(models.size()), total));
+  }
+};
+
+// f's logits for every sample of `data`, in order (row i is sample i).
+template <class Logits>
+Tensor logits_of(const Logits& f, const ImageDataset& data) {
   NoGradGuard no_grad;
-  model.eval();
   DataLoader loader(data, {.batch_size = 500, .shuffle = false});
   loader.start_epoch(0);
   std::vector<Tensor> parts;
-  while (auto b = loader.next()) parts.push_back(model(b->images));
+  while (auto b = loader.next()) parts.push_back(f(b->images));
   return cat(parts, 0);
 }
 
@@ -53,7 +66,8 @@ struct Agreement {
   double accuracy = 0, agreement = 0;
 };
 Agreement compare(Module& student, const ImageDataset& test, const Tensor& teacher_predictions) {
-  Tensor predictions = argmax(logits_of(student, test), 1);
+  student.eval();
+  Tensor predictions = argmax(logits_of([&](const Tensor& x) { return student(x); }, test), 1);
   std::vector<int64_t> labels(test.labels.begin(), test.labels.end());
   const double n = static_cast<double>(test.size);
   return {sum(eq(predictions, from_vector<int64_t>(labels, {test.size}))).item() / n,
@@ -148,7 +162,7 @@ struct Setup {
   explicit Setup(const DistillOptions& options) : o(options) {}
   const DistillOptions& o;
   ImageDataset train, test;
-  ModulePtr teacher;
+  Teacher teacher;
   Tensor teacher_train_logits;  // (train, C), or undefined with --augment or --no-cache
   Tensor teacher_test_predictions;
   double teacher_accuracy = 0;
@@ -194,7 +208,7 @@ Arm train_arm(const Setup& s, bool distilled, uint64_t seed, double T, double al
         teacher_logits = index_select(s.teacher_train_logits, 0, b.indices);
       } else {
         NoGradGuard no_grad;
-        teacher_logits = (*s.teacher)(b.images);
+        teacher_logits = s.teacher(b.images);
       }
     }
     if (!distilled) {
@@ -264,31 +278,43 @@ int run_distill(const DistillOptions& o) {
   for (double a : o.sweep_alphas) MINIDL_CHECK(a >= 0 && a <= 1, "distill: sweep alpha {} must be in [0, 1]", a);
   MINIDL_CHECK(o.epochs >= 1, "distill: --epochs must be >= 1, got {}", o.epochs);
   MINIDL_CHECK(!o.seeds.empty(), "distill: --seeds is empty");
-  MINIDL_CHECK(!o.teacher.empty(), "distill: --teacher is required (a checkpoint minidl saved)");
-  MINIDL_CHECK(std::filesystem::is_regular_file(o.teacher), "distill: --teacher {}: no such file", o.teacher);
+  MINIDL_CHECK(!o.teachers.empty(), "distill: --teacher is required (a checkpoint minidl saved)");
+  for (const std::string& t : o.teachers)
+    MINIDL_CHECK(std::filesystem::is_regular_file(t), "distill: --teacher {}: no such file", t);
 
-  std::string teacher_arch;
-  ModulePtr teacher = load_model(o.teacher, &teacher_arch);  // a corrupt file is an error naming it
-  teacher->eval();
   Setup s(o);
-  s.teacher = teacher;
   s.train = load_mnist_format(o.data_dir, "train");
   s.test = load_mnist_format(o.data_dir, "t10k");
   if (o.limit_train > 0) s.train = s.train.subset(o.limit_train);
   if (o.limit_test > 0) s.test = s.test.subset(o.limit_test);
-  const int64_t teacher_classes = classes_of(*teacher, s.test, "teacher", o.teacher);
+  std::vector<std::string> teacher_archs;
+  int64_t teacher_classes = 0;
+  for (const std::string& t : o.teachers) {
+    std::string arch;
+    ModulePtr m = load_model(t, &arch);  // a corrupt file is an error naming it
+    m->eval();
+    const int64_t classes = classes_of(*m, s.test, "teacher", t);
+    MINIDL_CHECK(teacher_classes == 0 || classes == teacher_classes,
+                 "distill: the teachers disagree on the number of classes: {} has {}, {} has {}", o.teachers.front(),
+                 teacher_classes, t, classes);
+    teacher_classes = classes;
+    s.teacher.models.push_back(m);
+    teacher_archs.push_back(arch);
+  }
+  const std::string teacher_name = fmt::format("{}", fmt::join(o.teachers, " + "));
+  const std::string teacher_arch = fmt::format("{}", fmt::join(teacher_archs, " + "));
   {
     Student probe = make_student(o.student, o.seeds.front());
     const int64_t student_classes = classes_of(*probe.model, s.test, "student", o.student);
     MINIDL_CHECK(teacher_classes == student_classes,
                  "distill: the teacher {} has {} classes but the student {} has {}: they must predict the same classes",
-                 o.teacher, teacher_classes, o.student, student_classes);
+                 teacher_name, teacher_classes, o.student, student_classes);
   }
 
   // The teacher, once: its test predictions (for agreement), and its training
   // logits unless augmentation makes every batch new.
   auto start = Clock::now();
-  const Tensor teacher_test_logits = logits_of(*teacher, s.test);
+  const Tensor teacher_test_logits = logits_of(s.teacher, s.test);
   s.teacher_test_predictions = argmax(teacher_test_logits, 1);
   {
     std::vector<int64_t> labels(s.test.labels.begin(), s.test.labels.end());
@@ -298,12 +324,12 @@ int run_distill(const DistillOptions& o) {
   double cache_seconds = 0;
   if (!o.augment && !o.no_cache) {
     start = Clock::now();
-    s.teacher_train_logits = logits_of(*teacher, s.train);
+    s.teacher_train_logits = logits_of(s.teacher, s.train);
     cache_seconds = seconds_since(start);
   }
 
   nlohmann::json j = {{"command", "distill"},
-                      {"teacher", o.teacher},
+                      {"teacher", o.teachers},
                       {"teacher_model", teacher_arch},
                       {"teacher_test_accuracy", s.teacher_accuracy},
                       {"student", o.student},
@@ -316,7 +342,7 @@ int run_distill(const DistillOptions& o) {
   const int64_t distilled_runs = o.sweep ? static_cast<int64_t>(o.sweep_temperatures.size() * o.sweep_alphas.size())
                                          : static_cast<int64_t>(o.seeds.size());
   if (!o.json) {
-    std::printf("teacher %s (%s): test accuracy %s\n", o.teacher.c_str(), teacher_arch.c_str(),
+    std::printf("teacher %s (%s): test accuracy %s\n", teacher_name.c_str(), teacher_arch.c_str(),
                 pct(s.teacher_accuracy).c_str());
     if (o.augment || o.no_cache)
       std::printf("%s: the teacher runs on every training batch\n", o.augment ? "augmentation on" : "--no-cache");
@@ -406,9 +432,9 @@ int run_distill(const DistillOptions& o) {
   if (!o.out.empty() && keep) {
     if (std::filesystem::path(o.out).has_parent_path())
       std::filesystem::create_directories(std::filesystem::path(o.out).parent_path());
-    nlohmann::json recipe = {{"teacher", o.teacher}, {"temperature", keep->temperature},
-                             {"alpha", keep->alpha}, {"epochs", o.epochs},
-                             {"seed", keep->seed},   {"augment", o.augment}};
+    nlohmann::json recipe = {{"teacher", o.teachers}, {"temperature", keep->temperature},
+                             {"alpha", keep->alpha},  {"epochs", o.epochs},
+                             {"seed", keep->seed},    {"augment", o.augment}};
     Metadata extra = keep->student.pruner->masks().empty() ? Metadata{} : keep->student.pruner->checkpoint_metadata();
     extra["distill"] = recipe.dump();
     keep->trainer->save(o.out, keep->student.pruner->checkpoint_tensors(), extra);

@@ -12,7 +12,8 @@
 namespace minidl::tools {
 
 struct DistillOptions {
-  std::string teacher;                // any checkpoint load_model reads (dense, pruned, shrunk)
+  // Any checkpoint load_model reads (dense, pruned, shrunk); several: an ensemble, logits averaged.
+  std::vector<std::string> teachers;
   std::string student = "mlp-small";  // a zoo name, or a checkpoint to start from (a pruned one keeps its masks)
   double temperature = 4.0;
   double alpha = 0.7;

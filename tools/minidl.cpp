@@ -342,7 +342,9 @@ int main(int argc, char** argv) {
   Common distill_c;
   CLI::App* distill = app.add_subcommand(
       "distill", "train a student on a teacher's soft predictions; --baseline compares it with the student alone");
-  distill->add_option("--teacher", distill_o.teacher, "the teacher: any checkpoint minidl saved")->required();
+  distill->add_option("--teacher", distill_o.teachers,
+                      "the teacher: any checkpoint minidl saved (give several for an ensemble: logits averaged)")
+      ->required();
   distill->add_option("--student", distill_o.student, "a zoo model (mlp, mlp-small, cnn, resnet-s) or a checkpoint")
       ->capture_default_str();
   distill->add_option("--T", distill_o.temperature, "temperature of both softmaxes (> 0)")->capture_default_str();
