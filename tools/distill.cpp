@@ -349,8 +349,8 @@ int run_distill(const DistillOptions& o) {
     else
       std::printf(
           "teacher logits for %lld training images cached in %.2f s, once; running the teacher on every "
-          "batch instead would cost at least that again per epoch: about %.1f s over %lld distilled run(s) "
-          "of %lld epochs\n",
+          "batch instead costs about that again per epoch (time it with --no-cache): some %.0f s saved over "
+          "%lld run(s) of %lld epochs\n",
           static_cast<long long>(s.train.size), cache_seconds,
           cache_seconds * static_cast<double>(distilled_runs * o.epochs) - cache_seconds,
           static_cast<long long>(distilled_runs), static_cast<long long>(o.epochs));
