@@ -60,18 +60,13 @@ Tensor logits_of(const Logits& f, const ImageDataset& data) {
   return cat(parts, 0);
 }
 
-// Test accuracy, and the fraction of test images on which the student's top
-// class is the teacher's.
-struct Agreement {
-  double accuracy = 0, agreement = 0;
-};
-Agreement compare(Module& student, const ImageDataset& test, const Tensor& teacher_predictions) {
-  student.eval();
-  Tensor predictions = argmax(logits_of([&](const Tensor& x) { return student(x); }, test), 1);
-  std::vector<int64_t> labels(test.labels.begin(), test.labels.end());
-  const double n = static_cast<double>(test.size);
-  return {sum(eq(predictions, from_vector<int64_t>(labels, {test.size}))).item() / n,
-          sum(eq(predictions, teacher_predictions)).item() / n};
+// The fraction of `predictions` (int64 classes) equal to `reference` (labels, or another model's predictions).
+double agreement(const Tensor& predictions, const Tensor& reference) {
+  return sum(eq(predictions, reference)).item() / static_cast<double>(predictions.numel());
+}
+Tensor predictions_of(Module& model, const ImageDataset& data) {
+  model.eval();
+  return argmax(logits_of([&](const Tensor& x) { return model(x); }, data), 1);
 }
 
 // A student to train: a zoo model initialised from `seed`, or a checkpoint (the
@@ -87,8 +82,7 @@ Student make_student(const std::string& student, uint64_t seed) {
     SafeTensors file = load_safetensors(student);
     s.model = load_model(file, student, &s.arch);
     s.pruner = std::make_unique<compress::Pruner>(*s.model);
-    s.pruner->load_from(file, student);
-    s.pruner->apply();
+    s.pruner->load_from(file, student);  // checks the weights are zero where the masks prune
   } else {
     const auto& zoo = model_names();
     MINIDL_CHECK(std::find(zoo.begin(), zoo.end(), student) != zoo.end(),
@@ -202,15 +196,11 @@ Arm train_arm(const Setup& s, bool distilled, uint64_t seed, double T, double al
   hooks.loss = [&](const Tensor& logits, const Batch& b) {
     const int64_t n = b.labels.numel();
     seen += n;
-    Tensor teacher_logits;
-    if (distilled || s.teacher_train_logits.defined()) {
-      if (s.teacher_train_logits.defined()) {
-        teacher_logits = index_select(s.teacher_train_logits, 0, b.indices);
-      } else {
-        NoGradGuard no_grad;
-        teacher_logits = s.teacher(b.images);
-      }
-    }
+    Tensor teacher_logits;  // the lone student compares itself with cached logits only
+    if (s.teacher_train_logits.defined())
+      teacher_logits = index_select(s.teacher_train_logits, 0, b.indices);
+    else if (distilled)
+      teacher_logits = s.teacher(b.images);
     if (!distilled) {
       Tensor ce = cross_entropy(logits, b.labels);
       ce_sum += ce.item() * static_cast<double>(n);
@@ -239,15 +229,15 @@ Arm train_arm(const Setup& s, bool distilled, uint64_t seed, double T, double al
         arm.trainer->run_epoch(s.train, s.test, [&](int64_t, int64_t, int64_t, double loss, double acc, double) {
           progress.step(fmt::format("loss {:.3f} acc {:.1f}%", loss, 100 * acc));
         });
-    const Agreement a = compare(*arm.student.model, s.test, s.teacher_test_predictions);
-    arm.epochs.push_back({.epoch = e + 1,
-                          .ce = ce_sum / seen,
-                          .kl = kl_sum / seen,
-                          .loss = r.train_loss,
-                          .accuracy = r.test.accuracy,
-                          .agreement = a.agreement,
-                          .seconds = r.seconds,
-                          .has_kl = has_kl});
+    arm.epochs.push_back(
+        {.epoch = e + 1,
+         .ce = ce_sum / seen,
+         .kl = kl_sum / seen,
+         .loss = r.train_loss,
+         .accuracy = r.test.accuracy,
+         .agreement = agreement(predictions_of(*arm.student.model, s.test), s.teacher_test_predictions),
+         .seconds = r.seconds,
+         .has_kl = has_kl});
     if (!o.json) print_epoch(arm, arm.epochs.back());
   }
   arm.accuracy = arm.epochs.back().accuracy;
@@ -316,11 +306,9 @@ int run_distill(const DistillOptions& o) {
   auto start = Clock::now();
   const Tensor teacher_test_logits = logits_of(s.teacher, s.test);
   s.teacher_test_predictions = argmax(teacher_test_logits, 1);
-  {
-    std::vector<int64_t> labels(s.test.labels.begin(), s.test.labels.end());
-    s.teacher_accuracy =
-        sum(eq(s.teacher_test_predictions, from_vector<int64_t>(labels, {s.test.size}))).item() / s.test.size;
-  }
+  s.teacher_accuracy =
+      agreement(s.teacher_test_predictions,
+                from_vector<int64_t>(std::vector<int64_t>(s.test.labels.begin(), s.test.labels.end()), {s.test.size}));
   double cache_seconds = 0;
   if (!o.augment && !o.no_cache) {
     start = Clock::now();

@@ -202,20 +202,16 @@ void cross_entropy_rows_backward(const TensorArg& gx, const TensorArg& scale, co
       const LogSumExp<C> s{static_cast<C>(sp[2 * r]), static_cast<C>(sp[2 * r + 1])};
       const C hard = (C(1) - eps) * (wp ? static_cast<C>(wp[t]) : C(1));  // weight of (p − onehot_t)
       const C soft = eps / C(cols);
-      // Two loops, so neither holds a branch and both vectorise.
-      if (wp) {
+      // One loop, instantiated per weighting, so it holds no branch and vectorises.
+      auto write = [&](auto weight_of) {
 #pragma omp simd
         for (int64_t c = 0; c < cols; ++c) {
           const C prob = exp_of(s.log_p(static_cast<C>(x[c])));
-          o[c] = T(g * (hard * prob + soft * (w_total * prob - static_cast<C>(wp[c]))));
+          o[c] = T(g * (hard * prob + soft * (w_total * prob - weight_of(c))));
         }
-      } else {
-#pragma omp simd
-        for (int64_t c = 0; c < cols; ++c) {
-          const C prob = exp_of(s.log_p(static_cast<C>(x[c])));
-          o[c] = T(g * (hard * prob + soft * (w_total * prob - C(1))));
-        }
-      }
+      };
+      if (wp) write([&](int64_t c) { return static_cast<C>(wp[c]); });
+      else write([](int64_t) { return C(1); });
       o[t] = T(static_cast<C>(o[t]) - g * hard);
     }
   });
