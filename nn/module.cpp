@@ -85,6 +85,13 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
     for (const auto& [name, t] : state)
       MINIDL_CHECK(used.count(name), "load_state_dict: unexpected tensor '{}' (shape {}) not in the model", name,
                    t.shape());
+  for (auto& [path, m] : named_modules()) {
+    try {
+      m->after_load();
+    } catch (const Error& e) {
+      fail("load_state_dict: {}{}", path.empty() ? "" : path + ": ", e.what());
+    }
+  }
 }
 
 void Module::train(bool on) {

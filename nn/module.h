@@ -58,6 +58,10 @@ class Module {
 
   // Parameters and buffers by name.
   StateDict state_dict() const;
+  // Called on every module of the tree once load_state_dict has copied the
+  // values in: a layer that keeps data derived from its tensors (an int8
+  // layer's packed weight) rebuilds and checks it here.
+  virtual void after_load() {}
   // Copies values in (shapes and dtypes must match). Strict: every name must be
   // present and none extra; errors name the offending tensor.
   void load_state_dict(const StateDict& state, bool strict = true);

@@ -111,6 +111,17 @@ std::vector<std::pair<std::string, ModulePtr>> SpecReader::children() const {
 
 // ---------------------------------------------------------------- the registry
 
+}  // namespace minidl::nn
+
+// compress/ sits above nn/ and defines the builders of its layers; the registry
+// lists them below because a static library leaves out an object file nothing
+// calls, and with it any registration the file would make of itself.
+namespace minidl::compress {
+nn::ModulePtr build_quant_linear(const nn::SpecReader& r);
+}
+
+namespace minidl::nn {
+
 namespace {
 std::mutex g_registry_mutex;
 
@@ -213,6 +224,7 @@ std::map<std::string, LayerBuilder>& registry() {
        }},
       {"Sequential", build_sequential},
       {"ResidualBlock", build_residual_block},
+      {"QuantLinear", compress::build_quant_linear},
   };
   return builders;
 }

@@ -361,6 +361,15 @@ ModulePtr load_model(SafeTensors file, const std::string& path, std::string* des
   return model;
 }
 
+void save_model(const std::string& path, const Module& model, const Metadata& extra_metadata) {
+  Metadata meta = {{"format", kFormat}, {"arch", "custom"}, {"model", model.spec().dump()}};
+  for (const auto& [key, value] : extra_metadata) {
+    MINIDL_CHECK(!meta.count(key), "save_model: extra metadata '{}' would overwrite the checkpoint's own", key);
+    meta[key] = value;
+  }
+  save_safetensors(path, model.state_dict(), meta);
+}
+
 nlohmann::json to_json(const EvalResult& r) {
   return {{"loss", r.loss},       {"accuracy", r.accuracy},
           {"samples", r.samples}, {"seconds", r.seconds},

@@ -134,6 +134,11 @@ ModulePtr load_model(const std::string& checkpoint_path, std::string* descriptio
 // The same from a file already read (`name` stands for it in errors).
 ModulePtr load_model(SafeTensors checkpoint, const std::string& name, std::string* description = nullptr);
 
+// Writes a model alone, without optimizer state (atomically): its tensors, its
+// spec and `extra_metadata`. load_model and `minidl eval` read it back; what
+// `minidl quantize` writes.
+void save_model(const std::string& path, const Module& model, const Metadata& extra_metadata = {});
+
 nlohmann::json to_json(const EvalResult& r);
 nlohmann::json to_json(const EpochResult& r);
 

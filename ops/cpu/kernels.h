@@ -49,6 +49,48 @@ void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, con
 bool gemm_kernel_supported(GemmKernel kernel);
 const char* gemm_kernel_name(GemmKernel kernel);
 
+// ---- int8 dynamic quantization (ops/cpu/qgemm.cpp)
+
+// x ≈ scale · (q − zero_point), q in [0, 255]: an activation tensor's range,
+// chosen per call from its minimum and maximum (always including 0).
+struct QuantParams {
+  float scale = 1.0f;
+  int32_t zero_point = 0;
+};
+// x (M, K) f32, row stride ldx. Throws when x holds NaN or infinity.
+QuantParams choose_quant_params(const float* x, int64_t M, int64_t K, int64_t ldx);
+// out (M, qgemm_padded_k(K)) u8, row stride ldo := round(x / scale) + zero_point, clamped;
+// the padding columns hold the zero point.
+void quantize_rows_u8(const float* x, int64_t M, int64_t K, int64_t ldx, QuantParams q, uint8_t* out, int64_t ldo);
+
+// The int8 weight layout (qgemm.cpp's header): W (N, K) int8 row-major into
+// `packed` (qgemm_packed_bytes(N, K) bytes), and each row's sum into row_sums (N).
+int64_t qgemm_packed_bytes(int64_t N, int64_t K);
+int64_t qgemm_padded_k(int64_t K);  // K rounded up to a multiple of 4
+void qgemm_pack_weight(const int8_t* w, int64_t N, int64_t K, int8_t* packed, int32_t* row_sums);
+
+// y (M, N) f32 = act(x_scale·w_scale[n]·(Σ_k x[m,k]·W[n,k] − x_zero_point·row_sums[n]) + bias[n]).
+struct QGemmArgs {
+  int64_t M = 0, N = 0, K = 0;
+  const uint8_t* x = nullptr;  // (M, qgemm_padded_k(K)), row stride ldx
+  int64_t ldx = 0;
+  float x_scale = 1.0f;
+  int32_t x_zero_point = 0;
+  const int8_t* w_packed = nullptr;   // qgemm_pack_weight's layout
+  const int32_t* w_row_sums = nullptr;  // (N)
+  const float* w_scale = nullptr;       // (N)
+  const float* bias = nullptr;          // (N) or null
+  bool relu = false;
+  float* y = nullptr;  // (M, N), row stride ldy
+  int64_t ldy = 0;
+};
+// `best`: AVX512-VNNI, else AVX-VNNI, else AVX2, else the reference loop. All
+// give the same integer sums (exact); tests run each this CPU has.
+enum class QGemmKernel { best, reference, avx2, avx_vnni, avx512_vnni };
+void qgemm(const QGemmArgs& args, QGemmKernel kernel = QGemmKernel::best);
+bool qgemm_kernel_supported(QGemmKernel kernel);
+const char* qgemm_kernel_name(QGemmKernel kernel);
+
 // C (rows, n) := W (rows, cols) · B (cols, n) for a sparse W (CSR or BSR,
 // ops/kernel_types.h), then the epilogue (its bias one value per row of C, and
 // ReLU). B and C are f32 with unit column stride. Each kernel is vectorised over

@@ -1,0 +1,427 @@
+// ops/cpu/qgemm.cpp — the int8 GEMM of dynamic quantization, and the
+// quantization of activations that feeds it.
+//
+//   y (M, N) f32 = act( sx·sw[n] · (Σ_k xq[m,k]·wq[n,k] − zx·Σ_k wq[n,k]) + bias[n] )
+//
+// x is quantized per call, per tensor, to unsigned bytes with a zero point
+// (x ≈ sx·(xq − zx)): after a ReLU every activation is ≥ 0 and all 256 levels
+// go to the values that occur. The weight was quantized ahead of time,
+// symmetrically (w ≈ sw[n]·wq, wq in [−127, 127]), so it needs no zero point;
+// the activation's zero point comes out of the sum as zx times the weight row's
+// sum, precomputed at packing. The integer part is exact, so every kernel below
+// gives bit-identical accumulators; the epilogue (subtract, convert, scale, add
+// the bias, ReLU) runs on each tile while it is still in registers.
+//
+// The kernels, tested against each other (tests/test_quant.cpp):
+//   reference   plain loops over the packed layout; the yardstick.
+//   avx512-vnni vpdpbusd: each 32-bit lane multiplies 4 unsigned bytes of x by 4
+//               signed bytes of w and adds the four products to its accumulator —
+//               64 multiply-adds per instruction, 4× an f32 FMA.
+//   avx-vnni    the same instruction on 256-bit registers.
+//   avx2        no dot-product instruction: vpmaddubsw multiplies u8 by s8 and adds
+//               pairs into 16-bit lanes, which saturate — 255·127·2 > 32767. So x
+//               goes in as the signed x − 128 (|x − 128| ≤ 128; 128·127·2 fits),
+//               multiplied through vpsignb/vpabsb, and the missing 128·Σw is added
+//               back with the zero point: exact, like the others.
+//
+// Layout (qgemm_pack_weight): K is padded to a multiple of 4 (groups of 4 bytes,
+// what one lane multiplies) and N to 16 columns per panel. Panel p holds, for
+// each group g, columns 16p .. 16p+15's bytes wq[n, 4g .. 4g+3]: 64 bytes, one
+// zmm register, read with stride 1. A micro-kernel keeps an MR × (16·NV) tile of
+// accumulators in registers, broadcasts 4 bytes of each of its MR rows of x per
+// group and loads NV vectors of the weight: MR·NV multiply-adds of 64 per NV
+// loads. Threads split the (panel group × row block) tiles.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "ops/cpu/cpu_features.h"
+#include "ops/cpu/kernels.h"
+#include "ops/cpu/loops.h"
+
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which its own
+// -W(maybe-)uninitialized reports in every file that uses them; the value is never read.
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+namespace minidl::cpu {
+
+namespace {
+constexpr int64_t kPanel = 16;  // columns per panel: one zmm of int32 lanes
+
+int64_t groups_of(int64_t K) { return (K + 3) / 4; }
+int64_t panels_of(int64_t N) { return (N + kPanel - 1) / kPanel; }
+
+// Byte offset of w[n, k] in the packed layout.
+int64_t packed_offset(int64_t n, int64_t k, int64_t K) {
+  const int64_t p = n / kPanel, g = k / 4;
+  return (p * groups_of(K) + g) * (4 * kPanel) + (n % kPanel) * 4 + k % 4;
+}
+}  // namespace
+
+// ---------------------------------------------------------------- packing and quantizing
+
+int64_t qgemm_packed_bytes(int64_t N, int64_t K) { return panels_of(N) * groups_of(K) * 4 * kPanel; }
+int64_t qgemm_padded_k(int64_t K) { return groups_of(K) * 4; }
+
+void qgemm_pack_weight(const int8_t* w, int64_t N, int64_t K, int8_t* packed, int32_t* row_sums) {
+  std::memset(packed, 0, static_cast<size_t>(qgemm_packed_bytes(N, K)));  // padding multiplies as 0
+  for (int64_t n = 0; n < N; ++n) {
+    int32_t sum = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      packed[packed_offset(n, k, K)] = w[n * K + k];
+      sum += w[n * K + k];
+    }
+    row_sums[n] = sum;
+  }
+}
+
+QuantParams choose_quant_params(const float* x, int64_t M, int64_t K, int64_t ldx) {
+  // The range always holds 0, so zero (a ReLU's output, padding) is exact.
+  float lo = 0, hi = 0, poison = 0;  // poison: Σ (x − x), NaN iff some x is NaN or ±inf
+  for (int64_t m = 0; m < M; ++m) {
+    const float* row = x + m * ldx;
+#pragma omp simd reduction(min : lo) reduction(max : hi) reduction(+ : poison)
+    for (int64_t k = 0; k < K; ++k) {
+      lo = std::min(lo, row[k]);
+      hi = std::max(hi, row[k]);
+      poison += row[k] - row[k];
+    }
+  }
+  if (!std::isfinite(poison)) throw Error("quantize: the input holds NaN or infinity; it has no int8 range");
+  QuantParams q;
+  if (hi == lo) return q;  // all zero: scale 1, zero point 0
+  q.scale = (hi - lo) / 255.0f;
+  q.zero_point = static_cast<int32_t>(std::clamp(std::nearbyint(-lo / q.scale), 0.0f, 255.0f));
+  return q;
+}
+
+namespace {
+// q = clamp(round(x / s) + z, 0, 255), rounding half to even (the vector and
+// scalar forms round alike: vcvtps2dq uses the same default mode as nearbyint).
+void quantize_row_scalar(const float* x, int64_t K, float inv_scale, int32_t zero, uint8_t* out) {
+  for (int64_t k = 0; k < K; ++k) {
+    const float q = std::nearbyint(x[k] * inv_scale) + static_cast<float>(zero);
+    out[k] = static_cast<uint8_t>(std::clamp(q, 0.0f, 255.0f));
+  }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void quantize_row_avx512(const float* x, int64_t K,
+                                                                              float inv_scale, int32_t zero,
+                                                                              uint8_t* out) {
+  const __m512 s = _mm512_set1_ps(inv_scale);
+  const __m512i z = _mm512_set1_epi32(zero), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
+  for (int64_t k = 0; k < K; k += 16) {
+    const __mmask16 m = K - k >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (K - k)) - 1);
+    // Round first, then add the zero point, exactly as the scalar form does.
+    __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + k), s)), z);
+    q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+    _mm_mask_storeu_epi8(out + k, m, _mm512_cvtepi32_epi8(q));
+  }
+}
+}  // namespace
+
+void quantize_rows_u8(const float* x, int64_t M, int64_t K, int64_t ldx, QuantParams q, uint8_t* out, int64_t ldo) {
+  const float inv = 1.0f / q.scale;
+  const bool avx512 = cpu_path() == CpuPath::avx512;
+  const bool parallel = M * K >= 4 * kParallelGrain && !in_parallel();
+#pragma omp parallel for if (parallel) schedule(static)
+  for (int64_t m = 0; m < M; ++m) {
+    if (avx512)
+      quantize_row_avx512(x + m * ldx, K, inv, q.zero_point, out + m * ldo);
+    else
+      quantize_row_scalar(x + m * ldx, K, inv, q.zero_point, out + m * ldo);
+    // The padding up to a group of 4 holds the zero point: it meets zero weights.
+    for (int64_t k = K; k < qgemm_padded_k(K); ++k) out[m * ldo + k] = static_cast<uint8_t>(q.zero_point);
+  }
+}
+
+// ---------------------------------------------------------------- the epilogue, in scalar form
+
+namespace {
+// y = act(scale·(acc − zx·row_sum) + bias) for one element; the vector kernels
+// compute the same with one rounding in the same places (a fused multiply-add).
+inline float finish(int32_t acc, int64_t n, const QGemmArgs& a) {
+  const int32_t centred = acc - a.x_zero_point * a.w_row_sums[n];
+  const float scale = a.x_scale * a.w_scale[n];
+  float v = std::fma(static_cast<float>(centred), scale, a.bias ? a.bias[n] : 0.0f);
+  return a.relu ? std::max(v, 0.0f) : v;
+}
+
+// ---------------------------------------------------------------- reference
+
+void qgemm_reference(const QGemmArgs& a) {
+  const int64_t K = a.K;
+#pragma omp parallel for if (a.M * a.N * K > 262144 && !in_parallel()) schedule(static)
+  for (int64_t m = 0; m < a.M; ++m)
+    for (int64_t n = 0; n < a.N; ++n) {
+      int32_t acc = 0;
+      for (int64_t k = 0; k < K; ++k)
+        acc += static_cast<int32_t>(a.x[m * a.ldx + k]) * static_cast<int32_t>(a.w_packed[packed_offset(n, k, K)]);
+      a.y[m * a.ldy + n] = finish(acc, n, a);
+    }
+}
+
+// ---------------------------------------------------------------- the tile loop, shared by the SIMD kernels
+
+// Runs tile(rows, m0, p0, panels) over the whole output: panel groups of up to
+// `nv` panels × row blocks of `mr` rows, split across threads in contiguous
+// ranges (group-major, so each thread reads its own share of the weight).
+template <class Tile>
+void for_each_tile(const QGemmArgs& a, int64_t mr, int64_t nv, Tile&& tile) {
+  const int64_t P = panels_of(a.N);
+  const int64_t row_blocks = (a.M + mr - 1) / mr, col_groups = (P + nv - 1) / nv;
+  const int64_t tiles = row_blocks * col_groups;
+  // About 48 K multiply-adds per thread before a second one pays (a region costs ~1.5 µs).
+  const bool parallel = a.M * a.N * a.K >= 196608 && tiles > 1 && !in_parallel();
+  auto run = [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t g = t / row_blocks, r = t % row_blocks;
+      const int64_t m0 = r * mr, p0 = g * nv;
+      tile(std::min(mr, a.M - m0), m0, p0, std::min(nv, P - p0));
+    }
+  };
+  if (!parallel) return run(0, tiles);
+#pragma omp parallel
+  {
+    const int64_t n = team_size(), i = thread_index();
+    run(tiles * i / n, tiles * (i + 1) / n);
+  }
+}
+
+// ---------------------------------------------------------------- AVX-512 VNNI
+
+template <int MR, int NV>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni512(const QGemmArgs& a, int64_t m0,
+                                                                                  int64_t p0) {
+  const int64_t G = groups_of(a.K);
+  const int8_t* w = a.w_packed + p0 * G * 64;
+  const uint8_t* x = a.x + m0 * a.ldx;
+  __m512i acc[MR][NV];
+  for (auto& row : acc)
+    for (auto& v : row) v = _mm512_setzero_si512();
+  for (int64_t g = 0; g < G; ++g) {
+    __m512i b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_si512(w + (v * G + g) * 64);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      int32_t four;
+      std::memcpy(&four, x + i * a.ldx + 4 * g, 4);
+      const __m512i xi = _mm512_set1_epi32(four);
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], xi, b[v]);
+    }
+  }
+  const __m512i zx = _mm512_set1_epi32(a.x_zero_point);
+  const __m512 sx = _mm512_set1_ps(a.x_scale), zero = _mm512_setzero_ps();
+  for (int v = 0; v < NV; ++v) {
+    const int64_t n0 = (p0 + v) * kPanel;
+    const __mmask16 m = a.N - n0 >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (a.N - n0)) - 1);
+    const __m512i zsum = _mm512_mullo_epi32(zx, _mm512_maskz_loadu_epi32(m, a.w_row_sums + n0));
+    const __m512 scale = _mm512_mul_ps(sx, _mm512_maskz_loadu_ps(m, a.w_scale + n0));
+    const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(m, a.bias + n0) : zero;
+    for (int i = 0; i < MR; ++i) {
+      __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][v], zsum)), scale, bias);
+      if (a.relu) y = _mm512_max_ps(y, zero);
+      _mm512_mask_storeu_ps(a.y + (m0 + i) * a.ldy + n0, m, y);
+    }
+  }
+}
+
+// The instantiation for (rows, panels): full tiles use the largest, edges the exact fit.
+template <int MR>
+void tile_vnni512_rows(const QGemmArgs& a, int64_t m0, int64_t p0, int64_t nv) {
+  for (; nv >= 8 && MR <= 2; nv -= 8, p0 += 8) tile_vnni512<MR, (MR <= 2 ? 8 : 4)>(a, m0, p0);
+  for (; nv >= 4; nv -= 4, p0 += 4) tile_vnni512<MR, 4>(a, m0, p0);
+  switch (nv) {
+    case 3:
+      return tile_vnni512<MR, 3>(a, m0, p0);
+    case 2:
+      return tile_vnni512<MR, 2>(a, m0, p0);
+    case 1:
+      return tile_vnni512<MR, 1>(a, m0, p0);
+  }
+}
+
+constexpr int kVnniMR = 6;  // 6 rows × 4 panels = 24 zmm accumulators, 4 weight loads per 24 instructions
+
+void qgemm_vnni512(const QGemmArgs& a) {
+  // Batch 1 or 2 streams the weight: 8 panels per tile keep 8 independent
+  // accumulator chains in flight per row (vpdpbusd has a 4–5 cycle latency).
+  const int64_t nv = a.M <= 2 ? 8 : 4;
+  for_each_tile(a, kVnniMR, nv, [&](int64_t rows, int64_t m0, int64_t p0, int64_t panels) {
+    switch (rows) {
+      case 6:
+        return tile_vnni512_rows<6>(a, m0, p0, panels);
+      case 5:
+        return tile_vnni512_rows<5>(a, m0, p0, panels);
+      case 4:
+        return tile_vnni512_rows<4>(a, m0, p0, panels);
+      case 3:
+        return tile_vnni512_rows<3>(a, m0, p0, panels);
+      case 2:
+        return tile_vnni512_rows<2>(a, m0, p0, panels);
+      case 1:
+        return tile_vnni512_rows<1>(a, m0, p0, panels);
+    }
+  });
+}
+
+// ---------------------------------------------------------------- 256-bit: AVX-VNNI, or AVX2 emulating it
+
+// One 256-bit register holds 8 columns' groups of 4 bytes: a panel is two of them.
+// Dot4 adds, per 32-bit lane, the 4 products of x's bytes by w's.
+// (The build's baseline is AVX2, so these need no target attribute; the one
+// AVX-VNNI instruction is written in assembly so that the AVX2 kernel, the same
+// template, is not compiled for a CPU it may not run on.)
+struct AvxVnni {
+  static constexpr int kXOffset = 0;  // x goes in as stored
+  static __m256i dot4(__m256i acc, __m256i x, __m256i w) {
+    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(x), "x"(w));
+    return acc;
+  }
+};
+struct Avx2 {
+  static constexpr int kXOffset = 128;  // x goes in as x − 128 (see the header)
+  static __m256i dot4(__m256i acc, __m256i xs, __m256i w) {
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(xs), _mm256_sign_epi8(w, xs));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+  }
+};
+
+template <class Isa, int MR, int NV>
+void tile_256(const QGemmArgs& a, int64_t m0, int64_t p0) {
+  const int64_t G = groups_of(a.K);
+  const int8_t* w = a.w_packed + p0 * G * 64;
+  const uint8_t* x = a.x + m0 * a.ldx;
+  constexpr int V = 2 * NV;  // 256-bit halves
+  __m256i acc[MR][V];
+  for (auto& row : acc)
+    for (auto& v : row) v = _mm256_setzero_si256();
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(Isa::kXOffset));
+  for (int64_t g = 0; g < G; ++g) {
+    __m256i b[V];
+    for (int v = 0; v < V; ++v)
+      b[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + ((v / 2) * G + g) * 64 + (v % 2) * 32));
+    for (int i = 0; i < MR; ++i) {
+      int32_t four;
+      std::memcpy(&four, x + i * a.ldx + 4 * g, 4);
+      const __m256i xi = _mm256_xor_si256(_mm256_set1_epi32(four), flip);  // u8 − 128 as s8 when flip is 0x80
+      for (int v = 0; v < V; ++v) acc[i][v] = Isa::dot4(acc[i][v], xi, b[v]);
+    }
+  }
+  // Σ x·w = Σ (x − offset)·w + offset·Σ w: the offset joins the zero point.
+  const __m256i zx = _mm256_set1_epi32(a.x_zero_point - Isa::kXOffset);
+  const __m256 sx = _mm256_set1_ps(a.x_scale), zero = _mm256_setzero_ps();
+  for (int v = 0; v < V; ++v) {
+    const int64_t n0 = p0 * kPanel + v * 8, cols = std::min<int64_t>(8, a.N - n0);
+    if (cols <= 0) break;
+    alignas(32) int32_t rs[8] = {};
+    alignas(32) float sc[8] = {}, bi[8] = {};
+    for (int64_t j = 0; j < cols; ++j)
+      rs[j] = a.w_row_sums[n0 + j], sc[j] = a.w_scale[n0 + j], bi[j] = a.bias ? a.bias[n0 + j] : 0.0f;
+    const __m256i zsum = _mm256_mullo_epi32(zx, _mm256_load_si256(reinterpret_cast<const __m256i*>(rs)));
+    const __m256 scale = _mm256_mul_ps(sx, _mm256_load_ps(sc)), bias = _mm256_load_ps(bi);
+    for (int i = 0; i < MR; ++i) {
+      __m256 y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][v], zsum)), scale, bias);
+      if (a.relu) y = _mm256_max_ps(y, zero);
+      float* out = a.y + (m0 + i) * a.ldy + n0;
+      if (cols == 8) {
+        _mm256_storeu_ps(out, y);
+      } else {
+        alignas(32) float tmp[8];
+        _mm256_store_ps(tmp, y);
+        std::copy_n(tmp, cols, out);
+      }
+    }
+  }
+}
+
+constexpr int k256MR = 4;  // 4 rows × 2 panels = 16 ymm accumulators, 4 weight loads per row
+
+template <class Isa, int MR>
+void tile_256_rows(const QGemmArgs& a, int64_t m0, int64_t p0, int64_t nv) {
+  for (; nv >= 2; nv -= 2, p0 += 2) tile_256<Isa, MR, 2>(a, m0, p0);
+  if (nv == 1) tile_256<Isa, MR, 1>(a, m0, p0);
+}
+
+template <class Isa>
+void qgemm_256(const QGemmArgs& a) {
+  for_each_tile(a, k256MR, 2, [&](int64_t rows, int64_t m0, int64_t p0, int64_t panels) {
+    switch (rows) {
+      case 4:
+        return tile_256_rows<Isa, 4>(a, m0, p0, panels);
+      case 3:
+        return tile_256_rows<Isa, 3>(a, m0, p0, panels);
+      case 2:
+        return tile_256_rows<Isa, 2>(a, m0, p0, panels);
+      case 1:
+        return tile_256_rows<Isa, 1>(a, m0, p0, panels);
+    }
+  });
+}
+
+QGemmKernel best_qgemm_kernel() {
+  const CpuFeatures& f = cpu_features();
+  const CpuPath path = cpu_path();
+  if (path == CpuPath::avx512 && f.avx512_vnni) return QGemmKernel::avx512_vnni;
+  if (path != CpuPath::generic && f.avx_vnni) return QGemmKernel::avx_vnni;
+  if (path != CpuPath::generic) return QGemmKernel::avx2;
+  return QGemmKernel::reference;
+}
+}  // namespace
+
+bool qgemm_kernel_supported(QGemmKernel k) {
+  const CpuFeatures& f = cpu_features();
+  switch (k) {
+    case QGemmKernel::best:
+    case QGemmKernel::reference:
+      return true;
+    case QGemmKernel::avx2:
+      return cpu_path_supported(CpuPath::avx2);
+    case QGemmKernel::avx_vnni:
+      return cpu_path_supported(CpuPath::avx2) && f.avx_vnni;
+    case QGemmKernel::avx512_vnni:
+      return cpu_path_supported(CpuPath::avx512) && f.avx512_vnni;
+  }
+  return false;
+}
+
+const char* qgemm_kernel_name(QGemmKernel k) {
+  switch (k) {
+    case QGemmKernel::best:
+      return qgemm_kernel_name(best_qgemm_kernel());
+    case QGemmKernel::reference:
+      return "int8-reference";
+    case QGemmKernel::avx2:
+      return "int8-avx2 (vpmaddubsw, 4x32)";
+    case QGemmKernel::avx_vnni:
+      return "int8-avx-vnni (vpdpbusd ymm, 4x32)";
+    case QGemmKernel::avx512_vnni:
+      return "int8-avx512-vnni (vpdpbusd zmm, 6x64)";
+  }
+  return "?";
+}
+
+void qgemm(const QGemmArgs& a, QGemmKernel kernel) {
+  if (a.M == 0 || a.N == 0) return;
+  if (kernel == QGemmKernel::best) kernel = best_qgemm_kernel();
+  if (!qgemm_kernel_supported(kernel))
+    throw Error(std::string("qgemm: this CPU (") + cpu_features().model + ") cannot run " + qgemm_kernel_name(kernel));
+  switch (kernel) {
+    case QGemmKernel::avx512_vnni:
+      return qgemm_vnni512(a);
+    case QGemmKernel::avx_vnni:
+      return qgemm_256<AvxVnni>(a);
+    case QGemmKernel::avx2:
+      return qgemm_256<Avx2>(a);
+    default:
+      return qgemm_reference(a);
+  }
+}
+
+}  // namespace minidl::cpu

@@ -1,0 +1,138 @@
+#include "ops/quant.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/autograd.h"
+#include "core/check.h"
+#include "ops/cpu/kernels.h"
+#include "ops/elementwise.h"
+#include "ops/factory.h"
+#include "ops/reduce.h"
+
+namespace minidl {
+
+QuantizedWeight quantize_weight_int8(const Tensor& w_in, bool per_channel) {
+  MINIDL_CHECK(w_in.dim() == 2, "quantize_weight_int8: weight must be 2-D (out, in), got {}", w_in.shape());
+  MINIDL_CHECK(w_in.dtype() == DType::f32 && w_in.device().is_cpu(),
+               "quantize_weight_int8: expected an f32 CPU weight, got {} on {}", w_in.dtype(), w_in.device());
+  NoGradGuard no_grad;
+  const Tensor w = w_in.contiguous();
+  const int64_t out = w.size(0), in = w.size(1);
+  const float* src = w.data_ptr<float>();
+  Tensor q = empty({out, in}, {.dtype = DType::int8});
+  Tensor scale = empty({per_channel ? out : 1});
+  int8_t* dst = q.data_ptr<int8_t>();
+  float* s = scale.data_ptr<float>();
+  auto range = [&](int64_t r0, int64_t r1) {
+    float m = 0;
+    for (int64_t i = r0 * in; i < r1 * in; ++i) {
+      MINIDL_CHECK(std::isfinite(src[i]), "quantize_weight_int8: weight {} holds a non-finite value at row {}",
+                   w.shape(), i / in);
+      m = std::max(m, std::abs(src[i]));
+    }
+    return m > 0 ? m / 127.0f : 1.0f;
+  };
+  for (int64_t r = 0; r < (per_channel ? out : 1); ++r) s[r] = per_channel ? range(r, r + 1) : range(0, out);
+  for (int64_t r = 0; r < out; ++r) {
+    const float inv = 1.0f / s[per_channel ? r : 0];
+    for (int64_t k = 0; k < in; ++k)
+      dst[r * in + k] = static_cast<int8_t>(std::clamp(std::nearbyint(src[r * in + k] * inv), -127.0f, 127.0f));
+  }
+  return {q, scale};
+}
+
+Tensor dequantize_weight(const Tensor& values, const Tensor& scale) {
+  NoGradGuard no_grad;
+  Tensor v = values.to(DType::f32);
+  return scale.numel() == 1 ? mul(v, scale.reshape({1, 1})) : mul(v, scale.reshape({-1, 1}));
+}
+
+Int8Weight pack_int8_weight(const Tensor& values_in, const Tensor& scale_in) {
+  MINIDL_CHECK(values_in.defined() && values_in.dim() == 2 && values_in.dtype() == DType::int8,
+               "int8 weight: expected int8 (out, in), got {} {}", values_in.defined() ? values_in.dtype() : DType::f32,
+               values_in.defined() ? values_in.shape() : Shape{});
+  MINIDL_CHECK(values_in.device().is_cpu() && scale_in.device().is_cpu(),
+               "int8 weight: the int8 kernels run on the CPU");
+  const int64_t out = values_in.size(0), in = values_in.size(1);
+  MINIDL_CHECK(
+      scale_in.dtype() == DType::f32 && scale_in.dim() == 1 && (scale_in.size(0) == out || scale_in.size(0) == 1),
+      "int8 weight {}: scale must be f32 ({}) per channel or (1) per tensor, got {} {}", values_in.shape(), out,
+      scale_in.dtype(), scale_in.shape());
+  const Tensor values = values_in.contiguous(), scale_c = scale_in.contiguous();
+  const int8_t* v = values.data_ptr<int8_t>();
+  for (int64_t i = 0; i < values.numel(); ++i)
+    MINIDL_CHECK(v[i] != -128, "int8 weight {}: value -128 at row {}, column {}; symmetric weights lie in [-127, 127]",
+                 values.shape(), i / in, i % in);
+  Int8Weight w;
+  w.out_features = out, w.in_features = in;
+  w.scale = empty({out});
+  const float* s = scale_c.data_ptr<float>();
+  for (int64_t r = 0; r < out; ++r) {
+    const float x = s[scale_c.numel() == 1 ? 0 : r];
+    MINIDL_CHECK(std::isfinite(x) && x > 0, "int8 weight {}: scale {} of row {} is not a finite positive number",
+                 values.shape(), x, r);
+    w.scale.data_ptr<float>()[r] = x;
+  }
+  w.packed = empty({cpu::qgemm_packed_bytes(out, in)}, {.dtype = DType::int8});
+  w.row_sums = empty({out}, {.dtype = DType::int32});
+  cpu::qgemm_pack_weight(v, out, in, w.packed.data_ptr<int8_t>(), w.row_sums.data_ptr<int32_t>());
+  return w;
+}
+
+Tensor quantized_linear(const Tensor& x, const Int8Weight& w, const Tensor& bias_in, Activation act) {
+  MINIDL_CHECK(w.defined(), "quantized_linear: the int8 weight is not packed");
+  MINIDL_CHECK(x.dim() >= 1 && x.size(-1) == w.in_features,
+               "quantized_linear: input {} has {} features but the int8 weight ({}, {}) expects {}", x.shape(),
+               x.dim() >= 1 ? x.size(-1) : 0, w.out_features, w.in_features, w.in_features);
+  MINIDL_CHECK(x.device().is_cpu(), "quantized_linear: the int8 kernels run on the CPU; input is on {}", x.device());
+  MINIDL_CHECK(x.dtype() == DType::f32, "quantized_linear: expected an f32 input, got {}", x.dtype());
+  MINIDL_CHECK(!(x.requires_grad() && grad_mode_enabled()),
+               "quantized_linear: int8 layers are for inference and have no gradient (run under NoGradGuard)");
+  if (bias_in.defined())
+    MINIDL_CHECK(bias_in.dim() == 1 && bias_in.size(0) == w.out_features && bias_in.dtype() == DType::f32,
+                 "quantized_linear: bias {} {} does not match the weight (expected f32 [{}])", bias_in.dtype(),
+                 bias_in.shape(), w.out_features);
+  const int64_t K = w.in_features, N = w.out_features;
+  const Tensor x2 = x.reshape({-1, K}).contiguous();
+  const Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();
+  const int64_t M = x2.size(0);
+  Tensor y = empty({M, N});
+
+  // The quantized activations: one buffer per thread, grown on demand.
+  thread_local std::vector<uint8_t> xq;
+  const int64_t Kp = cpu::qgemm_padded_k(K);
+  if (xq.size() < static_cast<size_t>(M * Kp)) xq.resize(static_cast<size_t>(M * Kp));
+  const float* xp = x2.data_ptr<float>();
+  const cpu::QuantParams q = cpu::choose_quant_params(xp, M, K, K);
+  cpu::quantize_rows_u8(xp, M, K, K, q, xq.data(), Kp);
+
+  cpu::QGemmArgs a;
+  a.M = M, a.N = N, a.K = K;
+  a.x = xq.data(), a.ldx = Kp, a.x_scale = q.scale, a.x_zero_point = q.zero_point;
+  a.w_packed = w.packed.data_ptr<int8_t>(), a.w_row_sums = w.row_sums.data_ptr<int32_t>();
+  a.w_scale = w.scale.data_ptr<float>();
+  a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  a.relu = act == Activation::relu;
+  a.y = y.data_ptr<float>(), a.ldy = N;
+  cpu::qgemm(a);
+
+  Shape out_shape = x.shape();
+  out_shape.back() = N;
+  return y.reshape(out_shape);
+}
+
+double sqnr_db(const Tensor& reference, const Tensor& approx) {
+  MINIDL_CHECK(reference.shape() == approx.shape(), "sqnr_db: shapes differ: {} and {}", reference.shape(),
+               approx.shape());
+  NoGradGuard no_grad;
+  const Tensor r = reference.to(DType::f64), a = approx.to(DType::f64);
+  const double signal = sum(mul(r, r)).item();
+  const Tensor d = sub(r, a);
+  const double noise = sum(mul(d, d)).item();
+  if (noise == 0) return std::numeric_limits<double>::infinity();
+  return 10 * std::log10(signal / noise);
+}
+
+}  // namespace minidl

@@ -1,0 +1,49 @@
+// ops/quant.h — int8 quantization: weights quantized ahead of time, activations
+// per call ("dynamic" quantization, as torch.ao.quantization.quantize_dynamic).
+//
+//   QuantizedWeight q = quantize_weight_int8(linear.weight);       // int8 (out, in) + scales
+//   Int8Weight packed = pack_int8_weight(q.values, q.scale);       // the GEMM's layout, once
+//   Tensor y = quantized_linear(x, packed, linear.bias, Activation::relu);
+//
+// Weights are symmetric, w ≈ scale · q with q in [−127, 127], one scale per
+// output channel (row) or one for the tensor. Activations are asymmetric
+// unsigned bytes, x ≈ s · (q − z), s and z chosen from each call's min and max.
+// The product runs in integers (ops/cpu/qgemm.cpp) and is rescaled to f32 with
+// the bias in the GEMM's epilogue. Inference only: no gradients.
+#pragma once
+
+#include "core/tensor.h"
+#include "ops/kernel_types.h"
+
+namespace minidl {
+
+struct QuantizedWeight {
+  Tensor values;  // int8 (out, in), in [−127, 127]
+  Tensor scale;   // f32 (out) per channel, or (1) per tensor; each > 0
+};
+// w (out, in) f32 -> its symmetric int8 quantization (scale = max|row| / 127; an all-zero row gets scale 1).
+QuantizedWeight quantize_weight_int8(const Tensor& w, bool per_channel = true);
+// values · scale as f32 (out, in): what the int8 weight stands for.
+Tensor dequantize_weight(const Tensor& values, const Tensor& scale);
+
+// An int8 weight in the GEMM's packed layout, with what its epilogue needs.
+struct Int8Weight {
+  Tensor packed;    // int8 (cpu::qgemm_packed_bytes(out, in))
+  Tensor row_sums;  // int32 (out): Σ_k q[n, k], for the activations' zero point
+  Tensor scale;     // f32 (out), a per-tensor scale repeated
+  int64_t out_features = 0, in_features = 0;
+  bool defined() const { return packed.defined(); }
+};
+// Checks values (int8 (out, in) in [−127, 127]) and scale ((out) or (1), finite, > 0), naming what is wrong.
+Int8Weight pack_int8_weight(const Tensor& values, const Tensor& scale);
+
+// act(x (..., in) · dequant(W)ᵀ + bias (out)) -> (..., out) f32, with x quantized
+// to u8 for this call. x f32 on the CPU; an error when x requires grad.
+Tensor quantized_linear(const Tensor& x, const Int8Weight& w, const Tensor& bias = Tensor(),
+                        Activation act = Activation::none);
+
+// 10·log10(Σ reference² / Σ (reference − approx)²): how far below the signal the
+// quantization error lies (dB; +inf when they are equal).
+double sqnr_db(const Tensor& reference, const Tensor& approx);
+
+}  // namespace minidl

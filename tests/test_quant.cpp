@@ -1,0 +1,309 @@
+// tests/test_quant.cpp — int8 dynamic quantization: every int8 GEMM kernel this
+// CPU runs against the reference (bit for bit: the integer part is exact) and
+// the reference against an f64 product of the dequantized operands; the
+// activation and weight quantizers' rounding bounds; QuantLinear against Linear;
+// quantize_dynamic on a model, its checkpoint round trip, and the refusals.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "compress/quantize.h"
+#include "minidl.h"
+#include "ops/cpu/cpu_features.h"
+#include "ops/cpu/kernels.h"
+#include "ops/quant.h"
+#include "temp_dir.h"
+
+using namespace minidl;
+using cpu::QGemmKernel;
+using minidl::testing::TempDir;
+
+namespace {
+
+const QGemmKernel kKernels[] = {QGemmKernel::reference, QGemmKernel::avx2, QGemmKernel::avx_vnni,
+                                QGemmKernel::avx512_vnni};
+
+// A random int8 GEMM problem: x u8 (M, Kp), W int8 (N, K) in [−127, 127].
+struct Problem {
+  int64_t M, N, K;
+  std::vector<uint8_t> x;
+  std::vector<int8_t> w, packed;
+  std::vector<int32_t> row_sums;
+  std::vector<float> w_scale, bias;
+  cpu::QGemmArgs args(float* y, bool relu, bool with_bias, int32_t zero_point = 37) const {
+    cpu::QGemmArgs a;
+    a.M = M, a.N = N, a.K = K;
+    a.x = x.data(), a.ldx = cpu::qgemm_padded_k(K), a.x_scale = 0.02f, a.x_zero_point = zero_point;
+    a.w_packed = packed.data(), a.w_row_sums = row_sums.data(), a.w_scale = w_scale.data();
+    a.bias = with_bias ? bias.data() : nullptr, a.relu = relu;
+    a.y = y, a.ldy = N;
+    return a;
+  }
+};
+
+// fill: 0 random, 1 the extremes (x = 255, w = ±127: the 16-bit saturation trap), 2 alternating 0/255 against ±127.
+Problem make_problem(int64_t M, int64_t N, int64_t K, uint64_t seed, int fill = 0) {
+  std::mt19937_64 rng(seed);
+  Problem p{M, N, K, {}, {}, {}, {}, {}, {}};
+  const int64_t Kp = cpu::qgemm_padded_k(K);
+  p.x.assign(static_cast<size_t>(M * Kp), 0);
+  p.w.resize(static_cast<size_t>(N * K));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k)
+      p.x[m * Kp + k] = fill == 1 ? 255 : fill == 2 ? ((m + k) % 2 ? 255 : 0) : static_cast<uint8_t>(rng() % 256);
+  for (int64_t i = 0; i < N * K; ++i)
+    p.w[i] = fill == 1   ? 127
+             : fill == 2 ? (i % 3 ? 127 : -127)
+                         : static_cast<int8_t>(static_cast<int>(rng() % 255) - 127);
+  p.packed.resize(static_cast<size_t>(cpu::qgemm_packed_bytes(N, K)));
+  p.row_sums.resize(static_cast<size_t>(N));
+  cpu::qgemm_pack_weight(p.w.data(), N, K, p.packed.data(), p.row_sums.data());
+  std::uniform_real_distribution<float> u(0.5f, 2.0f), b(-3.0f, 3.0f);
+  for (int64_t n = 0; n < N; ++n) p.w_scale.push_back(u(rng) * 1e-2f), p.bias.push_back(b(rng));
+  return p;
+}
+
+// The result in f64 from the unpacked operands.
+double expected(const Problem& p, const cpu::QGemmArgs& a, int64_t m, int64_t n) {
+  int64_t acc = 0;
+  const int64_t Kp = cpu::qgemm_padded_k(p.K);
+  for (int64_t k = 0; k < p.K; ++k) acc += int64_t{p.x[m * Kp + k]} * p.w[n * p.K + k];
+  double v = static_cast<double>(a.x_scale) * p.w_scale[n] *
+             static_cast<double>(acc - int64_t{a.x_zero_point} * p.row_sums[n]);
+  if (a.bias) v += p.bias[n];
+  return a.relu ? std::max(v, 0.0) : v;
+}
+
+}  // namespace
+
+TEST_CASE("qgemm: every kernel this CPU runs equals the reference bit for bit, and the reference the f64 product") {
+  MESSAGE("CPU: " << cpu::cpu_summary());
+  for (QGemmKernel k : kKernels)
+    if (!cpu::qgemm_kernel_supported(k)) MESSAGE("skipped " << cpu::qgemm_kernel_name(k) << ": this CPU lacks it");
+  const int64_t shapes[][3] = {{1, 1, 1},   {1, 10, 784},  {2, 17, 5},      {3, 33, 31},   {5, 64, 64},  {6, 16, 4},
+                               {7, 130, 3}, {13, 47, 257}, {128, 256, 512}, {1, 512, 784}, {64, 10, 256}};
+  uint64_t seed = 1;
+  for (const auto& s : shapes)
+    for (int fill : {0, 1, 2})
+      for (bool relu : {false, true}) {
+        const Problem p = make_problem(s[0], s[1], s[2], seed++, fill);
+        std::vector<float> ref(static_cast<size_t>(p.M * p.N), std::nanf(""));
+        const auto ra = p.args(ref.data(), relu, !relu);
+        cpu::qgemm(ra, QGemmKernel::reference);
+        for (int64_t m = 0; m < p.M; ++m)
+          for (int64_t n = 0; n < p.N; ++n) {
+            const double e = expected(p, ra, m, n);
+            REQUIRE(std::abs(ref[m * p.N + n] - e) <= 2e-6 * std::abs(e) + 1e-6);
+          }
+        for (QGemmKernel k : kKernels) {
+          if (!cpu::qgemm_kernel_supported(k) || k == QGemmKernel::reference) continue;
+          CAPTURE(cpu::qgemm_kernel_name(k));
+          const int64_t M = s[0], N = s[1], K = s[2];
+          CAPTURE(M);
+          CAPTURE(N);
+          CAPTURE(K);
+          CAPTURE(fill);
+          CAPTURE(relu);
+          std::vector<float> y(p.M * p.N, std::nanf(""));  // poisoned: an element left unwritten fails
+          cpu::qgemm(p.args(y.data(), relu, !relu), k);
+          int diff = 0;
+          for (size_t i = 0; i < y.size(); ++i) diff += !(y[i] == ref[i]);
+          CHECK(diff == 0);
+        }
+      }
+}
+
+TEST_CASE("qgemm: the output's row stride is honoured (a column block of a wider tensor)") {
+  const Problem p = make_problem(9, 20, 70, 99);
+  for (QGemmKernel k : kKernels) {
+    if (!cpu::qgemm_kernel_supported(k)) continue;
+    CAPTURE(cpu::qgemm_kernel_name(k));
+    std::vector<float> wide(9 * 31, -7.0f), ref(9 * 20);
+    auto a = p.args(wide.data(), false, true);
+    a.ldy = 31;
+    cpu::qgemm(a, k);
+    cpu::qgemm(p.args(ref.data(), false, true), QGemmKernel::reference);
+    for (int64_t m = 0; m < 9; ++m) {
+      for (int64_t n = 0; n < 20; ++n) CHECK(wide[m * 31 + n] == ref[m * 20 + n]);
+      for (int64_t n = 20; n < 31; ++n) CHECK(wide[m * 31 + n] == -7.0f);  // untouched beyond N
+    }
+  }
+}
+
+TEST_CASE("activation quantization: range holds 0, each value within half a step, vector path = scalar path") {
+  Generator gen(3);
+  struct Case {
+    const char* name;
+    Tensor x;
+    int32_t zero;  // expected zero point, or -1 for "anywhere inside"
+  };
+  const Case cases[] = {{"mixed", randn({7, 45}, {}, gen), -1},
+                        {"non-negative (after a ReLU)", relu(randn({3, 100}, {}, gen)), 0},
+                        {"non-positive", neg(rand({2, 33}, {}, gen)) - 0.1, 255}};
+  for (const auto& c : cases) {
+    CAPTURE(c.name);
+    const int64_t M = c.x.size(0), K = c.x.size(1), Kp = cpu::qgemm_padded_k(K);
+    const auto xv = c.x.contiguous().to_vector<float>();
+    const cpu::QuantParams q = cpu::choose_quant_params(xv.data(), M, K, K);
+    CHECK(q.scale > 0);
+    if (c.zero >= 0) CHECK(q.zero_point == c.zero);
+    std::vector<uint8_t> fast(M * Kp, 1), slow(M * Kp, 2);
+    cpu::quantize_rows_u8(xv.data(), M, K, K, q, fast.data(), Kp);
+    {
+      cpu::ScopedCpuPath scalar(cpu::CpuPath::avx2);  // below avx512: the scalar loop
+      cpu::quantize_rows_u8(xv.data(), M, K, K, q, slow.data(), Kp);
+    }
+    CHECK(fast == slow);
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t k = 0; k < K; ++k) {
+        const double back = q.scale * (static_cast<double>(fast[m * Kp + k]) - q.zero_point);
+        CHECK(std::abs(back - xv[m * K + k]) <= 0.5 * q.scale * (1 + 1e-5));
+      }
+      for (int64_t k = K; k < Kp; ++k) CHECK(fast[m * Kp + k] == q.zero_point);
+    }
+  }
+  const float zeros4[4] = {0, 0, 0, 0};
+  const cpu::QuantParams z = cpu::choose_quant_params(zeros4, 1, 4, 4);
+  CHECK(z.scale == 1.0f);
+  CHECK(z.zero_point == 0);
+  const float bad[3] = {1.0f, std::numeric_limits<float>::quiet_NaN(), 2.0f};
+  CHECK_THROWS_WITH_AS(cpu::choose_quant_params(bad, 1, 3, 3), doctest::Contains("NaN or infinity"), Error);
+  const float inf[2] = {1.0f, std::numeric_limits<float>::infinity()};
+  CHECK_THROWS_AS(cpu::choose_quant_params(inf, 1, 2, 2), Error);
+}
+
+TEST_CASE("weight quantization: symmetric, per channel or per tensor, within half a step") {
+  Generator gen(5);
+  Tensor w = randn({6, 37}, {}, gen);
+  w.select(0, 2).fill_(0.0);  // an all-zero row
+  for (bool per_channel : {true, false}) {
+    CAPTURE(per_channel);
+    const QuantizedWeight q = quantize_weight_int8(w, per_channel);
+    REQUIRE(q.values.dtype() == DType::int8);
+    REQUIRE(q.scale.shape() == Shape{per_channel ? 6 : 1});
+    const auto v = q.values.to_vector<int8_t>();
+    const auto s = q.scale.to_vector<float>();
+    const auto wv = w.to_vector<float>();
+    for (int64_t r = 0; r < 6; ++r) {
+      const float sc = s[per_channel ? r : 0];
+      int peak = 0;
+      for (int64_t k = 0; k < 37; ++k) {
+        CHECK(std::abs(sc * v[r * 37 + k] - wv[r * 37 + k]) <= 0.5f * sc * (1 + 1e-5f));
+        peak = std::max(peak, std::abs(int{v[r * 37 + k]}));
+      }
+      if (per_channel) CHECK(peak == (r == 2 ? 0 : 127));  // every non-zero row uses the full range
+    }
+    if (per_channel) CHECK(s[2] == 1.0f);
+    CHECK(sqnr_db(w, dequantize_weight(q.values, q.scale)) > 35);
+  }
+}
+
+TEST_CASE("quantized_linear: equals the f64 product of its dequantized operands; near the f32 linear") {
+  Generator gen(7);
+  for (int64_t batch : {1, 5, 64}) {
+    CAPTURE(batch);
+    Tensor x = randn({batch, 50}, {}, gen), w = randn({23, 50}, {}, gen) * 0.1, b = randn({23}, {}, gen);
+    const QuantizedWeight q = quantize_weight_int8(w);
+    const Int8Weight packed = pack_int8_weight(q.values, q.scale);
+    Tensor y = quantized_linear(x, packed, b);
+    // The same arithmetic by hand: x quantized as the op does, then f64.
+    const auto xv = x.to_vector<float>();
+    const cpu::QuantParams qp = cpu::choose_quant_params(xv.data(), batch, 50, 50);
+    std::vector<uint8_t> xq(batch * 52);
+    cpu::quantize_rows_u8(xv.data(), batch, 50, 50, qp, xq.data(), 52);
+    const auto wd = dequantize_weight(q.values, q.scale).to(DType::f64).to_vector<double>();
+    const auto yv = y.to_vector<float>(), bv = b.to_vector<float>();
+    for (int64_t m = 0; m < batch; ++m)
+      for (int64_t n = 0; n < 23; ++n) {
+        double e = bv[n];
+        for (int64_t k = 0; k < 50; ++k) e += qp.scale * (double(xq[m * 52 + k]) - qp.zero_point) * wd[n * 50 + k];
+        CHECK(yv[m * 23 + n] == doctest::Approx(e).epsilon(1e-5).scale(10));
+      }
+    CHECK(sqnr_db(linear(x, w, b), y) > 30);
+    // Fused ReLU = ReLU of the output; a 3-D input keeps its leading dims.
+    CHECK(quantized_linear(x, packed, b, Activation::relu).to_vector<float>() == relu(y).to_vector<float>());
+    CHECK(quantized_linear(x.reshape({batch, 1, 50}), packed, b).shape() == Shape{batch, 1, 23});
+  }
+}
+
+TEST_CASE("quantized_linear and the int8 weight refuse bad input, naming it") {
+  Generator gen(8);
+  const QuantizedWeight q = quantize_weight_int8(randn({4, 6}, {}, gen));
+  const Int8Weight w = pack_int8_weight(q.values, q.scale);
+  CHECK_THROWS_WITH_AS(quantized_linear(randn({2, 5}, {}, gen), w), doctest::Contains("has 5 features"), Error);
+  CHECK_THROWS_WITH_AS(quantized_linear(randn({2, 6}, {.requires_grad = true}, gen), w),
+                       doctest::Contains("no gradient"), Error);
+  CHECK_THROWS_WITH_AS(quantized_linear(randn({2, 6}, {.dtype = DType::f64}, gen), w), doctest::Contains("f32"), Error);
+  CHECK_THROWS_WITH_AS(quantized_linear(randn({2, 6}, {}, gen), w, zeros({3})), doctest::Contains("bias"), Error);
+  Tensor minus128 = q.values.clone();
+  minus128.data_ptr<int8_t>()[7] = -128;
+  CHECK_THROWS_WITH_AS(pack_int8_weight(minus128, q.scale), doctest::Contains("-128 at row 1, column 1"), Error);
+  Tensor zero_scale = q.scale.clone();
+  zero_scale.data_ptr<float>()[2] = 0.0f;
+  CHECK_THROWS_WITH_AS(pack_int8_weight(q.values, zero_scale), doctest::Contains("of row 2"), Error);
+  Tensor nan_scale = q.scale.clone();
+  nan_scale.data_ptr<float>()[0] = std::nanf("");
+  CHECK_THROWS_AS(pack_int8_weight(q.values, nan_scale), Error);
+  CHECK_THROWS_WITH_AS(pack_int8_weight(q.values, ones({3})), doctest::Contains("per channel"), Error);
+  CHECK_THROWS_WITH_AS(pack_int8_weight(q.values.to(DType::f32), q.scale), doctest::Contains("int8 (out, in)"), Error);
+}
+
+TEST_CASE("quantize_dynamic: every Linear becomes a QuantLinear; per-layer report; checkpoint round trip") {
+  TempDir dir;
+  Generator gen(11);
+  auto model = nn::make<nn::Sequential>(
+      std::vector<nn::ModulePtr>{nn::make<nn::Flatten>(), nn::make<nn::Linear>(64, 32, true, gen), nn::make<nn::ReLU>(),
+                                 nn::make<nn::Linear>(32, 10, true, gen)});
+  model->eval();
+  Tensor x = randn({16, 1, 8, 8}, {}, gen);
+  Tensor y32;
+  {
+    NoGradGuard no_grad;
+    y32 = model->forward(x);
+  }
+  model->train();
+  CHECK_THROWS_WITH_AS(compress::quantize_dynamic(*model), doctest::Contains("training mode"), Error);
+  model->eval();
+  const auto report = compress::quantize_dynamic(*model, {.calibration = x});
+  REQUIRE(report.size() == 2);
+  CHECK(report[0].path == "1");
+  CHECK(report[1].path == "3");
+  for (const auto& r : report) {
+    CHECK(r.output_sqnr_db > 25);
+    CHECK(r.weight_sqnr_db > 35);
+    CHECK(r.scale_min > 0);
+    CHECK(r.scale_max >= r.scale_min);
+    CHECK(r.int8_bytes * 3 < r.f32_bytes);
+  }
+  CHECK(compress::is_quantized(*model));
+  CHECK(model->str().find("QuantLinear") != std::string::npos);
+  Tensor y8;
+  {
+    NoGradGuard no_grad;
+    y8 = model->forward(x);
+  }
+  CHECK(sqnr_db(y32, y8) > 25);
+  CHECK_THROWS_WITH_AS(compress::quantize_dynamic(*model), doctest::Contains("already quantized"), Error);
+
+  // Saved and read back: the same layers, the same outputs.
+  const std::string path = dir / "q.safetensors";
+  nn::save_model(path, *model, {{"quantization", "int8-dynamic"}});
+  nn::ModulePtr back = nn::load_model(path);
+  back->eval();
+  CHECK(compress::is_quantized(*back));
+  NoGradGuard no_grad;
+  CHECK(back->forward(x).to_vector<float>() == y8.to_vector<float>());
+
+  // A corrupt int8 checkpoint: a scale of zero, caught when the layer is packed.
+  auto file = nn::load_safetensors(path);
+  file.tensors["1.weight_scale"].data_ptr<float>()[3] = 0.0f;
+  const std::string bad = dir / "bad.safetensors";
+  nn::save_safetensors(bad, file.tensors, file.metadata);
+  CHECK_THROWS_WITH_AS(nn::load_model(bad), doctest::Contains("scale 0 of row 3"), Error);
+
+  auto convs = nn::make<nn::Sequential>(std::vector<nn::ModulePtr>{nn::make<nn::Conv2d>(1, 2, 3)});
+  convs->eval();
+  CHECK_THROWS_WITH_AS(compress::quantize_dynamic(*convs), doctest::Contains("no Linear"), Error);
+}
