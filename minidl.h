@@ -19,6 +19,7 @@
 #include "ops/reduce.h"
 #include "ops/softmax.h"
 #include "ops/optim.h"
+#include "ops/quant.h"
 #include "nn/data.h"
 #include "nn/layers.h"
 #include "nn/models.h"
@@ -33,3 +34,4 @@
 #include "compress/structured.h"
 #include "compress/report.h"
 #include "compress/sensitivity.h"
+#include "compress/quantize.h"

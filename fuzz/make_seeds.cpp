@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "compress/prune.h"
+#include "compress/quantize.h"
 #include "minidl.h"
 #include "nn/safetensors.h"
 #include "nn/train.h"
@@ -112,6 +113,16 @@ int main(int argc, char** argv) {
       .add(make<ReLU>())
       .add(make<Linear>(6, 3, true, gen2));
   checkpoint(dir / "checkpoint/pruned.safetensors", pruned, {2, 1, 4, 4}, /*prune=*/true);
+  // An int8 model, as `minidl quantize` writes it (no optimizer state).
+  Generator gen3(3);
+  auto quantized = make<Sequential>();
+  quantized->add(make<Flatten>())
+      .add(make<Linear>(16, 6, true, gen3))
+      .add(make<ReLU>())
+      .add(make<Linear>(6, 3, false, gen3));
+  quantized->eval();
+  compress::quantize_dynamic(*quantized);
+  save_model((dir / "checkpoint/quantized.safetensors").string(), *quantized, {{"quantization", "int8-dynamic"}});
   // The safetensors target reads checkpoints too.
   fs::copy_file(dir / "checkpoint/small.safetensors", dir / "safetensors/checkpoint.safetensors",
                 fs::copy_options::overwrite_existing);

@@ -11,10 +11,13 @@
 #include <cstdint>
 
 #include "compress/prune.h"
+#include "compress/quantize.h"
+#include "core/autograd.h"
 #include "core/error.h"
 #include "nn/idx.h"
 #include "nn/safetensors.h"
 #include "nn/train.h"
+#include "ops/factory.h"
 
 namespace minidl::fuzz {
 
@@ -43,6 +46,13 @@ inline void checkpoint(const uint8_t* data, size_t size) {
   try {
     nn::SafeTensors file = nn::parse_safetensors(reinterpret_cast<const char*>(data), size, "fuzz.safetensors");
     nn::ModulePtr model = nn::load_model(file, "fuzz.safetensors");
+    if (compress::is_quantized(*model)) {
+      // An int8 model runs: its packed weights and scales passed load's checks.
+      NoGradGuard no_grad;
+      model->eval();
+      Generator gen(0);
+      model->forward(randn({1, 1, 4, 4}, {}, gen));
+    }
     compress::Pruner(*model).load_from(file, "fuzz.safetensors");
     nn::TrainConfig config;
     config.model = "custom";

@@ -25,6 +25,7 @@
 #include "tools/bench/commands.h"
 #include "tools/distill.h"
 #include "tools/prune.h"
+#include "tools/quantize.h"
 
 using namespace minidl;
 using namespace minidl::nn;
@@ -374,6 +375,22 @@ int main(int argc, char** argv) {
   distill->add_option("--out", distill_o.out, "write the (first) distilled student here");
   add_common(distill, distill_c, false);
 
+  tools::QuantizeOptions quant_o;
+  Common quant_c;
+  CLI::App* quantize = app.add_subcommand(
+      "quantize", "int8 dynamic quantization of a checkpoint's Linear layers: accuracy, per-layer SQNR, size");
+  quantize->add_option("checkpoint", quant_o.checkpoint, "a checkpoint written by minidl (f32)")->required();
+  quantize->add_option("--dynamic", quant_o.dynamic, "the scheme: int8 (weights ahead of time, activations per batch)")
+      ->capture_default_str();
+  quantize->add_flag("--per-tensor", quant_o.per_tensor, "one weight scale per tensor (default: per output channel)");
+  quantize->add_option("--calibration", quant_o.calibration, "test images on which each layer's SQNR is measured")
+      ->capture_default_str()->check(whole_number(1, 60000));
+  quantize->add_option("--data", quant_o.data_dir, "directory of MNIST-format IDX files")->capture_default_str();
+  quantize->add_option("--limit-test", quant_o.limit_test, "evaluate on the first N test images (0: all)")
+      ->capture_default_str()->check(whole_number(0));
+  quantize->add_option("--out", quant_o.out, "the int8 checkpoint to write")->required();
+  add_common(quantize, quant_c, false);
+
   CLI::App* bench = app.add_subcommand("bench", "benchmarks: warm-up, many timed runs, medians and spread");
   bench->require_subcommand(1);
   bench::CommonOptions bench_opts;
@@ -476,6 +493,11 @@ int main(int argc, char** argv) {
                    distill_c.device);
       distill_o.json = distill_c.json;
       return tools::run_distill(distill_o);
+    }
+    if (*quantize) {
+      MINIDL_CHECK(setup(quant_c).is_cpu(), "quantize --device {}: the int8 kernels run on the CPU", quant_c.device);
+      quant_o.json = quant_c.json;
+      return tools::run_quantize(quant_o);
     }
     if (*eval) return run_eval(checkpoint, eval_data, eval_batch, eval_limit, setup(eval_c), eval_c.json);
     bench_opts.json = bench_c.json, bench_opts.markdown = bench_c.markdown, bench_opts.csv = bench_c.csv;
