@@ -446,6 +446,21 @@ int main(int argc, char** argv) {
   // The sweep times hundreds of cells: shorter minimums per cell by default.
   bench::SparseSweepOptions sweep;
   bench::CommonOptions sweep_opts{.min_seconds = 0.1, .min_runs = 5, .warmup = 1};
+  bench::ClassifierOptions classifier;
+  CLI::App* bench_cl = bench->add_subcommand(
+      "classifier", "one classifier as fp32 eager, int8 dynamic (and pruned, shrunk, distilled rows): one table");
+  bench_cl->add_option("--model", classifier.model, "mlp | cnn | ... (runs/NAME.safetensors if trained) or a checkpoint")
+      ->capture_default_str();
+  bench_cl->add_option("--batch", classifier.batches, "batch sizes")->capture_default_str()
+      ->check(whole_number(1, 1 << 16));
+  bench_cl->add_option("--sparse", classifier.sparse, "a pruned checkpoint (minidl prune --out): a CSR row");
+  bench_cl->add_option("--shrunk", classifier.shrunk, "a channel-pruned checkpoint: a structured row");
+  bench_cl->add_option("--student", classifier.student, "a distilled student (minidl distill --out)");
+  bench_cl->add_option("--data", classifier.data_dir, "directory of MNIST-format IDX files")->capture_default_str();
+  bench_cl->add_option("--limit-test", classifier.limit_test, "accuracy on the first N test images (0: all)")
+      ->capture_default_str()->check(whole_number(0));
+  add_bench(bench_cl, bench_opts);
+
   CLI::App* bench_sp = bench->add_subcommand(
       "sparse", "dense vs CSR, BSR and structured shrink over sparsities, shapes and batch sizes");
   bench_sp->add_flag("--quick", sweep.quick, "a reduced grid (under 2 minutes)");
@@ -510,6 +525,7 @@ int main(int argc, char** argv) {
     if (*bench_cv) return bench::bench_conv(conv_shapes, bench_opts);
     if (*bench_ls) return bench::bench_loss(loss_shapes, bench_opts);
     if (*bench_op) return bench::bench_ops(bench_opts);
+    if (*bench_cl) return bench::bench_classifier(classifier, bench_opts);
     if (*bench_sp) {
       sweep_opts.json = bench_c.json, sweep_opts.markdown = bench_c.markdown, sweep_opts.csv = bench_c.csv;
       return bench::bench_sparse(sweep, sweep_opts);

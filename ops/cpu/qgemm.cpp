@@ -81,19 +81,45 @@ void qgemm_pack_weight(const int8_t* w, int64_t N, int64_t K, int8_t* packed, in
   }
 }
 
+namespace {
+// The range of one row: lo = min(lo, x), hi = max(hi, x); false when x holds NaN or ±inf.
+bool row_range_scalar(const float* x, int64_t K, float& lo, float& hi) {
+  bool finite = true;
+  for (int64_t k = 0; k < K; ++k) {
+    lo = std::min(lo, x[k]), hi = std::max(hi, x[k]);
+    finite &= std::isfinite(x[k]);
+  }
+  return finite;
+}
+
+__attribute__((target("avx512f"))) bool row_range_avx512(const float* x, int64_t K, float& lo, float& hi) {
+  __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  __mmask16 bad = 0;
+  for (int64_t k = 0; k < K; k += 16) {
+    const __mmask16 m = K - k >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (K - k)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + k);
+    vlo = _mm512_min_ps(vlo, v), vhi = _mm512_max_ps(vhi, v);
+    // x − x is 0 for a finite x and NaN for NaN or ±inf.
+    bad |= _mm512_cmp_ps_mask(_mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+  }
+  lo = _mm512_reduce_min_ps(vlo), hi = _mm512_reduce_max_ps(vhi);
+  return bad == 0;
+}
+}  // namespace
+
 QuantParams choose_quant_params(const float* x, int64_t M, int64_t K, int64_t ldx) {
   // The range always holds 0, so zero (a ReLU's output, padding) is exact.
-  float lo = 0, hi = 0, poison = 0;  // poison: Σ (x − x), NaN iff some x is NaN or ±inf
+  float lo = 0, hi = 0;
+  bool finite = true;
+  const bool avx512 = cpu_path() == CpuPath::avx512;
+  const bool parallel = M * K >= kParallelGrain && !in_parallel();
+#pragma omp parallel for if (parallel) reduction(min : lo) reduction(max : hi) reduction(&& : finite)
   for (int64_t m = 0; m < M; ++m) {
-    const float* row = x + m * ldx;
-#pragma omp simd reduction(min : lo) reduction(max : hi) reduction(+ : poison)
-    for (int64_t k = 0; k < K; ++k) {
-      lo = std::min(lo, row[k]);
-      hi = std::max(hi, row[k]);
-      poison += row[k] - row[k];
-    }
+    float l = lo, h = hi;
+    finite = (avx512 ? row_range_avx512(x + m * ldx, K, l, h) : row_range_scalar(x + m * ldx, K, l, h)) && finite;
+    lo = std::min(lo, l), hi = std::max(hi, h);
   }
-  if (!std::isfinite(poison)) throw Error("quantize: the input holds NaN or infinity; it has no int8 range");
+  if (!finite) throw Error("quantize: the input holds NaN or infinity; it has no int8 range");
   QuantParams q;
   if (hi == lo) return q;  // all zero: scale 1, zero point 0
   q.scale = (hi - lo) / 255.0f;
@@ -129,7 +155,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void quantize_row_avx512(co
 void quantize_rows_u8(const float* x, int64_t M, int64_t K, int64_t ldx, QuantParams q, uint8_t* out, int64_t ldo) {
   const float inv = 1.0f / q.scale;
   const bool avx512 = cpu_path() == CpuPath::avx512;
-  const bool parallel = M * K >= 4 * kParallelGrain && !in_parallel();
+  const bool parallel = M * K >= kParallelGrain && !in_parallel();
 #pragma omp parallel for if (parallel) schedule(static)
   for (int64_t m = 0; m < M; ++m) {
     if (avx512)
@@ -196,6 +222,12 @@ void for_each_tile(const QGemmArgs& a, int64_t mr, int64_t nv, Tile&& tile) {
 
 // ---------------------------------------------------------------- AVX-512 VNNI
 
+// acc += the 4-byte dot products of x and w, per 32-bit lane. Written in assembly
+// because GCC 12 compiles _mm512_dpbusd_epi32 with its accumulator copied into a
+// fresh register and back, which doubles the registers a tile needs: a 6×4 tile
+// then spills to the stack and runs at half speed. Here it is updated in place.
+inline void dpbusd(__m512i& acc, __m512i x, __m512i w) { __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w)); }
+
 template <int MR, int NV>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni512(const QGemmArgs& a, int64_t m0,
                                                                                   int64_t p0) {
@@ -203,27 +235,34 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni51
   const int8_t* w = a.w_packed + p0 * G * 64;
   const uint8_t* x = a.x + m0 * a.ldx;
   __m512i acc[MR][NV];
-  for (auto& row : acc)
-    for (auto& v : row) v = _mm512_setzero_si512();
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
+  // (Every loop over MR and NV is unrolled, so the accumulators stay in registers.)
   for (int64_t g = 0; g < G; ++g) {
     __m512i b[NV];
+#pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_si512(w + (v * G + g) * 64);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       int32_t four;
       std::memcpy(&four, x + i * a.ldx + 4 * g, 4);
       const __m512i xi = _mm512_set1_epi32(four);
-      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbusd_epi32(acc[i][v], xi, b[v]);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) dpbusd(acc[i][v], xi, b[v]);
     }
   }
   const __m512i zx = _mm512_set1_epi32(a.x_zero_point);
   const __m512 sx = _mm512_set1_ps(a.x_scale), zero = _mm512_setzero_ps();
+#pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) {
     const int64_t n0 = (p0 + v) * kPanel;
     const __mmask16 m = a.N - n0 >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (a.N - n0)) - 1);
     const __m512i zsum = _mm512_mullo_epi32(zx, _mm512_maskz_loadu_epi32(m, a.w_row_sums + n0));
     const __m512 scale = _mm512_mul_ps(sx, _mm512_maskz_loadu_ps(m, a.w_scale + n0));
     const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(m, a.bias + n0) : zero;
+#pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][v], zsum)), scale, bias);
       if (a.relu) y = _mm512_max_ps(y, zero);
@@ -281,7 +320,7 @@ void qgemm_vnni512(const QGemmArgs& a) {
 struct AvxVnni {
   static constexpr int kXOffset = 0;  // x goes in as stored
   static __m256i dot4(__m256i acc, __m256i x, __m256i w) {
-    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(x), "x"(w));
+    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(x), "x"(w));  // in place (see dpbusd above)
     return acc;
   }
 };

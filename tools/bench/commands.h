@@ -23,8 +23,8 @@ int bench_gemm(const std::vector<std::string>& shapes, bool with_reference, cons
 
 // One training step (forward, backward, AdamW) of a zoo model on fixed batches of
 // Fashion-MNIST (the first `batches` of the training set, in order).
-int bench_train_step(const std::string& model, int64_t batch, int64_t batches, const std::string& data_dir,
-                     bool raw, const CommonOptions& o);
+int bench_train_step(const std::string& model, int64_t batch, int64_t batches, const std::string& data_dir, bool raw,
+                     const CommonOptions& o);
 
 // Inference latency of a zoo model (eval mode, no autograd graph) at each batch
 // size, on real images; warm (the same batch again) or, with --cold (as every
@@ -52,7 +52,7 @@ int bench_ops(const CommonOptions& o);
 // lists take the full grid (or the reduced one with quick).
 struct SparseSweepOptions {
   bool quick = false;
-  std::vector<std::string> shapes;   // "OUTxIN" (a Linear) or "convOUTxINxPOSITIONS"
+  std::vector<std::string> shapes;  // "OUTxIN" (a Linear) or "convOUTxINxPOSITIONS"
   std::vector<int64_t> batches;
   std::vector<double> sparsities;    // fractions in [0, 1]
   std::vector<std::string> formats;  // "csr", "bsr4x4", ...
@@ -60,5 +60,18 @@ struct SparseSweepOptions {
   std::string out;                   // also write the JSON here (atomically)
 };
 int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o);
+
+// One classifier as every variant minidl makes of it (tools/bench/classifier.cpp):
+// fp32 eager, int8 dynamic, and rows from checkpoints (a pruned model run as
+// CSR, a channel-pruned one, a distilled student) — accuracy, size, and latency
+// at each batch size interleaved, with a verdict per speed-up.
+struct ClassifierOptions {
+  std::string model = "mlp";  // a zoo name (runs/NAME.safetensors if trained there) or a checkpoint
+  std::vector<int64_t> batches = {1, 32, 256};
+  std::string sparse, shrunk, student;                         // optional checkpoints for those rows
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";  // nn::kFashionMnistDir
+  int64_t limit_test = 0;
+};
+int bench_classifier(const ClassifierOptions& c, const CommonOptions& o);
 
 }  // namespace minidl::bench

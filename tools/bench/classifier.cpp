@@ -1,0 +1,301 @@
+// tools/bench/classifier.cpp — `minidl bench classifier`: one classifier as
+// every variant minidl can make of it, in one honest table.
+//
+// The question is "which trick makes my model faster here, and what does it
+// cost in accuracy?". So every variant is the same model (or, for the shrunk
+// and distilled rows, the model they replace), and each is
+//   1. checked before it is timed: its logits against the f32 model's (exact
+//      variants to rounding, int8 and bf16 by their SQNR), so no time is ever
+//      printed for a wrong result;
+//   2. evaluated on the test set (its own accuracy, through its own kernels);
+//   3. timed interleaved with all the others, round by round, at each batch
+//      size (run_side_by_side), with the speed-up over fp32 eager taken per
+//      round and labelled FASTER / SLOWER / SAME / UNCLEAR from the spread.
+// Around the run, a calibration GEMM and memory copy, before and after: when
+// they disagree, the machine was busy and the table says so.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+
+#include "compress/quantize.h"
+#include "compress/report.h"
+#include "compress/sparse_layers.h"
+#include "compress/structured.h"
+#include "ops/cpu/cpu_features.h"
+#include "ops/cpu/kernels.h"
+#include "tools/bench/common.h"
+
+namespace minidl::bench {
+
+namespace {
+
+using nn::Module;
+using nn::ModulePtr;
+
+ModulePtr clone(Module& m) {
+  ModulePtr c = nn::module_from_spec(m.spec());
+  c->load_state_dict(m.state_dict());
+  c->eval();
+  return c;
+}
+
+// One row of the table.
+struct ModelVariant {
+  std::string name;  // "int8 dynamic"
+  std::string path;  // the kernels it runs: "int8-avx512-vnni (...)"
+  std::string note;  // where it came from, when not obvious
+  ModulePtr model;
+  double macs_per_sample = 0;  // multiply-adds of the work it does (dense-equivalent for sparse)
+  double min_sqnr_db = 0;      // its logits against fp32 eager's; 0: exact to rounding; < 0: another model
+};
+
+int64_t weight_elements(Module& m) {
+  int64_t n = 0;
+  for (const auto& [name, t] : m.state_dict())
+    if (is_floating(t.dtype()) || t.dtype() == DType::int8) n += t.numel();
+  for (auto& [path, sub] : m.named_modules())
+    if (auto* s = dynamic_cast<compress::SparseLinear*>(sub.get()))
+      n += s->weight.stored();
+    else if (auto* c = dynamic_cast<compress::SparseConv2d*>(sub.get()))
+      n += c->weight.stored();
+  return n;
+}
+
+int64_t model_bytes(Module& m) {
+  int64_t b = 0;
+  for (const auto& [name, t] : m.state_dict()) b += t.numel() * static_cast<int64_t>(element_size(t.dtype()));
+  for (auto& [path, sub] : m.named_modules())
+    if (auto* s = dynamic_cast<compress::SparseLinear*>(sub.get()))
+      b += s->weight.bytes();
+    else if (auto* c = dynamic_cast<compress::SparseConv2d*>(sub.get()))
+      b += c->weight.bytes();
+  return b;
+}
+
+double macs_of(Module& m, const Tensor& example) {
+  NoGradGuard no_grad;
+  double macs = 0;
+  for (const auto& l : compress::sparsity_report(m, example.narrow(0, 0, 1))) macs += static_cast<double>(l.dense_macs);
+  return macs;
+}
+
+double accuracy_of(Module& m, const nn::ImageDataset& test) { return nn::evaluate(m, test, 500).accuracy; }
+
+// Calibration: a 512³ SGEMM (compute) and a 64 MiB copy (memory), medians.
+struct Calibration {
+  double gemm_gflops = 0, copy_gbs = 0;
+};
+Calibration calibrate() {
+  Generator gen(9);
+  Tensor a = randn({512, 512}, {}, gen), b = randn({512, 512}, {}, gen);
+  Options o{.warmup = 2, .min_runs = 15, .min_seconds = 0.15};
+  const Stats g = run([&] { Tensor c = matmul(a, b); }, o);
+  std::vector<float> src(16 << 20, 1.5f), dst(16 << 20);
+  const Stats c = run([&] { std::memcpy(dst.data(), src.data(), src.size() * sizeof(float)); }, o);
+  return {2.0 * 512 * 512 * 512 / g.median / 1e9,
+          2.0 * static_cast<double>(src.size() * sizeof(float)) / c.median / 1e9};
+}
+
+std::string pct(double f) { return fmt::format("{:.2f}%", 100 * f); }
+
+}  // namespace
+
+int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
+  // The base model: a checkpoint, or a zoo name (runs/NAME.safetensors when it was trained there).
+  std::string source = co.model;
+  ModulePtr base;
+  const auto& zoo = nn::model_names();
+  const bool is_zoo = std::find(zoo.begin(), zoo.end(), co.model) != zoo.end();
+  if (is_zoo && std::filesystem::exists("runs/" + co.model + ".safetensors"))
+    source = "runs/" + co.model + ".safetensors";
+  if (is_zoo && source == co.model) {
+    std::cerr << fmt::format(
+        "warning: no runs/{}.safetensors: timing an untrained {} (accuracy is chance); train it "
+        "with `minidl train --model {} --out runs/{}.safetensors` or pass a checkpoint\n",
+        co.model, co.model, co.model, co.model);
+    Generator gen(0);
+    base = nn::build_model(co.model, gen);
+  } else {
+    base = nn::load_model(source);
+  }
+  base->eval();
+  MINIDL_CHECK(!compress::is_quantized(*base), "bench classifier: {} is already int8; give the f32 checkpoint", source);
+  for (int64_t b : co.batches) MINIDL_CHECK(b >= 1, "bench classifier: batch size {} must be positive", b);
+  const int64_t largest = *std::max_element(co.batches.begin(), co.batches.end());
+
+  nn::ImageDataset test = nn::load_mnist_format(co.data_dir, "t10k");
+  if (co.limit_test > 0) test = test.subset(co.limit_test);
+  const Tensor images = real_images(co.data_dir, std::max<int64_t>(largest, 64));
+  const Tensor check_batch = images.narrow(0, 0, 64).contiguous();
+  NoGradGuard no_grad;
+  Tensor reference_logits;
+  try {
+    reference_logits = base->forward(check_batch);
+  } catch (const Error& e) {
+    fail("bench classifier: {} does not take this data's {}x{} images: {}", source, test.rows, test.cols, e.what());
+  }
+  const double base_macs = macs_of(*base, check_batch);
+  const std::string dense_path = cpu::gemm_kernel_name(cpu::GemmKernel::best);
+
+  // ---- the variants
+  std::vector<ModelVariant> variants;
+  variants.push_back({"fp32 eager", dense_path, "", base, base_macs, 0});
+  {
+    ModulePtr m = clone(*base);
+    compress::quantize_dynamic(*m);
+    variants.push_back({"int8 dynamic", cpu::qgemm_kernel_name(cpu::QGemmKernel::best), "Linear layers int8, conv f32",
+                        m, base_macs, 20});
+  }
+  auto add_checkpoint_row = [&](const std::string& name, const std::string& path, const char* what) {
+    ModulePtr m = nn::load_model(path);
+    m->eval();
+    variants.push_back({name, dense_path, fmt::format("{} ({})", path, what), m, macs_of(*m, check_batch), -1});
+  };
+  if (!co.sparse.empty()) {
+    ModulePtr m = nn::load_model(co.sparse);
+    m->eval();
+    const auto choices = compress::to_sparse(*m, compress::SparseFormat::csr());
+    int converted = 0;
+    for (const auto& c : choices) converted += c.choice != "dense";
+    MINIDL_CHECK(converted > 0, "bench classifier: --sparse {} has no pruned layer to store as CSR", co.sparse);
+    variants.push_back({"sparse CSR", cpu::spmm_kernel_name(cpu::SpmmKernel::best, {}),
+                        fmt::format("{} ({} layers CSR)", co.sparse, converted), m, base_macs, -1});
+  }
+  if (!co.shrunk.empty()) add_checkpoint_row("structured (shrunk)", co.shrunk, "channel-pruned");
+  if (!co.student.empty()) add_checkpoint_row("distilled student", co.student, "a smaller model");
+
+  // ---- checked before timing
+  for (auto& v : variants) {
+    const Tensor y = v.model->forward(check_batch);
+    MINIDL_CHECK(y.shape() == reference_logits.shape(), "bench classifier: {} gives logits {}, fp32 eager {}", v.name,
+                 y.shape(), reference_logits.shape());
+    if (v.min_sqnr_db == 0) require_close("classifier", v.name + "'s logits", y, reference_logits, 1e-4);
+    if (v.min_sqnr_db > 0) {
+      const double s = sqnr_db(reference_logits, y);
+      MINIDL_CHECK(s >= v.min_sqnr_db,
+                   "bench classifier: {}'s logits are {:.1f} dB from fp32 eager's (need >= {}): a "
+                   "wrong result is not timed",
+                   v.name, s, v.min_sqnr_db);
+    }
+    if (v.min_sqnr_db < 0) {
+      // Another model: checked against its own f64 copy instead.
+      ModulePtr ref = clone(*v.model);
+      if (!compress::is_quantized(*ref) && v.name != "sparse CSR") {
+        ref->to(DType::f64);
+        require_close("classifier", v.name + "'s logits (vs f64)", y, ref->forward(check_batch.to(DType::f64)), 1e-3);
+      }
+    }
+  }
+
+  const Calibration before = calibrate();
+  std::vector<double> accuracy;
+  for (auto& v : variants) accuracy.push_back(accuracy_of(*v.model, test));
+
+  // ---- timed, interleaved, per batch size
+  const Options opts = to_options(o);
+  std::vector<SideBySide> results;
+  for (int64_t b : co.batches) {
+    const Tensor x = images.narrow(0, 0, b).contiguous();
+    std::vector<Variant> runs;
+    for (auto& v : variants) runs.push_back({v.name, [&v, &x] { Tensor y = v.model->forward(x); }});
+    results.push_back(run_side_by_side(runs, opts));
+  }
+  const Calibration after = calibrate();
+
+  // ---- the report
+  const cpu::CpuFeatures& f = cpu::cpu_features();
+  std::string fingerprint = fmt::format("CPU {} ({}); AVX-512 {}, AVX512_BF16 {}, VNNI {}, AMX {}; {} threads\n",
+                                        f.model.empty() ? f.vendor : f.model, cpu::cpu_path_name(cpu::cpu_path()),
+                                        f.avx512f ? "yes" : "no", f.avx512_bf16 ? "yes" : "no",
+                                        f.avx512_vnni ? "avx512"
+                                        : f.avx_vnni  ? "avx"
+                                                      : "no",
+                                        f.amx_tile ? "yes" : "no", threads());
+  fingerprint += fmt::format(
+      "calibration before: SGEMM 512^3 {:.0f} GFLOP/s, copy {:.1f} GB/s; after: {:.0f} GFLOP/s, "
+      "{:.1f} GB/s\n",
+      before.gemm_gflops, before.copy_gbs, after.gemm_gflops, after.copy_gbs);
+  const double drift =
+      std::max(std::abs(after.gemm_gflops / before.gemm_gflops - 1), std::abs(after.copy_gbs / before.copy_gbs - 1));
+  const bool busy = drift > 0.10;
+  if (busy)
+    fingerprint += fmt::format(
+        "WARNING: the calibration moved {:.0f}% during the run: the machine was busy; the "
+        "ratios (interleaved) hold better than the absolute times\n",
+        100 * drift);
+
+  Table variants_table(fmt::format("{}: the variants", source),
+                       {"variant", "kernels", "accuracy", "vs fp32", "weights", "bytes", "from"});
+  for (size_t i = 0; i < variants.size(); ++i) {
+    auto& v = variants[i];
+    variants_table.add_row(
+        {v.name, v.path, pct(accuracy[i]), i == 0 ? "" : fmt::format("{:+.2f}", 100 * (accuracy[i] - accuracy[0])),
+         std::to_string(weight_elements(*v.model)), fmt::format("{:.1f} KiB", model_bytes(*v.model) / 1024.0), v.note});
+  }
+  std::vector<std::string> columns = {"variant"};
+  for (int64_t b : co.batches) {
+    columns.push_back(fmt::format("batch {}", b));
+    columns.push_back("speed-up");
+  }
+  columns.push_back(fmt::format("samples/s @{}", largest));
+  columns.push_back(fmt::format("GFLOP/s @{}", largest));
+  Table latency(fmt::format("latency: median (p10-p90), interleaved in rounds; speed-up over fp32 eager per round "
+                            "(median, verdict from p10/p90)"),
+                columns);
+  nlohmann::json jv = nlohmann::json::array();
+  for (size_t i = 0; i < variants.size(); ++i) {
+    auto& v = variants[i];
+    std::vector<std::string> row = {v.name};
+    nlohmann::json per_batch = nlohmann::json::array();
+    for (size_t bi = 0; bi < co.batches.size(); ++bi) {
+      const Stats& s = results[bi].stats[i];
+      row.push_back(fmt::format("{} ({}-{})", format_seconds(s.median), format_seconds(s.p10), format_seconds(s.p90)));
+      const double sp = results[bi].speedup[i], p10 = results[bi].speedup_p10[i], p90 = results[bi].speedup_p90[i];
+      row.push_back(i == 0 ? "1.00x" : fmt::format("{:.2f}x {}", sp, verdict(p10, p90)));
+      per_batch.push_back({{"batch", co.batches[bi]},
+                           {"stats", s.to_json()},
+                           {"speedup", sp},
+                           {"speedup_p10", p10},
+                           {"speedup_p90", p90},
+                           {"verdict", i == 0 ? "baseline" : verdict(p10, p90)},
+                           {"gflops", 2 * v.macs_per_sample * co.batches[bi] / s.median / 1e9}});
+    }
+    const Stats& big = results.back().stats[i];
+    row.push_back(fixed(static_cast<double>(largest) / big.median, 0));
+    row.push_back(fixed(2 * v.macs_per_sample * largest / big.median / 1e9, 1));
+    latency.add_row(row);
+    jv.push_back({{"variant", v.name},
+                  {"kernels", v.path},
+                  {"from", v.note},
+                  {"accuracy", accuracy[i]},
+                  {"weights", weight_elements(*v.model)},
+                  {"bytes", model_bytes(*v.model)},
+                  {"macs_per_sample", v.macs_per_sample},
+                  {"results", per_batch}});
+  }
+  nlohmann::json j = {{"benchmark", "classifier"},
+                      {"model", source},
+                      {"threads", threads()},
+                      {"cpu", cpu::cpu_summary()},
+                      {"test_samples", test.size},
+                      {"calibration",
+                       {{"before", {{"gemm_gflops", before.gemm_gflops}, {"copy_gbs", before.copy_gbs}}},
+                        {"after", {{"gemm_gflops", after.gemm_gflops}, {"copy_gbs", after.copy_gbs}}},
+                        {"busy", busy}}},
+                      {"variants", jv},
+                      {"tables", {variants_table.json(), latency.json()}}};
+  if (o.json) {
+    std::cout << j.dump() << std::endl;
+    return 0;
+  }
+  std::cout << fingerprint;
+  if (o.markdown)
+    std::cout << variants_table.markdown() << "\n" << latency.markdown();
+  else
+    std::cout << variants_table.text() << "\n" << latency.text();
+  return 0;
+}
+
+}  // namespace minidl::bench
