@@ -11,8 +11,10 @@
 
 namespace minidl {
 
-Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dOptions& o,
-              Activation act) {
+Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dOptions& o, Activation act) {
+  if (x_in.dtype() == DType::bf16)
+    return bf16_via_f32("conv2d", {x_in, w_in, bias_in},
+                        [&](const std::vector<Tensor>& t) { return conv2d(t[0], t[1], t[2], o, act); });
   MINIDL_CHECK(x_in.dim() == 4, "conv2d: input must be 4-D (N, C, H, W), got {}", x_in.shape());
   MINIDL_CHECK(w_in.dim() == 4, "conv2d: weight must be 4-D (O, C/groups, kh, kw), got {}", w_in.shape());
   Device device = common_device("conv2d", {x_in, w_in, bias_in});
@@ -27,9 +29,8 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
                  "conv2d: stride {} and dilation {} must be >= 1 and padding {} >= 0", o.stride, o.dilation, o.padding);
   const int64_t N = x_in.size(0), C = x_in.size(1), H = x_in.size(2), W = x_in.size(3);
   const int64_t O = w_in.size(0), kh = w_in.size(2), kw = w_in.size(3);
-  MINIDL_CHECK(C == w_in.size(1) * G,
-               "conv2d: input {} has {} channels but weight {} with groups={} expects {}", x_in.shape(), C,
-               w_in.shape(), G, w_in.size(1) * G);
+  MINIDL_CHECK(C == w_in.size(1) * G, "conv2d: input {} has {} channels but weight {} with groups={} expects {}",
+               x_in.shape(), C, w_in.shape(), G, w_in.size(1) * G);
   MINIDL_CHECK(O % G == 0, "conv2d: out channels {} (weight {}) are not divisible by groups={}", O, w_in.shape(), G);
   if (bias_in.defined())
     MINIDL_CHECK(bias_in.dim() == 1 && bias_in.size(0) == O, "conv2d: bias {} does not match {} out channels",
@@ -40,31 +41,35 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
                "conv2d: input {} (padded to {}x{}) is smaller than the dilated kernel {}x{}", x_in.shape(), Hp, Wp,
                eff_h, eff_w);
   const int64_t Ho = (Hp - eff_h) / o.stride[0] + 1, Wo = (Wp - eff_w) / o.stride[1] + 1;
-  const Conv2dParams p{o.stride[0],   o.stride[1], o.padding[0], o.padding[1], o.dilation[0],
-                            o.dilation[1], G,           act == Activation::relu};
+  const Conv2dParams p{o.stride[0],   o.stride[1], o.padding[0],           o.padding[1], o.dilation[0],
+                       o.dilation[1], G,           act == Activation::relu};
 
   Tensor x = x_in.contiguous(), w = w_in.contiguous();
   Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();
   Tensor y = empty({N, O, Ho, Wo}, {.dtype = x.dtype(), .device = device});
-  if (device.is_cuda()) cuda::conv2d_forward(y.arg(), x.arg(), w.arg(), arg_or_null(bias), p);
-  else cpu::conv2d_forward(y.arg(), x.arg(), w.arg(), arg_or_null(bias), p);
+  if (device.is_cuda())
+    cuda::conv2d_forward(y.arg(), x.arg(), w.arg(), arg_or_null(bias), p);
+  else
+    cpu::conv2d_forward(y.arg(), x.arg(), w.arg(), arg_or_null(bias), p);
 
-  record(y, "Conv2dBackward", {x, w, bias}, [x = saved(x), w = saved(w), y = saved(y), p](const Tensor& g_in,
-                                                                                                 const NeedsGrad& needs) {
-    // Through a fused ReLU the gradient counts where the output is positive: the
-    // kernel masks it as it reads it.
-    Tensor g = g_in.to(y.dtype()).contiguous();
-    auto out = [](bool wanted, const Tensor& like) {
-      return wanted ? empty(like.shape(), {.dtype = like.dtype(), .device = like.device()}) : Tensor();
-    };
-    Tensor gx = out(needs[0], x), gw = out(needs[1], w);
-    Tensor gb = needs[2] ? empty({w.size(0)}, {.dtype = w.dtype(), .device = w.device()}) : Tensor();
-    const TensorArg gxa = arg_or_null(gx), gwa = arg_or_null(gw), gba = arg_or_null(gb);
-    const TensorArg relu_out = p.relu ? y.arg() : TensorArg{};
-    if (x.device().is_cuda()) cuda::conv2d_backward(gxa, gwa, gba, g.arg(), x.arg(), w.arg(), relu_out, p);
-    else cpu::conv2d_backward(gxa, gwa, gba, g.arg(), x.arg(), w.arg(), relu_out, p);
-    return grads{gx, gw, gb};
-  });
+  record(y, "Conv2dBackward", {x, w, bias},
+         [x = saved(x), w = saved(w), y = saved(y), p](const Tensor& g_in, const NeedsGrad& needs) {
+           // Through a fused ReLU the gradient counts where the output is positive: the
+           // kernel masks it as it reads it.
+           Tensor g = g_in.to(y.dtype()).contiguous();
+           auto out = [](bool wanted, const Tensor& like) {
+             return wanted ? empty(like.shape(), {.dtype = like.dtype(), .device = like.device()}) : Tensor();
+           };
+           Tensor gx = out(needs[0], x), gw = out(needs[1], w);
+           Tensor gb = needs[2] ? empty({w.size(0)}, {.dtype = w.dtype(), .device = w.device()}) : Tensor();
+           const TensorArg gxa = arg_or_null(gx), gwa = arg_or_null(gw), gba = arg_or_null(gb);
+           const TensorArg relu_out = p.relu ? y.arg() : TensorArg{};
+           if (x.device().is_cuda())
+             cuda::conv2d_backward(gxa, gwa, gba, g.arg(), x.arg(), w.arg(), relu_out, p);
+           else
+             cpu::conv2d_backward(gxa, gwa, gba, g.arg(), x.arg(), w.arg(), relu_out, p);
+           return grads{gx, gw, gb};
+         });
   return y;
 }
 

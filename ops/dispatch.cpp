@@ -1,5 +1,6 @@
 #include "ops/dispatch.h"
 
+#include "core/autograd.h"
 #include "core/check.h"
 #include "cuda/kernels.h"
 #include "ops/cpu/kernels.h"
@@ -15,8 +16,8 @@ Device common_device(const char* op, const std::vector<Tensor>& tensors) {
       first = &t;
       continue;
     }
-    MINIDL_CHECK(t.device() == first->device(),
-                 "{}: expected all tensors on the same device, got {} and {}", op, first->device(), t.device());
+    MINIDL_CHECK(t.device() == first->device(), "{}: expected all tensors on the same device, got {} and {}", op,
+                 first->device(), t.device());
   }
   MINIDL_CHECK(first != nullptr, "{}: called with undefined tensors", op);
   return first->device();
@@ -25,8 +26,10 @@ Device common_device(const char* op, const std::vector<Tensor>& tensors) {
 int64_t first_out_of_range(const Tensor& index, int64_t size, int64_t allowed) {
   Tensor ix = index.contiguous();
   Tensor status = empty({1}, {.dtype = DType::int64, .device = ix.device()});
-  if (ix.device().is_cuda()) cuda::find_out_of_range(status.arg(), ix.arg(), size, allowed);
-  else cpu::find_out_of_range(status.arg(), ix.arg(), size, allowed);
+  if (ix.device().is_cuda())
+    cuda::find_out_of_range(status.arg(), ix.arg(), size, allowed);
+  else
+    cpu::find_out_of_range(status.arg(), ix.arg(), size, allowed);
   return status.item<int64_t>();
 }
 
@@ -60,6 +63,21 @@ Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b) {
     out[i] = da == 1 ? db : da;
   }
   return out;
+}
+
+std::vector<Tensor> widen_bf16(const char* op, const std::vector<Tensor>& inputs) {
+  std::vector<Tensor> wide;
+  for (const Tensor& t : inputs) {
+    if (!t.defined()) {
+      wide.emplace_back();
+      continue;
+    }
+    MINIDL_CHECK(t.dtype() == DType::bf16, "{}: dtypes differ: a bf16 input beside a {} one", op, t.dtype());
+    MINIDL_CHECK(!(t.requires_grad() && grad_mode_enabled()),
+                 "{}: bf16 runs inference only (no gradient yet): call it under NoGradGuard, or train in f32", op);
+    wide.push_back(t.to(DType::f32));
+  }
+  return wide;
 }
 
 }  // namespace minidl

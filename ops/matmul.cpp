@@ -50,8 +50,10 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
       b_off += coord * B.strides[d];
     }
     const TensorArg Ai = matrix_at(A, a_off), Bi = matrix_at(B, b_off), Ci = matrix_at(C, i * M * N);
-    if (on_cuda) cuda::gemm(M, N, K, 1.0, Ai, Bi, 0.0, Ci);
-    else cpu::gemm(M, N, K, 1.0, Ai, Bi, 0.0, Ci);
+    if (on_cuda)
+      cuda::gemm(M, N, K, 1.0, Ai, Bi, 0.0, Ci);
+    else
+      cpu::gemm(M, N, K, 1.0, Ai, Bi, 0.0, Ci);
   }
   return out;
 }
@@ -63,8 +65,8 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
                a_in.shape(), b_in.shape());
   common_device("matmul", {a_in, b_in});
   MINIDL_CHECK(a_in.dtype() == b_in.dtype(), "matmul: dtypes differ: {} and {}", a_in.dtype(), b_in.dtype());
-  MINIDL_CHECK(a_in.dtype() == DType::f32 || a_in.dtype() == DType::f64,
-               "matmul: expected f32 or f64 tensors, got {}", a_in.dtype());
+  MINIDL_CHECK(a_in.dtype() == DType::f32 || a_in.dtype() == DType::f64, "matmul: expected f32 or f64 tensors, got {}",
+               a_in.dtype());
   // 1-D operands: a row vector on the left, a column on the right (removed again below).
   Tensor a = a_in.dim() == 1 ? a_in.unsqueeze(0) : a_in;
   Tensor b = b_in.dim() == 1 ? b_in.unsqueeze(-1) : b_in;
@@ -85,8 +87,8 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias_in, Activation act) {
   MINIDL_CHECK(weight.dim() == 2, "linear: weight must be 2-D (out_features, in_features), got {}", weight.shape());
   MINIDL_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1),
-               "linear: input {} has {} features but weight {} expects {}", x.shape(),
-               x.dim() >= 1 ? x.size(-1) : 0, weight.shape(), weight.size(1));
+               "linear: input {} has {} features but weight {} expects {}", x.shape(), x.dim() >= 1 ? x.size(-1) : 0,
+               weight.shape(), weight.size(1));
   const int64_t in = weight.size(1), out = weight.size(0);
   if (bias_in.defined())
     MINIDL_CHECK(bias_in.dim() == 1 && bias_in.size(0) == out,
@@ -95,7 +97,14 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias_in, Acti
   MINIDL_CHECK(x.dtype() == weight.dtype() && (!bias_in.defined() || bias_in.dtype() == x.dtype()),
                "linear: dtypes differ: input {}, weight {}{}", x.dtype(), weight.dtype(),
                bias_in.defined() ? fmt::format(", bias {}", bias_in.dtype()) : "");
-  MINIDL_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f64, "linear: expected f32 or f64 tensors, got {}",
+  if (x.dtype() == DType::bf16) {
+    MINIDL_CHECK(device.is_cpu(), "linear: bf16 runs on the CPU until the CUDA backend lands; input is on {}", device);
+    MINIDL_CHECK(!((x.requires_grad() || weight.requires_grad() || (bias_in.defined() && bias_in.requires_grad())) &&
+                   grad_mode_enabled()),
+                 "linear: bf16 runs inference only (no gradient yet): call it under NoGradGuard, or train in f32");
+    return linear_bf16(x, pack_bf16_weight(weight), bias_in, act);
+  }
+  MINIDL_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f64, "linear: expected f32, f64 or bf16 tensors, got {}",
                x.dtype());
 
   // Rows of x as a matrix (N, in); the weight is read transposed through its strides.
@@ -105,8 +114,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias_in, Acti
   Tensor y2 = empty({N, out}, {.dtype = x.dtype(), .device = device});
   const GemmEpilogue epilogue{.bias = bias.defined() ? bias.raw_data() : nullptr, .relu = act == Activation::relu};
   const TensorArg xa = x2.arg(), wa = weight.t().arg(), ya = y2.arg();
-  if (device.is_cuda()) cuda::gemm(N, out, in, 1.0, xa, wa, 0.0, ya, cuda::GemmKernel::best, epilogue);
-  else cpu::gemm(N, out, in, 1.0, xa, wa, 0.0, ya, cpu::GemmKernel::best, epilogue);
+  if (device.is_cuda())
+    cuda::gemm(N, out, in, 1.0, xa, wa, 0.0, ya, cuda::GemmKernel::best, epilogue);
+  else
+    cpu::gemm(N, out, in, 1.0, xa, wa, 0.0, ya, cpu::GemmKernel::best, epilogue);
 
   Shape out_shape = x.shape();
   out_shape.back() = out;
@@ -115,14 +126,57 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias_in, Acti
   // is positive. Then dx = g · W, dW = gᵀ · x, db = Σ_rows g.
   record(y, "LinearBackward", {x, weight, bias},
          [x2 = saved(x2), w = saved(weight), y2 = saved(y2), act, x_shape = x.shape()](const Tensor& g_in,
-                                                                                              const NeedsGrad& needs) {
+                                                                                       const NeedsGrad& needs) {
            Tensor g = g_in.reshape(y2.shape());
            if (act == Activation::relu) g = relu_backward(g, y2);
-           return grads{needs[0] ? matmul(g, w).reshape(x_shape) : Tensor(),
-                        needs[1] ? matmul(g.t(), x2) : Tensor(),
+           return grads{needs[0] ? matmul(g, w).reshape(x_shape) : Tensor(), needs[1] ? matmul(g.t(), x2) : Tensor(),
                         needs[2] ? sum(g, {0}) : Tensor()};
          });
   return y;
+}
+
+Bf16Weight pack_bf16_weight(const Tensor& weight_in) {
+  MINIDL_CHECK(weight_in.dim() == 2 && weight_in.dtype() == DType::bf16 && weight_in.device().is_cpu(),
+               "pack_bf16_weight: expected a bf16 (out, in) CPU weight, got {} {} on {}", weight_in.dtype(),
+               weight_in.shape(), weight_in.device());
+  const Tensor w = weight_in.contiguous();
+  Bf16Weight p{.packed = empty({cpu::gemm_bf16_packed_elements(w.size(0), w.size(1))}, {.dtype = DType::bf16}),
+               .out_features = w.size(0),
+               .in_features = w.size(1)};
+  cpu::gemm_bf16_pack_weight(static_cast<const uint16_t*>(w.raw_data()), w.size(1), w.size(0), w.size(1),
+                             static_cast<uint16_t*>(p.packed.raw_data()));
+  return p;
+}
+
+Tensor linear_bf16(const Tensor& x, const Bf16Weight& w, const Tensor& bias_in, Activation act, bool f32_out) {
+  MINIDL_CHECK(x.dtype() == DType::bf16 && x.device().is_cpu(), "linear_bf16: expected a bf16 CPU input, got {} on {}",
+               x.dtype(), x.device());
+  MINIDL_CHECK(x.dim() >= 1 && x.size(-1) == w.in_features,
+               "linear_bf16: input {} has {} features but the weight ({}, {}) expects {}", x.shape(),
+               x.dim() >= 1 ? x.size(-1) : 0, w.out_features, w.in_features, w.in_features);
+  if (bias_in.defined())
+    MINIDL_CHECK(bias_in.dim() == 1 && bias_in.size(0) == w.out_features && is_floating(bias_in.dtype()),
+                 "linear_bf16: bias {} {} does not match the weight (expected [{}])", bias_in.dtype(), bias_in.shape(),
+                 w.out_features);
+  const Tensor x2 = x.reshape({-1, w.in_features}).contiguous();
+  const Tensor bias = bias_in.defined() ? bias_in.to(DType::f32).contiguous() : Tensor();
+  const int64_t M = x2.size(0), N = w.out_features;
+  Tensor y = empty({M, N}, {.dtype = f32_out ? DType::f32 : DType::bf16});
+  cpu::Bf16GemmArgs a;
+  a.M = M, a.N = N, a.K = w.in_features;
+  a.x = static_cast<const uint16_t*>(x2.raw_data()), a.ldx = w.in_features;
+  a.w_packed = static_cast<const uint16_t*>(w.packed.raw_data());
+  a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  a.relu = act == Activation::relu;
+  if (f32_out)
+    a.y = y.data_ptr<float>();
+  else
+    a.y_bf16 = static_cast<uint16_t*>(y.raw_data());
+  a.ldy = N;
+  cpu::gemm_bf16(a);
+  Shape out_shape = x.shape();
+  out_shape.back() = N;
+  return y.reshape(out_shape);
 }
 
 }  // namespace minidl

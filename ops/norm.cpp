@@ -4,17 +4,25 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
-#include "ops/elementwise.h"
-#include "ops/factory.h"
 #include "cuda/kernels.h"
 #include "ops/cpu/kernels.h"
 #include "ops/dispatch.h"
+#include "ops/elementwise.h"
+#include "ops/factory.h"
 #include "ops/reduce.h"
 
 namespace minidl {
 
 Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
                   const Tensor& bias, bool training, double momentum, double eps) {
+  if (x_in.dtype() == DType::bf16) {
+    MINIDL_CHECK(!training,
+                 "batch_norm: bf16 in training mode is not supported (its statistics update in f32); "
+                 "train in f32, then convert the model for inference");
+    return bf16_via_f32(
+        "batch_norm", {x_in, running_mean, running_var, weight, bias},
+        [&](const std::vector<Tensor>& t) { return batch_norm(t[0], t[1], t[2], t[3], t[4], false, momentum, eps); });
+  }
   MINIDL_CHECK(x_in.dim() >= 2, "batch_norm: input must be (N, C) or (N, C, *), got {}", x_in.shape());
   MINIDL_CHECK(x_in.dtype() == DType::f32 || x_in.dtype() == DType::f64, "batch_norm: expected f32 or f64, got {}",
                x_in.dtype());
@@ -22,8 +30,8 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
   const int64_t N = x_in.size(0), C = x_in.size(1);
   for (const Tensor* t : {&running_mean, &running_var, &weight, &bias})
     if (t->defined())
-      MINIDL_CHECK(t->dim() == 1 && t->size(0) == C, "batch_norm: per-channel tensor {} does not match {} channels of {}",
-                   t->shape(), C, x_in.shape());
+      MINIDL_CHECK(t->dim() == 1 && t->size(0) == C,
+                   "batch_norm: per-channel tensor {} does not match {} channels of {}", t->shape(), C, x_in.shape());
   MINIDL_CHECK(training || (running_mean.defined() && running_var.defined()),
                "batch_norm: eval mode needs running_mean and running_var");
   const int64_t L = C == 0 ? 0 : x_in.numel() / std::max<int64_t>(N * C, 1);
@@ -43,8 +51,10 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
       mean = empty({C}, opts);
       Tensor var = empty({C}, opts);
       const TensorArg xa = x.reshape({N, C, L}).arg();
-      if (device.is_cuda()) cuda::batch_norm_stats(mean.arg(), var.arg(), xa);
-      else cpu::batch_norm_stats(mean.arg(), var.arg(), xa);
+      if (device.is_cuda())
+        cuda::batch_norm_stats(mean.arg(), var.arg(), xa);
+      else
+        cpu::batch_norm_stats(mean.arg(), var.arg(), xa);
       invstd = div(ones({C}, opts), sqrt(add(var, eps)));
       if (running_mean.defined() && running_var.defined()) {
         // running = (1 - momentum) · running + momentum · batch, the variance unbiased
@@ -60,8 +70,10 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const Tensor& 
   }
   Tensor y = empty(x.shape(), opts);
   const TensorArg ya = y.reshape({N, C, L}).arg(), xa = x.reshape({N, C, L}).arg();
-  if (device.is_cuda()) cuda::batch_norm_apply(ya, xa, mean.arg(), invstd.arg(), arg_or_null(w), arg_or_null(b));
-  else cpu::batch_norm_apply(ya, xa, mean.arg(), invstd.arg(), arg_or_null(w), arg_or_null(b));
+  if (device.is_cuda())
+    cuda::batch_norm_apply(ya, xa, mean.arg(), invstd.arg(), arg_or_null(w), arg_or_null(b));
+  else
+    cpu::batch_norm_apply(ya, xa, mean.arg(), invstd.arg(), arg_or_null(w), arg_or_null(b));
 
   record(y, "BatchNormBackward", {x, weight, bias},
          [x = saved(x), mean, invstd, w = saved(w), training, N, C, L](const Tensor& g_in, const NeedsGrad& needs) {

@@ -49,6 +49,34 @@ void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, con
 bool gemm_kernel_supported(GemmKernel kernel);
 const char* gemm_kernel_name(GemmKernel kernel);
 
+// ---- bf16 (ops/cpu/gemm_bf16.cpp)
+
+// W (N, K) bf16 bits, row stride ldw, into gemm_bf16_packed_elements(N, K)
+// elements of the bf16 GEMM's layout (pairs of k per 32-bit lane, 16-column panels).
+int64_t gemm_bf16_packed_elements(int64_t N, int64_t K);
+void gemm_bf16_pack_weight(const uint16_t* w, int64_t ldw, int64_t N, int64_t K, uint16_t* packed);
+
+// y (M, N) = act(x (M, K) · Wᵀ + bias): bf16 x and W, f32 sums, y f32 (y) or bf16 (y_bf16).
+struct Bf16GemmArgs {
+  int64_t M = 0, N = 0, K = 0;
+  const uint16_t* x = nullptr;  // bf16 bits (M, K), row stride ldx
+  int64_t ldx = 0;
+  const uint16_t* w_packed = nullptr;  // gemm_bf16_pack_weight's layout
+  const float* bias = nullptr;         // (N) or null
+  bool relu = false;
+  float* y = nullptr;           // one of y and y_bf16, row stride ldy
+  uint16_t* y_bf16 = nullptr;
+  int64_t ldy = 0;
+};
+// `best`: vdpbf16ps where the CPU has AVX512_BF16, else the AVX-512 converting
+// kernel, else the reference loop; tests run each this CPU has.
+enum class Bf16GemmKernel { best, reference, avx512_cvt, avx512_bf16 };
+void gemm_bf16(const Bf16GemmArgs& args, Bf16GemmKernel kernel = Bf16GemmKernel::best);
+bool gemm_bf16_kernel_supported(Bf16GemmKernel kernel);
+const char* gemm_bf16_kernel_name(Bf16GemmKernel kernel);
+// Whether `best` runs bf16 instructions (false: a converting path, slower than f32).
+bool gemm_bf16_is_native();
+
 // ---- int8 dynamic quantization (ops/cpu/qgemm.cpp)
 
 // x ≈ scale · (q − zero_point), q in [0, 255]: an activation tensor's range,

@@ -1,0 +1,305 @@
+// ops/cpu/gemm_bf16.cpp — the bf16 GEMM of a linear layer: bf16 inputs, f32 sums.
+//
+//   y (M, N) = act( x (M, K) · W (N, K)ᵀ + bias (N) ),   x, W bf16; sums in f32; y f32 or bf16
+//
+// bf16 is the top half of an f32: the same range, 8 bits of mantissa. Products
+// of two bf16 are exact in f32, so a bf16 GEMM is an f32 GEMM that reads half
+// the bytes — and, on CPUs with AVX512_BF16, does twice the multiply-adds per
+// instruction: vdpbf16ps multiplies the two bf16 of each 32-bit lane of x by
+// the two of w and adds both products to the lane's f32 sum.
+//
+// Layout (gemm_bf16_pack_weight), the int8 GEMM's with pairs instead of
+// quadruples: K padded to even, N to panels of 16 columns; panel p holds, for
+// each pair g of k, columns 16p .. 16p+15's W[n, 2g], W[n, 2g+1] — 64 bytes, one
+// zmm register. A tile of MR rows × 16·NV columns of f32 sums stays in
+// registers; per pair it broadcasts 4 bytes of each row of x against NV loads.
+//
+// Kernels, tested against the f64 product (tests/test_bf16.cpp):
+//   avx512-bf16   vdpbf16ps (Zen 4, Zen 5, Sapphire Rapids).
+//   avx512-cvt    AVX-512 without BF16: each pair widened to two f32 (a bf16 is
+//                 an f32 with its low 16 bits cleared: a shift or a mask) and two FMAs.
+//   reference     scalar loops over the same layout.
+// Both vector kernels round each pair's two products once each in f32 sums; the
+// difference from the f64 product is rounding only (≈ K · 2⁻²⁴ relative).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "core/error.h"
+#include "ops/cpu/cpu_features.h"
+#include "ops/cpu/kernels.h"
+#include "ops/cpu/loops.h"
+
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's _mm512_undefined_* (see qgemm.cpp)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+namespace minidl::cpu {
+
+namespace {
+constexpr int64_t kPanel = 16;
+int64_t pairs_of(int64_t K) { return (K + 1) / 2; }
+int64_t panels_of(int64_t N) { return (N + kPanel - 1) / kPanel; }
+// Element offset of W[n, k] in the packed layout.
+int64_t packed_offset(int64_t n, int64_t k, int64_t K) {
+  return ((n / kPanel * pairs_of(K) + k / 2) * kPanel + n % kPanel) * 2 + k % 2;
+}
+float to_float(uint16_t bits) {
+  const uint32_t u = static_cast<uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+}  // namespace
+
+int64_t gemm_bf16_packed_elements(int64_t N, int64_t K) { return panels_of(N) * pairs_of(K) * 2 * kPanel; }
+
+void gemm_bf16_pack_weight(const uint16_t* w, int64_t ldw, int64_t N, int64_t K, uint16_t* packed) {
+  const int64_t G = pairs_of(K), P = panels_of(N);
+  const bool parallel = N * K >= 4 * kParallelGrain && !in_parallel();
+  // Each row of W is read once, contiguously, and scattered 64 bytes apart into its panel.
+#pragma omp parallel for if (parallel) schedule(static)
+  for (int64_t p = 0; p < P; ++p) {
+    uint16_t* panel = packed + p * G * 2 * kPanel;
+    for (int64_t j = 0; j < kPanel; ++j) {
+      const int64_t n = p * kPanel + j;
+      uint16_t* dst = panel + 2 * j;
+      if (n >= N) {  // padding columns: +0.0
+        for (int64_t g = 0; g < G; ++g) dst[g * 2 * kPanel] = dst[g * 2 * kPanel + 1] = 0;
+        continue;
+      }
+      const uint16_t* row = w + n * ldw;
+      for (int64_t g = 0; g < K / 2; ++g) dst[g * 2 * kPanel] = row[2 * g], dst[g * 2 * kPanel + 1] = row[2 * g + 1];
+      if (K % 2) dst[(G - 1) * 2 * kPanel] = row[K - 1], dst[(G - 1) * 2 * kPanel + 1] = 0;
+    }
+  }
+}
+
+namespace {
+
+float finish(float acc, int64_t n, const Bf16GemmArgs& a) {
+  const float v = acc + (a.bias ? a.bias[n] : 0.0f);
+  return a.relu ? std::max(v, 0.0f) : v;
+}
+void store(const Bf16GemmArgs& a, int64_t m, int64_t n, float v) {
+  if (a.y_bf16)
+    a.y_bf16[m * a.ldy + n] = bf16::from_float(v).bits;
+  else
+    a.y[m * a.ldy + n] = v;
+}
+
+void gemm_bf16_reference(const Bf16GemmArgs& a) {
+#pragma omp parallel for if (a.M * a.N * a.K > 262144 && !in_parallel()) schedule(static)
+  for (int64_t m = 0; m < a.M; ++m)
+    for (int64_t n = 0; n < a.N; ++n) {
+      float acc = 0;
+      for (int64_t k = 0; k < a.K; ++k)
+        acc += to_float(a.x[m * a.ldx + k]) * to_float(a.w_packed[packed_offset(n, k, a.K)]);
+      store(a, m, n, finish(acc, n, a));
+    }
+}
+
+// The tile loop: panel groups of up to nv panels × row blocks of mr rows, in
+// contiguous ranges per thread (group-major: each thread reads its share of W).
+template <class Tile>
+void for_each_tile(const Bf16GemmArgs& a, int64_t mr, int64_t nv, Tile&& tile) {
+  const int64_t P = panels_of(a.N);
+  const int64_t row_blocks = (a.M + mr - 1) / mr, col_groups = (P + nv - 1) / nv, tiles = row_blocks * col_groups;
+  const bool parallel = a.M * a.N * a.K >= 98304 && tiles > 1 && !in_parallel();
+  auto run = [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t g = t / row_blocks, r = t % row_blocks;
+      tile(std::min(mr, a.M - r * mr), r * mr, g * nv, std::min(nv, P - g * nv));
+    }
+  };
+  if (!parallel) return run(0, tiles);
+#pragma omp parallel
+  {
+    const int64_t n = team_size(), i = thread_index();
+    run(tiles * i / n, tiles * (i + 1) / n);
+  }
+}
+
+// x's pair at (row, pair g): 4 bytes, as the dword every lane multiplies.
+inline int32_t x_pair(const Bf16GemmArgs& a, int64_t row, int64_t g) {
+  // The last pair of an odd K reads one element past the row: its weight is 0,
+  // but the element may not exist, so it is taken alone.
+  if (2 * g + 1 >= a.K && a.K % 2) return a.x[row * a.ldx + 2 * g];
+  int32_t v;
+  std::memcpy(&v, a.x + row * a.ldx + 2 * g, 4);
+  return v;
+}
+
+// acc += the pair products, per lane: vdpbf16ps in place (as qgemm.cpp's dpbusd,
+// in assembly: GCC 12 doubles the accumulator registers around the intrinsic).
+inline void dpbf16(__m512& acc, __m512i x, __m512i w) { __asm__("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w)); }
+
+struct Bf16Dot {
+  __attribute__((target("avx512f,avx512bw"))) static void madd(__m512& acc, __m512i x, __m512i w) { dpbf16(acc, x, w); }
+};
+struct CvtDot {
+  // The even element of each pair is the low half of the lane, the odd the high half.
+  __attribute__((target("avx512f,avx512bw"))) static void madd(__m512& acc, __m512i x, __m512i w) {
+    const __m512i hi = _mm512_set1_epi32(static_cast<int32_t>(0xffff0000u));
+    acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(x, 16)), _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)),
+                          acc);
+    acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(x, hi)), _mm512_castsi512_ps(_mm512_and_si512(w, hi)),
+                          acc);
+  }
+};
+
+template <class Dot, int MR, int NV>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void tile_512(const Bf16GemmArgs& a, int64_t m0, int64_t p0) {
+  const int64_t G = pairs_of(a.K);
+  const uint16_t* w = a.w_packed + p0 * G * 2 * kPanel;
+  __m512 acc[MR][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m512i b[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_si512(w + (v * G + g) * 2 * kPanel);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const __m512i xi = _mm512_set1_epi32(x_pair(a, m0 + i, g));
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) Dot::madd(acc[i][v], xi, b[v]);
+    }
+  }
+  const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    const int64_t n0 = (p0 + v) * kPanel;
+    const __mmask16 m = a.N - n0 >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (a.N - n0)) - 1);
+    const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(m, a.bias + n0) : zero;
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      __m512 y = _mm512_add_ps(acc[i][v], bias);
+      if (a.relu) y = _mm512_max_ps(y, zero);
+      if (a.y_bf16) {
+        // Round to nearest even, as bf16::from_float (NaN stays NaN: quieted).
+        const __m512i u = _mm512_castps_si512(y);
+        const __m512i rounded = _mm512_srli_epi32(
+            _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                                 _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1)))),
+            16);
+        const __mmask16 nan = _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q);
+        const __m512i bits = _mm512_mask_or_epi32(rounded, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+        _mm256_mask_storeu_epi16(a.y_bf16 + (m0 + i) * a.ldy + n0, m, _mm512_cvtepi32_epi16(bits));
+      } else {
+        _mm512_mask_storeu_ps(a.y + (m0 + i) * a.ldy + n0, m, y);
+      }
+    }
+  }
+}
+
+template <class Dot, int MR>
+void tile_rows(const Bf16GemmArgs& a, int64_t m0, int64_t p0, int64_t nv) {
+  for (; nv >= 8 && MR <= 2; nv -= 8, p0 += 8) tile_512<Dot, MR, (MR <= 2 ? 8 : 4)>(a, m0, p0);
+  for (; nv >= 4; nv -= 4, p0 += 4) tile_512<Dot, MR, 4>(a, m0, p0);
+  switch (nv) {
+    case 3:
+      return tile_512<Dot, MR, 3>(a, m0, p0);
+    case 2:
+      return tile_512<Dot, MR, 2>(a, m0, p0);
+    case 1:
+      return tile_512<Dot, MR, 1>(a, m0, p0);
+  }
+}
+
+template <class Dot>
+void gemm_bf16_512(const Bf16GemmArgs& a) {
+  for_each_tile(a, 6, a.M <= 2 ? 8 : 4, [&](int64_t rows, int64_t m0, int64_t p0, int64_t panels) {
+    switch (rows) {
+      case 6:
+        return tile_rows<Dot, 6>(a, m0, p0, panels);
+      case 5:
+        return tile_rows<Dot, 5>(a, m0, p0, panels);
+      case 4:
+        return tile_rows<Dot, 4>(a, m0, p0, panels);
+      case 3:
+        return tile_rows<Dot, 3>(a, m0, p0, panels);
+      case 2:
+        return tile_rows<Dot, 2>(a, m0, p0, panels);
+      case 1:
+        return tile_rows<Dot, 1>(a, m0, p0, panels);
+    }
+  });
+}
+
+// Which kernel is faster depends on the core, not only on its features: on the
+// Sapphire/Emerald Rapids machines here vdpbf16ps issues once per two cycles
+// while FMAs issue twice per cycle (measured: 1.3 G against 5.4 G instructions/s
+// on one core), so its 32 multiply-adds per instruction lose to two FMAs of 16
+// and the converting kernel is faster (1.23x on the mlp at batch 128). Intel
+// CPUs therefore take the converting kernel, others vdpbf16ps (Zen 4 runs it at
+// the FMA rate, per AMD's documentation — not yet measured here).
+// MINIDL_BF16_GEMM=bf16|cvt|reference overrides, for tests and benchmarks.
+Bf16GemmKernel best_bf16_kernel() {
+  if (const char* env = std::getenv("MINIDL_BF16_GEMM"); env && *env) {
+    const std::string e = env;
+    const Bf16GemmKernel k = e == "bf16"  ? Bf16GemmKernel::avx512_bf16
+                             : e == "cvt" ? Bf16GemmKernel::avx512_cvt
+                             : e == "reference"
+                                 ? Bf16GemmKernel::reference
+                                 : throw Error("MINIDL_BF16_GEMM='" + e + "' is not bf16, cvt or reference");
+    return k;
+  }
+  if (cpu_path() != CpuPath::avx512) return Bf16GemmKernel::reference;
+  const bool intel = cpu_features().vendor == "GenuineIntel";
+  return cpu_features().avx512_bf16 && !intel ? Bf16GemmKernel::avx512_bf16 : Bf16GemmKernel::avx512_cvt;
+}
+}  // namespace
+
+bool gemm_bf16_kernel_supported(Bf16GemmKernel k) {
+  switch (k) {
+    case Bf16GemmKernel::best:
+    case Bf16GemmKernel::reference:
+      return true;
+    case Bf16GemmKernel::avx512_cvt:
+      return cpu_path_supported(CpuPath::avx512);
+    case Bf16GemmKernel::avx512_bf16:
+      return cpu_path_supported(CpuPath::avx512) && cpu_features().avx512_bf16;
+  }
+  return false;
+}
+
+const char* gemm_bf16_kernel_name(Bf16GemmKernel k) {
+  switch (k) {
+    case Bf16GemmKernel::best:
+      return gemm_bf16_kernel_name(best_bf16_kernel());
+    case Bf16GemmKernel::reference:
+      return "bf16-reference (converting, scalar)";
+    case Bf16GemmKernel::avx512_cvt:
+      return "bf16-avx512-cvt (widen to f32, FMA, 6x64)";
+    case Bf16GemmKernel::avx512_bf16:
+      return "bf16-avx512-bf16 (vdpbf16ps, 6x64)";
+  }
+  return "?";
+}
+
+bool gemm_bf16_is_native() { return cpu_path() == CpuPath::avx512 && cpu_features().avx512_bf16; }
+
+void gemm_bf16(const Bf16GemmArgs& a, Bf16GemmKernel kernel) {
+  if (a.M == 0 || a.N == 0) return;
+  if (kernel == Bf16GemmKernel::best) kernel = best_bf16_kernel();
+  if (!gemm_bf16_kernel_supported(kernel))
+    throw Error(std::string("gemm_bf16: this CPU (") + cpu_features().model + ") cannot run " +
+                gemm_bf16_kernel_name(kernel));
+  switch (kernel) {
+    case Bf16GemmKernel::avx512_bf16:
+      return gemm_bf16_512<Bf16Dot>(a);
+    case Bf16GemmKernel::avx512_cvt:
+      return gemm_bf16_512<CvtDot>(a);
+    default:
+      return gemm_bf16_reference(a);
+  }
+}
+
+}  // namespace minidl::cpu

@@ -1,0 +1,136 @@
+// tests/test_bf16.cpp — bf16 inference: every bf16 GEMM kernel this CPU runs
+// against the f64 product of the same bf16 values (odd shapes, both output
+// types, bias and ReLU); bf16 linear against f32; whole models converted with
+// to(bf16) against their f32 selves; the refusals (gradients, training-mode BN).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+
+#include "minidl.h"
+#include "ops/cpu/cpu_features.h"
+#include "ops/cpu/kernels.h"
+
+using namespace minidl;
+using cpu::Bf16GemmKernel;
+
+namespace {
+
+const Bf16GemmKernel kKernels[] = {Bf16GemmKernel::reference, Bf16GemmKernel::avx512_cvt, Bf16GemmKernel::avx512_bf16};
+
+std::vector<uint16_t> random_bf16(int64_t n, std::mt19937_64& rng) {
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<uint16_t> v(static_cast<size_t>(n));
+  for (auto& b : v) b = bf16::from_float(d(rng)).bits;
+  return v;
+}
+double widen(uint16_t b) {
+  bf16 h;
+  h.bits = b;
+  return static_cast<float>(h);
+}
+
+}  // namespace
+
+TEST_CASE("gemm_bf16: every kernel this CPU runs against the f64 product of the same bf16 values") {
+  MESSAGE("CPU: " << cpu::cpu_summary()
+                  << "; bf16 GEMM: " << std::string(cpu::gemm_bf16_kernel_name(Bf16GemmKernel::best)));
+  for (Bf16GemmKernel k : kKernels)
+    if (!cpu::gemm_bf16_kernel_supported(k))
+      MESSAGE("skipped " << cpu::gemm_bf16_kernel_name(k) << ": this CPU lacks it");
+  const int64_t shapes[][3] = {{1, 1, 1},  {1, 10, 784}, {2, 17, 5},    {3, 33, 31},    {5, 64, 64},
+                               {6, 16, 2}, {7, 130, 3},  {13, 47, 257}, {64, 256, 512}, {1, 512, 784}};
+  std::mt19937_64 rng(1);
+  for (const auto& s : shapes) {
+    const int64_t M = s[0], N = s[1], K = s[2];
+    const auto x = random_bf16(M * K, rng), w = random_bf16(N * K, rng);
+    std::vector<float> bias(static_cast<size_t>(N));
+    for (auto& b : bias) b = static_cast<float>(rng() % 100) / 25.0f - 2.0f;
+    std::vector<uint16_t> packed(static_cast<size_t>(cpu::gemm_bf16_packed_elements(N, K)));
+    cpu::gemm_bf16_pack_weight(w.data(), K, N, K, packed.data());
+    for (Bf16GemmKernel k : kKernels) {
+      if (!cpu::gemm_bf16_kernel_supported(k)) continue;
+      for (bool relu : {false, true})
+        for (bool bf16_out : {false, true}) {
+          CAPTURE(cpu::gemm_bf16_kernel_name(k));
+          CAPTURE(M);
+          CAPTURE(N);
+          CAPTURE(K);
+          CAPTURE(relu);
+          CAPTURE(bf16_out);
+          std::vector<float> y(M * N, std::nanf(""));  // poisoned: a forgotten element fails
+          std::vector<uint16_t> yb(M * N, 0x7fc1);     // a NaN pattern
+          cpu::Bf16GemmArgs a;
+          a.M = M, a.N = N, a.K = K, a.x = x.data(), a.ldx = K, a.w_packed = packed.data();
+          a.bias = relu ? nullptr : bias.data(), a.relu = relu, a.ldy = N;
+          if (bf16_out)
+            a.y_bf16 = yb.data();
+          else
+            a.y = y.data();
+          cpu::gemm_bf16(a, k);
+          int bad = 0;
+          for (int64_t m = 0; m < M; ++m)
+            for (int64_t n = 0; n < N; ++n) {
+              double e = relu ? 0.0 : bias[n], scale = std::abs(e);
+              for (int64_t kk = 0; kk < K; ++kk) {
+                const double p = widen(x[m * K + kk]) * widen(w[n * K + kk]);
+                e += p, scale += std::abs(p);
+              }
+              if (relu) e = std::max(e, 0.0);
+              const double got = bf16_out ? widen(yb[m * N + n]) : y[m * N + n];
+              // f32 sums (K roundings), then one bf16 rounding of the output.
+              const double tol = 1e-6 * scale + (bf16_out ? std::abs(e) / 256 : 0) + 1e-6;
+              bad += !(std::abs(got - e) <= tol);
+            }
+          CHECK(bad == 0);
+        }
+    }
+  }
+}
+
+TEST_CASE("linear in bf16: near the f32 linear of the same values; fused ReLU; 3-D input") {
+  Generator gen(2);
+  NoGradGuard no_grad;
+  for (int64_t batch : {1, 4, 37}) {
+    CAPTURE(batch);
+    Tensor x = randn({batch, 70}, {}, gen).to(DType::bf16), w = randn({19, 70}, {}, gen).to(DType::bf16);
+    Tensor b = randn({19}, {}, gen).to(DType::bf16);
+    Tensor y = linear(x, w, b);
+    CHECK(y.dtype() == DType::bf16);
+    const Tensor ref = linear(x.to(DType::f32), w.to(DType::f32), b.to(DType::f32));
+    CHECK(sqnr_db(ref, y.to(DType::f32)) > 40);  // one bf16 rounding of the output: ≈ 50 dB
+    CHECK(linear(x, w, b, Activation::relu).to(DType::f32).to_vector<float>() ==
+          relu(y).to(DType::f32).to_vector<float>());
+    CHECK(linear(x.reshape({batch, 1, 70}), w, b).shape() == Shape{batch, 1, 19});
+  }
+}
+
+TEST_CASE("a model converted to bf16 gives the f32 model's predictions (mlp, cnn with conv, BN and pooling)") {
+  for (const char* name : {"mlp", "cnn"}) {
+    CAPTURE(name);
+    Generator gen(3);
+    auto model = nn::build_model(name, gen);
+    model->eval();
+    Tensor x = randn({16, 1, 28, 28}, {}, gen);
+    NoGradGuard no_grad;
+    const Tensor y32 = model->forward(x);
+    model->to(DType::bf16);
+    const Tensor y16 = model->forward(x.to(DType::bf16));
+    CHECK(y16.dtype() == DType::bf16);
+    CHECK(sqnr_db(y32, y16.to(DType::f32)) > 25);
+    CHECK(mean(eq(argmax(y16.to(DType::f32), 1), argmax(y32, 1)).to(DType::f64)).item() >= 0.9);
+  }
+}
+
+TEST_CASE("bf16 refuses what it cannot do, naming it") {
+  Generator gen(4);
+  Tensor x = randn({2, 6}, {}, gen).to(DType::bf16), w = randn({3, 6}, {.requires_grad = true}, gen);
+  Tensor wb = w.detach().to(DType::bf16).requires_grad_();
+  CHECK_THROWS_WITH_AS(linear(x, wb), doctest::Contains("inference only"), Error);
+  CHECK_THROWS_WITH_AS(linear(x, w.detach()), doctest::Contains("dtypes differ"), Error);
+  Tensor img = randn({1, 2, 4, 4}, {}, gen).to(DType::bf16);
+  Tensor ones2 = ones({2}).to(DType::bf16), zeros2 = zeros({2}).to(DType::bf16);
+  CHECK_THROWS_WITH_AS(batch_norm(img, zeros2, ones2, ones2, zeros2, /*training=*/true, 0.1, 1e-5),
+                       doctest::Contains("training mode"), Error);
+  CHECK_THROWS_WITH_AS(conv2d(img, randn({3, 2, 3, 3}, {}, gen), Tensor()), doctest::Contains("dtypes differ"), Error);
+}
