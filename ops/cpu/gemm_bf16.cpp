@@ -136,7 +136,9 @@ inline int32_t x_pair(const Bf16GemmArgs& a, int64_t row, int64_t g) {
 
 // acc += the pair products, per lane: vdpbf16ps in place (as qgemm.cpp's dpbusd,
 // in assembly: GCC 12 doubles the accumulator registers around the intrinsic).
-inline void dpbf16(__m512& acc, __m512i x, __m512i w) { __asm__("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w)); }
+__attribute__((target("avx512f"))) inline void dpbf16(__m512& acc, __m512i x, __m512i w) {
+  __asm__("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w));
+}
 
 struct Bf16Dot {
   __attribute__((target("avx512f,avx512bw"))) static void madd(__m512& acc, __m512i x, __m512i w) { dpbf16(acc, x, w); }

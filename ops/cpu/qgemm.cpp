@@ -226,7 +226,9 @@ void for_each_tile(const QGemmArgs& a, int64_t mr, int64_t nv, Tile&& tile) {
 // because GCC 12 compiles _mm512_dpbusd_epi32 with its accumulator copied into a
 // fresh register and back, which doubles the registers a tile needs: a 6×4 tile
 // then spills to the stack and runs at half speed. Here it is updated in place.
-inline void dpbusd(__m512i& acc, __m512i x, __m512i w) { __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w)); }
+__attribute__((target("avx512f"))) inline void dpbusd(__m512i& acc, __m512i x, __m512i w) {
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w));
+}
 
 template <int MR, int NV>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni512(const QGemmArgs& a, int64_t m0,
