@@ -32,6 +32,7 @@
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
+#include "ops/cpu/tile_loop.h"
 
 #if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's _mm512_undefined_* (see qgemm.cpp)
@@ -101,27 +102,6 @@ void gemm_bf16_reference(const Bf16GemmArgs& a) {
         acc += to_float(a.x[m * a.ldx + k]) * to_float(a.w_packed[packed_offset(n, k, a.K)]);
       store(a, m, n, finish(acc, n, a));
     }
-}
-
-// The tile loop: panel groups of up to nv panels × row blocks of mr rows, in
-// contiguous ranges per thread (group-major: each thread reads its share of W).
-template <class Tile>
-void for_each_tile(const Bf16GemmArgs& a, int64_t mr, int64_t nv, Tile&& tile) {
-  const int64_t P = panels_of(a.N);
-  const int64_t row_blocks = (a.M + mr - 1) / mr, col_groups = (P + nv - 1) / nv, tiles = row_blocks * col_groups;
-  const bool parallel = a.M * a.N * a.K >= 98304 && tiles > 1 && !in_parallel();
-  auto run = [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t g = t / row_blocks, r = t % row_blocks;
-      tile(std::min(mr, a.M - r * mr), r * mr, g * nv, std::min(nv, P - g * nv));
-    }
-  };
-  if (!parallel) return run(0, tiles);
-#pragma omp parallel
-  {
-    const int64_t n = team_size(), i = thread_index();
-    run(tiles * i / n, tiles * (i + 1) / n);
-  }
 }
 
 // x's pair at (row, pair g): 4 bytes, as the dword every lane multiplies.
@@ -217,22 +197,23 @@ void tile_rows(const Bf16GemmArgs& a, int64_t m0, int64_t p0, int64_t nv) {
 
 template <class Dot>
 void gemm_bf16_512(const Bf16GemmArgs& a) {
-  for_each_tile(a, 6, a.M <= 2 ? 8 : 4, [&](int64_t rows, int64_t m0, int64_t p0, int64_t panels) {
-    switch (rows) {
-      case 6:
-        return tile_rows<Dot, 6>(a, m0, p0, panels);
-      case 5:
-        return tile_rows<Dot, 5>(a, m0, p0, panels);
-      case 4:
-        return tile_rows<Dot, 4>(a, m0, p0, panels);
-      case 3:
-        return tile_rows<Dot, 3>(a, m0, p0, panels);
-      case 2:
-        return tile_rows<Dot, 2>(a, m0, p0, panels);
-      case 1:
-        return tile_rows<Dot, 1>(a, m0, p0, panels);
-    }
-  });
+  for_each_tile(a.M, panels_of(a.N), a.M * a.N * a.K, 98304, 6, a.M <= 2 ? 8 : 4,
+                [&](int64_t rows, int64_t m0, int64_t p0, int64_t panels) {
+                  switch (rows) {
+                    case 6:
+                      return tile_rows<Dot, 6>(a, m0, p0, panels);
+                    case 5:
+                      return tile_rows<Dot, 5>(a, m0, p0, panels);
+                    case 4:
+                      return tile_rows<Dot, 4>(a, m0, p0, panels);
+                    case 3:
+                      return tile_rows<Dot, 3>(a, m0, p0, panels);
+                    case 2:
+                      return tile_rows<Dot, 2>(a, m0, p0, panels);
+                    case 1:
+                      return tile_rows<Dot, 1>(a, m0, p0, panels);
+                  }
+                });
 }
 
 // Which kernel is faster depends on the core, not only on its features: on the

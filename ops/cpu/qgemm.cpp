@@ -41,6 +41,7 @@
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
+#include "ops/cpu/tile_loop.h"
 
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which its own
 // -W(maybe-)uninitialized reports in every file that uses them; the value is never read.
@@ -53,6 +54,8 @@ namespace minidl::cpu {
 
 namespace {
 constexpr int64_t kPanel = 16;  // columns per panel: one zmm of int32 lanes
+// About 48 K multiply-adds per thread before a second one pays (a region costs ~1.5 µs).
+constexpr int64_t kParallelMacs = 196608;
 
 int64_t groups_of(int64_t K) { return (K + 3) / 4; }
 int64_t panels_of(int64_t N) { return (N + kPanel - 1) / kPanel; }
@@ -193,33 +196,6 @@ void qgemm_reference(const QGemmArgs& a) {
     }
 }
 
-// ---------------------------------------------------------------- the tile loop, shared by the SIMD kernels
-
-// Runs tile(rows, m0, p0, panels) over the whole output: panel groups of up to
-// `nv` panels × row blocks of `mr` rows, split across threads in contiguous
-// ranges (group-major, so each thread reads its own share of the weight).
-template <class Tile>
-void for_each_tile(const QGemmArgs& a, int64_t mr, int64_t nv, Tile&& tile) {
-  const int64_t P = panels_of(a.N);
-  const int64_t row_blocks = (a.M + mr - 1) / mr, col_groups = (P + nv - 1) / nv;
-  const int64_t tiles = row_blocks * col_groups;
-  // About 48 K multiply-adds per thread before a second one pays (a region costs ~1.5 µs).
-  const bool parallel = a.M * a.N * a.K >= 196608 && tiles > 1 && !in_parallel();
-  auto run = [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t g = t / row_blocks, r = t % row_blocks;
-      const int64_t m0 = r * mr, p0 = g * nv;
-      tile(std::min(mr, a.M - m0), m0, p0, std::min(nv, P - p0));
-    }
-  };
-  if (!parallel) return run(0, tiles);
-#pragma omp parallel
-  {
-    const int64_t n = team_size(), i = thread_index();
-    run(tiles * i / n, tiles * (i + 1) / n);
-  }
-}
-
 // ---------------------------------------------------------------- AVX-512 VNNI
 
 // acc += the 4-byte dot products of x and w, per 32-bit lane. Written in assembly
@@ -294,22 +270,23 @@ void qgemm_vnni512(const QGemmArgs& a) {
   // Batch 1 or 2 streams the weight: 8 panels per tile keep 8 independent
   // accumulator chains in flight per row (vpdpbusd has a 4–5 cycle latency).
   const int64_t nv = a.M <= 2 ? 8 : 4;
-  for_each_tile(a, kVnniMR, nv, [&](int64_t rows, int64_t m0, int64_t p0, int64_t panels) {
-    switch (rows) {
-      case 6:
-        return tile_vnni512_rows<6>(a, m0, p0, panels);
-      case 5:
-        return tile_vnni512_rows<5>(a, m0, p0, panels);
-      case 4:
-        return tile_vnni512_rows<4>(a, m0, p0, panels);
-      case 3:
-        return tile_vnni512_rows<3>(a, m0, p0, panels);
-      case 2:
-        return tile_vnni512_rows<2>(a, m0, p0, panels);
-      case 1:
-        return tile_vnni512_rows<1>(a, m0, p0, panels);
-    }
-  });
+  for_each_tile(a.M, panels_of(a.N), a.M * a.N * a.K, kParallelMacs, kVnniMR, nv,
+                [&](int64_t rows, int64_t m0, int64_t p0, int64_t panels) {
+                  switch (rows) {
+                    case 6:
+                      return tile_vnni512_rows<6>(a, m0, p0, panels);
+                    case 5:
+                      return tile_vnni512_rows<5>(a, m0, p0, panels);
+                    case 4:
+                      return tile_vnni512_rows<4>(a, m0, p0, panels);
+                    case 3:
+                      return tile_vnni512_rows<3>(a, m0, p0, panels);
+                    case 2:
+                      return tile_vnni512_rows<2>(a, m0, p0, panels);
+                    case 1:
+                      return tile_vnni512_rows<1>(a, m0, p0, panels);
+                  }
+                });
 }
 
 // ---------------------------------------------------------------- 256-bit: AVX-VNNI, or AVX2 emulating it
@@ -392,18 +369,19 @@ void tile_256_rows(const QGemmArgs& a, int64_t m0, int64_t p0, int64_t nv) {
 
 template <class Isa>
 void qgemm_256(const QGemmArgs& a) {
-  for_each_tile(a, k256MR, 2, [&](int64_t rows, int64_t m0, int64_t p0, int64_t panels) {
-    switch (rows) {
-      case 4:
-        return tile_256_rows<Isa, 4>(a, m0, p0, panels);
-      case 3:
-        return tile_256_rows<Isa, 3>(a, m0, p0, panels);
-      case 2:
-        return tile_256_rows<Isa, 2>(a, m0, p0, panels);
-      case 1:
-        return tile_256_rows<Isa, 1>(a, m0, p0, panels);
-    }
-  });
+  for_each_tile(a.M, panels_of(a.N), a.M * a.N * a.K, kParallelMacs, k256MR, 2,
+                [&](int64_t rows, int64_t m0, int64_t p0, int64_t panels) {
+                  switch (rows) {
+                    case 4:
+                      return tile_256_rows<Isa, 4>(a, m0, p0, panels);
+                    case 3:
+                      return tile_256_rows<Isa, 3>(a, m0, p0, panels);
+                    case 2:
+                      return tile_256_rows<Isa, 2>(a, m0, p0, panels);
+                    case 1:
+                      return tile_256_rows<Isa, 1>(a, m0, p0, panels);
+                  }
+                });
 }
 
 QGemmKernel best_qgemm_kernel() {

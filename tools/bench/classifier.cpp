@@ -47,8 +47,9 @@ struct ModelVariant {
   std::string path;  // the kernels it runs: "int8-avx512-vnni (...)"
   std::string note;  // where it came from, when not obvious
   ModulePtr model;
-  double macs_per_sample = 0;  // multiply-adds of the work it does (dense-equivalent for sparse)
-  double min_sqnr_db = 0;      // its logits against fp32 eager's; 0: exact to rounding; < 0: another model
+  double macs_per_sample = 0;      // multiply-adds of the work it does (dense-equivalent for sparse)
+  double min_sqnr_db = 0;          // its logits against fp32 eager's; 0: exact to rounding; < 0: another model
+  bool own_f64_reference = false;  // another model made of f32 layers: checked against its f64 copy
 };
 
 int64_t weight_elements(Module& m) {
@@ -151,12 +152,15 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
   auto add_checkpoint_row = [&](const std::string& name, const std::string& path, const char* what) {
     ModulePtr m = nn::load_model(path);
     m->eval();
-    variants.push_back({name, dense_path, fmt::format("{} ({})", path, what), m, macs_of(*m, check_batch), -1});
+    variants.push_back({name, dense_path, fmt::format("{} ({})", path, what), m, macs_of(*m, check_batch), -1, true});
   };
   if (!co.sparse.empty()) {
     ModulePtr m = nn::load_model(co.sparse);
     m->eval();
+    const Tensor masked_logits = m->forward(check_batch);  // the CSR model must give the masked model's logits
     const auto choices = compress::to_sparse(*m, compress::SparseFormat::csr());
+    require_close("classifier", "sparse CSR's logits (vs its masked dense model)", m->forward(check_batch),
+                  masked_logits, 1e-4);
     int converted = 0;
     for (const auto& c : choices) converted += c.choice != "dense";
     MINIDL_CHECK(converted > 0, "bench classifier: --sparse {} has no pruned layer to store as CSR", co.sparse);
@@ -179,13 +183,11 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
                    "wrong result is not timed",
                    v.name, s, v.min_sqnr_db);
     }
-    if (v.min_sqnr_db < 0) {
-      // Another model: checked against its own f64 copy instead.
+    if (v.min_sqnr_db < 0 && v.own_f64_reference) {
+      // Another (dense f32) model: checked against its own f64 copy instead.
       ModulePtr ref = clone(*v.model);
-      if (!compress::is_quantized(*ref) && v.name != "sparse CSR") {
-        ref->to(DType::f64);
-        require_close("classifier", v.name + "'s logits (vs f64)", y, ref->forward(check_batch.to(DType::f64)), 1e-3);
-      }
+      ref->to(DType::f64);
+      require_close("classifier", v.name + "'s logits (vs f64)", y, ref->forward(check_batch.to(DType::f64)), 1e-3);
     }
   }
 

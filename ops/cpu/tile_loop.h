@@ -1,0 +1,39 @@
+// ops/cpu/tile_loop.h (internal) — the tile loop the int8 and bf16 GEMMs share.
+//
+// Both keep C in tiles of up to `mr` rows × `nv` panels of 16 columns. The tiles
+// are numbered panel-group-major and split into one contiguous range per
+// thread, so each thread reads its own share of the packed weight once and all
+// of x (small) as often as it needs.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "ops/cpu/loops.h"
+
+namespace minidl::cpu {
+
+// tile(rows, m0, p0, panels) for every tile of an (M, panels · 16) output; a
+// second thread joins from `parallel_macs` multiply-adds (M·N·K).
+template <class Tile>
+void for_each_tile(int64_t M, int64_t panels, int64_t macs, int64_t parallel_macs, int64_t mr, int64_t nv,
+                   Tile&& tile) {
+  const int64_t row_blocks = (M + mr - 1) / mr, col_groups = (panels + nv - 1) / nv;
+  const int64_t tiles = row_blocks * col_groups;
+  const bool parallel = macs >= parallel_macs && tiles > 1 && !in_parallel();
+  auto run = [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t g = t / row_blocks, r = t % row_blocks;
+      const int64_t m0 = r * mr, p0 = g * nv;
+      tile(std::min(mr, M - m0), m0, p0, std::min(nv, panels - p0));
+    }
+  };
+  if (!parallel) return run(0, tiles);
+#pragma omp parallel
+  {
+    const int64_t n = team_size(), i = thread_index();
+    run(tiles * i / n, tiles * (i + 1) / n);
+  }
+}
+
+}  // namespace minidl::cpu
