@@ -16,7 +16,8 @@ using cpu::Bf16GemmKernel;
 
 namespace {
 
-const Bf16GemmKernel kKernels[] = {Bf16GemmKernel::reference, Bf16GemmKernel::avx512_cvt, Bf16GemmKernel::avx512_bf16};
+const Bf16GemmKernel kKernels[] = {Bf16GemmKernel::reference, Bf16GemmKernel::avx512_cvt, Bf16GemmKernel::avx512_bf16,
+                                   Bf16GemmKernel::amx};
 
 std::vector<uint16_t> random_bf16(int64_t n, std::mt19937_64& rng) {
   std::normal_distribution<float> d(0.0f, 1.0f);
@@ -38,8 +39,22 @@ TEST_CASE("gemm_bf16: every kernel this CPU runs against the f64 product of the 
   for (Bf16GemmKernel k : kKernels)
     if (!cpu::gemm_bf16_kernel_supported(k))
       MESSAGE("skipped " << cpu::gemm_bf16_kernel_name(k) << ": this CPU lacks it");
-  const int64_t shapes[][3] = {{1, 1, 1},  {1, 10, 784}, {2, 17, 5},    {3, 33, 31},    {5, 64, 64},
-                               {6, 16, 2}, {7, 130, 3},  {13, 47, 257}, {64, 256, 512}, {1, 512, 784}};
+  const int64_t shapes[][3] = {{1, 1, 1},
+                               {1, 10, 784},
+                               {2, 17, 5},
+                               {3, 33, 31},
+                               {5, 64, 64},
+                               {6, 16, 2},
+                               {7, 130, 3},
+                               {13, 47, 257},
+                               {64, 256, 512},
+                               {1, 512, 784},
+                               // AMX: 16-row blocks, a K tail past the 32-element chunks (odd too), rows left over
+                               {16, 16, 32},
+                               {32, 40, 1001},
+                               {35, 100, 784},
+                               {49, 33, 130},
+                               {80, 70, 63}};
   std::mt19937_64 rng(1);
   for (const auto& s : shapes) {
     const int64_t M = s[0], N = s[1], K = s[2];

@@ -23,7 +23,7 @@ using minidl::testing::TempDir;
 namespace {
 
 const QGemmKernel kKernels[] = {QGemmKernel::reference, QGemmKernel::avx2, QGemmKernel::avx_vnni,
-                                QGemmKernel::avx512_vnni};
+                                QGemmKernel::avx512_vnni, QGemmKernel::amx};
 
 // A random int8 GEMM problem: x u8 (M, Kp), W int8 (N, K) in [−127, 127].
 struct Problem {
@@ -82,8 +82,23 @@ TEST_CASE("qgemm: every kernel this CPU runs equals the reference bit for bit, a
   MESSAGE("CPU: " << cpu::cpu_summary());
   for (QGemmKernel k : kKernels)
     if (!cpu::qgemm_kernel_supported(k)) MESSAGE("skipped " << cpu::qgemm_kernel_name(k) << ": this CPU lacks it");
-  const int64_t shapes[][3] = {{1, 1, 1},   {1, 10, 784},  {2, 17, 5},      {3, 33, 31},   {5, 64, 64},  {6, 16, 4},
-                               {7, 130, 3}, {13, 47, 257}, {128, 256, 512}, {1, 512, 784}, {64, 10, 256}};
+  const int64_t shapes[][3] = {{1, 1, 1},
+                               {1, 10, 784},
+                               {2, 17, 5},
+                               {3, 33, 31},
+                               {5, 64, 64},
+                               {6, 16, 4},
+                               {7, 130, 3},
+                               {13, 47, 257},
+                               {128, 256, 512},
+                               {1, 512, 784},
+                               {64, 10, 256},
+                               // AMX: whole 16-row blocks, a K tail past the 64-byte chunks, rows left over
+                               {16, 16, 64},
+                               {32, 40, 1000},
+                               {35, 100, 784},
+                               {49, 33, 130},
+                               {80, 70, 63}};
   uint64_t seed = 1;
   for (const auto& s : shapes)
     for (int fill : {0, 1, 2})
@@ -116,16 +131,17 @@ TEST_CASE("qgemm: every kernel this CPU runs equals the reference bit for bit, a
 }
 
 TEST_CASE("qgemm: the output's row stride is honoured (a column block of a wider tensor)") {
-  const Problem p = make_problem(9, 20, 70, 99);
+  const int64_t M = 37;  // two AMX row blocks and 5 rows left over
+  const Problem p = make_problem(M, 20, 70, 99);
   for (QGemmKernel k : kKernels) {
     if (!cpu::qgemm_kernel_supported(k)) continue;
     CAPTURE(cpu::qgemm_kernel_name(k));
-    std::vector<float> wide(9 * 31, -7.0f), ref(9 * 20);
+    std::vector<float> wide(M * 31, -7.0f), ref(M * 20);
     auto a = p.args(wide.data(), false, true);
     a.ldy = 31;
     cpu::qgemm(a, k);
     cpu::qgemm(p.args(ref.data(), false, true), QGemmKernel::reference);
-    for (int64_t m = 0; m < 9; ++m) {
+    for (int64_t m = 0; m < M; ++m) {
       for (int64_t n = 0; n < 20; ++n) CHECK(wide[m * 31 + n] == ref[m * 20 + n]);
       for (int64_t n = 20; n < 31; ++n) CHECK(wide[m * 31 + n] == -7.0f);  // untouched beyond N
     }

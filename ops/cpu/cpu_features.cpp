@@ -1,6 +1,8 @@
 #include "ops/cpu/cpu_features.h"
 
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <fmt/format.h>
 
 #include <atomic>
@@ -148,6 +150,18 @@ ScopedCpuPath::ScopedCpuPath(CpuPath path) : previous_(g_forced.load()) {
   g_forced.store(static_cast<int>(path));
 }
 ScopedCpuPath::~ScopedCpuPath() { g_forced.store(previous_); }
+
+bool amx_usable() {
+  static const bool granted = [] {
+    const CpuFeatures& f = cpu_features();
+    if (!(f.amx_tile && f.amx_int8 && f.amx_bf16)) return false;
+    // The tile data (8 KiB of state) is off by default for a Linux process: a
+    // process asks for it before its first tile instruction, else that faults.
+    constexpr long kReqXcompPerm = 0x1023, kXtiledata = 18;
+    return syscall(SYS_arch_prctl, kReqXcompPerm, kXtiledata) == 0;
+  }();
+  return granted && cpu_path() == CpuPath::avx512;
+}
 
 std::string cpu_summary() {
   const CpuFeatures& f = cpu_features();

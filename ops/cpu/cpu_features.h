@@ -50,6 +50,12 @@ class ScopedCpuPath {
   int previous_;
 };
 
+// True when the AMX tiles can be used in this process: the CPU has them (with
+// AMX-INT8 and AMX-BF16), the OS saves their state, and Linux granted the
+// tile-data permission — asked for once per process, on the first call
+// (arch_prctl ARCH_REQ_XCOMP_PERM). The kernels also need the AVX-512 path.
+bool amx_usable();
+
 // "AVX2 FMA AVX-512F ... AMX-TILE; path avx512 (MINIDL_CPU unset)", for --version and benchmark headers.
 std::string cpu_summary();
 

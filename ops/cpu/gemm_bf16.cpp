@@ -15,6 +15,8 @@
 // registers; per pair it broadcasts 4 bytes of each row of x against NV loads.
 //
 // Kernels, tested against the f64 product (tests/test_bf16.cpp):
+//   amx           tdpbf16ps on the AMX tiles (Sapphire Rapids and later), 16-row
+//                 blocks; the rows left over on one of the next two.
 //   avx512-bf16   vdpbf16ps (Zen 4, Zen 5, Sapphire Rapids).
 //   avx512-cvt    AVX-512 without BF16: each pair widened to two f32 (a bf16 is
 //                 an f32 with its low 16 bits cleared: a shift or a mask) and two FMAs.
@@ -29,6 +31,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "ops/cpu/amx.h"
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
@@ -134,6 +137,35 @@ struct CvtDot {
   }
 };
 
+// The epilogue of one panel of 16 columns, one row of sums at a time.
+struct PanelEpilogue {
+  int64_t n0;
+  __mmask16 mask;
+  __m512 bias;
+  bool relu;
+
+  __attribute__((target("avx512f"))) PanelEpilogue(const Bf16GemmArgs& a, int64_t panel)
+      : n0(panel * kPanel), relu(a.relu) {
+    mask = a.N - n0 >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (a.N - n0)) - 1);
+    bias = a.bias ? _mm512_maskz_loadu_ps(mask, a.bias + n0) : _mm512_setzero_ps();
+  }
+  // y[m, n0 ..] = act(acc + bias), in f32 or rounded to bf16.
+  __attribute__((target("avx512f,avx512bw,avx512vl"))) void store(const Bf16GemmArgs& a, int64_t m, __m512 acc) const {
+    __m512 y = _mm512_add_ps(acc, bias);
+    if (relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+    if (!a.y_bf16) return _mm512_mask_storeu_ps(a.y + m * a.ldy + n0, mask, y);
+    // Round to nearest even, as bf16::from_float (NaN stays NaN: quieted).
+    const __m512i u = _mm512_castps_si512(y);
+    const __m512i rounded = _mm512_srli_epi32(
+        _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                             _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1)))),
+        16);
+    const __mmask16 nan = _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q);
+    const __m512i bits = _mm512_mask_or_epi32(rounded, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    _mm256_mask_storeu_epi16(a.y_bf16 + m * a.ldy + n0, mask, _mm512_cvtepi32_epi16(bits));
+  }
+};
+
 template <class Dot, int MR, int NV>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void tile_512(const Bf16GemmArgs& a, int64_t m0, int64_t p0) {
   const int64_t G = pairs_of(a.K);
@@ -154,30 +186,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void tile_512(const Bf16Gem
       for (int v = 0; v < NV; ++v) Dot::madd(acc[i][v], xi, b[v]);
     }
   }
-  const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) {
-    const int64_t n0 = (p0 + v) * kPanel;
-    const __mmask16 m = a.N - n0 >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (a.N - n0)) - 1);
-    const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(m, a.bias + n0) : zero;
+    const PanelEpilogue e(a, p0 + v);
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      __m512 y = _mm512_add_ps(acc[i][v], bias);
-      if (a.relu) y = _mm512_max_ps(y, zero);
-      if (a.y_bf16) {
-        // Round to nearest even, as bf16::from_float (NaN stays NaN: quieted).
-        const __m512i u = _mm512_castps_si512(y);
-        const __m512i rounded = _mm512_srli_epi32(
-            _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
-                                                 _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1)))),
-            16);
-        const __mmask16 nan = _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q);
-        const __m512i bits = _mm512_mask_or_epi32(rounded, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
-        _mm256_mask_storeu_epi16(a.y_bf16 + (m0 + i) * a.ldy + n0, m, _mm512_cvtepi32_epi16(bits));
-      } else {
-        _mm512_mask_storeu_ps(a.y + (m0 + i) * a.ldy + n0, m, y);
-      }
-    }
+    for (int i = 0; i < MR; ++i) e.store(a, m0 + i, acc[i][v]);
   }
 }
 
@@ -216,27 +229,120 @@ void gemm_bf16_512(const Bf16GemmArgs& a) {
                 });
 }
 
-// Which kernel is faster depends on the core, not only on its features: on the
-// Sapphire/Emerald Rapids machines here vdpbf16ps issues once per two cycles
-// while FMAs issue twice per cycle (measured: 1.3 G against 5.4 G instructions/s
-// on one core), so its 32 multiply-adds per instruction lose to two FMAs of 16
-// and the converting kernel is faster (1.23x on the mlp at batch 128). Intel
-// CPUs therefore take the converting kernel, others vdpbf16ps (Zen 4 runs it at
-// the FMA rate, per AMD's documentation — not yet measured here).
-// MINIDL_BF16_GEMM=bf16|cvt|reference overrides, for tests and benchmarks.
-Bf16GemmKernel best_bf16_kernel() {
-  if (const char* env = std::getenv("MINIDL_BF16_GEMM"); env && *env) {
-    const std::string e = env;
-    const Bf16GemmKernel k = e == "bf16"  ? Bf16GemmKernel::avx512_bf16
-                             : e == "cvt" ? Bf16GemmKernel::avx512_cvt
-                             : e == "reference"
-                                 ? Bf16GemmKernel::reference
-                                 : throw Error("MINIDL_BF16_GEMM='" + e + "' is not bf16, cvt or reference");
-    return k;
+// ---------------------------------------------------------------- AMX
+
+// As qgemm.cpp's tile_amx, with tdpbf16ps: C tiles MT × NT of 16 × 16 f32 sums;
+// the tiles take K in chunks of 32 (16 pairs: 64 bytes of each row of x, 16 ×
+// 64 bytes of a panel), and the pairs after the last whole chunk, with the
+// epilogue, run on vdpbf16ps over the stored sums. (tdpbf16ps treats denormal
+// inputs as zero; the difference is below the f32 sums' rounding.)
+template <int MT, int NT>
+__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16"))) void tile_amx(const Bf16GemmArgs& a,
+                                                                                                int64_t m0,
+                                                                                                int64_t p0) {
+  const int64_t G = pairs_of(a.K), chunks = a.K / 32;
+  const uint16_t* w = a.w_packed + p0 * G * 2 * kPanel;
+  const uint16_t* x = a.x + m0 * a.ldx;
+  const int64_t stride = 2 * a.ldx;  // bytes
+  // C(i, j) is tmm(2i + j), A(i) tmm(4 + i), B(j) tmm(6 + j) (ops/cpu/amx.h).
+  _tile_zero(0);
+  if constexpr (NT > 1) _tile_zero(1);
+  if constexpr (MT > 1) _tile_zero(2);
+  if constexpr (MT > 1 && NT > 1) _tile_zero(3);
+  for (int64_t c = 0; c < chunks; ++c) {
+    _tile_loadd(4, x + 32 * c, stride);
+    _tile_loadd(6, w + 16 * c * 2 * kPanel, 64);
+    if constexpr (MT > 1) _tile_loadd(5, x + 16 * a.ldx + 32 * c, stride);
+    if constexpr (NT > 1) _tile_loadd(7, w + (G + 16 * c) * 2 * kPanel, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (NT > 1) _tile_dpbf16ps(1, 4, 7);
+    if constexpr (MT > 1) _tile_dpbf16ps(2, 5, 6);
+    if constexpr (MT > 1 && NT > 1) _tile_dpbf16ps(3, 5, 7);
   }
+  alignas(64) float sums[4][16 * 16];
+  _tile_stored(0, sums[0], 64);
+  if constexpr (NT > 1) _tile_stored(1, sums[1], 64);
+  if constexpr (MT > 1) _tile_stored(2, sums[2], 64);
+  if constexpr (MT > 1 && NT > 1) _tile_stored(3, sums[3], 64);
+
+  for (int j = 0; j < NT; ++j) {
+    const PanelEpilogue e(a, p0 + j);
+    const uint16_t* panel = w + j * G * 2 * kPanel;
+    for (int i = 0; i < MT; ++i)
+      for (int r = 0; r < 16; ++r) {
+        const int64_t m = m0 + 16 * i + r;
+        __m512 acc = _mm512_load_ps(sums[2 * i + j] + 16 * r);
+        for (int64_t g = 16 * chunks; g < G; ++g)
+          dpbf16(acc, _mm512_set1_epi32(x_pair(a, m, g)), _mm512_loadu_si512(panel + g * 2 * kPanel));
+        e.store(a, m, acc);
+      }
+  }
+}
+
+Bf16GemmKernel vector_kernel();
+void run_kernel(const Bf16GemmArgs& a, Bf16GemmKernel kernel);
+
+// Whole blocks of 16 rows on the tiles; the rows left over (all of them below
+// batch 16) on the best AVX-512 kernel.
+void gemm_bf16_amx(const Bf16GemmArgs& a) {
+  const int64_t M16 = a.M / 16 * 16;
+  if (M16 > 0)
+    for_each_tile<amx::Tiles>(M16, panels_of(a.N), M16 * a.N * a.K, 98304, 32, 2,
+                              [&](int64_t rows, int64_t m0, int64_t p0, int64_t panels) {
+                                if (rows == 32)
+                                  return panels == 2 ? tile_amx<2, 2>(a, m0, p0) : tile_amx<2, 1>(a, m0, p0);
+                                return panels == 2 ? tile_amx<1, 2>(a, m0, p0) : tile_amx<1, 1>(a, m0, p0);
+                              });
+  if (M16 == a.M) return;
+  Bf16GemmArgs rest = a;
+  rest.M = a.M - M16, rest.x = a.x + M16 * a.ldx;
+  if (a.y) rest.y = a.y + M16 * a.ldy;
+  if (a.y_bf16) rest.y_bf16 = a.y_bf16 + M16 * a.ldy;
+  run_kernel(rest, vector_kernel());
+}
+
+// The kernel for rows the tiles do not take. Which is faster depends on the
+// core, not only on its features: on the Sapphire/Emerald Rapids machines here
+// vdpbf16ps issues once per two cycles while FMAs issue twice per cycle
+// (measured: 1.3 G against 5.4 G instructions/s on one core), so its 32
+// multiply-adds per instruction lose to two FMAs of 16 and the converting
+// kernel is faster (1.23x on the mlp at batch 128). Intel CPUs therefore take
+// the converting kernel, others vdpbf16ps (Zen 4 runs it at the FMA rate, per
+// AMD's documentation — not yet measured here).
+Bf16GemmKernel vector_kernel() {
   if (cpu_path() != CpuPath::avx512) return Bf16GemmKernel::reference;
   const bool intel = cpu_features().vendor == "GenuineIntel";
   return cpu_features().avx512_bf16 && !intel ? Bf16GemmKernel::avx512_bf16 : Bf16GemmKernel::avx512_cvt;
+}
+
+// The tiles where the CPU has them, else vector_kernel().
+// MINIDL_BF16_GEMM=amx|bf16|cvt|reference overrides, for tests and benchmarks.
+Bf16GemmKernel best_bf16_kernel() {
+  if (const char* env = std::getenv("MINIDL_BF16_GEMM"); env && *env) {
+    const std::string e = env;
+    const Bf16GemmKernel k = e == "amx"    ? Bf16GemmKernel::amx
+                             : e == "bf16" ? Bf16GemmKernel::avx512_bf16
+                             : e == "cvt"  ? Bf16GemmKernel::avx512_cvt
+                             : e == "reference"
+                                 ? Bf16GemmKernel::reference
+                                 : throw Error("MINIDL_BF16_GEMM='" + e + "' is not amx, bf16, cvt or reference");
+    return k;
+  }
+  if (gemm_bf16_kernel_supported(Bf16GemmKernel::amx)) return Bf16GemmKernel::amx;
+  return vector_kernel();
+}
+
+void run_kernel(const Bf16GemmArgs& a, Bf16GemmKernel kernel) {
+  switch (kernel) {
+    case Bf16GemmKernel::amx:
+      return gemm_bf16_amx(a);
+    case Bf16GemmKernel::avx512_bf16:
+      return gemm_bf16_512<Bf16Dot>(a);
+    case Bf16GemmKernel::avx512_cvt:
+      return gemm_bf16_512<CvtDot>(a);
+    default:
+      return gemm_bf16_reference(a);
+  }
 }
 }  // namespace
 
@@ -249,6 +355,8 @@ bool gemm_bf16_kernel_supported(Bf16GemmKernel k) {
       return cpu_path_supported(CpuPath::avx512);
     case Bf16GemmKernel::avx512_bf16:
       return cpu_path_supported(CpuPath::avx512) && cpu_features().avx512_bf16;
+    case Bf16GemmKernel::amx:
+      return cpu_path_supported(CpuPath::avx512) && cpu_features().avx512_bf16 && amx_usable();
   }
   return false;
 }
@@ -263,11 +371,15 @@ const char* gemm_bf16_kernel_name(Bf16GemmKernel k) {
       return "bf16-avx512-cvt (widen to f32, FMA, 6x64)";
     case Bf16GemmKernel::avx512_bf16:
       return "bf16-avx512-bf16 (vdpbf16ps, 6x64)";
+    case Bf16GemmKernel::amx:
+      return "bf16-amx (tdpbf16ps tiles, 32x32; under 16 rows avx512)";
   }
   return "?";
 }
 
-bool gemm_bf16_is_native() { return cpu_path() == CpuPath::avx512 && cpu_features().avx512_bf16; }
+bool gemm_bf16_is_native() {
+  return best_bf16_kernel() == Bf16GemmKernel::amx || best_bf16_kernel() == Bf16GemmKernel::avx512_bf16;
+}
 
 void gemm_bf16(const Bf16GemmArgs& a, Bf16GemmKernel kernel) {
   if (a.M == 0 || a.N == 0) return;
@@ -275,14 +387,7 @@ void gemm_bf16(const Bf16GemmArgs& a, Bf16GemmKernel kernel) {
   if (!gemm_bf16_kernel_supported(kernel))
     throw Error(std::string("gemm_bf16: this CPU (") + cpu_features().model + ") cannot run " +
                 gemm_bf16_kernel_name(kernel));
-  switch (kernel) {
-    case Bf16GemmKernel::avx512_bf16:
-      return gemm_bf16_512<Bf16Dot>(a);
-    case Bf16GemmKernel::avx512_cvt:
-      return gemm_bf16_512<CvtDot>(a);
-    default:
-      return gemm_bf16_reference(a);
-  }
+  run_kernel(a, kernel);
 }
 
 }  // namespace minidl::cpu

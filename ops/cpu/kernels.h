@@ -49,6 +49,28 @@ void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, con
 bool gemm_kernel_supported(GemmKernel kernel);
 const char* gemm_kernel_name(GemmKernel kernel);
 
+// ---- f32 against a weight packed ahead of time (ops/cpu/gemm_packed.cpp)
+
+// W (N, K) f32, row stride ldw, into gemm_packed_f32_elements(N, K) floats:
+// 16-column panels, one f32 per lane per k.
+int64_t gemm_packed_f32_elements(int64_t N, int64_t K);
+void gemm_packed_f32_pack(const float* w, int64_t ldw, int64_t N, int64_t K, float* packed);
+// y (M, N) = act(x (M, K) · Wᵀ + bias), all f32.
+struct PackedGemmArgs {
+  int64_t M = 0, N = 0, K = 0;
+  const float* x = nullptr;  // (M, K), row stride ldx
+  int64_t ldx = 0;
+  const float* w_packed = nullptr;  // gemm_packed_f32_pack's layout
+  const float* bias = nullptr;      // (N) or null
+  bool relu = false;
+  float* y = nullptr;  // (M, N), row stride ldy
+  int64_t ldy = 0;
+};
+// The AVX-512 kernel where the path allows it (gemm_packed_f32_fast), else the
+// reference loop over the same layout (also with force_reference, for tests).
+void gemm_packed_f32(const PackedGemmArgs& args, bool force_reference = false);
+bool gemm_packed_f32_fast();
+
 // ---- bf16 (ops/cpu/gemm_bf16.cpp)
 
 // W (N, K) bf16 bits, row stride ldw, into gemm_bf16_packed_elements(N, K)
@@ -112,9 +134,11 @@ struct QGemmArgs {
   float* y = nullptr;  // (M, N), row stride ldy
   int64_t ldy = 0;
 };
-// `best`: AVX512-VNNI, else AVX-VNNI, else AVX2, else the reference loop. All
-// give the same integer sums (exact); tests run each this CPU has.
-enum class QGemmKernel { best, reference, avx2, avx_vnni, avx512_vnni };
+// `best`: the AMX tiles (batches of 16 rows; the rest on AVX512-VNNI), else
+// AVX512-VNNI, else AVX-VNNI, else AVX2, else the reference loop;
+// MINIDL_INT8_GEMM overrides. All give the same integer sums (exact); tests run
+// each this CPU has.
+enum class QGemmKernel { best, reference, avx2, avx_vnni, avx512_vnni, amx };
 void qgemm(const QGemmArgs& args, QGemmKernel kernel = QGemmKernel::best);
 bool qgemm_kernel_supported(QGemmKernel kernel);
 const char* qgemm_kernel_name(QGemmKernel kernel);

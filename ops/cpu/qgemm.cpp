@@ -35,9 +35,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "core/error.h"
+#include "ops/cpu/amx.h"
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
@@ -206,6 +209,29 @@ __attribute__((target("avx512f"))) inline void dpbusd(__m512i& acc, __m512i x, _
   __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w));
 }
 
+// The epilogue of one panel of 16 columns, for one row of sums at a time.
+struct PanelEpilogue {
+  int64_t n0;
+  __mmask16 mask;
+  __m512i zsum;  // zx · Σ_k w[n, k]
+  __m512 scale, bias;
+  bool relu;
+
+  __attribute__((target("avx512f"))) PanelEpilogue(const QGemmArgs& a, int64_t panel)
+      : n0(panel * kPanel), relu(a.relu) {
+    mask = a.N - n0 >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (a.N - n0)) - 1);
+    zsum = _mm512_mullo_epi32(_mm512_set1_epi32(a.x_zero_point), _mm512_maskz_loadu_epi32(mask, a.w_row_sums + n0));
+    scale = _mm512_mul_ps(_mm512_set1_ps(a.x_scale), _mm512_maskz_loadu_ps(mask, a.w_scale + n0));
+    bias = a.bias ? _mm512_maskz_loadu_ps(mask, a.bias + n0) : _mm512_setzero_ps();
+  }
+  // y[m, n0 ..] = act(scale · (acc − zsum) + bias)
+  __attribute__((target("avx512f"))) void store(const QGemmArgs& a, int64_t m, __m512i acc) const {
+    __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc, zsum)), scale, bias);
+    if (relu) y = _mm512_max_ps(y, _mm512_setzero_ps());
+    _mm512_mask_storeu_ps(a.y + m * a.ldy + n0, mask, y);
+  }
+};
+
 template <int MR, int NV>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni512(const QGemmArgs& a, int64_t m0,
                                                                                   int64_t p0) {
@@ -231,21 +257,11 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni51
       for (int v = 0; v < NV; ++v) dpbusd(acc[i][v], xi, b[v]);
     }
   }
-  const __m512i zx = _mm512_set1_epi32(a.x_zero_point);
-  const __m512 sx = _mm512_set1_ps(a.x_scale), zero = _mm512_setzero_ps();
 #pragma GCC unroll 8
   for (int v = 0; v < NV; ++v) {
-    const int64_t n0 = (p0 + v) * kPanel;
-    const __mmask16 m = a.N - n0 >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (a.N - n0)) - 1);
-    const __m512i zsum = _mm512_mullo_epi32(zx, _mm512_maskz_loadu_epi32(m, a.w_row_sums + n0));
-    const __m512 scale = _mm512_mul_ps(sx, _mm512_maskz_loadu_ps(m, a.w_scale + n0));
-    const __m512 bias = a.bias ? _mm512_maskz_loadu_ps(m, a.bias + n0) : zero;
+    const PanelEpilogue e(a, p0 + v);
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][v], zsum)), scale, bias);
-      if (a.relu) y = _mm512_max_ps(y, zero);
-      _mm512_mask_storeu_ps(a.y + (m0 + i) * a.ldy + n0, m, y);
-    }
+    for (int i = 0; i < MR; ++i) e.store(a, m0 + i, acc[i][v]);
   }
 }
 
@@ -287,6 +303,75 @@ void qgemm_vnni512(const QGemmArgs& a) {
                       return tile_vnni512_rows<1>(a, m0, p0, panels);
                   }
                 });
+}
+
+// ---------------------------------------------------------------- AMX
+
+// C tiles MT × NT (each 16 rows × 16 columns) at rows m0 .. m0 + 16·MT − 1 and
+// panels p0 .. p0 + NT − 1 (ops/cpu/amx.h has the tile registers' roles). The
+// tiles take K in chunks of 16 groups (64 bytes of each row of x, 16 × 64
+// bytes of a panel); the last G mod 16 groups and the epilogue run on AVX-512,
+// row by row, over the sums the tiles stored.
+template <int MT, int NT>
+__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_amx(const QGemmArgs& a,
+                                                                                                int64_t m0,
+                                                                                                int64_t p0) {
+  const int64_t G = groups_of(a.K), chunks = G / 16;
+  const int8_t* w = a.w_packed + p0 * G * 64;
+  const uint8_t* x = a.x + m0 * a.ldx;
+  // Tile numbers are immediates: C(i, j) is tmm(2i + j), A(i) tmm(4 + i), B(j) tmm(6 + j).
+  _tile_zero(0);
+  if constexpr (NT > 1) _tile_zero(1);
+  if constexpr (MT > 1) _tile_zero(2);
+  if constexpr (MT > 1 && NT > 1) _tile_zero(3);
+  for (int64_t c = 0; c < chunks; ++c) {
+    _tile_loadd(4, x + 64 * c, a.ldx);
+    _tile_loadd(6, w + 16 * c * 64, 64);
+    if constexpr (MT > 1) _tile_loadd(5, x + 16 * a.ldx + 64 * c, a.ldx);
+    if constexpr (NT > 1) _tile_loadd(7, w + (G + 16 * c) * 64, 64);
+    _tile_dpbusd(0, 4, 6);
+    if constexpr (NT > 1) _tile_dpbusd(1, 4, 7);
+    if constexpr (MT > 1) _tile_dpbusd(2, 5, 6);
+    if constexpr (MT > 1 && NT > 1) _tile_dpbusd(3, 5, 7);
+  }
+  alignas(64) int32_t sums[4][16 * 16];
+  _tile_stored(0, sums[0], 64);
+  if constexpr (NT > 1) _tile_stored(1, sums[1], 64);
+  if constexpr (MT > 1) _tile_stored(2, sums[2], 64);
+  if constexpr (MT > 1 && NT > 1) _tile_stored(3, sums[3], 64);
+
+  for (int j = 0; j < NT; ++j) {
+    const PanelEpilogue e(a, p0 + j);
+    const int8_t* panel = w + j * G * 64;
+    for (int i = 0; i < MT; ++i)
+      for (int r = 0; r < 16; ++r) {
+        const int64_t m = m0 + 16 * i + r;
+        __m512i acc = _mm512_load_si512(sums[2 * i + j] + 16 * r);
+        for (int64_t g = 16 * chunks; g < G; ++g) {
+          int32_t four;
+          std::memcpy(&four, a.x + m * a.ldx + 4 * g, 4);
+          dpbusd(acc, _mm512_set1_epi32(four), _mm512_loadu_si512(panel + g * 64));
+        }
+        e.store(a, m, acc);
+      }
+  }
+}
+
+// Whole blocks of 16 rows on the tiles; the rows left over (all of them below
+// batch 16, where a tile would be mostly empty) on the AVX-512 VNNI kernel.
+void qgemm_amx(const QGemmArgs& a) {
+  const int64_t M16 = a.M / 16 * 16;
+  if (M16 > 0)
+    for_each_tile<amx::Tiles>(M16, panels_of(a.N), M16 * a.N * a.K, kParallelMacs, 32, 2,
+                              [&](int64_t rows, int64_t m0, int64_t p0, int64_t panels) {
+                                if (rows == 32)
+                                  return panels == 2 ? tile_amx<2, 2>(a, m0, p0) : tile_amx<2, 1>(a, m0, p0);
+                                return panels == 2 ? tile_amx<1, 2>(a, m0, p0) : tile_amx<1, 1>(a, m0, p0);
+                              });
+  if (M16 == a.M) return;
+  QGemmArgs rest = a;
+  rest.M = a.M - M16, rest.x = a.x + M16 * a.ldx, rest.y = a.y + M16 * a.ldy;
+  qgemm_vnni512(rest);
 }
 
 // ---------------------------------------------------------------- 256-bit: AVX-VNNI, or AVX2 emulating it
@@ -384,9 +469,33 @@ void qgemm_256(const QGemmArgs& a) {
                 });
 }
 
+const char* qgemm_kernel_id(QGemmKernel k) {
+  switch (k) {
+    case QGemmKernel::amx:
+      return "amx";
+    case QGemmKernel::avx512_vnni:
+      return "avx512-vnni";
+    case QGemmKernel::avx_vnni:
+      return "avx-vnni";
+    case QGemmKernel::avx2:
+      return "avx2";
+    default:
+      return "reference";
+  }
+}
+
+// MINIDL_INT8_GEMM=amx|avx512-vnni|avx-vnni|avx2|reference overrides (tests and benchmarks).
 QGemmKernel best_qgemm_kernel() {
+  if (const char* env = std::getenv("MINIDL_INT8_GEMM"); env && *env) {
+    const std::string e = env;
+    for (QGemmKernel k :
+         {QGemmKernel::amx, QGemmKernel::avx512_vnni, QGemmKernel::avx_vnni, QGemmKernel::avx2, QGemmKernel::reference})
+      if (e == qgemm_kernel_id(k)) return k;
+    throw Error("MINIDL_INT8_GEMM='" + e + "' is not amx, avx512-vnni, avx-vnni, avx2 or reference");
+  }
   const CpuFeatures& f = cpu_features();
   const CpuPath path = cpu_path();
+  if (path == CpuPath::avx512 && f.avx512_vnni && amx_usable()) return QGemmKernel::amx;
   if (path == CpuPath::avx512 && f.avx512_vnni) return QGemmKernel::avx512_vnni;
   if (path != CpuPath::generic && f.avx_vnni) return QGemmKernel::avx_vnni;
   if (path != CpuPath::generic) return QGemmKernel::avx2;
@@ -406,6 +515,8 @@ bool qgemm_kernel_supported(QGemmKernel k) {
       return cpu_path_supported(CpuPath::avx2) && f.avx_vnni;
     case QGemmKernel::avx512_vnni:
       return cpu_path_supported(CpuPath::avx512) && f.avx512_vnni;
+    case QGemmKernel::amx:
+      return cpu_path_supported(CpuPath::avx512) && f.avx512_vnni && amx_usable();
   }
   return false;
 }
@@ -422,6 +533,8 @@ const char* qgemm_kernel_name(QGemmKernel k) {
       return "int8-avx-vnni (vpdpbusd ymm, 4x32)";
     case QGemmKernel::avx512_vnni:
       return "int8-avx512-vnni (vpdpbusd zmm, 6x64)";
+    case QGemmKernel::amx:
+      return "int8-amx (tdpbusd tiles, 32x32; under 16 rows avx512-vnni)";
   }
   return "?";
 }
@@ -432,6 +545,8 @@ void qgemm(const QGemmArgs& a, QGemmKernel kernel) {
   if (!qgemm_kernel_supported(kernel))
     throw Error(std::string("qgemm: this CPU (") + cpu_features().model + ") cannot run " + qgemm_kernel_name(kernel));
   switch (kernel) {
+    case QGemmKernel::amx:
+      return qgemm_amx(a);
     case QGemmKernel::avx512_vnni:
       return qgemm_vnni512(a);
     case QGemmKernel::avx_vnni:

@@ -13,15 +13,20 @@
 
 namespace minidl::cpu {
 
+struct NoThreadSetup {};
+
 // tile(rows, m0, p0, panels) for every tile of an (M, panels · 16) output; a
-// second thread joins from `parallel_macs` multiply-adds (M·N·K).
-template <class Tile>
+// second thread joins from `parallel_macs` multiply-adds (M·N·K). Each thread
+// holds a ThreadSetup while it runs its tiles (the AMX kernels load their tile
+// configuration that way).
+template <class ThreadSetup = NoThreadSetup, class Tile>
 void for_each_tile(int64_t M, int64_t panels, int64_t macs, int64_t parallel_macs, int64_t mr, int64_t nv,
                    Tile&& tile) {
   const int64_t row_blocks = (M + mr - 1) / mr, col_groups = (panels + nv - 1) / nv;
   const int64_t tiles = row_blocks * col_groups;
   const bool parallel = macs >= parallel_macs && tiles > 1 && !in_parallel();
   auto run = [&](int64_t t0, int64_t t1) {
+    [[maybe_unused]] ThreadSetup setup;
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t g = t / row_blocks, r = t % row_blocks;
       const int64_t m0 = r * mr, p0 = g * nv;
