@@ -35,3 +35,4 @@
 #include "compress/report.h"
 #include "compress/sensitivity.h"
 #include "compress/quantize.h"
+#include "compile/plan.h"

@@ -34,6 +34,8 @@ class QuantLinear final : public nn::Module {
   void after_load() override;
   // What the int8 weight stands for, f32 (out, in).
   Tensor dequantized_weight() const { return dequantize_weight(weight, weight_scale); }
+  // The weight as the int8 GEMM reads it (a compiled plan calls the GEMM itself).
+  const Int8Weight& packed() const { return packed_; }
 
   Tensor weight;        // int8 (out, in)
   Tensor weight_scale;  // f32 (out), or (1) per tensor

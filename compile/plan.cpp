@@ -1,0 +1,468 @@
+// compile/plan.cpp — lowering a module tree into a Plan (compile/plan.h).
+//
+// The lowering walks the tree once, running eager beside it on the example:
+// eager's value after each layer gives the shape of the buffer the step writes,
+// and at the end the whole plan is checked against eager's output. Each step is
+// a closure over what it needs — packed weights, folded constants, its buffers —
+// reading one slot and writing another; run() only calls them in order.
+#include "compile/plan.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "compress/quantize.h"
+#include "core/autograd.h"
+#include "nn/layers.h"
+#include "ops/cpu/kernels.h"
+#include "ops/cpu/loops.h"
+#include "ops/dispatch.h"
+#include "ops/factory.h"
+#include "ops/matmul.h"
+#include "ops/quant.h"
+
+namespace minidl {
+
+namespace {
+
+using nn::Module;
+using nn::ModulePtr;
+
+std::string shape_str(const Shape& s) { return fmt::format("{}", s); }
+
+template <class M>
+M* as(const ModulePtr& m) {
+  return dynamic_cast<M*>(m.get());
+}
+
+// ---------------------------------------------------------------- BatchNorm folding
+
+// An eval-mode BatchNorm as y = x·scale[c] + shift[c], computed in f64.
+struct Affine {
+  std::vector<float> scale, shift;
+};
+Affine affine_of(const nn::BatchNorm& bn) {
+  auto values = [](const Tensor& t) { return t.to(DType::f64).contiguous().to_vector<double>(); };
+  const auto gamma = values(bn.weight), beta = values(bn.bias), mean = values(bn.running_mean),
+             var = values(bn.running_var);
+  Affine a;
+  for (size_t c = 0; c < gamma.size(); ++c) {
+    const double s = gamma[c] / std::sqrt(var[c] + bn.eps);
+    a.scale.push_back(static_cast<float>(s));
+    a.shift.push_back(static_cast<float>(beta[c] - mean[c] * s));
+  }
+  return a;
+}
+
+// A convolution with the BatchNorm after it folded in: conv(x, w·s) + (b·s + t)
+// equals s·(conv(x, w) + b) + t for every output channel, because the conv is
+// linear in w. f32 weights (a bf16 model's are widened), the ReLU fused.
+struct FoldedConv {
+  Tensor weight, bias;
+  Conv2dParams params{};
+};
+FoldedConv fold(const nn::Conv2d& conv, const nn::BatchNorm* bn, bool relu) {
+  FoldedConv f;
+  const int64_t O = conv.out_channels;
+  std::vector<double> w = conv.weight.to(DType::f64).contiguous().to_vector<double>();
+  std::vector<double> b = conv.bias.defined() ? conv.bias.to(DType::f64).to_vector<double>() : std::vector<double>(O);
+  if (bn) {
+    MINIDL_CHECK(bn->features == O, "compile: {} follows {} with {} channels", bn->describe(), conv.describe(), O);
+    const Affine a = affine_of(*bn);
+    const int64_t per = static_cast<int64_t>(w.size()) / O;
+    for (int64_t o = 0; o < O; ++o) {
+      for (int64_t i = 0; i < per; ++i) w[o * per + i] *= a.scale[o];
+      b[o] = b[o] * a.scale[o] + a.shift[o];
+    }
+  }
+  f.weight = from_vector<double>(w, conv.weight.shape()).to(DType::f32);
+  f.bias = from_vector<double>(b, {O}).to(DType::f32);
+  const auto& o = conv.options;
+  f.params = {o.stride[0], o.stride[1], o.padding[0], o.padding[1], o.dilation[0], o.dilation[1], o.groups, relu};
+  return f;
+}
+void run_conv(const FoldedConv& f, const Tensor& x, const Tensor& y) {
+  cpu::conv2d_forward(y.arg(), x.arg(), f.weight.arg(), f.bias.arg(), f.params);
+}
+
+// y = relu(y + s), elementwise over equal shapes (the residual join).
+void add_relu(const Tensor& y, const Tensor& s) {
+  float* yp = y.data_ptr<float>();
+  const float* sp = s.data_ptr<float>();
+  const int64_t n = y.numel();
+#pragma omp parallel for if (n >= cpu::kParallelGrain && !cpu::in_parallel()) schedule(static)
+  for (int64_t i = 0; i < n; ++i) yp[i] = std::max(yp[i] + sp[i], 0.0f);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- the lowering
+
+class Lowering {
+ public:
+  explicit Lowering(Plan& plan) : p_(plan) {}
+
+  // Lowers `layers` (a Sequential's children, in order) reading slot `in`, whose
+  // eager value is `eager`; returns the output slot and leaves eager's output in `eager`.
+  int sequence(const std::vector<ModulePtr>& layers, int in, Tensor& eager) {
+    for (size_t i = 0; i < layers.size();) {
+      Module& m = *layers[i];
+      auto next = [&](size_t j) -> Module* { return i + j < layers.size() ? layers[i + j].get() : nullptr; };
+      auto is_relu = [](Module* m) { return m && dynamic_cast<nn::ReLU*>(m); };
+      auto step_eager = [&](size_t count) {
+        for (size_t k = 0; k < count; ++k) eager = layers[i + k]->forward(eager);
+        i += count;
+      };
+      if (auto* l = dynamic_cast<nn::Linear*>(&m)) {
+        const bool relu = is_relu(next(1));
+        // A bf16 GEMM writes bf16 when the next layer is a bf16 GEMM too.
+        Module* after = next(relu ? 2 : 1);
+        auto* next_linear = after ? dynamic_cast<nn::Linear*>(after) : nullptr;
+        const bool bf16_out =
+            l->weight.dtype() == DType::bf16 && next_linear && next_linear->weight.dtype() == DType::bf16;
+        step_eager(relu ? 2 : 1);
+        in = linear(*l, in, relu, bf16_out, eager.shape());
+      } else if (auto* q = dynamic_cast<compress::QuantLinear*>(&m)) {
+        const bool relu = is_relu(next(1));
+        step_eager(relu ? 2 : 1);
+        in = int8_linear(*q, in, relu, eager.shape());
+      } else if (auto* c = dynamic_cast<nn::Conv2d*>(&m)) {
+        auto* bn = next(1) ? dynamic_cast<nn::BatchNorm*>(next(1)) : nullptr;
+        const bool relu = is_relu(next(bn ? 2 : 1));
+        step_eager(1 + (bn != nullptr) + relu);
+        in = conv(*c, bn, relu, in, eager.shape());
+      } else if (auto* bn = dynamic_cast<nn::BatchNorm*>(&m)) {
+        const bool relu = is_relu(next(1));
+        step_eager(relu ? 2 : 1);
+        in = batch_norm(*bn, relu, in);
+      } else if (auto* r = dynamic_cast<nn::ResidualBlock*>(&m)) {
+        const Tensor before = eager;
+        step_eager(1);
+        in = residual(*r, in, before, eager);
+      } else if (auto* s = dynamic_cast<nn::Sequential*>(&m)) {
+        std::vector<ModulePtr> children;
+        for (const auto& [name, child] : s->children()) children.push_back(child);
+        ++i;
+        in = sequence(children, in, eager);
+      } else if (dynamic_cast<nn::Dropout*>(&m)) {
+        ++i;  // the identity in eval mode
+      } else {
+        const Tensor before = eager;
+        step_eager(1);
+        in = simple(m, in, before, eager);
+      }
+    }
+    return in;
+  }
+
+  // The slot's value as f32: itself, or a new slot and a conversion step.
+  int as_f32(int slot) {
+    if (dtype(slot) == DType::f32) return slot;
+    const int out = buffer(p_.slots_[slot].shape(), DType::f32);
+    add(fmt::format("convert {} -> f32", dtype(slot)), slot, out,
+        [](const Tensor& in, Tensor& out) { cpu::copy(out.arg(), in.arg()); });
+    return out;
+  }
+
+ private:
+  Plan& p_;
+
+  DType dtype(int slot) const { return p_.slots_[slot].dtype(); }
+  Tensor keep(Tensor t) {
+    p_.owned_.push_back(t);
+    return t;
+  }
+  int buffer(const Shape& shape, DType dt) {
+    p_.slots_.push_back(empty(shape, {.dtype = dt}));
+    return static_cast<int>(p_.slots_.size()) - 1;
+  }
+  int view_slot(const Tensor& like) {  // a slot a step points at something (no buffer of its own)
+    p_.slots_.push_back(like);
+    return static_cast<int>(p_.slots_.size()) - 1;
+  }
+  void add(std::string what, int in, int out, std::function<void(const Tensor&, Tensor&)> run, bool eager = false) {
+    p_.steps_.push_back({std::move(what), in, out, eager, std::move(run)});
+  }
+
+  int linear(nn::Linear& l, int in, bool relu, bool bf16_out, const Shape& out_shape) {
+    const int64_t K = l.in_features, N = l.out_features, M = p_.slots_[in].numel() / K;
+    const std::string act = relu ? " +relu" : "";
+    if (l.weight.dtype() == DType::f32) {
+      const int x = as_f32(in), out = buffer(out_shape, DType::f32);
+      const Tensor bias = l.bias.defined() ? keep(l.bias.contiguous().clone()) : Tensor();
+      if (!cpu::gemm_packed_f32_fast()) {  // no AVX-512: the general GEMM, which packs per call
+        const Tensor w = keep(l.weight.contiguous().clone());
+        add(fmt::format("linear {}->{}{} [{}]", K, N, act, cpu::gemm_kernel_name(cpu::GemmKernel::best)), x, out,
+            [=](const Tensor& xin, Tensor& y) {
+              const GemmEpilogue e{.bias = bias.defined() ? bias.raw_data() : nullptr, .relu = relu};
+              cpu::gemm(M, N, K, 1.0, xin.reshape({M, K}).arg(), w.t().arg(), 0.0, y.reshape({M, N}).arg(),
+                        cpu::GemmKernel::best, e);
+            });
+        return out;
+      }
+      const Tensor packed = keep(empty({cpu::gemm_packed_f32_elements(N, K)}));
+      const Tensor w = l.weight.contiguous();
+      cpu::gemm_packed_f32_pack(w.data_ptr<float>(), K, N, K, packed.data_ptr<float>());
+      add(fmt::format("linear {}->{}{} [f32 packed once, avx512]", K, N, act), x, out,
+          [=](const Tensor& xin, Tensor& y) {
+            cpu::PackedGemmArgs a;
+            a.M = M, a.N = N, a.K = K, a.x = xin.data_ptr<float>(), a.ldx = K;
+            a.w_packed = packed.data_ptr<float>(), a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+            a.relu = relu, a.y = y.data_ptr<float>(), a.ldy = N;
+            cpu::gemm_packed_f32(a);
+          });
+      return out;
+    }
+    if (l.weight.dtype() == DType::bf16) {
+      const Bf16Weight w = pack_bf16_weight(l.weight);
+      keep(w.packed);
+      const Tensor bias = l.bias.defined() ? keep(l.bias.to(DType::f32).contiguous().clone()) : Tensor();
+      // An f32 input is rounded to bf16 into the step's own buffer as it is read.
+      const bool convert = dtype(in) != DType::bf16;
+      const Tensor scratch = convert ? keep(empty({M, K}, {.dtype = DType::bf16})) : Tensor();
+      const int out = buffer(out_shape, bf16_out ? DType::bf16 : DType::f32);
+      add(fmt::format("linear {}->{}{} [bf16 packed once, {}{}{}]", K, N, act,
+                      cpu::gemm_bf16_kernel_name(cpu::Bf16GemmKernel::best), convert ? ", input rounded to bf16" : "",
+                      bf16_out ? ", bf16 out" : ""),
+          in, out, [=](const Tensor& xin, Tensor& y) {
+            if (convert) cpu::copy(scratch.arg(), xin.arg());
+            cpu::Bf16GemmArgs a;
+            a.M = M, a.N = N, a.K = K, a.ldx = K;
+            a.x = static_cast<const uint16_t*>(convert ? scratch.raw_data() : xin.raw_data());
+            a.w_packed = static_cast<const uint16_t*>(w.packed.raw_data());
+            a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr, a.relu = relu, a.ldy = N;
+            if (bf16_out)
+              a.y_bf16 = static_cast<uint16_t*>(y.raw_data());
+            else
+              a.y = y.data_ptr<float>();
+            cpu::gemm_bf16(a);
+          });
+      return out;
+    }
+    const Tensor before = p_.slots_[in];
+    return simple(l, in, before, p_.slots_[in]);  // f64: eager
+  }
+
+  // As quantized_linear (ops/quant.cpp), into the plan's buffers: the same
+  // kernels in the same order, so the result is bit-identical to eager's.
+  int int8_linear(compress::QuantLinear& q, int in, bool relu, const Shape& out_shape) {
+    const Int8Weight& w = q.packed();
+    const int64_t K = w.in_features, N = w.out_features, M = p_.slots_[in].numel() / K;
+    const int64_t Kp = cpu::qgemm_padded_k(K);
+    const int x = as_f32(in), out = buffer(out_shape, DType::f32);
+    const Tensor xq = keep(empty({M * Kp}, {.dtype = DType::int8}));  // the u8 activations
+    const Tensor packed = w.packed, sums = w.row_sums, scale = w.scale;
+    const Tensor bias = q.bias.defined() ? keep(q.bias.contiguous().clone()) : Tensor();
+    add(fmt::format("int8 linear {}->{}{} [{}]", K, N, relu ? " +relu" : "",
+                    cpu::qgemm_kernel_name(cpu::QGemmKernel::best)),
+        x, out, [=](const Tensor& xin, Tensor& y) {
+          const float* xp = xin.data_ptr<float>();
+          auto* xu = static_cast<uint8_t*>(xq.raw_data());
+          const cpu::QuantParams qp = cpu::choose_quant_params(xp, M, K, K);
+          cpu::quantize_rows_u8(xp, M, K, K, qp, xu, Kp);
+          cpu::QGemmArgs a;
+          a.M = M, a.N = N, a.K = K, a.x = xu, a.ldx = Kp, a.x_scale = qp.scale, a.x_zero_point = qp.zero_point;
+          a.w_packed = packed.data_ptr<int8_t>(), a.w_row_sums = sums.data_ptr<int32_t>();
+          a.w_scale = scale.data_ptr<float>(), a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+          a.relu = relu, a.y = y.data_ptr<float>(), a.ldy = N;
+          cpu::qgemm(a);
+        });
+    return out;
+  }
+
+  int conv(nn::Conv2d& c, nn::BatchNorm* bn, bool relu, int in, const Shape& out_shape) {
+    const FoldedConv f = fold(c, bn, relu);
+    keep(f.weight), keep(f.bias);
+    const int x = as_f32(in), out = buffer(out_shape, DType::f32);
+    add(fmt::format("conv {}->{} {}x{}{}{}", c.in_channels, c.out_channels, c.kernel_size, c.kernel_size,
+                    bn ? " +batchnorm (folded)" : "", relu ? " +relu" : ""),
+        x, out, [f](const Tensor& xin, Tensor& y) { run_conv(f, xin, y); });
+    return out;
+  }
+
+  int batch_norm(nn::BatchNorm& bn, bool relu, int in) {
+    const Affine a = affine_of(bn);
+    const int x = as_f32(in), out = buffer(p_.slots_[x].shape(), DType::f32);
+    add(fmt::format("batchnorm {} as scale+shift{}", bn.features, relu ? " +relu" : ""), x, out,
+        [a, relu](const Tensor& xin, Tensor& y) {
+          const int64_t N = xin.size(0), C = xin.size(1), inner = xin.numel() / (N * C);
+          const float* xp = xin.data_ptr<float>();
+          float* yp = y.data_ptr<float>();
+          for (int64_t n = 0; n < N; ++n)
+            for (int64_t c = 0; c < C; ++c) {
+              const int64_t base = (n * C + c) * inner;
+              for (int64_t i = 0; i < inner; ++i) {
+                const float v = xp[base + i] * a.scale[c] + a.shift[c];
+                yp[base + i] = relu ? std::max(v, 0.0f) : v;
+              }
+            }
+        });
+    return out;
+  }
+
+  // conv1+bn1+relu, conv2+bn2, the shortcut (conv+bn, or x), then relu(sum): one step.
+  int residual(nn::ResidualBlock& r, int in, const Tensor& eager_in, const Tensor& eager_out) {
+    auto* c1 = as<nn::Conv2d>(r.child("conv1"));
+    auto* b1 = as<nn::BatchNorm>(r.child("bn1"));
+    auto* c2 = as<nn::Conv2d>(r.child("conv2"));
+    auto* b2 = as<nn::BatchNorm>(r.child("bn2"));
+    auto* sc = as<nn::Sequential>(r.child("shortcut"));
+    nn::Conv2d* sc_conv = sc && sc->size() == 2 ? as<nn::Conv2d>((*sc)[0]) : nullptr;
+    nn::BatchNorm* sc_bn = sc && sc->size() == 2 ? as<nn::BatchNorm>((*sc)[1]) : nullptr;
+    const bool dense = c1 && b1 && c2 && b2 && sc && (sc->size() == 0 || (sc_conv && sc_bn));
+    if (!dense) return simple(r, in, eager_in, eager_out);  // a pruned or replaced child: eagerly
+    const FoldedConv f1 = fold(*c1, b1, true), f2 = fold(*c2, b2, false);
+    const bool projected = sc->size() == 2;
+    const FoldedConv fs = projected ? fold(*sc_conv, sc_bn, false) : FoldedConv{};
+    for (const FoldedConv* f : {&f1, &f2, &fs})
+      if (f->weight.defined()) keep(f->weight), keep(f->bias);
+    const int x = as_f32(in), out = buffer(eager_out.shape(), DType::f32);
+    const Tensor h = keep(empty(eager_out.shape()));  // conv1's output has the block's output shape
+    const Tensor s = projected ? keep(empty(eager_out.shape())) : Tensor();
+    add(fmt::format("residual block {}->{} stride {}: conv+bn+relu, conv+bn, {}, add+relu", c1->in_channels,
+                    c1->out_channels, c1->options.stride[0], projected ? "shortcut conv+bn" : "identity"),
+        x, out, [=](const Tensor& xin, Tensor& y) {
+          run_conv(f1, xin, h);
+          run_conv(f2, h, y);
+          if (projected) run_conv(fs, xin, s);
+          add_relu(y, projected ? s : xin);
+        });
+    return out;
+  }
+
+  // Single layers with a kernel of their own, Flatten as a view, anything else eagerly.
+  int simple(Module& m, int in, const Tensor& eager_in, const Tensor& eager_out) {
+    if (dynamic_cast<nn::Flatten*>(&m)) {
+      const int out = view_slot(p_.slots_[in].reshape(eager_out.shape()));
+      const Shape shape = eager_out.shape();
+      add("flatten (a view)", in, out, [shape](const Tensor& xin, Tensor& y) { y = xin.reshape(shape); });
+      return out;
+    }
+    auto unary = [&](UnaryOp op, const char* name) {
+      const int x = as_f32(in), out = buffer(eager_out.shape(), DType::f32);
+      add(name, x, out, [op](const Tensor& xin, Tensor& y) { cpu::unary(op, y.arg(), xin.arg(), 0, 0); });
+      return out;
+    };
+    if (dynamic_cast<nn::ReLU*>(&m)) return unary(UnaryOp::relu, "relu");
+    if (dynamic_cast<nn::GELU*>(&m)) return unary(UnaryOp::gelu, "gelu");
+    if (auto* pool = dynamic_cast<nn::Pool2dModule*>(&m)) {
+      const Pool2dParams p{pool->kernel, pool->kernel, pool->stride, pool->stride, pool->padding, pool->padding};
+      const bool max = dynamic_cast<nn::MaxPool2d*>(&m) != nullptr;
+      const int x = as_f32(in), out = buffer(eager_out.shape(), DType::f32);
+      add(fmt::format("{} {}x{}", max ? "max pool" : "avg pool", p.kernel_h, p.kernel_w), x, out,
+          [p, max](const Tensor& xin, Tensor& y) {
+            if (max)
+              cpu::max_pool2d_forward(y.arg(), nullptr, xin.arg(), p);
+            else
+              cpu::avg_pool2d_forward(y.arg(), xin.arg(), p);
+          });
+      return out;
+    }
+    if (dynamic_cast<nn::AdaptiveAvgPool2d*>(&m)) {
+      const int x = as_f32(in), out = buffer(eager_out.shape(), DType::f32);
+      add("adaptive avg pool", x, out,
+          [](const Tensor& xin, Tensor& y) { cpu::adaptive_avg_pool2d_forward(y.arg(), xin.arg()); });
+      return out;
+    }
+    // Not lowered: the layer's own forward, on the dtype eager gave it.
+    const DType want = eager_in.dtype();
+    const int out = view_slot(eager_out);
+    add(
+        "eager " + m.describe() + " (not lowered: allocates per run)", in, out,
+        [&m, want](const Tensor& xin, Tensor& y) { y = m.forward(xin.dtype() == want ? xin : xin.to(want)); }, true);
+    return out;
+  }
+};
+
+// ---------------------------------------------------------------- Plan
+
+Tensor Plan::run(const Tensor& x) {
+  MINIDL_CHECK(x.defined() && x.shape() == input_shape_ && x.dtype() == input_dtype_ && x.device().is_cpu(),
+               "plan: built for input {} {} on cpu, got {} {} on {}: compile the model again for this shape",
+               input_shape_, input_dtype_, x.defined() ? shape_str(x.shape()) : "an undefined tensor",
+               x.defined() ? x.dtype() : input_dtype_, x.defined() ? x.device() : kCPU);
+  NoGradGuard no_grad;
+  slots_[0] = x.contiguous();
+  for (Step& s : steps_) s.run(slots_[s.in], slots_[s.out]);
+  return slots_[output_];
+}
+
+int64_t Plan::buffer_bytes() const {
+  int64_t b = 0;
+  for (size_t i = 1; i < slots_.size(); ++i) {
+    bool view = false;
+    for (const Step& s : steps_) view |= s.out == static_cast<int>(i) && (s.eager || s.what.starts_with("flatten"));
+    if (!view) b += slots_[i].numel() * static_cast<int64_t>(element_size(slots_[i].dtype()));
+  }
+  for (const Tensor& t : owned_) b += t.numel() * static_cast<int64_t>(element_size(t.dtype()));
+  return b;
+}
+
+int64_t Plan::eager_steps() const {
+  return std::count_if(steps_.begin(), steps_.end(), [](const Step& s) { return s.eager; });
+}
+
+std::string Plan::describe() const {
+  std::string s = fmt::format("plan for input {} {}: {} steps\n", input_shape_, input_dtype_, steps_.size());
+  for (size_t i = 0; i < steps_.size(); ++i)
+    s += fmt::format("  {:>2}. {}  -> {}\n", i + 1, steps_[i].what, slots_[steps_[i].out].shape());
+  s += fmt::format("buffers, packed weights and scratch: {:.1f} KiB, allocated once\n", buffer_bytes() / 1024.0);
+  if (eager_steps() > 0) s += fmt::format("{} step(s) run eagerly (not lowered)\n", eager_steps());
+  return s;
+}
+
+Plan compile(nn::Module& model, const Tensor& example) {
+  MINIDL_CHECK(example.defined() && example.dim() >= 1, "compile: the example input is undefined or a scalar");
+  MINIDL_CHECK(example.device().is_cpu(),
+               "compile: plans run on the CPU for now (on the GPU a plan will be a CUDA graph, with the CUDA "
+               "backend); the example is on {}",
+               example.device());
+  MINIDL_CHECK(!model.is_training(),
+               "compile: the model is in training mode; a plan is for inference (call model.eval() first)");
+  for (const auto& [name, t] : model.named_parameters())
+    MINIDL_CHECK(t.device().is_cpu(), "compile: parameter '{}' is on {}; plans run on the CPU for now", name,
+                 t.device());
+  NoGradGuard no_grad;
+  Plan plan;
+  plan.input_shape_ = example.shape();
+  plan.input_dtype_ = example.dtype();
+  plan.slots_.push_back(example.contiguous());
+  Lowering lower(plan);
+  Tensor eager = example;
+  std::vector<ModulePtr> top;
+  if (auto* s = dynamic_cast<nn::Sequential*>(&model))
+    for (const auto& [name, child] : s->children()) top.push_back(child);
+  else
+    top.push_back(std::shared_ptr<Module>(&model, [](Module*) {}));  // not owned: the caller's model
+  plan.output_ = lower.as_f32(lower.sequence(top, 0, eager));
+
+  // The plan must give eager's answer on the example: to rounding where
+  // everything is f32 (BatchNorm folding rounds differently), to bf16's or
+  // int8's precision otherwise (eager bf16 rounds every layer's output to bf16;
+  // the plan keeps f32 between non-GEMM layers).
+  const Tensor got = plan.run(example).clone();
+  const Tensor want = eager.to(DType::f32);
+  MINIDL_CHECK(got.shape() == want.shape(), "compile: the plan gives {} but eager {} (a lowering bug)", got.shape(),
+               want.shape());
+  bool exact_dtypes = true;
+  for (const auto& [name, t] : model.state_dict()) exact_dtypes &= t.dtype() == DType::f32 || !is_floating(t.dtype());
+  exact_dtypes &= !compress::is_quantized(model) && example.dtype() == DType::f32;
+  const std::vector<float> g = got.to_vector<float>(), w = want.to_vector<float>();
+  double err = 0, scale = 0;
+  for (size_t i = 0; i < g.size(); ++i)
+    err = std::max(err, std::abs(double(g[i]) - w[i])), scale = std::max(scale, std::abs(double(w[i])));
+  if (exact_dtypes) {
+    MINIDL_CHECK(err <= 1e-4 * scale + 1e-5,
+                 "compile: the plan's output differs from eager's by {:.3g} (largest |value| {:.3g}): a lowering "
+                 "bug\n{}",
+                 err, scale, plan.describe());
+  } else {
+    const double snr = sqnr_db(want, got);
+    MINIDL_CHECK(snr >= 30, "compile: the plan's output is {:.1f} dB from eager's (need >= 30): a lowering bug\n{}",
+                 snr, plan.describe());
+  }
+  return plan;
+}
+
+}  // namespace minidl

@@ -1,0 +1,73 @@
+// compile/plan.h — a model lowered once into a static plan for inference.
+//
+//   NoGradGuard no_grad;
+//   Plan plan = compile(*model, example);   // example: one input of the shape to serve
+//   Tensor logits = plan.run(x);            // x: the example's shape and dtype
+//   std::cout << plan.describe();           // the steps, what each fused, the buffers
+//
+// Eager execution walks the module tree on every call: it allocates each
+// activation, records autograd bookkeeping (even if only to skip it), re-packs
+// each weight for the GEMM, and runs BatchNorm as its own pass. A plan does all
+// of that once, at compile time, for one input shape:
+//   - every activation buffer is allocated once and reused by every run;
+//   - Linear (+ ReLU) becomes one GEMM against a weight packed once (f32 in
+//     ops/cpu/gemm_packed.cpp, bf16 in gemm_bf16.cpp, int8 as QuantLinear packed
+//     it), the bias and ReLU in its epilogue;
+//   - Conv2d + BatchNorm2d (+ ReLU) becomes one convolution: the BatchNorm's
+//     affine map folded into the conv's weight and bias (w' = w·γ/σ,
+//     b' = (b − μ)·γ/σ + β), the ReLU fused into the pass that writes it;
+//   - a ResidualBlock runs as one unit (both folded convs, the shortcut, the
+//     add and the ReLU in one pass);
+//   - Flatten is a view and Dropout (eval) disappears.
+// A layer the lowering does not know (a sparse or a user's own layer) runs
+// eagerly inside the plan, and describe() says so.
+//
+// compile() checks the plan against eager on the example before returning it.
+// run() on any other shape or dtype is an error naming both (compile again for
+// that shape). The tensor run() returns is the plan's output buffer: the next
+// run overwrites it (clone() to keep it). CPU only for now; on the GPU a plan
+// will be captured as a CUDA graph (the CUDA issue).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "nn/module.h"
+
+namespace minidl {
+
+class Plan {
+ public:
+  // Runs every step on x; x must have the example's shape, dtype and device.
+  Tensor run(const Tensor& x);
+  // One line per step: what it runs, the fusions, its kernel; then the buffers.
+  std::string describe() const;
+  const Shape& input_shape() const { return input_shape_; }
+  int64_t steps() const { return static_cast<int64_t>(steps_.size()); }
+  int64_t buffer_bytes() const;
+  // How many steps run a layer eagerly (0 when everything was lowered).
+  int64_t eager_steps() const;
+
+ private:
+  friend class Lowering;
+  friend Plan compile(nn::Module& model, const Tensor& example);
+  struct Step {
+    std::string what;  // "linear 784->512 +relu [f32-packed-avx512]"
+    int in = 0, out = 0;
+    bool eager = false;
+    std::function<void(const Tensor& in, Tensor& out)> run;
+  };
+  Shape input_shape_;
+  DType input_dtype_ = DType::f32;
+  std::vector<Tensor> slots_;  // slot 0 is the input; the rest are buffers (or views)
+  std::vector<Step> steps_;
+  std::vector<Tensor> owned_;  // weights and scratch the steps hold, for buffer_bytes()
+  int output_ = 0;
+};
+
+// Lowers `model` (eval mode, CPU, f32 or bf16 or int8 layers) for inputs shaped
+// like `example`, and checks the plan's output on it against eager's.
+Plan compile(nn::Module& model, const Tensor& example);
+
+}  // namespace minidl

@@ -1,0 +1,194 @@
+// tests/test_plan.cpp — compiled plans (compile/plan.h): the f32 GEMM against a
+// weight packed ahead of time (both kernels against the f64 product); every zoo
+// model's plan against eager, in f32 (BatchNorm folded: to rounding), bf16 and
+// int8 (bit for bit); the fusions it reports; buffers reused across runs; the
+// eager fallback for a layer it does not lower; and the errors (another shape,
+// another dtype, training mode).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+
+#include "minidl.h"
+#include "ops/cpu/kernels.h"
+
+using namespace minidl;
+
+namespace {
+
+// A zoo model with weights and, for BatchNorm, statistics that are not the
+// identity (so folding is really tested), in eval mode.
+nn::ModulePtr model_with_statistics(const std::string& name, uint64_t seed) {
+  Generator gen(seed);
+  auto m = nn::build_model(name, gen);
+  NoGradGuard no_grad;
+  for (auto& [path, sub] : m->named_modules())
+    if (auto* bn = dynamic_cast<nn::BatchNorm*>(sub.get())) {
+      const int64_t C = bn->features;
+      bn->running_mean.copy_(mul(randn({C}, {}, gen), 0.3));
+      bn->running_var.copy_(add(rand({C}, {}, gen), 0.5));
+      bn->weight.copy_(add(mul(rand({C}, {}, gen), 1.0), 0.5));
+      bn->bias.copy_(mul(randn({C}, {}, gen), 0.2));
+    }
+  m->eval();
+  return m;
+}
+
+double max_relative_error(const Tensor& got, const Tensor& want) {
+  const auto g = got.to(DType::f64).to_vector<double>(), w = want.to(DType::f64).to_vector<double>();
+  double err = 0, scale = 0;
+  for (size_t i = 0; i < g.size(); ++i)
+    err = std::max(err, std::abs(g[i] - w[i])), scale = std::max(scale, std::abs(w[i]));
+  return err / scale;
+}
+
+}  // namespace
+
+TEST_CASE("gemm_packed_f32: the AVX-512 kernel and the reference against the f64 product") {
+  const int64_t shapes[][3] = {{1, 1, 1},   {1, 10, 784}, {2, 17, 5},    {3, 33, 31},
+                               {6, 16, 64}, {7, 130, 3},  {13, 47, 257}, {64, 256, 512}};
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (const auto& s : shapes) {
+    const int64_t M = s[0], N = s[1], K = s[2];
+    std::vector<float> x(M * K), w(N * K), bias(N);
+    for (auto* v : {&x, &w, &bias})
+      for (auto& e : *v) e = u(rng);
+    std::vector<float> packed(cpu::gemm_packed_f32_elements(N, K));
+    cpu::gemm_packed_f32_pack(w.data(), K, N, K, packed.data());
+    for (bool reference : {true, false}) {
+      if (!reference && !cpu::gemm_packed_f32_fast()) {
+        MESSAGE("skipped the AVX-512 packed kernel: this CPU path lacks AVX-512");
+        continue;
+      }
+      for (bool relu : {false, true}) {
+        CAPTURE(M);
+        CAPTURE(N);
+        CAPTURE(K);
+        CAPTURE(reference);
+        std::vector<float> y(M * N, std::nanf(""));  // poisoned
+        cpu::PackedGemmArgs a;
+        a.M = M, a.N = N, a.K = K, a.x = x.data(), a.ldx = K, a.w_packed = packed.data();
+        a.bias = relu ? nullptr : bias.data(), a.relu = relu, a.y = y.data(), a.ldy = N;
+        cpu::gemm_packed_f32(a, reference);
+        int bad = 0;
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = 0; n < N; ++n) {
+            double e = relu ? 0.0 : bias[n], scale = std::abs(e);
+            for (int64_t k = 0; k < K; ++k)
+              e += double(x[m * K + k]) * w[n * K + k], scale += std::abs(double(x[m * K + k]) * w[n * K + k]);
+            if (relu) e = std::max(e, 0.0);
+            bad += !(std::abs(y[m * N + n] - e) <= 1e-6 * scale + 1e-6);
+          }
+        CHECK(bad == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("compile: every zoo model's plan equals eager in f32, with the fusions it reports") {
+  NoGradGuard no_grad;
+  for (const auto& name : nn::model_names()) {
+    CAPTURE(name);
+    auto m = model_with_statistics(name, 11);
+    Generator gen(12);
+    for (int64_t batch : {1, 3}) {
+      CAPTURE(batch);
+      const Tensor x = randn({batch, 1, 28, 28}, {}, gen);
+      Plan plan = compile(*m, x);
+      CHECK(plan.eager_steps() == 0);
+      const Tensor want = m->forward(x);
+      CHECK(max_relative_error(plan.run(x), want) < 1e-5);
+      const std::string d = plan.describe();
+      if (name == "cnn") CHECK(d.find("conv 1->32 3x3 +relu") != std::string::npos);
+      if (name == "resnet-s") {
+        CHECK(d.find("+batchnorm (folded) +relu") != std::string::npos);  // the stem
+        CHECK(d.find("residual block 32->64 stride 2") != std::string::npos);
+        CHECK(d.find("shortcut conv+bn") != std::string::npos);
+        CHECK(d.find("identity") != std::string::npos);
+      }
+      if (name == "mlp" && cpu::gemm_packed_f32_fast())
+        CHECK(d.find("linear 784->512 +relu [f32 packed once") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("compile: bf16 models' plans give eager bf16's answer, to bf16 precision") {
+  NoGradGuard no_grad;
+  for (const auto& name : nn::model_names()) {
+    CAPTURE(name);
+    auto m = model_with_statistics(name, 21);
+    Generator gen(22);
+    const Tensor x32 = randn({16, 1, 28, 28}, {}, gen);
+    const Tensor y32 = m->forward(x32);
+    m->to(DType::bf16);
+    const Tensor x = x32.to(DType::bf16);
+    Plan plan = compile(*m, x);
+    const Tensor got = plan.run(x), eager = m->forward(x).to(DType::f32);
+    CHECK(got.dtype() == DType::f32);
+    CHECK(sqnr_db(eager, got) > 30);
+    CHECK(sqnr_db(y32, got) > 25);  // and both near the f32 model
+    if (name == "mlp") CHECK(plan.describe().find("bf16 packed once") != std::string::npos);
+  }
+}
+
+TEST_CASE("compile: an int8 model's plan is bit-identical to eager int8") {
+  NoGradGuard no_grad;
+  for (const char* name : {"mlp", "cnn"}) {
+    CAPTURE(name);
+    auto m = model_with_statistics(name, 31);
+    compress::quantize_dynamic(*m);
+    Generator gen(32);
+    for (int64_t batch : {1, 20}) {
+      const Tensor x = randn({batch, 1, 28, 28}, {}, gen);
+      Plan plan = compile(*m, x);
+      CHECK(plan.describe().find("int8 linear") != std::string::npos);
+      CHECK(plan.run(x).to_vector<float>() == m->forward(x).to_vector<float>());
+    }
+  }
+}
+
+TEST_CASE("a plan reuses its buffers: every run writes the same output buffer, each with the right answer") {
+  NoGradGuard no_grad;
+  auto m = model_with_statistics("cnn", 41);
+  Generator gen(42);
+  const Tensor a = randn({2, 1, 28, 28}, {}, gen), b = randn({2, 1, 28, 28}, {}, gen);
+  Plan plan = compile(*m, a);
+  const Tensor ya = plan.run(a);
+  const void* where = ya.raw_data();
+  const std::vector<float> first = ya.to_vector<float>();
+  const Tensor yb = plan.run(b);
+  CHECK(yb.raw_data() == where);
+  CHECK(max_relative_error(yb, m->forward(b)) < 1e-5);
+  CHECK(first != yb.to_vector<float>());
+  CHECK(plan.run(a).to_vector<float>() == first);  // the same buffer, a's answer again
+  CHECK(yb.to_vector<float>() == first);           // (so keep a result with clone())
+}
+
+TEST_CASE("a layer the plan does not lower runs eagerly inside it, and describe() says so") {
+  NoGradGuard no_grad;
+  auto m = model_with_statistics("mlp", 51);
+  compress::Pruner(*m).global_unstructured({"1.weight", "3.weight", "5.weight"}, compress::Amount::fraction(0.9));
+  compress::to_sparse(*m, compress::SparseFormat::csr());
+  Generator gen(52);
+  const Tensor x = randn({4, 1, 28, 28}, {}, gen);
+  Plan plan = compile(*m, x);
+  CHECK(plan.eager_steps() == 3);
+  CHECK(plan.describe().find("eager SparseLinear") != std::string::npos);
+  CHECK(max_relative_error(plan.run(x), m->forward(x)) < 1e-5);
+}
+
+TEST_CASE("compile and run refuse what they cannot do, naming it") {
+  NoGradGuard no_grad;
+  auto m = model_with_statistics("mlp", 61);
+  Generator gen(62);
+  Plan plan = compile(*m, randn({1, 1, 28, 28}, {}, gen));
+  CHECK_THROWS_WITH_AS(plan.run(randn({2, 1, 28, 28}, {}, gen)),
+                       doctest::Contains("built for input [1, 1, 28, 28] f32 on cpu, got [2, 1, 28, 28] f32"), Error);
+  CHECK_THROWS_WITH_AS(plan.run(randn({1, 1, 28, 28}, {}, gen).to(DType::f64)),
+                       doctest::Contains("compile the model again"), Error);
+  m->train();
+  CHECK_THROWS_WITH_AS(compile(*m, randn({1, 1, 28, 28}, {}, gen)), doctest::Contains("training mode"), Error);
+  m->eval();
+  CHECK_THROWS_WITH_AS(compile(*m, randn({1, 1, 14, 14}, {}, gen)), doctest::Contains("784"), Error);
+}
