@@ -90,9 +90,10 @@ struct Bf16GemmArgs {
   uint16_t* y_bf16 = nullptr;
   int64_t ldy = 0;
 };
-// `best`: vdpbf16ps where the CPU has AVX512_BF16, else the AVX-512 converting
-// kernel, else the reference loop; tests run each this CPU has.
-enum class Bf16GemmKernel { best, reference, avx512_cvt, avx512_bf16 };
+// `best`: the AMX tiles where the CPU has them, else vdpbf16ps or the AVX-512
+// converting kernel (whichever is faster on the core: gemm_bf16.cpp), else the
+// reference loop; MINIDL_BF16_GEMM overrides. Tests run each this CPU has.
+enum class Bf16GemmKernel { best, reference, avx512_cvt, avx512_bf16, amx };
 void gemm_bf16(const Bf16GemmArgs& args, Bf16GemmKernel kernel = Bf16GemmKernel::best);
 bool gemm_bf16_kernel_supported(Bf16GemmKernel kernel);
 const char* gemm_bf16_kernel_name(Bf16GemmKernel kernel);
