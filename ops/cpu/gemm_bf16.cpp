@@ -378,7 +378,8 @@ const char* gemm_bf16_kernel_name(Bf16GemmKernel k) {
 }
 
 bool gemm_bf16_is_native() {
-  return best_bf16_kernel() == Bf16GemmKernel::amx || best_bf16_kernel() == Bf16GemmKernel::avx512_bf16;
+  const CpuFeatures& f = cpu_features();
+  return cpu_path() == CpuPath::avx512 && (f.avx512_bf16 || amx_usable());
 }
 
 void gemm_bf16(const Bf16GemmArgs& a, Bf16GemmKernel kernel) {

@@ -97,7 +97,8 @@ enum class Bf16GemmKernel { best, reference, avx512_cvt, avx512_bf16, amx };
 void gemm_bf16(const Bf16GemmArgs& args, Bf16GemmKernel kernel = Bf16GemmKernel::best);
 bool gemm_bf16_kernel_supported(Bf16GemmKernel kernel);
 const char* gemm_bf16_kernel_name(Bf16GemmKernel kernel);
-// Whether `best` runs bf16 instructions (false: a converting path, slower than f32).
+// Whether this CPU (on the path in use) has bf16 instructions, AVX512_BF16 or
+// AMX-BF16 (false: every bf16 GEMM is a converting one, slower than f32).
 bool gemm_bf16_is_native();
 
 // ---- int8 dynamic quantization (ops/cpu/qgemm.cpp)
