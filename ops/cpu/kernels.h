@@ -142,6 +142,9 @@ struct QGemmArgs {
 // each this CPU has.
 enum class QGemmKernel { best, reference, avx2, avx_vnni, avx512_vnni, amx };
 void qgemm(const QGemmArgs& args, QGemmKernel kernel = QGemmKernel::best);
+// What the AMX tiles of every thread multiply per second, int8 (tdpbusd) or bf16
+// (tdpbf16ps), measured on registers alone (no memory); 0 without usable AMX.
+double amx_peak_macs_per_second(bool bf16);
 bool qgemm_kernel_supported(QGemmKernel kernel);
 const char* qgemm_kernel_name(QGemmKernel kernel);
 

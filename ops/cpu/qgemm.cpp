@@ -34,6 +34,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -556,6 +557,55 @@ void qgemm(const QGemmArgs& a, QGemmKernel kernel) {
     default:
       return qgemm_reference(a);
   }
+}
+
+// ---------------------------------------------------------------- the tiles' peak
+
+namespace {
+// `count` rounds of 4 independent tile products on registers (no loads): the
+// multiply rate the tiles sustain on this core, the ceiling the GEMMs above are
+// measured against.
+__attribute__((target("amx-tile,amx-int8,amx-bf16"))) void tile_products(int64_t count, bool bf16) {
+  // (The tile intrinsics are statements: asm blocks with the tile number pasted in.)
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_zero(4);
+  _tile_zero(5);
+  _tile_zero(6);
+  _tile_zero(7);
+  for (int64_t i = 0; i < count; ++i) {
+    if (bf16) {
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    } else {
+      _tile_dpbusd(0, 4, 6);
+      _tile_dpbusd(1, 4, 7);
+      _tile_dpbusd(2, 5, 6);
+      _tile_dpbusd(3, 5, 7);
+    }
+  }
+}
+}  // namespace
+
+double amx_peak_macs_per_second(bool bf16) {
+  if (!amx_usable()) return 0;
+  const int64_t count = 20000;
+  const double macs_per_product = bf16 ? 16.0 * 16 * 32 : 16.0 * 16 * 64;
+  double total = 0;
+#pragma omp parallel reduction(+ : total)
+  {
+    amx::Tiles tiles;
+    tile_products(count / 10, bf16);  // warm-up
+    const auto t0 = std::chrono::steady_clock::now();
+    tile_products(count, bf16);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    total += 4 * count * macs_per_product / s;
+  }
+  return total;
 }
 
 }  // namespace minidl::cpu

@@ -58,6 +58,7 @@ struct ModelVariant {
   bool own_f64_reference = false;  // another model made of f32 layers: checked against its f64 copy
   DType input_dtype = DType::f32;  // a bf16 model takes bf16 images (converted before timing)
   bool compiled = false;           // run through compile(): one plan per input shape
+  double peak_macs_per_s = 0;      // the tiles' measured peak when it runs on AMX (0: not reported)
 
   // forward(x) for inputs of x's shape: the model itself, or its plan for that shape.
   std::function<Tensor()> runner(const Tensor& x_f32) {
@@ -177,6 +178,9 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
   }
   const double base_macs = macs_of(*base, check_batch);
   const std::string dense_path = cpu::gemm_kernel_name(cpu::GemmKernel::best);
+  const double amx_int8_peak = cpu::amx_peak_macs_per_second(false),
+               amx_bf16_peak = cpu::amx_peak_macs_per_second(true);
+  auto on_amx = [](const std::string& path) { return path.find("amx") != std::string::npos; };
 
   // ---- the variants
   std::vector<ModelVariant> variants;
@@ -198,6 +202,7 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
     const std::string path = cpu::gemm_bf16_kernel_name(cpu::Bf16GemmKernel::best);
     ModelVariant eager{"bf16 eager", path, "model.to(bf16); weights packed per call", m, base_macs, 20};
     eager.input_dtype = DType::bf16;
+    if (on_amx(path)) eager.peak_macs_per_s = amx_bf16_peak;
     variants.push_back(eager);
     ModelVariant compiled = eager;
     compiled.name = "bf16 + compile", compiled.note = "bf16 weights packed once; f32 between non-GEMM layers";
@@ -213,6 +218,7 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
                        m,
                        base_macs,
                        20};
+    if (on_amx(eager.path)) eager.peak_macs_per_s = amx_int8_peak;
     variants.push_back(eager);
     ModelVariant compiled = eager;
     compiled.name = "int8 + compile", compiled.note = "compile() of the int8 model";
@@ -304,6 +310,11 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
   const double drift =
       std::max(std::abs(after.gemm_gflops / before.gemm_gflops - 1), std::abs(after.copy_gbs / before.copy_gbs - 1));
   const bool busy = drift > 0.10;
+  if (amx_int8_peak > 0)
+    fingerprint += fmt::format(
+        "AMX tiles, measured on registers: int8 {:.2f} TOP/s, bf16 {:.2f} TFLOP/s ({} threads); the int8 and bf16 "
+        "rows' '% of AMX peak' is their whole model's rate against these\n",
+        2 * amx_int8_peak / 1e12, 2 * amx_bf16_peak / 1e12, threads());
   if (!cpu::gemm_bf16_is_native())
     fingerprint += fmt::format(
         "warning: this CPU has no bf16 instructions (AVX512_BF16 or AMX-BF16): the bf16 rows run {}, which widens "
@@ -330,6 +341,7 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
   }
   columns.push_back(fmt::format("samples/s @{}", largest));
   columns.push_back(fmt::format("GFLOP/s @{}", largest));
+  columns.push_back("% of AMX peak");
   Table latency(fmt::format("latency: median (p10-p90), interleaved in rounds; speed-up over fp32 eager per round "
                             "(median, verdict from p10/p90)"),
                 columns);
@@ -354,6 +366,9 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
     const Stats& big = results.back().stats[i];
     row.push_back(fixed(static_cast<double>(largest) / big.median, 0));
     row.push_back(fixed(2 * v.macs_per_sample * largest / big.median / 1e9, 1));
+    const double peak_fraction =
+        v.peak_macs_per_s > 0 ? v.macs_per_sample * largest / big.median / v.peak_macs_per_s : 0;
+    row.push_back(peak_fraction > 0 ? fmt::format("{:.1f}%", 100 * peak_fraction) : "");
     latency.add_row(row);
     jv.push_back({{"variant", v.name},
                   {"kernels", v.path},
@@ -362,6 +377,7 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
                   {"weights", weight_elements(*v.model)},
                   {"bytes", model_bytes(*v.model)},
                   {"macs_per_sample", v.macs_per_sample},
+                  {"amx_peak_macs_per_s", v.peak_macs_per_s},
                   {"results", per_batch}});
   }
   nlohmann::json j = {{"benchmark", "classifier"},
