@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "compress/quantize.h"
@@ -375,6 +376,59 @@ class Lowering {
   }
 };
 
+// ---------------------------------------------------------------- memory planning
+
+// The lowering gave every step's output a buffer of its own. Most die young: a
+// step's input is dead once its last reader has run. So, walking the steps in
+// order, each output takes a free buffer that is large enough (the smallest
+// such) or a new one, and every slot whose last reader has just run gives its
+// buffer back — the way eager's allocator recycles a freed activation, but
+// decided once. Fewer, hotter buffers: at batch 1 a small model's activations
+// then stay in L1/L2 beside its weights.
+void Plan::share_buffers() {
+  const int n = static_cast<int>(slots_.size());
+  std::vector<bool> owns(n, false);  // a buffer the lowering allocated (not the input, a view or an eager result)
+  for (const Step& s : steps_) owns[s.out] = !s.eager && !s.what.starts_with("flatten");
+  // A view keeps its source alive: slot k's buffer is read until the last reader of k or of any view of k.
+  std::vector<int> root(n);
+  for (int k = 0; k < n; ++k) root[k] = k;
+  for (const Step& s : steps_)
+    if (s.what.starts_with("flatten")) root[s.out] = root[s.in];
+  std::vector<int> last_use(n, -1);
+  for (int i = 0; i < static_cast<int>(steps_.size()); ++i) last_use[root[steps_[i].in]] = i;
+  last_use[root[output_]] = static_cast<int>(steps_.size());  // the result outlives the run
+
+  struct Buffer {
+    Tensor storage;  // 1-D, its dtype's elements
+    bool free = true;
+  };
+  std::vector<Buffer> pool;
+  std::vector<int> held(n, -1);  // slot -> pool index
+  for (int i = 0; i < static_cast<int>(steps_.size()); ++i) {
+    const int out = steps_[i].out;
+    if (owns[out]) {
+      const Tensor& want = slots_[out];
+      int best = -1;
+      for (int b = 0; b < static_cast<int>(pool.size()); ++b)
+        if (pool[b].free && pool[b].storage.dtype() == want.dtype() && pool[b].storage.numel() >= want.numel() &&
+            (best < 0 || pool[b].storage.numel() < pool[best].storage.numel()))
+          best = b;
+      if (best < 0) {
+        pool.push_back({empty({want.numel()}, {.dtype = want.dtype()}), true});
+        best = static_cast<int>(pool.size()) - 1;
+      }
+      pool[best].free = false, held[out] = best;
+      slots_[out] = pool[best].storage.narrow(0, 0, want.numel()).view(want.shape());
+    }
+    for (int k = 0; k < n; ++k)
+      if (held[k] >= 0 && last_use[k] == i) pool[held[k]].free = true, held[k] = -1;
+  }
+  shared_buffers_ = 0;
+  for (const Buffer& b : pool)
+    shared_buffers_ += b.storage.numel() * static_cast<int64_t>(element_size(b.storage.dtype()));
+  buffer_count_ = static_cast<int64_t>(pool.size());
+}
+
 // ---------------------------------------------------------------- Plan
 
 Tensor Plan::run(const Tensor& x) {
@@ -388,13 +442,25 @@ Tensor Plan::run(const Tensor& x) {
   return slots_[output_];
 }
 
-int64_t Plan::buffer_bytes() const {
-  int64_t b = 0;
-  for (size_t i = 1; i < slots_.size(); ++i) {
-    bool view = false;
-    for (const Step& s : steps_) view |= s.out == static_cast<int>(i) && (s.eager || s.what.starts_with("flatten"));
-    if (!view) b += slots_[i].numel() * static_cast<int64_t>(element_size(slots_[i].dtype()));
+std::vector<std::pair<std::string, double>> Plan::profile(const Tensor& x, int reps) {
+  run(x);
+  NoGradGuard no_grad;
+  std::vector<std::pair<std::string, double>> out;
+  for (Step& s : steps_) {
+    std::vector<double> t;
+    for (int r = 0; r < std::max(reps, 1); ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      s.run(slots_[s.in], slots_[s.out]);
+      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+    out.emplace_back(s.what, t[t.size() / 2]);
   }
+  return out;
+}
+
+int64_t Plan::buffer_bytes() const {
+  int64_t b = shared_buffers_;
   for (const Tensor& t : owned_) b += t.numel() * static_cast<int64_t>(element_size(t.dtype()));
   return b;
 }
@@ -407,7 +473,9 @@ std::string Plan::describe() const {
   std::string s = fmt::format("plan for input {} {}: {} steps\n", input_shape_, input_dtype_, steps_.size());
   for (size_t i = 0; i < steps_.size(); ++i)
     s += fmt::format("  {:>2}. {}  -> {}\n", i + 1, steps_[i].what, slots_[steps_[i].out].shape());
-  s += fmt::format("buffers, packed weights and scratch: {:.1f} KiB, allocated once\n", buffer_bytes() / 1024.0);
+  s += fmt::format(
+      "activations: {} shared buffers, {:.1f} KiB; with packed weights and scratch {:.1f} KiB, allocated once\n",
+      buffer_count_, shared_buffers_ / 1024.0, buffer_bytes() / 1024.0);
   if (eager_steps() > 0) s += fmt::format("{} step(s) run eagerly (not lowered)\n", eager_steps());
   return s;
 }
@@ -436,6 +504,7 @@ Plan compile(nn::Module& model, const Tensor& example) {
   else
     top.push_back(std::shared_ptr<Module>(&model, [](Module*) {}));  // not owned: the caller's model
   plan.output_ = lower.as_f32(lower.sequence(top, 0, eager));
+  plan.share_buffers();
 
   // The plan must give eager's answer on the example: to rounding where
   // everything is f32 (BatchNorm folding rounds differently), to bf16's or

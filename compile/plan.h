@@ -9,7 +9,8 @@
 // activation, records autograd bookkeeping (even if only to skip it), re-packs
 // each weight for the GEMM, and runs BatchNorm as its own pass. A plan does all
 // of that once, at compile time, for one input shape:
-//   - every activation buffer is allocated once and reused by every run;
+//   - activation buffers are allocated once and reused by every run — and
+//     shared between steps whose values are not alive at once (share_buffers);
 //   - Linear (+ ReLU) becomes one GEMM against a weight packed once (f32 in
 //     ops/cpu/gemm_packed.cpp, bf16 in gemm_bf16.cpp, int8 as QuantLinear packed
 //     it), the bias and ReLU in its epilogue;
@@ -46,6 +47,9 @@ class Plan {
   const Shape& input_shape() const { return input_shape_; }
   int64_t steps() const { return static_cast<int64_t>(steps_.size()); }
   int64_t buffer_bytes() const;
+  // Where the time goes: runs the plan on x once, then each step alone `reps`
+  // times on the inputs the first run left in place; (step, median seconds).
+  std::vector<std::pair<std::string, double>> profile(const Tensor& x, int reps = 20);
   // How many steps run a layer eagerly (0 when everything was lowered).
   int64_t eager_steps() const;
 
@@ -64,6 +68,8 @@ class Plan {
   std::vector<Step> steps_;
   std::vector<Tensor> owned_;  // weights and scratch the steps hold, for buffer_bytes()
   int output_ = 0;
+  int64_t shared_buffers_ = 0, buffer_count_ = 0;  // the activations' buffers after share_buffers()
+  void share_buffers();
 };
 
 // Lowers `model` (eval mode, CPU, f32 or bf16 or int8 layers) for inputs shaped

@@ -210,7 +210,7 @@ void tile_rows(const Bf16GemmArgs& a, int64_t m0, int64_t p0, int64_t nv) {
 
 template <class Dot>
 void gemm_bf16_512(const Bf16GemmArgs& a) {
-  for_each_tile(a.M, panels_of(a.N), a.M * a.N * a.K, 98304, 6, a.M <= 2 ? 8 : 4,
+  for_each_tile(a.M, panels_of(a.N), a.M * a.N * a.K, 98304, 6, panels_per_tile(a.M, panels_of(a.N)),
                 [&](int64_t rows, int64_t m0, int64_t p0, int64_t panels) {
                   switch (rows) {
                     case 6:

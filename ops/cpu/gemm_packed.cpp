@@ -118,7 +118,7 @@ void tile_rows(const PackedGemmArgs& a, int64_t m0, int64_t p0, int64_t nv) {
 
 void avx512(const PackedGemmArgs& a) {
   // Batch 1 or 2: 8 panels per tile, 8 independent FMA chains per row (latency 4).
-  for_each_tile(a.M, panels_of(a.N), a.M * a.N * a.K, kParallelMacs, 6, a.M <= 2 ? 8 : 4,
+  for_each_tile(a.M, panels_of(a.N), a.M * a.N * a.K, kParallelMacs, 6, panels_per_tile(a.M, panels_of(a.N)),
                 [&](int64_t rows, int64_t m0, int64_t p0, int64_t panels) {
                   switch (rows) {
                     case 6:

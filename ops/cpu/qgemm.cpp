@@ -286,7 +286,7 @@ constexpr int kVnniMR = 6;  // 6 rows × 4 panels = 24 zmm accumulators, 4 weigh
 void qgemm_vnni512(const QGemmArgs& a) {
   // Batch 1 or 2 streams the weight: 8 panels per tile keep 8 independent
   // accumulator chains in flight per row (vpdpbusd has a 4–5 cycle latency).
-  const int64_t nv = a.M <= 2 ? 8 : 4;
+  const int64_t nv = panels_per_tile(a.M, panels_of(a.N));
   for_each_tile(a.M, panels_of(a.N), a.M * a.N * a.K, kParallelMacs, kVnniMR, nv,
                 [&](int64_t rows, int64_t m0, int64_t p0, int64_t panels) {
                   switch (rows) {

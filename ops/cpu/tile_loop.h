@@ -15,6 +15,15 @@ namespace minidl::cpu {
 
 struct NoThreadSetup {};
 
+// Panels per tile for the 6-row kernels: 4, or at batch 1–2 (one row block, the
+// weight streamed) up to 8 for more independent accumulator chains per row —
+// but never so wide that the whole product is one or two tiles and a thread
+// sits idle (a 128-column layer is 8 panels: 2 tiles of 4, not 1 of 8).
+inline int64_t panels_per_tile(int64_t M, int64_t panels) {
+  if (M > 2) return 4;
+  return std::clamp<int64_t>(panels / 4, 1, 8);
+}
+
 // tile(rows, m0, p0, panels) for every tile of an (M, panels · 16) output; a
 // second thread joins from `parallel_macs` multiply-adds (M·N·K). Each thread
 // holds a ThreadSetup while it runs its tiles (the AMX kernels load their tile
