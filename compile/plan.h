@@ -47,6 +47,7 @@ class Plan {
   const Shape& input_shape() const { return input_shape_; }
   int64_t steps() const { return static_cast<int64_t>(steps_.size()); }
   int64_t buffer_bytes() const;
+  int64_t activation_buffers() const { return buffer_count_; }  // after sharing
   // Where the time goes: runs the plan on x once, then each step alone `reps`
   // times on the inputs the first run left in place; (step, median seconds).
   std::vector<std::pair<std::string, double>> profile(const Tensor& x, int reps = 20);

@@ -97,6 +97,8 @@ TEST_CASE("compile: every zoo model's plan equals eager in f32, with the fusions
       const Tensor x = randn({batch, 1, 28, 28}, {}, gen);
       Plan plan = compile(*m, x);
       CHECK(plan.eager_steps() == 0);
+      CHECK(plan.activation_buffers() >= 1);
+      CHECK(plan.activation_buffers() <= 3);  // a chain needs two, ping-pong; a residual step one more for x
       const Tensor want = m->forward(x);
       CHECK(max_relative_error(plan.run(x), want) < 1e-5);
       const std::string d = plan.describe();
