@@ -27,7 +27,9 @@ import subprocess
 import sys
 import time
 
-import torch
+# qnnpack logs a warning through glog on every quantized call; keep stderr readable.
+os.environ.setdefault("GLOG_minloglevel", "2")
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_models  # noqa: E402
