@@ -27,7 +27,7 @@ const fs::path kRoot = MINIDL_SOURCE_DIR;
 const std::string& all_sources() {
   static const std::string text = [] {
     std::string t;
-    for (const char* dir : {"core", "ops", "nn", "cuda", "compress", "tools", "tests", "examples", "fuzz", "cmake"})
+    for (const char* dir : {"core", "ops", "nn", "cuda", "compress", "compile", "tools", "tests", "examples", "fuzz", "cmake"})
       for (const auto& e : fs::recursive_directory_iterator(kRoot / dir))
         if (e.is_regular_file()) {
           const std::string ext = e.path().extension().string();
@@ -65,7 +65,7 @@ TEST_CASE("every path and code symbol the docs name in backticks exists") {
   // A path: starts with one of the repository's top-level folders (or is a root
   // file), optionally with :line. A symbol: a C++ name with :: or a call's ().
   const std::regex path_like(
-      R"(^(core|ops|nn|cuda|compress|tools|tests|docs|examples|fuzz|cmake|\.ci)/[\w./-]*$|^[\w-]+\.(md|txt|json|h)$)");
+      R"(^(core|ops|nn|cuda|compress|compile|tools|tests|docs|examples|fuzz|cmake|\.ci)/[\w./-]*$|^[\w-]+\.(md|txt|json|h)$)");
   const std::regex symbol_like(R"(^(?:[a-z_][\w]*::)*([A-Za-z_]\w*)(\(\))?$)");
   int paths = 0, symbols = 0;
   std::set<std::string> missing;
