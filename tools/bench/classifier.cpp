@@ -315,16 +315,18 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
         "AMX tiles, measured on registers: int8 {:.2f} TOP/s, bf16 {:.2f} TFLOP/s ({} threads); the int8 and bf16 "
         "rows' '% of AMX peak' is their whole model's rate against these\n",
         2 * amx_int8_peak / 1e12, 2 * amx_bf16_peak / 1e12, threads());
+  std::vector<std::string> warnings;
   if (!cpu::gemm_bf16_is_native())
-    fingerprint += fmt::format(
-        "warning: this CPU has no bf16 instructions (AVX512_BF16 or AMX-BF16): the bf16 rows run {}, which widens "
-        "to f32 — they work, but expect them slower than fp32\n",
-        cpu::gemm_bf16_kernel_name(cpu::Bf16GemmKernel::best));
+    warnings.push_back(fmt::format(
+        "warning: this CPU has no bf16 instructions (AVX512_BF16 or AMX-BF16) on the {} path: the bf16 rows run "
+        "{}, which widens to f32 — they work, but expect them slower than fp32",
+        cpu::cpu_path_name(cpu::cpu_path()), cpu::gemm_bf16_kernel_name(cpu::Bf16GemmKernel::best)));
   if (busy)
-    fingerprint += fmt::format(
-        "WARNING: the calibration moved {:.0f}% during the run: the machine was busy; the "
-        "ratios (interleaved) hold better than the absolute times\n",
-        100 * drift);
+    warnings.push_back(
+        fmt::format("WARNING: the calibration moved {:.0f}% during the run: the machine was busy; the "
+                    "ratios (interleaved) hold better than the absolute times",
+                    100 * drift));
+  for (const auto& w : warnings) fingerprint += w + "\n";
 
   Table variants_table(fmt::format("{}: the variants", source),
                        {"variant", "kernels", "accuracy", "vs fp32", "weights", "bytes", "from"});
@@ -389,6 +391,7 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
                        {{"before", {{"gemm_gflops", before.gemm_gflops}, {"copy_gbs", before.copy_gbs}}},
                         {"after", {{"gemm_gflops", after.gemm_gflops}, {"copy_gbs", after.copy_gbs}}},
                         {"busy", busy}}},
+                      {"warnings", warnings},
                       {"variants", jv},
                       {"tables", {variants_table.json(), latency.json()}}};
   if (o.json) {
