@@ -48,4 +48,44 @@ class Tiles {
   Tiles& operator=(const Tiles&) = delete;
 };
 
+// The tiles' part of a GEMM block, for both kernels: sums (MT × NT tiles of
+// 16 × 16 32-bit sums, C(i, j) at sums + (2i + j)·256) := the product of
+// `chunks` chunks of 64 bytes of K — 64 u8 × s8 (tdpbusd) or 32 bf16 pairs
+// (tdpbf16ps). In bytes the two layouts are one: row i of x at x + i·x_stride,
+// chunk c at + 64c; panel j of the packed weight at w + j·panel_bytes, chunk c
+// at + 1024c (16 groups of 64 bytes).
+template <bool kBf16, int MT, int NT>
+__attribute__((target("amx-tile,amx-int8,amx-bf16"))) inline void multiply_block(const uint8_t* x, int64_t x_stride,
+                                                                                 const uint8_t* w, int64_t panel_bytes,
+                                                                                 int64_t chunks, void* sums) {
+  // Tile numbers are immediates pasted into the instruction: C(i, j) is
+  // tmm(2i + j), A(i) tmm(4 + i), B(j) tmm(6 + j).
+  _tile_zero(0);
+  if constexpr (NT > 1) _tile_zero(1);
+  if constexpr (MT > 1) _tile_zero(2);
+  if constexpr (MT > 1 && NT > 1) _tile_zero(3);
+  for (int64_t c = 0; c < chunks; ++c) {
+    _tile_loadd(4, x + 64 * c, x_stride);
+    _tile_loadd(6, w + 1024 * c, 64);
+    if constexpr (MT > 1) _tile_loadd(5, x + 16 * x_stride + 64 * c, x_stride);
+    if constexpr (NT > 1) _tile_loadd(7, w + panel_bytes + 1024 * c, 64);
+    if constexpr (kBf16) {
+      _tile_dpbf16ps(0, 4, 6);
+      if constexpr (NT > 1) _tile_dpbf16ps(1, 4, 7);
+      if constexpr (MT > 1) _tile_dpbf16ps(2, 5, 6);
+      if constexpr (MT > 1 && NT > 1) _tile_dpbf16ps(3, 5, 7);
+    } else {
+      _tile_dpbusd(0, 4, 6);
+      if constexpr (NT > 1) _tile_dpbusd(1, 4, 7);
+      if constexpr (MT > 1) _tile_dpbusd(2, 5, 6);
+      if constexpr (MT > 1 && NT > 1) _tile_dpbusd(3, 5, 7);
+    }
+  }
+  auto* out = static_cast<uint8_t*>(sums);  // tilestored tells the compiler it writes memory
+  _tile_stored(0, out, 64);
+  if constexpr (NT > 1) _tile_stored(1, out + 1024, 64);
+  if constexpr (MT > 1) _tile_stored(2, out + 2048, 64);
+  if constexpr (MT > 1 && NT > 1) _tile_stored(3, out + 3072, 64);
+}
+
 }  // namespace minidl::cpu::amx

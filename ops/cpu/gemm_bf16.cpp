@@ -237,33 +237,15 @@ void gemm_bf16_512(const Bf16GemmArgs& a) {
 // epilogue, run on vdpbf16ps over the stored sums. (tdpbf16ps treats denormal
 // inputs as zero; the difference is below the f32 sums' rounding.)
 template <int MT, int NT>
-__attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16"))) void tile_amx(const Bf16GemmArgs& a,
-                                                                                                int64_t m0,
-                                                                                                int64_t p0) {
+__attribute__((target("amx-tile,amx-int8,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16"))) void tile_amx(
+    const Bf16GemmArgs& a, int64_t m0, int64_t p0) {
   const int64_t G = pairs_of(a.K), chunks = a.K / 32;
   const uint16_t* w = a.w_packed + p0 * G * 2 * kPanel;
   const uint16_t* x = a.x + m0 * a.ldx;
   const int64_t stride = 2 * a.ldx;  // bytes
-  // C(i, j) is tmm(2i + j), A(i) tmm(4 + i), B(j) tmm(6 + j) (ops/cpu/amx.h).
-  _tile_zero(0);
-  if constexpr (NT > 1) _tile_zero(1);
-  if constexpr (MT > 1) _tile_zero(2);
-  if constexpr (MT > 1 && NT > 1) _tile_zero(3);
-  for (int64_t c = 0; c < chunks; ++c) {
-    _tile_loadd(4, x + 32 * c, stride);
-    _tile_loadd(6, w + 16 * c * 2 * kPanel, 64);
-    if constexpr (MT > 1) _tile_loadd(5, x + 16 * a.ldx + 32 * c, stride);
-    if constexpr (NT > 1) _tile_loadd(7, w + (G + 16 * c) * 2 * kPanel, 64);
-    _tile_dpbf16ps(0, 4, 6);
-    if constexpr (NT > 1) _tile_dpbf16ps(1, 4, 7);
-    if constexpr (MT > 1) _tile_dpbf16ps(2, 5, 6);
-    if constexpr (MT > 1 && NT > 1) _tile_dpbf16ps(3, 5, 7);
-  }
   alignas(64) float sums[4][16 * 16];
-  _tile_stored(0, sums[0], 64);
-  if constexpr (NT > 1) _tile_stored(1, sums[1], 64);
-  if constexpr (MT > 1) _tile_stored(2, sums[2], 64);
-  if constexpr (MT > 1 && NT > 1) _tile_stored(3, sums[3], 64);
+  amx::multiply_block<true, MT, NT>(reinterpret_cast<const uint8_t*>(x), stride, reinterpret_cast<const uint8_t*>(w),
+                                    G * 2 * kPanel * 2, chunks, sums);
 
   for (int j = 0; j < NT; ++j) {
     const PanelEpilogue e(a, p0 + j);

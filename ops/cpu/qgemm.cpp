@@ -314,32 +314,13 @@ void qgemm_vnni512(const QGemmArgs& a) {
 // bytes of a panel); the last G mod 16 groups and the epilogue run on AVX-512,
 // row by row, over the sums the tiles stored.
 template <int MT, int NT>
-__attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_amx(const QGemmArgs& a,
-                                                                                                int64_t m0,
-                                                                                                int64_t p0) {
+__attribute__((target("amx-tile,amx-int8,amx-bf16,avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_amx(
+    const QGemmArgs& a, int64_t m0, int64_t p0) {
   const int64_t G = groups_of(a.K), chunks = G / 16;
   const int8_t* w = a.w_packed + p0 * G * 64;
   const uint8_t* x = a.x + m0 * a.ldx;
-  // Tile numbers are immediates: C(i, j) is tmm(2i + j), A(i) tmm(4 + i), B(j) tmm(6 + j).
-  _tile_zero(0);
-  if constexpr (NT > 1) _tile_zero(1);
-  if constexpr (MT > 1) _tile_zero(2);
-  if constexpr (MT > 1 && NT > 1) _tile_zero(3);
-  for (int64_t c = 0; c < chunks; ++c) {
-    _tile_loadd(4, x + 64 * c, a.ldx);
-    _tile_loadd(6, w + 16 * c * 64, 64);
-    if constexpr (MT > 1) _tile_loadd(5, x + 16 * a.ldx + 64 * c, a.ldx);
-    if constexpr (NT > 1) _tile_loadd(7, w + (G + 16 * c) * 64, 64);
-    _tile_dpbusd(0, 4, 6);
-    if constexpr (NT > 1) _tile_dpbusd(1, 4, 7);
-    if constexpr (MT > 1) _tile_dpbusd(2, 5, 6);
-    if constexpr (MT > 1 && NT > 1) _tile_dpbusd(3, 5, 7);
-  }
   alignas(64) int32_t sums[4][16 * 16];
-  _tile_stored(0, sums[0], 64);
-  if constexpr (NT > 1) _tile_stored(1, sums[1], 64);
-  if constexpr (MT > 1) _tile_stored(2, sums[2], 64);
-  if constexpr (MT > 1 && NT > 1) _tile_stored(3, sums[3], 64);
+  amx::multiply_block<false, MT, NT>(x, a.ldx, reinterpret_cast<const uint8_t*>(w), G * 64, chunks, sums);
 
   for (int j = 0; j < NT; ++j) {
     const PanelEpilogue e(a, p0 + j);
