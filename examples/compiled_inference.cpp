@@ -1,6 +1,6 @@
 // examples/compiled_inference.cpp — serve a model through a compiled plan.
 //
-//   compiled_inference [CHECKPOINT] [BATCH]
+//   compiled_inference [CHECKPOINT] [BATCH] [ROUNDS]
 //
 // Loads a checkpoint (or builds an untrained resnet-s), compiles it for one
 // batch size, prints the plan (what was fused, folded and shared), checks it
@@ -16,12 +16,12 @@
 using namespace minidl;
 
 namespace {
-// Median seconds of `fn` over 31 runs of 5 calls.
+// Median seconds of `fn` over `rounds` runs of 5 calls.
 template <class F>
-double median_seconds(F&& fn) {
+double median_seconds(int rounds, F&& fn) {
   for (int i = 0; i < 5; ++i) fn();
   std::vector<double> t;
-  for (int r = 0; r < 31; ++r) {
+  for (int r = 0; r < rounds; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < 5; ++i) fn();
     t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 5);
@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   try {
     const std::string path = argc > 1 ? argv[1] : "";
     const int64_t batch = argc > 2 ? std::stoll(argv[2]) : 1;
+    const int rounds = argc > 3 ? std::max(1, std::stoi(argv[3])) : 31;
     Generator gen(0);
     nn::ModulePtr model = path.empty() ? nn::build_model("resnet-s", gen) : nn::load_model(path);
     model->eval();
@@ -48,12 +49,12 @@ int main(int argc, char** argv) {
     const Tensor planned = plan.run(x).clone();  // clone: the next run overwrites the plan's output
     std::printf("largest difference from eager: %.3g\n", max(abs(sub(planned, eager))).item());
 
-    const double te = median_seconds([&] { model->forward(x); });
-    const double tp = median_seconds([&] { plan.run(x); });
+    const double te = median_seconds(rounds, [&] { model->forward(x); });
+    const double tp = median_seconds(rounds, [&] { plan.run(x); });
     std::printf("batch %lld: eager %.1f us, plan %.1f us (%.2fx)\n", static_cast<long long>(batch), te * 1e6, tp * 1e6,
                 te / tp);
     std::printf("where the plan's time goes:\n");
-    for (const auto& [step, seconds] : plan.profile(x)) std::printf("  %8.1f us  %s\n", seconds * 1e6, step.c_str());
+    for (const auto& [step, seconds] : plan.profile(x, rounds)) std::printf("  %8.1f us  %s\n", seconds * 1e6, step.c_str());
     return 0;
   } catch (const Error& e) {
     std::cerr << "error: " << e.what() << "\n";
