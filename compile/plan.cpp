@@ -102,7 +102,9 @@ void add_relu(const Tensor& y, const Tensor& s) {
 
 class Lowering {
  public:
-  explicit Lowering(Plan& plan) : p_(plan) {}
+  // f64: a model or an input in f64 runs every layer eagerly (the kernels the
+  // plan lowers to are f32, bf16 and int8, and f64 is for checking, not speed).
+  Lowering(Plan& plan, bool f64) : p_(plan), f64_(f64) {}
 
   // Lowers `layers` (a Sequential's children, in order) reading slot `in`, whose
   // eager value is `eager`; returns the output slot and leaves eager's output in `eager`.
@@ -115,7 +117,13 @@ class Lowering {
         for (size_t k = 0; k < count; ++k) eager = layers[i + k]->forward(eager);
         i += count;
       };
-      if (auto* l = dynamic_cast<nn::Linear*>(&m)) {
+      auto* l = dynamic_cast<nn::Linear*>(&m);
+      auto* s = dynamic_cast<nn::Sequential*>(&m);
+      if (f64_ && !s) {  // f64 is for checking, not speed: every layer as it is, eagerly
+        const Tensor before = eager;
+        step_eager(1);
+        in = eager_step(m, in, before, eager);
+      } else if (l) {
         const bool relu = is_relu(next(1));
         // A bf16 GEMM writes bf16 when the next layer is a bf16 GEMM too.
         Module* after = next(relu ? 2 : 1);
@@ -141,7 +149,7 @@ class Lowering {
         const Tensor before = eager;
         step_eager(1);
         in = residual(*r, in, before, eager);
-      } else if (auto* s = dynamic_cast<nn::Sequential*>(&m)) {
+      } else if (s) {
         std::vector<ModulePtr> children;
         for (const auto& [name, child] : s->children()) children.push_back(child);
         ++i;
@@ -168,6 +176,7 @@ class Lowering {
 
  private:
   Plan& p_;
+  bool f64_;
 
   DType dtype(int slot) const { return p_.slots_[slot].dtype(); }
   Tensor keep(Tensor t) {
@@ -241,8 +250,7 @@ class Lowering {
           });
       return out;
     }
-    const Tensor before = p_.slots_[in];
-    return simple(l, in, before, p_.slots_[in]);  // f64: eager
+    fail("compile: linear lowering got a {} weight", l.weight.dtype());  // f64 models run eagerly (f64_)
   }
 
   // As quantized_linear (ops/quant.cpp), into the plan's buffers: the same
@@ -366,7 +374,11 @@ class Lowering {
           [](const Tensor& xin, Tensor& y) { cpu::adaptive_avg_pool2d_forward(y.arg(), xin.arg()); });
       return out;
     }
-    // Not lowered: the layer's own forward, on the dtype eager gave it.
+    return eager_step(m, in, eager_in, eager_out);
+  }
+
+  // Not lowered: the layer's own forward, on the dtype eager gave it.
+  int eager_step(Module& m, int in, const Tensor& eager_in, const Tensor& eager_out) {
     const DType want = eager_in.dtype();
     const int out = view_slot(eager_out);
     add(
@@ -496,14 +508,17 @@ Plan compile(nn::Module& model, const Tensor& example) {
   plan.input_shape_ = example.shape();
   plan.input_dtype_ = example.dtype();
   plan.slots_.push_back(example.contiguous());
-  Lowering lower(plan);
+  bool f64 = example.dtype() == DType::f64;
+  for (const auto& [name, t] : model.named_parameters()) f64 |= t.dtype() == DType::f64;
+  Lowering lower(plan, f64);
   Tensor eager = example;
   std::vector<ModulePtr> top;
   if (auto* s = dynamic_cast<nn::Sequential*>(&model))
     for (const auto& [name, child] : s->children()) top.push_back(child);
   else
     top.push_back(std::shared_ptr<Module>(&model, [](Module*) {}));  // not owned: the caller's model
-  plan.output_ = lower.as_f32(lower.sequence(top, 0, eager));
+  const int out = lower.sequence(top, 0, eager);
+  plan.output_ = plan.slots_[out].dtype() == DType::bf16 ? lower.as_f32(out) : out;  // bf16 logits come out f32
   plan.share_buffers();
 
   // The plan must give eager's answer on the example: to rounding where
@@ -511,16 +526,17 @@ Plan compile(nn::Module& model, const Tensor& example) {
   // int8's precision otherwise (eager bf16 rounds every layer's output to bf16;
   // the plan keeps f32 between non-GEMM layers).
   const Tensor got = plan.run(example).clone();
-  const Tensor want = eager.to(DType::f32);
+  const Tensor want = eager.to(got.dtype());
   MINIDL_CHECK(got.shape() == want.shape(), "compile: the plan gives {} but eager {} (a lowering bug)", got.shape(),
                want.shape());
+  // (f64 runs eagerly, so it is held to the f32 bound too, and meets it exactly.)
   bool exact_dtypes = true;
-  for (const auto& [name, t] : model.state_dict()) exact_dtypes &= t.dtype() == DType::f32 || !is_floating(t.dtype());
-  exact_dtypes &= !compress::is_quantized(model) && example.dtype() == DType::f32;
-  const std::vector<float> g = got.to_vector<float>(), w = want.to_vector<float>();
+  for (const auto& [name, t] : model.state_dict()) exact_dtypes &= t.dtype() != DType::bf16;
+  exact_dtypes &= !compress::is_quantized(model) && example.dtype() != DType::bf16;
+  const std::vector<double> g = got.to(DType::f64).to_vector<double>(), w = want.to(DType::f64).to_vector<double>();
   double err = 0, scale = 0;
   for (size_t i = 0; i < g.size(); ++i)
-    err = std::max(err, std::abs(double(g[i]) - w[i])), scale = std::max(scale, std::abs(double(w[i])));
+    err = std::max(err, std::abs(g[i] - w[i])), scale = std::max(scale, std::abs(w[i]));
   if (exact_dtypes) {
     MINIDL_CHECK(err <= 1e-4 * scale + 1e-5,
                  "compile: the plan's output differs from eager's by {:.3g} (largest |value| {:.3g}): a lowering "

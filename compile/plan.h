@@ -21,7 +21,9 @@
 //     add and the ReLU in one pass);
 //   - Flatten is a view and Dropout (eval) disappears.
 // A layer the lowering does not know (a sparse or a user's own layer) runs
-// eagerly inside the plan, and describe() says so.
+// eagerly inside the plan, and describe() says so; the plan then refers to the
+// model, which must outlive it. An f64 model or input runs every layer eagerly:
+// the lowered kernels are f32, bf16 and int8.
 //
 // compile() checks the plan against eager on the example before returning it.
 // run() on any other shape or dtype is an error naming both (compile again for

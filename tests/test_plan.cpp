@@ -180,6 +180,18 @@ TEST_CASE("a layer the plan does not lower runs eagerly inside it, and describe(
   CHECK(max_relative_error(plan.run(x), m->forward(x)) < 1e-5);
 }
 
+TEST_CASE("an f64 model's plan runs every layer eagerly, in f64") {
+  NoGradGuard no_grad;
+  auto m = model_with_statistics("cnn", 71);
+  m->to(DType::f64);
+  Generator gen(72);
+  const Tensor x = randn({2, 1, 28, 28}, {}, gen).to(DType::f64);
+  Plan plan = compile(*m, x);
+  CHECK(plan.eager_steps() == 10);  // every layer
+  CHECK(plan.run(x).dtype() == DType::f64);
+  CHECK(plan.run(x).to_vector<double>() == m->forward(x).to_vector<double>());
+}
+
 TEST_CASE("compile and run refuse what they cannot do, naming it") {
   NoGradGuard no_grad;
   auto m = model_with_statistics("mlp", 61);
