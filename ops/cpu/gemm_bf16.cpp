@@ -45,9 +45,7 @@
 namespace minidl::cpu {
 
 namespace {
-constexpr int64_t kPanel = 16;
 int64_t pairs_of(int64_t K) { return (K + 1) / 2; }
-int64_t panels_of(int64_t N) { return (N + kPanel - 1) / kPanel; }
 // Element offset of W[n, k] in the packed layout.
 int64_t packed_offset(int64_t n, int64_t k, int64_t K) {
   return ((n / kPanel * pairs_of(K) + k / 2) * kPanel + n % kPanel) * 2 + k % 2;

@@ -34,9 +34,7 @@
 namespace minidl::cpu {
 
 namespace {
-constexpr int64_t kPanel = 16;
 constexpr int64_t kParallelMacs = 65536;  // a second thread from ~32 K multiply-adds each
-int64_t panels_of(int64_t N) { return (N + kPanel - 1) / kPanel; }
 }  // namespace
 
 int64_t gemm_packed_f32_elements(int64_t N, int64_t K) { return panels_of(N) * K * kPanel; }

@@ -57,12 +57,10 @@
 namespace minidl::cpu {
 
 namespace {
-constexpr int64_t kPanel = 16;  // columns per panel: one zmm of int32 lanes
 // About 48 K multiply-adds per thread before a second one pays (a region costs ~1.5 µs).
 constexpr int64_t kParallelMacs = 196608;
 
 int64_t groups_of(int64_t K) { return (K + 3) / 4; }
-int64_t panels_of(int64_t N) { return (N + kPanel - 1) / kPanel; }
 
 // Byte offset of w[n, k] in the packed layout.
 int64_t packed_offset(int64_t n, int64_t k, int64_t K) {

@@ -1,4 +1,5 @@
-// ops/cpu/tile_loop.h (internal) — the tile loop the int8 and bf16 GEMMs share.
+// ops/cpu/tile_loop.h (internal) — the panel width and the tile loop the int8,
+// bf16 and packed-f32 GEMMs share.
 //
 // Both keep C in tiles of up to `mr` rows × `nv` panels of 16 columns. The tiles
 // are numbered panel-group-major and split into one contiguous range per
@@ -12,6 +13,11 @@
 #include "ops/cpu/loops.h"
 
 namespace minidl::cpu {
+
+// Columns per panel in the int8, bf16 and packed-f32 layouts: one zmm register
+// of 32-bit lanes (int32 or f32 sums).
+inline constexpr int64_t kPanel = 16;
+inline int64_t panels_of(int64_t N) { return (N + kPanel - 1) / kPanel; }
 
 struct NoThreadSetup {};
 
