@@ -21,6 +21,8 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <numeric>
+#include <random>
 
 #include "minidl.h"
 #include "tools/bench/benchmark.h"
@@ -192,6 +194,7 @@ Arm train_arm(const Setup& s, bool distilled, uint64_t seed, double T, double al
   double ce_sum = 0, kl_sum = 0;
   int64_t seen = 0;
   bool has_kl = false;
+  std::mt19937_64 mix_rng(seed ^ 0x6d697875ull);  // --mixup's pairs and weights
   TrainHooks hooks;
   hooks.loss = [&](const Tensor& logits, const Batch& b) {
     const int64_t n = b.labels.numel();
@@ -215,7 +218,21 @@ Arm train_arm(const Setup& s, bool distilled, uint64_t seed, double T, double al
     ce_sum += l.ce.item() * static_cast<double>(n);
     kl_sum += l.kl.item() * static_cast<double>(n);
     has_kl = true;
-    return l.loss;
+    if (!o.mixup) return l.loss;
+    // The same batch mixed with a shuffled copy of itself: images no label
+    // describes, on which only the teacher can say what the student should answer.
+    std::vector<int64_t> perm(static_cast<size_t>(n));
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), mix_rng);
+    std::vector<float> lam(static_cast<size_t>(n));
+    for (float& v : lam) v = std::uniform_real_distribution<float>(0.0f, 1.0f)(mix_rng);
+    const Tensor l1 = from_vector<float>(lam, {n, 1, 1, 1}).to(b.images.device());
+    const Tensor partner = index_select(b.images, 0, from_vector<int64_t>(perm, {n}).to(b.images.device()));
+    const Tensor mixed = add(mul(b.images, l1), mul(partner, sub(scalar_like(1.0, l1), l1)));
+    const Tensor match = distillation_loss_terms((*arm.student.model)(mixed), s.teacher(mixed), b.labels,
+                                                 {.temperature = T, .alpha = 1.0})
+                             .loss;  // α = 1: the teacher term alone, T² KL (the labels do not fit mixed images)
+    return add(l.loss, mul(match, scalar_like(alpha, match)));
   };
   if (!arm.student.pruner->masks().empty()) hooks.after_step = arm.student.pruner->after_step();
   arm.trainer = std::make_unique<Trainer>(arm.student.model, config, hooks);
@@ -326,12 +343,14 @@ int run_distill(const DistillOptions& o) {
                       {"lr", o.lr},
                       {"schedule", o.schedule},
                       {"augment", o.augment},
+                      {"mixup", o.mixup},
                       {"seeds", o.seeds}};
   const int64_t distilled_runs = o.sweep ? static_cast<int64_t>(o.sweep_temperatures.size() * o.sweep_alphas.size())
                                          : static_cast<int64_t>(o.seeds.size());
   if (!o.json) {
     std::printf("teacher %s (%s): test accuracy %s\n", teacher_name.c_str(), teacher_arch.c_str(),
                 pct(s.teacher_accuracy).c_str());
+    if (o.mixup) std::printf("--mixup: the distilled student also matches the teacher on mixed images (run on every batch)\n");
     if (o.augment || o.no_cache)
       std::printf("%s: the teacher runs on every training batch\n", o.augment ? "augmentation on" : "--no-cache");
     else

@@ -23,6 +23,11 @@ struct DistillOptions {
   std::string schedule = "cosine";
   bool augment = false;   // random crop + flip: then the teacher runs on every batch
   bool no_cache = false;  // run the teacher on every batch anyway (to time what the cache saves)
+  // Function matching on mixed images: the distilled student also matches the
+  // teacher on each batch mixed with a shuffled copy of itself (x' = λx + (1−λ)x[π],
+  // λ ~ U(0, 1) per image), a transfer set with no labels; the teacher runs on
+  // it every batch. The student alone is unchanged.
+  bool mixup = false;
   std::vector<uint64_t> seeds = {0};
   bool baseline = false;  // also train the student alone, same seed, epochs, schedule and data order
   bool sweep = false;     // T × α grid instead, first seed only

@@ -356,6 +356,8 @@ int main(int argc, char** argv) {
   distill->add_option("--schedule", distill_o.schedule, "cosine | step | none")->capture_default_str()
       ->check(CLI::IsMember({"cosine", "step", "none"}));
   distill->add_flag("--augment", distill_o.augment, "random crop and flip (the teacher then runs on every batch)");
+  distill->add_flag("--mixup", distill_o.mixup,
+                    "the distilled student also matches the teacher on each batch mixed with a shuffled copy of itself");
   distill->add_flag("--no-cache", distill_o.no_cache,
                     "run the teacher on every batch instead of caching its logits once (to time the difference)");
   distill->add_option("--seed", distill_o.seeds, "seed (one run)")->capture_default_str()->expected(1);
