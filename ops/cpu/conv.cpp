@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "core/storage.h"
-#include "ops/cpu/dispatch.h"
+#include "core/dtype_dispatch.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
 

@@ -7,7 +7,7 @@
 #include <limits>
 
 #include "core/generator.h"
-#include "ops/cpu/dispatch.h"
+#include "core/dtype_dispatch.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
 

@@ -5,7 +5,7 @@
 // so each loop body is one straight-line expression the compiler can vectorise.
 #include <cmath>
 
-#include "ops/cpu/dispatch.h"
+#include "core/dtype_dispatch.h"
 #include "ops/cpu/exp.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "ops/cpu/dispatch.h"
+#include "core/dtype_dispatch.h"
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"

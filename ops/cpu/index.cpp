@@ -4,7 +4,7 @@
 // kernel runs, so no kernel here reads or writes out of bounds.
 #include <algorithm>
 
-#include "ops/cpu/dispatch.h"
+#include "core/dtype_dispatch.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
 

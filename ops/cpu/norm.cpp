@@ -6,7 +6,7 @@
 // M = N·L values are strided by C·L between samples.
 #include <cmath>
 
-#include "ops/cpu/dispatch.h"
+#include "core/dtype_dispatch.h"
 #include "ops/cpu/kernels.h"
 
 namespace minidl::cpu {

@@ -6,7 +6,7 @@
 // Parameters are f32 or bf16; the arithmetic and the state are f32.
 #include <cmath>
 
-#include "ops/cpu/dispatch.h"
+#include "core/dtype_dispatch.h"
 #include "ops/cpu/kernels.h"
 
 namespace minidl::cpu {

@@ -7,7 +7,7 @@
 #include <limits>
 #include <vector>
 
-#include "ops/cpu/dispatch.h"
+#include "core/dtype_dispatch.h"
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"

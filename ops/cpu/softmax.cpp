@@ -16,7 +16,7 @@
 #include <limits>
 #include <vector>
 
-#include "ops/cpu/dispatch.h"
+#include "core/dtype_dispatch.h"
 #include "ops/cpu/exp.h"
 #include "ops/cpu/kernels.h"
 

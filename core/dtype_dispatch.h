@@ -1,4 +1,4 @@
-// ops/cpu/dispatch.h — the dtype switch inside each CPU kernel file.
+// core/dtype_dispatch.h — the dtype switch inside each kernel file, CPU (ops/cpu/) and CUDA (cuda/).
 //
 //   dispatch_floating(x.dtype, "exp", [&](auto tag) { using T = decltype(tag); ... });
 //
@@ -11,7 +11,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 
-namespace minidl::cpu {
+namespace minidl {
 
 [[noreturn]] inline void unsupported_dtype(const char* op, DType t) {
   throw Error(std::string(op) + ": dtype " + std::string(dtype_name(t)) + " is not supported");
@@ -70,4 +70,4 @@ void dispatch_all(DType t, const char* op, F&& f) {
   dispatch_numeric(t, op, std::forward<F>(f));
 }
 
-}  // namespace minidl::cpu
+}  // namespace minidl
