@@ -28,10 +28,21 @@ void where(const TensorArg& out, const TensorArg& cond, const TensorArg& x, cons
 
 void reduce_rows(ReduceOp op, const TensorArg& values, const TensorArg& indices, const TensorArg& x, double correction);
 
-// cuBLAS, or the hand-written SGEMM of the CUDA backend issue.
-enum class GemmKernel { best, cublas, handwritten };
+// C (M, N) := alpha · A (M, K) · B (K, N) + beta · C, then the epilogue; A and B
+// any strides, C unit column stride (as cpu::gemm). f32 and f64. `best` is what
+// MINIDL_CUDA_GEMM names (cublas, cublas-tf32, handwritten, v1 … v4), else
+// cuBLAS in strict fp32 (cuda/gemm.cu).
+enum class GemmKernel { best, cublas, cublas_tf32, handwritten };
 void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, const TensorArg& B, double beta,
           const TensorArg& C, GemmKernel kernel = GemmKernel::best, const GemmEpilogue& epilogue = {});
+// What `best` runs, for tables ("cuBLAS (strict fp32)", "hand-written v4 (…)").
+const char* gemm_kernel_name();
+
+// The hand-written SGEMM (cuda/sgemm.cu), one numbered version: 1 naive … 4 the
+// fastest. f32 only; same contract as gemm.
+inline constexpr int kSgemmVersions = 4;
+void sgemm_handwritten(int version, int64_t M, int64_t N, int64_t K, float alpha, const TensorArg& A,
+                       const TensorArg& B, float beta, const TensorArg& C, const GemmEpilogue& epilogue = {});
 
 void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, const TensorArg& bias,
                     const Conv2dParams& p);
@@ -63,6 +74,11 @@ void kl_div_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& s
                  double temperature);
 void kl_div_rows_backward(const TensorArg& gs, const TensorArg& gt, const TensorArg& scale, const TensorArg& student,
                           const TensorArg& teacher, const TensorArg& lse, const TensorArg& loss, double temperature);
+
+// The whole distillation loss per row, forward and gradient in one pass (see cpu::distillation_rows).
+void distillation_rows(const TensorArg& kl, const TensorArg& ce, const TensorArg& grad, const TensorArg& student,
+                       const TensorArg& teacher, const TensorArg& target, const DistillationParams& p,
+                       const TensorArg& status);
 
 void find_out_of_range(const TensorArg& status, const TensorArg& index, int64_t size, int64_t allowed);
 void index_select(const TensorArg& out, const TensorArg& x, const TensorArg& index);

@@ -1,4 +1,7 @@
-// cuda/runtime.cu — device query, the device allocator, and host<->device copies.
+// cuda/runtime.cu — device query, the caching device allocator, and host<->device copies.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -42,26 +45,72 @@ void check_device(int device) {
     throw Error("cuda:" + std::to_string(device) + " does not exist (" + std::to_string(p.count) + " device(s))");
 }
 
-// Plain cudaMalloc/cudaFree. A caching allocator replaces this in the CUDA backend
-// issue; callers only ever see the Allocator interface.
-class DeviceAllocator final : public Allocator {
+// cudaMalloc and cudaFree, behind the caching allocator.
+class DeviceMemory final : public Allocator {
  public:
-  explicit DeviceAllocator(int device) : device_(device) {}
+  explicit DeviceMemory(int device) : device_(device) {}
   void* allocate(size_t nbytes) override {
-    if (nbytes == 0) return nullptr;
     MINIDL_CUDA_CHECK(cudaSetDevice(device_));
     void* p = nullptr;
-    MINIDL_CUDA_CHECK(cudaMalloc(&p, nbytes));
+    const cudaError_t err = cudaMalloc(&p, nbytes);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();  // an out-of-memory must not resurface at the next launch check
+      throw Error("cudaMalloc of " + std::to_string(nbytes) + " bytes on cuda:" + std::to_string(device_) +
+                  " failed: " + cudaGetErrorString(err));
+    }
     return p;
   }
   void deallocate(void* ptr, size_t) override {
     cudaSetDevice(device_);
-    cudaFree(ptr);  // never throws from a destructor path
+    cudaFree(ptr);  // never throws: it runs from destructors
   }
 
  private:
   int device_;
 };
+
+std::atomic<bool> poison{false};
+
+// What Storage sees for cuda:N: the cache in front of cudaMalloc, and the
+// tests' poison.
+class DeviceAllocator final : public Allocator {
+ public:
+  explicit DeviceAllocator(int device)
+      : device_(device), memory_(device), cache_(memory_, /*min_cached=*/1, /*cache_limit=*/SIZE_MAX) {}
+  void* allocate(size_t nbytes) override {
+    if (nbytes == 0) return nullptr;
+    MINIDL_CUDA_CHECK(cudaSetDevice(device_));
+    void* p = nullptr;
+    try {
+      p = cache_.allocate(nbytes);  // on a failed cudaMalloc it empties itself and tries once more
+    } catch (const Error& e) {
+      const AllocatorStats s = cache_.stats();
+      throw Error(std::string(e.what()) + " (" + std::to_string(s.bytes_in_use >> 20) +
+                  " MiB held by live tensors; the cache was emptied and the request retried)");
+    }
+    if (poison.load()) MINIDL_CUDA_CHECK(cudaMemset(p, 0xFF, nbytes));
+    return p;
+  }
+  void deallocate(void* ptr, size_t nbytes) override {
+    if (ptr) cache_.deallocate(ptr, nbytes);
+  }
+  CachingAllocator& cache() { return cache_; }
+
+ private:
+  int device_;
+  DeviceMemory memory_;
+  CachingAllocator cache_;
+};
+
+DeviceAllocator& device_allocator(int device) {
+  check_device(device);
+  static std::mutex mutex;
+  static std::vector<std::unique_ptr<DeviceAllocator>> allocators;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (allocators.empty())
+    for (int d = 0; d < device_count(); ++d) allocators.push_back(std::make_unique<DeviceAllocator>(d));
+  return *allocators[device];
+}
 
 }  // namespace
 
@@ -74,18 +123,24 @@ DeviceInfo device_info(int device) {
   check_device(device);
   cudaDeviceProp prop{};
   MINIDL_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-  return {prop.name, prop.major, prop.minor, prop.multiProcessorCount, prop.totalGlobalMem};
+  DeviceInfo info{prop.name, prop.major, prop.minor, prop.multiProcessorCount, prop.totalGlobalMem};
+  MINIDL_CUDA_CHECK(cudaDeviceGetAttribute(&info.clock_khz, cudaDevAttrClockRate, device));
+  MINIDL_CUDA_CHECK(cudaDeviceGetAttribute(&info.memory_clock_khz, cudaDevAttrMemoryClockRate, device));
+  MINIDL_CUDA_CHECK(cudaDeviceGetAttribute(&info.memory_bus_bits, cudaDevAttrGlobalMemoryBusWidth, device));
+  MINIDL_CUDA_CHECK(cudaDeviceGetAttribute(&info.l2_bytes, cudaDevAttrL2CacheSize, device));
+  return info;
 }
 
-Allocator& allocator(int device) {
-  check_device(device);
-  static std::mutex mutex;
-  static std::vector<std::unique_ptr<DeviceAllocator>> allocators;
-  std::lock_guard<std::mutex> lock(mutex);
-  if (allocators.empty())
-    for (int d = 0; d < device_count(); ++d) allocators.push_back(std::make_unique<DeviceAllocator>(d));
-  return *allocators[device];
-}
+Allocator& allocator(int device) { return device_allocator(device); }
+AllocatorStats allocator_stats(int device) { return device_allocator(device).cache().stats(); }
+void empty_cache(int device) { device_allocator(device).cache().empty_cache(); }
+void set_poison(bool on) { poison.store(on); }
+
+Scratch::Scratch(size_t nbytes, int device)
+    : data_(allocator(device).allocate(nbytes)), nbytes_(nbytes), device_(device) {}
+// Freed blocks are reused only by work queued after this point on the same
+// stream, so the kernels that read the scratch finish before anyone reuses it.
+Scratch::~Scratch() { allocator(device_).deallocate(data_, nbytes_); }
 
 void memcpy_host_to_device(void* dst, const void* src, size_t nbytes, int device) {
   check_device(device);
@@ -109,6 +164,33 @@ void synchronize(int device) {
   check_device(device);
   MINIDL_CUDA_CHECK(cudaSetDevice(device));
   MINIDL_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+double time_with_events(const std::function<void()>& fn) {
+  cudaEvent_t start, stop;
+  MINIDL_CUDA_CHECK(cudaEventCreate(&start));
+  MINIDL_CUDA_CHECK(cudaEventCreate(&stop));
+  float ms = 0;
+  try {
+    MINIDL_CUDA_CHECK(cudaEventRecord(start));
+    fn();
+    MINIDL_CUDA_CHECK(cudaEventRecord(stop));
+    MINIDL_CUDA_CHECK(cudaEventSynchronize(stop));
+    MINIDL_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  } catch (...) {
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    throw;
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return ms * 1e-3;
+}
+
+void flush_l2(int device) {
+  const size_t bytes = 2 * static_cast<size_t>(std::max(device_info(device).l2_bytes, 1 << 20));
+  Scratch buffer(bytes, device);
+  MINIDL_CUDA_CHECK(cudaMemsetAsync(buffer.data(), 0, bytes));
 }
 
 }  // namespace minidl::cuda

@@ -4,21 +4,13 @@
 // (Declared in core/tensor.h; defined here because they run kernels.)
 #include "core/autograd.h"
 #include "core/check.h"
+#include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "ops/cpu/kernels.h"
 #include "ops/dispatch.h"
 #include "ops/factory.h"
 
 namespace minidl {
-
-namespace {
-void require_contiguous_on_cuda(const Tensor& t, const char* op) {
-  MINIDL_CHECK(t.device().is_cpu() || t.is_contiguous(),
-               "{}: strided copies on CUDA tensors need the CUDA copy kernel (CUDA backend issue); tensor of shape "
-               "{} and strides {} on {}",
-               op, t.shape(), t.strides(), t.device());
-}
-}  // namespace
 
 Tensor& Tensor::fill_(double value) {
   check_inplace("fill_");
@@ -52,27 +44,51 @@ Tensor& Tensor::copy_(const Tensor& src) {
     cpu::copy(arg(), broadcast_arg(src, shape()));
     return *this;
   }
-  // Crossing to or from a GPU: stage a contiguous host copy of exactly dst's bytes.
   NoGradGuard no_grad;
-  require_contiguous_on_cuda(*this, "copy_");
+  if (from == to) {  // on one GPU: the CUDA copy kernel walks strides, broadcasts and converts
+    if (src.storage() == storage()) {  // overlapping: read from a private copy first, as on the CPU
+      Tensor staged = empty(src.shape(), {.dtype = src.dtype(), .device = from});
+      cuda::copy(staged.arg(), src.arg());
+      cuda::copy(arg(), broadcast_arg(staged, shape()));
+    } else {
+      cuda::copy(arg(), broadcast_arg(src, shape()));
+    }
+    return *this;
+  }
+  // Crossing a device boundary: move exactly dst's bytes, contiguous and in
+  // dst's dtype, then let the kernel on the far side scatter them into dst's strides.
   if (from.is_cpu()) {  // host -> device
     Tensor staged = empty(shape(), {.dtype = dtype()});
     cpu::copy(staged.arg(), broadcast_arg(src, shape()));
-    copy_bytes(raw_data(), to, staged.raw_data(), from, staged.numel() * element_size(dtype()));
+    if (is_contiguous()) {
+      copy_bytes(raw_data(), to, staged.raw_data(), from, staged.numel() * element_size(dtype()));
+    } else {
+      Tensor up = empty(shape(), {.dtype = dtype(), .device = to});
+      copy_bytes(up.raw_data(), to, staged.raw_data(), from, staged.numel() * element_size(dtype()));
+      cuda::copy(arg(), up.arg());
+    }
     return *this;
   }
-  require_contiguous_on_cuda(src, "copy_");
-  MINIDL_CHECK(src.shape() == shape(), "copy_: broadcasting from a CUDA tensor ({} into {}) needs the CUDA backend",
-               src.shape(), shape());
-  if (to.is_cpu()) {  // device -> host, then convert on the host
-    Tensor staged = empty(shape(), {.dtype = src.dtype()});
-    copy_bytes(staged.raw_data(), kCPU, src.raw_data(), from, staged.numel() * element_size(src.dtype()));
-    cpu::copy(arg(), staged.arg());
+  // From a device: first a contiguous copy of src broadcast to our shape, in our dtype, on its device.
+  Tensor packed = src;
+  if (!src.is_contiguous() || src.shape() != shape() || src.dtype() != dtype()) {
+    packed = empty(shape(), {.dtype = dtype(), .device = from});
+    cuda::copy(packed.arg(), broadcast_arg(src, shape()));
+  }
+  if (to.is_cpu()) {  // device -> host
+    if (is_contiguous()) {
+      copy_bytes(raw_data(), kCPU, packed.raw_data(), from, numel() * element_size(dtype()));
+    } else {
+      Tensor staged = empty(shape(), {.dtype = dtype()});
+      copy_bytes(staged.raw_data(), kCPU, packed.raw_data(), from, numel() * element_size(dtype()));
+      cpu::copy(arg(), staged.arg());
+    }
     return *this;
   }
-  MINIDL_CHECK(src.dtype() == dtype(), "copy_: converting {} to {} on CUDA needs the CUDA backend", src.dtype(),
-               dtype());
-  copy_bytes(raw_data(), to, src.raw_data(), from, numel() * element_size(dtype()));
+  // device -> another device
+  MINIDL_CHECK(is_contiguous(), "copy_: a copy between two CUDA devices needs a contiguous destination, got strides {}",
+               strides());
+  copy_bytes(raw_data(), to, packed.raw_data(), from, numel() * element_size(dtype()));
   return *this;
 }
 

@@ -255,22 +255,22 @@ DistillationLoss distillation_loss_terms(const Tensor& student_logits, const Ten
   auto combine = [&](const Tensor& kl, const Tensor& ce) {
     return add(mul(kl, scalar_like(o.alpha * T2, kl)), mul(ce, scalar_like(1 - o.alpha, ce)));
   };
-  if (device.is_cuda()) {  // composed until the fused CUDA twin lands
-    Tensor kl = kl_div_logits(student_logits, teacher_logits.detach(), o.temperature, Reduction::batchmean);
-    Tensor ce = cross_entropy(student_logits, target);
-    return {combine(kl, ce), ce.detach(), kl.detach()};
-  }
   Tensor s = student_logits.contiguous(), t = teacher_logits.detach().contiguous(), y = target.contiguous();
   const bool wants_grad = s.requires_grad() && grad_mode_enabled();
   Tensor kl, ce, loss, grad;
   {
     NoGradGuard no_grad;
-    Tensor kl_rows = empty({N}, {.dtype = s.dtype()}), ce_rows = empty({N}, {.dtype = s.dtype()});
-    if (wants_grad) grad = empty({N, C}, {.dtype = s.dtype()});
-    Tensor status = empty({1}, {.dtype = DType::int64});
+    const TensorOptions like_s{.dtype = s.dtype(), .device = device};
+    Tensor kl_rows = empty({N}, like_s), ce_rows = empty({N}, like_s);
+    if (wants_grad) grad = empty({N, C}, like_s);
+    Tensor status = empty({1}, {.dtype = DType::int64, .device = device});
     const DistillationParams params{o.temperature, o.alpha, N > 0 ? 1.0 / static_cast<double>(N) : 0.0};
-    cpu::distillation_rows(kl_rows.arg(), ce_rows.arg(), arg_or_null(grad), s.arg(), t.arg(), y.arg(), params,
-                           status.arg());
+    if (device.is_cuda())
+      cuda::distillation_rows(kl_rows.arg(), ce_rows.arg(), arg_or_null(grad), s.arg(), t.arg(), y.arg(), params,
+                              status.arg());
+    else
+      cpu::distillation_rows(kl_rows.arg(), ce_rows.arg(), arg_or_null(grad), s.arg(), t.arg(), y.arg(), params,
+                             status.arg());
     if (const int64_t bad = status.item<int64_t>(); bad >= 0)
       fail("{}: target {} (at position {}) is out of range for {} classes", op, value_at(y, bad), bad, C);
     const Tensor batch = scalar_like(static_cast<double>(N), kl_rows);

@@ -1,13 +1,25 @@
-// tests/test_cuda.cpp — the CUDA skeleton: device query, allocator, copies, the fill kernel.
+// tests/test_cuda.cpp — the CUDA backend against the CPU: every op, forward and
+// backward, from the same random inputs.
 //
 // Its own binary: without a usable device (no GPU, no driver, or a build without
 // CUDA) it prints why and exits 77, which ctest reports as "Skipped" — never a
-// failure, never a silent pass.
+// failure, never a silent pass. With a device, every block the CUDA allocator
+// hands out is first filled with 0xFF bytes (NaN in the float types), so an
+// output element a kernel forgot to write shows up as NaN in the comparison.
+//
+// Comparisons are ‖cuda − cpu‖ / ‖cpu‖ in f64, with thresholds that fit f32
+// arithmetic summed in a different order (1e-5), f64 (1e-12), and exact
+// equality for integers, booleans and argmax indices.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
 
+#include "cuda/kernels.h"
 #include "minidl.h"
 
 using namespace minidl;
@@ -18,9 +30,70 @@ int main(int argc, char** argv) {
                 cuda::built_with_cuda() ? "yes" : "no");
     return 77;
   }
+  cuda::set_poison(true);
   doctest::Context context(argc, argv);
   return context.run();
 }
+
+namespace {
+
+const Device kCuda("cuda:0");
+
+double tolerance(DType t) { return t == DType::f64 ? 1e-12 : 1e-5; }
+
+// ‖a − b‖ / ‖b‖ (‖a − b‖ alone when b is 0), both brought to the CPU in f64.
+double relative_error(const Tensor& a, const Tensor& b) {
+  NoGradGuard no_grad;
+  const std::vector<double> x = a.to(kCPU).to(DType::f64).contiguous().to_vector<double>();
+  const std::vector<double> y = b.to(kCPU).to(DType::f64).contiguous().to_vector<double>();
+  REQUIRE(x.size() == y.size());
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isnan(x[i]) != std::isnan(y[i])) return INFINITY;  // a NaN on one side only: a poisoned element
+    if (std::isnan(x[i])) continue;
+    diff += (x[i] - y[i]) * (x[i] - y[i]);
+    norm += y[i] * y[i];
+  }
+  return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+}
+
+using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+// f on the CPU inputs and on copies of them on the GPU: the outputs agree, and
+// after a backward with the same random weighting so do the gradients of every
+// floating input.
+void check_parity(const std::string& name, const std::vector<Tensor>& inputs, const Fn& f, double tol = -1) {
+  CAPTURE(name);
+  std::vector<Tensor> host, device;
+  for (const Tensor& t : inputs) {
+    const bool grad = is_floating(t.dtype());
+    host.push_back(grad ? t.detach().clone().requires_grad_(true) : t);
+    device.push_back(grad ? t.detach().to(kCuda).requires_grad_(true) : t.to(kCuda));
+  }
+  const Tensor y_host = f(host), y_device = f(device);
+  REQUIRE(y_device.device() == kCuda);
+  REQUIRE(y_device.shape() == y_host.shape());
+  if (tol < 0) tol = tolerance(y_host.dtype());
+  CHECK(relative_error(y_device, y_host) <= tol);
+  if (!is_floating(y_host.dtype())) return;
+  Generator gen(99);
+  const Tensor r = randn(y_host.shape(), {.dtype = y_host.dtype()}, gen);
+  sum(mul(y_host, r)).backward();
+  sum(mul(y_device, r.to(kCuda))).backward();
+  for (size_t i = 0; i < host.size(); ++i) {
+    if (!host[i].requires_grad() || !host[i].grad().defined()) continue;
+    CAPTURE(i);
+    REQUIRE(device[i].grad().defined());
+    CHECK(relative_error(device[i].grad(), host[i].grad()) <= 10 * tol);
+  }
+}
+
+Tensor normal(const Shape& shape, uint64_t seed, DType t = DType::f32) {
+  Generator gen(seed);
+  return randn(shape, {.dtype = t}, gen);
+}
+
+}  // namespace
 
 TEST_CASE("device query") {
   CHECK(cuda::built_with_cuda());
@@ -33,40 +106,330 @@ TEST_CASE("device query") {
   CHECK_THROWS_WITH_AS(cuda::device_info(cuda::device_count()), doctest::Contains("does not exist"), Error);
 }
 
-TEST_CASE("host -> device -> host round trip keeps every value and dtype") {
+TEST_CASE("host <-> device copies keep every value, through strides, broadcasts and conversions") {
   Generator gen(1);
   Tensor x = randn({37, 129}, {.dtype = DType::f64}, gen);
-  Tensor d = x.to(Device("cuda:0"));
-  CHECK(d.device() == Device("cuda:0"));
+  Tensor d = x.to(kCuda);
   CHECK(d.to(kCPU).to_vector<double>() == x.to_vector<double>());
   Tensor i = randint(-1000, 1000, {1000}, {}, gen);
-  CHECK(i.to(Device("cuda")).to(kCPU).to_vector<int64_t>() == i.to_vector<int64_t>());
-  // a non-contiguous host tensor goes up contiguous; conversion happens on the host side
-  Tensor t = x.t();
-  CHECK(t.to(Device("cuda")).to(kCPU).to_vector<double>() == t.contiguous().to_vector<double>());
-  CHECK(x.to(Device("cuda")).to(kCPU).to(DType::f32).to_vector<float>() == x.to(DType::f32).to_vector<float>());
-  // device -> device
-  Tensor d2 = empty({37, 129}, {.dtype = DType::f64, .device = Device("cuda")});
-  d2.copy_(d);
-  CHECK(d2.to(kCPU).to_vector<double>() == x.to_vector<double>());
+  CHECK(i.to(kCuda).to(kCPU).to_vector<int64_t>() == i.to_vector<int64_t>());
+  // A transposed view, either side of the boundary.
+  CHECK(x.t().to(kCuda).to(kCPU).to_vector<double>() == x.t().contiguous().to_vector<double>());
+  CHECK(d.t().to(kCPU).to_vector<double>() == x.t().contiguous().to_vector<double>());
+  // Conversions on the device (the copy kernel), compared with the CPU's.
+  for (DType t : {DType::f32, DType::bf16, DType::int32, DType::int64, DType::int8}) {
+    CAPTURE(t);
+    CHECK(relative_error(d.to(t), x.to(t)) == 0);
+  }
+  // Device -> device: strided destination, broadcast source, same storage.
+  Tensor wide = zeros({4, 6}, {.dtype = DType::f32, .device = kCuda});
+  wide.narrow(1, 2, 3).copy_(from_vector<float>({1, 2, 3}, {3}).to(kCuda));
+  const std::vector<float> host = wide.to(kCPU).to_vector<float>();
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 6; ++c) CHECK(host[r * 6 + c] == (c >= 2 && c < 5 ? float(c - 1) : 0.0f));
+  Tensor sq = normal({5, 5}, 2).to(kCuda);
+  Tensor expected = sq.to(kCPU).t().contiguous();
+  sq.copy_(sq.t());  // overlapping: read through a private copy
+  CHECK(relative_error(sq, expected) == 0);
+  // Host -> a strided device view.
+  Tensor target = zeros({3, 8}, {.dtype = DType::f32, .device = kCuda});
+  target.slice(1, 0, 8, 2).copy_(ones({3, 4}));
+  CHECK(sum(target).item() == 12);
 }
 
-TEST_CASE("the fill kernel, also through a strided view") {
+TEST_CASE("fill, also through a strided view, in every dtype") {
   for (DType t : kAllDTypes) {
     CAPTURE(t);
-    Tensor d = full({5, 7}, 3, {.dtype = t, .device = Device("cuda")});
+    Tensor d = full({5, 7}, 3, {.dtype = t, .device = kCuda});
     CHECK(d.to(kCPU).to(DType::f64).to_vector<double>() == std::vector<double>(35, 3.0));
   }
-  Tensor d = zeros({4, 6}, {.device = Device("cuda")});
-  d.narrow(1, 2, 3).fill_(1.5);  // columns 2..4 of every row
-  std::vector<float> host = d.to(kCPU).to_vector<float>();
-  for (int r = 0; r < 4; ++r)
-    for (int c = 0; c < 6; ++c) CHECK(host[r * 6 + c] == (c >= 2 && c < 5 ? 1.5f : 0.0f));
-  cuda::synchronize(0);
+  Tensor d = zeros({4, 6}, {.dtype = DType::f32, .device = kCuda});
+  d.narrow(1, 2, 3).fill_(1.5);
+  CHECK(sum(d).item() == doctest::Approx(18.0));
 }
 
-TEST_CASE("ops without a CUDA kernel yet, and mixed devices, are clear errors") {
-  Tensor d = ones({3}, {.device = Device("cuda")});
-  CHECK_THROWS_WITH_AS(exp(d), doctest::Contains("exp: no CUDA kernel for this op yet"), Error);
+TEST_CASE("unary ops, contiguous and transposed, f32 and f64") {
+  for (DType t : {DType::f32, DType::f64}) {
+    CAPTURE(t);
+    const Tensor x = normal({37, 129}, 3, t), xt = normal({129, 37}, 4, t).t();
+    const Tensor pos = add(abs(x), scalar_like(0.1, x));
+    for (const Tensor& in : {x, xt}) {
+      check_parity("neg", {in}, [](auto& v) { return neg(v[0]); });
+      check_parity("exp", {in}, [](auto& v) { return exp(v[0]); });
+      check_parity("abs", {in}, [](auto& v) { return abs(v[0]); });
+      check_parity("relu", {in}, [](auto& v) { return relu(v[0]); });
+      check_parity("leaky_relu", {in}, [](auto& v) { return leaky_relu(v[0], 0.1); });
+      check_parity("sigmoid", {in}, [](auto& v) { return sigmoid(v[0]); });
+      check_parity("tanh", {in}, [](auto& v) { return tanh(v[0]); });
+      check_parity("gelu", {in}, [](auto& v) { return gelu(v[0]); });
+      check_parity("clamp", {in}, [](auto& v) { return clamp(v[0], -0.5, 0.7); });
+      check_parity("sign", {in}, [](auto& v) { return sign(v[0]); });
+    }
+    check_parity("log", {pos}, [](auto& v) { return log(v[0]); });
+    check_parity("sqrt", {pos}, [](auto& v) { return sqrt(v[0]); });
+    check_parity("pow scalar", {pos}, [](auto& v) { return pow(v[0], 1.7); });
+  }
+  Generator gen(5);
+  const Tensor ints = randint(-50, 50, {300}, {}, gen);
+  check_parity("neg int64", {ints}, [](auto& v) { return neg(v[0]); });
+  check_parity("abs int64", {ints}, [](auto& v) { return abs(v[0]); });
+  check_parity("logical_not", {ints}, [](auto& v) { return logical_not(v[0]); });
+}
+
+TEST_CASE("binary ops with broadcasting, comparisons and where") {
+  for (DType t : {DType::f32, DType::f64}) {
+    CAPTURE(t);
+    const Tensor a = normal({5, 1, 7}, 6, t), b = normal({3, 7}, 7, t);
+    const Tensor pa = add(abs(a), scalar_like(0.5, a)), pb = add(abs(b), scalar_like(0.5, b));
+    check_parity("add", {a, b}, [](auto& v) { return add(v[0], v[1]); });
+    check_parity("sub", {a, b}, [](auto& v) { return sub(v[0], v[1]); });
+    check_parity("mul", {a, b}, [](auto& v) { return mul(v[0], v[1]); });
+    check_parity("div", {a, pb}, [](auto& v) { return div(v[0], v[1]); });
+    check_parity("pow", {pa, b}, [](auto& v) { return pow(v[0], v[1]); });
+    check_parity("maximum", {a, b}, [](auto& v) { return maximum(v[0], v[1]); });
+    check_parity("minimum", {a, b}, [](auto& v) { return minimum(v[0], v[1]); });
+    check_parity("xlogy", {a, pb}, [](auto& v) { return xlogy(v[0], v[1]); });
+    check_parity("lt", {a, b}, [](auto& v) { return lt(v[0], v[1]); });
+    check_parity("ge", {a, b}, [](auto& v) { return ge(v[0], v[1]); });
+    check_parity("where", {a, b}, [](auto& v) { return where(gt(v[0], v[1]), v[0], v[1]); });
+  }
+  Generator gen(8);
+  const Tensor i = randint(-5, 5, {4, 9}, {}, gen), j = randint(-5, 5, {9}, {}, gen);
+  check_parity("add int64", {i, j}, [](auto& v) { return add(v[0], v[1]); });
+  check_parity("eq int64", {i, j}, [](auto& v) { return eq(v[0], v[1]); });
+  check_parity("logical_and bool", {gt(i, 0.0), lt(j, 2.0)}, [](auto& v) { return logical_and(v[0], v[1]); });
+}
+
+TEST_CASE("reductions: sum, mean, var, logsumexp, max / argmax, over any dims and one long row") {
+  for (DType t : {DType::f32, DType::f64}) {
+    CAPTURE(t);
+    const Tensor x = normal({6, 33, 17}, 9, t);
+    check_parity("sum all", {x}, [](auto& v) { return sum(v[0]); });
+    check_parity("sum dim 1", {x}, [](auto& v) { return sum(v[0], {1}); });
+    check_parity("mean dims 0,2", {x}, [](auto& v) { return mean(v[0], {0, 2}); });
+    check_parity("var", {x}, [](auto& v) { return var(v[0], {2}); });
+    check_parity("logsumexp", {x}, [](auto& v) { return logsumexp(v[0], {1}); });
+    check_parity("max", {x}, [](auto& v) { return max(v[0]); });
+    check_parity("softmax dim 0", {x}, [](auto& v) { return softmax(v[0], 0); });
+    const Tensor long_row = normal({1 << 20}, 10, t);
+    check_parity("sum of 2^20", {long_row}, [](auto& v) { return sum(v[0]); });
+    // argmax: the same indices exactly (random data: no ties).
+    check_parity("argmax", {x}, [](auto& v) { return argmax(v[0], 2); });
+    check_parity("argmin", {x}, [](auto& v) { return argmin(v[0], 1); });
+  }
+}
+
+TEST_CASE("gemm: cuBLAS and every hand-written version against the CPU, at awkward shapes and layouts") {
+  struct Case {
+    int64_t M, N, K;
+    bool ta, tb;
+  };
+  const std::vector<Case> cases = {{1, 1, 1, false, false},    {17, 33, 65, false, false}, {127, 129, 255, false, true},
+                                   {130, 260, 7, true, false}, {64, 128, 8, true, true},   {300, 5, 1000, false, false},
+                                   {257, 255, 131, false, false}};
+  for (const Case& c : cases) {
+    CAPTURE(c.M);
+    CAPTURE(c.N);
+    CAPTURE(c.K);
+    CAPTURE(c.ta);
+    CAPTURE(c.tb);
+    const Tensor a = c.ta ? normal({c.K, c.M}, 11).t() : normal({c.M, c.K}, 11);
+    const Tensor b = c.tb ? normal({c.N, c.K}, 12).t() : normal({c.K, c.N}, 12);
+    const Tensor bias = normal({c.N}, 13);
+    const Tensor c0 = normal({c.M, c.N}, 14);
+    // Reference in f64 on the CPU: 0.5·A·B + 2·C0 + bias, then ReLU.
+    const Tensor ref = relu(add(add(mul(matmul(a.to(DType::f64), b.to(DType::f64)), scalar_tensor(0.5, {.dtype = DType::f64})),
+                                    mul(c0.to(DType::f64), scalar_tensor(2.0, {.dtype = DType::f64}))),
+                                bias.to(DType::f64)));
+    const Tensor da = a.to(kCuda), db = b.to(kCuda), dbias = bias.to(kCuda);
+    GemmEpilogue e;
+    e.bias = dbias.raw_data();
+    e.relu = true;
+    auto run = [&](const std::function<void(const Tensor&)>& gemm_into) {
+      Tensor out = c0.to(kCuda);
+      gemm_into(out);
+      return out;
+    };
+    CHECK(relative_error(run([&](const Tensor& o) {
+            cuda::gemm(c.M, c.N, c.K, 0.5, da.arg(), db.arg(), 2.0, o.arg(), cuda::GemmKernel::cublas, e);
+          }),
+                         ref) <= 1e-5);
+    for (int v = 1; v <= cuda::kSgemmVersions; ++v) {
+      CAPTURE(v);
+      CHECK(relative_error(run([&](const Tensor& o) {
+              cuda::sgemm_handwritten(v, c.M, c.N, c.K, 0.5f, da.arg(), db.arg(), 2.0f, o.arg(), e);
+            }),
+                           ref) <= 1e-5);
+    }
+  }
+  // f64 through cuBLAS, via matmul (batched and broadcast).
+  check_parity("matmul f64 batched", {normal({3, 20, 30}, 15, DType::f64), normal({30, 10}, 16, DType::f64)},
+               [](auto& v) { return matmul(v[0], v[1]); });
+  check_parity("matmul f32", {normal({50, 70}, 17), normal({70, 40}, 18)}, [](auto& v) { return matmul(v[0], v[1]); });
+  check_parity("linear + bias + relu", {normal({32, 100}, 19), normal({64, 100}, 20), normal({64}, 21)},
+               [](auto& v) { return linear(v[0], v[1], v[2], Activation::relu); });
+  CHECK_THROWS_WITH_AS(cuda::sgemm_handwritten(9, 2, 2, 2, 1, normal({2, 2}, 1).to(kCuda).arg(),
+                                               normal({2, 2}, 1).to(kCuda).arg(), 0, zeros({2, 2}, {.dtype = DType::f32, .device = kCuda}).arg()),
+                       doctest::Contains("version 9 does not exist"), Error);
+}
+
+TEST_CASE("conv2d: stride, padding, dilation, groups, bias and fused ReLU, forward and backward") {
+  struct Case {
+    int64_t N, C, H, W, O, k;
+    Conv2dOptions o;
+    bool relu;
+  };
+  const std::vector<Case> cases = {
+      {2, 3, 9, 11, 4, 3, {}, false},
+      {3, 4, 10, 10, 6, 3, {.stride = {2, 1}, .padding = {1, 2}}, true},
+      {2, 4, 12, 9, 4, 3, {.padding = {2, 2}, .dilation = {2, 2}, .groups = 2}, false},
+      {1, 6, 7, 7, 6, 1, {.groups = 3}, true},
+  };
+  for (DType t : {DType::f32, DType::f64}) {
+    for (const Case& c : cases) {
+      CAPTURE(t);
+      CAPTURE(c.C);
+      const Tensor x = normal({c.N, c.C, c.H, c.W}, 22, t), w = normal({c.O, c.C / c.o.groups, c.k, c.k}, 23, t);
+      const Tensor b = normal({c.O}, 24, t);
+      check_parity("conv2d", {x, w, b}, [&](auto& v) {
+        return conv2d(v[0], v[1], v[2], c.o, c.relu ? Activation::relu : Activation::none);
+      });
+    }
+  }
+}
+
+TEST_CASE("pooling: max (padded, overlapping), avg (with and without the padding), adaptive") {
+  for (DType t : {DType::f32, DType::f64}) {
+    CAPTURE(t);
+    const Tensor x = normal({2, 3, 11, 10}, 25, t);
+    check_parity("max 2x2", {x}, [](auto& v) { return max_pool2d(v[0], {2, 2}); });
+    check_parity("max 3x3 stride 1 pad 1", {x}, [](auto& v) { return max_pool2d(v[0], {3, 3}, {1, 1}, {1, 1}); });
+    check_parity("avg 3x3 stride 2 pad 1", {x}, [](auto& v) { return avg_pool2d(v[0], {3, 3}, {2, 2}, {1, 1}); });
+    check_parity("avg without pad", {x}, [](auto& v) { return avg_pool2d(v[0], {3, 3}, {2, 2}, {1, 1}, false); });
+    check_parity("adaptive 4x3", {x}, [](auto& v) { return adaptive_avg_pool2d(v[0], {4, 3}); });
+  }
+}
+
+TEST_CASE("batch norm: training (batch statistics, running stats updated) and eval") {
+  for (DType t : {DType::f32, DType::f64}) {
+    CAPTURE(t);
+    const Tensor x = normal({8, 5, 6, 7}, 26, t), w = normal({5}, 27, t), b = normal({5}, 28, t);
+    for (bool training : {true, false}) {
+      CAPTURE(training);
+      Tensor rm_h = normal({5}, 29, t), rv_h = add(abs(normal({5}, 30, t)), scalar_tensor(0.5, {.dtype = t}));
+      Tensor rm_d = rm_h.to(kCuda), rv_d = rv_h.to(kCuda);
+      check_parity("batch_norm", {x, w, b}, [&](auto& v) {
+        const bool on_cuda = v[0].device().is_cuda();
+        return batch_norm(v[0], on_cuda ? rm_d : rm_h, on_cuda ? rv_d : rv_h, v[1], v[2], training);
+      });
+      CHECK(relative_error(rm_d, rm_h) <= tolerance(t));
+      CHECK(relative_error(rv_d, rv_h) <= tolerance(t));
+    }
+  }
+}
+
+TEST_CASE("softmax, log_softmax and the fused losses, short rows and long ones") {
+  Generator gen(31);
+  for (DType t : {DType::f32, DType::f64}) {
+    for (int64_t classes : {10, 1000, 32000}) {
+      CAPTURE(t);
+      CAPTURE(classes);
+      const int64_t rows = classes == 32000 ? 8 : 64;
+      const Tensor s = mul(normal({rows, classes}, 32, t), scalar_tensor(3.0, {.dtype = t}));
+      const Tensor te = mul(normal({rows, classes}, 33, t), scalar_tensor(3.0, {.dtype = t}));
+      Tensor y = randint(0, classes, {rows}, {}, gen);
+      check_parity("softmax", {s}, [](auto& v) { return softmax(v[0], 1); });
+      check_parity("log_softmax", {s}, [](auto& v) { return log_softmax(v[0], 1); });
+      check_parity("cross_entropy", {s, y}, [](auto& v) { return cross_entropy(v[0], v[1]); });
+      const Tensor weight = add(abs(normal({classes}, 34, t)), scalar_tensor(0.1, {.dtype = t}));
+      Tensor y_ignored = y.clone();
+      y_ignored.narrow(0, 0, 3).fill_(-100);
+      check_parity("cross_entropy weighted, smoothed, ignoring", {s, y_ignored, weight}, [](auto& v) {
+        return cross_entropy(v[0], v[1], {.weight = v[2], .label_smoothing = 0.1});
+      });
+      check_parity("kl_div_logits", {s, te}, [](auto& v) { return kl_div_logits(v[0], v[1], 4.0); });
+      check_parity("distillation_loss", {s, te, y}, [](auto& v) {
+        return distillation_loss(v[0], v[1], v[2], {.temperature = 2.0, .alpha = 0.7});
+      });
+    }
+  }
+  // A bad target is found on the device and raised once, naming it.
+  const Tensor logits = normal({4, 10}, 35).to(kCuda);
+  CHECK_THROWS_WITH_AS(cross_entropy(logits, from_vector<int64_t>({1, 2, 10, 3}, {4}).to(kCuda)),
+                       doctest::Contains("target 10 (at position 2) is out of range for 10 classes"), Error);
+}
+
+TEST_CASE("index ops: index_select (and its index_add backward), gather, scatter_add; bad indices") {
+  Generator gen(36);
+  for (DType t : {DType::f32, DType::f64}) {
+    CAPTURE(t);
+    const Tensor x = normal({6, 9, 4}, 37, t);
+    const Tensor idx = from_vector<int64_t>({8, 0, 3, 3, 5}, {5});  // a repeat: the backward adds twice
+    check_parity("index_select dim 1", {x, idx}, [](auto& v) { return index_select(v[0], 1, v[1]); });
+    const Tensor gidx = randint(0, 9, {6, 5, 4}, {}, gen);
+    check_parity("gather dim 1", {x, gidx}, [](auto& v) { return gather(v[0], 1, v[1]); });
+    const Tensor src = normal({6, 5, 4}, 38, t);
+    check_parity("scatter_add dim 1", {x, gidx, src}, [](auto& v) { return scatter_add(v[0], 1, v[1], v[2]); });
+  }
+  const Tensor x = normal({4, 3}, 41).to(kCuda);
+  CHECK_THROWS_WITH_AS(index_select(x, 0, from_vector<int64_t>({0, 4}, {2}).to(kCuda)), doctest::Contains("4"), Error);
+}
+
+TEST_CASE("optimizer updates: SGD (momentum, Nesterov, weight decay), Adam and AdamW, five steps") {
+  auto run = [](Device device, const std::string& opt) {
+    Tensor p = normal({1000}, 39).to(device).requires_grad_(true);
+    std::unique_ptr<nn::Optimizer> o;
+    if (opt == "sgd") o = std::make_unique<nn::SGD>(std::vector<Tensor>{p}, nn::SGDOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true});
+    if (opt == "adam") o = std::make_unique<nn::Adam>(std::vector<Tensor>{p}, nn::AdamOptions{.lr = 0.01, .weight_decay = 0.01});
+    if (opt == "adamw") o = std::make_unique<nn::AdamW>(std::vector<Tensor>{p}, nn::AdamOptions{.lr = 0.01, .weight_decay = 0.1});
+    for (int step = 0; step < 5; ++step) {
+      o->zero_grad();
+      sum(mul(mul(p, p), normal({1000}, 40 + step).to(device))).backward();
+      o->step();
+    }
+    return p.detach().to(kCPU);
+  };
+  for (const char* opt : {"sgd", "adam", "adamw"}) {
+    CAPTURE(opt);
+    CHECK(relative_error(run(kCuda, opt), run(kCPU, opt)) <= 1e-5);
+  }
+}
+
+TEST_CASE("the caching allocator: a repeated step makes no cudaMalloc; empty_cache returns the cache") {
+  auto step = [] {
+    Tensor x = normal({256, 784}, 42).to(kCuda);
+    Tensor w = normal({128, 784}, 43).to(kCuda).requires_grad_(true);
+    sum(relu(linear(x, w))).backward();
+  };
+  step();
+  const AllocatorStats before = cuda::allocator_stats(0);
+  for (int i = 0; i < 3; ++i) step();
+  const AllocatorStats after = cuda::allocator_stats(0);
+  CHECK(after.cache_misses == before.cache_misses);  // every block came from the cache
+  CHECK(after.cache_hits > before.cache_hits);
+  CHECK(after.peak_bytes_in_use >= after.bytes_in_use);
+  cuda::empty_cache(0);
+  CHECK(cuda::allocator_stats(0).bytes_cached == 0);
+}
+
+TEST_CASE("a short training run on the GPU reaches the CPU's accuracy (same seed, same data order)") {
+  const nn::ImageDataset train = nn::load_mnist_format(nn::kFashionMnistDir, "train").subset(3000);
+  const nn::ImageDataset test = nn::load_mnist_format(nn::kFashionMnistDir, "t10k").subset(1000);
+  auto accuracy_on = [&](const std::string& model, const std::string& device) {
+    nn::TrainConfig c{.model = model, .epochs = 1, .batch = 64, .seed = 2, .device = device};
+    nn::Trainer trainer(nn::build_model(c), c);
+    return trainer.run_epoch(train, test).test.accuracy;
+  };
+  for (const char* model : {"mlp-small", "cnn"}) {
+    CAPTURE(model);
+    const double cpu = accuracy_on(model, "cpu"), gpu = accuracy_on(model, "cuda");
+    MESSAGE(model << ": cpu " << cpu << ", cuda " << gpu);
+    CHECK(gpu > 0.6);
+    CHECK(std::abs(gpu - cpu) < 0.02);
+  }
+}
+
+TEST_CASE("mixed devices are a clear error") {
+  Tensor d = ones({3}, {.dtype = DType::f32, .device = kCuda});
   CHECK_THROWS_WITH_AS(add(d, ones({3})), "add: expected all tensors on the same device, got cuda:0 and cpu", Error);
 }

@@ -31,7 +31,7 @@ const std::string& all_sources() {
       for (const auto& e : fs::recursive_directory_iterator(kRoot / dir))
         if (e.is_regular_file()) {
           const std::string ext = e.path().extension().string();
-          if (ext == ".h" || ext == ".cpp" || ext == ".cu" || ext == ".py" || ext == ".sh" || ext == ".txt" ||
+          if (ext == ".h" || ext == ".cpp" || ext == ".cu" || ext == ".cuh" || ext == ".py" || ext == ".sh" || ext == ".txt" ||
               ext == ".in")
             t += read_text(e.path());
         }

@@ -7,8 +7,10 @@
 #   bash tools/gpu_check.sh            # writes logs under $OUT
 #
 # It configures with CUDA on for sm_90, builds, runs the whole suite (the CUDA
-# tests must run there, not skip), and later issues append their GPU benchmarks
-# below. Everything it prints also lands in $OUT/gpu_check.log.
+# tests must run there, not skip), then the GPU benchmarks (cuBLAS against the
+# hand-written SGEMMs, the fused loss against a device copy, training steps) and
+# one epoch of cnn on the GPU beside one on the CPU. Everything it prints also
+# lands in $OUT/gpu_check.log, each benchmark's JSON in $OUT/<name>.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,7 +53,24 @@ echo "== full suite"
 ctest --test-dir build/gpu -j8 --output-on-failure
 suite_rc=$?
 
-echo "== GPU benchmarks"
-echo "(none yet: the CUDA backend issue adds them here)"
+echo "== GPU benchmarks (CUDA events; each result checked against the CPU before timing)"
+M=./build/gpu/minidl
+bench_rc=0
+run_bench() {  # name, then the command; the table on the log, the JSON beside it
+  local name=$1; shift
+  echo "-- $name: $*"
+  "$@" || bench_rc=1
+  "$@" --json > "$OUT/$name.json" 2>&1 || bench_rc=1
+}
+run_bench gemm $M bench gemm --device cuda --shapes 4096x4096x4096 8192x8192x8192 1024x1024x1024 128x784x512 \
+  --min-time 0.3 --min-runs 5 --warmup-runs 2
+run_bench loss $M bench loss --device cuda --shapes 4096x32000 4096x1000 --min-time 0.3
+run_bench train_step_cnn $M bench train-step --device cuda --model cnn --batch 128 --min-time 0.5
+run_bench train_step_mlp $M bench train-step --device cuda --model mlp --batch 128 --min-time 0.5
 
-[ "$cuda_rc" -eq 0 ] && [ "$suite_rc" -eq 0 ]
+echo "== one epoch of cnn, GPU then CPU (same seed, same data order)"
+$M train --model cnn --epochs 1 --device cuda --out "$OUT/cnn-gpu.safetensors" || bench_rc=1
+$M train --model cnn --epochs 1 --device cpu --out "$OUT/cnn-cpu.safetensors" || bench_rc=1
+
+echo "exit codes: cuda tests $cuda_rc, suite $suite_rc, benchmarks $bench_rc"
+[ "$cuda_rc" -eq 0 ] && [ "$suite_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]

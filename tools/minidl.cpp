@@ -519,13 +519,17 @@ int main(int argc, char** argv) {
     if (*eval) return run_eval(checkpoint, eval_data, eval_batch, eval_limit, setup(eval_c), eval_c.json);
     bench_opts.json = bench_c.json, bench_opts.markdown = bench_c.markdown, bench_opts.csv = bench_c.csv;
     const Device bench_device = setup(bench_c);
-    MINIDL_CHECK(bench_device.is_cpu(), "bench --device {}: the GPU benchmarks come with the CUDA backend issue",
-                 bench_c.device);
-    if (*bench_gemm) return bench::bench_gemm(gemm_shapes, gemm_reference, bench_opts);
+    const bool on_gpu = bench_device.is_cuda();
+    bench_opts.device = bench_c.device;
+    MINIDL_CHECK(!on_gpu || *bench_gemm || *bench_ts || *bench_ls,
+                 "bench --device {}: on a GPU, bench gemm, train-step and loss run; this one is CPU only", bench_c.device);
+    if (*bench_gemm)
+      return on_gpu ? bench::bench_gemm_cuda(gemm_shapes, bench_opts)
+                    : bench::bench_gemm(gemm_shapes, gemm_reference, bench_opts);
     if (*bench_ts) return bench::bench_train_step(ts_model, ts_batch, ts_batches, ts_data, ts_raw, bench_opts);
     if (*bench_inf) return bench::bench_infer(inf_model, inf_batches, inf_data, inf_raw, bench_opts);
     if (*bench_cv) return bench::bench_conv(conv_shapes, bench_opts);
-    if (*bench_ls) return bench::bench_loss(loss_shapes, bench_opts);
+    if (*bench_ls) return on_gpu ? bench::bench_loss_cuda(loss_shapes, bench_opts) : bench::bench_loss(loss_shapes, bench_opts);
     if (*bench_op) return bench::bench_ops(bench_opts);
     if (*bench_cl) return bench::bench_classifier(classifier, bench_opts);
     if (*bench_sp) {

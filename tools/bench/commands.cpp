@@ -15,6 +15,7 @@
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 #include "tools/bench/benchmark.h"
+#include "cuda/runtime.h"
 #include "tools/bench/common.h"
 
 
@@ -213,6 +214,24 @@ int bench_train_step(const std::string& model_name, int64_t batch, int64_t batch
   model->train();
   require_model("train-step", *model, model_name, fixed_batches[0].images.narrow(0, 0, std::min<int64_t>(batch, 8)),
                 fixed_batches[0].labels.narrow(0, 0, std::min<int64_t>(batch, 8)));
+  // On a GPU: the model and the batches move there, and its logits are checked
+  // against the CPU's (which the f64 check above vouched for) before timing.
+  const Device device(o.device);
+  Timer timer = host_timer;
+  if (device.is_cuda()) {
+    const Tensor x0 = fixed_batches[0].images;
+    Tensor cpu_logits;
+    {
+      NoGradGuard no_grad;
+      cpu_logits = (*model)(x0);
+    }
+    model->to(device);
+    for (Batch& b : fixed_batches) b.images = b.images.to(device), b.labels = b.labels.to(device);
+    NoGradGuard no_grad;
+    require_close("train-step", model_name + "'s logits on " + o.device, (*model)(fixed_batches[0].images).to(kCPU),
+                  cpu_logits, 1e-4);
+    timer = [](const std::function<void()>& fn) { return cuda::time_with_events(fn); };
+  }
   AdamW opt(model->named_parameters(), {.lr = 1e-3});
   size_t next = 0;
   auto step = [&] {
@@ -222,12 +241,15 @@ int bench_train_step(const std::string& model_name, int64_t batch, int64_t batch
     loss.backward();
     opt.step();
   };
-  Stats s = run(step, to_options(o));
-  Table table(fmt::format("training step: {}, batch {}, AdamW, {} threads", model_name, batch, threads()),
+  Stats s = run(step, to_options(o), timer);
+  const std::string where = device.is_cuda() ? cuda::device_info(device.index).name + ", CUDA events"
+                                             : fmt::format("{} threads", threads());
+  Table table(fmt::format("training step: {}, batch {}, AdamW, {}", model_name, batch, where),
               {"model", "median", "p10", "p90", "samples/s"});
   table.add_row({model_name, format_seconds(s.median), format_seconds(s.p10), format_seconds(s.p90),
                  fixed(static_cast<double>(batch) / s.median, 0) + (s.noisy() ? " (noisy)" : "")});
   nlohmann::json j = {{"benchmark", "train-step"}, {"model", model_name}, {"batch", batch}, {"threads", threads()},
+                      {"device", o.device},
                       {"stats", s.to_json()}, {"throughput", throughput_json(s, {.samples = static_cast<double>(batch)})},
                       {"table", table.json()}};
   if (raw) j["seconds"] = s.seconds;

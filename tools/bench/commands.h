@@ -14,12 +14,21 @@ struct CommonOptions {
   double min_seconds = 0.5;
   int min_runs = 10;
   int warmup = 3;
-  bool cold = false;  // flush the caches (a 64 MiB sweep) before every timed run
+  bool cold = false;  // flush the caches (a 64 MiB sweep; on a GPU the L2) before every timed run
+  std::string device = "cpu";  // cpu, cuda or cuda:N (the benchmarks that run on a GPU)
 };
 
 // SGEMM at each "MxNxK" shape: minidl's packed kernel, its reference loop (with
 // --reference) and OpenBLAS when the tool was built with it, interleaved.
 int bench_gemm(const std::vector<std::string>& shapes, bool with_reference, const CommonOptions& o);
+
+// On a GPU (tools/bench/cuda.cpp, timed with CUDA events): cuBLAS strict fp32,
+// cuBLAS TF32 and every hand-written SGEMM version, as TFLOP/s, the best
+// hand-written one's share of cuBLAS, and cuBLAS's share of the fp32 peak.
+int bench_gemm_cuda(const std::vector<std::string>& shapes, const CommonOptions& o);
+// The fused cross_entropy (log_softmax + NLL) forward + backward on a GPU
+// against the composed ops and a device-to-device copy of the logits.
+int bench_loss_cuda(const std::vector<std::string>& shapes, const CommonOptions& o);
 
 // One training step (forward, backward, AdamW) of a zoo model on fixed batches of
 // Fashion-MNIST (the first `batches` of the training set, in order).

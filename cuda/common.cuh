@@ -1,0 +1,85 @@
+// cuda/common.cuh — what every CUDA kernel file shares: the launch shape of a
+// grid-stride loop, a strided tensor's element offset, warp and block reductions.
+//
+// Kernels run on the legacy default stream of the current device (the op layer
+// sets the device). Every launch is followed by MINIDL_CUDA_CHECK(cudaGetLastError()),
+// so a bad launch becomes a minidl::Error naming the kernel's file and line.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cmath>
+
+#include "core/dtype_dispatch.h"
+#include "core/kernel_arg.h"
+#include "cuda/check.h"
+
+namespace minidl::cuda {
+
+inline constexpr int kThreads = 256;  // threads per block of the elementwise kernels
+inline constexpr int kWarp = 32;
+
+// Blocks for a grid-stride loop over n items: enough to fill the device many
+// times over, never more than the grid allows.
+inline unsigned blocks_for(int64_t n, int threads = kThreads) {
+  return static_cast<unsigned>(std::clamp<int64_t>((n + threads - 1) / threads, 1, 65535 * 8));
+}
+
+// The offset (in elements) of the i-th element, in row-major order, of a tensor
+// with any strides: peel off one coordinate per dimension, last dimension first.
+__device__ inline int64_t offset_of(const TensorArg& t, int64_t i) {
+  int64_t offset = 0;
+  for (int d = t.ndim - 1; d >= 0; --d) {
+    const int64_t size = t.shape[d];
+    offset += (i % size) * t.strides[d];
+    i /= size;
+  }
+  return offset;
+}
+
+// for (i = this thread; i < n; i += every thread) — the grid-stride loop.
+#define MINIDL_CUDA_FOR(i, n) \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+
+// Sums / maxima across the 32 lanes of a warp; every lane gets the result.
+template <class T>
+__device__ inline T warp_sum(T v) {
+  for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+template <class T>
+__device__ inline T warp_max(T v) {
+  for (int o = kWarp / 2; o > 0; o /= 2) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// A block-wide sum: each warp reduces, lane 0 of each warp parks its partial in
+// shared memory, warp 0 reduces those. Every thread of the block gets the
+// result. `scratch` holds at least 32 values; the call ends with a barrier, so
+// the same scratch can be reused by the next reduction.
+template <class T>
+__device__ inline T block_sum(T v, T* scratch) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, warps = (blockDim.x + kWarp - 1) / kWarp;
+  v = warp_sum(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : T(0);
+  v = warp_sum(v);
+  __syncthreads();
+  return v;
+}
+template <class T>
+__device__ inline T block_max(T v, T* scratch) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, warps = (blockDim.x + kWarp - 1) / kWarp;
+  v = warp_max(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : T(-INFINITY);
+  v = warp_max(v);
+  __syncthreads();
+  return v;
+}
+
+}  // namespace minidl::cuda

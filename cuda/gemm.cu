@@ -1,0 +1,211 @@
+// cuda/gemm.cu — the GEMM behind matmul and linear on the GPU: cuBLAS, or the
+// hand-written SGEMM of cuda/sgemm.cu.
+//
+// Which one runs: the call's GemmKernel, else the environment variable
+// MINIDL_CUDA_GEMM (for benchmarks: `cublas`, `cublas-tf32`, `handwritten`,
+// or one version `v1` … `v4`), else cuBLAS in strict fp32.
+//
+// cuBLAS is column-major; minidl is row-major. A row-major matrix read as
+// column-major is its transpose, so C = A·B (row-major) is computed as
+// Cᵀ = Bᵀ·Aᵀ (column-major): swap the operands and M with N, and no data moves.
+// An operand with unit row stride instead (a transposed view) is a
+// column-major matrix already and takes CUBLAS_OP_T. Anything else (both
+// strides > 1) is first copied contiguous.
+#include <cublas_v2.h>
+
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cuda/common.cuh"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
+
+namespace minidl::cuda {
+
+namespace {
+
+const char* cublas_status_name(cublasStatus_t s) {
+  switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default: return "cuBLAS error";
+  }
+}
+
+#define MINIDL_CUBLAS_CHECK(expr)                                                                              \
+  do {                                                                                                         \
+    cublasStatus_t minidl_st_ = (expr);                                                                        \
+    if (minidl_st_ != CUBLAS_STATUS_SUCCESS)                                                                   \
+      throw ::minidl::Error(std::string("cuBLAS error: ") + cublas_status_name(minidl_st_) + " in " #expr " at " \
+                            __FILE__ ":" + std::to_string(__LINE__));                                          \
+  } while (0)
+
+// One handle per device, made on first use and kept for the process.
+cublasHandle_t handle() {
+  static std::mutex mutex;
+  static std::vector<cublasHandle_t> handles;
+  int device = 0;
+  MINIDL_CUDA_CHECK(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(mutex);
+  if (handles.size() <= static_cast<size_t>(device)) handles.resize(device + 1, nullptr);
+  if (!handles[device]) MINIDL_CUBLAS_CHECK(cublasCreate(&handles[device]));
+  return handles[device];
+}
+
+// What the environment asks for: a kernel, and for the hand-written one its version.
+struct Choice {
+  GemmKernel kernel = GemmKernel::cublas;
+  bool tf32 = false;
+  int version = kSgemmVersions;
+};
+
+Choice env_choice() {
+  static const Choice choice = [] {
+    Choice c;
+    const char* env = std::getenv("MINIDL_CUDA_GEMM");
+    if (!env || !*env) return c;
+    const std::string v = env;
+    if (v == "cublas") return c;
+    if (v == "cublas-tf32") {
+      c.tf32 = true;
+      return c;
+    }
+    if (v == "handwritten") {
+      c.kernel = GemmKernel::handwritten;
+      return c;
+    }
+    if (v.size() == 2 && v[0] == 'v' && v[1] >= '1' && v[1] < '1' + kSgemmVersions) {
+      c.kernel = GemmKernel::handwritten;
+      c.version = v[1] - '0';
+      return c;
+    }
+    throw Error("MINIDL_CUDA_GEMM=" + v + ": expected cublas, cublas-tf32, handwritten or v1 … v" +
+                std::to_string(kSgemmVersions));
+  }();
+  return choice;
+}
+
+// How cuBLAS reads a row-major (rows, cols) operand with strides (rs, cs).
+struct Operand {
+  cublasOperation_t op;
+  int64_t ld;
+  bool usable;  // false: neither stride is 1; copy it contiguous first
+};
+
+Operand operand(const TensorArg& X, int64_t rows, int64_t cols) {
+  const int64_t rs = X.strides[0], cs = X.strides[1];
+  if (cs == 1 || cols == 1) {  // row-major: read as column-major it is Xᵀ, which is what we want
+    const int64_t ld = rows == 1 ? cols : rs;
+    if (ld >= std::max<int64_t>(cols, 1)) return {CUBLAS_OP_N, ld, true};
+  }
+  if (rs == 1 || rows == 1) {  // column-major: X itself; transposing gives Xᵀ
+    const int64_t ld = cols == 1 ? rows : cs;
+    if (ld >= std::max<int64_t>(rows, 1)) return {CUBLAS_OP_T, ld, true};
+  }
+  return {CUBLAS_OP_N, 0, false};
+}
+
+// A contiguous device copy of X, in scratch memory that `keep` owns.
+TensorArg contiguous_copy(const TensorArg& X, int64_t rows, int64_t cols, std::vector<std::unique_ptr<Scratch>>& keep,
+                          int device) {
+  keep.push_back(std::make_unique<Scratch>(rows * cols * element_size(X.dtype), device));
+  TensorArg c = X;
+  c.data = keep.back()->data();
+  c.strides[0] = cols;
+  c.strides[1] = 1;
+  copy(c, X);
+  return c;
+}
+
+template <class T>
+__global__ void epilogue_kernel(T* C, int64_t ldc, int64_t M, int64_t N, const T* bias, bool per_row, bool relu) {
+  MINIDL_CUDA_FOR(i, M * N) {
+    const int64_t m = i / N, n = i % N;
+    T& c = C[m * ldc + n];
+    T v = c;
+    if (bias) v += bias[per_row ? m : n];
+    if (relu) v = v > T(0) ? v : T(0);
+    c = v;
+  }
+}
+
+void cublas_gemm(int64_t M, int64_t N, int64_t K, double alpha, TensorArg A, TensorArg B, double beta,
+                 const TensorArg& C, bool tf32, const GemmEpilogue& epilogue) {
+  int device = 0;
+  MINIDL_CUDA_CHECK(cudaGetDevice(&device));
+  std::vector<std::unique_ptr<Scratch>> keep;  // contiguous copies of operands cuBLAS cannot read in place
+  Operand a = operand(A, M, K), b = operand(B, K, N);
+  if (!a.usable) {
+    A = contiguous_copy(A, M, K, keep, device);
+    a = operand(A, M, K);
+  }
+  if (!b.usable) {
+    B = contiguous_copy(B, K, N, keep, device);
+    b = operand(B, K, N);
+  }
+  const bool f64 = C.dtype == DType::f64;
+  const cudaDataType_t type = f64 ? CUDA_R_64F : CUDA_R_32F;
+  const cublasComputeType_t compute =
+      f64 ? CUBLAS_COMPUTE_64F : (tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
+  const float alpha_f = static_cast<float>(alpha), beta_f = static_cast<float>(beta);
+  const void* alpha_p = f64 ? static_cast<const void*>(&alpha) : &alpha_f;
+  const void* beta_p = f64 ? static_cast<const void*>(&beta) : &beta_f;
+  const int64_t ldc = std::max<int64_t>(C.strides[0], N);
+  // Cᵀ (N × M, column-major, ld ldc) = Bᵀ (N × K) · Aᵀ (K × M)
+  MINIDL_CUBLAS_CHECK(cublasGemmEx(handle(), b.op, a.op, static_cast<int>(N), static_cast<int>(M), static_cast<int>(K),
+                                   alpha_p, B.data, type, static_cast<int>(std::max<int64_t>(b.ld, 1)), A.data, type,
+                                   static_cast<int>(std::max<int64_t>(a.ld, 1)), beta_p, C.data, type,
+                                   static_cast<int>(ldc), compute, CUBLAS_GEMM_DEFAULT));
+  if (epilogue.bias || epilogue.relu) {
+    dispatch_f32_f64(C.dtype, "gemm epilogue", [&](auto tag) {
+      using T = decltype(tag);
+      epilogue_kernel<T><<<blocks_for(M * N), kThreads>>>(C.ptr<T>(), C.strides[0], M, N,
+                                                           static_cast<const T*>(epilogue.bias), epilogue.bias_per_row,
+                                                           epilogue.relu);
+    });
+    MINIDL_CUDA_CHECK(cudaGetLastError());
+  }
+  // `keep` hands its copies back here; work queued later on the stream is all
+  // that can reuse them, so the GEMM has read them by then.
+}
+
+}  // namespace
+
+void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, const TensorArg& B, double beta,
+          const TensorArg& C, GemmKernel kernel, const GemmEpilogue& epilogue) {
+  if (M == 0 || N == 0) return;
+  if (M > 0x7fffffff || N > 0x7fffffff || K > 0x7fffffff)
+    throw Error("gemm: dimensions " + std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) +
+                " do not fit cuBLAS's int");
+  if (C.dtype != DType::f32 && C.dtype != DType::f64) unsupported_dtype("gemm on cuda", C.dtype);
+  const Choice env = env_choice();
+  const GemmKernel k = kernel == GemmKernel::best ? env.kernel : kernel;
+  if (k == GemmKernel::handwritten) {
+    if (C.dtype != DType::f32) unsupported_dtype("gemm (hand-written SGEMM)", C.dtype);
+    sgemm_handwritten(env.version, M, N, K, static_cast<float>(alpha), A, B, static_cast<float>(beta), C, epilogue);
+    return;
+  }
+  const bool tf32 = k == GemmKernel::cublas_tf32 || (kernel == GemmKernel::best && env.tf32);
+  cublas_gemm(M, N, K, alpha, A, B, beta, C, tf32, epilogue);
+}
+
+const char* gemm_kernel_name() {
+  const Choice c = env_choice();
+  if (c.kernel == GemmKernel::handwritten) {
+    static const char* names[] = {"", "hand-written v1 (naive)", "hand-written v2 (shared tiles)",
+                                  "hand-written v3 (register blocking)", "hand-written v4 (vectorised, double-buffered)"};
+    return names[c.version];
+  }
+  return c.tf32 ? "cuBLAS (TF32 tensor cores)" : "cuBLAS (strict fp32)";
+}
+
+}  // namespace minidl::cuda

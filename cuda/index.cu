@@ -1,0 +1,129 @@
+// cuda/index.cu — index_select / index_add, gather / scatter_add, and the range
+// check the op layer runs before any of them.
+//
+// Memory-bound gathers, one thread per element written. The adds (the
+// backwards of the selects) can meet the same destination twice when an index
+// repeats, so they use atomicAdd: correct, but the order of the additions —
+// and so the last bits of a float sum — can differ from run to run (f32 and
+// f64 only; the CPU adds in order).
+#include "cuda/common.cuh"
+#include "cuda/kernels.h"
+
+namespace minidl::cuda {
+
+namespace {
+
+// x viewed as (outer, size, inner); out (outer, n, inner) := x[:, index, :]
+template <class T>
+__global__ void index_select_kernel(T* out, const T* x, const int64_t* index, int64_t size, int64_t n, int64_t inner,
+                                    int64_t total) {
+  MINIDL_CUDA_FOR(i, total) {
+    const int64_t k = i % inner, j = (i / inner) % n, o = i / (inner * n);
+    out[i] = x[(o * size + index[j]) * inner + k];
+  }
+}
+
+template <class T>
+__global__ void index_add_kernel(T* out, const T* src, const int64_t* index, int64_t size, int64_t n, int64_t inner,
+                                 int64_t total) {
+  MINIDL_CUDA_FOR(i, total) {
+    const int64_t k = i % inner, j = (i / inner) % n, o = i / (inner * n);
+    atomicAdd(out + (o * size + index[j]) * inner + k, src[i]);
+  }
+}
+
+// The position in a contiguous tensor of shape target.shape with the
+// coordinates of element i of `index`, except along dim, which takes index[i].
+__device__ inline int64_t indexed_position(const TensorArg& index, const TensorArg& target, int dim, int64_t i) {
+  const int64_t* idx = index.ptr<int64_t>();
+  int64_t rest = i, pos = 0, stride = 1;
+  for (int d = index.ndim - 1; d >= 0; --d) {
+    const int64_t coord = rest % index.shape[d];
+    rest /= index.shape[d];
+    pos += (d == dim ? idx[i] : coord) * stride;
+    stride *= target.shape[d];
+  }
+  return pos;
+}
+
+template <class T>
+__global__ void gather_kernel(TensorArg out, TensorArg x, TensorArg index, int dim, int64_t n) {
+  MINIDL_CUDA_FOR(i, n) out.ptr<T>()[i] = x.ptr<T>()[indexed_position(index, x, dim, i)];
+}
+
+template <class T>
+__global__ void scatter_add_kernel(TensorArg out, TensorArg index, TensorArg src, int dim, int64_t n) {
+  MINIDL_CUDA_FOR(i, n) atomicAdd(out.ptr<T>() + indexed_position(index, out, dim, i), src.ptr<T>()[i]);
+}
+
+// status starts as all ones (−1 as int64, the largest value as unsigned); every
+// bad position does an atomicMin, so it ends as the first bad position or −1.
+__global__ void out_of_range_kernel(unsigned long long* status, const int64_t* index, int64_t n, int64_t size,
+                                    int64_t allowed) {
+  MINIDL_CUDA_FOR(i, n) {
+    const int64_t v = index[i];
+    if ((v < 0 || v >= size) && v != allowed) atomicMin(status, static_cast<unsigned long long>(i));
+  }
+}
+
+template <class F>
+void dispatch_atomic(DType t, const char* op, F&& f) {
+  switch (t) {
+    case DType::f32: f(float{}); return;
+    case DType::f64: f(double{}); return;
+    default: throw Error(std::string(op) + ": dtype " + std::string(dtype_name(t)) + " is not supported on CUDA (f32, f64)");
+  }
+}
+
+}  // namespace
+
+void find_out_of_range(const TensorArg& status, const TensorArg& index, int64_t size, int64_t allowed) {
+  MINIDL_CUDA_CHECK(cudaMemsetAsync(status.data, 0xFF, sizeof(int64_t)));
+  const int64_t n = index.numel();
+  if (n == 0) return;
+  out_of_range_kernel<<<blocks_for(n), kThreads>>>(status.ptr<unsigned long long>(), index.ptr<int64_t>(), n, size,
+                                                   allowed);
+  MINIDL_CUDA_CHECK(cudaGetLastError());
+}
+
+void index_select(const TensorArg& out, const TensorArg& x, const TensorArg& index) {
+  const int64_t size = x.shape[1], inner = x.shape[2], n = index.shape[0], total = out.numel();
+  if (total == 0) return;
+  dispatch_all(x.dtype, "index_select", [&](auto tag) {
+    using T = decltype(tag);
+    index_select_kernel<T><<<blocks_for(total), kThreads>>>(out.ptr<T>(), x.ptr<T>(), index.ptr<int64_t>(), size, n,
+                                                            inner, total);
+  });
+  MINIDL_CUDA_CHECK(cudaGetLastError());
+}
+
+void index_add(const TensorArg& out, const TensorArg& index, const TensorArg& src) {
+  const int64_t size = out.shape[1], inner = out.shape[2], n = index.shape[0], total = src.numel();
+  if (total == 0) return;
+  dispatch_atomic(out.dtype, "index_add", [&](auto tag) {
+    using T = decltype(tag);
+    index_add_kernel<T><<<blocks_for(total), kThreads>>>(out.ptr<T>(), src.ptr<T>(), index.ptr<int64_t>(), size, n,
+                                                         inner, total);
+  });
+  MINIDL_CUDA_CHECK(cudaGetLastError());
+}
+
+void gather(const TensorArg& out, const TensorArg& x, const TensorArg& index, int dim) {
+  const int64_t n = index.numel();
+  if (n == 0) return;
+  dispatch_all(x.dtype, "gather", [&](auto tag) {
+    gather_kernel<decltype(tag)><<<blocks_for(n), kThreads>>>(out, x, index, dim, n);
+  });
+  MINIDL_CUDA_CHECK(cudaGetLastError());
+}
+
+void scatter_add(const TensorArg& out, const TensorArg& index, const TensorArg& src, int dim) {
+  const int64_t n = index.numel();
+  if (n == 0) return;
+  dispatch_atomic(out.dtype, "scatter_add", [&](auto tag) {
+    scatter_add_kernel<decltype(tag)><<<blocks_for(n), kThreads>>>(out, index, src, dim, n);
+  });
+  MINIDL_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace minidl::cuda

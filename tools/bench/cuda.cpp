@@ -1,0 +1,187 @@
+// tools/bench/cuda.cpp — the GPU benchmarks: `minidl bench gemm --device cuda`
+// and `minidl bench loss --device cuda`.
+//
+// Timed with CUDA events (cuda::time_with_events) around each call; with --cold
+// the L2 cache is flushed before every timed run. Every result is checked
+// against the CPU before anything is timed: a benchmark never times a wrong answer.
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
+#include "minidl.h"
+#include "tools/bench/benchmark.h"
+#include "tools/bench/commands.h"
+#include "tools/bench/common.h"
+
+namespace minidl::bench {
+
+namespace {
+
+Device cuda_device(const CommonOptions& o) {
+  const Device d(o.device);
+  if (!d.is_cuda()) throw Error("bench: --device " + o.device + " is not a CUDA device");
+  if (!cuda::is_available()) throw Error("bench --device " + o.device + ": " + cuda::unavailable_reason());
+  return d;
+}
+
+// The event timer, with the L2 flushed first for cold figures.
+Timer device_timer(const CommonOptions& o, int device) {
+  return [cold = o.cold, device](const std::function<void()>& fn) {
+    if (cold) cuda::flush_l2(device);
+    return cuda::time_with_events(fn);
+  };
+}
+
+Options device_options(const CommonOptions& o) {
+  Options opt = to_options(o);
+  opt.cold = false;  // the CPU cache sweep means nothing here; the timer flushes L2 instead
+  return opt;
+}
+
+void print_device(const cuda::DeviceInfo& info) {
+  std::printf("GPU %s (sm_%d%d), %d SMs at %.0f MHz, %.1f GiB; fp32 peak %.1f TFLOP/s (128 lanes x 2 x SMs x clock)\n",
+              info.name.c_str(), info.major, info.minor, info.multiprocessors, info.clock_khz / 1e3,
+              info.total_memory / double(1 << 30), info.fp32_peak_flops() / 1e12);
+}
+
+}  // namespace
+
+int bench_gemm_cuda(const std::vector<std::string>& shapes, const CommonOptions& o) {
+  const Device dev = cuda_device(o);
+  const cuda::DeviceInfo info = cuda::device_info(dev.index);
+  if (!o.json) print_device(info);
+  std::vector<std::string> names = {"cuBLAS fp32", "cuBLAS TF32"};
+  for (int v = 1; v <= cuda::kSgemmVersions; ++v) names.push_back(fmt::format("hand-written v{}", v));
+  std::vector<std::string> columns = {"M x N x K"};
+  for (const std::string& n : names) columns.push_back(n + " TFLOP/s");
+  columns.push_back("best hand-written / cuBLAS fp32");
+  columns.push_back("cuBLAS fp32 / peak");
+  Table table(fmt::format("SGEMM on {}, CUDA events{}", info.name, o.cold ? ", L2 flushed" : ""), columns);
+  nlohmann::json results = nlohmann::json::array();
+  for (const std::string& shape : shapes) {
+    int64_t M = 0, N = 0, K = 0;
+    char x1 = 0, x2 = 0;
+    std::istringstream in(shape);
+    in >> M >> x1 >> N >> x2 >> K;
+    if (!in || x1 != 'x' || x2 != 'x' || M <= 0 || N <= 0 || K <= 0)
+      throw Error("bench gemm: cannot parse shape '" + shape + "' (expected MxNxK, e.g. 4096x4096x4096)");
+    Generator gen(static_cast<uint64_t>(M * 31 + N * 7 + K));
+    const Tensor A = randn({M, K}, {}, gen), B = randn({K, N}, {}, gen);
+    const Tensor dA = A.to(dev), dB = B.to(dev);
+    std::vector<Tensor> C;
+    std::vector<Variant> variants;
+    for (size_t i = 0; i < names.size(); ++i) {
+      C.push_back(zeros({M, N}, {.dtype = DType::f32, .device = dev}));
+      const TensorArg a = dA.arg(), b = dB.arg(), c = C.back().arg();
+      if (i == 0) variants.push_back({names[i], [=] { cuda::gemm(M, N, K, 1.0, a, b, 0.0, c, cuda::GemmKernel::cublas); }});
+      else if (i == 1)
+        variants.push_back({names[i], [=] { cuda::gemm(M, N, K, 1.0, a, b, 0.0, c, cuda::GemmKernel::cublas_tf32); }});
+      else
+        variants.push_back({names[i], [=, v = static_cast<int>(i) - 1] {
+                              cuda::sgemm_handwritten(v, M, N, K, 1.0f, a, b, 0.0f, c);
+                            }});
+    }
+    // Each result checked (Freivalds, in f64 on the CPU) before anything is timed;
+    // TF32 rounds its inputs to 10 mantissa bits, so it gets a looser bound.
+    for (size_t i = 0; i < variants.size(); ++i) {
+      variants[i].fn();
+      const Tensor host = C[i].to(kCPU);
+      if (i == 1) {
+        Generator g2(3);
+        const Tensor r = randn({N, 2}, {.dtype = DType::f64}, g2);
+        require_close("gemm", fmt::format("{} at {}", names[i], shape), matmul(host.to(DType::f64), r),
+                      matmul(A.to(DType::f64), matmul(B.to(DType::f64), r)), 5e-3);
+      } else {
+        require_gemm(names[i].c_str(), A, B, host, 1);
+      }
+    }
+    const double flops = 2.0 * static_cast<double>(M) * N * K;
+    SideBySide r = run_side_by_side(variants, device_options(o), device_timer(o, dev.index));
+    std::vector<std::string> row = {shape};
+    nlohmann::json jr = {{"shape", {M, N, K}}, {"flops", flops}};
+    for (size_t v = 0; v < variants.size(); ++v) {
+      const double tflops = flops / r.stats[v].median / 1e12;
+      row.push_back(fixed(tflops, 2) + (r.stats[v].noisy() ? " (noisy)" : ""));
+      jr[names[v]] = r.stats[v].to_json();
+      jr[names[v]]["throughput"] = throughput_json(r.stats[v], {.flops = flops});
+    }
+    // speedup[v] = t(cuBLAS fp32) / t(v) per round: a hand-written version's share of cuBLAS.
+    double best_hand = 0;
+    for (size_t v = 2; v < variants.size(); ++v) best_hand = std::max(best_hand, r.speedup[v]);
+    row.push_back(fixed(100 * best_hand, 1) + "%");
+    const double cublas_share = flops / r.stats[0].median / info.fp32_peak_flops();
+    row.push_back(fixed(100 * cublas_share, 1) + "%");
+    jr["best_handwritten_over_cublas"] = best_hand;
+    jr["cublas_over_peak"] = cublas_share;
+    table.add_row(row);
+    results.push_back(jr);
+  }
+  nlohmann::json j = {{"benchmark", "gemm"},
+                      {"device", info.name},
+                      {"fp32_peak_flops", info.fp32_peak_flops()},
+                      {"results", results},
+                      {"table", table.json()}};
+  emit(table, j, o);
+  return 0;
+}
+
+int bench_loss_cuda(const std::vector<std::string>& shapes, const CommonOptions& o) {
+  const Device dev = cuda_device(o);
+  const cuda::DeviceInfo info = cuda::device_info(dev.index);
+  if (!o.json) print_device(info);
+  Table table(fmt::format("fused log_softmax + NLL (cross_entropy), forward + backward, f32, on {}", info.name),
+              {"N x C", "fused", "composed", "speed-up", "fused GB/s", "copy GB/s", "fused / copy"});
+  nlohmann::json rows = nlohmann::json::array();
+  Generator gen(9);
+  for (const std::string& spec : shapes) {
+    int64_t N = 0, C = 0;
+    char x = 0;
+    std::istringstream in(spec);
+    if (!(in >> N >> x >> C) || x != 'x' || N <= 0 || C <= 0)
+      throw Error(fmt::format("bench loss: shape '{}' is not NxC", spec));
+    const Tensor host_logits = randn({N, C}, {}, gen), target_host = randint(0, C, {N}, {}, gen);
+    Tensor logits = host_logits.to(dev).requires_grad_();
+    const Tensor target = target_host.to(dev);
+    {  // the GPU's loss and gradient against the CPU's before timing
+      Tensor h = host_logits.detach().to(DType::f64).requires_grad_();
+      Tensor lh = cross_entropy(h, target_host), ld = cross_entropy(logits, target);
+      require_close("loss", "cuda cross_entropy at " + spec, ld.to(kCPU), lh, 1e-5);
+      lh.backward(), ld.backward();
+      require_close("loss", "cuda cross_entropy's gradient at " + spec, logits.grad().to(kCPU), h.grad(), 1e-5);
+      logits.set_grad(Tensor());
+    }
+    auto step = [&](auto loss) {
+      return [&, loss] {
+        loss().backward();
+        logits.set_grad(Tensor());
+      };
+    };
+    // The yardstick: a device-to-device copy of the logits (read once, write once).
+    Tensor copy_dst = empty({N, C}, {.dtype = DType::f32, .device = dev});
+    const double bytes = 4.0 * static_cast<double>(N) * C;
+    SideBySide r = run_side_by_side({{"fused", step([&] { return cross_entropy(logits, target); })},
+                                     {"composed", step([&] { return nll_loss(log_softmax(logits, 1), target); })},
+                                     {"copy", [&] { copy_dst.copy_(logits.detach()); }}},
+                                    device_options(o), device_timer(o, dev.index));
+    // The fused forward reads the logits; the backward reads them and writes the
+    // gradient: three passes over N·C floats at the least.
+    const double fused_gbs = 3 * bytes / r.stats[0].median / 1e9, copy_gbs = 2 * bytes / r.stats[2].median / 1e9;
+    table.add_row({spec, format_seconds(r.stats[0].median), format_seconds(r.stats[1].median),
+                   fixed(1.0 / r.speedup[1], 2) + "x", fixed(fused_gbs, 0), fixed(copy_gbs, 0),
+                   fixed(100 * fused_gbs / copy_gbs, 1) + "%"});
+    rows.push_back({{"shape", {N, C}},
+                    {"fused", r.stats[0].to_json()},
+                    {"composed", r.stats[1].to_json()},
+                    {"copy", r.stats[2].to_json()},
+                    {"fused_gb_per_s", fused_gbs},
+                    {"copy_gb_per_s", copy_gbs}});
+  }
+  nlohmann::json j = {{"benchmark", "loss"}, {"device", info.name}, {"results", rows}, {"table", table.json()}};
+  emit(table, j, o);
+  return 0;
+}
+
+}  // namespace minidl::bench
