@@ -55,31 +55,27 @@ __device__ inline T warp_max(T v) {
   return v;
 }
 
-// A block-wide sum: each warp reduces, lane 0 of each warp parks its partial in
-// shared memory, warp 0 reduces those. Every thread of the block gets the
-// result. `scratch` holds at least 32 values; the call ends with a barrier, so
-// the same scratch can be reused by the next reduction.
-template <class T>
-__device__ inline T block_sum(T v, T* scratch) {
+// A block-wide reduction: each warp reduces (warp_reduce), lane 0 of each warp
+// parks its partial in shared memory, warp 0's lanes reduce those. Every thread
+// of the block gets the result. `scratch` holds at least 32 values; the call
+// ends with a barrier, so the same scratch serves the next reduction.
+template <class T, class Warp>
+__device__ inline T block_reduce(T v, T* scratch, T identity, Warp warp_reduce) {
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, warps = (blockDim.x + kWarp - 1) / kWarp;
-  v = warp_sum(v);
+  v = warp_reduce(v);
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  v = lane < warps ? scratch[lane] : T(0);
-  v = warp_sum(v);
+  v = warp_reduce(lane < warps ? scratch[lane] : identity);
   __syncthreads();
   return v;
 }
 template <class T>
+__device__ inline T block_sum(T v, T* scratch) {
+  return block_reduce(v, scratch, T(0), [](T x) { return warp_sum(x); });
+}
+template <class T>
 __device__ inline T block_max(T v, T* scratch) {
-  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp, warps = (blockDim.x + kWarp - 1) / kWarp;
-  v = warp_max(v);
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < warps ? scratch[lane] : T(-INFINITY);
-  v = warp_max(v);
-  __syncthreads();
-  return v;
+  return block_reduce(v, scratch, T(-INFINITY), [](T x) { return warp_max(x); });
 }
 
 }  // namespace minidl::cuda

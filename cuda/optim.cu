@@ -1,12 +1,12 @@
 // cuda/optim.cu — the optimizers' update kernels, one fused pass per parameter.
 //
-// The same arithmetic as ops/cpu/optim.cpp, one thread per element: SGD reads
-// p, g and the momentum buffer; Adam streams five arrays. Parameters are f32 or
-// bf16; the arithmetic and the optimizer state are f32.
-#include <cmath>
-
+// One thread per element running the same per-element update as the CPU
+// (ops/optim_update.h: SgdUpdate, AdamUpdate): SGD reads p, g and the momentum
+// buffer; Adam streams five arrays. Parameters are f32 or bf16; the arithmetic
+// and the optimizer state are f32.
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
+#include "ops/optim_update.h"
 
 namespace minidl::cuda {
 
@@ -18,33 +18,13 @@ void check_operands(const char* op, const TensorArg& param, const TensorArg& gra
 }
 
 template <class P>
-__global__ void sgd_kernel(P* p, const P* g, float* buf, int64_t n, float lr, float wd, float mom, float damp,
-                           bool first, bool nesterov) {
-  MINIDL_CUDA_FOR(k, n) {
-    const float pk = static_cast<float>(p[k]);
-    float gk = static_cast<float>(g[k]) + wd * pk;
-    if (buf) {
-      buf[k] = first ? gk : mom * buf[k] + damp * gk;
-      gk = nesterov ? gk + mom * buf[k] : buf[k];
-    }
-    p[k] = P(pk - lr * gk);
-  }
+__global__ void sgd_kernel(P* p, const P* g, float* buf, int64_t n, SgdUpdate update) {
+  MINIDL_CUDA_FOR(k, n) p[k] = P(update(static_cast<float>(p[k]), static_cast<float>(g[k]), buf ? buf + k : nullptr));
 }
 
 template <class P>
-__global__ void adam_kernel(P* p, const P* g, float* m, float* v, int64_t n, float lr, float wd, float b1, float b2,
-                            float eps, float step_size, float inv_sqrt_bc2, bool decoupled) {
-  MINIDL_CUDA_FOR(k, n) {
-    float pk = static_cast<float>(p[k]);
-    float gk = static_cast<float>(g[k]);
-    if (decoupled)
-      pk *= 1 - lr * wd;
-    else
-      gk += wd * pk;
-    m[k] = b1 * m[k] + (1 - b1) * gk;
-    v[k] = b2 * v[k] + (1 - b2) * gk * gk;
-    p[k] = P(pk - step_size * m[k] / (sqrtf(v[k]) * inv_sqrt_bc2 + eps));
-  }
+__global__ void adam_kernel(P* p, const P* g, float* m, float* v, int64_t n, AdamUpdate update) {
+  MINIDL_CUDA_FOR(k, n) p[k] = P(update(static_cast<float>(p[k]), static_cast<float>(g[k]), m[k], v[k]));
 }
 
 }  // namespace
@@ -55,10 +35,8 @@ void sgd_step(const TensorArg& param, const TensorArg& grad, const TensorArg& bu
   if (n == 0) return;
   dispatch_f32_bf16(param.dtype, "sgd_step", [&](auto tag) {
     using P = decltype(tag);
-    sgd_kernel<P><<<blocks_for(n), kThreads>>>(param.ptr<P>(), grad.ptr<P>(), buffer.data ? buffer.ptr<float>() : nullptr,
-                                               n, static_cast<float>(a.lr), static_cast<float>(a.weight_decay),
-                                               static_cast<float>(a.momentum), static_cast<float>(1 - a.dampening),
-                                               a.first_step, a.nesterov);
+    sgd_kernel<P><<<blocks_for(n), kThreads>>>(param.ptr<P>(), grad.ptr<P>(),
+                                               buffer.data ? buffer.ptr<float>() : nullptr, n, SgdUpdate(a));
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }
@@ -68,15 +46,10 @@ void adam_step(const TensorArg& param, const TensorArg& grad, const TensorArg& e
   check_operands("adam_step", param, grad);
   const int64_t n = param.numel();
   if (n == 0) return;
-  const double bc1 = 1 - std::pow(a.beta1, static_cast<double>(a.step));
-  const double bc2 = 1 - std::pow(a.beta2, static_cast<double>(a.step));
   dispatch_f32_bf16(param.dtype, "adam_step", [&](auto tag) {
     using P = decltype(tag);
-    adam_kernel<P><<<blocks_for(n), kThreads>>>(
-        param.ptr<P>(), grad.ptr<P>(), exp_avg.ptr<float>(), exp_avg_sq.ptr<float>(), n, static_cast<float>(a.lr),
-        static_cast<float>(a.weight_decay), static_cast<float>(a.beta1), static_cast<float>(a.beta2),
-        static_cast<float>(a.eps), static_cast<float>(a.lr / bc1), static_cast<float>(1 / std::sqrt(bc2)),
-        a.decoupled_weight_decay);
+    adam_kernel<P><<<blocks_for(n), kThreads>>>(param.ptr<P>(), grad.ptr<P>(), exp_avg.ptr<float>(),
+                                                exp_avg_sq.ptr<float>(), n, AdamUpdate(a));
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }

@@ -3,11 +3,13 @@
 // Bandwidth-bound: SGD reads p, g and the momentum buffer and writes two of them;
 // Adam streams five arrays. One fused loop per parameter (instead of one op per
 // term) touches each element once; large parameters split across threads.
-// Parameters are f32 or bf16; the arithmetic and the state are f32.
+// Parameters are f32 or bf16; the arithmetic (ops/optim_update.h, shared with
+// the CUDA kernels) and the state are f32.
 #include <cmath>
 
 #include "core/dtype_dispatch.h"
 #include "ops/cpu/kernels.h"
+#include "ops/optim_update.h"
 
 namespace minidl::cpu {
 
@@ -28,18 +30,16 @@ void sgd_step(const TensorArg& param, const TensorArg& grad, const TensorArg& bu
     const P* g = grad.ptr<P>();
     float* buf = buffer.ptr<float>();
     const int64_t n = param.numel();
-    const float lr = static_cast<float>(a.lr), wd = static_cast<float>(a.weight_decay);
-    const float mom = static_cast<float>(a.momentum), damp = static_cast<float>(1 - a.dampening);
-    const bool first = a.first_step, nesterov = a.nesterov;
-#pragma omp parallel for if (n > kOptimGrain)
-    for (int64_t k = 0; k < n; ++k) {
-      const float pk = static_cast<float>(p[k]);
-      float gk = static_cast<float>(g[k]) + wd * pk;
-      if (buf) {
-        buf[k] = first ? gk : mom * buf[k] + damp * gk;
-        gk = nesterov ? gk + mom * buf[k] : buf[k];
-      }
-      p[k] = static_cast<P>(pk - lr * gk);
+    const SgdUpdate update(a);
+    // Two loops, with and without the momentum buffer, so neither holds a branch and both vectorise.
+    if (buf) {
+#pragma omp parallel for if (n > kOptimGrain) firstprivate(update)
+      for (int64_t k = 0; k < n; ++k)
+        p[k] = static_cast<P>(update(static_cast<float>(p[k]), static_cast<float>(g[k]), buf + k));
+    } else {
+#pragma omp parallel for if (n > kOptimGrain) firstprivate(update)
+      for (int64_t k = 0; k < n; ++k)
+        p[k] = static_cast<P>(update(static_cast<float>(p[k]), static_cast<float>(g[k]), nullptr));
     }
   });
 }
@@ -54,24 +54,10 @@ void adam_step(const TensorArg& param, const TensorArg& grad, const TensorArg& e
     float* m = exp_avg.ptr<float>();
     float* v = exp_avg_sq.ptr<float>();
     const int64_t n = param.numel();
-    const double bc1 = 1 - std::pow(a.beta1, static_cast<double>(a.step));
-    const double bc2 = 1 - std::pow(a.beta2, static_cast<double>(a.step));
-    const float lr = static_cast<float>(a.lr), wd = static_cast<float>(a.weight_decay);
-    const float b1 = static_cast<float>(a.beta1), b2 = static_cast<float>(a.beta2), eps = static_cast<float>(a.eps);
-    const float step_size = static_cast<float>(a.lr / bc1), inv_sqrt_bc2 = static_cast<float>(1 / std::sqrt(bc2));
-    const bool decoupled = a.decoupled_weight_decay;
-#pragma omp parallel for if (n > kOptimGrain)
-    for (int64_t k = 0; k < n; ++k) {
-      float pk = static_cast<float>(p[k]);
-      float gk = static_cast<float>(g[k]);
-      if (decoupled)
-        pk *= 1 - lr * wd;
-      else
-        gk += wd * pk;
-      m[k] = b1 * m[k] + (1 - b1) * gk;
-      v[k] = b2 * v[k] + (1 - b2) * gk * gk;
-      p[k] = static_cast<P>(pk - step_size * m[k] / (std::sqrt(v[k]) * inv_sqrt_bc2 + eps));
-    }
+    const AdamUpdate update(a);
+#pragma omp parallel for if (n > kOptimGrain) firstprivate(update)
+    for (int64_t k = 0; k < n; ++k)
+      p[k] = static_cast<P>(update(static_cast<float>(p[k]), static_cast<float>(g[k]), m[k], v[k]));
   });
 }
 

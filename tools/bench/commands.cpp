@@ -42,6 +42,22 @@ void emit(const Table& t, nlohmann::json j, const CommonOptions& o) {
   if (o.cold && !o.json && !o.csv) std::cout << "(cold: caches flushed before every timed run)\n";
 }
 
+std::vector<int64_t> parse_sizes(const std::string& spec, size_t count, const char* bench, const char* expected) {
+  std::vector<int64_t> sizes;
+  std::istringstream in(spec);
+  for (size_t i = 0; i < count; ++i) {
+    int64_t v = 0;
+    char x = 'x';
+    if (i > 0) in >> x;
+    in >> v;
+    if (!in || x != 'x' || v <= 0) break;
+    sizes.push_back(v);
+  }
+  if (sizes.size() != count || in.peek() != EOF)
+    throw Error(fmt::format("bench {}: cannot parse shape '{}' (expected {})", bench, spec, expected));
+  return sizes;
+}
+
 // ---- every benchmark checks its result before it times anything
 
 // max |got − want| / max |want| (the error relative to the output's scale).
@@ -138,12 +154,8 @@ int bench_gemm(const std::vector<std::string>& shapes, bool with_reference, cons
   Table table(fmt::format("SGEMM, {} threads, kernel {}", threads(), cpu::gemm_kernel_name(cpu::GemmKernel::best)),
               columns);
   for (const std::string& shape : shapes) {
-    int64_t M = 0, N = 0, K = 0;
-    char x1 = 0, x2 = 0;
-    std::istringstream in(shape);
-    in >> M >> x1 >> N >> x2 >> K;
-    if (!in || x1 != 'x' || x2 != 'x' || M <= 0 || N <= 0 || K <= 0)
-      throw Error("bench gemm: cannot parse shape '" + shape + "' (expected MxNxK, e.g. 1024x1024x1024)");
+    const std::vector<int64_t> mnk = parse_sizes(shape, 3, "gemm", "MxNxK, e.g. 1024x1024x1024");
+    const int64_t M = mnk[0], N = mnk[1], K = mnk[2];
     Generator gen(static_cast<uint64_t>(M * 31 + N * 7 + K));
     Tensor A = randn({M, K}, {}, gen), B = randn({K, N}, {}, gen), C = zeros({M, N});
     const double flops = 2.0 * static_cast<double>(M) * N * K;
@@ -375,11 +387,8 @@ int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o) {
   nlohmann::json rows = nlohmann::json::array();
   Generator gen(9);
   for (const std::string& spec : shapes) {
-    int64_t N = 0, C = 0;
-    char x = 0;
-    std::istringstream in(spec);
-    if (!(in >> N >> x >> C) || x != 'x' || N <= 0 || C <= 0)
-      throw Error(fmt::format("bench loss: shape '{}' is not NxC", spec));
+    const std::vector<int64_t> nc = parse_sizes(spec, 2, "loss", "NxC, e.g. 4096x1000");
+    const int64_t N = nc[0], C = nc[1];
     Tensor logits = randn({N, C}, {}, gen).requires_grad_();
     Tensor teacher = mul(randn({N, C}, {}, gen), scalar_like(3.0, logits));
     Tensor target = randint(0, C, {N}, {}, gen);

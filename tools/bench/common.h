@@ -29,6 +29,11 @@ int threads();
 // The table (text, Markdown or CSV) or the JSON on stdout, as the options say.
 void emit(const Table& t, nlohmann::json j, const CommonOptions& o);
 
+// "4096x4096x4096" -> {4096, 4096, 4096}: exactly `count` positive sizes joined
+// by 'x', or an error naming the bench, the text and what was expected
+// (`expected`, e.g. "MxNxK, e.g. 1024x1024x1024").
+std::vector<int64_t> parse_sizes(const std::string& spec, size_t count, const char* bench, const char* expected);
+
 // max |got − want| / max |want| (the error relative to the output's scale).
 double relative_error(const Tensor& got, const Tensor& want);
 // A benchmark never prints a time for a wrong result: throws naming what is wrong.

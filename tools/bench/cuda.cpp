@@ -7,7 +7,6 @@
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
@@ -62,12 +61,8 @@ int bench_gemm_cuda(const std::vector<std::string>& shapes, const CommonOptions&
   Table table(fmt::format("SGEMM on {}, CUDA events{}", info.name, o.cold ? ", L2 flushed" : ""), columns);
   nlohmann::json results = nlohmann::json::array();
   for (const std::string& shape : shapes) {
-    int64_t M = 0, N = 0, K = 0;
-    char x1 = 0, x2 = 0;
-    std::istringstream in(shape);
-    in >> M >> x1 >> N >> x2 >> K;
-    if (!in || x1 != 'x' || x2 != 'x' || M <= 0 || N <= 0 || K <= 0)
-      throw Error("bench gemm: cannot parse shape '" + shape + "' (expected MxNxK, e.g. 4096x4096x4096)");
+    const std::vector<int64_t> mnk = parse_sizes(shape, 3, "gemm", "MxNxK, e.g. 4096x4096x4096");
+    const int64_t M = mnk[0], N = mnk[1], K = mnk[2];
     Generator gen(static_cast<uint64_t>(M * 31 + N * 7 + K));
     const Tensor A = randn({M, K}, {}, gen), B = randn({K, N}, {}, gen);
     const Tensor dA = A.to(dev), dB = B.to(dev);
@@ -137,11 +132,8 @@ int bench_loss_cuda(const std::vector<std::string>& shapes, const CommonOptions&
   nlohmann::json rows = nlohmann::json::array();
   Generator gen(9);
   for (const std::string& spec : shapes) {
-    int64_t N = 0, C = 0;
-    char x = 0;
-    std::istringstream in(spec);
-    if (!(in >> N >> x >> C) || x != 'x' || N <= 0 || C <= 0)
-      throw Error(fmt::format("bench loss: shape '{}' is not NxC", spec));
+    const std::vector<int64_t> nc = parse_sizes(spec, 2, "loss", "NxC, e.g. 4096x32000");
+    const int64_t N = nc[0], C = nc[1];
     const Tensor host_logits = randn({N, C}, {}, gen), target_host = randint(0, C, {N}, {}, gen);
     Tensor logits = host_logits.to(dev).requires_grad_();
     const Tensor target = target_host.to(dev);
