@@ -1,9 +1,11 @@
 // cuda/common.cuh — what every CUDA kernel file shares: the launch shape of a
 // grid-stride loop, a strided tensor's element offset, warp and block reductions.
 //
-// Kernels run on the legacy default stream of the current device (the op layer
-// sets the device). Every launch is followed by MINIDL_CUDA_CHECK(cudaGetLastError()),
-// so a bad launch becomes a minidl::Error naming the kernel's file and line.
+// Kernels run on minidl's stream of the current device, stream() (cuda/runtime.cu):
+// one stream per device orders every launch, memset and copy, so nothing needs
+// events to be safe, and a CUDA graph can capture it. Every launch is followed by
+// MINIDL_CUDA_CHECK(cudaGetLastError()), so a bad launch becomes a minidl::Error
+// naming the kernel's file and line.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -17,6 +19,9 @@
 #include "cuda/check.h"
 
 namespace minidl::cuda {
+
+// The stream every kernel of the current device is launched on.
+cudaStream_t stream();
 
 inline constexpr int kThreads = 256;  // threads per block of the elementwise kernels
 inline constexpr int kWarp = 32;

@@ -120,7 +120,7 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
     Scratch col(static_cast<size_t>(s.C * s.kh * s.kw * s.positions()) * esize, current_device());
     for (int64_t n = 0; n < s.N; ++n) {
       const T* xn = x.ptr<T>() + n * s.C * s.H * s.W;
-      im2col_kernel<T><<<blocks_for(s.C * s.kh * s.kw * s.positions()), kThreads>>>(static_cast<T*>(col.data()), xn,
+      im2col_kernel<T><<<blocks_for(s.C * s.kh * s.kw * s.positions()), kThreads, 0, stream()>>>(static_cast<T*>(col.data()), xn,
                                                                                       s, p);
       MINIDL_CUDA_CHECK(cudaGetLastError());
       for (int64_t g = 0; g < s.G; ++g) {
@@ -154,22 +154,22 @@ void conv2d_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& 
     const T* gy = gy_in.ptr<T>();
     if (relu_out.data && gy_n > 0) {
       masked = std::make_unique<Scratch>(static_cast<size_t>(gy_n) * esize, device);
-      relu_mask_kernel<T><<<blocks_for(gy_n), kThreads>>>(static_cast<T*>(masked->data()), gy, relu_out.ptr<T>(), gy_n);
+      relu_mask_kernel<T><<<blocks_for(gy_n), kThreads, 0, stream()>>>(static_cast<T*>(masked->data()), gy, relu_out.ptr<T>(), gy_n);
       MINIDL_CUDA_CHECK(cudaGetLastError());
       gy = static_cast<const T*>(masked->data());
     }
     if (gb.data && s.O > 0) {
-      bias_grad_kernel<T><<<static_cast<unsigned>(s.O), kThreads>>>(gb.ptr<T>(), gy, s);
+      bias_grad_kernel<T><<<static_cast<unsigned>(s.O), kThreads, 0, stream()>>>(gb.ptr<T>(), gy, s);
       MINIDL_CUDA_CHECK(cudaGetLastError());
     }
     if (!gx.data && !gw.data) return;
-    if (gw.data && s.N == 0) MINIDL_CUDA_CHECK(cudaMemsetAsync(gw.data, 0, gw.numel() * esize));
+    if (gw.data && s.N == 0) MINIDL_CUDA_CHECK(cudaMemsetAsync(gw.data, 0, gw.numel() * esize, stream()));
     const size_t col_bytes = static_cast<size_t>(s.C * s.kh * s.kw * s.positions()) * esize;
     Scratch col(col_bytes, device);
     for (int64_t n = 0; n < s.N; ++n) {
       T* colp = static_cast<T*>(col.data());
       if (gw.data) {
-        im2col_kernel<T><<<blocks_for(s.C * s.kh * s.kw * s.positions()), kThreads>>>(
+        im2col_kernel<T><<<blocks_for(s.C * s.kh * s.kw * s.positions()), kThreads, 0, stream()>>>(
             colp, x.ptr<T>() + n * s.C * s.H * s.W, s, p);
         MINIDL_CUDA_CHECK(cudaGetLastError());
         for (int64_t g = 0; g < s.G; ++g) {
@@ -192,7 +192,7 @@ void conv2d_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& 
               matrix(colp + g * s.rows() * s.positions(), x.dtype, s.rows(), s.positions(), s.positions());
           gemm(s.rows(), s.positions(), s.og(), 1.0, WgT, Gy, 0.0, Gcol);
         }
-        col2im_kernel<T><<<blocks_for(s.C * s.H * s.W), kThreads>>>(gx.ptr<T>() + n * s.C * s.H * s.W, colp, s, p);
+        col2im_kernel<T><<<blocks_for(s.C * s.H * s.W), kThreads, 0, stream()>>>(gx.ptr<T>() + n * s.C * s.H * s.W, colp, s, p);
         MINIDL_CUDA_CHECK(cudaGetLastError());
       }
     }

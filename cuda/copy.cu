@@ -33,12 +33,12 @@ void copy(const TensorArg& dst, const TensorArg& src) {
   const int64_t n = dst.numel();
   if (n == 0) return;
   if (dst.dtype == src.dtype && dst.is_contiguous() && src.is_contiguous() && src.numel() == n) {
-    MINIDL_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, n * element_size(dst.dtype), cudaMemcpyDeviceToDevice));
+    MINIDL_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, n * element_size(dst.dtype), cudaMemcpyDeviceToDevice, stream()));
     return;
   }
   dispatch_all(dst.dtype, "copy", [&](auto dtag) {
     dispatch_all(src.dtype, "copy", [&](auto stag) {
-      copy_kernel<decltype(dtag), decltype(stag)><<<blocks_for(n), kThreads>>>(dst, src, n);
+      copy_kernel<decltype(dtag), decltype(stag)><<<blocks_for(n), kThreads, 0, stream()>>>(dst, src, n);
     });
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
@@ -50,7 +50,7 @@ void fill(const TensorArg& dst, double value, int device) {
   MINIDL_CUDA_CHECK(cudaSetDevice(device));
   dispatch_all(dst.dtype, "fill", [&](auto tag) {
     using T = decltype(tag);
-    fill_kernel<T><<<blocks_for(n), kThreads>>>(dst, T(static_cast<compute_t<T>>(value)), n);
+    fill_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(dst, T(static_cast<compute_t<T>>(value)), n);
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }

@@ -142,14 +142,14 @@ void unary(UnaryOp op, const TensorArg& out, const TensorArg& x, double a, doubl
   const bool x_flat = x.is_contiguous();
   if (op == UnaryOp::logical_not) {
     dispatch_all(x.dtype, "logical_not", [&](auto tag) {
-      logical_not_kernel<decltype(tag)><<<blocks_for(n), kThreads>>>(out, x, x_flat, n);
+      logical_not_kernel<decltype(tag)><<<blocks_for(n), kThreads, 0, stream()>>>(out, x, x_flat, n);
     });
   } else {
     dispatch_numeric(x.dtype, "unary op", [&](auto tag) {
       using T = decltype(tag);
       if constexpr (!std::is_floating_point_v<compute_t<T>>)
         if (!integer_unary(op)) unsupported_dtype("unary op", x.dtype);
-      unary_kernel<T><<<blocks_for(n), kThreads>>>(op, out, x, x_flat, a, b, n);
+      unary_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(op, out, x, x_flat, a, b, n);
     });
   }
   MINIDL_CUDA_CHECK(cudaGetLastError());
@@ -164,9 +164,9 @@ void binary(BinaryOp op, const TensorArg& out, const TensorArg& x, const TensorA
     if constexpr (!std::is_floating_point_v<compute_t<T>>)
       if (!integer_binary(op)) unsupported_dtype("binary op", x.dtype);
     if (writes_bool(op))
-      binary_kernel<T, bool><<<blocks_for(n), kThreads>>>(op, out, xs, ys, flat, n);
+      binary_kernel<T, bool><<<blocks_for(n), kThreads, 0, stream()>>>(op, out, xs, ys, flat, n);
     else
-      binary_kernel<T, T><<<blocks_for(n), kThreads>>>(op, out, xs, ys, flat, n);
+      binary_kernel<T, T><<<blocks_for(n), kThreads, 0, stream()>>>(op, out, xs, ys, flat, n);
   };
   dispatch_all(x.dtype, "binary op", [&](auto tag) {
     using T = decltype(tag);
@@ -187,7 +187,7 @@ void where(const TensorArg& out, const TensorArg& cond, const TensorArg& x, cons
   const int64_t n = out.numel();
   if (n == 0) return;
   dispatch_all(out.dtype, "where", [&](auto tag) {
-    where_kernel<decltype(tag)><<<blocks_for(n), kThreads>>>(out, cond, x, y, n);
+    where_kernel<decltype(tag)><<<blocks_for(n), kThreads, 0, stream()>>>(out, cond, x, y, n);
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }

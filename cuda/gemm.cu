@@ -2,8 +2,8 @@
 // hand-written SGEMM of cuda/sgemm.cu.
 //
 // Which one runs: the call's GemmKernel, else the environment variable
-// MINIDL_CUDA_GEMM (for benchmarks: `cublas`, `cublas-tf32`, `handwritten`,
-// or one version `v1` … `v4`), else cuBLAS in strict fp32.
+// MINIDL_CUDA_GEMM (for benchmarks: `cublas`, `cublas-tf32`, `cublas-bf16`,
+// `handwritten`, or one version `v1` … `v4`), else cuBLAS in strict fp32.
 //
 // cuBLAS is column-major; minidl is row-major. A row-major matrix read as
 // column-major is its transpose, so C = A·B (row-major) is computed as
@@ -57,14 +57,16 @@ cublasHandle_t handle() {
   MINIDL_CUDA_CHECK(cudaGetDevice(&device));
   std::lock_guard<std::mutex> lock(mutex);
   if (handles.size() <= static_cast<size_t>(device)) handles.resize(device + 1, nullptr);
-  if (!handles[device]) MINIDL_CUBLAS_CHECK(cublasCreate(&handles[device]));
+  if (!handles[device]) {
+    MINIDL_CUBLAS_CHECK(cublasCreate(&handles[device]));
+    MINIDL_CUBLAS_CHECK(cublasSetStream(handles[device], stream()));  // minidl's stream, so graphs capture it
+  }
   return handles[device];
 }
 
 // What the environment asks for: a kernel, and for the hand-written one its version.
 struct Choice {
-  GemmKernel kernel = GemmKernel::cublas;
-  bool tf32 = false;
+  GemmKernel kernel = GemmKernel::cublas;  // cublas, cublas_tf32, cublas_bf16 or handwritten
   int version = kSgemmVersions;
 };
 
@@ -75,8 +77,8 @@ Choice env_choice() {
     if (!env || !*env) return c;
     const std::string v = env;
     if (v == "cublas") return c;
-    if (v == "cublas-tf32") {
-      c.tf32 = true;
+    if (v == "cublas-tf32" || v == "cublas-bf16") {
+      c.kernel = v == "cublas-tf32" ? GemmKernel::cublas_tf32 : GemmKernel::cublas_bf16;
       return c;
     }
     if (v == "handwritten") {
@@ -88,7 +90,7 @@ Choice env_choice() {
       c.version = v[1] - '0';
       return c;
     }
-    throw Error("MINIDL_CUDA_GEMM=" + v + ": expected cublas, cublas-tf32, handwritten or v1 … v" +
+    throw Error("MINIDL_CUDA_GEMM=" + v + ": expected cublas, cublas-tf32, cublas-bf16, handwritten or v1 … v" +
                 std::to_string(kSgemmVersions));
   }();
   return choice;
@@ -139,7 +141,7 @@ __global__ void epilogue_kernel(T* C, int64_t ldc, int64_t M, int64_t N, const T
 }
 
 void cublas_gemm(int64_t M, int64_t N, int64_t K, double alpha, TensorArg A, TensorArg B, double beta,
-                 const TensorArg& C, bool tf32, const GemmEpilogue& epilogue) {
+                 const TensorArg& C, GemmKernel kernel, const GemmEpilogue& epilogue) {
   int device = 0;
   MINIDL_CUDA_CHECK(cudaGetDevice(&device));
   std::vector<std::unique_ptr<Scratch>> keep;  // contiguous copies of operands cuBLAS cannot read in place
@@ -154,8 +156,10 @@ void cublas_gemm(int64_t M, int64_t N, int64_t K, double alpha, TensorArg A, Ten
   }
   const bool f64 = C.dtype == DType::f64;
   const cudaDataType_t type = f64 ? CUDA_R_64F : CUDA_R_32F;
-  const cublasComputeType_t compute =
-      f64 ? CUBLAS_COMPUTE_64F : (tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F);
+  const cublasComputeType_t compute = f64                                  ? CUBLAS_COMPUTE_64F
+                                      : kernel == GemmKernel::cublas_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                      : kernel == GemmKernel::cublas_bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF
+                                                                          : CUBLAS_COMPUTE_32F;
   const float alpha_f = static_cast<float>(alpha), beta_f = static_cast<float>(beta);
   const void* alpha_p = f64 ? static_cast<const void*>(&alpha) : &alpha_f;
   const void* beta_p = f64 ? static_cast<const void*>(&beta) : &beta_f;
@@ -168,7 +172,7 @@ void cublas_gemm(int64_t M, int64_t N, int64_t K, double alpha, TensorArg A, Ten
   if (epilogue.bias || epilogue.relu) {
     dispatch_f32_f64(C.dtype, "gemm epilogue", [&](auto tag) {
       using T = decltype(tag);
-      epilogue_kernel<T><<<blocks_for(M * N), kThreads>>>(C.ptr<T>(), C.strides[0], M, N,
+      epilogue_kernel<T><<<blocks_for(M * N), kThreads, 0, stream()>>>(C.ptr<T>(), C.strides[0], M, N,
                                                            static_cast<const T*>(epilogue.bias), epilogue.bias_per_row,
                                                            epilogue.relu);
     });
@@ -194,8 +198,7 @@ void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, con
     sgemm_handwritten(env.version, M, N, K, static_cast<float>(alpha), A, B, static_cast<float>(beta), C, epilogue);
     return;
   }
-  const bool tf32 = k == GemmKernel::cublas_tf32 || (kernel == GemmKernel::best && env.tf32);
-  cublas_gemm(M, N, K, alpha, A, B, beta, C, tf32, epilogue);
+  cublas_gemm(M, N, K, alpha, A, B, beta, C, k, epilogue);
 }
 
 const char* gemm_kernel_name() {
@@ -205,7 +208,9 @@ const char* gemm_kernel_name() {
                                   "hand-written v3 (register blocking)", "hand-written v4 (vectorised, double-buffered)"};
     return names[c.version];
   }
-  return c.tf32 ? "cuBLAS (TF32 tensor cores)" : "cuBLAS (strict fp32)";
+  if (c.kernel == GemmKernel::cublas_tf32) return "cuBLAS (TF32 tensor cores)";
+  if (c.kernel == GemmKernel::cublas_bf16) return "cuBLAS (bf16 tensor cores, f32 in and out)";
+  return "cuBLAS (strict fp32)";
 }
 
 }  // namespace minidl::cuda

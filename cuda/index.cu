@@ -78,10 +78,10 @@ void dispatch_atomic(DType t, const char* op, F&& f) {
 }  // namespace
 
 void find_out_of_range(const TensorArg& status, const TensorArg& index, int64_t size, int64_t allowed) {
-  MINIDL_CUDA_CHECK(cudaMemsetAsync(status.data, 0xFF, sizeof(int64_t)));
+  MINIDL_CUDA_CHECK(cudaMemsetAsync(status.data, 0xFF, sizeof(int64_t), stream()));
   const int64_t n = index.numel();
   if (n == 0) return;
-  out_of_range_kernel<<<blocks_for(n), kThreads>>>(status.ptr<unsigned long long>(), index.ptr<int64_t>(), n, size,
+  out_of_range_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(status.ptr<unsigned long long>(), index.ptr<int64_t>(), n, size,
                                                    allowed);
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }
@@ -91,7 +91,7 @@ void index_select(const TensorArg& out, const TensorArg& x, const TensorArg& ind
   if (total == 0) return;
   dispatch_all(x.dtype, "index_select", [&](auto tag) {
     using T = decltype(tag);
-    index_select_kernel<T><<<blocks_for(total), kThreads>>>(out.ptr<T>(), x.ptr<T>(), index.ptr<int64_t>(), size, n,
+    index_select_kernel<T><<<blocks_for(total), kThreads, 0, stream()>>>(out.ptr<T>(), x.ptr<T>(), index.ptr<int64_t>(), size, n,
                                                             inner, total);
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
@@ -102,7 +102,7 @@ void index_add(const TensorArg& out, const TensorArg& index, const TensorArg& sr
   if (total == 0) return;
   dispatch_atomic(out.dtype, "index_add", [&](auto tag) {
     using T = decltype(tag);
-    index_add_kernel<T><<<blocks_for(total), kThreads>>>(out.ptr<T>(), src.ptr<T>(), index.ptr<int64_t>(), size, n,
+    index_add_kernel<T><<<blocks_for(total), kThreads, 0, stream()>>>(out.ptr<T>(), src.ptr<T>(), index.ptr<int64_t>(), size, n,
                                                          inner, total);
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
@@ -112,7 +112,7 @@ void gather(const TensorArg& out, const TensorArg& x, const TensorArg& index, in
   const int64_t n = index.numel();
   if (n == 0) return;
   dispatch_all(x.dtype, "gather", [&](auto tag) {
-    gather_kernel<decltype(tag)><<<blocks_for(n), kThreads>>>(out, x, index, dim, n);
+    gather_kernel<decltype(tag)><<<blocks_for(n), kThreads, 0, stream()>>>(out, x, index, dim, n);
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }
@@ -121,7 +121,7 @@ void scatter_add(const TensorArg& out, const TensorArg& index, const TensorArg& 
   const int64_t n = index.numel();
   if (n == 0) return;
   dispatch_atomic(out.dtype, "scatter_add", [&](auto tag) {
-    scatter_add_kernel<decltype(tag)><<<blocks_for(n), kThreads>>>(out, index, src, dim, n);
+    scatter_add_kernel<decltype(tag)><<<blocks_for(n), kThreads, 0, stream()>>>(out, index, src, dim, n);
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }

@@ -30,9 +30,11 @@ void reduce_rows(ReduceOp op, const TensorArg& values, const TensorArg& indices,
 
 // C (M, N) := alpha · A (M, K) · B (K, N) + beta · C, then the epilogue; A and B
 // any strides, C unit column stride (as cpu::gemm). f32 and f64. `best` is what
-// MINIDL_CUDA_GEMM names (cublas, cublas-tf32, handwritten, v1 … v4), else
+// MINIDL_CUDA_GEMM names (cublas, cublas-tf32, cublas-bf16, handwritten, v1 … v4), else
 // cuBLAS in strict fp32 (cuda/gemm.cu).
-enum class GemmKernel { best, cublas, cublas_tf32, handwritten };
+// cublas_tf32 / cublas_bf16: f32 in and out, the products on tensor cores with the
+// inputs rounded to TF32 (10-bit mantissa) or bf16 (7-bit): explicit options only.
+enum class GemmKernel { best, cublas, cublas_tf32, cublas_bf16, handwritten };
 void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, const TensorArg& B, double beta,
           const TensorArg& C, GemmKernel kernel = GemmKernel::best, const GemmEpilogue& epilogue = {});
 // What `best` runs, for tables ("cuBLAS (strict fp32)", "hand-written v4 (…)").

@@ -102,7 +102,7 @@ void batch_norm_stats(const TensorArg& mean, const TensorArg& var, const TensorA
   if (d.C == 0) return;
   dispatch_f32_f64(x.dtype, "batch_norm", [&](auto tag) {
     using T = decltype(tag);
-    stats_kernel<T><<<channel_blocks(d), kThreads>>>(mean.ptr<T>(), var.ptr<T>(), x.ptr<T>(), d);
+    stats_kernel<T><<<channel_blocks(d), kThreads, 0, stream()>>>(mean.ptr<T>(), var.ptr<T>(), x.ptr<T>(), d);
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }
@@ -114,7 +114,7 @@ void batch_norm_apply(const TensorArg& y, const TensorArg& x, const TensorArg& m
   if (n == 0) return;
   dispatch_f32_f64(x.dtype, "batch_norm", [&](auto tag) {
     using T = decltype(tag);
-    apply_kernel<T><<<blocks_for(n), kThreads>>>(y.ptr<T>(), x.ptr<T>(), mean.ptr<T>(), invstd.ptr<T>(),
+    apply_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(y.ptr<T>(), x.ptr<T>(), mean.ptr<T>(), invstd.ptr<T>(),
                                                  data_or_null<T>(weight), data_or_null<T>(bias), d);
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
@@ -127,7 +127,7 @@ void batch_norm_backward(const TensorArg& gx, const TensorArg& gw, const TensorA
   if (d.C == 0) return;
   dispatch_f32_f64(x.dtype, "batch_norm backward", [&](auto tag) {
     using T = decltype(tag);
-    backward_kernel<T><<<channel_blocks(d), kThreads>>>(data_or_null<T>(gx), data_or_null<T>(gw), data_or_null<T>(gb),
+    backward_kernel<T><<<channel_blocks(d), kThreads, 0, stream()>>>(data_or_null<T>(gx), data_or_null<T>(gw), data_or_null<T>(gb),
                                                         gy.ptr<T>(), x.ptr<T>(), mean.ptr<T>(), invstd.ptr<T>(),
                                                         data_or_null<T>(weight), d, training);
   });

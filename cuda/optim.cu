@@ -35,7 +35,7 @@ void sgd_step(const TensorArg& param, const TensorArg& grad, const TensorArg& bu
   if (n == 0) return;
   dispatch_f32_bf16(param.dtype, "sgd_step", [&](auto tag) {
     using P = decltype(tag);
-    sgd_kernel<P><<<blocks_for(n), kThreads>>>(param.ptr<P>(), grad.ptr<P>(),
+    sgd_kernel<P><<<blocks_for(n), kThreads, 0, stream()>>>(param.ptr<P>(), grad.ptr<P>(),
                                                buffer.data ? buffer.ptr<float>() : nullptr, n, SgdUpdate(a));
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
@@ -48,7 +48,7 @@ void adam_step(const TensorArg& param, const TensorArg& grad, const TensorArg& e
   if (n == 0) return;
   dispatch_f32_bf16(param.dtype, "adam_step", [&](auto tag) {
     using P = decltype(tag);
-    adam_kernel<P><<<blocks_for(n), kThreads>>>(param.ptr<P>(), grad.ptr<P>(), exp_avg.ptr<float>(),
+    adam_kernel<P><<<blocks_for(n), kThreads, 0, stream()>>>(param.ptr<P>(), grad.ptr<P>(), exp_avg.ptr<float>(),
                                                 exp_avg_sq.ptr<float>(), n, AdamUpdate(a));
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());

@@ -95,7 +95,7 @@ __global__ void avg_pool_backward_kernel(T* gx, const T* gy, Planes s, Pool2dPar
 }
 
 void zero(const TensorArg& t) {
-  MINIDL_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.numel() * element_size(t.dtype)));
+  MINIDL_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.numel() * element_size(t.dtype), stream()));
 }
 
 template <bool kAdaptive>
@@ -105,7 +105,7 @@ void avg_forward(const char* op, const TensorArg& y, const TensorArg& x, const P
   if (n == 0) return;
   dispatch_f32_f64(x.dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    avg_pool_kernel<T, kAdaptive><<<blocks_for(n), kThreads>>>(y.ptr<T>(), x.ptr<T>(), s, p);
+    avg_pool_kernel<T, kAdaptive><<<blocks_for(n), kThreads, 0, stream()>>>(y.ptr<T>(), x.ptr<T>(), s, p);
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }
@@ -118,7 +118,7 @@ void avg_backward(const char* op, const TensorArg& gx, const TensorArg& gy, cons
   if (n == 0) return;
   dispatch_f32_f64(gx.dtype, op, [&](auto tag) {
     using T = decltype(tag);
-    avg_pool_backward_kernel<T, kAdaptive><<<blocks_for(n), kThreads>>>(gx.ptr<T>(), gy.ptr<T>(), s, p);
+    avg_pool_backward_kernel<T, kAdaptive><<<blocks_for(n), kThreads, 0, stream()>>>(gx.ptr<T>(), gy.ptr<T>(), s, p);
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }
@@ -131,7 +131,7 @@ void max_pool2d_forward(const TensorArg& y, int32_t* argmax, const TensorArg& x,
   if (n == 0) return;
   dispatch_f32_f64(x.dtype, "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
-    max_pool_kernel<T><<<blocks_for(n), kThreads>>>(y.ptr<T>(), argmax, x.ptr<T>(), s, p);
+    max_pool_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(y.ptr<T>(), argmax, x.ptr<T>(), s, p);
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }
@@ -143,7 +143,7 @@ void max_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const int32_t
   if (n == 0) return;
   dispatch_f32_f64(gx.dtype, "max_pool2d backward", [&](auto tag) {
     using T = decltype(tag);
-    max_pool_backward_kernel<T><<<blocks_for(n), kThreads>>>(gx.ptr<T>(), gy.ptr<T>(), argmax, s);
+    max_pool_backward_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(gx.ptr<T>(), gy.ptr<T>(), argmax, s);
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }

@@ -117,7 +117,7 @@ void reduce_rows(ReduceOp op, const TensorArg& values, const TensorArg& indices,
   while (threads < kThreads && threads < cols) threads *= 2;
   int64_t* idx = indices.data ? indices.ptr<int64_t>() : nullptr;
   dispatch_numeric(x.dtype, "reduce", [&](auto tag) {
-    reduce_rows_kernel<decltype(tag)><<<static_cast<unsigned>(rows), threads>>>(op, values, idx, x, correction);
+    reduce_rows_kernel<decltype(tag)><<<static_cast<unsigned>(rows), threads, 0, stream()>>>(op, values, idx, x, correction);
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }

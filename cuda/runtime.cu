@@ -4,10 +4,13 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "core/storage.h"
 #include "cuda/check.h"
+#include "cuda/common.cuh"
 #include "cuda/runtime.h"
 
 namespace minidl::cuda {
@@ -71,8 +74,15 @@ class DeviceMemory final : public Allocator {
 
 std::atomic<bool> poison{false};
 
-// What Storage sees for cuda:N: the cache in front of cudaMalloc, and the
-// tests' poison.
+// The memory of one CUDA graph: its replays write to the addresses it captured,
+// so no block it allocated may go to anyone else while it lives, nor may a block
+// freed while it was being captured (its kernels may still read it).
+struct GraphPool {
+  std::vector<std::pair<void*, size_t>> reserved;  // freed, kept for the graph
+};
+
+// What Storage sees for cuda:N: the cache in front of cudaMalloc, the graphs'
+// private blocks, and the tests' poison.
 class DeviceAllocator final : public Allocator {
  public:
   explicit DeviceAllocator(int device)
@@ -88,18 +98,55 @@ class DeviceAllocator final : public Allocator {
       throw Error(std::string(e.what()) + " (" + std::to_string(s.bytes_in_use >> 20) +
                   " MiB held by live tensors; the cache was emptied and the request retried)");
     }
-    if (poison.load()) MINIDL_CUDA_CHECK(cudaMemset(p, 0xFF, nbytes));
+    {
+      std::lock_guard<std::mutex> lock(graph_mutex_);
+      if (capturing_) owner_[p] = capturing_;
+    }
+    if (poison.load()) MINIDL_CUDA_CHECK(cudaMemsetAsync(p, 0xFF, nbytes, stream()));
     return p;
   }
   void deallocate(void* ptr, size_t nbytes) override {
-    if (ptr) cache_.deallocate(ptr, nbytes);
+    if (!ptr) return;
+    {
+      std::lock_guard<std::mutex> lock(graph_mutex_);
+      const auto it = owner_.find(ptr);
+      GraphPool* pool = it != owner_.end() ? it->second : capturing_;
+      if (pool) {
+        pool->reserved.emplace_back(ptr, nbytes);
+        return;
+      }
+    }
+    cache_.deallocate(ptr, nbytes);
   }
   CachingAllocator& cache() { return cache_; }
+
+  void begin_capture(GraphPool* pool) {
+    std::lock_guard<std::mutex> lock(graph_mutex_);
+    capturing_ = pool;
+  }
+  void end_capture() {
+    std::lock_guard<std::mutex> lock(graph_mutex_);
+    capturing_ = nullptr;
+  }
+  // The graph is gone: its freed blocks go back to the cache, and the ones
+  // still held by tensors become ordinary blocks.
+  void release(GraphPool* pool) {
+    std::vector<std::pair<void*, size_t>> blocks;
+    {
+      std::lock_guard<std::mutex> lock(graph_mutex_);
+      blocks.swap(pool->reserved);
+      for (auto it = owner_.begin(); it != owner_.end();) it = it->second == pool ? owner_.erase(it) : std::next(it);
+    }
+    for (const auto& [ptr, nbytes] : blocks) cache_.deallocate(ptr, nbytes);
+  }
 
  private:
   int device_;
   DeviceMemory memory_;
   CachingAllocator cache_;
+  std::mutex graph_mutex_;
+  GraphPool* capturing_ = nullptr;
+  std::unordered_map<void*, GraphPool*> owner_;  // blocks allocated during a capture
 };
 
 DeviceAllocator& device_allocator(int device) {
@@ -166,15 +213,89 @@ void synchronize(int device) {
   MINIDL_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+cudaStream_t stream() {
+  // One blocking stream per device (created on first use, kept for the process):
+  // it orders every launch, and unlike the legacy default stream it can be
+  // captured into a graph. Being a blocking stream, it still synchronises with
+  // the plain cudaMemcpy calls of the host<->device copies.
+  static std::mutex mutex;
+  static std::vector<cudaStream_t> streams;
+  int device = 0;
+  MINIDL_CUDA_CHECK(cudaGetDevice(&device));
+  std::lock_guard<std::mutex> lock(mutex);
+  if (streams.size() <= static_cast<size_t>(device)) streams.resize(device + 1, nullptr);
+  if (!streams[device]) MINIDL_CUDA_CHECK(cudaStreamCreate(&streams[device]));
+  return streams[device];
+}
+
+namespace {
+thread_local bool capturing_now = false;
+}  // namespace
+
+bool capturing() { return capturing_now; }
+
+Graph::Graph(const std::function<void()>& fn) {
+  MINIDL_CUDA_CHECK(cudaGetDevice(&device_));
+  DeviceAllocator& alloc = device_allocator(device_);
+  auto* pool = new GraphPool;
+  pool_ = pool;
+  cudaStream_t s = stream();
+  alloc.begin_capture(pool);
+  capturing_now = true;
+  cudaGraph_t graph = nullptr;
+  try {
+    MINIDL_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      cudaStreamEndCapture(s, &graph);  // ends the (now invalid) capture
+      (void)cudaGetLastError();
+      if (graph) cudaGraphDestroy(graph);
+      throw Error(std::string("cuda graph: the captured call failed (a host read, such as item() or a copy to "
+                              "the CPU, cannot be captured): ") +
+                  e.what());
+    }
+    const cudaError_t err = cudaStreamEndCapture(s, &graph);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      throw Error(std::string("cuda graph: the capture failed (") + cudaGetErrorString(err) +
+                  "): the captured call did something a graph cannot hold, such as a host read or a copy to the CPU");
+    }
+  } catch (...) {
+    capturing_now = false;
+    alloc.end_capture();
+    alloc.release(pool);
+    delete pool;
+    throw;
+  }
+  capturing_now = false;
+  alloc.end_capture();
+  graph_ = graph;
+  cudaGraphExec_t exec = nullptr;
+  MINIDL_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  exec_ = exec;
+}
+
+Graph::~Graph() {
+  if (exec_) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+  if (graph_) cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));
+  cudaStreamSynchronize(stream());  // no replay may still be writing to the pool's blocks
+  auto* pool = static_cast<GraphPool*>(pool_);
+  device_allocator(device_).release(pool);
+  delete pool;
+}
+
+void Graph::replay() { MINIDL_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), stream())); }
+
 double time_with_events(const std::function<void()>& fn) {
   cudaEvent_t start, stop;
   MINIDL_CUDA_CHECK(cudaEventCreate(&start));
   MINIDL_CUDA_CHECK(cudaEventCreate(&stop));
   float ms = 0;
   try {
-    MINIDL_CUDA_CHECK(cudaEventRecord(start));
+    MINIDL_CUDA_CHECK(cudaEventRecord(start, stream()));
     fn();
-    MINIDL_CUDA_CHECK(cudaEventRecord(stop));
+    MINIDL_CUDA_CHECK(cudaEventRecord(stop, stream()));
     MINIDL_CUDA_CHECK(cudaEventSynchronize(stop));
     MINIDL_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
   } catch (...) {
@@ -190,7 +311,7 @@ double time_with_events(const std::function<void()>& fn) {
 void flush_l2(int device) {
   const size_t bytes = 2 * static_cast<size_t>(std::max(device_info(device).l2_bytes, 1 << 20));
   Scratch buffer(bytes, device);
-  MINIDL_CUDA_CHECK(cudaMemsetAsync(buffer.data(), 0, bytes));
+  MINIDL_CUDA_CHECK(cudaMemsetAsync(buffer.data(), 0, bytes, stream()));
 }
 
 }  // namespace minidl::cuda

@@ -83,4 +83,30 @@ double time_with_events(const std::function<void()>& fn);
 // Evicts the L2 cache (writes a buffer twice its size) for cold figures.
 void flush_l2(int device);
 
+// A CUDA graph: the kernels `fn` launches on the current device's stream,
+// captured once and replayed with one launch. Host work in `fn` (the autograd
+// bookkeeping, the choice of kernels, scalar arguments such as a learning rate
+// or Adam's step count) happens once, at capture: a replay repeats the same
+// kernels on the same buffers with the same arguments. Memory that `fn` frees
+// while it is captured stays reserved for the graph (the replays write there)
+// and goes back to the cache when the Graph is destroyed. A host read inside
+// `fn` (item(), a copy to the CPU) cannot be captured and is an error; the
+// index checks that read one integer back are skipped while capturing
+// (capturing() is true), so run `fn` once uncaptured first.
+class Graph {
+ public:
+  explicit Graph(const std::function<void()>& fn);
+  ~Graph();
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+  void replay();
+
+ private:
+  void* graph_ = nullptr;  // cudaGraph_t
+  void* exec_ = nullptr;   // cudaGraphExec_t
+  void* pool_ = nullptr;   // the blocks the replays write to (cuda/runtime.cu)
+  int device_ = 0;
+};
+bool capturing();
+
 }  // namespace minidl::cuda

@@ -253,14 +253,14 @@ void sgemm_handwritten(int version, int64_t M, int64_t N, int64_t K, float alpha
     return dim3(static_cast<unsigned>((N + bn - 1) / bn), static_cast<unsigned>(gy));
   };
   switch (version) {
-    case 1: sgemm_v1_naive<<<grid(16, 16), dim3(16, 16)>>>(g); break;
-    case 2: sgemm_v2_shared<<<grid(kTile2, kTile2), dim3(kTile2, kTile2)>>>(g); break;
-    case 3: sgemm_v3_registers<<<grid(kBM3, kBN3), 256>>>(g); break;
+    case 1: sgemm_v1_naive<<<grid(16, 16), dim3(16, 16), 0, stream()>>>(g); break;
+    case 2: sgemm_v2_shared<<<grid(kTile2, kTile2), dim3(kTile2, kTile2), 0, stream()>>>(g); break;
+    case 3: sgemm_v3_registers<<<grid(kBM3, kBN3), 256, 0, stream()>>>(g); break;
     case 4: {
       // float4 loads need unit column stride and every row start 16-byte aligned.
       const bool a_vec = g.a_cs == 1 && g.a_rs % 4 == 0 && aligned16(g.A);
       const bool b_vec = g.b_cs == 1 && g.b_rs % 4 == 0 && aligned16(g.B);
-      sgemm_v4_vectorised<<<grid(kBM4, kBN4), 256>>>(g, a_vec, b_vec);
+      sgemm_v4_vectorised<<<grid(kBM4, kBN4), 256, 0, stream()>>>(g, a_vec, b_vec);
       break;
     }
     default:

@@ -284,7 +284,7 @@ void softmax_rows(const TensorArg& y, const TensorArg& x, bool log) {
   if (rows == 0 || cols == 0) return;
   dispatch_floating(x.dtype, log ? "log_softmax" : "softmax", [&](auto tag) {
     using T = decltype(tag);
-    softmax_kernel<T><<<row_blocks(rows), row_threads(cols)>>>(y.ptr<T>(), x.ptr<T>(), cols, log);
+    softmax_kernel<T><<<row_blocks(rows), row_threads(cols), 0, stream()>>>(y.ptr<T>(), x.ptr<T>(), cols, log);
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }
@@ -294,7 +294,7 @@ void softmax_rows_backward(const TensorArg& gx, const TensorArg& g, const Tensor
   if (rows == 0 || cols == 0) return;
   dispatch_floating(y.dtype, log ? "log_softmax backward" : "softmax backward", [&](auto tag) {
     using T = decltype(tag);
-    softmax_backward_kernel<T><<<row_blocks(rows), row_threads(cols)>>>(gx.ptr<T>(), g.ptr<T>(), y.ptr<T>(), cols, log);
+    softmax_backward_kernel<T><<<row_blocks(rows), row_threads(cols), 0, stream()>>>(gx.ptr<T>(), g.ptr<T>(), y.ptr<T>(), cols, log);
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }
@@ -302,11 +302,11 @@ void softmax_rows_backward(const TensorArg& gx, const TensorArg& g, const Tensor
 void cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits, const TensorArg& target,
                         const TensorArg& weight, const CrossEntropyParams& p, const TensorArg& status) {
   const int64_t rows = logits.shape[0], cols = logits.shape[1];
-  MINIDL_CUDA_CHECK(cudaMemsetAsync(status.data, 0xFF, sizeof(int64_t)));  // −1: no bad row yet
+  MINIDL_CUDA_CHECK(cudaMemsetAsync(status.data, 0xFF, sizeof(int64_t), stream()));  // −1: no bad row yet
   if (rows == 0) return;
   dispatch_floating(logits.dtype, "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
-    cross_entropy_kernel<T><<<row_blocks(rows), row_threads(cols)>>>(
+    cross_entropy_kernel<T><<<row_blocks(rows), row_threads(cols), 0, stream()>>>(
         loss.ptr<T>(), lse.ptr<T>(), logits.ptr<T>(), target.ptr<int64_t>(), data_or_null<T>(weight), cols,
         p.ignore_index, p.label_smoothing, status.ptr<int64_t>());
   });
@@ -320,7 +320,7 @@ void cross_entropy_rows_backward(const TensorArg& gx, const TensorArg& scale, co
   if (rows == 0 || cols == 0) return;
   dispatch_floating(logits.dtype, "cross_entropy backward", [&](auto tag) {
     using T = decltype(tag);
-    cross_entropy_backward_kernel<T><<<row_blocks(rows), row_threads(cols)>>>(
+    cross_entropy_backward_kernel<T><<<row_blocks(rows), row_threads(cols), 0, stream()>>>(
         gx.ptr<T>(), scale.ptr<T>(), stride_of_scale(scale), logits.ptr<T>(), lse.ptr<T>(), target.ptr<int64_t>(),
         data_or_null<T>(weight), cols, p.ignore_index, p.label_smoothing);
   });
@@ -333,7 +333,7 @@ void kl_div_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& s
   if (rows == 0) return;
   dispatch_floating(student.dtype, "kl_div_logits", [&](auto tag) {
     using T = decltype(tag);
-    kl_div_kernel<T><<<row_blocks(rows), row_threads(cols)>>>(loss.ptr<T>(), lse.ptr<T>(), student.ptr<T>(),
+    kl_div_kernel<T><<<row_blocks(rows), row_threads(cols), 0, stream()>>>(loss.ptr<T>(), lse.ptr<T>(), student.ptr<T>(),
                                                               teacher.ptr<T>(), cols, temperature);
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
@@ -345,7 +345,7 @@ void kl_div_rows_backward(const TensorArg& gs, const TensorArg& gt, const Tensor
   if (rows == 0 || cols == 0) return;
   dispatch_floating(student.dtype, "kl_div_logits backward", [&](auto tag) {
     using T = decltype(tag);
-    kl_div_backward_kernel<T><<<row_blocks(rows), row_threads(cols)>>>(
+    kl_div_backward_kernel<T><<<row_blocks(rows), row_threads(cols), 0, stream()>>>(
         data_or_null<T>(gs), data_or_null<T>(gt), scale.ptr<T>(), stride_of_scale(scale), student.ptr<T>(),
         teacher.ptr<T>(), lse.ptr<T>(), loss.ptr<T>(), cols, temperature);
   });
@@ -356,11 +356,11 @@ void distillation_rows(const TensorArg& kl, const TensorArg& ce, const TensorArg
                        const TensorArg& teacher, const TensorArg& target, const DistillationParams& p,
                        const TensorArg& status) {
   const int64_t rows = student.shape[0], cols = student.shape[1];
-  MINIDL_CUDA_CHECK(cudaMemsetAsync(status.data, 0xFF, sizeof(int64_t)));  // −1: no bad row yet
+  MINIDL_CUDA_CHECK(cudaMemsetAsync(status.data, 0xFF, sizeof(int64_t), stream()));  // −1: no bad row yet
   if (rows == 0) return;
   dispatch_floating(student.dtype, "distillation_loss", [&](auto tag) {
     using T = decltype(tag);
-    distillation_kernel<T><<<row_blocks(rows), row_threads(cols)>>>(
+    distillation_kernel<T><<<row_blocks(rows), row_threads(cols), 0, stream()>>>(
         kl.ptr<T>(), ce.ptr<T>(), data_or_null<T>(grad), student.ptr<T>(), teacher.ptr<T>(), target.ptr<int64_t>(), cols,
         p.temperature, p.alpha * p.temperature * p.grad_scale, (1 - p.alpha) * p.grad_scale, status.ptr<int64_t>());
   });

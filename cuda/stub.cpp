@@ -31,6 +31,10 @@ void fill(const TensorArg&, double, int) { no_cuda("fill on cuda"); }
 void synchronize(int) { no_cuda("cuda synchronize"); }
 double time_with_events(const std::function<void()>&) { no_cuda("cuda event timing"); }
 void flush_l2(int) { no_cuda("cuda flush_l2"); }
+Graph::Graph(const std::function<void()>&) { no_cuda("cuda graph"); }
+Graph::~Graph() = default;
+void Graph::replay() { no_cuda("cuda graph replay"); }
+bool capturing() { return false; }
 
 // The kernels (cuda/kernels.h) that a CUDA build has in cuda/*.cu.
 void copy(const TensorArg&, const TensorArg&) { no_cuda("copy"); }

@@ -3,6 +3,7 @@
 #include "core/autograd.h"
 #include "core/check.h"
 #include "cuda/kernels.h"
+#include "cuda/runtime.h"
 #include "ops/cpu/kernels.h"
 #include "ops/factory.h"
 
@@ -30,6 +31,11 @@ int64_t first_out_of_range(const Tensor& index, int64_t size, int64_t allowed) {
     cuda::find_out_of_range(status.arg(), ix.arg(), size, allowed);
   else
     cpu::find_out_of_range(status.arg(), ix.arg(), size, allowed);
+  return read_status(status);
+}
+
+int64_t read_status(const Tensor& status) {
+  if (status.device().is_cuda() && cuda::capturing()) return -1;
   return status.item<int64_t>();
 }
 

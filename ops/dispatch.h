@@ -19,6 +19,11 @@ Device common_device(const char* op, const std::vector<Tensor>& tensors);
 // index's device (find_out_of_range); only the one position comes back, and the
 // op then raises its error naming the bad value.
 int64_t first_out_of_range(const Tensor& index, int64_t size, int64_t allowed = INT64_MIN);
+// A kernel's status word (one int64: the first bad position, or −1), read back to
+// the host. While a CUDA graph is being captured no host read is possible: the
+// check is skipped (−1) and the uncaptured run before the capture is what
+// checked those indices (cuda::Graph, cuda/runtime.h).
+int64_t read_status(const Tensor& status);
 // The value at flat position `pos` of a tensor, for error messages.
 int64_t value_at(const Tensor& t, int64_t pos);
 

@@ -138,7 +138,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
     const TensorArg wa = arg_or_null(weight);
     if (device.is_cuda()) cuda::cross_entropy_rows(per_row.arg(), lse.arg(), rows.arg(), tgt.arg(), wa, params, status.arg());
     else cpu::cross_entropy_rows(per_row.arg(), lse.arg(), rows.arg(), tgt.arg(), wa, params, status.arg());
-    if (const int64_t bad = status.item<int64_t>(); bad >= 0)
+    if (const int64_t bad = read_status(status); bad >= 0)
       fail("cross_entropy: target {} (at position {}) is out of range for {} classes", value_at(tgt, bad), bad, C);
     switch (o.reduction) {
       case Reduction::none: out = per_row.reshape(f.target_shape); break;
@@ -271,7 +271,7 @@ DistillationLoss distillation_loss_terms(const Tensor& student_logits, const Ten
     else
       cpu::distillation_rows(kl_rows.arg(), ce_rows.arg(), arg_or_null(grad), s.arg(), t.arg(), y.arg(), params,
                              status.arg());
-    if (const int64_t bad = status.item<int64_t>(); bad >= 0)
+    if (const int64_t bad = read_status(status); bad >= 0)
       fail("{}: target {} (at position {}) is out of range for {} classes", op, value_at(y, bad), bad, C);
     const Tensor batch = scalar_like(static_cast<double>(N), kl_rows);
     kl = div(sum(kl_rows), batch);

@@ -65,8 +65,15 @@ run_bench() {  # name, then the command; the table on the log, the JSON beside i
 run_bench gemm $M bench gemm --device cuda --shapes 4096x4096x4096 8192x8192x8192 1024x1024x1024 128x784x512 \
   --min-time 0.3 --min-runs 5 --warmup-runs 2
 run_bench loss $M bench loss --device cuda --shapes 4096x32000 4096x1000 --min-time 0.3
-run_bench train_step_cnn $M bench train-step --device cuda --model cnn --batch 128 --min-time 0.5
-run_bench train_step_mlp $M bench train-step --device cuda --model mlp --batch 128 --min-time 0.5
+run_bench conv $M bench conv --device cuda --min-time 0.3
+echo "-- conv against cuDNN (PyTorch's conv2d), alternating rounds"
+python3 tools/bench/conv_vs_cudnn.py --minidl $M --rounds 3 > "$OUT/conv_vs_cudnn.txt" 2>&1 || bench_rc=1
+cat "$OUT/conv_vs_cudnn.txt"
+run_bench train_step_cnn $M bench train-step --device cuda --graph --model cnn --batch 128 --min-time 0.5
+for model in mlp cnn resnet-s; do
+  run_bench infer_$model $M bench infer --device cuda --model $model --batch 1 128 --min-time 0.3
+done
+run_bench train_step_mlp $M bench train-step --device cuda --graph --model mlp --batch 128 --min-time 0.5
 
 echo "== one epoch of cnn, GPU then CPU (same seed, same data order)"
 $M train --model cnn --epochs 1 --device cuda --out "$OUT/cnn-gpu.safetensors" || bench_rc=1

@@ -424,6 +424,8 @@ int main(int argc, char** argv) {
       ->check(whole_number(1, 10000));
   bench_ts->add_option("--data", ts_data, "directory of MNIST-format IDX files")->capture_default_str();
   bench_ts->add_flag("--raw", ts_raw, "include every timed run in the JSON");
+  bench_ts->add_flag("--graph", bench_opts.graph,
+                     "with --device cuda: also time the step captured as a CUDA graph, interleaved with the eager one");
   add_bench(bench_ts, bench_opts);
   std::string inf_model = "mlp", inf_data = kFashionMnistDir;
   std::vector<int64_t> inf_batches = {1, 128};
@@ -521,8 +523,9 @@ int main(int argc, char** argv) {
     const Device bench_device = setup(bench_c);
     const bool on_gpu = bench_device.is_cuda();
     bench_opts.device = bench_c.device;
-    MINIDL_CHECK(!on_gpu || *bench_gemm || *bench_ts || *bench_ls,
-                 "bench --device {}: on a GPU, bench gemm, train-step and loss run; this one is CPU only", bench_c.device);
+    MINIDL_CHECK(!on_gpu || *bench_gemm || *bench_ts || *bench_ls || *bench_cv || *bench_inf,
+                 "bench --device {}: on a GPU, bench gemm, train-step, infer, loss and conv run; this one is CPU only",
+                 bench_c.device);
     if (*bench_gemm)
       return on_gpu ? bench::bench_gemm_cuda(gemm_shapes, bench_opts)
                     : bench::bench_gemm(gemm_shapes, gemm_reference, bench_opts);

@@ -15,6 +15,7 @@
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 #include "tools/bench/benchmark.h"
+#include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #include "tools/bench/common.h"
 
@@ -253,18 +254,49 @@ int bench_train_step(const std::string& model_name, int64_t batch, int64_t batch
     loss.backward();
     opt.step();
   };
-  Stats s = run(step, to_options(o), timer);
   const std::string where = device.is_cuda() ? cuda::device_info(device.index).name + ", CUDA events"
                                              : fmt::format("{} threads", threads());
   Table table(fmt::format("training step: {}, batch {}, AdamW, {}", model_name, batch, where),
               {"model", "median", "p10", "p90", "samples/s"});
-  table.add_row({model_name, format_seconds(s.median), format_seconds(s.p10), format_seconds(s.p90),
-                 fixed(static_cast<double>(batch) / s.median, 0) + (s.noisy() ? " (noisy)" : "")});
+  auto add_row = [&](const std::string& name, const Stats& st) {
+    table.add_row({name, format_seconds(st.median), format_seconds(st.p10), format_seconds(st.p90),
+                   fixed(static_cast<double>(batch) / st.median, 0) + (st.noisy() ? " (noisy)" : "")});
+  };
   nlohmann::json j = {{"benchmark", "train-step"}, {"model", model_name}, {"batch", batch}, {"threads", threads()},
-                      {"device", o.device},
-                      {"stats", s.to_json()}, {"throughput", throughput_json(s, {.samples = static_cast<double>(batch)})},
-                      {"table", table.json()}};
-  if (raw) j["seconds"] = s.seconds;
+                      {"device", o.device}};
+  if (!o.graph) {
+    Stats s = run(step, to_options(o), timer);
+    add_row(model_name, s);
+    j["stats"] = s.to_json();
+    j["throughput"] = throughput_json(s, {.samples = static_cast<double>(batch)});
+    if (raw) j["seconds"] = s.seconds;
+  } else {
+    // The same step captured once as a CUDA graph (on the first batch: a replay
+    // repeats the captured buffers) and replayed, interleaved with the eager
+    // step. What the graph saves is launch overhead: the CPU's time to queue the
+    // step's kernels one by one.
+    if (!device.is_cuda()) throw Error("bench train-step --graph: CUDA graphs need --device cuda");
+    step();  // uncaptured first: index checks, the cache and cuBLAS warmed
+    next = 0;
+    cuda::Graph graph([&] {
+      const Batch& b = fixed_batches[0];
+      Tensor loss = cross_entropy((*model)(b.images), b.labels);
+      opt.zero_grad();
+      loss.backward();
+      opt.step();
+    });
+    SideBySide r = run_side_by_side({{"eager", step}, {"graph", [&] { graph.replay(); }}}, to_options(o), timer);
+    add_row(model_name + " eager", r.stats[0]);
+    add_row(model_name + " CUDA graph", r.stats[1]);
+    const double gain = r.speedup[1];
+    j["eager"] = r.stats[0].to_json();
+    j["graph"] = r.stats[1].to_json();
+    j["graph_speedup"] = {{"median", gain}, {"p10", r.speedup_p10[1]}, {"p90", r.speedup_p90[1]}};
+    if (!o.json)
+      std::printf("the CUDA graph replays the step %.2fx as fast as launching it kernel by kernel%s\n", gain,
+                  gain > 1.2 ? ": launch-bound (the GPU waits on the CPU queuing kernels)" : "");
+  }
+  j["table"] = table.json();
   emit(table, j, o);
   return 0;
 }
@@ -291,15 +323,35 @@ int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch
     largest = std::max(largest, b);
   }
   Tensor images = real_images(data_dir, largest);
-  Table table(fmt::format("inference: {}, eval mode, no grad, {} threads", model_name, threads()),
+  const Device device(o.device);
+  const std::string where = device.is_cuda() ? cuda::device_info(device.index).name + ", CUDA events"
+                                             : fmt::format("{} threads", threads());
+  Table table(fmt::format("inference: {}, eval mode, no grad, {}", model_name, where),
               {"batch", "median", "p10", "p90", "per sample", "samples/s"});
   nlohmann::json rows = nlohmann::json::array();
   const Options opts = to_options(o);
+  // On a GPU a copy of the model runs there, its logits checked against the
+  // CPU model's (which require_model vouches for) before timing.
+  std::shared_ptr<Sequential> gpu_model;
+  Timer timer = host_timer;
+  if (device.is_cuda()) {
+    gpu_model = build_model(model_name, gen);
+    gpu_model->load_state_dict(model->state_dict());
+    gpu_model->eval();
+    gpu_model->to(device);
+    timer = [](const std::function<void()>& fn) { return cuda::time_with_events(fn); };
+  }
   for (int64_t b : batch_sizes) {
     Tensor x = images.narrow(0, 0, b).contiguous();
     NoGradGuard no_grad;
     require_model("infer", *model, model_name, x, Tensor());
-    Stats s = run([&] { Tensor y = (*model)(x); }, opts);
+    Module& timed = gpu_model ? *gpu_model : *model;
+    if (gpu_model) {
+      const Tensor want = (*model)(x);
+      x = x.to(device);
+      require_close("infer", model_name + "'s logits on " + o.device, timed.forward(x).to(kCPU), want, 1e-4);
+    }
+    Stats s = run([&] { Tensor y = timed.forward(x); }, opts, timer);
     table.add_row({std::to_string(b), format_seconds(s.median), format_seconds(s.p10), format_seconds(s.p90),
                    format_seconds(s.median / static_cast<double>(b)),
                    fixed(static_cast<double>(b) / s.median, 0) + (s.noisy() ? " (noisy)" : "")});
@@ -308,16 +360,22 @@ int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch
     if (raw) r["seconds"] = s.seconds;
     rows.push_back(r);
   }
-  nlohmann::json j = {{"benchmark", "infer"}, {"model", model_name}, {"threads", threads()},
+  nlohmann::json j = {{"benchmark", "infer"}, {"model", model_name}, {"threads", threads()}, {"device", o.device},
                       {"results", rows},      {"table", table.json()}};
   emit(table, j, o);
   return 0;
 }
 
 int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o) {
-  Table table(fmt::format("conv2d (im2col + GEMM), f32, {} threads, kernel {}", threads(),
-                          cpu::gemm_kernel_name(cpu::GemmKernel::best)),
+  const Device device(o.device);
+  const std::string where =
+      device.is_cuda() ? fmt::format("{}, GEMM {}, CUDA events", cuda::device_info(device.index).name,
+                                     cuda::gemm_kernel_name())
+                       : fmt::format("{} threads, kernel {}", threads(), cpu::gemm_kernel_name(cpu::GemmKernel::best));
+  Table table(fmt::format("conv2d (im2col + GEMM), f32, {}", where),
               {"shape", "forward", "GFLOP/s", "fwd + bwd", "GFLOP/s"});
+  Timer timer = host_timer;
+  if (device.is_cuda()) timer = [](const std::function<void()>& fn) { return cuda::time_with_events(fn); };
   nlohmann::json rows = nlohmann::json::array();
   Generator gen(5);
   for (const std::string& spec : shapes) {
@@ -353,19 +411,32 @@ int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o) {
       require_close("conv", spec + " input gradient", x.grad(), x64.grad(), 1e-4);
       require_close("conv", spec + " weight gradient", w.grad(), w64.grad(), 1e-4);
       require_close("conv", spec + " bias gradient", b.grad(), b64.grad(), 1e-4);
+      if (device.is_cuda()) {
+        // The same on the GPU, against the CPU's f32 results just checked.
+        Tensor xd = x.detach().to(device).requires_grad_(), wd = w.detach().to(device).requires_grad_();
+        Tensor bd = b.detach().to(device).requires_grad_();
+        Tensor yd = conv2d(xd, wd, bd, opts);
+        yd.backward(gy.to(device));
+        require_close("conv", spec + " forward on " + o.device, yd.to(kCPU), y, 1e-4);
+        require_close("conv", spec + " input gradient on " + o.device, xd.grad().to(kCPU), x.grad(), 1e-4);
+        require_close("conv", spec + " weight gradient on " + o.device, wd.grad().to(kCPU), w.grad(), 1e-4);
+        require_close("conv", spec + " bias gradient on " + o.device, bd.grad().to(kCPU), b.grad(), 1e-4);
+        x = xd.detach().requires_grad_(), w = wd.detach().requires_grad_(), b = bd.detach().requires_grad_();
+        gy = gy.to(device);
+      }
     }
     Stats fwd = run(
         [&] {
           NoGradGuard no_grad;
           Tensor y = conv2d(x, w, b, opts);
         },
-        to_options(o));
+        to_options(o), timer);
     Stats both = run(
         [&] {
           Tensor y = conv2d(x, w, b, opts);
           y.backward(gy);
         },
-        to_options(o));
+        to_options(o), timer);
     table.add_row({spec, format_seconds(fwd.median), fixed(flops / fwd.median / 1e9, 1) + (fwd.noisy() ? " (noisy)" : ""),
                    format_seconds(both.median),
                    fixed(3 * flops / both.median / 1e9, 1) + (both.noisy() ? " (noisy)" : "")});
@@ -375,7 +446,8 @@ int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o) {
                     {"forward_gflops", flops / fwd.median / 1e9},
                     {"forward_backward_gflops", 3 * flops / both.median / 1e9}});
   }
-  nlohmann::json j = {{"benchmark", "conv"}, {"threads", threads()}, {"results", rows}, {"table", table.json()}};
+  nlohmann::json j = {{"benchmark", "conv"}, {"threads", threads()}, {"device", o.device}, {"results", rows},
+                      {"table", table.json()}};
   emit(table, j, o);
   return 0;
 }

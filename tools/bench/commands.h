@@ -16,6 +16,7 @@ struct CommonOptions {
   int warmup = 3;
   bool cold = false;  // flush the caches (a 64 MiB sweep; on a GPU the L2) before every timed run
   std::string device = "cpu";  // cpu, cuda or cuda:N (the benchmarks that run on a GPU)
+  bool graph = false;          // also time the call captured as a CUDA graph (train-step)
 };
 
 // SGEMM at each "MxNxK" shape: minidl's packed kernel, its reference loop (with
