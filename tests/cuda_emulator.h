@@ -5,15 +5,21 @@
 //
 // For the CPU suite to check the indexing of kernels written for the GPU —
 // tiles, edges, strides — on machines without one (tests/test_sgemm_emulated.cpp
-// runs the hand-written SGEMM's versions this way). Not for warp-level
-// intrinsics (shuffles, votes) or atomics, and nothing about speed. Include it
-// before the kernels' header, never together with cuda_runtime.h.
+// runs the hand-written SGEMM's versions this way, tests/test_cuda_emulated.cpp
+// the row kernels). Warp shuffles are emulated (each warp exchanges through
+// slots between two barriers of its 32 lanes), atomicMin on 64-bit unsigned
+// too; nothing about speed. Include it before the kernels' headers, never
+// together with cuda_runtime.h; blocks must be whole warps.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -29,6 +35,43 @@ inline thread_local dim3 threadIdx, blockIdx;
 inline dim3 blockDim, gridDim;
 inline std::barrier<>* emulated_block_barrier = nullptr;
 inline void __syncthreads() { emulated_block_barrier->arrive_and_wait(); }
+
+// One warp's exchange: 32 slots of 8 bytes and a barrier of its 32 lanes.
+struct EmulatedWarp {
+  std::barrier<> bar{32};
+  uint64_t slot[32] = {};
+};
+inline std::vector<std::unique_ptr<EmulatedWarp>> emulated_warps;
+
+// v from lane (lane ^ mask) of this thread's warp; every lane must call it.
+template <class T>
+T __shfl_xor_sync(unsigned, T v, int lane_mask) {
+  static_assert(sizeof(T) <= 8);
+  EmulatedWarp& w = *emulated_warps[threadIdx.x / 32];
+  const unsigned lane = threadIdx.x % 32;
+  std::memcpy(&w.slot[lane], &v, sizeof(T));
+  w.bar.arrive_and_wait();
+  T out;
+  std::memcpy(&out, &w.slot[lane ^ static_cast<unsigned>(lane_mask)], sizeof(T));
+  w.bar.arrive_and_wait();  // nobody overwrites a slot before every lane has read
+  return out;
+}
+
+inline unsigned long long atomicMin(unsigned long long* address, unsigned long long v) {
+  std::atomic_ref<unsigned long long> a(*address);
+  unsigned long long old = a.load();
+  while (v < old && !a.compare_exchange_weak(old, v)) {
+  }
+  return old;
+}
+
+// The device math the kernels call unqualified (CUDA declares these for device code).
+using std::exp;
+using std::isinf;
+using std::isnan;
+using std::log;
+inline float max(float a, float b) { return std::max(a, b); }
+inline double max(double a, double b) { return std::max(a, b); }
 
 #define __global__
 #define __device__
@@ -47,6 +90,8 @@ inline void emulate(dim3 grid, dim3 block, const std::function<void()>& kernel) 
   const unsigned threads = block.x * block.y;
   std::barrier<> bar(threads);
   emulated_block_barrier = &bar;
+  emulated_warps.clear();
+  for (unsigned w = 0; w < (threads + 31) / 32; ++w) emulated_warps.push_back(std::make_unique<EmulatedWarp>());
   std::vector<std::thread> pool;
   for (unsigned t = 0; t < threads; ++t)
     pool.emplace_back([&, t] {
