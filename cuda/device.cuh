@@ -24,6 +24,15 @@ using ::max;
 inline constexpr int kThreads = 256;  // threads per block of the elementwise kernels
 inline constexpr int kWarp = 32;
 
+// The block width of the one-block-per-row kernels (reductions, softmax, the
+// losses) for a row of `cols`: a power of two from 32 to 256, so a 10-class row
+// gets one warp and a long row the most threads. Host code.
+inline int row_threads(int64_t cols) {
+  int threads = kWarp;
+  while (threads < kThreads && threads < cols) threads *= 2;
+  return threads;
+}
+
 // The offset (in elements) of the i-th element, in row-major order, of a tensor
 // with any strides: peel off one coordinate per dimension, last dimension first.
 __device__ inline int64_t offset_of(const TensorArg& t, int64_t i) {

@@ -18,13 +18,6 @@
 namespace minidl::cuda::rows {
 namespace {
 
-// Block width for a row of `cols`: a power of two from 32 to 256 (host code).
-inline int row_threads(int64_t cols) {
-  int threads = kWarp;
-  while (threads < kThreads && threads < cols) threads *= 2;
-  return threads;
-}
-
 // Shared scratch for block reductions, typed per kernel (double-aligned).
 template <class C>
 __device__ C* reduction_scratch() {

@@ -17,6 +17,7 @@
 #include "ops/cpu/kernels.h"
 // after minidl's headers: the kernels see the emulator's blockIdx, __syncthreads, shuffles
 #include "cuda_emulator.h"
+#include "cuda/reduce_kernels.cuh"
 #include "cuda/softmax_kernels.cuh"
 
 using namespace minidl;
@@ -41,7 +42,7 @@ Tensor poisoned(const Shape& shape, DType t) { return full(shape, std::numeric_l
 
 template <class F>
 void launch_rows(int64_t n, int64_t cols, F kernel) {
-  minidl::testing::emulate({static_cast<unsigned>(n), 1, 1}, {static_cast<unsigned>(rows::row_threads(cols)), 1, 1},
+  minidl::testing::emulate({static_cast<unsigned>(n), 1, 1}, {static_cast<unsigned>(cuda::row_threads(cols)), 1, 1},
                            kernel);
 }
 
@@ -142,7 +143,45 @@ void check_rows(int64_t n, int64_t cols) {
   }
 }
 
+// The row reduction: values (and the first extreme's index) against cpu::reduce_rows.
+template <class T>
+void check_reduce(int64_t n, int64_t cols) {
+  const DType dt = dtype_v<T>;
+  CAPTURE(dt);
+  CAPTURE(cols);
+  Generator gen(static_cast<uint64_t>(cols) + 7);
+  Tensor x = std::is_floating_point_v<T> ? randn({n, cols}, {.dtype = dt}, gen) : randint(-1000, 1000, {n, cols}, {.dtype = dt}, gen);
+  if constexpr (std::is_floating_point_v<T>) x.narrow(0, 1, 1).narrow(1, cols / 2, 1).fill_(std::nan(""));  // a NaN wins max/min
+  for (ReduceOp op : {ReduceOp::sum, ReduceOp::max, ReduceOp::min, ReduceOp::logsumexp, ReduceOp::var}) {
+    CAPTURE(static_cast<int>(op));
+    const bool extreme = op == ReduceOp::max || op == ReduceOp::min;
+    Tensor vw = poisoned({n}, dt), vg = poisoned({n}, dt);
+    Tensor iw = full({n}, -7, {.dtype = DType::int64}), ig = full({n}, -7, {.dtype = DType::int64});
+    cpu::reduce_rows(op, vw.arg(), extreme ? iw.arg() : TensorArg{}, x.arg(), 1.0);
+    minidl::testing::emulate({static_cast<unsigned>(n), 1, 1}, {static_cast<unsigned>(cuda::row_threads(cols)), 1, 1},
+                             [&] {
+                               cuda::reduce::reduce_rows_kernel<T>(op, vg.arg(), extreme ? ig.data_ptr<int64_t>() : nullptr,
+                                                                   x.arg(), 1.0);
+                             });
+    const std::vector<double> a = vg.to(DType::f64).to_vector<double>(), b = vw.to(DType::f64).to_vector<double>();
+    for (int64_t r = 0; r < n; ++r) {
+      CAPTURE(r);
+      if (std::isnan(b[r])) CHECK(std::isnan(a[r]));  // the NaN row
+      else CHECK((a[r] == b[r] || std::abs(a[r] - b[r]) <= 1e-5 * (1 + std::abs(b[r]))));  // == for infinities
+    }
+    if (extreme) CHECK(ig.to_vector<int64_t>() == iw.to_vector<int64_t>());
+  }
+}
+
 }  // namespace
+
+TEST_CASE("the CUDA row reduction on the host emulator equals the CPU's: sum, max/min and their indices, logsumexp, var") {
+  for (int64_t cols : {1, 10, 100, 1000, 5000}) {
+    check_reduce<float>(4, cols);
+    check_reduce<double>(4, cols);
+  }
+  check_reduce<int64_t>(4, 300);
+}
 
 TEST_CASE("the CUDA row kernels on the host emulator equal the CPU's: softmax, cross-entropy, KL, distillation") {
   for (int64_t cols : {10, 100, 1000}) {
