@@ -18,73 +18,14 @@
 
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
+#include "cuda/conv_kernels.cuh"
 #include "cuda/runtime.h"
 
 namespace minidl::cuda {
 
+using namespace conv_kernels;
+
 namespace {
-
-struct Shape {
-  int64_t N, C, H, W, O, kh, kw, Ho, Wo, G;
-  MINIDL_HOST_DEVICE int64_t cg() const { return C / G; }              // input channels per group
-  MINIDL_HOST_DEVICE int64_t og() const { return O / G; }              // output channels per group
-  MINIDL_HOST_DEVICE int64_t rows() const { return cg() * kh * kw; }   // of the column matrix (one group)
-  MINIDL_HOST_DEVICE int64_t positions() const { return Ho * Wo; }
-};
-
-Shape shape_of(const TensorArg& x, const TensorArg& w, const TensorArg& y, const Conv2dParams& p) {
-  return {x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3], y.shape[2], y.shape[3],
-          p.groups};
-}
-
-// col (C·kh·kw, Ho·Wo) of one sample, all groups stacked: row (c, i, j), column (oh, ow)
-// = x[c, oh·sh − ph + i·dh, ow·sw − pw + j·dw], or 0 in the padding.
-template <class T>
-__global__ void im2col_kernel(T* col, const T* x, Shape s, Conv2dParams p) {
-  MINIDL_CUDA_FOR(e, s.C * s.kh * s.kw * s.positions()) {
-    const int64_t ow = e % s.Wo, oh = (e / s.Wo) % s.Ho, r = e / s.positions();
-    const int64_t j = r % s.kw, i = (r / s.kw) % s.kh, c = r / (s.kw * s.kh);
-    const int64_t h = oh * p.stride_h - p.pad_h + i * p.dilation_h, w = ow * p.stride_w - p.pad_w + j * p.dilation_w;
-    col[e] = h >= 0 && h < s.H && w >= 0 && w < s.W ? x[(c * s.H + h) * s.W + w] : T(0);
-  }
-}
-
-// gx[c, h, w] = Σ over the (i, j) and (oh, ow) with oh·sh − ph + i·dh = h (likewise w) of gcol[(c, i, j), (oh, ow)].
-template <class T>
-__global__ void col2im_kernel(T* gx, const T* gcol, Shape s, Conv2dParams p) {
-  MINIDL_CUDA_FOR(e, s.C * s.H * s.W) {
-    const int64_t w = e % s.W, h = (e / s.W) % s.H, c = e / (s.W * s.H);
-    T acc = 0;
-    for (int64_t i = 0; i < s.kh; ++i) {
-      const int64_t hh = h + p.pad_h - i * p.dilation_h;  // = oh · stride_h
-      if (hh < 0 || hh % p.stride_h != 0 || hh / p.stride_h >= s.Ho) continue;
-      const int64_t oh = hh / p.stride_h;
-      for (int64_t j = 0; j < s.kw; ++j) {
-        const int64_t ww = w + p.pad_w - j * p.dilation_w;
-        if (ww < 0 || ww % p.stride_w != 0 || ww / p.stride_w >= s.Wo) continue;
-        acc += gcol[((c * s.kh + i) * s.kw + j) * s.positions() + oh * s.Wo + ww / p.stride_w];
-      }
-    }
-    gx[e] = acc;
-  }
-}
-
-// g := g where y > 0, else 0 (the gradient through a fused ReLU).
-template <class T>
-__global__ void relu_mask_kernel(T* out, const T* g, const T* y, int64_t n) {
-  MINIDL_CUDA_FOR(i, n) out[i] = y[i] > T(0) ? g[i] : T(0);
-}
-
-// gb[o] = Σ_{n, p} gy[n, o, p]: one block per output channel, reduced in double.
-template <class T>
-__global__ void bias_grad_kernel(T* gb, const T* gy, Shape s) {
-  __shared__ double scratch[kWarp];
-  const int64_t o = blockIdx.x, P = s.positions();
-  double acc = 0;
-  for (int64_t j = threadIdx.x; j < s.N * P; j += blockDim.x) acc += static_cast<double>(gy[((j / P) * s.O + o) * P + j % P]);
-  acc = block_sum(acc, scratch);
-  if (threadIdx.x == 0) gb[o] = static_cast<T>(acc);
-}
 
 // A (rows, cols) row-major matrix at `data` with row stride ld, as a kernel argument.
 TensorArg matrix(void* data, DType t, int64_t rows, int64_t cols, int64_t ld) {

@@ -7,27 +7,12 @@
 // a plain cudaMemcpyAsync instead.
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
+#include "cuda/copy_kernels.cuh"
 #include "cuda/runtime.h"
 
 namespace minidl::cuda {
 
-namespace {
-
-template <class D, class S>
-__global__ void copy_kernel(TensorArg dst, TensorArg src, int64_t n) {
-  D* d = dst.ptr<D>();
-  const S* s = src.ptr<S>();
-  // Through compute_t: bf16 converts to and from f32, like the CPU's copy.
-  MINIDL_CUDA_FOR(i, n) d[offset_of(dst, i)] = D(static_cast<compute_t<S>>(s[offset_of(src, i)]));
-}
-
-template <class T>
-__global__ void fill_kernel(TensorArg dst, T value, int64_t n) {
-  T* d = dst.ptr<T>();
-  MINIDL_CUDA_FOR(i, n) d[offset_of(dst, i)] = value;
-}
-
-}  // namespace
+using namespace copy_kernels;
 
 void copy(const TensorArg& dst, const TensorArg& src) {
   const int64_t n = dst.numel();

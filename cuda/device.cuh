@@ -15,11 +15,16 @@
 namespace minidl::cuda {
 
 // The device math functions live in the global namespace; named here, minidl's
-// tensor ops of the same names (minidl::exp, log, max) never hide them in a file
+// tensor ops of the same names (minidl::exp, log, max, ...) never hide them in a file
 // that includes both (the emulated tests).
+using ::erf;
 using ::exp;
 using ::log;
 using ::max;
+using ::min;
+using ::pow;
+using ::sqrt;
+using ::tanh;
 
 inline constexpr int kThreads = 256;  // threads per block of the elementwise kernels
 inline constexpr int kWarp = 32;

@@ -65,13 +65,31 @@ inline unsigned long long atomicMin(unsigned long long* address, unsigned long l
   return old;
 }
 
+template <class T>
+T atomicAdd(T* address, T v) {
+  std::atomic_ref<T> a(*address);
+  T old = a.load();
+  while (!a.compare_exchange_weak(old, old + v)) {
+  }
+  return old;
+}
+
 // The device math the kernels call unqualified (CUDA declares these for device code).
+using std::erf;
 using std::exp;
+using std::fmax;
 using std::isinf;
 using std::isnan;
 using std::log;
+using std::pow;
+using std::sqrt;
+using std::tanh;
 inline float max(float a, float b) { return std::max(a, b); }
 inline double max(double a, double b) { return std::max(a, b); }
+inline long max(long a, long b) { return std::max(a, b); }
+inline long min(long a, long b) { return std::min(a, b); }
+inline float min(float a, float b) { return std::min(a, b); }
+inline double min(double a, double b) { return std::min(a, b); }
 
 #define __global__
 #define __device__

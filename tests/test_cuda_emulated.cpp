@@ -15,8 +15,15 @@
 
 #include "minidl.h"
 #include "ops/cpu/kernels.h"
+#include "ops/dispatch.h"
 // after minidl's headers: the kernels see the emulator's blockIdx, __syncthreads, shuffles
 #include "cuda_emulator.h"
+#include "cuda/conv_kernels.cuh"
+#include "cuda/copy_kernels.cuh"
+#include "cuda/elementwise_kernels.cuh"
+#include "cuda/index_kernels.cuh"
+#include "cuda/norm_kernels.cuh"
+#include "cuda/pool_kernels.cuh"
 #include "cuda/reduce_kernels.cuh"
 #include "cuda/softmax_kernels.cuh"
 
@@ -143,6 +150,12 @@ void check_rows(int64_t n, int64_t cols) {
   }
 }
 
+// Grid-stride kernels run on 3 blocks of 64 threads: every thread loops.
+template <class F>
+void launch_grid(F kernel) {
+  minidl::testing::emulate({3, 1, 1}, {64, 1, 1}, kernel);
+}
+
 // The row reduction: values (and the first extreme's index) against cpu::reduce_rows.
 template <class T>
 void check_reduce(int64_t n, int64_t cols) {
@@ -187,5 +200,219 @@ TEST_CASE("the CUDA row kernels on the host emulator equal the CPU's: softmax, c
   for (int64_t cols : {10, 100, 1000}) {
     check_rows<float>(5, cols);
     check_rows<double>(5, cols);
+  }
+}
+
+TEST_CASE("the CUDA elementwise and copy kernels on the host emulator: broadcasting, strides, every op") {
+  namespace ew = minidl::cuda::elementwise_kernels;
+  namespace cp = minidl::cuda::copy_kernels;
+  Generator gen(3);
+  const Tensor x = randn({4, 1, 7}, {}, gen), y = add(abs(randn({3, 7}, {}, gen)), scalar_tensor(0.5));
+  const Shape shape = {4, 3, 7};
+  const int64_t n = 4 * 3 * 7;
+  const TensorArg xa = broadcast_arg(x, shape), ya = broadcast_arg(y, shape);  // stride 0 on broadcast dims
+  for (BinaryOp op : {BinaryOp::add, BinaryOp::sub, BinaryOp::mul, BinaryOp::div, BinaryOp::pow, BinaryOp::maximum,
+                      BinaryOp::minimum, BinaryOp::xlogy, BinaryOp::gelu_backward, BinaryOp::relu_backward}) {
+    CAPTURE(static_cast<int>(op));
+    Tensor want = poisoned(shape, DType::f32), got = poisoned(shape, DType::f32);
+    cpu::binary(op, want.arg(), op == BinaryOp::pow ? ya : xa, op == BinaryOp::pow ? xa : ya);
+    launch_grid([&] {
+      ew::binary_kernel<float, float>(op, got.arg(), op == BinaryOp::pow ? ya : xa, op == BinaryOp::pow ? xa : ya,
+                                      false, n);
+    });
+    CHECK(worst(got, want) <= 1e-6);
+  }
+  for (BinaryOp op : {BinaryOp::lt, BinaryOp::ge, BinaryOp::eq}) {
+    Tensor want = empty(shape, {.dtype = DType::boolean}), got = empty(shape, {.dtype = DType::boolean});
+    cpu::binary(op, want.arg(), xa, ya);
+    launch_grid([&] { ew::binary_kernel<float, bool>(op, got.arg(), xa, ya, false, n); });
+    CHECK(got.to_vector<bool>() == want.to_vector<bool>());
+  }
+  // Unary ops through a transposed view, and where.
+  const Tensor u = randn({9, 13}, {}, gen).t();
+  const Tensor pos = add(abs(u), scalar_tensor(0.1));
+  for (UnaryOp op : {UnaryOp::neg, UnaryOp::exp, UnaryOp::abs, UnaryOp::sign, UnaryOp::relu, UnaryOp::leaky_relu,
+                     UnaryOp::sigmoid, UnaryOp::tanh, UnaryOp::gelu, UnaryOp::clamp, UnaryOp::log, UnaryOp::sqrt,
+                     UnaryOp::pow_scalar}) {
+    CAPTURE(static_cast<int>(op));
+    const bool needs_positive = op == UnaryOp::log || op == UnaryOp::sqrt || op == UnaryOp::pow_scalar;
+    const TensorArg in = (needs_positive ? pos : u).arg();
+    Tensor want = poisoned({13, 9}, DType::f32), got = poisoned({13, 9}, DType::f32);
+    cpu::unary(op, want.arg(), in, 0.3, 0.7);
+    launch_grid([&] { ew::unary_kernel<float>(op, got.arg(), in, false, 0.3, 0.7, 13 * 9); });
+    CHECK(worst(got, want) <= 2e-6);
+  }
+  {
+    const Tensor cond = gt(x, scalar_tensor(0.0));
+    Tensor want = poisoned(shape, DType::f32), got = poisoned(shape, DType::f32);
+    const TensorArg ca = broadcast_arg(cond, shape);
+    cpu::where(want.arg(), ca, xa, ya);
+    launch_grid([&] { ew::where_kernel<float>(got.arg(), ca, xa, ya, n); });
+    CHECK(worst(got, want) <= 0);
+  }
+  // A converting copy from a transposed view into a strided destination.
+  {
+    Tensor wide = zeros({13, 18}, {.dtype = DType::f64});
+    Tensor dst = wide.slice(1, 0, 18, 2);  // every other column
+    launch_grid([&] { cp::copy_kernel<double, float>(dst.arg(), u.arg(), 13 * 9); });
+    CHECK(worst(dst.contiguous(), u.to(DType::f64).contiguous()) <= 0);
+    CHECK(sum(abs(wide.slice(1, 1, 18, 2))).item() == 0);  // the other columns untouched
+  }
+}
+
+TEST_CASE("the CUDA pooling kernels on the host emulator equal the CPU's: max with winners, average, adaptive") {
+  namespace pk = minidl::cuda::pool_kernels;
+  Generator gen(4);
+  const Tensor x = randn({2, 3, 11, 10}, {}, gen);
+  const std::vector<Pool2dParams> params = {{2, 2, 2, 2, 0, 0, true}, {3, 3, 1, 1, 1, 1, true}, {3, 3, 2, 2, 1, 1, false}};
+  for (const Pool2dParams& p : params) {
+    CAPTURE(p.kernel_h);
+    CAPTURE(p.stride_h);
+    CAPTURE(p.pad_h);
+    const int64_t Ho = (11 + 2 * p.pad_h - p.kernel_h) / p.stride_h + 1, Wo = (10 + 2 * p.pad_w - p.kernel_w) / p.stride_w + 1;
+    const Shape ys = {2, 3, Ho, Wo};
+    Tensor yw = poisoned(ys, DType::f32), yg = poisoned(ys, DType::f32);
+    std::vector<int32_t> aw(2 * 3 * Ho * Wo, -1), ag(aw.size(), -1);
+    cpu::max_pool2d_forward(yw.arg(), aw.data(), x.arg(), p);
+    const pk::Planes planes = pk::planes_of(x.arg(), yw.arg());
+    launch_grid([&] { pk::max_pool_kernel<float>(yg.data_ptr<float>(), ag.data(), x.data_ptr<float>(), planes, p); });
+    CHECK(worst(yg, yw) <= 0);
+    CHECK(ag == aw);
+    const Tensor gy = randn(ys, {}, gen);
+    Tensor gw = poisoned(x.shape(), DType::f32), gg = zeros(x.shape());
+    cpu::max_pool2d_backward(gw.arg(), gy.arg(), aw.data());
+    launch_grid([&] { pk::max_pool_backward_kernel<float>(gg.data_ptr<float>(), gy.data_ptr<float>(), ag.data(), planes); });
+    CHECK(worst(gg, gw) <= 1e-6);
+    Tensor vw = poisoned(ys, DType::f32), vg = poisoned(ys, DType::f32);
+    cpu::avg_pool2d_forward(vw.arg(), x.arg(), p);
+    launch_grid([&] { pk::avg_pool_kernel<float, false>(vg.data_ptr<float>(), x.data_ptr<float>(), planes, p); });
+    CHECK(worst(vg, vw) <= 1e-6);
+    Tensor bw = poisoned(x.shape(), DType::f32), bg = zeros(x.shape());
+    cpu::avg_pool2d_backward(bw.arg(), gy.arg(), p);
+    launch_grid([&] { pk::avg_pool_backward_kernel<float, false>(bg.data_ptr<float>(), gy.data_ptr<float>(), planes, p); });
+    CHECK(worst(bg, bw) <= 1e-6);
+  }
+  Tensor aw = poisoned({2, 3, 4, 3}, DType::f32), ag = poisoned({2, 3, 4, 3}, DType::f32);
+  cpu::adaptive_avg_pool2d_forward(aw.arg(), x.arg());
+  const pk::Planes planes = pk::planes_of(x.arg(), aw.arg());
+  launch_grid([&] { pk::avg_pool_kernel<float, true>(ag.data_ptr<float>(), x.data_ptr<float>(), planes, {}); });
+  CHECK(worst(ag, aw) <= 1e-6);
+}
+
+TEST_CASE("the CUDA batch-norm kernels on the host emulator equal the CPU's: statistics, normalisation, backward") {
+  namespace nk = minidl::cuda::norm_kernels;
+  Generator gen(5);
+  const Tensor x = randn({6, 5, 9}, {.dtype = DType::f64}, gen), w = randn({5}, {.dtype = DType::f64}, gen);
+  const Tensor b = randn({5}, {.dtype = DType::f64}, gen), gy = randn({6, 5, 9}, {.dtype = DType::f64}, gen);
+  const nk::Dims d = nk::dims_of(x.arg());
+  Tensor mw = poisoned({5}, DType::f64), vw = poisoned({5}, DType::f64), mg = poisoned({5}, DType::f64),
+         vg = poisoned({5}, DType::f64);
+  cpu::batch_norm_stats(mw.arg(), vw.arg(), x.arg());
+  minidl::testing::emulate({5, 1, 1}, {64, 1, 1}, [&] {  // one block per channel
+    nk::stats_kernel<double>(mg.data_ptr<double>(), vg.data_ptr<double>(), x.data_ptr<double>(), d);
+  });
+  CHECK(worst(mg, mw) <= 1e-12);
+  CHECK(worst(vg, vw) <= 1e-12);
+  const Tensor invstd = div(scalar_tensor(1.0, {.dtype = DType::f64}), sqrt(add(vw, scalar_tensor(1e-5, {.dtype = DType::f64}))));
+  Tensor yw = poisoned(x.shape(), DType::f64), yg = poisoned(x.shape(), DType::f64);
+  cpu::batch_norm_apply(yw.arg(), x.arg(), mw.arg(), invstd.arg(), w.arg(), b.arg());
+  launch_grid([&] {
+    nk::apply_kernel<double>(yg.data_ptr<double>(), x.data_ptr<double>(), mw.data_ptr<double>(),
+                             invstd.data_ptr<double>(), w.data_ptr<double>(), b.data_ptr<double>(), d);
+  });
+  CHECK(worst(yg, yw) <= 1e-12);
+  for (bool training : {true, false}) {
+    CAPTURE(training);
+    Tensor gxw = poisoned(x.shape(), DType::f64), gxg = poisoned(x.shape(), DType::f64);
+    Tensor gww = poisoned({5}, DType::f64), gwg = poisoned({5}, DType::f64), gbw = poisoned({5}, DType::f64),
+           gbg = poisoned({5}, DType::f64);
+    cpu::batch_norm_backward(gxw.arg(), gww.arg(), gbw.arg(), gy.arg(), x.arg(), mw.arg(), invstd.arg(), w.arg(),
+                             training);
+    minidl::testing::emulate({5, 1, 1}, {64, 1, 1}, [&] {
+      nk::backward_kernel<double>(gxg.data_ptr<double>(), gwg.data_ptr<double>(), gbg.data_ptr<double>(),
+                                  gy.data_ptr<double>(), x.data_ptr<double>(), mw.data_ptr<double>(),
+                                  invstd.data_ptr<double>(), w.data_ptr<double>(), d, training);
+    });
+    CHECK(worst(gxg, gxw) <= 1e-12);
+    CHECK(worst(gwg, gww) <= 1e-12);
+    CHECK(worst(gbg, gbw) <= 1e-12);
+  }
+}
+
+TEST_CASE("the CUDA convolution kernels on the host emulator: im2col by its definition, col2im as its adjoint") {
+  namespace ck = minidl::cuda::conv_kernels;
+  Generator gen(6);
+  // stride (2, 1), padding (1, 2), dilation (1, 2): every index of the unrolling moves.
+  const Conv2dParams p{2, 1, 1, 2, 1, 2, 1, false};
+  const int64_t C = 3, H = 9, W = 8, kh = 3, kw = 2;
+  const int64_t Ho = (H + 2 * p.pad_h - p.dilation_h * (kh - 1) - 1) / p.stride_h + 1;
+  const int64_t Wo = (W + 2 * p.pad_w - p.dilation_w * (kw - 1) - 1) / p.stride_w + 1;
+  const ck::Shape s{1, C, H, W, 4, kh, kw, Ho, Wo, 1};
+  const Tensor x = randn({C, H, W}, {.dtype = DType::f64}, gen);
+  Tensor col = poisoned({C * kh * kw, Ho * Wo}, DType::f64);
+  launch_grid([&] { ck::im2col_kernel<double>(col.data_ptr<double>(), x.data_ptr<double>(), s, p); });
+  const std::vector<double> xv = x.to_vector<double>(), cv = col.to_vector<double>();
+  int64_t wrong = 0;
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t i = 0; i < kh; ++i)
+      for (int64_t j = 0; j < kw; ++j)
+        for (int64_t oh = 0; oh < Ho; ++oh)
+          for (int64_t ow = 0; ow < Wo; ++ow) {
+            const int64_t h = oh * p.stride_h - p.pad_h + i * p.dilation_h, w = ow * p.stride_w - p.pad_w + j * p.dilation_w;
+            const double want = h >= 0 && h < H && w >= 0 && w < W ? xv[(c * H + h) * W + w] : 0.0;
+            wrong += cv[((c * kh + i) * kw + j) * Ho * Wo + oh * Wo + ow] != want;
+          }
+  CHECK(wrong == 0);
+  // col2im is im2col's adjoint: <im2col(x), g> = <x, col2im(g)> for any g.
+  const Tensor g = randn({C * kh * kw, Ho * Wo}, {.dtype = DType::f64}, gen);
+  Tensor back = poisoned({C, H, W}, DType::f64);
+  launch_grid([&] { ck::col2im_kernel<double>(back.data_ptr<double>(), g.data_ptr<double>(), s, p); });
+  CHECK(sum(mul(col, g)).item() == doctest::Approx(sum(mul(x, back)).item()).epsilon(1e-12));
+  // The bias gradient sums each output channel over samples and positions.
+  const Tensor gy = randn({2, 4, Ho, Wo}, {.dtype = DType::f64}, gen);
+  const ck::Shape s2{2, C, H, W, 4, kh, kw, Ho, Wo, 1};
+  Tensor gb = poisoned({4}, DType::f64);
+  minidl::testing::emulate({4, 1, 1}, {64, 1, 1}, [&] {
+    ck::bias_grad_kernel<double>(gb.data_ptr<double>(), gy.data_ptr<double>(), s2);
+  });
+  CHECK(worst(gb, sum(gy, {0, 2, 3})) <= 1e-12);
+}
+
+TEST_CASE("the CUDA index kernels on the host emulator equal the CPU's: select, add, gather, scatter, range check") {
+  namespace ik = minidl::cuda::index_kernels;
+  Generator gen(7);
+  const Tensor x = randn({3, 8, 5}, {}, gen);
+  const Tensor idx = from_vector<int64_t>({7, 0, 3, 3, 5}, {5});  // a repeat
+  Tensor sw = poisoned({3, 5, 5}, DType::f32), sg = poisoned({3, 5, 5}, DType::f32);
+  cpu::index_select(sw.arg(), x.arg(), idx.arg());
+  launch_grid([&] {
+    ik::index_select_kernel<float>(sg.data_ptr<float>(), x.data_ptr<float>(), idx.data_ptr<int64_t>(), 8, 5, 5, 75);
+  });
+  CHECK(worst(sg, sw) <= 0);
+  Tensor aw = zeros({3, 8, 5}), ag = zeros({3, 8, 5});
+  cpu::index_add(aw.arg(), idx.arg(), sw.arg());
+  launch_grid([&] {
+    ik::index_add_kernel<float>(ag.data_ptr<float>(), sw.data_ptr<float>(), idx.data_ptr<int64_t>(), 8, 5, 5, 75);
+  });
+  CHECK(worst(ag, aw) <= 1e-6);
+  const Tensor gidx = randint(0, 8, {3, 4, 5}, {}, gen);
+  Tensor gw = poisoned({3, 4, 5}, DType::f32), gg = poisoned({3, 4, 5}, DType::f32);
+  cpu::gather(gw.arg(), x.arg(), gidx.arg(), 1);
+  launch_grid([&] { ik::gather_kernel<float>(gg.arg(), x.arg(), gidx.arg(), 1, 60); });
+  CHECK(worst(gg, gw) <= 0);
+  const Tensor src = randn({3, 4, 5}, {}, gen);
+  Tensor cw = zeros({3, 8, 5}), cg = zeros({3, 8, 5});
+  cpu::scatter_add(cw.arg(), gidx.arg(), src.arg(), 1);
+  launch_grid([&] { ik::scatter_add_kernel<float>(cg.arg(), gidx.arg(), src.arg(), 1, 60); });
+  CHECK(worst(cg, cw) <= 1e-6);
+  const Tensor bad = from_vector<int64_t>({1, 2, -100, 9, 3, 11}, {6});
+  for (int64_t allowed : {int64_t{-100}, int64_t{INT64_MIN}}) {
+    Tensor want = empty({1}, {.dtype = DType::int64}), got = full({1}, -1, {.dtype = DType::int64});
+    cpu::find_out_of_range(want.arg(), bad.arg(), 8, allowed);
+    launch_grid([&] {
+      ik::out_of_range_kernel(reinterpret_cast<unsigned long long*>(got.data_ptr<int64_t>()), bad.data_ptr<int64_t>(), 6,
+                              8, allowed);
+    });
+    CHECK(got.item<int64_t>() == want.item<int64_t>());
   }
 }
