@@ -31,18 +31,30 @@ struct LogSumExp {
   __device__ C log_p(C z) const { return (z - max) - log_sum; }
 };
 
-// The log-normaliser of the row scale·x, every thread of the block taking part.
-// An all −inf row gets max 0, so its exps are 0 and its log −inf (as on the CPU).
+// The log-normaliser of the row scale·x, every thread of the block taking part,
+// in one pass over the row ("online softmax", Milakov & Gimelshein 2018): each
+// thread keeps a running max m and Σ e^{z − m}, and when a larger z arrives it
+// rescales the sum it has, s·e^{m − z} + 1, instead of reading the row again.
+// The block then takes the largest of the threads' maxima, M, and adds their
+// sums rescaled to it, s·e^{m − M}. An all −inf row gets max 0, so its exps are
+// 0 and its log −inf (as on the CPU).
 template <class C, class T>
 __device__ LogSumExp<C> block_logsumexp(const T* x, int64_t cols, C scale, C* scratch) {
-  C m = C(-INFINITY);
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) m = max(m, scale * static_cast<C>(x[c]));
-  m = block_max(m, scratch);
-  if (isinf(m) && m < C(0)) m = C(0);
-  C s = 0;
-  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) s += exp(scale * static_cast<C>(x[c]) - m);
-  s = block_sum(s, scratch);
-  return {m, log(s)};
+  C m = C(-INFINITY), s = 0;
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    const C z = scale * static_cast<C>(x[c]);
+    if (z > m) {
+      s = s * exp(m - z) + C(1);  // e^{−inf} = 0 for the first value
+      m = z;
+    } else if (z != C(-INFINITY)) {
+      s += exp(z - m);  // a NaN z lands here and makes the sum NaN, as on the CPU
+    }
+  }
+  C row_max = block_max(m, scratch);
+  const C mine = m == C(-INFINITY) ? C(0) : s * exp(m - row_max);
+  const C total = block_sum(mine, scratch);
+  if (isinf(row_max) && row_max < C(0)) row_max = C(0);
+  return {row_max, log(total)};
 }
 
 template <class T>
