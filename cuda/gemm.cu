@@ -5,12 +5,10 @@
 // MINIDL_CUDA_GEMM (for benchmarks: `cublas`, `cublas-tf32`, `cublas-bf16`,
 // `handwritten`, or one version `v1` … `v4`), else cuBLAS in strict fp32.
 //
-// cuBLAS is column-major; minidl is row-major. A row-major matrix read as
-// column-major is its transpose, so C = A·B (row-major) is computed as
-// Cᵀ = Bᵀ·Aᵀ (column-major): swap the operands and M with N, and no data moves.
-// An operand with unit row stride instead (a transposed view) is a
-// column-major matrix already and takes CUBLAS_OP_T. Anything else (both
-// strides > 1) is first copied contiguous.
+// cuBLAS is column-major; minidl is row-major: C = A·B is computed as
+// Cᵀ = Bᵀ·Aᵀ, transposed views read in place, and only an operand with neither
+// stride 1 copied contiguous first (cuda/gemm_layout.h, which the CPU suite
+// checks against a column-major reference).
 #include <cublas_v2.h>
 
 #include <cstdlib>
@@ -20,6 +18,7 @@
 #include <vector>
 
 #include "cuda/common.cuh"
+#include "cuda/gemm_layout.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
 
@@ -96,24 +95,16 @@ Choice env_choice() {
   return choice;
 }
 
-// How cuBLAS reads a row-major (rows, cols) operand with strides (rs, cs).
+// How cuBLAS reads a row-major (rows, cols) operand (cuda/gemm_layout.h).
 struct Operand {
   cublasOperation_t op;
   int64_t ld;
-  bool usable;  // false: neither stride is 1; copy it contiguous first
+  bool usable;
 };
 
 Operand operand(const TensorArg& X, int64_t rows, int64_t cols) {
-  const int64_t rs = X.strides[0], cs = X.strides[1];
-  if (cs == 1 || cols == 1) {  // row-major: read as column-major it is Xᵀ, which is what we want
-    const int64_t ld = rows == 1 ? cols : rs;
-    if (ld >= std::max<int64_t>(cols, 1)) return {CUBLAS_OP_N, ld, true};
-  }
-  if (rs == 1 || rows == 1) {  // column-major: X itself; transposing gives Xᵀ
-    const int64_t ld = cols == 1 ? rows : cs;
-    if (ld >= std::max<int64_t>(rows, 1)) return {CUBLAS_OP_T, ld, true};
-  }
-  return {CUBLAS_OP_N, 0, false};
+  const CublasOperand o = cublas_operand(rows, cols, X.strides[0], X.strides[1]);
+  return {o.transpose ? CUBLAS_OP_T : CUBLAS_OP_N, o.ld, o.usable};
 }
 
 // A contiguous device copy of X, in scratch memory that `keep` owns.
@@ -166,8 +157,8 @@ void cublas_gemm(int64_t M, int64_t N, int64_t K, double alpha, TensorArg A, Ten
   const int64_t ldc = std::max<int64_t>(C.strides[0], N);
   // Cᵀ (N × M, column-major, ld ldc) = Bᵀ (N × K) · Aᵀ (K × M)
   MINIDL_CUBLAS_CHECK(cublasGemmEx(handle(), b.op, a.op, static_cast<int>(N), static_cast<int>(M), static_cast<int>(K),
-                                   alpha_p, B.data, type, static_cast<int>(std::max<int64_t>(b.ld, 1)), A.data, type,
-                                   static_cast<int>(std::max<int64_t>(a.ld, 1)), beta_p, C.data, type,
+                                   alpha_p, B.data, type, static_cast<int>(b.ld), A.data, type, static_cast<int>(a.ld),
+                                   beta_p, C.data, type,
                                    static_cast<int>(ldc), compute, CUBLAS_GEMM_DEFAULT));
   if (epilogue.bias || epilogue.relu) {
     dispatch_f32_f64(C.dtype, "gemm epilogue", [&](auto tag) {

@@ -10,7 +10,9 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <array>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include "minidl.h"
@@ -21,6 +23,7 @@
 #include "cuda/conv_kernels.cuh"
 #include "cuda/copy_kernels.cuh"
 #include "cuda/elementwise_kernels.cuh"
+#include "cuda/gemm_layout.h"
 #include "cuda/index_kernels.cuh"
 #include "cuda/norm_kernels.cuh"
 #include "cuda/pool_kernels.cuh"
@@ -416,4 +419,68 @@ TEST_CASE("the CUDA index kernels on the host emulator equal the CPU's: select, 
     });
     CHECK(got.item<int64_t>() == want.item<int64_t>());
   }
+}
+
+// BLAS's column-major GEMM, as cuBLAS defines it: C (m, n) = op(A) (m, k) · op(B) (k, n),
+// element (i, j) of a column-major matrix with leading dimension ld at i + j·ld.
+void colmajor_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* A, int64_t lda, const double* B,
+                   int64_t ldb, double* C, int64_t ldc) {
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t i = 0; i < m; ++i) {
+      double acc = 0;
+      for (int64_t p = 0; p < k; ++p)
+        acc += (ta ? A[p + i * lda] : A[i + p * lda]) * (tb ? B[j + p * ldb] : B[p + j * ldb]);
+      C[i + j * ldc] = acc;
+    }
+}
+
+TEST_CASE("cuBLAS's operands for row-major minidl matrices (cuda/gemm_layout.h): Cᵀ = Bᵀ·Aᵀ gives C = A·B") {
+  // Each operand laid out four ways: row-major, padded rows, a transposed view, and
+  // (for vectors) a strided column whose other stride is free.
+  struct Layout {
+    const char* name;
+    bool transposed;
+    int64_t pad;
+  };
+  const std::vector<Layout> layouts = {{"row-major", false, 0}, {"padded rows", false, 3}, {"transposed", true, 0},
+                                       {"transposed, padded", true, 2}};
+  std::mt19937 rng(9);
+  std::normal_distribution<double> normal;
+  // Stored so that element (r, c) is at r·rs + c·cs.
+  auto make = [&](int64_t rows, int64_t cols, const Layout& l, int64_t& rs, int64_t& cs) {
+    std::vector<double> v(static_cast<size_t>((rows + 3) * (cols + 3)), std::nan(""));
+    rs = l.transposed ? 1 : cols + l.pad;
+    cs = l.transposed ? rows + l.pad : 1;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) v[r * rs + c * cs] = normal(rng);
+    return v;
+  };
+  for (const auto& [M, N, K] : std::vector<std::array<int64_t, 3>>{{5, 7, 3}, {1, 6, 4}, {6, 1, 4}, {4, 5, 1}, {1, 1, 1}})
+    for (const Layout& la : layouts)
+      for (const Layout& lb : layouts) {
+        CAPTURE(M);
+        CAPTURE(N);
+        CAPTURE(K);
+        CAPTURE(la.name);
+        CAPTURE(lb.name);
+        int64_t ars, acs, brs, bcs;
+        const std::vector<double> A = make(M, K, la, ars, acs), B = make(K, N, lb, brs, bcs);
+        const cuda::CublasOperand a = cuda::cublas_operand(M, K, ars, acs), b = cuda::cublas_operand(K, N, brs, bcs);
+        REQUIRE(a.usable);
+        REQUIRE(b.usable);
+        const int64_t ldc = N;  // C row-major (M, N), contiguous
+        std::vector<double> C(static_cast<size_t>(M * N), std::nan(""));
+        colmajor_gemm(b.transpose, a.transpose, N, M, K, B.data(), b.ld, A.data(), a.ld, C.data(), ldc);
+        double worst_err = 0;
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t j = 0; j < N; ++j) {
+            double want = 0;
+            for (int64_t p = 0; p < K; ++p) want += A[i * ars + p * acs] * B[p * brs + j * bcs];
+            const double err = std::abs(C[i * N + j] - want);
+            worst_err = std::isnan(err) ? INFINITY : std::max(worst_err, err);  // NaN: an element read outside
+          }
+        CHECK(worst_err < 1e-12);
+      }
+  // Neither stride 1: not usable (the launcher copies it contiguous first).
+  CHECK_FALSE(cuda::cublas_operand(4, 5, 10, 2).usable);
 }
