@@ -3,7 +3,7 @@
 //
 // Which one runs: the call's GemmKernel, else the environment variable
 // MINIDL_CUDA_GEMM (for benchmarks: `cublas`, `cublas-tf32`, `cublas-bf16`,
-// `handwritten`, or one version `v1` … `v4`), else cuBLAS in strict fp32.
+// `handwritten`, or one version `v1` … `v5`), else cuBLAS in strict fp32.
 //
 // cuBLAS is column-major; minidl is row-major: C = A·B is computed as
 // Cᵀ = Bᵀ·Aᵀ, transposed views read in place, and only an operand with neither
@@ -195,8 +195,12 @@ void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, con
 const char* gemm_kernel_name() {
   const Choice c = env_choice();
   if (c.kernel == GemmKernel::handwritten) {
-    static const char* names[] = {"", "hand-written v1 (naive)", "hand-written v2 (shared tiles)",
-                                  "hand-written v3 (register blocking)", "hand-written v4 (vectorised, double-buffered)"};
+    static const char* names[] = {"",
+                                  "hand-written v1 (naive)",
+                                  "hand-written v2 (shared tiles)",
+                                  "hand-written v3 (register blocking)",
+                                  "hand-written v4 (vectorised, double-buffered)",
+                                  "hand-written v5 (warp-tiled)"};
     return names[c.version];
   }
   if (c.kernel == GemmKernel::cublas_tf32) return "cuBLAS (TF32 tensor cores)";

@@ -30,7 +30,7 @@ void reduce_rows(ReduceOp op, const TensorArg& values, const TensorArg& indices,
 
 // C (M, N) := alpha · A (M, K) · B (K, N) + beta · C, then the epilogue; A and B
 // any strides, C unit column stride (as cpu::gemm). f32 and f64. `best` is what
-// MINIDL_CUDA_GEMM names (cublas, cublas-tf32, cublas-bf16, handwritten, v1 … v4), else
+// MINIDL_CUDA_GEMM names (cublas, cublas-tf32, cublas-bf16, handwritten, v1 … v5), else
 // cuBLAS in strict fp32 (cuda/gemm.cu).
 // cublas_tf32 / cublas_bf16: f32 in and out, the products on tensor cores with the
 // inputs rounded to TF32 (10-bit mantissa) or bf16 (7-bit): explicit options only.
@@ -40,9 +40,9 @@ void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, con
 // What `best` runs, for tables ("cuBLAS (strict fp32)", "hand-written v4 (…)").
 const char* gemm_kernel_name();
 
-// The hand-written SGEMM (cuda/sgemm.cu), one numbered version: 1 naive … 4 the
-// fastest. f32 only; same contract as gemm.
-inline constexpr int kSgemmVersions = 4;
+// The hand-written SGEMM (cuda/sgemm.cu), one numbered version: 1 naive … 5
+// warp-tiled. f32 only; same contract as gemm.
+inline constexpr int kSgemmVersions = 5;
 void sgemm_handwritten(int version, int64_t M, int64_t N, int64_t K, float alpha, const TensorArg& A,
                        const TensorArg& B, float beta, const TensorArg& C, const GemmEpilogue& epilogue = {});
 

@@ -1,4 +1,4 @@
-// cuda/sgemm_kernels.cuh — the hand-written SGEMM's kernels, versions 1 to 4
+// cuda/sgemm_kernels.cuh — the hand-written SGEMM's kernels, versions 1 to 5
 // (the story of each is in cuda/sgemm.cu's header and docs/cuda.md).
 //
 // Kept apart from their launcher so that two programs compile them: nvcc, for
@@ -215,6 +215,77 @@ __global__ void __launch_bounds__(256) sgemm_v4_vectorised(Gemm g, bool a_vec, b
   }
 }
 
+// ---- v5: warp tiling, and K in steps of 16. The same 128×128 block tile and
+// 8×8 outputs per thread as v4, but who computes what is arranged by warp:
+// the 8 warps split the tile 2 × 4 into 64×32 warp tiles, and in a warp the 32
+// lanes sit 8 (down) × 4 (across), each owning two 4×4 patches in each
+// direction. Per k, each of a warp's two float4 reads of A covers 8 consecutive
+// float4 (one 128-byte shared-memory wavefront) and each read of B 4 (64
+// bytes): 4 wavefronts, against v4's 6 (its B reads span 256 bytes each) — the
+// same arithmetic for a third fewer shared-memory transactions. BK = 16 halves the barriers per multiply-add; the two buffers
+// (32 KiB) still fit the default 48 KiB of shared memory.
+constexpr int kBM5 = 128, kBN5 = 128, kBK5 = 16;
+
+__global__ void __launch_bounds__(256) sgemm_v5_warptiled(Gemm g, bool a_vec, bool b_vec) {
+  __shared__ __align__(16) float As[2][kBK5][kBM5];  // transposed, as in v3 and v4
+  __shared__ __align__(16) float Bs[2][kBK5][kBN5];
+  const int t = threadIdx.x, warp = t / 32, lane = t % 32;
+  const int warp_m = warp / 4, warp_n = warp % 4;  // 2 × 4 warps
+  const int lane_m = lane / 4, lane_n = lane % 4;  // 8 × 4 lanes
+  // This thread's rows: warp_m·64 + {0, 32} + lane_m·4 + (0..3); columns: warp_n·32 + {0, 16} + lane_n·4 + (0..3).
+  const int row0 = warp_m * 64 + lane_m * 4, col0 = warp_n * 32 + lane_n * 4;
+  const int64_t m0 = blockIdx.y * int64_t(kBM5), n0 = blockIdx.x * int64_t(kBN5);
+  // Loads: A rows t/4 and 64 + t/4, k (t%4)·4 …; B rows t/32 and 8 + t/32, columns (t%32)·4 …
+  const int a_row = t / 4, a_k = (t % 4) * 4, b_row = t / 32, b_col = (t % 32) * 4;
+  float4 a_next[2], b_next[2];
+  auto fetch = [&](int64_t k0) {
+    for (int h = 0; h < 2; ++h) {
+      a_next[h] = load4(g.A, g.a_rs, g.a_cs, g.M, g.K, m0 + a_row + 64 * h, k0 + a_k, a_vec);
+      const int64_t k = k0 + b_row + 8 * h;
+      b_next[h] = k < g.K ? load4(g.B + k * g.b_rs, 0, g.b_cs, 1, g.N, 0, n0 + b_col, b_vec) : make_float4(0, 0, 0, 0);
+    }
+  };
+  auto park = [&](int buf) {
+    for (int h = 0; h < 2; ++h) {
+      const int r = a_row + 64 * h;
+      As[buf][a_k + 0][r] = a_next[h].x;
+      As[buf][a_k + 1][r] = a_next[h].y;
+      As[buf][a_k + 2][r] = a_next[h].z;
+      As[buf][a_k + 3][r] = a_next[h].w;
+      *reinterpret_cast<float4*>(&Bs[buf][b_row + 8 * h][b_col]) = b_next[h];
+    }
+  };
+
+  float acc[8][8] = {};
+  const int64_t tiles = (g.K + kBK5 - 1) / kBK5;
+  fetch(0);
+  park(0);
+  __syncthreads();
+  for (int64_t tile = 0; tile < tiles; ++tile) {
+    const int cur = static_cast<int>(tile & 1);
+    if (tile + 1 < tiles) fetch((tile + 1) * kBK5);
+#pragma unroll
+    for (int k = 0; k < kBK5; ++k) {
+      const float4 a_lo = *reinterpret_cast<const float4*>(&As[cur][k][row0]);
+      const float4 a_hi = *reinterpret_cast<const float4*>(&As[cur][k][row0 + 32]);
+      const float4 b_lo = *reinterpret_cast<const float4*>(&Bs[cur][k][col0]);
+      const float4 b_hi = *reinterpret_cast<const float4*>(&Bs[cur][k][col0 + 16]);
+      const float a[8] = {a_lo.x, a_lo.y, a_lo.z, a_lo.w, a_hi.x, a_hi.y, a_hi.z, a_hi.w};
+      const float b[8] = {b_lo.x, b_lo.y, b_lo.z, b_lo.w, b_hi.x, b_hi.y, b_hi.z, b_hi.w};
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[i][j] += a[i] * b[j];
+    }
+    if (tile + 1 < tiles) park(cur ^ 1);
+    __syncthreads();
+  }
+  for (int i = 0; i < 8; ++i) {
+    const int64_t m = m0 + row0 + (i < 4 ? i : 32 + i - 4);
+    for (int j = 0; j < 8; ++j) store(g, m, n0 + col0 + (j < 4 ? j : 16 + j - 4), acc[i][j]);
+  }
+}
+
 // How each version is launched: the grid covers C in block tiles (x along N,
 // y along M), the block is its threads. Both cuda/sgemm.cu and the emulator use it.
 struct LaunchShape {
@@ -222,7 +293,7 @@ struct LaunchShape {
   int64_t grid_rows;  // gridDim.y before narrowing (the launcher refuses more than 65535)
 };
 inline LaunchShape launch_shape(int version, int64_t M, int64_t N) {
-  const int tile = version == 1 ? 16 : version == 2 ? kTile2 : version == 3 ? kBM3 : kBM4;  // square tiles
+  const int tile = version == 1 ? 16 : version == 2 ? kTile2 : version == 3 ? kBM3 : kBM4;  // square tiles (v5: 128 too)
   LaunchShape s;
   s.grid_rows = (M + tile - 1) / tile;
   s.grid.x = static_cast<unsigned>((N + tile - 1) / tile);
@@ -233,7 +304,7 @@ inline LaunchShape launch_shape(int version, int64_t M, int64_t N) {
   return s;
 }
 
-// v4 reads global memory as float4 where the layout allows: unit column stride
+// v4 and v5 read global memory as float4 where the layout allows: unit column stride
 // and every row start 16-byte aligned.
 inline bool vector_rows(const float* p, int64_t row_stride, int64_t col_stride) {
   return col_stride == 1 && row_stride % 4 == 0 && (reinterpret_cast<uintptr_t>(p) & 15) == 0;

@@ -96,7 +96,7 @@ inline double min(double a, double b) { return std::min(a, b); }
 #define __host__
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
-#define __launch_bounds__(n)
+#define __launch_bounds__(...)
 
 namespace minidl::testing {
 

@@ -50,6 +50,7 @@ void check_version(int version, const Case& c) {
     if (version == 2) sgemm_v2_shared(g);
     if (version == 3) sgemm_v3_registers(g);
     if (version == 4) sgemm_v4_vectorised(g, vector_rows(g.A, g.a_rs, g.a_cs), vector_rows(g.B, g.b_rs, g.b_cs));
+    if (version == 5) sgemm_v5_warptiled(g, vector_rows(g.A, g.a_rs, g.a_cs), vector_rows(g.B, g.b_rs, g.b_cs));
   });
   double worst = 0;
   for (int64_t m = 0; m < c.M; ++m)
@@ -70,6 +71,6 @@ TEST_CASE("the hand-written CUDA SGEMM, every version, on the host emulator: edg
   const std::vector<Case> cases = {{1, 1, 1, false, false},   {17, 33, 65, false, false}, {130, 129, 20, false, true},
                                    {65, 140, 7, true, false},  {128, 128, 16, true, true}, {3, 200, 37, false, false},
                                    {256, 132, 64, false, false}};  // the last: float4 loads for A and B
-  for (int version = 1; version <= 4; ++version)
+  for (int version = 1; version <= 5; ++version)
     for (const Case& c : cases) check_version(version, c);
 }
