@@ -45,12 +45,12 @@ cmake -S . -B build/gpu -DCMAKE_BUILD_TYPE=Release -DMINIDL_CUDA=ON -DCMAKE_CUDA
 cmake --build build/gpu -j16 || exit 1
 
 echo "== CUDA tests (must run, not skip)"
-./build/gpu/tests/minidl_cuda_tests --success=false
+timeout 240 ./build/gpu/tests/minidl_cuda_tests --success=false
 cuda_rc=$?
 echo "minidl_cuda_tests exit code: $cuda_rc (77 would mean skipped: a failure here)"
 
-echo "== full suite"
-ctest --test-dir build/gpu -j8 --output-on-failure
+echo "== full suite (each step under a timeout, so a hang cannot eat the machine's time)"
+timeout 300 ctest --test-dir build/gpu -j8 --output-on-failure -E test_cuda  # test_cuda ran just above
 suite_rc=$?
 
 echo "== GPU benchmarks (CUDA events; each result checked against the CPU before timing)"
@@ -59,15 +59,15 @@ bench_rc=0
 run_bench() {  # name, then the command; the table on the log, the JSON beside it
   local name=$1; shift
   echo "-- $name: $*"
-  "$@" || bench_rc=1
-  "$@" --json > "$OUT/$name.json" 2>&1 || bench_rc=1
+  timeout 120 "$@" || bench_rc=1
+  timeout 120 "$@" --json > "$OUT/$name.json" 2>&1 || bench_rc=1
 }
 run_bench gemm $M bench gemm --device cuda --shapes 4096x4096x4096 8192x8192x8192 1024x1024x1024 128x784x512 \
   --min-time 0.3 --min-runs 5 --warmup-runs 2
 run_bench loss $M bench loss --device cuda --shapes 4096x32000 4096x1000 --min-time 0.3
 run_bench conv $M bench conv --device cuda --min-time 0.3
 echo "-- conv against cuDNN (PyTorch's conv2d), alternating rounds"
-python3 tools/bench/conv_vs_cudnn.py --minidl $M --rounds 3 > "$OUT/conv_vs_cudnn.txt" 2>&1 || bench_rc=1
+timeout 180 python3 tools/bench/conv_vs_cudnn.py --minidl $M --rounds 3 > "$OUT/conv_vs_cudnn.txt" 2>&1 || bench_rc=1
 cat "$OUT/conv_vs_cudnn.txt"
 run_bench train_step_cnn $M bench train-step --device cuda --graph --model cnn --batch 128 --min-time 0.5
 for model in mlp cnn resnet-s; do
@@ -76,8 +76,8 @@ done
 run_bench train_step_mlp $M bench train-step --device cuda --graph --model mlp --batch 128 --min-time 0.5
 
 echo "== one epoch of cnn, GPU then CPU (same seed, same data order)"
-$M train --model cnn --epochs 1 --device cuda --out "$OUT/cnn-gpu.safetensors" || bench_rc=1
-$M train --model cnn --epochs 1 --device cpu --out "$OUT/cnn-cpu.safetensors" || bench_rc=1
+timeout 120 $M train --model cnn --epochs 1 --device cuda --out "$OUT/cnn-gpu.safetensors" || bench_rc=1
+timeout 120 $M train --model cnn --epochs 1 --device cpu --out "$OUT/cnn-cpu.safetensors" || bench_rc=1
 
 echo "exit codes: cuda tests $cuda_rc, suite $suite_rc, benchmarks $bench_rc"
 [ "$cuda_rc" -eq 0 ] && [ "$suite_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
