@@ -455,9 +455,10 @@ TEST_CASE("cuBLAS's operands for row-major minidl matrices (cuda/gemm_layout.h):
       for (int64_t c = 0; c < cols; ++c) v[r * rs + c * cs] = normal(rng);
     return v;
   };
-  for (const auto& [M, N, K] : std::vector<std::array<int64_t, 3>>{{5, 7, 3}, {1, 6, 4}, {6, 1, 4}, {4, 5, 1}, {1, 1, 1}})
+  for (const std::array<int64_t, 3>& mnk : std::vector<std::array<int64_t, 3>>{{5, 7, 3}, {1, 6, 4}, {6, 1, 4}, {4, 5, 1}, {1, 1, 1}})
     for (const Layout& la : layouts)
       for (const Layout& lb : layouts) {
+        const int64_t M = mnk[0], N = mnk[1], K = mnk[2];  // plain variables: clang cannot capture structured bindings
         CAPTURE(M);
         CAPTURE(N);
         CAPTURE(K);
