@@ -159,6 +159,21 @@ __device__ inline float4 load4(const float* X, int64_t rs, int64_t cs, int64_t r
   return make_float4(v[0], v[1], v[2], v[3]);
 }
 
+// One k step of an 8×8 patch (v4, v5): acc[i][j] += a[i]·b[j], the 8 values of
+// A and of B each read from shared memory as two float4 (`a` at rows a0..a0+3
+// and a1..a1+3 of As[k], `b` likewise from Bs[k]).
+__device__ inline void multiply_8x8(float (&acc)[8][8], const float* As_k, int a0, int a1, const float* Bs_k, int b0,
+                                    int b1) {
+  const float4 a_lo = *reinterpret_cast<const float4*>(As_k + a0), a_hi = *reinterpret_cast<const float4*>(As_k + a1);
+  const float4 b_lo = *reinterpret_cast<const float4*>(Bs_k + b0), b_hi = *reinterpret_cast<const float4*>(Bs_k + b1);
+  const float a[8] = {a_lo.x, a_lo.y, a_lo.z, a_lo.w, a_hi.x, a_hi.y, a_hi.z, a_hi.w};
+  const float b[8] = {b_lo.x, b_lo.y, b_lo.z, b_lo.w, b_hi.x, b_hi.y, b_hi.z, b_hi.w};
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[i][j] += a[i] * b[j];
+}
+
 __global__ void __launch_bounds__(256) sgemm_v4_vectorised(Gemm g, bool a_vec, bool b_vec) {
   __shared__ __align__(16) float As[2][kBK4][kBM4];  // transposed, as in v3
   __shared__ __align__(16) float Bs[2][kBK4][kBN4];
@@ -192,18 +207,7 @@ __global__ void __launch_bounds__(256) sgemm_v4_vectorised(Gemm g, bool a_vec, b
     const int cur = static_cast<int>(tile & 1);
     if (tile + 1 < tiles) fetch((tile + 1) * kBK4);  // in flight during the multiply below
 #pragma unroll
-    for (int k = 0; k < kBK4; ++k) {
-      const float4 a_lo = *reinterpret_cast<const float4*>(&As[cur][k][ty * 4]);
-      const float4 a_hi = *reinterpret_cast<const float4*>(&As[cur][k][64 + ty * 4]);
-      const float4 b_lo = *reinterpret_cast<const float4*>(&Bs[cur][k][tx * 4]);
-      const float4 b_hi = *reinterpret_cast<const float4*>(&Bs[cur][k][64 + tx * 4]);
-      const float a[8] = {a_lo.x, a_lo.y, a_lo.z, a_lo.w, a_hi.x, a_hi.y, a_hi.z, a_hi.w};
-      const float b[8] = {b_lo.x, b_lo.y, b_lo.z, b_lo.w, b_hi.x, b_hi.y, b_hi.z, b_hi.w};
-#pragma unroll
-      for (int i = 0; i < 8; ++i)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] += a[i] * b[j];
-    }
+    for (int k = 0; k < kBK4; ++k) multiply_8x8(acc, As[cur][k], ty * 4, 64 + ty * 4, Bs[cur][k], tx * 4, 64 + tx * 4);
     // The other buffer was last read in the previous iteration, and every thread
     // has passed that iteration's barrier: it is free to overwrite.
     if (tile + 1 < tiles) park(cur ^ 1);
@@ -265,18 +269,7 @@ __global__ void __launch_bounds__(256) sgemm_v5_warptiled(Gemm g, bool a_vec, bo
     const int cur = static_cast<int>(tile & 1);
     if (tile + 1 < tiles) fetch((tile + 1) * kBK5);
 #pragma unroll
-    for (int k = 0; k < kBK5; ++k) {
-      const float4 a_lo = *reinterpret_cast<const float4*>(&As[cur][k][row0]);
-      const float4 a_hi = *reinterpret_cast<const float4*>(&As[cur][k][row0 + 32]);
-      const float4 b_lo = *reinterpret_cast<const float4*>(&Bs[cur][k][col0]);
-      const float4 b_hi = *reinterpret_cast<const float4*>(&Bs[cur][k][col0 + 16]);
-      const float a[8] = {a_lo.x, a_lo.y, a_lo.z, a_lo.w, a_hi.x, a_hi.y, a_hi.z, a_hi.w};
-      const float b[8] = {b_lo.x, b_lo.y, b_lo.z, b_lo.w, b_hi.x, b_hi.y, b_hi.z, b_hi.w};
-#pragma unroll
-      for (int i = 0; i < 8; ++i)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[i][j] += a[i] * b[j];
-    }
+    for (int k = 0; k < kBK5; ++k) multiply_8x8(acc, As[cur][k], row0, row0 + 32, Bs[cur][k], col0, col0 + 16);
     if (tile + 1 < tiles) park(cur ^ 1);
     __syncthreads();
   }
