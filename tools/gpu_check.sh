@@ -71,7 +71,7 @@ timeout 180 python3 tools/bench/conv_vs_cudnn.py --minidl $M --rounds 3 > "$OUT/
 cat "$OUT/conv_vs_cudnn.txt"
 run_bench train_step_cnn $M bench train-step --device cuda --graph --model cnn --batch 128 --min-time 0.5
 for model in mlp cnn resnet-s; do
-  run_bench infer_$model $M bench infer --device cuda --model $model --batch 1 128 --min-time 0.3
+  run_bench infer_$model $M bench infer --device cuda --graph --model $model --batch 1 128 --min-time 0.3
 done
 run_bench train_step_mlp $M bench train-step --device cuda --graph --model mlp --batch 128 --min-time 0.5
 

@@ -435,6 +435,8 @@ int main(int argc, char** argv) {
   bench_inf->add_option("--batch", inf_batches, "batch sizes")->capture_default_str()->check(whole_number(1, 10000));
   bench_inf->add_option("--data", inf_data, "directory of MNIST-format IDX files")->capture_default_str();
   bench_inf->add_flag("--raw", inf_raw, "include every timed run in the JSON");
+  bench_inf->add_flag("--graph", bench_opts.graph,
+                      "with --device cuda: also time the forward captured as a CUDA graph, interleaved with eager");
   add_bench(bench_inf, bench_opts);
   std::vector<std::string> conv_shapes = {"128x1x28x28:32x3:p1", "128x32x14x14:64x3:p1", "128x64x14x14:128x1",
                                           "128x64x28x28:64x3:p1"};

@@ -351,13 +351,34 @@ int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch
       x = x.to(device);
       require_close("infer", model_name + "'s logits on " + o.device, timed.forward(x).to(kCPU), want, 1e-4);
     }
-    Stats s = run([&] { Tensor y = timed.forward(x); }, opts, timer);
-    table.add_row({std::to_string(b), format_seconds(s.median), format_seconds(s.p10), format_seconds(s.p90),
-                   format_seconds(s.median / static_cast<double>(b)),
-                   fixed(static_cast<double>(b) / s.median, 0) + (s.noisy() ? " (noisy)" : "")});
-    nlohmann::json r = {{"batch", b}, {"stats", s.to_json()},
-                        {"throughput", throughput_json(s, {.samples = static_cast<double>(b)})}};
-    if (raw) r["seconds"] = s.seconds;
+    auto add_row = [&](const std::string& name, const Stats& st) {
+      table.add_row({name, format_seconds(st.median), format_seconds(st.p10), format_seconds(st.p90),
+                     format_seconds(st.median / static_cast<double>(b)),
+                     fixed(static_cast<double>(b) / st.median, 0) + (st.noisy() ? " (noisy)" : "")});
+    };
+    nlohmann::json r = {{"batch", b}};
+    if (!o.graph) {
+      Stats s = run([&] { Tensor y = timed.forward(x); }, opts, timer);
+      add_row(std::to_string(b), s);
+      r["stats"] = s.to_json();
+      r["throughput"] = throughput_json(s, {.samples = static_cast<double>(b)});
+      if (raw) r["seconds"] = s.seconds;
+    } else {
+      // The forward captured once as a CUDA graph and replayed, interleaved with
+      // the eager forward: at small batches the GPU waits on kernel launches.
+      if (!gpu_model) throw Error("bench infer --graph: CUDA graphs need --device cuda");
+      cuda::Graph graph([&] { Tensor y = timed.forward(x); });
+      SideBySide sb = run_side_by_side({{"eager", [&] { Tensor y = timed.forward(x); }}, {"graph", [&] { graph.replay(); }}},
+                                       opts, timer);
+      add_row(std::to_string(b) + " eager", sb.stats[0]);
+      add_row(std::to_string(b) + " CUDA graph", sb.stats[1]);
+      r["eager"] = sb.stats[0].to_json();
+      r["graph"] = sb.stats[1].to_json();
+      r["graph_speedup"] = {{"median", sb.speedup[1]}, {"p10", sb.speedup_p10[1]}, {"p90", sb.speedup_p90[1]}};
+      if (!o.json)
+        std::printf("batch %lld: the CUDA graph replays the forward %.2fx as fast as launching it kernel by kernel%s\n",
+                    static_cast<long long>(b), sb.speedup[1], sb.speedup[1] > 1.2 ? ": launch-bound" : "");
+    }
     rows.push_back(r);
   }
   nlohmann::json j = {{"benchmark", "infer"}, {"model", model_name}, {"threads", threads()}, {"device", o.device},
