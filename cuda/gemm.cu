@@ -9,7 +9,9 @@
 // Cᵀ = Bᵀ·Aᵀ, transposed views read in place, and only an operand with neither
 // stride 1 copied contiguous first (cuda/gemm_layout.h, which the CPU suite
 // checks against a column-major reference).
+#ifdef MINIDL_HAVE_CUBLAS
 #include <cublas_v2.h>
+#endif
 
 #include <cstdlib>
 #include <memory>
@@ -26,6 +28,7 @@ namespace minidl::cuda {
 
 namespace {
 
+#ifdef MINIDL_HAVE_CUBLAS
 const char* cublas_status_name(cublasStatus_t s) {
   switch (s) {
     case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
@@ -62,10 +65,12 @@ cublasHandle_t handle() {
   }
   return handles[device];
 }
+#endif  // MINIDL_HAVE_CUBLAS
 
 // What the environment asks for: a kernel, and for the hand-written one its version.
 struct Choice {
-  GemmKernel kernel = GemmKernel::cublas;  // cublas, cublas_tf32, cublas_bf16 or handwritten
+  GemmKernel kernel = have_cublas() ? GemmKernel::cublas : GemmKernel::handwritten;  // cublas, cublas_tf32,
+                                                                                     // cublas_bf16 or handwritten
   int version = kSgemmVersions;
 };
 
@@ -95,6 +100,19 @@ Choice env_choice() {
   return choice;
 }
 
+template <class T>
+__global__ void epilogue_kernel(T* C, int64_t ldc, int64_t M, int64_t N, const T* bias, bool per_row, bool relu) {
+  MINIDL_CUDA_FOR(i, M * N) {
+    const int64_t m = i / N, n = i % N;
+    T& c = C[m * ldc + n];
+    T v = c;
+    if (bias) v += bias[per_row ? m : n];
+    if (relu) v = v > T(0) ? v : T(0);
+    c = v;
+  }
+}
+
+#ifdef MINIDL_HAVE_CUBLAS
 // How cuBLAS reads a row-major (rows, cols) operand (cuda/gemm_layout.h).
 struct Operand {
   cublasOperation_t op;
@@ -117,18 +135,6 @@ TensorArg contiguous_copy(const TensorArg& X, int64_t rows, int64_t cols, std::v
   c.strides[1] = 1;
   copy(c, X);
   return c;
-}
-
-template <class T>
-__global__ void epilogue_kernel(T* C, int64_t ldc, int64_t M, int64_t N, const T* bias, bool per_row, bool relu) {
-  MINIDL_CUDA_FOR(i, M * N) {
-    const int64_t m = i / N, n = i % N;
-    T& c = C[m * ldc + n];
-    T v = c;
-    if (bias) v += bias[per_row ? m : n];
-    if (relu) v = v > T(0) ? v : T(0);
-    c = v;
-  }
 }
 
 void cublas_gemm(int64_t M, int64_t N, int64_t K, double alpha, TensorArg A, TensorArg B, double beta,
@@ -172,6 +178,16 @@ void cublas_gemm(int64_t M, int64_t N, int64_t K, double alpha, TensorArg A, Ten
   // `keep` hands its copies back here; work queued later on the stream is all
   // that can reuse them, so the GEMM has read them by then.
 }
+#else
+// Built without cuBLAS (not found beside the CUDA toolkit): every GEMM is the
+// hand-written one, and asking for cuBLAS says so.
+void cublas_gemm(int64_t, int64_t, int64_t, double, TensorArg, TensorArg, double, const TensorArg&, GemmKernel,
+                 const GemmEpilogue&) {
+  throw Error("gemm: this minidl was built without cuBLAS (CMake found none beside the CUDA toolkit); the "
+              "hand-written SGEMM (MINIDL_CUDA_GEMM=handwritten, or v1 ... v" +
+              std::to_string(kSgemmVersions) + ") runs f32");
+}
+#endif  // MINIDL_HAVE_CUBLAS
 
 }  // namespace
 
@@ -182,6 +198,7 @@ void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, con
     throw Error("gemm: dimensions " + std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) +
                 " do not fit cuBLAS's int");
   if (C.dtype != DType::f32 && C.dtype != DType::f64) unsupported_dtype("gemm on cuda", C.dtype);
+  // f64 has only the cuBLAS path; f32 falls back to the hand-written one without cuBLAS.
   const Choice env = env_choice();
   const GemmKernel k = kernel == GemmKernel::best ? env.kernel : kernel;
   if (k == GemmKernel::handwritten) {
@@ -206,6 +223,14 @@ const char* gemm_kernel_name() {
   if (c.kernel == GemmKernel::cublas_tf32) return "cuBLAS (TF32 tensor cores)";
   if (c.kernel == GemmKernel::cublas_bf16) return "cuBLAS (bf16 tensor cores, f32 in and out)";
   return "cuBLAS (strict fp32)";
+}
+
+bool have_cublas() {
+#ifdef MINIDL_HAVE_CUBLAS
+  return true;
+#else
+  return false;
+#endif
 }
 
 }  // namespace minidl::cuda

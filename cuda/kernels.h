@@ -39,6 +39,9 @@ void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, con
           const TensorArg& C, GemmKernel kernel = GemmKernel::best, const GemmEpilogue& epilogue = {});
 // What `best` runs, for tables ("cuBLAS (strict fp32)", "hand-written v4 (…)").
 const char* gemm_kernel_name();
+// Whether this build links cuBLAS (CMake links it when it finds it beside the
+// CUDA toolkit; without it `best` is the hand-written SGEMM and f64 has no GEMM).
+bool have_cublas();
 
 // The hand-written SGEMM (cuda/sgemm.cu), one numbered version: 1 naive … 5
 // warp-tiled. f32 only; same contract as gemm.

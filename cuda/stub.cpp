@@ -47,6 +47,7 @@ void gemm(int64_t, int64_t, int64_t, double, const TensorArg&, const TensorArg&,
   no_cuda("gemm");
 }
 const char* gemm_kernel_name() { return "none (built without CUDA)"; }
+bool have_cublas() { return false; }
 void sgemm_handwritten(int, int64_t, int64_t, int64_t, float, const TensorArg&, const TensorArg&, float, const TensorArg&,
                        const GemmEpilogue&) {
   no_cuda("sgemm_handwritten");
