@@ -25,6 +25,18 @@ namespace minidl::cuda {
 // The stream every kernel of the current device is launched on.
 cudaStream_t stream();
 
+inline int current_device() {
+  int d = 0;
+  MINIDL_CUDA_CHECK(cudaGetDevice(&d));
+  return d;
+}
+
+// A kernel argument's pointer, or null where the tensor is not wanted (null data).
+template <class T>
+T* data_or_null(const TensorArg& a) {
+  return a.data ? a.ptr<T>() : nullptr;
+}
+
 // Blocks for a grid-stride loop over n items: enough to fill the device many
 // times over, never more than the grid allows.
 inline unsigned blocks_for(int64_t n, int threads = kThreads) {

@@ -43,12 +43,6 @@ TensorArg transposed(TensorArg a) {
   return a;
 }
 
-int current_device() {
-  int d = 0;
-  MINIDL_CUDA_CHECK(cudaGetDevice(&d));
-  return d;
-}
-
 }  // namespace
 
 void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, const TensorArg& bias,

@@ -55,8 +55,7 @@ const char* cublas_status_name(cublasStatus_t s) {
 cublasHandle_t handle() {
   static std::mutex mutex;
   static std::vector<cublasHandle_t> handles;
-  int device = 0;
-  MINIDL_CUDA_CHECK(cudaGetDevice(&device));
+  const int device = current_device();
   std::lock_guard<std::mutex> lock(mutex);
   if (handles.size() <= static_cast<size_t>(device)) handles.resize(device + 1, nullptr);
   if (!handles[device]) {
@@ -139,8 +138,7 @@ TensorArg contiguous_copy(const TensorArg& X, int64_t rows, int64_t cols, std::v
 
 void cublas_gemm(int64_t M, int64_t N, int64_t K, double alpha, TensorArg A, TensorArg B, double beta,
                  const TensorArg& C, GemmKernel kernel, const GemmEpilogue& epilogue) {
-  int device = 0;
-  MINIDL_CUDA_CHECK(cudaGetDevice(&device));
+  const int device = current_device();
   std::vector<std::unique_ptr<Scratch>> keep;  // contiguous copies of operands cuBLAS cannot read in place
   Operand a = operand(A, M, K), b = operand(B, K, N);
   if (!a.usable) {

@@ -15,11 +15,6 @@ using namespace norm_kernels;
 
 namespace {
 
-template <class T>
-T* data_or_null(const TensorArg& a) {
-  return a.data ? a.ptr<T>() : nullptr;
-}
-
 unsigned channel_blocks(const Dims& d) {
   if (d.C > 0x7fffffff) throw Error("batch_norm: more than 2^31 - 1 channels on CUDA");
   return static_cast<unsigned>(d.C);

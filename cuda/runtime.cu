@@ -220,8 +220,7 @@ cudaStream_t stream() {
   // the plain cudaMemcpy calls of the host<->device copies.
   static std::mutex mutex;
   static std::vector<cudaStream_t> streams;
-  int device = 0;
-  MINIDL_CUDA_CHECK(cudaGetDevice(&device));
+  const int device = current_device();
   std::lock_guard<std::mutex> lock(mutex);
   if (streams.size() <= static_cast<size_t>(device)) streams.resize(device + 1, nullptr);
   if (!streams[device]) MINIDL_CUDA_CHECK(cudaStreamCreate(&streams[device]));
@@ -235,7 +234,7 @@ thread_local bool capturing_now = false;
 bool capturing() { return capturing_now; }
 
 Graph::Graph(const std::function<void()>& fn) {
-  MINIDL_CUDA_CHECK(cudaGetDevice(&device_));
+  device_ = current_device();
   DeviceAllocator& alloc = device_allocator(device_);
   auto* pool = new GraphPool;
   pool_ = pool;

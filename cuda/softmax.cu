@@ -34,11 +34,6 @@ unsigned row_blocks(int64_t rows) {
   return static_cast<unsigned>(rows);
 }
 
-template <class T>
-T* data_or_null(const TensorArg& a) {
-  return a.data ? a.ptr<T>() : nullptr;
-}
-
 int64_t stride_of_scale(const TensorArg& scale) { return scale.ndim == 0 ? 0 : scale.strides[0]; }
 
 }  // namespace

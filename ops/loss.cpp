@@ -252,9 +252,6 @@ DistillationLoss distillation_loss_terms(const Tensor& student_logits, const Ten
   const Device device = common_device(op, {student_logits, teacher_logits, target});
   const int64_t N = student_logits.size(0), C = student_logits.size(1);
   const double T2 = o.temperature * o.temperature;
-  auto combine = [&](const Tensor& kl, const Tensor& ce) {
-    return add(mul(kl, scalar_like(o.alpha * T2, kl)), mul(ce, scalar_like(1 - o.alpha, ce)));
-  };
   Tensor s = student_logits.contiguous(), t = teacher_logits.detach().contiguous(), y = target.contiguous();
   const bool wants_grad = s.requires_grad() && grad_mode_enabled();
   Tensor kl, ce, loss, grad;
@@ -276,7 +273,7 @@ DistillationLoss distillation_loss_terms(const Tensor& student_logits, const Ten
     const Tensor batch = scalar_like(static_cast<double>(N), kl_rows);
     kl = div(sum(kl_rows), batch);
     ce = div(sum(ce_rows), batch);
-    loss = combine(kl, ce);
+    loss = add(mul(kl, scalar_like(o.alpha * T2, kl)), mul(ce, scalar_like(1 - o.alpha, ce)));
   }
   if (wants_grad)
     record(loss, "DistillationLossBackward", {s}, [grad](const Tensor& g, const NeedsGrad&) {

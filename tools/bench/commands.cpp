@@ -23,7 +23,18 @@
 namespace minidl::bench {
 
 Options to_options(const CommonOptions& o) {
-  return {.warmup = o.warmup, .min_runs = o.min_runs, .min_seconds = o.min_seconds, .cold = o.cold};
+  // On a GPU --cold flushes the L2 in timer_for(); the CPU cache sweep would mean nothing there.
+  return {.warmup = o.warmup, .min_runs = o.min_runs, .min_seconds = o.min_seconds,
+          .cold = o.cold && !Device(o.device).is_cuda()};
+}
+
+Timer timer_for(const CommonOptions& o) {
+  const Device device(o.device);
+  if (!device.is_cuda()) return host_timer;
+  return [cold = o.cold, index = device.index](const std::function<void()>& fn) {
+    if (cold) cuda::flush_l2(index);
+    return cuda::time_with_events(fn);
+  };
 }
 
 int threads() {
@@ -230,7 +241,7 @@ int bench_train_step(const std::string& model_name, int64_t batch, int64_t batch
   // On a GPU: the model and the batches move there, and its logits are checked
   // against the CPU's (which the f64 check above vouched for) before timing.
   const Device device(o.device);
-  Timer timer = host_timer;
+  const Timer timer = timer_for(o);
   if (device.is_cuda()) {
     const Tensor x0 = fixed_batches[0].images;
     Tensor cpu_logits;
@@ -243,7 +254,6 @@ int bench_train_step(const std::string& model_name, int64_t batch, int64_t batch
     NoGradGuard no_grad;
     require_close("train-step", model_name + "'s logits on " + o.device, (*model)(fixed_batches[0].images).to(kCPU),
                   cpu_logits, 1e-4);
-    timer = [](const std::function<void()>& fn) { return cuda::time_with_events(fn); };
   }
   AdamW opt(model->named_parameters(), {.lr = 1e-3});
   size_t next = 0;
@@ -333,13 +343,12 @@ int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch
   // On a GPU a copy of the model runs there, its logits checked against the
   // CPU model's (which require_model vouches for) before timing.
   std::shared_ptr<Sequential> gpu_model;
-  Timer timer = host_timer;
+  const Timer timer = timer_for(o);
   if (device.is_cuda()) {
     gpu_model = build_model(model_name, gen);
     gpu_model->load_state_dict(model->state_dict());
     gpu_model->eval();
     gpu_model->to(device);
-    timer = [](const std::function<void()>& fn) { return cuda::time_with_events(fn); };
   }
   for (int64_t b : batch_sizes) {
     Tensor x = images.narrow(0, 0, b).contiguous();
@@ -395,8 +404,7 @@ int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o) {
                        : fmt::format("{} threads, kernel {}", threads(), cpu::gemm_kernel_name(cpu::GemmKernel::best));
   Table table(fmt::format("conv2d (im2col + GEMM), f32, {}", where),
               {"shape", "forward", "GFLOP/s", "fwd + bwd", "GFLOP/s"});
-  Timer timer = host_timer;
-  if (device.is_cuda()) timer = [](const std::function<void()>& fn) { return cuda::time_with_events(fn); };
+  const Timer timer = timer_for(o);
   nlohmann::json rows = nlohmann::json::array();
   Generator gen(5);
   for (const std::string& spec : shapes) {

@@ -24,7 +24,10 @@ int openblas_get_num_threads(void);
 
 namespace minidl::bench {
 
+// The run options and the clock for o.device: on the CPU the steady clock (and
+// --cold sweeps the CPU caches), on a GPU CUDA events (and --cold flushes its L2).
 Options to_options(const CommonOptions& o);
+Timer timer_for(const CommonOptions& o);
 int threads();
 // The table (text, Markdown or CSV) or the JSON on stdout, as the options say.
 void emit(const Table& t, nlohmann::json j, const CommonOptions& o);

@@ -26,20 +26,6 @@ Device cuda_device(const CommonOptions& o) {
   return d;
 }
 
-// The event timer, with the L2 flushed first for cold figures.
-Timer device_timer(const CommonOptions& o, int device) {
-  return [cold = o.cold, device](const std::function<void()>& fn) {
-    if (cold) cuda::flush_l2(device);
-    return cuda::time_with_events(fn);
-  };
-}
-
-Options device_options(const CommonOptions& o) {
-  Options opt = to_options(o);
-  opt.cold = false;  // the CPU cache sweep means nothing here; the timer flushes L2 instead
-  return opt;
-}
-
 void print_device(const cuda::DeviceInfo& info) {
   std::printf("GPU %s (sm_%d%d), %d SMs at %.0f MHz, %.1f GiB; fp32 peak %.1f TFLOP/s (128 lanes x 2 x SMs x clock)\n",
               info.name.c_str(), info.major, info.minor, info.multiprocessors, info.clock_khz / 1e3,
@@ -107,7 +93,7 @@ int bench_gemm_cuda(const std::vector<std::string>& shapes, const CommonOptions&
       }
     }
     const double flops = 2.0 * static_cast<double>(M) * N * K;
-    SideBySide r = run_side_by_side(variants, device_options(o), device_timer(o, dev.index));
+    SideBySide r = run_side_by_side(variants, to_options(o), timer_for(o));
     std::vector<std::string> row = {shape};
     nlohmann::json jr = {{"shape", {M, N, K}}, {"flops", flops}};
     for (size_t v = 0; v < variants.size(); ++v) {
@@ -172,7 +158,7 @@ int bench_loss_cuda(const std::vector<std::string>& shapes, const CommonOptions&
     SideBySide r = run_side_by_side({{"fused", step([&] { return cross_entropy(logits, target); })},
                                      {"composed", step([&] { return nll_loss(log_softmax(logits, 1), target); })},
                                      {"copy", [&] { copy_dst.copy_(logits.detach()); }}},
-                                    device_options(o), device_timer(o, dev.index));
+                                    to_options(o), timer_for(o));
     // The fused forward reads the logits; the backward reads them and writes the
     // gradient: three passes over N·C floats at the least.
     const double fused_gbs = 3 * bytes / r.stats[0].median / 1e9, copy_gbs = 2 * bytes / r.stats[2].median / 1e9;
