@@ -1,4 +1,4 @@
-// cuda/copy.cu — copy (strided, broadcasting, converting) and fill on the GPU.
+// cuda/copy.cu — copy (strided, broadcasting, converting), fill and dropout's mask on the GPU.
 //
 // Bandwidth-bound: one thread per element in a grid-stride loop. Each thread
 // turns its linear (row-major) index into an offset through each tensor's
@@ -36,6 +36,19 @@ void fill(const TensorArg& dst, double value, int device) {
   dispatch_all(dst.dtype, "fill", [&](auto tag) {
     using T = decltype(tag);
     fill_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(dst, T(static_cast<compute_t<T>>(value)), n);
+  });
+  MINIDL_CUDA_CHECK(cudaGetLastError());
+}
+
+void dropout_mask(const TensorArg& keep, double p, uint64_t key) {
+  const int64_t n = keep.numel();
+  if (n == 0) return;
+  if (capturing())
+    throw Error("dropout: cannot be captured in a cuda graph — every replay would reuse the mask drawn at capture");
+  dispatch_floating(keep.dtype, "dropout", [&](auto tag) {
+    using T = decltype(tag);
+    dropout_mask_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(
+        keep.ptr<T>(), n, key, dropout_keep_threshold(p), T(static_cast<compute_t<T>>(1 / (1 - p))));
   });
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }

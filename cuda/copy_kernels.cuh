@@ -1,4 +1,5 @@
-// cuda/copy_kernels.cuh — the kernels of cuda/copy.cu: the strided, converting copy and the fill.
+// cuda/copy_kernels.cuh — the kernels of cuda/copy.cu: the strided, converting copy, the fill and
+// dropout's mask.
 //
 // Kept apart from their launchers so that two programs compile them: nvcc, for
 // the GPU, and the host compiler through tests/cuda_emulator.h, so the CPU
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "core/philox.h"
 #include "cuda/device.cuh"
 #include "ops/kernel_types.h"
 
@@ -29,6 +31,14 @@ template <class T>
 __global__ void fill_kernel(TensorArg dst, T value, int64_t n) {
   T* d = dst.ptr<T>();
   MINIDL_CUDA_FOR(i, n) d[offset_of(dst, i)] = value;
+}
+
+// Dropout's mask, drawn where it is used: each thread computes its elements'
+// random bits from their index (core/philox.h), so nothing is drawn on the host
+// and uploaded, and the mask is the CPU's bit for bit.
+template <class T>
+__global__ void dropout_mask_kernel(T* keep, int64_t n, uint64_t key, uint32_t threshold, T scale) {
+  MINIDL_CUDA_FOR(i, n) keep[i] = dropout_bits(key, static_cast<uint64_t>(i)) >= threshold ? scale : T(0);
 }
 
 }  // namespace

@@ -21,6 +21,8 @@ namespace minidl::cuda {
 
 // dst (any strides) := src (same shape, any strides, any dtype; converts). Both on the device.
 void copy(const TensorArg& dst, const TensorArg& src);
+// keep (contiguous, floating) := dropout's scale mask, the same as cpu::dropout_mask's.
+void dropout_mask(const TensorArg& keep, double p, uint64_t key);
 
 void unary(UnaryOp op, const TensorArg& out, const TensorArg& x, double a, double b);
 void binary(BinaryOp op, const TensorArg& out, const TensorArg& x, const TensorArg& y);
@@ -91,8 +93,10 @@ void index_add(const TensorArg& out, const TensorArg& index, const TensorArg& sr
 void gather(const TensorArg& out, const TensorArg& x, const TensorArg& index, int dim);
 void scatter_add(const TensorArg& out, const TensorArg& index, const TensorArg& src, int dim);
 
-void sgd_step(const TensorArg& param, const TensorArg& grad, const TensorArg& buffer, const SgdStepArgs& a);
+// step_count: a device int64 holding the step's number (null data: use a.first_step / a.step).
+void sgd_step(const TensorArg& param, const TensorArg& grad, const TensorArg& buffer, const SgdStepArgs& a,
+              const TensorArg& step_count);
 void adam_step(const TensorArg& param, const TensorArg& grad, const TensorArg& exp_avg, const TensorArg& exp_avg_sq,
-               const AdamStepArgs& a);
+               const AdamStepArgs& a, const TensorArg& step_count);
 
 }  // namespace minidl::cuda

@@ -38,6 +38,7 @@ bool capturing() { return false; }
 
 // The kernels (cuda/kernels.h) that a CUDA build has in cuda/*.cu.
 void copy(const TensorArg&, const TensorArg&) { no_cuda("copy"); }
+void dropout_mask(const TensorArg&, double, uint64_t) { no_cuda("dropout"); }
 void unary(UnaryOp, const TensorArg&, const TensorArg&, double, double) { no_cuda("unary"); }
 void binary(BinaryOp, const TensorArg&, const TensorArg&, const TensorArg&) { no_cuda("binary"); }
 void where(const TensorArg&, const TensorArg&, const TensorArg&, const TensorArg&) { no_cuda("where"); }
@@ -76,8 +77,11 @@ void index_select(const TensorArg&, const TensorArg&, const TensorArg&) { no_cud
 void index_add(const TensorArg&, const TensorArg&, const TensorArg&) { no_cuda("index_add"); }
 void gather(const TensorArg&, const TensorArg&, const TensorArg&, int) { no_cuda("gather"); }
 void scatter_add(const TensorArg&, const TensorArg&, const TensorArg&, int) { no_cuda("scatter_add"); }
-void sgd_step(const TensorArg&, const TensorArg&, const TensorArg&, const SgdStepArgs&) { no_cuda("sgd_step"); }
-void adam_step(const TensorArg&, const TensorArg&, const TensorArg&, const TensorArg&, const AdamStepArgs&) {
+void sgd_step(const TensorArg&, const TensorArg&, const TensorArg&, const SgdStepArgs&, const TensorArg&) {
+  no_cuda("sgd_step");
+}
+void adam_step(const TensorArg&, const TensorArg&, const TensorArg&, const TensorArg&, const AdamStepArgs&,
+               const TensorArg&) {
   no_cuda("adam_step");
 }
 void conv2d_forward(const TensorArg&, const TensorArg&, const TensorArg&, const TensorArg&, const Conv2dParams&) {

@@ -50,12 +50,26 @@ Tensor Optimizer::grad_of(size_t i) const {
   return g;
 }
 
+Tensor Optimizer::advance_step_count() {
+  ++steps_;
+  const Device device = params_.front().second.device();
+  if (!device.is_cuda()) return Tensor();
+  if (!device_steps_.defined() || device_steps_.device() != device)
+    device_steps_ = full({}, static_cast<double>(steps_ - 1), {.dtype = DType::int64, .device = device});
+  device_steps_.copy_(add(device_steps_, 1.0));  // kernels only: a graph can hold them
+  return device_steps_;
+}
+
+int64_t Optimizer::steps() const {
+  return device_steps_.defined() ? static_cast<int64_t>(device_steps_.item()) : steps_;
+}
+
 StateDict Optimizer::state_dict() const {
   StateDict out;
   for (const auto& [kind, tensors] : state_)
     for (size_t i = 0; i < tensors.size(); ++i)
       if (tensors[i].defined()) out[kind + "." + params_[i].first] = tensors[i];
-  out["step"] = scalar_tensor(static_cast<double>(steps_), {.dtype = DType::int64});
+  out["step"] = scalar_tensor(static_cast<double>(steps()), {.dtype = DType::int64});
   return out;
 }
 
@@ -87,6 +101,7 @@ void Optimizer::load_state_dict(const StateDict& state) {
     loads.emplace_back(name.substr(0, dot), it->second, t);
   }
   steps_ = static_cast<int64_t>(step);
+  device_steps_ = Tensor();  // made again from steps_ at the next step
   state_.clear();
   for (const auto& [kind, i, t] : loads) this->state(kind, i).copy_(t);
 }
@@ -106,15 +121,16 @@ SGD::SGD(const std::vector<Tensor>& params, SGDOptions o) : SGD(name_by_position
 //   p = p - lr·g
 void SGD::step() {
   NoGradGuard no_grad;
+  const Tensor count = advance_step_count();
   const SgdStepArgs args{.lr = lr_, .momentum = options.momentum, .dampening = options.dampening,
-                         .weight_decay = options.weight_decay, .nesterov = options.nesterov, .first_step = steps_ == 0};
+                         .weight_decay = options.weight_decay, .nesterov = options.nesterov,
+                         .first_step = steps_ == 1};
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor g = grad_of(i);
     if (!g.defined()) continue;
     Tensor buffer = options.momentum != 0 ? state("momentum_buffer", i) : Tensor();
-    sgd_step(params_[i].second, g, buffer, args);
+    sgd_step(params_[i].second, g, buffer, args, count);
   }
-  ++steps_;
 }
 
 // ---------------------------------------------------------------- Adam / AdamW
@@ -133,15 +149,15 @@ Adam::Adam(const std::vector<Tensor>& params, AdamOptions o, bool decoupled)
 //   p = p - lr · (m / (1 - β1^t)) / (sqrt(v / (1 - β2^t)) + eps)
 void Adam::step() {
   NoGradGuard no_grad;
+  const Tensor count = advance_step_count();
   const AdamStepArgs args{.lr = lr_, .beta1 = options.beta1, .beta2 = options.beta2, .eps = options.eps,
                           .weight_decay = options.weight_decay, .decoupled_weight_decay = decoupled_,
-                          .step = steps_ + 1};
+                          .step = steps_};
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor g = grad_of(i);
     if (!g.defined()) continue;
-    adam_step(params_[i].second, g, state("exp_avg", i), state("exp_avg_sq", i), args);
+    adam_step(params_[i].second, g, state("exp_avg", i), state("exp_avg_sq", i), args, count);
   }
-  ++steps_;
 }
 
 // ---------------------------------------------------------------- clipping, schedules

@@ -28,7 +28,9 @@ class Optimizer {
   void zero_grad();
   double lr() const { return lr_; }
   void set_lr(double lr) { lr_ = lr; }
-  int64_t steps() const { return steps_; }
+  // Steps taken. With the parameters on a GPU the count lives there (see
+  // advance_step_count) and reading it waits for the device.
+  int64_t steps() const;
   virtual std::string name() const = 0;
 
   // State as named tensors ("exp_avg.3.weight" = the first moment of parameter
@@ -43,11 +45,18 @@ class Optimizer {
   Tensor& state(const std::string& kind, size_t i);
   // The parameter's gradient after the checks every step makes; undefined if none.
   Tensor grad_of(size_t i) const;
+  // Counts this step. On a GPU the count is also kept in device memory and
+  // advanced there by a kernel, and that tensor is returned for the update
+  // kernels to read (ops/optim.h): a CUDA graph replaying step() then advances
+  // it at every replay, where a count passed from the host would be frozen at
+  // the capture's. Undefined for parameters on the CPU.
+  Tensor advance_step_count();
   NamedTensors params_;
   double lr_;
-  int64_t steps_ = 0;
+  int64_t steps_ = 0;  // the host's count (steps() prefers the device's where there is one)
 
  private:
+  Tensor device_steps_;  // 0-d int64 on the parameters' GPU, or undefined
   std::map<std::string, std::vector<Tensor>> state_;
 };
 

@@ -1,5 +1,5 @@
 // ops/norm.cpp — batch_norm (a fused kernel with its own backward, see
-// ops/cpu/norm.cpp) and dropout (composed from differentiable ops).
+// ops/cpu/norm.cpp) and dropout (a counter-based mask kernel, then mul).
 #include "ops/norm.h"
 
 #include "core/autograd.h"
@@ -99,12 +99,17 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   MINIDL_CHECK(p >= 0 && p <= 1, "dropout: probability must be in [0, 1], got {}", p);
   if (!training || p == 0) return x;
   if (p == 1) return mul(x, zeros_like(x));
-  Tensor keep;
-  {
-    NoGradGuard no_grad;
-    Tensor u = rand(x.shape(), {.dtype = is_floating(x.dtype()) ? x.dtype() : DType::f32, .device = x.device()}, gen);
-    keep = div(ge(u, p).to(u.dtype()), scalar_like(1 - p, u));
-  }
+  MINIDL_CHECK(is_floating(x.dtype()), "dropout: expected a floating tensor, got {}", x.dtype());
+  // The mask, 0 or 1/(1 − p) per element, is a pure function of one key drawn
+  // from `gen` and the element's index (core/philox.h): the kernel computes it
+  // where the tensor lives — no host draw, no upload — and the CPU and the GPU
+  // draw the same mask from the same generator. The gradient flows through mul.
+  Tensor keep = empty(x.shape(), {.dtype = x.dtype(), .device = x.device()});
+  const uint64_t key = gen.next_u64();
+  if (x.device().is_cuda())
+    cuda::dropout_mask(keep.arg(), p, key);
+  else
+    cpu::dropout_mask(keep.arg(), p, key);
   return mul(x, keep);
 }
 

@@ -14,7 +14,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
                   const Tensor& bias, bool training, double momentum = 0.1, double eps = 1e-5);
 
 // Zeroes each element with probability p and scales the rest by 1/(1-p) when
-// training; the identity otherwise. The mask comes from `gen` (seeded).
+// training; the identity otherwise. The mask comes from one 64-bit key drawn
+// from `gen` (seeded) and is the same on the CPU and the GPU. x floating.
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen = default_generator());
 
 }  // namespace minidl

@@ -24,30 +24,50 @@ void check_state(const char* op, const Tensor& param, const Tensor& state, const
                "{}: {} must be a contiguous f32 tensor of the parameter's shape {}, got {} {}", op, what, param.shape(),
                state.dtype(), state.shape());
 }
+// The step number from step_count (checked) on the CPU; on a GPU the kernel reads it.
+void check_step_count(const char* op, const Tensor& param, const Tensor& step_count) {
+  MINIDL_CHECK(step_count.dtype() == DType::int64 && step_count.numel() == 1 && step_count.device() == param.device(),
+               "{}: step_count must be one int64 on the parameter's device {}, got {} {} on {}", op, param.device(),
+               step_count.dtype(), step_count.shape(), step_count.device());
+}
+int64_t host_step(const Tensor& step_count) {
+  const double t = step_count.item();
+  MINIDL_CHECK(t >= 1, "optimizer step: step_count must be at least 1, got {}", t);
+  return static_cast<int64_t>(t);
+}
 }  // namespace
 
-void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdStepArgs& p) {
+void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdStepArgs& p,
+              const Tensor& step_count) {
   Device device = common_device("sgd_step", {param, grad, momentum_buffer});
   Tensor g = kernel_grad("sgd_step", param, grad);
   if (momentum_buffer.defined()) check_state("sgd_step", param, momentum_buffer, "momentum_buffer");
-  if (device.is_cuda())
-    cuda::sgd_step(param.arg(), g.arg(), arg_or_null(momentum_buffer), p);
-  else
-    cpu::sgd_step(param.arg(), g.arg(), arg_or_null(momentum_buffer), p);
+  if (step_count.defined()) check_step_count("sgd_step", param, step_count);
+  if (device.is_cuda()) {
+    cuda::sgd_step(param.arg(), g.arg(), arg_or_null(momentum_buffer), p, arg_or_null(step_count));
+  } else {
+    SgdStepArgs a = p;
+    if (step_count.defined()) a.first_step = host_step(step_count) == 1;
+    cpu::sgd_step(param.arg(), g.arg(), arg_or_null(momentum_buffer), a);
+  }
   param.bump_version();
   if (momentum_buffer.defined()) momentum_buffer.bump_version();
 }
 
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-               const AdamStepArgs& p) {
+               const AdamStepArgs& p, const Tensor& step_count) {
   Device device = common_device("adam_step", {param, grad, exp_avg, exp_avg_sq});
   Tensor g = kernel_grad("adam_step", param, grad);
   check_state("adam_step", param, exp_avg, "exp_avg");
   check_state("adam_step", param, exp_avg_sq, "exp_avg_sq");
-  if (device.is_cuda())
-    cuda::adam_step(param.arg(), g.arg(), exp_avg.arg(), exp_avg_sq.arg(), p);
-  else
-    cpu::adam_step(param.arg(), g.arg(), exp_avg.arg(), exp_avg_sq.arg(), p);
+  if (step_count.defined()) check_step_count("adam_step", param, step_count);
+  if (device.is_cuda()) {
+    cuda::adam_step(param.arg(), g.arg(), exp_avg.arg(), exp_avg_sq.arg(), p, arg_or_null(step_count));
+  } else {
+    AdamStepArgs a = p;
+    if (step_count.defined()) a.step = host_step(step_count);
+    cpu::adam_step(param.arg(), g.arg(), exp_avg.arg(), exp_avg_sq.arg(), a);
+  }
   param.bump_version();
   exp_avg.bump_version();
   exp_avg_sq.bump_version();

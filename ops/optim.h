@@ -14,10 +14,17 @@ namespace minidl {
 
 // param (n) f32|bf16 and its gradient (same shape; converted to param's dtype);
 // momentum_buffer f32 (n), undefined when momentum is 0. All updated in place.
-void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdStepArgs& p);
+//
+// step_count, when given, is a 0-d int64 tensor on the parameter's device holding
+// the number of the step being taken (1, 2, ...); the kernel reads it there in
+// place of p.first_step / p.step. On a GPU that is what lets a CUDA graph replay
+// an optimizer step: the count is advanced by a kernel inside the graph, where a
+// number passed from the host would be frozen at its value at capture.
+void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdStepArgs& p,
+              const Tensor& step_count = Tensor());
 
 // param f32|bf16, grad, exp_avg and exp_avg_sq f32, all of param's shape.
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-               const AdamStepArgs& p);
+               const AdamStepArgs& p, const Tensor& step_count = Tensor());
 
 }  // namespace minidl

@@ -36,17 +36,27 @@ struct SgdUpdate {
 // Adam / AdamW's step in f32: the bias corrections 1 − β^t folded into the step
 // size and the denominator once per call.
 struct AdamUpdate {
-  float lr, weight_decay, beta1, beta2, eps, step_size, inv_sqrt_bc2;
+  float lr, weight_decay, beta1, beta2, eps, step_size = 0, inv_sqrt_bc2 = 0;
   bool decoupled;
+  double lr64, beta1_64, beta2_64;  // for the bias corrections, in f64
   explicit AdamUpdate(const AdamStepArgs& a)
       : lr(static_cast<float>(a.lr)),
         weight_decay(static_cast<float>(a.weight_decay)),
         beta1(static_cast<float>(a.beta1)),
         beta2(static_cast<float>(a.beta2)),
         eps(static_cast<float>(a.eps)),
-        step_size(static_cast<float>(a.lr / (1 - std::pow(a.beta1, static_cast<double>(a.step))))),
-        inv_sqrt_bc2(static_cast<float>(1 / std::sqrt(1 - std::pow(a.beta2, static_cast<double>(a.step))))),
-        decoupled(a.decoupled_weight_decay) {}
+        decoupled(a.decoupled_weight_decay),
+        lr64(a.lr),
+        beta1_64(a.beta1),
+        beta2_64(a.beta2) {
+    set_step(a.step);
+  }
+  // The bias corrections of step t (on the GPU, a kernel calls this with the
+  // step count it reads from device memory).
+  MINIDL_HOST_DEVICE void set_step(int64_t t) {
+    step_size = static_cast<float>(lr64 / (1 - pow(beta1_64, static_cast<double>(t))));
+    inv_sqrt_bc2 = static_cast<float>(1 / sqrt(1 - pow(beta2_64, static_cast<double>(t))));
+  }
   // The new value of p; the moments m and v are updated in place.
   MINIDL_HOST_DEVICE float operator()(float p, float g, float& m, float& v) const {
     // AdamW decays the weight itself; Adam adds L2 through the gradient.

@@ -343,6 +343,27 @@ TEST_CASE("batch norm: training (batch statistics, running stats updated) and ev
   }
 }
 
+TEST_CASE("dropout: the GPU draws the CPU's mask from the same generator, exactly, and its gradient") {
+  for (DType t : {DType::f32, DType::f64, DType::bf16}) {
+    CAPTURE(t);
+    const Tensor x = normal({33, 257}, 31, t);
+    for (double p : {0.1, 0.5}) {
+      CAPTURE(p);
+      Generator gh(7), gd(7);
+      const Tensor host = dropout(x, p, true, gh), device = dropout(x.to(kCuda), p, true, gd);
+      CHECK(relative_error(device, host) == 0);  // same key, same counter-based bits, same mask
+    }
+    if (t == DType::bf16) continue;
+    check_parity("dropout", {x}, [&](auto& v) {
+      Generator gen(9);
+      return dropout(v[0], 0.3, true, gen);
+    }, 0);
+  }
+  // A captured draw would repeat at every replay: refused, saying why.
+  const Tensor xd = normal({64}, 32).to(kCuda);
+  CHECK_THROWS_WITH_AS(cuda::Graph([&] { (void)dropout(xd, 0.5, true); }), doctest::Contains("dropout"), Error);
+}
+
 TEST_CASE("softmax, log_softmax and the fused losses, short rows and long ones") {
   Generator gen(31);
   for (DType t : {DType::f32, DType::f64}) {
@@ -445,33 +466,56 @@ TEST_CASE("a short training run on the GPU reaches the CPU's accuracy (same seed
 }
 
 TEST_CASE("a CUDA graph of a training step replays it: the same updates as running it again") {
-  Generator gen(44);
-  auto model = nn::build_model("mlp-small", gen);
-  model->to(kCuda);
-  nn::AdamW opt(model->named_parameters(), {.lr = 1e-3});
+  // Two identical models: one steps eagerly, the other through a graph's replays.
+  // Adam's bias corrections depend on the step count, which the replays must
+  // advance (it lives on the device), so the two stay equal step after step.
+  auto make = [] {
+    Generator gen(44);
+    auto model = nn::build_model("mlp-small", gen);
+    model->to(kCuda);
+    return model;
+  };
+  auto eager = make(), replayed = make();
+  nn::AdamW opt_eager(eager->named_parameters(), {.lr = 1e-2}), opt_replayed(replayed->named_parameters(), {.lr = 1e-2});
+  Generator gen(45);
   const Tensor x = normal({64, 1, 28, 28}, 45).to(kCuda);
   const Tensor y = randint(0, 10, {64}, {}, gen).to(kCuda);
-  auto step = [&] {
-    Tensor loss = cross_entropy((*model)(x), y);
-    opt.zero_grad();
-    loss.backward();
-    opt.step();
+  auto step_of = [&](nn::Module& model, nn::Optimizer& opt) {
+    return [&] {
+      Tensor loss = cross_entropy(model(x), y);
+      opt.zero_grad();
+      loss.backward();
+      opt.step();
+    };
   };
-  step();  // uncaptured first (index checks, optimizer state, cuBLAS)
-  // Eager reference: two more steps from a copy of this state.
-  const auto before = model->state_dict();
-  std::map<std::string, std::vector<float>> start;
-  for (const auto& [name, t] : before) start[name] = t.to(kCPU).to_vector<float>();
-  cuda::Graph graph(step);  // the capture does not run the step
-  for (const auto& [name, t] : model->state_dict()) CHECK(t.to(kCPU).to_vector<float>() == start[name]);
-  graph.replay();
-  cuda::synchronize(0);
-  double moved = 0;
-  for (const auto& [name, t] : model->state_dict()) {
-    const std::vector<float> now = t.to(kCPU).to_vector<float>();
-    for (size_t i = 0; i < now.size(); ++i) moved += std::abs(now[i] - start[name][i]);
+  auto snapshot = [](nn::Module& model) {
+    std::map<std::string, std::vector<float>> out;
+    for (const auto& [name, t] : model.state_dict()) out[name] = t.to(kCPU).to_vector<float>();
+    return out;
+  };
+  const std::function<void()> step_eager = step_of(*eager, opt_eager), step_replayed = step_of(*replayed, opt_replayed);
+  step_eager();
+  step_replayed();  // uncaptured first (index checks, optimizer state, cuBLAS)
+  const auto start = snapshot(*replayed);
+  cuda::Graph graph(step_replayed);  // the capture does not run the step
+  CHECK(snapshot(*replayed) == start);
+  for (int i = 0; i < 5; ++i) {
+    graph.replay();
+    step_eager();
   }
-  CHECK(moved > 0);  // the replay trained
+  cuda::synchronize(0);
+  CHECK(opt_eager.steps() == 6);
+  CHECK(opt_replayed.steps() == 6);  // the replays advanced the device's count
+  const auto now = snapshot(*replayed), want = snapshot(*eager);
+  double moved = 0;
+  for (const auto& [name, v] : now) {
+    CAPTURE(name);
+    const Tensor got = from_vector(v, {static_cast<int64_t>(v.size())}),
+                 ref = from_vector(want.at(name), {static_cast<int64_t>(v.size())});
+    CHECK(relative_error(got, ref) <= 1e-6);
+    for (size_t i = 0; i < v.size(); ++i) moved += std::abs(v[i] - start.at(name)[i]);
+  }
+  CHECK(moved > 0);  // the replays trained
   // A host read inside a capture is refused, clearly.
   CHECK_THROWS_WITH_AS(cuda::Graph([&] { (void)sum(x).item(); }), doctest::Contains("cuda graph"), Error);
 }

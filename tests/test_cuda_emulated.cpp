@@ -264,6 +264,31 @@ TEST_CASE("the CUDA elementwise and copy kernels on the host emulator: broadcast
   }
 }
 
+TEST_CASE("dropout's mask on the host emulator is the CPU's, bit for bit, in f32, f64 and bf16") {
+  namespace cp = minidl::cuda::copy_kernels;
+  const int64_t n = 5000;
+  for (double p : {0.1, 0.5, 0.9}) {
+    CAPTURE(p);
+    const uint64_t key = 0x243f6a8885a308d3ull + static_cast<uint64_t>(p * 100);
+    Tensor want = poisoned({n}, DType::f32), got = poisoned({n}, DType::f32);
+    cpu::dropout_mask(want.arg(), p, key);
+    launch_grid([&] {
+      cp::dropout_mask_kernel<float>(got.data_ptr<float>(), n, key, dropout_keep_threshold(p), static_cast<float>(1 / (1 - p)));
+    });
+    CHECK(got.to_vector<float>() == want.to_vector<float>());
+    Tensor want64 = poisoned({n}, DType::f64), got64 = poisoned({n}, DType::f64);
+    cpu::dropout_mask(want64.arg(), p, key);
+    launch_grid([&] { cp::dropout_mask_kernel<double>(got64.data_ptr<double>(), n, key, dropout_keep_threshold(p), 1 / (1 - p)); });
+    CHECK(got64.to_vector<double>() == want64.to_vector<double>());
+    Tensor want16 = poisoned({n}, DType::bf16), got16 = poisoned({n}, DType::bf16);
+    cpu::dropout_mask(want16.arg(), p, key);
+    launch_grid([&] {
+      cp::dropout_mask_kernel<bf16>(got16.data_ptr<bf16>(), n, key, dropout_keep_threshold(p), bf16(static_cast<float>(1 / (1 - p))));
+    });
+    CHECK(got16.to(DType::f32).to_vector<float>() == want16.to(DType::f32).to_vector<float>());
+  }
+}
+
 TEST_CASE("the CUDA pooling kernels on the host emulator equal the CPU's: max with winners, average, adaptive") {
   namespace pk = minidl::cuda::pool_kernels;
   Generator gen(4);

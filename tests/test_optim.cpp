@@ -6,6 +6,7 @@
 
 #include "minidl.h"
 #include "nn/optim.h"
+#include "ops/optim.h"
 
 using namespace minidl;
 using namespace minidl::nn;
@@ -106,6 +107,36 @@ TEST_CASE("optimizer state round trip continues identically") {
   broken["exp_avg.0"] = zeros({3});
   CHECK_THROWS_WITH_AS(o2.load_state_dict(broken), doctest::Contains("'exp_avg.0' has shape [3] but parameter '0' has shape [2]"),
                        Error);
+}
+
+TEST_CASE("the update kernels read the step number from a step_count tensor as from the arguments") {
+  // The form the GPU path uses (so a CUDA graph can replay a step): the count in
+  // a tensor. On the CPU it must give exactly what the host's number gives.
+  Tensor a = param({0.5f, -1.0f, 2.0f}), b = param({0.5f, -1.0f, 2.0f});
+  Tensor ma = zeros({3}), va = zeros({3}), mb = zeros({3}), vb = zeros({3});
+  const Tensor g = from_vector(std::vector<float>{0.2f, -0.4f, 0.9f}, {3});
+  for (int64_t t = 1; t <= 4; ++t) {
+    NoGradGuard no_grad;
+    adam_step(a, g, ma, va, {.lr = 0.1, .step = t});
+    adam_step(b, g, mb, vb, {.lr = 0.1, .step = 999}, scalar_tensor(static_cast<double>(t), {.dtype = DType::int64}));
+  }
+  CHECK(a.to_vector<float>() == b.to_vector<float>());
+  // SGD: step 1 starts the momentum buffer from the gradient (dampening shows it).
+  Tensor c = param({1.0f}), d = param({1.0f}), bc = zeros({1}), bd = zeros({1});
+  const Tensor gc = from_vector(std::vector<float>{0.5f}, {1});
+  for (int64_t t = 1; t <= 3; ++t) {
+    NoGradGuard no_grad;
+    sgd_step(c, gc, bc, {.lr = 0.1, .momentum = 0.9, .dampening = 0.5, .first_step = t == 1});
+    sgd_step(d, gc, bd, {.lr = 0.1, .momentum = 0.9, .dampening = 0.5},
+             scalar_tensor(static_cast<double>(t), {.dtype = DType::int64}));
+  }
+  CHECK(c.to_vector<float>() == d.to_vector<float>());
+  CHECK(bc.to_vector<float>() == bd.to_vector<float>());
+  NoGradGuard no_grad;
+  CHECK_THROWS_WITH_AS(adam_step(a, g, ma, va, {}, scalar_tensor(2.0)), doctest::Contains("step_count must be one int64"),
+                       Error);
+  CHECK_THROWS_WITH_AS(adam_step(a, g, ma, va, {}, scalar_tensor(0.0, {.dtype = DType::int64})),
+                       doctest::Contains("at least 1"), Error);
 }
 
 TEST_CASE("clip_grad_norm and schedules") {

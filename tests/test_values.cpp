@@ -2,9 +2,13 @@
 // (never against minidl itself). Each constant's derivation is in its comment.
 #include <doctest/doctest.h>
 
+#include <omp.h>
+
 #include <algorithm>
+#include <array>
 #include <cmath>
 
+#include "core/philox.h"
 #include "minidl.h"
 
 using namespace minidl;
@@ -283,6 +287,22 @@ TEST_CASE("the distillation loss on a small example worked by hand") {
   CHECK(loss.item() == Approx(0.40308748755934587).epsilon(1e-12));
 }
 
+TEST_CASE("Philox4x32-10 gives Random123's published known answers; dropout's threshold is exact") {
+  auto run = [](std::array<uint32_t, 4> c, uint32_t k0, uint32_t k1) {
+    const Philox4x32 out = philox4x32_10({{c[0], c[1], c[2], c[3]}}, k0, k1);
+    return std::array<uint32_t, 4>{out.v[0], out.v[1], out.v[2], out.v[3]};
+  };
+  CHECK(run({0, 0, 0, 0}, 0, 0) == std::array<uint32_t, 4>{0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8});
+  CHECK(run({0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff}, 0xffffffff, 0xffffffff) ==
+        std::array<uint32_t, 4>{0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd});
+  CHECK(run({0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}, 0xa4093822, 0x299f31d0) ==
+        std::array<uint32_t, 4>{0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1});
+  CHECK(dropout_keep_threshold(0) == 0);
+  CHECK(dropout_keep_threshold(1) == 1u << 24);
+  CHECK(dropout_keep_threshold(0.5) == 1u << 23);
+  CHECK(dropout_keep_threshold(0.1) == 1677722);  // ⌈0.1 · 2²⁴⌉ = ⌈1677721.6⌉
+}
+
 TEST_CASE("mse_loss, dropout and batch_norm") {
   check_all(mse_loss(f32({1, 2, 3}, {3}), f32({1, 0, 6}, {3})), {(0 + 4 + 9) / 3.0});
   check_all(mse_loss(f32({1, 2, 3}, {3}), f32({1, 0, 6}, {3}), Reduction::sum), {13});
@@ -301,6 +321,20 @@ TEST_CASE("mse_loss, dropout and batch_norm") {
   CHECK(kept < 7700);
   CHECK(d1.to_vector<float>() == d2.to_vector<float>());
   CHECK(dropout(x, 0.25, false).is_same(x));
+  // Counter-based: the mask is the same whatever the thread count, and a second
+  // call draws a new one.
+  {
+    Tensor big = ones({100000});
+    Generator a(8), b(8);
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const std::vector<float> one = dropout(big, 0.5, true, a).to_vector<float>();
+    omp_set_num_threads(std::max(threads, 2));
+    CHECK(dropout(big, 0.5, true, b).to_vector<float>() == one);
+    omp_set_num_threads(threads);
+    CHECK(dropout(big, 0.5, true, a).to_vector<float>() != one);
+  }
+  CHECK_THROWS_WITH_AS(dropout(ones({3}, {.dtype = DType::int64}), 0.5, true), doctest::Contains("floating"), Error);
 
   // batch_norm, training: x = [1, 2, 3, 4] in one channel; mean 2.5, biased var 1.25
   Tensor bx = f64({1, 2, 3, 4}, {4, 1});

@@ -1,4 +1,4 @@
-// ops/cpu/copy.cpp — strided copy with dtype conversion, fill, random fills.
+// ops/cpu/copy.cpp — strided copy with dtype conversion, fill, random fills, dropout's mask.
 // Bandwidth-bound: one read and one write per element.
 #include <immintrin.h>
 
@@ -6,8 +6,9 @@
 #include <cmath>
 #include <limits>
 
-#include "core/generator.h"
 #include "core/dtype_dispatch.h"
+#include "core/generator.h"
+#include "core/philox.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
 
@@ -139,6 +140,18 @@ void fill_randint(const TensorArg& dst, int64_t lo, int64_t hi, Generator& gen) 
   // Unsigned (wrapping) arithmetic: hi - lo may exceed INT64_MAX.
   const uint64_t range = static_cast<uint64_t>(hi) - static_cast<uint64_t>(lo);
   fill_serial(dst, "randint", [&] { return static_cast<int64_t>(static_cast<uint64_t>(lo) + gen.below(range)); });
+}
+
+void dropout_mask(const TensorArg& keep, double p, uint64_t key) {
+  dispatch_floating(keep.dtype, "dropout", [&](auto tag) {
+    using T = decltype(tag);
+    T* d = keep.ptr<T>();
+    const uint32_t threshold = dropout_keep_threshold(p);
+    const T scale = T(static_cast<compute_t<T>>(1 / (1 - p)));
+    const int64_t n = keep.numel();
+#pragma omp parallel for if (n > 32768)  // counter-based: the mask does not depend on the thread count
+    for (int64_t i = 0; i < n; ++i) d[i] = dropout_bits(key, static_cast<uint64_t>(i)) >= threshold ? scale : T(0);
+  });
 }
 
 }  // namespace minidl::cpu

@@ -23,6 +23,10 @@ void fill(const TensorArg& dst, double value);
 void fill_uniform(const TensorArg& dst, double lo, double hi, Generator& gen);
 void fill_normal(const TensorArg& dst, double mean, double std, Generator& gen);
 void fill_randint(const TensorArg& dst, int64_t lo, int64_t hi, Generator& gen);
+// keep (contiguous, floating) := dropout's scale mask: element i is 1/(1 − p) when
+// dropout_bits(key, i) ≥ dropout_keep_threshold(p) (core/philox.h), else 0. A pure
+// function of (key, i): the CUDA twin writes the same mask.
+void dropout_mask(const TensorArg& keep, double p, uint64_t key);
 
 // out (contiguous) := op(x). x has out's shape, any strides, out's dtype.
 void unary(UnaryOp op, const TensorArg& out, const TensorArg& x, double a, double b);
