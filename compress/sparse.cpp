@@ -14,17 +14,20 @@ namespace {
 
 constexpr int64_t kBlockShapes[][2] = {{1, 4}, {4, 1}, {4, 4}, {8, 8}, {16, 16}};
 
-void require_cpu_inference(const char* op, const Tensor& x) {
+void require_inference(const char* op, const Tensor& x) {
   MINIDL_CHECK(x.defined(), "{}: the input is undefined", op);
-  MINIDL_CHECK(x.device().is_cpu(),
-               "{}: the sparse formats run on the CPU; the input is on {} (the CUDA sparse kernels are the CUDA "
-               "backend issue's)",
-               op, x.device());
   MINIDL_CHECK(x.dtype() == DType::f32, "{}: expected an f32 input, got {}", op, x.dtype());
   MINIDL_CHECK(!(x.requires_grad() && grad_mode_enabled()),
                "{}: sparse layers are for inference and record no gradient; run under NoGradGuard (fine-tune the "
                "masked dense model instead)",
                op);
+}
+
+void require_cpu_inference(const char* op, const Tensor& x) {
+  require_inference(op, x);
+  MINIDL_CHECK(x.device().is_cpu(),
+               "{}: this sparse product runs on the CPU; the input is on {} (on a GPU only sparse_linear with CSR runs)",
+               op, x.device());
 }
 
 }  // namespace
@@ -133,11 +136,36 @@ SparseMatrixArg SparseMatrix::arg() const {
   SparseMatrixArg a;
   a.rows = rows_, a.cols = cols_;
   a.block_rows = format_.block_rows, a.block_cols = format_.block_cols;
+  a.blocks = blocks();
+  if (device_.is_cuda()) {
+    a.row_ptr = device_row_ptr_.data_ptr<int32_t>();
+    a.col_index = device_col_.raw_data();
+    a.values = device_values_.data_ptr<float>();
+    return a;
+  }
   a.row_ptr = row_ptr_.data();
   a.index16 = index16_;
   a.col_index = index16_ ? static_cast<const void*>(col16_.data()) : static_cast<const void*>(col32_.data());
   a.values = values_.data();
   return a;
+}
+
+SparseMatrix SparseMatrix::to(const Device& device) const {
+  SparseMatrix m = *this;
+  m.device_ = device;
+  m.device_row_ptr_ = m.device_col_ = m.device_values_ = Tensor();
+  if (device.is_cpu()) return m;
+  MINIDL_CHECK(format_.is_csr(), "sparse matrix to {}: the GPU kernels take CSR, this matrix is {}", device,
+               format_.name());
+  std::vector<int32_t> cols = col32_;
+  if (index16_) cols.assign(col16_.begin(), col16_.end());
+  auto i32 = [&](const std::vector<int32_t>& v) {
+    return from_data(v.data(), {static_cast<int64_t>(v.size())}, {.dtype = DType::int32, .device = device});
+  };
+  m.device_row_ptr_ = i32(row_ptr_);
+  m.device_col_ = i32(cols);
+  m.device_values_ = from_data(values_.data(), {static_cast<int64_t>(values_.size())}, {.dtype = DType::f32, .device = device});
+  return m;
 }
 
 // ---------------------------------------------------------------- products
@@ -153,17 +181,29 @@ Tensor sparse_matmul(const SparseMatrix& w, const Tensor& b_in, cpu::SpmmKernel 
 }
 
 Tensor sparse_linear(const Tensor& x, const SparseMatrix& w, const Tensor& bias, Activation act,
-                     cpu::SpmmKernel kernel) {
-  require_cpu_inference("sparse_linear", x);
+                     cpu::SpmmKernel kernel, cuda::SpmmKernel gpu_kernel) {
+  require_inference("sparse_linear", x);
+  MINIDL_CHECK(x.device() == w.device(),
+               "sparse_linear: the input is on {} but the sparse weight on {} (move the weight with .to(device))",
+               x.device(), w.device());
   MINIDL_CHECK(x.dim() == 2 && x.size(1) == w.cols(), "sparse_linear: input {} does not match weight ({}, {})",
                x.shape(), w.rows(), w.cols());
   if (bias.defined())
-    MINIDL_CHECK(bias.dim() == 1 && bias.size(0) == w.rows() && bias.dtype() == DType::f32 && bias.device().is_cpu(),
-                 "sparse_linear: bias {} ({}) does not match {} outputs", bias.shape(), bias.dtype(), w.rows());
+    MINIDL_CHECK(bias.dim() == 1 && bias.size(0) == w.rows() && bias.dtype() == DType::f32 &&
+                     bias.device() == x.device(),
+                 "sparse_linear: bias {} ({} on {}) does not match {} outputs on {}", bias.shape(), bias.dtype(),
+                 bias.device(), w.rows(), x.device());
   Tensor b = bias.defined() ? bias.contiguous() : Tensor();
   const GemmEpilogue epilogue{.bias = b.defined() ? b.raw_data() : nullptr, .bias_per_row = true,
                               .relu = act == Activation::relu};
   const int64_t N = x.size(0);
+  if (x.device().is_cuda()) {
+    // The GPU kernels read x's rows and write y's as they are (cuda/spmm.cu).
+    Tensor xc = x.stride(1) == 1 ? x : x.contiguous();
+    Tensor y = empty({N, w.rows()}, {.dtype = DType::f32, .device = x.device()});
+    cuda::sparse_linear(w.arg(), xc.arg(), y.arg(), epilogue, gpu_kernel);
+    return y;
+  }
   if (N == 1) {
     // xᵀ is a column: x itself, read with its stride by the gather.
     TensorArg column = x.t().arg();

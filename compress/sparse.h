@@ -10,9 +10,10 @@
 // zoo — and 32-bit otherwise: at batch 1 the product streams those bytes, so two
 // saved bytes per non-zero are a third of the traffic.
 //
-// The formats live in host memory and the products run on the CPU; a CUDA
-// tensor is refused with an error saying so (the GPU side is the CUDA issue's).
-// The products are for inference: they record no autograd history and refuse
+// The formats live in host memory and the products run on the CPU, except
+// sparse_linear with CSR, which also runs on a GPU: `w.to("cuda")` copies the
+// arrays there (cuda/spmm.cu: a hand-written kernel and cuSPARSE). The other
+// products refuse a CUDA tensor, saying so. The products are for inference: they record no autograd history and refuse
 // an input that requires a gradient (fine-tune the masked dense model instead).
 #pragma once
 
@@ -22,6 +23,7 @@
 
 #include "core/tensor.h"
 #include "ops/conv.h"
+#include "cuda/kernels.h"
 #include "ops/cpu/kernels.h"
 #include "ops/kernel_types.h"
 
@@ -70,10 +72,18 @@ class SparseMatrix {
   // Bytes of values, column indices and row pointers; dense is rows · cols · 4.
   int64_t bytes() const;
 
-  // What the kernels see (pointers into this object: keep it alive).
+  // What the kernels see (pointers into this object, on its device: keep it alive).
   SparseMatrixArg arg() const;
 
+  // A copy with its arrays on `device`. On a GPU: CSR only, the column indices
+  // widened to 32 bits (what the CUDA kernels and cuSPARSE read); the host
+  // arrays stay too, so to_dense() and to(kCPU) need no copy back.
+  SparseMatrix to(const Device& device) const;
+  const Device& device() const { return device_; }
+
  private:
+  Device device_;
+  Tensor device_row_ptr_, device_col_, device_values_;  // int32, int32, f32 on device_ when it is a GPU
   int64_t rows_ = 0, cols_ = 0;
   SparseFormat format_;
   bool index16_ = false;
@@ -84,12 +94,15 @@ class SparseMatrix {
 };
 
 // x (N, in) -> y (N, out) = x · Wᵀ + bias, then act; W (out, in) sparse, bias
-// (out) or undefined. x is f32 on the CPU, any strides. At N = 1 the kernel
+// (out) or undefined. x is f32, any strides, on W's device. On a GPU (CSR):
+// cuda::sparse_linear with `gpu_kernel` (cuSPARSE or the hand-written kernel,
+// cuda/kernels.h); on the CPU `kernel`. At N = 1 the kernel
 // reads x as it is (a sparse matrix-vector product); otherwise x is transposed
 // into (in, N), the layout the kernel vectorises over, and the (out, N) result
 // back (both passes are O(N · (in + out)), small beside the product).
 Tensor sparse_linear(const Tensor& x, const SparseMatrix& w, const Tensor& bias = {},
-                     Activation act = Activation::none, cpu::SpmmKernel kernel = cpu::SpmmKernel::best);
+                     Activation act = Activation::none, cpu::SpmmKernel kernel = cpu::SpmmKernel::best,
+                     cuda::SpmmKernel gpu_kernel = cuda::SpmmKernel::best);
 // C (rows, n) = W (rows, cols) · B (cols, n), B f32 on the CPU.
 Tensor sparse_matmul(const SparseMatrix& w, const Tensor& b, cpu::SpmmKernel kernel = cpu::SpmmKernel::best);
 // conv2d with weight W (O, C·kh·kw) sparse (the dense weight (O, C, kh, kw)

@@ -51,6 +51,17 @@ inline constexpr int kSgemmVersions = 5;
 void sgemm_handwritten(int version, int64_t M, int64_t N, int64_t K, float alpha, const TensorArg& A,
                        const TensorArg& B, float beta, const TensorArg& C, const GemmEpilogue& epilogue = {});
 
+// A pruned Linear on the GPU: y (N, out) := x (N, in) · Wᵀ, then the epilogue's
+// bias (one per output) and ReLU; W CSR with 32-bit indices in device memory
+// (compress::SparseMatrix::to), x and y f32 rows with unit column stride
+// (cuda/spmm.cu). `best`: MINIDL_CUDA_SPMM if set, else cuSPARSE when linked,
+// else the hand-written kernel.
+enum class SpmmKernel { best, handwritten, cusparse };
+void sparse_linear(const SparseMatrixArg& w, const TensorArg& x, const TensorArg& y, const GemmEpilogue& epilogue,
+                   SpmmKernel kernel = SpmmKernel::best);
+const char* spmm_kernel_name(SpmmKernel kernel);
+bool have_cusparse();
+
 void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, const TensorArg& bias,
                     const Conv2dParams& p);
 void conv2d_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& gb, const TensorArg& gy,

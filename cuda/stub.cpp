@@ -84,6 +84,11 @@ void adam_step(const TensorArg&, const TensorArg&, const TensorArg&, const Tenso
                const TensorArg&) {
   no_cuda("adam_step");
 }
+void sparse_linear(const SparseMatrixArg&, const TensorArg&, const TensorArg&, const GemmEpilogue&, SpmmKernel) {
+  no_cuda("sparse_linear");
+}
+const char* spmm_kernel_name(SpmmKernel) { return "none (built without CUDA)"; }
+bool have_cusparse() { return false; }
 void conv2d_forward(const TensorArg&, const TensorArg&, const TensorArg&, const TensorArg&, const Conv2dParams&) {
   no_cuda("conv2d_forward");
 }

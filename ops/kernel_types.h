@@ -61,6 +61,7 @@ struct SparseMatrixArg {
   const void* col_index = nullptr;         // (blocks): uint16 when index16, else int32
   bool index16 = false;
   const float* values = nullptr;           // (blocks, r, c)
+  int64_t blocks = 0;                      // row_ptr's last entry, known on the host (cuSPARSE asks for it)
   bool is_csr() const { return block_rows == 1 && block_cols == 1; }
 };
 

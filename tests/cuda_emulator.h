@@ -47,8 +47,9 @@ inline std::vector<std::unique_ptr<EmulatedWarp>> emulated_warps;
 template <class T>
 T __shfl_xor_sync(unsigned, T v, int lane_mask) {
   static_assert(sizeof(T) <= 8);
-  EmulatedWarp& w = *emulated_warps[threadIdx.x / 32];
-  const unsigned lane = threadIdx.x % 32;
+  const unsigned linear = threadIdx.y * blockDim.x + threadIdx.x;  // warps are cut from the linear thread id
+  EmulatedWarp& w = *emulated_warps[linear / 32];
+  const unsigned lane = linear % 32;
   std::memcpy(&w.slot[lane], &v, sizeof(T));
   w.bar.arrive_and_wait();
   T out;

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "compress/sparse.h"
 #include "cuda/kernels.h"
 #include "minidl.h"
 
@@ -362,6 +363,40 @@ TEST_CASE("dropout: the GPU draws the CPU's mask from the same generator, exactl
   // A captured draw would repeat at every replay: refused, saying why.
   const Tensor xd = normal({64}, 32).to(kCuda);
   CHECK_THROWS_WITH_AS(cuda::Graph([&] { (void)dropout(xd, 0.5, true); }), doctest::Contains("dropout"), Error);
+}
+
+TEST_CASE("sparse_linear on the GPU: the hand-written CSR kernel and cuSPARSE against the CPU") {
+  NoGradGuard no_grad;
+  Generator gen(51);
+  for (double sparsity : {0.5, 0.9, 0.99}) {
+    Tensor w = randn({300, 784}, {}, gen);
+    w = mul(w, ge(rand({300, 784}, {}, gen), scalar_tensor(sparsity)).to(DType::f32));
+    w.narrow(0, 7, 1).fill_(0.0);  // an empty row
+    const auto host = compress::SparseMatrix::from_dense(w);
+    const auto device = host.to(kCuda);
+    const Tensor bias = randn({300}, {}, gen);
+    for (int64_t N : {1, 7, 64, 129}) {
+      for (auto kernel : {cuda::SpmmKernel::handwritten, cuda::SpmmKernel::cusparse}) {
+        if (kernel == cuda::SpmmKernel::cusparse && !cuda::have_cusparse()) continue;
+        CAPTURE(sparsity);
+        CAPTURE(N);
+        CAPTURE(cuda::spmm_kernel_name(kernel));
+        const Tensor x = randn({N, 784}, {}, gen);
+        const Tensor want = compress::sparse_linear(x, host, bias, Activation::relu);
+        const Tensor got = compress::sparse_linear(x.to(kCuda), device, bias.to(kCuda), Activation::relu,
+                                                   cpu::SpmmKernel::best, kernel);
+        CHECK(relative_error(got, want) <= 1e-5);
+        // A transposed view's rows are strided: made contiguous first, same answer.
+        const Tensor xt = x.t().contiguous().to(kCuda).t();
+        CHECK(relative_error(compress::sparse_linear(xt, device, Tensor(), Activation::none, cpu::SpmmKernel::best,
+                                                     kernel),
+                             compress::sparse_linear(x, host)) <= 1e-5);
+      }
+    }
+  }
+  const auto host = compress::SparseMatrix::from_dense(randn({8, 16}, {}, gen));
+  CHECK_THROWS_WITH_AS(compress::sparse_linear(ones({2, 16}).to(kCuda), host), doctest::Contains("move the weight"),
+                       Error);
 }
 
 TEST_CASE("softmax, log_softmax and the fused losses, short rows and long ones") {

@@ -29,6 +29,8 @@
 #include "cuda/pool_kernels.cuh"
 #include "cuda/reduce_kernels.cuh"
 #include "cuda/softmax_kernels.cuh"
+#include "cuda/spmm_kernels.cuh"
+#include "compress/sparse.h"
 
 using namespace minidl;
 namespace rows = minidl::cuda::rows;
@@ -286,6 +288,43 @@ TEST_CASE("dropout's mask on the host emulator is the CPU's, bit for bit, in f32
       cp::dropout_mask_kernel<bf16>(got16.data_ptr<bf16>(), n, key, dropout_keep_threshold(p), bf16(static_cast<float>(1 / (1 - p))));
     });
     CHECK(got16.to(DType::f32).to_vector<float>() == want16.to(DType::f32).to_vector<float>());
+  }
+}
+
+TEST_CASE("the hand-written CUDA CSR layer on the host emulator equals the dense layer: ragged rows, tails, epilogue") {
+  namespace sk = minidl::cuda::spmm_kernels;
+  Generator gen(12);
+  const int64_t out = 37, in = 50;  // 37 rows: the last block of eight warps is partly idle
+  Tensor w = randn({out, in}, {}, gen);
+  w = mul(w, ge(rand({out, in}, {}, gen), scalar_tensor(0.8)).to(DType::f32));  // ~80% zeros, rows of every length
+  w.narrow(0, 3, 1).fill_(0.0);                                                // an empty row
+  w.narrow(0, 5, 1).copy_(randn({1, in}, {}, gen));                             // a full one: two chunks of 32 lanes
+  const auto m = compress::SparseMatrix::from_dense(w, compress::SparseFormat::csr(), compress::IndexWidth::i32);
+  const SparseMatrixArg a = m.arg();
+  const Tensor bias = randn({out}, {}, gen);
+  for (int64_t N : {1, 5, 8, 19}) {
+    for (bool relu : {false, true}) {
+      CAPTURE(N);
+      CAPTURE(relu);
+      const Tensor x = randn({N, in}, {}, gen);
+      Tensor want = add(matmul(x.to(DType::f64), w.to(DType::f64).t()), bias.to(DType::f64));
+      if (relu) want = minidl::relu(want);
+      Tensor got = poisoned({N, out}, DType::f32);
+      const auto* cols = static_cast<const int32_t*>(a.col_index);
+      const dim3 block(32, sk::kSpmmWarpsPerBlock);
+      const auto row_blocks = static_cast<unsigned>((out + sk::kSpmmWarpsPerBlock - 1) / sk::kSpmmWarpsPerBlock);
+      if (N == 1)
+        minidl::testing::emulate({row_blocks, 1, 1}, block, [&] {
+          sk::csr_linear_kernel<1>(a.row_ptr, cols, a.values, out, x.data_ptr<float>(), in, got.data_ptr<float>(), out,
+                                   N, bias.data_ptr<float>(), relu);
+        });
+      else
+        minidl::testing::emulate({row_blocks, static_cast<unsigned>((N + 7) / 8), 1}, block, [&] {
+          sk::csr_linear_kernel<sk::kSpmmBatchTile>(a.row_ptr, cols, a.values, out, x.data_ptr<float>(), in,
+                                                    got.data_ptr<float>(), out, N, bias.data_ptr<float>(), relu);
+        });
+      CHECK(worst(got, want.to(DType::f32)) <= 2e-6);
+    }
   }
 }
 

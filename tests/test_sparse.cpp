@@ -117,6 +117,13 @@ TEST_CASE("formats: bad input is refused with the reason") {
   CHECK_THROWS_WITH(compress::sparse_linear(x, m), doctest::Contains("for inference"));
   CHECK_THROWS_WITH(compress::sparse_linear(ones({2, 784}, {.dtype = DType::f64}), m),
                     doctest::Contains("expected an f32 input"));
+  // The GPU takes CSR only (refused before any device is touched), and to(cpu) is a copy.
+  Tensor wb = random_sparse(16, 784, 0.5, SparseFormat::bsr(4, 4), 3);
+  CHECK_THROWS_WITH(SparseMatrix::from_dense(wb, SparseFormat::bsr(4, 4)).to("cuda"),
+                    doctest::Contains("the GPU kernels take CSR, this matrix is bsr4x4"));
+  const SparseMatrix back = m.to(kCPU);
+  CHECK(back.device() == kCPU);
+  CHECK(sum(abs(sub(back.to_dense(), w))).item() == 0);
 }
 
 TEST_CASE("spmm: every kernel against dense f64 over sparsities, batches and odd shapes") {
