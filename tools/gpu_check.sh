@@ -8,7 +8,8 @@
 #
 # It configures with CUDA on for sm_90, builds, runs the whole suite (the CUDA
 # tests must run there, not skip), then the GPU benchmarks (cuBLAS against the
-# hand-written SGEMMs, the fused loss against a device copy, training steps) and
+# hand-written SGEMMs, the fused loss against a device copy, training steps, the
+# sparse Linear against cuBLAS dense) and
 # one epoch of cnn on the GPU beside one on the CPU. Everything it prints also
 # lands in $OUT/gpu_check.log, each benchmark's JSON in $OUT/<name>.json.
 set -uo pipefail
@@ -74,6 +75,7 @@ for model in mlp cnn resnet-s; do
   run_bench infer_$model $M bench infer --device cuda --graph --model $model --batch 1 128 --min-time 0.3
 done
 run_bench train_step_mlp $M bench train-step --device cuda --graph --model mlp --batch 128 --min-time 0.5
+run_bench sparse $M bench sparse --device cuda --quick --batch 1 256 2048 --min-time 0.05
 
 echo "== one epoch of cnn, GPU then CPU (same seed, same data order)"
 timeout 120 $M train --model cnn --epochs 1 --device cuda --out "$OUT/cnn-gpu.safetensors" || bench_rc=1

@@ -525,8 +525,9 @@ int main(int argc, char** argv) {
     const Device bench_device = setup(bench_c);
     const bool on_gpu = bench_device.is_cuda();
     bench_opts.device = bench_c.device;
-    MINIDL_CHECK(!on_gpu || *bench_gemm || *bench_ts || *bench_ls || *bench_cv || *bench_inf,
-                 "bench --device {}: on a GPU, bench gemm, train-step, infer, loss and conv run; this one is CPU only",
+    MINIDL_CHECK(!on_gpu || *bench_gemm || *bench_ts || *bench_ls || *bench_cv || *bench_inf || *bench_sp,
+                 "bench --device {}: on a GPU, bench gemm, train-step, infer, loss, conv and sparse run; this one is "
+                 "CPU only",
                  bench_c.device);
     if (*bench_gemm)
       return on_gpu ? bench::bench_gemm_cuda(gemm_shapes, bench_opts)
@@ -539,7 +540,8 @@ int main(int argc, char** argv) {
     if (*bench_cl) return bench::bench_classifier(classifier, bench_opts);
     if (*bench_sp) {
       sweep_opts.json = bench_c.json, sweep_opts.markdown = bench_c.markdown, sweep_opts.csv = bench_c.csv;
-      return bench::bench_sparse(sweep, sweep_opts);
+      sweep_opts.device = bench_c.device;
+      return on_gpu ? bench::bench_sparse_cuda(sweep, sweep_opts) : bench::bench_sparse(sweep, sweep_opts);
     }
   } catch (const std::exception& e) {
     std::fflush(stdout);

@@ -70,6 +70,9 @@ struct SparseSweepOptions {
   std::string out;                   // also write the JSON here (atomically)
 };
 int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o);
+// The same question on a GPU (--device cuda): Linear shapes, CSR through the
+// hand-written kernel and cuSPARSE, against cuBLAS dense and the shrunk layer.
+int bench_sparse_cuda(const SparseSweepOptions& s, const CommonOptions& o);
 
 // One classifier as every variant minidl makes of it (tools/bench/classifier.cpp):
 // fp32 eager, int8 dynamic, and rows from checkpoints (a pruned model run as

@@ -10,6 +10,10 @@
 // random and the magnitude patterns, and BSR on its block pattern. Every
 // variant's output is checked (Freivalds, in f64) before it is timed.
 //
+// On a GPU (--device cuda, bench_sparse_cuda below) the same question for a
+// Linear layer: cuBLAS dense, the shrunk dense layer, and CSR through the
+// hand-written kernel and through cuSPARSE, timed with CUDA events.
+//
 // Speed-ups are the median of per-round ratios against dense from the same run;
 // the crossover is the sparsity past which a variant stays faster than dense,
 // interpolated between the grid points around it ("none <= 99%" when it never is).
@@ -24,6 +28,8 @@
 
 #include "compress/sparse.h"
 #include "core/file.h"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
 #include "nn/train.h"
 #include "ops/cpu/cpu_features.h"
 #include "tools/bench/common.h"
@@ -342,6 +348,128 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
   if (!o.json && !s.out.empty())
     std::printf("wrote %s (plot it: python3 tools/bench/plot_sparse.py %s sparse.png)\n", s.out.c_str(),
                 s.out.c_str());
+  return 0;
+}
+
+// The GPU sweep: Linear shapes, CSR on the random pattern (what unstructured
+// pruning leaves), against cuBLAS dense and the structurally shrunk layer.
+int bench_sparse_cuda(const SparseSweepOptions& s, const CommonOptions& o) {
+  NoGradGuard no_grad;
+  const Device dev(o.device);
+  if (!cuda::is_available()) throw Error("bench sparse --device " + o.device + ": " + cuda::unavailable_reason());
+  const cuda::DeviceInfo info = cuda::device_info(dev.index);
+  std::vector<std::string> shape_names = s.shapes;
+  std::vector<int64_t> batches = s.batches;
+  std::vector<double> sparsities = s.sparsities;
+  if (shape_names.empty())
+    shape_names = s.quick ? std::vector<std::string>{"1024x1024", "4096x4096"}
+                          : std::vector<std::string>{"512x784", "1024x1024", "4096x4096", "3072x768", "768x3072"};
+  if (batches.empty()) batches = s.quick ? std::vector<int64_t>{1, 256} : std::vector<int64_t>{1, 32, 256, 2048};
+  if (sparsities.empty())
+    sparsities = s.quick ? std::vector<double>{0, 0.5, 0.9, 0.99}
+                         : std::vector<double>{0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.975, 0.99};
+  for (const std::string& f : s.formats)
+    MINIDL_CHECK(f == "csr", "bench sparse --device {}: the GPU kernels take CSR only, not {}", o.device, f);
+  MINIDL_CHECK(s.weights.empty(), "bench sparse --device {}: --weights (the magnitude pattern) is CPU only", o.device);
+  std::sort(sparsities.begin(), sparsities.end());
+  std::vector<SweepShape> shapes;
+  for (const std::string& n : shape_names) {
+    shapes.push_back(parse_shape(n));
+    MINIDL_CHECK(!shapes.back().conv(), "bench sparse --device {}: on a GPU the sweep takes Linear shapes (OUTxIN), "
+                 "not {}", o.device, n);
+  }
+  std::vector<std::string> labels = {"cuBLAS dense", "shrunk (cuBLAS)", "csr hand-written"};
+  if (cuda::have_cusparse()) labels.push_back("csr cuSPARSE");
+  if (!o.json)
+    std::printf("GPU %s (sm_%d%d), %d SMs; CUDA events%s\n", info.name.c_str(), info.major, info.minor,
+                info.multiprocessors, o.cold ? ", L2 flushed" : "");
+
+  nlohmann::json results = nlohmann::json::array();
+  std::map<std::tuple<std::string, int64_t, std::string>, std::vector<Point>> curves;
+  std::map<std::tuple<std::string, int64_t, std::string>, std::vector<std::string>> cells;
+  Progress progress("bench sparse --device cuda", static_cast<int64_t>(shapes.size() * sparsities.size()));
+  for (const SweepShape& sh : shapes) {
+    Generator gen(static_cast<uint64_t>(sh.out * 131 + sh.in));
+    const Tensor w0 = randn({sh.out, sh.in}, {}, gen) * (1.0 / std::sqrt(static_cast<double>(sh.in)));
+    const std::vector<float> scores = random_scores(sh.out * sh.in, 7);
+    for (double sparsity : sparsities) {
+      progress.step(fmt::format("{} {}", sh.name, percent(sparsity)));
+      const Tensor pruned = prune_lowest(w0, scores, sparsity);
+      const int64_t kept_rows = std::max<int64_t>(1, std::llround((1 - sparsity) * static_cast<double>(sh.out)));
+      const Tensor shrunk = w0.narrow(0, 0, kept_rows).contiguous();
+      const SparseMatrix matrix = SparseMatrix::from_dense(pruned).to(dev);
+      const Tensor d_pruned = pruned.to(dev), d_shrunk = shrunk.to(dev);
+      for (int64_t batch : batches) {
+        const Tensor x = randn({batch, sh.in}, {}, gen), dx = x.to(dev);
+        Tensor y_dense, y_shrunk, y_hand, y_cusparse;
+        std::vector<Variant> variants = {
+            {labels[0], [&] { y_dense = linear(dx, d_pruned); }},
+            {labels[1], [&] { y_shrunk = linear(dx, d_shrunk); }},
+            {labels[2], [&] {
+               y_hand = compress::sparse_linear(dx, matrix, {}, Activation::none, cpu::SpmmKernel::best,
+                                                cuda::SpmmKernel::handwritten);
+             }}};
+        if (cuda::have_cusparse())
+          variants.push_back({labels[3], [&] {
+                                y_cusparse = compress::sparse_linear(dx, matrix, {}, Activation::none,
+                                                                     cpu::SpmmKernel::best, cuda::SpmmKernel::cusparse);
+                              }});
+        // Nothing is timed before every output is right (Freivalds in f64 on the CPU).
+        for (const Variant& v : variants) v.fn();
+        const std::string at = fmt::format("at {} {} batch {}", sh.name, percent(sparsity), batch);
+        require_gemm(("cuBLAS dense " + at).c_str(), x, pruned.t(), y_dense.to(kCPU), 3);
+        require_gemm(("shrunk " + at).c_str(), x, shrunk.t(), y_shrunk.to(kCPU), 3);
+        require_gemm(("csr hand-written " + at).c_str(), x, pruned.t(), y_hand.to(kCPU), 3);
+        if (y_cusparse.defined()) require_gemm(("csr cuSPARSE " + at).c_str(), x, pruned.t(), y_cusparse.to(kCPU), 3);
+        const SideBySide r = run_side_by_side(variants, to_options(o), timer_for(o));
+        for (size_t i = 0; i < variants.size(); ++i) {
+          const double t = r.stats[i].median;
+          results.push_back({{"shape", sh.name},
+                             {"batch", batch},
+                             {"sparsity", sparsity},
+                             {"implementation", labels[i]},
+                             {"time", r.stats[i].to_json()},
+                             {"speedup", {{"median", r.speedup[i]}, {"p10", r.speedup_p10[i]}, {"p90", r.speedup_p90[i]}}},
+                             {"verdict", i == 0 ? "BASELINE" : verdict(r.speedup_p10[i], r.speedup_p90[i])},
+                             {"effective_gflops", 2.0 * static_cast<double>(sh.out) * sh.in * batch / t / 1e9},
+                             {"noisy", r.stats[i].noisy()}});
+          const auto key = std::make_tuple(sh.name, batch, labels[i]);
+          if (i > 0) curves[key].push_back({sparsity, r.speedup[i]});
+          cells[key].push_back(i == 0 ? fixed(t * 1e6, 1) + " us" : fixed(r.speedup[i], 2) + "x" +
+                                                                         (r.stats[i].noisy() ? "~" : ""));
+        }
+      }
+    }
+  }
+  std::vector<std::string> columns = {"shape", "batch", "implementation"};
+  for (double sp : sparsities) columns.push_back(percent(sp));
+  columns.push_back("crossover");
+  Table table(fmt::format("Sparse Linear on {}: dense time, then speed-up over cuBLAS dense (median of per-round "
+                          "ratios; ~ noisy), CUDA events",
+                          info.name),
+              columns);
+  nlohmann::json crossovers = nlohmann::json::array();
+  for (const SweepShape& sh : shapes)
+    for (int64_t batch : batches)
+      for (const std::string& label : labels) {
+        const auto key = std::make_tuple(sh.name, batch, label);
+        std::vector<std::string> row = {sh.name, std::to_string(batch), label};
+        for (const std::string& cell : cells[key]) row.push_back(cell);
+        if (label == labels[0]) {
+          row.push_back("");
+        } else {
+          const double c = crossover(curves[key]);
+          row.push_back(std::isnan(c) ? "none <= " + percent(sparsities.back()) : percent(c));
+          crossovers.push_back({{"shape", sh.name}, {"batch", batch}, {"implementation", label},
+                                {"crossover", std::isnan(c) ? nlohmann::json(nullptr) : nlohmann::json(c)}});
+        }
+        table.add_row(row);
+      }
+  nlohmann::json j = {{"benchmark", "sparse"},       {"device", info.name},     {"sparsities", sparsities},
+                      {"batches", batches},          {"results", results},      {"crossovers", crossovers},
+                      {"table", table.json()}};
+  if (!s.out.empty()) write_file_atomically(s.out, j.dump(1) + "\n", "bench sparse");
+  emit(table, j, o);
   return 0;
 }
 
