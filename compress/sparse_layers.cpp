@@ -55,6 +55,11 @@ SparseLinear::SparseLinear(const nn::Linear& dense, SparseFormat format)
   if (bias.defined()) register_buffer("bias", bias);
 }
 
+void SparseLinear::check_device(const Device& device) const {
+  MINIDL_CHECK(device.is_cpu() || weight.format().is_csr(),
+               "{}: to {}: on a GPU a sparse layer must be CSR, this one is {} (convert with SparseFormat::csr())",
+               describe(), device, weight.format().name());
+}
 Tensor SparseLinear::forward(const Tensor& x) { return sparse_linear(x, weight, bias); }
 Tensor SparseLinear::forward_fused(const Tensor& x, Activation act) { return sparse_linear(x, weight, bias, act); }
 
@@ -87,6 +92,9 @@ SparseConv2d::SparseConv2d(const nn::Conv2d& dense, SparseFormat format)
   if (bias.defined()) register_buffer("bias", bias);
 }
 
+void SparseConv2d::check_device(const Device& device) const {
+  MINIDL_CHECK(device.is_cpu(), "{}: to {}: the sparse convolution runs on the CPU only", describe(), device);
+}
 Tensor SparseConv2d::forward(const Tensor& x) {
   return sparse_conv2d(x, weight, bias, kernel_size, kernel_size, options);
 }

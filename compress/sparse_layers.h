@@ -23,6 +23,9 @@ namespace minidl::compress {
 class SparseLinear final : public nn::Module {
  public:
   SparseLinear(const nn::Linear& dense, SparseFormat format);
+  // On a GPU: CSR only (cuda/spmm.cu); the weight's arrays move with the layer.
+  void check_device(const Device& device) const override;
+  void moved_to(const Device& device) override { weight = weight.to(device); }
   Tensor forward(const Tensor& x) override;
   Tensor forward_fused(const Tensor& x, Activation act) override;
   std::string describe() const override;
@@ -36,6 +39,7 @@ class SparseConv2d final : public nn::Module {
  public:
   // Refuses groups > 1, naming the layer's description.
   SparseConv2d(const nn::Conv2d& dense, SparseFormat format);
+  void check_device(const Device& device) const override;  // the CPU only
   Tensor forward(const Tensor& x) override;
   Tensor forward_fused(const Tensor& x, Activation act) override;
   std::string describe() const override;

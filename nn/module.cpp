@@ -1,5 +1,6 @@
 #include "nn/module.h"
 
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -100,10 +101,16 @@ void Module::train(bool on) {
 }
 
 void Module::to(Device device) {
+  std::function<void(const Module&)> check = [&](const Module& m) {
+    m.check_device(device);
+    for (const auto& [name, child] : m.children_) check(*child);
+  };
+  check(*this);
   NoGradGuard no_grad;
   for (auto& [name, t] : params_) *t = t->to(device).detach().requires_grad_(true);
   for (auto& [name, t] : buffers_) *t = t->to(device);
   for (auto& [name, child] : children_) child->to(device);
+  moved_to(device);
 }
 
 Tensor Module::forward_fused(const Tensor&, Activation) { return Tensor(); }

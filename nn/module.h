@@ -69,7 +69,13 @@ class Module {
   void train(bool on = true);
   void eval() { train(false); }
   bool is_training() const { return training_; }
+  // Moves every parameter and buffer to `device`. A layer that keeps data which
+  // is not a registered tensor (a sparse layer's weight) moves it in moved_to();
+  // a layer that cannot run there says so in check_device() first, before
+  // anything in the tree has moved.
   void to(Device device);
+  virtual void check_device(const Device&) const {}
+  virtual void moved_to(const Device&) {}
   // Converts the floating-point parameters and buffers (not integer ones such as
   // BatchNorm's num_batches_tracked) to `dtype`, as model.to(torch.float64).
   void to(DType dtype);

@@ -20,7 +20,9 @@
 #include <string>
 #include <vector>
 
+#include "compress/prune.h"
 #include "compress/sparse.h"
+#include "compress/sparse_layers.h"
 #include "cuda/kernels.h"
 #include "minidl.h"
 
@@ -397,6 +399,16 @@ TEST_CASE("sparse_linear on the GPU: the hand-written CSR kernel and cuSPARSE ag
   const auto host = compress::SparseMatrix::from_dense(randn({8, 16}, {}, gen));
   CHECK_THROWS_WITH_AS(compress::sparse_linear(ones({2, 16}).to(kCuda), host), doctest::Contains("move the weight"),
                        Error);
+  // A pruned mlp made sparse moves to the GPU as a model and gives the CPU's logits.
+  auto model = nn::build_model("mlp", gen);
+  model->eval();
+  compress::Pruner pruner(*model);
+  pruner.global_unstructured({"1.weight", "3.weight", "5.weight"}, compress::Amount::fraction(0.9));
+  compress::to_sparse(*model, compress::SparseFormat::csr());
+  const Tensor x = rand({16, 1, 28, 28}, {}, gen);
+  const Tensor want = model->forward(x);
+  model->to(kCuda);
+  CHECK(relative_error(model->forward(x.to(kCuda)), want) <= 1e-5);
 }
 
 TEST_CASE("softmax, log_softmax and the fused losses, short rows and long ones") {

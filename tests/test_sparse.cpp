@@ -226,7 +226,15 @@ TEST_CASE("to_sparse: a pruned model gives the same logits through sparse layers
       sparse_layers += dynamic_cast<compress::SparseLinear*>(m.get()) || dynamic_cast<compress::SparseConv2d*>(m.get());
     if (format == "csr") {
       CHECK(sparse_layers == 4);
+      // A sparse conv cannot go to a GPU: refused, naming it, before anything moved.
+      const Tensor before = copy->state_dict().begin()->second;
+      CHECK_THROWS_WITH(copy->to(Device("cuda")), doctest::Contains("the sparse convolution runs on the CPU only"));
+      CHECK(copy->state_dict().begin()->second.device() == kCPU);
+      CHECK(copy->state_dict().begin()->second.is_same(before));
     } else {
+      Generator g(1);
+      compress::SparseLinear layer(nn::Linear(16, 8, true, g), SparseFormat::bsr(4, 4));
+      CHECK_THROWS_WITH(layer.to(Device("cuda")), doctest::Contains("must be CSR, this one is bsr4x4"));
       // conv1 (32, 9) and the classifier (10, 128) are not multiples of 4x4: dense, with the reason.
       CHECK(report[0].choice == "dense");
       CHECK(report[0].reason.find("do not divide") != std::string::npos);
