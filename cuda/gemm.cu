@@ -9,7 +9,13 @@
 // Cᵀ = Bᵀ·Aᵀ, transposed views read in place, and only an operand with neither
 // stride 1 copied contiguous first (cuda/gemm_layout.h, which the CPU suite
 // checks against a column-major reference).
+//
+// A linear layer's bias and ReLU: in f32 through cuBLASLt, whose epilogue adds
+// the bias and clamps while the tile is still in registers (one pass over C
+// instead of two); a per-row bias (a convolution's), f64, or a layout cuBLASLt
+// turns down take cublasGemmEx and then one epilogue kernel.
 #ifdef MINIDL_HAVE_CUBLAS
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #endif
 
@@ -136,6 +142,61 @@ TensorArg contiguous_copy(const TensorArg& X, int64_t rows, int64_t cols, std::v
   return c;
 }
 
+// cuBLASLt: one handle per device (the stream goes with each call).
+cublasLtHandle_t lt_handle() {
+  static std::mutex mutex;
+  static std::vector<cublasLtHandle_t> handles;
+  const int device = current_device();
+  std::lock_guard<std::mutex> lock(mutex);
+  if (handles.size() <= static_cast<size_t>(device)) handles.resize(device + 1, nullptr);
+  if (!handles[device]) MINIDL_CUBLAS_CHECK(cublasLtCreate(&handles[device]));
+  return handles[device];
+}
+
+// Owns cuBLASLt's descriptors for the length of one call.
+struct LtDescriptors {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t first = nullptr, second = nullptr, out = nullptr;
+  ~LtDescriptors() {
+    if (out) cublasLtMatrixLayoutDestroy(out);
+    if (second) cublasLtMatrixLayoutDestroy(second);
+    if (first) cublasLtMatrixLayoutDestroy(first);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+// Cᵀ = Bᵀ · Aᵀ as cublasGemmEx would compute it, with the bias (one per column
+// of C: per row of Cᵀ, which is what cuBLASLt's bias is) and ReLU in the
+// epilogue. False when cuBLASLt has no algorithm for it (the caller then runs
+// the two-pass path); any other failure is an error.
+bool lt_gemm(int64_t M, int64_t N, int64_t K, float alpha, const TensorArg& A, const Operand& a, const TensorArg& B,
+             const Operand& b, const TensorArg& C, int64_t ldc, cublasComputeType_t compute, const GemmEpilogue& e) {
+  LtDescriptors d;
+  MINIDL_CUBLAS_CHECK(cublasLtMatmulDescCreate(&d.op, compute, CUDA_R_32F));
+  MINIDL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &b.op, sizeof(b.op)));
+  MINIDL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &a.op, sizeof(a.op)));
+  const cublasLtEpilogue_t epilogue = e.bias && e.relu ? CUBLASLT_EPILOGUE_RELU_BIAS
+                                      : e.bias         ? CUBLASLT_EPILOGUE_BIAS
+                                                       : CUBLASLT_EPILOGUE_RELU;
+  MINIDL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+  if (e.bias)
+    MINIDL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &e.bias, sizeof(e.bias)));
+  // Each operand as stored: (rows, cols) column-major before its transpose.
+  const bool bt = b.op == CUBLAS_OP_T, at = a.op == CUBLAS_OP_T;
+  MINIDL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.first, CUDA_R_32F, bt ? K : N, bt ? N : K, b.ld));
+  MINIDL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.second, CUDA_R_32F, at ? M : K, at ? K : M, a.ld));
+  MINIDL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d.out, CUDA_R_32F, N, M, ldc));
+  constexpr size_t kWorkspace = 32 << 20;  // what NVIDIA suggests for Hopper
+  Scratch workspace(kWorkspace, current_device());
+  const float zero = 0.0f;
+  // algo null: cuBLASLt runs its own heuristic for this shape and epilogue.
+  const cublasStatus_t st = cublasLtMatmul(lt_handle(), d.op, &alpha, B.data, d.first, A.data, d.second, &zero, C.data,
+                                           d.out, C.data, d.out, nullptr, workspace.data(), kWorkspace, stream());
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED) return false;
+  MINIDL_CUBLAS_CHECK(st);
+  return true;
+}
+
 void cublas_gemm(int64_t M, int64_t N, int64_t K, double alpha, TensorArg A, TensorArg B, double beta,
                  const TensorArg& C, GemmKernel kernel, const GemmEpilogue& epilogue) {
   const int device = current_device();
@@ -159,6 +220,8 @@ void cublas_gemm(int64_t M, int64_t N, int64_t K, double alpha, TensorArg A, Ten
   const void* alpha_p = f64 ? static_cast<const void*>(&alpha) : &alpha_f;
   const void* beta_p = f64 ? static_cast<const void*>(&beta) : &beta_f;
   const int64_t ldc = std::max<int64_t>(C.strides[0], N);
+  const bool fusable = !f64 && beta == 0 && (epilogue.relu || (epilogue.bias && !epilogue.bias_per_row));
+  if (fusable && lt_gemm(M, N, K, alpha_f, A, a, B, b, C, ldc, compute, epilogue)) return;
   // Cᵀ (N × M, column-major, ld ldc) = Bᵀ (N × K) · Aᵀ (K × M)
   MINIDL_CUBLAS_CHECK(cublasGemmEx(handle(), b.op, a.op, static_cast<int>(N), static_cast<int>(M), static_cast<int>(K),
                                    alpha_p, B.data, type, static_cast<int>(b.ld), A.data, type, static_cast<int>(a.ld),

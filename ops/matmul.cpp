@@ -98,7 +98,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias_in, Acti
                "linear: dtypes differ: input {}, weight {}{}", x.dtype(), weight.dtype(),
                bias_in.defined() ? fmt::format(", bias {}", bias_in.dtype()) : "");
   if (x.dtype() == DType::bf16) {
-    MINIDL_CHECK(device.is_cpu(), "linear: bf16 runs on the CPU until the CUDA backend lands; input is on {}", device);
+    MINIDL_CHECK(device.is_cpu(),
+                 "linear: bf16 runs on the CPU (no bf16 linear on the GPU yet; there, cuBLAS bf16 is an option of "
+                 "the f32 GEMM, MINIDL_CUDA_GEMM=cublas-bf16); the input is on {}",
+                 device);
     MINIDL_CHECK(!((x.requires_grad() || weight.requires_grad() || (bias_in.defined() && bias_in.requires_grad())) &&
                    grad_mode_enabled()),
                  "linear: bf16 runs inference only (no gradient yet): call it under NoGradGuard, or train in f32");

@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "compress/prune.h"
@@ -285,6 +286,17 @@ TEST_CASE("gemm: cuBLAS and every hand-written version against the CPU, at awkwa
   check_parity("matmul f32", {normal({50, 70}, 17), normal({70, 40}, 18)}, [](auto& v) { return matmul(v[0], v[1]); });
   check_parity("linear + bias + relu", {normal({32, 100}, 19), normal({64, 100}, 20), normal({64}, 21)},
                [](auto& v) { return linear(v[0], v[1], v[2], Activation::relu); });
+  // The cuBLASLt epilogue (bias, ReLU, both) at awkward sizes, batch 1 included,
+  // beside the two-pass path it replaces (the hand-written kernel's epilogue).
+  for (const auto& shape : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 10, 784}, {7, 3, 5}, {129, 65, 33}}) {
+    const int64_t n = std::get<0>(shape), out = std::get<1>(shape), in = std::get<2>(shape);  // (clang: no CAPTURE of bindings)
+    CAPTURE(n);
+    CAPTURE(out);
+    const Tensor x = normal({n, in}, 22), w = normal({out, in}, 23), b = normal({out}, 24);
+    check_parity("linear + bias", {x, w, b}, [](auto& v) { return linear(v[0], v[1], v[2]); });
+    check_parity("linear + relu", {x, w}, [](auto& v) { return linear(v[0], v[1], Tensor(), Activation::relu); });
+    check_parity("linear + bias + relu", {x, w, b}, [](auto& v) { return linear(v[0], v[1], v[2], Activation::relu); });
+  }
   CHECK_THROWS_WITH_AS(cuda::sgemm_handwritten(9, 2, 2, 2, 1, normal({2, 2}, 1).to(kCuda).arg(),
                                                normal({2, 2}, 1).to(kCuda).arg(), 0, zeros({2, 2}, {.dtype = DType::f32, .device = kCuda}).arg()),
                        doctest::Contains("version 9 does not exist"), Error);
