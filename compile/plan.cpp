@@ -15,13 +15,16 @@
 
 #include "compress/quantize.h"
 #include "core/autograd.h"
+#include "cuda/runtime.h"
 #include "nn/layers.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
 #include "ops/dispatch.h"
 #include "ops/factory.h"
+#include "ops/elementwise.h"
 #include "ops/matmul.h"
 #include "ops/quant.h"
+#include "ops/reduce.h"
 
 namespace minidl {
 
@@ -444,11 +447,16 @@ void Plan::share_buffers() {
 // ---------------------------------------------------------------- Plan
 
 Tensor Plan::run(const Tensor& x) {
-  MINIDL_CHECK(x.defined() && x.shape() == input_shape_ && x.dtype() == input_dtype_ && x.device().is_cpu(),
-               "plan: built for input {} {} on cpu, got {} {} on {}: compile the model again for this shape",
-               input_shape_, input_dtype_, x.defined() ? shape_str(x.shape()) : "an undefined tensor",
+  MINIDL_CHECK(x.defined() && x.shape() == input_shape_ && x.dtype() == input_dtype_ && x.device() == device_,
+               "plan: built for input {} {} on {}, got {} {} on {}: compile the model again for this shape",
+               input_shape_, input_dtype_, device_, x.defined() ? shape_str(x.shape()) : "an undefined tensor",
                x.defined() ? x.dtype() : input_dtype_, x.defined() ? x.device() : kCPU);
   NoGradGuard no_grad;
+  if (graph_) {  // the captured forward reads its input buffer: fill it, replay
+    slots_[0].copy_(x);
+    static_cast<cuda::Graph*>(graph_.get())->replay();
+    return slots_[output_];
+  }
   slots_[0] = x.contiguous();
   for (Step& s : steps_) s.run(slots_[s.in], slots_[s.out]);
   return slots_[output_];
@@ -457,6 +465,12 @@ Tensor Plan::run(const Tensor& x) {
 std::vector<std::pair<std::string, double>> Plan::profile(const Tensor& x, int reps) {
   run(x);
   NoGradGuard no_grad;
+  if (graph_) {  // one step, timed on the device
+    std::vector<double> t;
+    for (int r = 0; r < std::max(reps, 1); ++r) t.push_back(cuda::time_with_events([&] { run(x); }));
+    std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+    return {{steps_.front().what, t[t.size() / 2]}};
+  }
   std::vector<std::pair<std::string, double>> out;
   for (Step& s : steps_) {
     std::vector<double> t;
@@ -482,6 +496,10 @@ int64_t Plan::eager_steps() const {
 }
 
 std::string Plan::describe() const {
+  if (graph_)
+    return fmt::format("plan for input {} {} on {}: the eager forward as one CUDA graph ({} nodes), replayed with "
+                       "one launch\n",
+                       input_shape_, input_dtype_, device_, graph_nodes_);
   std::string s = fmt::format("plan for input {} {}: {} steps\n", input_shape_, input_dtype_, steps_.size());
   for (size_t i = 0; i < steps_.size(); ++i)
     s += fmt::format("  {:>2}. {}  -> {}\n", i + 1, steps_[i].what, slots_[steps_[i].out].shape());
@@ -492,21 +510,44 @@ std::string Plan::describe() const {
   return s;
 }
 
-Plan compile(nn::Module& model, const Tensor& example) {
-  MINIDL_CHECK(example.defined() && example.dim() >= 1, "compile: the example input is undefined or a scalar");
-  MINIDL_CHECK(example.device().is_cpu(),
-               "compile: plans run on the CPU for now (on the GPU a plan will be a CUDA graph, with the CUDA "
-               "backend); the example is on {}",
-               example.device());
-  MINIDL_CHECK(!model.is_training(),
-               "compile: the model is in training mode; a plan is for inference (call model.eval() first)");
-  for (const auto& [name, t] : model.named_parameters())
-    MINIDL_CHECK(t.device().is_cpu(), "compile: parameter '{}' is on {}; plans run on the CPU for now", name,
-                 t.device());
+// A GPU plan: the eager forward, run once uncaptured (the index checks, cuBLAS's
+// and the allocator's first calls), then captured on a static input buffer.
+Plan Plan::cuda_graph(nn::Module& model, const Tensor& example) {
   NoGradGuard no_grad;
   Plan plan;
   plan.input_shape_ = example.shape();
   plan.input_dtype_ = example.dtype();
+  plan.device_ = example.device();
+  plan.slots_.push_back(example.contiguous().clone());  // the graph's input buffer
+  const Tensor eager = model.forward(example).clone();
+  plan.slots_.push_back(Tensor());
+  auto graph = std::make_shared<cuda::Graph>([&] { plan.slots_[1] = model.forward(plan.slots_[0]); });
+  plan.graph_nodes_ = graph->nodes();
+  plan.graph_ = graph;
+  plan.output_ = 1;
+  plan.steps_.push_back({.what = "CUDA graph of the eager forward", .in = 0, .out = 1, .eager = false, .run = {}});
+  const Tensor got = plan.run(example);
+  MINIDL_CHECK(got.shape() == eager.shape(), "compile: the graph gives {} but eager {}", got.shape(), eager.shape());
+  const double err = max(abs(sub(got.to(DType::f64), eager.to(DType::f64)))).item();
+  const double scale = max(abs(eager.to(DType::f64))).item();
+  MINIDL_CHECK(err <= 1e-5 * scale + 1e-6, "compile: the graph's replay differs from eager by {:.3g} (|value| {:.3g})",
+               err, scale);
+  return plan;
+}
+
+Plan compile(nn::Module& model, const Tensor& example) {
+  MINIDL_CHECK(example.defined() && example.dim() >= 1, "compile: the example input is undefined or a scalar");
+  MINIDL_CHECK(!model.is_training(),
+               "compile: the model is in training mode; a plan is for inference (call model.eval() first)");
+  for (const auto& [name, t] : model.named_parameters())
+    MINIDL_CHECK(t.device() == example.device(), "compile: parameter '{}' is on {} but the example on {}", name,
+                 t.device(), example.device());
+  if (example.device().is_cuda()) return Plan::cuda_graph(model, example);
+  NoGradGuard no_grad;
+  Plan plan;
+  plan.input_shape_ = example.shape();
+  plan.input_dtype_ = example.dtype();
+  plan.device_ = example.device();
   plan.slots_.push_back(example.contiguous());
   bool f64 = example.dtype() == DType::f64;
   for (const auto& [name, t] : model.named_parameters()) f64 |= t.dtype() == DType::f64;

@@ -28,11 +28,18 @@
 // compile() checks the plan against eager on the example before returning it.
 // run() on any other shape or dtype is an error naming both (compile again for
 // that shape). The tensor run() returns is the plan's output buffer: the next
-// run overwrites it (clone() to keep it). CPU only for now; on the GPU a plan
-// will be captured as a CUDA graph (the CUDA issue).
+// run overwrites it (clone() to keep it).
+//
+// On a GPU (model and example on cuda:N) the plan is the eager forward captured
+// once as a CUDA graph (cuda::Graph): every kernel launch of the forward, with
+// its buffers, replayed by one launch — what the CPU plan saves by fusing and
+// allocating once, the GPU saves mostly by not launching each kernel from the
+// host. run() copies x into the graph's input buffer and replays; it does not
+// wait for the GPU (reading the result does).
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -59,6 +66,7 @@ class Plan {
  private:
   friend class Lowering;
   friend Plan compile(nn::Module& model, const Tensor& example);
+  static Plan cuda_graph(nn::Module& model, const Tensor& example);  // a GPU plan
   struct Step {
     std::string what;  // "linear 784->512 +relu [f32-packed-avx512]"
     int in = 0, out = 0;
@@ -67,6 +75,9 @@ class Plan {
   };
   Shape input_shape_;
   DType input_dtype_ = DType::f32;
+  Device device_;                     // where the plan runs
+  std::shared_ptr<void> graph_;       // a GPU plan's cuda::Graph (compile/plan.cpp)
+  int64_t graph_nodes_ = 0;
   std::vector<Tensor> slots_;  // slot 0 is the input; the rest are buffers (or views)
   std::vector<Step> steps_;
   std::vector<Tensor> owned_;  // weights and scratch the steps hold, for buffer_bytes()
@@ -76,7 +87,8 @@ class Plan {
 };
 
 // Lowers `model` (eval mode, CPU, f32 or bf16 or int8 layers) for inputs shaped
-// like `example`, and checks the plan's output on it against eager's.
+// like `example`, or on a GPU captures its forward as a CUDA graph, and checks
+// the plan's output on the example against eager's.
 Plan compile(nn::Module& model, const Tensor& example);
 
 }  // namespace minidl

@@ -285,6 +285,11 @@ Graph::~Graph() {
 }
 
 void Graph::replay() { MINIDL_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), stream())); }
+int64_t Graph::nodes() const {
+  size_t n = 0;
+  MINIDL_CUDA_CHECK(cudaGraphGetNodes(static_cast<cudaGraph_t>(graph_), nullptr, &n));
+  return static_cast<int64_t>(n);
+}
 
 double time_with_events(const std::function<void()>& fn) {
   cudaEvent_t start, stop;

@@ -100,6 +100,7 @@ class Graph {
   Graph(const Graph&) = delete;
   Graph& operator=(const Graph&) = delete;
   void replay();
+  int64_t nodes() const;  // kernels, copies and memsets captured
 
  private:
   void* graph_ = nullptr;  // cudaGraph_t

@@ -34,6 +34,7 @@ void flush_l2(int) { no_cuda("cuda flush_l2"); }
 Graph::Graph(const std::function<void()>&) { no_cuda("cuda graph"); }
 Graph::~Graph() = default;
 void Graph::replay() { no_cuda("cuda graph replay"); }
+int64_t Graph::nodes() const { return 0; }
 bool capturing() { return false; }
 
 // The kernels (cuda/kernels.h) that a CUDA build has in cuda/*.cu.

@@ -21,6 +21,7 @@
 #include <tuple>
 #include <vector>
 
+#include "compile/plan.h"
 #include "compress/prune.h"
 #include "compress/sparse.h"
 #include "compress/sparse_layers.h"
@@ -577,6 +578,27 @@ TEST_CASE("a CUDA graph of a training step replays it: the same updates as runni
   CHECK(moved > 0);  // the replays trained
   // A host read inside a capture is refused, clearly.
   CHECK_THROWS_WITH_AS(cuda::Graph([&] { (void)sum(x).item(); }), doctest::Contains("cuda graph"), Error);
+}
+
+TEST_CASE("compile on the GPU: the forward as one CUDA graph gives eager's logits for new inputs") {
+  NoGradGuard no_grad;
+  for (const char* name : {"mlp", "cnn", "resnet-s"}) {
+    CAPTURE(name);
+    Generator gen(61);
+    auto model = nn::build_model(name, gen);
+    model->eval();
+    model->to(kCuda);
+    const Tensor example = rand({8, 1, 28, 28}, {}, gen).to(kCuda);
+    Plan plan = compile(*model, example);
+    CHECK(plan.describe().find("CUDA graph") != std::string::npos);
+    for (int i = 0; i < 3; ++i) {
+      const Tensor x = rand({8, 1, 28, 28}, {}, gen).to(kCuda);
+      CHECK(relative_error(plan.run(x), model->forward(x)) <= 1e-6);
+    }
+    CHECK_THROWS_WITH_AS(plan.run(rand({4, 1, 28, 28}, {}, gen).to(kCuda)), doctest::Contains("compile the model again"),
+                         Error);
+    CHECK_THROWS_WITH_AS(plan.run(rand({8, 1, 28, 28}, {}, gen)), doctest::Contains("on cuda:0"), Error);
+  }
 }
 
 TEST_CASE("mixed devices are a clear error") {
