@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cmath>
+#include <mutex>
+#include <vector>
 
 #include "core/dtype_dispatch.h"
 #include "core/kernel_arg.h"
@@ -29,6 +31,20 @@ inline int current_device() {
   int d = 0;
   MINIDL_CUDA_CHECK(cudaGetDevice(&d));
   return d;
+}
+
+// One T per device — a stream, a cuBLAS / cuBLASLt / cuSPARSE handle — made by
+// create(T&) on first use on the current device and kept for the process. One
+// set of slots per instantiation (each caller's `create` is its own lambda).
+template <class T, class Create>
+T per_device(Create create) {
+  static std::mutex mutex;
+  static std::vector<T> slots;
+  const int device = current_device();
+  std::lock_guard<std::mutex> lock(mutex);
+  if (slots.size() <= static_cast<size_t>(device)) slots.resize(device + 1, T{});
+  if (!slots[device]) create(slots[device]);
+  return slots[device];
 }
 
 // A kernel argument's pointer, or null where the tensor is not wanted (null data).

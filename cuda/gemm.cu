@@ -59,16 +59,10 @@ const char* cublas_status_name(cublasStatus_t s) {
 
 // One handle per device, made on first use and kept for the process.
 cublasHandle_t handle() {
-  static std::mutex mutex;
-  static std::vector<cublasHandle_t> handles;
-  const int device = current_device();
-  std::lock_guard<std::mutex> lock(mutex);
-  if (handles.size() <= static_cast<size_t>(device)) handles.resize(device + 1, nullptr);
-  if (!handles[device]) {
-    MINIDL_CUBLAS_CHECK(cublasCreate(&handles[device]));
-    MINIDL_CUBLAS_CHECK(cublasSetStream(handles[device], stream()));  // minidl's stream, so graphs capture it
-  }
-  return handles[device];
+  return per_device<cublasHandle_t>([](cublasHandle_t& h) {
+    MINIDL_CUBLAS_CHECK(cublasCreate(&h));
+    MINIDL_CUBLAS_CHECK(cublasSetStream(h, stream()));  // minidl's stream, so graphs capture it
+  });
 }
 #endif  // MINIDL_HAVE_CUBLAS
 
@@ -144,13 +138,7 @@ TensorArg contiguous_copy(const TensorArg& X, int64_t rows, int64_t cols, std::v
 
 // cuBLASLt: one handle per device (the stream goes with each call).
 cublasLtHandle_t lt_handle() {
-  static std::mutex mutex;
-  static std::vector<cublasLtHandle_t> handles;
-  const int device = current_device();
-  std::lock_guard<std::mutex> lock(mutex);
-  if (handles.size() <= static_cast<size_t>(device)) handles.resize(device + 1, nullptr);
-  if (!handles[device]) MINIDL_CUBLAS_CHECK(cublasLtCreate(&handles[device]));
-  return handles[device];
+  return per_device<cublasLtHandle_t>([](cublasLtHandle_t& h) { MINIDL_CUBLAS_CHECK(cublasLtCreate(&h)); });
 }
 
 // Owns cuBLASLt's descriptors for the length of one call.
@@ -268,6 +256,45 @@ void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, con
     return;
   }
   cublas_gemm(M, N, K, alpha, A, B, beta, C, k, epilogue);
+}
+
+void gemm_batched(int64_t batch, int64_t M, int64_t N, int64_t K, const TensorArg& A, int64_t stride_a,
+                  const TensorArg& B, int64_t stride_b, const TensorArg& C, int64_t stride_c) {
+  auto moved = [](TensorArg x, int64_t elems) {
+    x.data = static_cast<char*>(x.data) + elems * static_cast<int64_t>(element_size(x.dtype));
+    return x;
+  };
+  auto one_by_one = [&] {
+    for (int64_t i = 0; i < batch; ++i)
+      gemm(M, N, K, 1.0, moved(A, i * stride_a), moved(B, i * stride_b), 0.0, moved(C, i * stride_c));
+  };
+  if (batch == 0 || M == 0 || N == 0) return;
+#ifdef MINIDL_HAVE_CUBLAS
+  const Operand a = operand(A, M, K), b = operand(B, K, N);
+  const GemmKernel k = env_choice().kernel;
+  if (batch == 1 || k == GemmKernel::handwritten || !a.usable || !b.usable || C.strides[1] != 1 ||
+      batch > 0x7fffffff || M > 0x7fffffff || N > 0x7fffffff || K > 0x7fffffff)
+    return one_by_one();
+  const bool f64 = C.dtype == DType::f64;
+  if (!f64 && C.dtype != DType::f32) unsupported_dtype("gemm on cuda", C.dtype);
+  const cudaDataType_t type = f64 ? CUDA_R_64F : CUDA_R_32F;
+  const cublasComputeType_t compute = f64                                  ? CUBLAS_COMPUTE_64F
+                                      : k == GemmKernel::cublas_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                      : k == GemmKernel::cublas_bf16 ? CUBLAS_COMPUTE_32F_FAST_16BF
+                                                                     : CUBLAS_COMPUTE_32F;
+  const double one64 = 1, zero64 = 0;
+  const float one32 = 1, zero32 = 0;
+  const void* one = f64 ? static_cast<const void*>(&one64) : &one32;
+  const void* zero = f64 ? static_cast<const void*>(&zero64) : &zero32;
+  // As gemm: Cᵢᵀ = Bᵢᵀ · Aᵢᵀ, for every i in one call.
+  MINIDL_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      handle(), b.op, a.op, static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), one, B.data, type,
+      static_cast<int>(b.ld), stride_b, A.data, type, static_cast<int>(a.ld), stride_a, zero, C.data, type,
+      static_cast<int>(std::max<int64_t>(C.strides[0], N)), stride_c, static_cast<int>(batch), compute,
+      CUBLAS_GEMM_DEFAULT));
+#else
+  one_by_one();
+#endif
 }
 
 const char* gemm_kernel_name() {

@@ -37,4 +37,23 @@ inline CublasOperand cublas_operand(int64_t rows, int64_t cols, int64_t rs, int6
   return {};
 }
 
+// A batched product's operand: batch dims (sizes, strides, outer first) as one
+// step between consecutive matrices, as a strided-batched GEMM takes it. True
+// with `step` set when matrix i of the flattened batch starts at i · step (a
+// broadcast batch, all strides 0, gives step 0); false when the dims do not
+// collapse (a permuted batch, a broadcast inner dim under a real outer one).
+inline bool batch_step(const int64_t* sizes, const int64_t* strides, int dims, int64_t& step) {
+  step = 0;
+  int64_t expected = -1;  // the stride the next dim out must have for the two to collapse
+  for (int d = dims - 1; d >= 0; --d) {
+    if (sizes[d] == 1) continue;  // a size-1 dim's stride is never used
+    if (expected < 0)
+      step = strides[d];  // the innermost dim that counts sets the step
+    else if (strides[d] != expected)
+      return false;
+    expected = strides[d] * sizes[d];
+  }
+  return true;
+}
+
 }  // namespace minidl::cuda

@@ -39,6 +39,12 @@ void reduce_rows(ReduceOp op, const TensorArg& values, const TensorArg& indices,
 enum class GemmKernel { best, cublas, cublas_tf32, cublas_bf16, handwritten };
 void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, const TensorArg& B, double beta,
           const TensorArg& C, GemmKernel kernel = GemmKernel::best, const GemmEpilogue& epilogue = {});
+// C_i := A_i · B_i for i < batch, where X_i is the 2-D matrix X (M, K) moved by
+// i · stride_x elements (stride 0: one matrix for every i, a broadcast). One
+// cublasGemmStridedBatchedEx call (one launch for all the products); the
+// hand-written kernel, or an operand cuBLAS cannot read in place, loops over gemm.
+void gemm_batched(int64_t batch, int64_t M, int64_t N, int64_t K, const TensorArg& A, int64_t stride_a,
+                  const TensorArg& B, int64_t stride_b, const TensorArg& C, int64_t stride_c);
 // What `best` runs, for tables ("cuBLAS (strict fp32)", "hand-written v4 (…)").
 const char* gemm_kernel_name();
 // Whether this build links cuBLAS (CMake links it when it finds it beside the

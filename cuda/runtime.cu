@@ -218,13 +218,7 @@ cudaStream_t stream() {
   // it orders every launch, and unlike the legacy default stream it can be
   // captured into a graph. Being a blocking stream, it still synchronises with
   // the plain cudaMemcpy calls of the host<->device copies.
-  static std::mutex mutex;
-  static std::vector<cudaStream_t> streams;
-  const int device = current_device();
-  std::lock_guard<std::mutex> lock(mutex);
-  if (streams.size() <= static_cast<size_t>(device)) streams.resize(device + 1, nullptr);
-  if (!streams[device]) MINIDL_CUDA_CHECK(cudaStreamCreate(&streams[device]));
-  return streams[device];
+  return per_device<cudaStream_t>([](cudaStream_t& s) { MINIDL_CUDA_CHECK(cudaStreamCreate(&s)); });
 }
 
 namespace {

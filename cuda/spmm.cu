@@ -42,16 +42,10 @@ namespace {
 
 // One handle per device, on minidl's stream (so a graph captures its work).
 cusparseHandle_t handle() {
-  static std::mutex mutex;
-  static std::vector<cusparseHandle_t> handles;
-  const int device = current_device();
-  std::lock_guard<std::mutex> lock(mutex);
-  if (handles.size() <= static_cast<size_t>(device)) handles.resize(device + 1, nullptr);
-  if (!handles[device]) {
-    MINIDL_CUSPARSE_CHECK(cusparseCreate(&handles[device]));
-    MINIDL_CUSPARSE_CHECK(cusparseSetStream(handles[device], stream()));
-  }
-  return handles[device];
+  return per_device<cusparseHandle_t>([](cusparseHandle_t& h) {
+    MINIDL_CUSPARSE_CHECK(cusparseCreate(&h));
+    MINIDL_CUSPARSE_CHECK(cusparseSetStream(h, stream()));
+  });
 }
 
 __global__ void bias_relu_kernel(float* y, int64_t ldy, int64_t N, int64_t out, const float* bias, bool relu) {

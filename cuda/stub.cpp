@@ -85,6 +85,10 @@ void adam_step(const TensorArg&, const TensorArg&, const TensorArg&, const Tenso
                const TensorArg&) {
   no_cuda("adam_step");
 }
+void gemm_batched(int64_t, int64_t, int64_t, int64_t, const TensorArg&, int64_t, const TensorArg&, int64_t,
+                  const TensorArg&, int64_t) {
+  no_cuda("gemm");
+}
 void sparse_linear(const SparseMatrixArg&, const TensorArg&, const TensorArg&, const GemmEpilogue&, SpmmKernel) {
   no_cuda("sparse_linear");
 }

@@ -549,3 +549,43 @@ TEST_CASE("cuBLAS's operands for row-major minidl matrices (cuda/gemm_layout.h):
   // Neither stride 1: not usable (the launcher copies it contiguous first).
   CHECK_FALSE(cuda::cublas_operand(4, 5, 10, 2).usable);
 }
+
+TEST_CASE("the strided-batched GEMM's one step per operand reproduces matmul's batch, or declines") {
+  // Each operand's batch dims folded to one step (cuda/gemm_layout.h), then the
+  // products run at i · step as cublasGemmStridedBatchedEx would: against matmul.
+  Generator gen(14);
+  auto check = [&](const Tensor& a, const Tensor& b, bool collapses) {
+    CAPTURE(a.shape());
+    CAPTURE(b.shape());
+    const Tensor want = matmul(a, b);
+    const int nb = static_cast<int>(want.dim()) - 2;
+    const Shape batch(want.shape().begin(), want.shape().end() - 2);
+    Shape as = batch, bs = batch;
+    as.insert(as.end(), {a.size(-2), a.size(-1)});
+    bs.insert(bs.end(), {b.size(-2), b.size(-1)});
+    const TensorArg A = broadcast_arg(a, as), B = broadcast_arg(b, bs);
+    int64_t sa = -1, sb = -1;
+    const bool ok = cuda::batch_step(batch.data(), A.strides, nb, sa) && cuda::batch_step(batch.data(), B.strides, nb, sb);
+    CHECK(ok == collapses);
+    if (!ok) return;
+    const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+    Tensor got = poisoned(want.shape(), DType::f64);
+    for (int64_t i = 0; i < shape_numel(batch); ++i) {
+      TensorArg Ai = A, Bi = B, Ci = got.arg();
+      Ai.ndim = Bi.ndim = Ci.ndim = 2;
+      Ai.data = A.ptr<double>() + i * sa, Bi.data = B.ptr<double>() + i * sb, Ci.data = got.data_ptr<double>() + i * M * N;
+      Ai.shape[0] = M, Ai.shape[1] = K, Ai.strides[0] = A.strides[nb], Ai.strides[1] = A.strides[nb + 1];
+      Bi.shape[0] = K, Bi.shape[1] = N, Bi.strides[0] = B.strides[nb], Bi.strides[1] = B.strides[nb + 1];
+      Ci.shape[0] = M, Ci.shape[1] = N, Ci.strides[0] = N, Ci.strides[1] = 1;
+      cpu::gemm(M, N, K, 1.0, Ai, Bi, 0.0, Ci);
+    }
+    CHECK(worst(got, want) <= 1e-12);
+  };
+  auto r = [&](const Shape& s) { return randn(s, {.dtype = DType::f64}, gen); };
+  check(r({4, 3, 5}), r({4, 5, 2}), true);              // plain batch
+  check(r({2, 3, 4, 5}), r({2, 3, 5, 6}), true);        // two batch dims, contiguous: one step
+  check(r({3, 5}), r({4, 5, 2}), true);                 // A broadcast over the batch: step 0
+  check(r({2, 1, 4, 5}), r({1, 3, 5, 2}), false);       // broadcast inner under a real outer dim
+  check(r({3, 2, 4, 5}).transpose(0, 1), r({2, 3, 5, 2}), false);  // a permuted batch
+  check(r({1, 4, 3, 5}), r({4, 5, 2}), true);           // a size-1 batch dim is skipped
+}
