@@ -47,6 +47,21 @@ T per_device(Create create) {
   return slots[device];
 }
 
+// A GEMM's epilogue as its own pass, for products that cannot fuse it (cuBLAS
+// without cuBLASLt's, cuSPARSE): C (M, N), row stride ldc, += bias (one per row
+// or per column), then ReLU.
+template <class T>
+__global__ void epilogue_kernel(T* C, int64_t ldc, int64_t M, int64_t N, const T* bias, bool per_row, bool relu) {
+  MINIDL_CUDA_FOR(i, M * N) {
+    const int64_t m = i / N, n = i % N;
+    T& c = C[m * ldc + n];
+    T v = c;
+    if (bias) v += bias[per_row ? m : n];
+    if (relu) v = v > T(0) ? v : T(0);
+    c = v;
+  }
+}
+
 // A kernel argument's pointer, or null where the tensor is not wanted (null data).
 template <class T>
 T* data_or_null(const TensorArg& a) {

@@ -99,17 +99,6 @@ Choice env_choice() {
   return choice;
 }
 
-template <class T>
-__global__ void epilogue_kernel(T* C, int64_t ldc, int64_t M, int64_t N, const T* bias, bool per_row, bool relu) {
-  MINIDL_CUDA_FOR(i, M * N) {
-    const int64_t m = i / N, n = i % N;
-    T& c = C[m * ldc + n];
-    T v = c;
-    if (bias) v += bias[per_row ? m : n];
-    if (relu) v = v > T(0) ? v : T(0);
-    c = v;
-  }
-}
 
 #ifdef MINIDL_HAVE_CUBLAS
 // How cuBLAS reads a row-major (rows, cols) operand (cuda/gemm_layout.h).

@@ -11,9 +11,7 @@
 // `best` is cuSPARSE when linked, else the hand-written kernel, and
 // MINIDL_CUDA_SPMM=handwritten|cusparse names one for benchmarks.
 #include <cstdlib>
-#include <mutex>
 #include <string>
-#include <vector>
 
 #ifdef MINIDL_HAVE_CUSPARSE
 #include <cusparse.h>
@@ -48,14 +46,6 @@ cusparseHandle_t handle() {
   });
 }
 
-__global__ void bias_relu_kernel(float* y, int64_t ldy, int64_t N, int64_t out, const float* bias, bool relu) {
-  MINIDL_CUDA_FOR(i, N * out) {
-    float& v = y[(i / out) * ldy + i % out];
-    const float r = v + (bias ? bias[i % out] : 0.0f);
-    v = relu ? max(r, 0.0f) : r;
-  }
-}
-
 void cusparse_linear(const SparseMatrixArg& w, const TensorArg& x, const TensorArg& y, const GemmEpilogue& e) {
   const int64_t N = x.shape[0];
   cusparseSpMatDescr_t a = nullptr;
@@ -79,8 +69,8 @@ void cusparse_linear(const SparseMatrixArg& w, const TensorArg& x, const TensorA
   cusparseDestroyDnMat(c);
   if (e.bias || e.relu) {
     const int64_t n = N * w.rows;
-    bias_relu_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(y.ptr<float>(), y.strides[0], N, w.rows,
-                                                               static_cast<const float*>(e.bias), e.relu);
+    epilogue_kernel<float><<<blocks_for(n), kThreads, 0, stream()>>>(y.ptr<float>(), y.strides[0], N, w.rows,
+                                                                     static_cast<const float*>(e.bias), false, e.relu);
     MINIDL_CUDA_CHECK(cudaGetLastError());
   }
 }
