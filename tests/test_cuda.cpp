@@ -568,7 +568,9 @@ TEST_CASE("a CUDA graph of a training step replays it: the same updates as runni
   CHECK(opt_replayed.steps() == 6);  // the replays advanced the device's count
   const auto now = snapshot(*replayed), want = snapshot(*eager);
   double moved = 0;
-  for (const auto& [name, v] : now) {
+  for (const auto& entry : now) {
+    const std::string& name = entry.first;  // a plain reference: clang cannot CAPTURE a structured binding
+    const std::vector<float>& v = entry.second;
     CAPTURE(name);
     const Tensor got = from_vector(v, {static_cast<int64_t>(v.size())}),
                  ref = from_vector(want.at(name), {static_cast<int64_t>(v.size())});

@@ -311,7 +311,7 @@ TEST_CASE("the hand-written CUDA CSR layer on the host emulator equals the dense
       if (relu) want = minidl::relu(want);
       Tensor got = poisoned({N, out}, DType::f32);
       const auto* cols = static_cast<const int32_t*>(a.col_index);
-      const dim3 block(32, sk::kSpmmWarpsPerBlock);
+      const dim3 block{32, sk::kSpmmWarpsPerBlock};
       const auto row_blocks = static_cast<unsigned>((out + sk::kSpmmWarpsPerBlock - 1) / sk::kSpmmWarpsPerBlock);
       if (N == 1)
         minidl::testing::emulate({row_blocks, 1, 1}, block, [&] {
