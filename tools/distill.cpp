@@ -51,14 +51,14 @@ struct Teacher {
   }
 };
 
-// f's logits for every sample of `data`, in order (row i is sample i).
+// f's logits for every sample of `data`, in order (row i is sample i), computed on `device`.
 template <class Logits>
-Tensor logits_of(const Logits& f, const ImageDataset& data) {
+Tensor logits_of(const Logits& f, const ImageDataset& data, const Device& device) {
   NoGradGuard no_grad;
   DataLoader loader(data, {.batch_size = 500, .shuffle = false});
   loader.start_epoch(0);
   std::vector<Tensor> parts;
-  while (auto b = loader.next()) parts.push_back(f(b->images));
+  while (auto b = loader.next()) parts.push_back(f(b->images.to(device)));
   return cat(parts, 0);
 }
 
@@ -66,23 +66,25 @@ Tensor logits_of(const Logits& f, const ImageDataset& data) {
 double agreement(const Tensor& predictions, const Tensor& reference) {
   return sum(eq(predictions, reference)).item() / static_cast<double>(predictions.numel());
 }
-Tensor predictions_of(Module& model, const ImageDataset& data) {
+Tensor predictions_of(Module& model, const ImageDataset& data, const Device& device) {
   model.eval();
-  return argmax(logits_of([&](const Tensor& x) { return model(x); }, data), 1);
+  return argmax(logits_of([&](const Tensor& x) { return model(x); }, data, device), 1);
 }
 
 // A student to train: a zoo model initialised from `seed`, or a checkpoint (the
 // same weights for every seed; a pruned checkpoint's masks are kept while it trains).
+// It is moved to `device` before the pruner reads it, so the masks live there too.
 struct Student {
   ModulePtr model;
   std::string arch;
   std::unique_ptr<compress::Pruner> pruner;
 };
-Student make_student(const std::string& student, uint64_t seed) {
+Student make_student(const std::string& student, uint64_t seed, const Device& device) {
   Student s;
   if (std::filesystem::is_regular_file(student)) {
     SafeTensors file = load_safetensors(student);
     s.model = load_model(file, student, &s.arch);
+    s.model->to(device);
     s.pruner = std::make_unique<compress::Pruner>(*s.model);
     s.pruner->load_from(file, student);  // checks the weights are zero where the masks prune
   } else {
@@ -91,6 +93,7 @@ Student make_student(const std::string& student, uint64_t seed) {
                  "distill: --student '{}' is neither a checkpoint file nor a zoo model ({})", student,
                  fmt::join(zoo, ", "));
     s.model = build_model(TrainConfig{.model = student, .seed = seed});
+    s.model->to(device);
     s.arch = student;
     s.pruner = std::make_unique<compress::Pruner>(*s.model);
   }
@@ -99,7 +102,8 @@ Student make_student(const std::string& student, uint64_t seed) {
 
 // One image of the data through a model: its logits, or an error saying the
 // model does not take this data.
-int64_t classes_of(Module& model, const ImageDataset& data, const std::string& role, const std::string& name) {
+int64_t classes_of(Module& model, const ImageDataset& data, const Device& device, const std::string& role,
+                   const std::string& name) {
   NoGradGuard no_grad;
   model.eval();
   const ImageDataset one = data.subset(1);  // the loader keeps a reference
@@ -107,7 +111,7 @@ int64_t classes_of(Module& model, const ImageDataset& data, const std::string& r
   loader.start_epoch(0);
   Tensor out;
   try {
-    out = model(loader.next()->images);
+    out = model(loader.next()->images.to(device));
   } catch (const Error& e) {
     fail("distill: the {} {} does not take this data's {}x{} images: {}", role, name, data.rows, data.cols, e.what());
   }
@@ -155,8 +159,9 @@ nlohmann::json to_json(const Arm& a) {
 
 // Everything every arm shares: data, the teacher, its cached logits.
 struct Setup {
-  explicit Setup(const DistillOptions& options) : o(options) {}
+  explicit Setup(const DistillOptions& options) : o(options), device(options.device) {}
   const DistillOptions& o;
+  Device device;  // teacher, students, the cached logits
   ImageDataset train, test;
   Teacher teacher;
   Tensor teacher_train_logits;  // (train, C), or undefined with --augment or --no-cache
@@ -180,7 +185,7 @@ Arm train_arm(const Setup& s, bool distilled, uint64_t seed, double T, double al
   Arm arm;
   arm.name = distilled ? "distilled" : "alone";
   arm.seed = seed, arm.temperature = T, arm.alpha = alpha;
-  arm.student = make_student(o.student, seed);
+  arm.student = make_student(o.student, seed, s.device);
   TrainConfig config{.model = arm.student.arch,
                      .epochs = o.epochs,
                      .batch = o.batch,
@@ -190,7 +195,8 @@ Arm train_arm(const Setup& s, bool distilled, uint64_t seed, double T, double al
                      .seed = seed,
                      .limit_train = o.limit_train,
                      .limit_test = o.limit_test,
-                     .data_dir = o.data_dir};
+                     .data_dir = o.data_dir,
+                     .device = o.device};
   double ce_sum = 0, kl_sum = 0;
   int64_t seen = 0;
   bool has_kl = false;
@@ -201,7 +207,7 @@ Arm train_arm(const Setup& s, bool distilled, uint64_t seed, double T, double al
     seen += n;
     Tensor teacher_logits;  // the lone student compares itself with cached logits only
     if (s.teacher_train_logits.defined())
-      teacher_logits = index_select(s.teacher_train_logits, 0, b.indices);
+      teacher_logits = index_select(s.teacher_train_logits, 0, b.indices.to(s.device));
     else if (distilled)
       teacher_logits = s.teacher(b.images);
     if (!distilled) {
@@ -252,7 +258,7 @@ Arm train_arm(const Setup& s, bool distilled, uint64_t seed, double T, double al
          .kl = kl_sum / seen,
          .loss = r.train_loss,
          .accuracy = r.test.accuracy,
-         .agreement = agreement(predictions_of(*arm.student.model, s.test), s.teacher_test_predictions),
+         .agreement = agreement(predictions_of(*arm.student.model, s.test, s.device), s.teacher_test_predictions),
          .seconds = r.seconds,
          .has_kl = has_kl});
     if (!o.json) print_epoch(arm, arm.epochs.back());
@@ -299,8 +305,9 @@ int run_distill(const DistillOptions& o) {
   for (const std::string& t : o.teachers) {
     std::string arch;
     ModulePtr m = load_model(t, &arch);  // a corrupt file is an error naming it
+    m->to(s.device);  // a layer that cannot run there (a sparse convolution on a GPU) says so
     m->eval();
-    const int64_t classes = classes_of(*m, s.test, "teacher", t);
+    const int64_t classes = classes_of(*m, s.test, s.device, "teacher", t);
     MINIDL_CHECK(teacher_classes == 0 || classes == teacher_classes,
                  "distill: the teachers disagree on the number of classes: {} has {}, {} has {}", o.teachers.front(),
                  teacher_classes, t, classes);
@@ -311,8 +318,8 @@ int run_distill(const DistillOptions& o) {
   const std::string teacher_name = fmt::format("{}", fmt::join(o.teachers, " + "));
   const std::string teacher_arch = fmt::format("{}", fmt::join(teacher_archs, " + "));
   {
-    Student probe = make_student(o.student, o.seeds.front());
-    const int64_t student_classes = classes_of(*probe.model, s.test, "student", o.student);
+    Student probe = make_student(o.student, o.seeds.front(), s.device);
+    const int64_t student_classes = classes_of(*probe.model, s.test, s.device, "student", o.student);
     MINIDL_CHECK(teacher_classes == student_classes,
                  "distill: the teacher {} has {} classes but the student {} has {}: they must predict the same classes",
                  teacher_name, teacher_classes, o.student, student_classes);
@@ -321,15 +328,17 @@ int run_distill(const DistillOptions& o) {
   // The teacher, once: its test predictions (for agreement), and its training
   // logits unless augmentation makes every batch new.
   auto start = Clock::now();
-  const Tensor teacher_test_logits = logits_of(s.teacher, s.test);
+  const Tensor teacher_test_logits = logits_of(s.teacher, s.test, s.device);
   s.teacher_test_predictions = argmax(teacher_test_logits, 1);
-  s.teacher_accuracy =
-      agreement(s.teacher_test_predictions,
-                from_vector<int64_t>(std::vector<int64_t>(s.test.labels.begin(), s.test.labels.end()), {s.test.size}));
+  s.teacher_accuracy = agreement(
+      s.teacher_test_predictions,
+      from_vector<int64_t>(std::vector<int64_t>(s.test.labels.begin(), s.test.labels.end()), {s.test.size})
+          .to(s.device));
   double cache_seconds = 0;
   if (!o.augment && !o.no_cache) {
     start = Clock::now();
-    s.teacher_train_logits = logits_of(s.teacher, s.train);
+    s.teacher_train_logits = logits_of(s.teacher, s.train, s.device);
+    sum(s.teacher_train_logits).item();  // waits for the GPU, so the time is the work's
     cache_seconds = seconds_since(start);
   }
 
@@ -344,7 +353,8 @@ int run_distill(const DistillOptions& o) {
                       {"schedule", o.schedule},
                       {"augment", o.augment},
                       {"mixup", o.mixup},
-                      {"seeds", o.seeds}};
+                      {"seeds", o.seeds},
+                      {"device", s.device.str()}};
   const int64_t distilled_runs = o.sweep ? static_cast<int64_t>(o.sweep_temperatures.size() * o.sweep_alphas.size())
                                          : static_cast<int64_t>(o.seeds.size());
   if (!o.json) {

@@ -36,6 +36,9 @@ struct DistillOptions {
   std::string data_dir = nn::kFashionMnistDir;
   int64_t limit_train = 0, limit_test = 0;
   std::string out;  // the distilled student (first seed) is written here
+  // Where teacher and student run: "cpu" or "cuda[:N]". On a GPU the cached
+  // teacher logits stay there, and each batch's rows are gathered on it.
+  std::string device = "cpu";
   bool json = false;
 };
 

@@ -10,7 +10,8 @@
 # tests must run there, not skip), then the GPU benchmarks (cuBLAS against the
 # hand-written SGEMMs, the fused loss against a device copy, training steps, the
 # sparse Linear against cuBLAS dense) and
-# one epoch of cnn on the GPU beside one on the CPU. Everything it prints also
+# one epoch of cnn on the GPU beside one on the CPU, and a distillation from it
+# on both. Everything it prints also
 # lands in $OUT/gpu_check.log, each benchmark's JSON in $OUT/<name>.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -80,6 +81,12 @@ run_bench sparse $M bench sparse --device cuda --quick --batch 1 256 2048 --min-
 echo "== one epoch of cnn, GPU then CPU (same seed, same data order)"
 timeout 120 $M train --model cnn --epochs 1 --device cuda --out "$OUT/cnn-gpu.safetensors" || bench_rc=1
 timeout 120 $M train --model cnn --epochs 1 --device cpu --out "$OUT/cnn-cpu.safetensors" || bench_rc=1
+
+echo "== distillation on the GPU: mlp-small from the GPU's cnn, against the student alone; then the same on the CPU"
+timeout 120 $M distill --teacher "$OUT/cnn-gpu.safetensors" --student mlp-small --epochs 1 --baseline --device cuda \
+  --out "$OUT/distilled-gpu.safetensors" || bench_rc=1
+timeout 120 $M distill --teacher "$OUT/cnn-gpu.safetensors" --student mlp-small --epochs 1 --baseline --device cpu \
+  || bench_rc=1
 
 echo "exit codes: cuda tests $cuda_rc, suite $suite_rc, benchmarks $bench_rc"
 [ "$cuda_rc" -eq 0 ] && [ "$suite_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]

@@ -510,10 +510,7 @@ int main(int argc, char** argv) {
       return tools::run_prune(prune_o);
     }
     if (*distill) {
-      MINIDL_CHECK(setup(distill_c).is_cpu(),
-                   "distill --device {}: minidl distill runs on the CPU only (the GPU has the fused "
-                   "distillation_loss, but not this command yet)",
-                   distill_c.device);
+      distill_o.device = setup(distill_c).str();
       distill_o.json = distill_c.json;
       return tools::run_distill(distill_o);
     }
