@@ -32,6 +32,9 @@ class QuantLinear final : public nn::Module {
   nlohmann::json hyper_parameters() const override;
   // Re-packs the weight for the GEMM and checks it (values in [−127, 127], scales > 0).
   void after_load() override;
+  // model->to(cuda): the buffers have moved; the weight is packed again for the
+  // GPU's kernel (cuda/qgemm_kernels.cuh), or for the CPU's on the way back.
+  void moved_to(const Device&) override { after_load(); }
   // What the int8 weight stands for, f32 (out, in).
   Tensor dequantized_weight() const { return dequantize_weight(weight, weight_scale); }
   // The weight as the int8 GEMM reads it (a compiled plan calls the GEMM itself).

@@ -68,6 +68,24 @@ void sparse_linear(const SparseMatrixArg& w, const TensorArg& x, const TensorArg
 const char* spmm_kernel_name(SpmmKernel kernel);
 bool have_cusparse();
 
+// An int8 dynamic-quantized Linear (cuda/qgemm.cu): y (M, N) f32 := act(x (M, K)
+// f32, quantized per call to u8 with one scale and zero point, times the int8
+// weight, rescaled, + bias) — the CPU's int8 layer bit for bit (ops/quant_math.h).
+// All pointers on the device.
+struct Int8LinearArgs {
+  const float* x = nullptr;  // (M, K), row stride ldx == K
+  int64_t M = 0, K = 0, ldx = 0;
+  const int8_t* w = nullptr;  // (N, ⌈K / 4⌉ · 4) row-major, zero padded, 4-byte aligned
+  const int32_t* w_row_sums = nullptr;  // (N): Σ_k w[n, k]
+  const float* w_scale = nullptr;       // (N)
+  int64_t N = 0;
+  const float* bias = nullptr;  // (N) or null
+  bool relu = false;
+  float* y = nullptr;
+  int64_t ldy = 0;
+};
+void quantized_linear(const Int8LinearArgs& args);
+
 void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, const TensorArg& bias,
                     const Conv2dParams& p);
 void conv2d_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& gb, const TensorArg& gy,

@@ -6,6 +6,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "cuda/kernels.h"
 #include "ops/cpu/kernels.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
@@ -49,18 +50,23 @@ Tensor dequantize_weight(const Tensor& values, const Tensor& scale) {
   return scale.numel() == 1 ? mul(v, scale.reshape({1, 1})) : mul(v, scale.reshape({-1, 1}));
 }
 
-Int8Weight pack_int8_weight(const Tensor& values_in, const Tensor& scale_in) {
+namespace {
+// host_rows_only: the GPU's layout left on the host (pack_int8_weight_rows).
+Int8Weight pack(const Tensor& values_in, const Tensor& scale_in, bool host_rows_only) {
   MINIDL_CHECK(values_in.defined() && values_in.dim() == 2 && values_in.dtype() == DType::int8,
                "int8 weight: expected int8 (out, in), got {} {}", values_in.defined() ? values_in.dtype() : DType::f32,
                values_in.defined() ? values_in.shape() : Shape{});
-  MINIDL_CHECK(values_in.device().is_cpu() && scale_in.device().is_cpu(),
-               "int8 weight: the int8 kernels run on the CPU");
+  MINIDL_CHECK(scale_in.defined() && scale_in.device() == values_in.device(),
+               "int8 weight: values on {} but scale {}", values_in.device(),
+               scale_in.defined() ? fmt::format("on {}", scale_in.device()) : std::string("undefined"));
+  const Device device = host_rows_only ? Device("cuda") : values_in.device();
   const int64_t out = values_in.size(0), in = values_in.size(1);
   MINIDL_CHECK(
       scale_in.dtype() == DType::f32 && scale_in.dim() == 1 && (scale_in.size(0) == out || scale_in.size(0) == 1),
       "int8 weight {}: scale must be f32 ({}) per channel or (1) per tensor, got {} {}", values_in.shape(), out,
       scale_in.dtype(), scale_in.shape());
-  const Tensor values = values_in.contiguous(), scale_c = scale_in.contiguous();
+  // Checked and laid out on the host (once per layer), then moved to the weight's device.
+  const Tensor values = values_in.to(kCPU).contiguous(), scale_c = scale_in.to(kCPU).contiguous();
   const int8_t* v = values.data_ptr<int8_t>();
   for (int64_t i = 0; i < values.numel(); ++i)
     MINIDL_CHECK(v[i] != -128, "int8 weight {}: value -128 at row {}, column {}; symmetric weights lie in [-127, 127]",
@@ -75,10 +81,33 @@ Int8Weight pack_int8_weight(const Tensor& values_in, const Tensor& scale_in) {
                  values.shape(), x, r);
     w.scale.data_ptr<float>()[r] = x;
   }
-  w.packed = empty({cpu::qgemm_packed_bytes(out, in)}, {.dtype = DType::int8});
   w.row_sums = empty({out}, {.dtype = DType::int32});
+  if (device.is_cuda()) {
+    // The GPU kernel's layout (cuda/qgemm_kernels.cuh): rows padded with zeros
+    // to a multiple of 4 bytes, read a word of 4 values at a time.
+    const int64_t Kp = cpu::qgemm_padded_k(in);
+    Tensor rows = zeros({out, Kp}, {.dtype = DType::int8});
+    int8_t* r = rows.data_ptr<int8_t>();
+    for (int64_t n = 0; n < out; ++n) {
+      int32_t sum = 0;
+      for (int64_t k = 0; k < in; ++k) sum += r[n * Kp + k] = v[n * in + k];
+      w.row_sums.data_ptr<int32_t>()[n] = sum;
+    }
+    w.packed = rows;
+    if (!host_rows_only) w.packed = w.packed.to(device), w.row_sums = w.row_sums.to(device), w.scale = w.scale.to(device);
+    return w;
+  }
+  w.packed = empty({cpu::qgemm_packed_bytes(out, in)}, {.dtype = DType::int8});
   cpu::qgemm_pack_weight(v, out, in, w.packed.data_ptr<int8_t>(), w.row_sums.data_ptr<int32_t>());
   return w;
+}
+}  // namespace
+
+Int8Weight pack_int8_weight(const Tensor& values, const Tensor& scale) { return pack(values, scale, false); }
+
+Int8Weight pack_int8_weight_rows(const Tensor& values, const Tensor& scale) {
+  MINIDL_CHECK(values.defined() && values.device().is_cpu(), "pack_int8_weight_rows: expects the values on the CPU");
+  return pack(values, scale, true);
 }
 
 Tensor quantized_linear(const Tensor& x, const Int8Weight& w, const Tensor& bias_in, Activation act) {
@@ -86,7 +115,8 @@ Tensor quantized_linear(const Tensor& x, const Int8Weight& w, const Tensor& bias
   MINIDL_CHECK(x.dim() >= 1 && x.size(-1) == w.in_features,
                "quantized_linear: input {} has {} features but the int8 weight ({}, {}) expects {}", x.shape(),
                x.dim() >= 1 ? x.size(-1) : 0, w.out_features, w.in_features, w.in_features);
-  MINIDL_CHECK(x.device().is_cpu(), "quantized_linear: the int8 kernels run on the CPU; input is on {}", x.device());
+  MINIDL_CHECK(x.device() == w.device(), "quantized_linear: the input is on {} but the int8 weight on {}", x.device(),
+               w.device());
   MINIDL_CHECK(x.dtype() == DType::f32, "quantized_linear: expected an f32 input, got {}", x.dtype());
   MINIDL_CHECK(!(x.requires_grad() && grad_mode_enabled()),
                "quantized_linear: int8 layers are for inference and have no gradient (run under NoGradGuard)");
@@ -94,11 +124,32 @@ Tensor quantized_linear(const Tensor& x, const Int8Weight& w, const Tensor& bias
     MINIDL_CHECK(bias_in.dim() == 1 && bias_in.size(0) == w.out_features && bias_in.dtype() == DType::f32,
                  "quantized_linear: bias {} {} does not match the weight (expected f32 [{}])", bias_in.dtype(),
                  bias_in.shape(), w.out_features);
+  if (bias_in.defined())
+    MINIDL_CHECK(bias_in.device() == x.device(), "quantized_linear: the input is on {} but the bias on {}", x.device(),
+                 bias_in.device());
   const int64_t K = w.in_features, N = w.out_features;
   const Tensor x2 = x.reshape({-1, K}).contiguous();
   const Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();
   const int64_t M = x2.size(0);
-  Tensor y = empty({M, N});
+  Tensor y = empty({M, N}, {.dtype = DType::f32, .device = x.device()});
+  Shape out_shape = x.shape();
+  out_shape.back() = N;
+
+  if (x.device().is_cuda()) {  // the same layer in three launches (cuda/qgemm.cu); a NaN input gives NaN outputs
+    cuda::quantized_linear({.x = x2.data_ptr<float>(),
+                            .M = M,
+                            .K = K,
+                            .ldx = K,
+                            .w = w.packed.data_ptr<int8_t>(),
+                            .w_row_sums = w.row_sums.data_ptr<int32_t>(),
+                            .w_scale = w.scale.data_ptr<float>(),
+                            .N = N,
+                            .bias = bias.defined() ? bias.data_ptr<float>() : nullptr,
+                            .relu = act == Activation::relu,
+                            .y = y.data_ptr<float>(),
+                            .ldy = N});
+    return y.reshape(out_shape);
+  }
 
   // The quantized activations: one buffer per thread, grown on demand.
   thread_local std::vector<uint8_t> xq;
@@ -117,9 +168,6 @@ Tensor quantized_linear(const Tensor& x, const Int8Weight& w, const Tensor& bias
   a.relu = act == Activation::relu;
   a.y = y.data_ptr<float>(), a.ldy = N;
   cpu::qgemm(a);
-
-  Shape out_shape = x.shape();
-  out_shape.back() = N;
   return y.reshape(out_shape);
 }
 

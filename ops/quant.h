@@ -27,18 +27,28 @@ QuantizedWeight quantize_weight_int8(const Tensor& w, bool per_channel = true);
 Tensor dequantize_weight(const Tensor& values, const Tensor& scale);
 
 // An int8 weight in the GEMM's packed layout, with what its epilogue needs.
+// On the CPU `packed` is the VNNI panels of ops/cpu/qgemm.cpp; on a GPU the rows
+// padded to a multiple of 4 bytes (cuda/qgemm_kernels.cuh). All on the device
+// the values were on.
 struct Int8Weight {
-  Tensor packed;    // int8 (cpu::qgemm_packed_bytes(out, in))
+  Tensor packed;    // int8: CPU (cpu::qgemm_packed_bytes(out, in)); GPU (out, ⌈in / 4⌉ · 4)
   Tensor row_sums;  // int32 (out): Σ_k q[n, k], for the activations' zero point
   Tensor scale;     // f32 (out), a per-tensor scale repeated
   int64_t out_features = 0, in_features = 0;
   bool defined() const { return packed.defined(); }
+  Device device() const { return packed.device(); }
 };
-// Checks values (int8 (out, in) in [−127, 127]) and scale ((out) or (1), finite, > 0), naming what is wrong.
+// Checks values (int8 (out, in) in [−127, 127]) and scale ((out) or (1), finite, > 0), naming what is wrong,
+// and packs for the device they are on.
 Int8Weight pack_int8_weight(const Tensor& values, const Tensor& scale);
+// The GPU's layout built and left on the host (CPU tensors): what
+// pack_int8_weight moves to a GPU, and what the emulated kernel tests read.
+Int8Weight pack_int8_weight_rows(const Tensor& values, const Tensor& scale);
 
 // act(x (..., in) · dequant(W)ᵀ + bias (out)) -> (..., out) f32, with x quantized
-// to u8 for this call. x f32 on the CPU; an error when x requires grad.
+// to u8 for this call. x f32 on the weight's device; an error when x requires
+// grad. The CPU and a GPU give the same bits; a NaN or ±inf in x is an error on
+// the CPU and NaN outputs on a GPU (which does not stop to ask).
 Tensor quantized_linear(const Tensor& x, const Int8Weight& w, const Tensor& bias = Tensor(),
                         Activation act = Activation::none);
 

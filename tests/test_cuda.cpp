@@ -13,9 +13,11 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <limits>
 #include <map>
 #include <string>
 #include <tuple>
@@ -23,6 +25,7 @@
 
 #include "compile/plan.h"
 #include "compress/prune.h"
+#include "compress/quantize.h"
 #include "compress/sparse.h"
 #include "compress/sparse_layers.h"
 #include "cuda/kernels.h"
@@ -422,6 +425,55 @@ TEST_CASE("sparse_linear on the GPU: the hand-written CSR kernel and cuSPARSE ag
   const Tensor want = model->forward(x);
   model->to(kCuda);
   CHECK(relative_error(model->forward(x.to(kCuda)), want) <= 1e-5);
+}
+
+TEST_CASE("int8 dynamic quantization on the GPU: the CPU's int8 layer bit for bit, a quantized model, its graph") {
+  NoGradGuard no_grad;
+  Generator gen(71);
+  // (M, N, K): one sample; a large layer of the mlp; tails in every dimension.
+  for (const auto& [M, N, K] : std::vector<std::array<int64_t, 3>>{{1, 10, 7}, {256, 512, 784}, {129, 65, 130}}) {
+    const int64_t m = M, n = N, k = K;  // clang cannot CAPTURE a structured binding
+    CAPTURE(m);
+    CAPTURE(n);
+    CAPTURE(k);
+    const Tensor w = randn({N, K}, {}, gen), bias = randn({N}, {}, gen);
+    for (bool per_channel : {true, false}) {
+      CAPTURE(per_channel);
+      const QuantizedWeight q = quantize_weight_int8(w, per_channel);
+      const Int8Weight host = pack_int8_weight(q.values, q.scale);
+      const Int8Weight device = pack_int8_weight(q.values.to(kCuda), q.scale.to(kCuda));
+      REQUIRE(device.device() == kCuda);
+      for (bool relu : {false, true}) {
+        CAPTURE(relu);
+        const Tensor x = relu ? minidl::relu(randn({M, K}, {}, gen)) : randn({M, K}, {}, gen);
+        const Activation act = relu ? Activation::relu : Activation::none;
+        const Tensor want = quantized_linear(x, host, bias, act);
+        const Tensor got = quantized_linear(x.to(kCuda), device, bias.to(kCuda), act);
+        REQUIRE(got.device() == kCuda);
+        CHECK(got.to(kCPU).to_vector<float>() == want.to_vector<float>());
+      }
+    }
+  }
+  const QuantizedWeight q = quantize_weight_int8(randn({6, 9}, {}, gen));
+  const Int8Weight device = pack_int8_weight(q.values.to(kCuda), q.scale.to(kCuda));
+  Tensor x = randn({4, 9}, {}, gen);
+  x.narrow(0, 2, 1).narrow(1, 3, 1).fill_(std::numeric_limits<double>::quiet_NaN());
+  for (float v : quantized_linear(x.to(kCuda), device).to(kCPU).to_vector<float>()) CHECK(std::isnan(v));
+  CHECK_THROWS_WITH_AS(quantized_linear(x, device), doctest::Contains("the int8 weight on cuda:0"), Error);
+
+  // A quantized mlp moves to the GPU as a model (each QuantLinear packs again
+  // for it), gives the CPU's logits exactly, eagerly and as a CUDA graph, and back.
+  auto model = nn::build_model("mlp", gen);
+  model->eval();
+  compress::quantize_dynamic(*model);
+  const Tensor images = rand({16, 1, 28, 28}, {}, gen);
+  const Tensor want = model->forward(images);
+  model->to(kCuda);
+  CHECK(model->forward(images.to(kCuda)).to(kCPU).to_vector<float>() == want.to_vector<float>());
+  Plan plan = compile(*model, images.to(kCuda));
+  CHECK(plan.run(images.to(kCuda)).to(kCPU).to_vector<float>() == want.to_vector<float>());
+  model->to(kCPU);
+  CHECK(model->forward(images).to_vector<float>() == want.to_vector<float>());
 }
 
 TEST_CASE("softmax, log_softmax and the fused losses, short rows and long ones") {

@@ -30,6 +30,7 @@
 #include "cuda/reduce_kernels.cuh"
 #include "cuda/softmax_kernels.cuh"
 #include "cuda/spmm_kernels.cuh"
+#include "cuda/qgemm_kernels.cuh"
 #include "compress/sparse.h"
 
 using namespace minidl;
@@ -324,6 +325,74 @@ TEST_CASE("the hand-written CUDA CSR layer on the host emulator equals the dense
                                                     got.data_ptr<float>(), out, N, bias.data_ptr<float>(), relu);
         });
       CHECK(worst(got, want.to(DType::f32)) <= 2e-6);
+    }
+  }
+}
+
+namespace {
+// The three launches of cuda/qgemm.cu on the emulator: y = the GPU's int8 layer.
+// `range_blocks` partial ranges (the GPU uses up to 128; a few here, folded the same way).
+Tensor emulated_int8_linear(const Tensor& x, const Int8Weight& rows, const Tensor& bias, bool relu, unsigned range_blocks) {
+  namespace qk = minidl::cuda::qgemm_kernels;
+  const int64_t M = x.size(0), K = x.size(1), N = rows.out_features, words = (K + 3) / 4;
+  std::vector<float> lo(range_blocks, NAN), hi(range_blocks, NAN);
+  std::vector<int32_t> bad(range_blocks, -1), xq(static_cast<size_t>(M * words), 0x5a5a5a5a);
+  QuantParams params{NAN, -999};
+  Tensor y = poisoned({M, N}, DType::f32);
+  const float* xp = x.data_ptr<float>();
+  minidl::testing::emulate({range_blocks, 1, 1}, {256, 1, 1},
+                           [&] { qk::range_kernel(xp, M * K, lo.data(), hi.data(), bad.data()); });
+  minidl::testing::emulate({2, 1, 1}, {256, 1, 1}, [&] {
+    qk::quantize_kernel(xp, M, K, K, words, lo.data(), hi.data(), bad.data(), static_cast<int>(range_blocks), &params,
+                        xq.data());
+  });
+  const dim3 grid{static_cast<unsigned>((N + 63) / 64), static_cast<unsigned>((M + 63) / 64), 1};
+  minidl::testing::emulate(grid, {16, 16, 1}, [&] {
+    qk::qgemm_kernel(xq.data(), reinterpret_cast<const int32_t*>(rows.packed.data_ptr<int8_t>()), M, N, words,
+                     rows.row_sums.data_ptr<int32_t>(), rows.scale.data_ptr<float>(),
+                     bias.defined() ? bias.data_ptr<float>() : nullptr, relu, &params, y.data_ptr<float>(), N);
+  });
+  return y;
+}
+}  // namespace
+
+TEST_CASE("the CUDA int8 layer on the host emulator gives the CPU's int8 layer bit for bit: tails, zero point, NaN") {
+  Generator gen(21);
+  // (M, N, K): one sample; K not a multiple of 4 (padding) and a tile tail in N;
+  // M past one 64-row tile with K past one 64-byte step; exact tiles.
+  for (const auto& [M, N, K] : std::vector<std::array<int64_t, 3>>{{1, 10, 7}, {5, 70, 33}, {65, 3, 130}, {64, 64, 64}}) {
+    const Tensor w = randn({N, K}, {}, gen);
+    const Tensor bias = randn({N}, {}, gen);
+    for (bool per_channel : {true, false}) {
+      const QuantizedWeight q = quantize_weight_int8(w, per_channel);
+      const Int8Weight cpu_weight = pack_int8_weight(q.values, q.scale), rows = pack_int8_weight_rows(q.values, q.scale);
+      CHECK(rows.packed.size(1) % 4 == 0);
+      for (int variant = 0; variant < 3; ++variant) {
+        const bool relu = variant == 1, with_bias = variant != 2;
+        Tensor x = randn({M, K}, {}, gen);
+        if (variant == 1) x = minidl::relu(x);  // all ≥ 0: zero point 0, the range from the maximum alone
+        if (variant == 2) x = add(x, scalar_tensor(1.5));  // mostly positive: a zero point off the middle
+        const int64_t m = M, n = N, k = K;  // named copies: clang cannot CAPTURE a structured binding
+        CAPTURE(m);
+        CAPTURE(n);
+        CAPTURE(k);
+        CAPTURE(per_channel);
+        CAPTURE(variant);
+        const Tensor b = with_bias ? bias : Tensor();
+        const Tensor want = quantized_linear(x, cpu_weight, b, relu ? Activation::relu : Activation::none);
+        const Tensor got = emulated_int8_linear(x, rows, b, relu, M * K > 256 ? 3 : 1);
+        CHECK(got.to_vector<float>() == want.to_vector<float>());
+      }
+    }
+  }
+  SUBCASE("a NaN or an infinity anywhere makes every output NaN (the CPU throws; the GPU does not stop to ask)") {
+    const QuantizedWeight q = quantize_weight_int8(randn({6, 9}, {}, gen));
+    const Int8Weight rows = pack_int8_weight_rows(q.values, q.scale);
+    for (double bad : {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
+      Tensor x = randn({40, 9}, {}, gen);
+      x.narrow(0, 37, 1).narrow(1, 4, 1).fill_(bad);  // element 337: the second of 3 partial ranges (the third is empty)
+      CHECK_THROWS_WITH(quantized_linear(x, pack_int8_weight(q.values, q.scale)), doctest::Contains("NaN or infinity"));
+      for (float v : emulated_int8_linear(x, rows, Tensor(), true, 3).to_vector<float>()) CHECK(std::isnan(v));
     }
   }
 }

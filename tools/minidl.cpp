@@ -515,7 +515,10 @@ int main(int argc, char** argv) {
       return tools::run_distill(distill_o);
     }
     if (*quantize) {
-      MINIDL_CHECK(setup(quant_c).is_cpu(), "quantize --device {}: the int8 kernels run on the CPU", quant_c.device);
+      MINIDL_CHECK(setup(quant_c).is_cpu(),
+                   "quantize --device {}: quantizing (and its SQNR report) runs on the CPU; the int8 checkpoint "
+                   "it writes runs on a GPU too: minidl eval OUT --device {}",
+                   quant_c.device, quant_c.device);
       quant_o.json = quant_c.json;
       return tools::run_quantize(quant_o);
     }

@@ -9,6 +9,7 @@
 
 #include "core/kernel_arg.h"
 #include "ops/kernel_types.h"
+#include "ops/quant_math.h"
 
 namespace minidl {
 class Generator;
@@ -108,11 +109,9 @@ bool gemm_bf16_is_native();
 // ---- int8 dynamic quantization (ops/cpu/qgemm.cpp)
 
 // x ≈ scale · (q − zero_point), q in [0, 255]: an activation tensor's range,
-// chosen per call from its minimum and maximum (always including 0).
-struct QuantParams {
-  float scale = 1.0f;
-  int32_t zero_point = 0;
-};
+// chosen per call from its minimum and maximum (always including 0); the
+// formulas, shared with the GPU, are in ops/quant_math.h.
+using minidl::QuantParams;
 // x (M, K) f32, row stride ldx. Throws when x holds NaN or infinity.
 QuantParams choose_quant_params(const float* x, int64_t M, int64_t K, int64_t ldx);
 // out (M, qgemm_padded_k(K)) u8, row stride ldo := round(x / scale) + zero_point, clamped;

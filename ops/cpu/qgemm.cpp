@@ -125,21 +125,14 @@ QuantParams choose_quant_params(const float* x, int64_t M, int64_t K, int64_t ld
     lo = std::min(lo, l), hi = std::max(hi, h);
   }
   if (!finite) throw Error("quantize: the input holds NaN or infinity; it has no int8 range");
-  QuantParams q;
-  if (hi == lo) return q;  // all zero: scale 1, zero point 0
-  q.scale = (hi - lo) / 255.0f;
-  q.zero_point = static_cast<int32_t>(std::clamp(std::nearbyint(-lo / q.scale), 0.0f, 255.0f));
-  return q;
+  return quant_params_from_range(lo, hi);
 }
 
 namespace {
 // q = clamp(round(x / s) + z, 0, 255), rounding half to even (the vector and
 // scalar forms round alike: vcvtps2dq uses the same default mode as nearbyint).
 void quantize_row_scalar(const float* x, int64_t K, float inv_scale, int32_t zero, uint8_t* out) {
-  for (int64_t k = 0; k < K; ++k) {
-    const float q = std::nearbyint(x[k] * inv_scale) + static_cast<float>(zero);
-    out[k] = static_cast<uint8_t>(std::clamp(q, 0.0f, 255.0f));
-  }
+  for (int64_t k = 0; k < K; ++k) out[k] = static_cast<uint8_t>(quantize_u8(x[k], inv_scale, zero));
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void quantize_row_avx512(const float* x, int64_t K,
@@ -178,10 +171,8 @@ namespace {
 // y = act(scale·(acc − zx·row_sum) + bias) for one element; the vector kernels
 // compute the same with one rounding in the same places (a fused multiply-add).
 inline float finish(int32_t acc, int64_t n, const QGemmArgs& a) {
-  const int32_t centred = acc - a.x_zero_point * a.w_row_sums[n];
-  const float scale = a.x_scale * a.w_scale[n];
-  float v = std::fma(static_cast<float>(centred), scale, a.bias ? a.bias[n] : 0.0f);
-  return a.relu ? std::max(v, 0.0f) : v;
+  return int8_output(acc - a.x_zero_point * a.w_row_sums[n], a.x_scale, a.w_scale[n], a.bias ? a.bias[n] : 0.0f,
+                     a.relu);
 }
 
 // ---------------------------------------------------------------- reference
