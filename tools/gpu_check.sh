@@ -9,7 +9,7 @@
 # It configures with CUDA on for sm_90, builds, runs the whole suite (the CUDA
 # tests must run there, not skip), then the GPU benchmarks (cuBLAS against the
 # hand-written SGEMMs, the fused loss against a device copy, training steps, the
-# sparse Linear against cuBLAS dense) and
+# sparse Linear against cuBLAS dense, the int8 mlp against the f32 one) and
 # one epoch of cnn on the GPU beside one on the CPU, and a distillation from it
 # on both. Everything it prints also
 # lands in $OUT/gpu_check.log, each benchmark's JSON in $OUT/<name>.json.
@@ -75,6 +75,7 @@ run_bench train_step_cnn $M bench train-step --device cuda --graph --model cnn -
 for model in mlp cnn resnet-s; do
   run_bench infer_$model $M bench infer --device cuda --graph --model $model --batch 1 128 --min-time 0.3
 done
+run_bench infer_int8_mlp $M bench infer --device cuda --int8 --model mlp --batch 1 128 4096 --min-time 0.3
 run_bench train_step_mlp $M bench train-step --device cuda --graph --model mlp --batch 128 --min-time 0.5
 run_bench sparse $M bench sparse --device cuda --quick --batch 1 256 2048 --min-time 0.05
 

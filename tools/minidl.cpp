@@ -435,6 +435,9 @@ int main(int argc, char** argv) {
   bench_inf->add_option("--batch", inf_batches, "batch sizes")->capture_default_str()->check(whole_number(1, 10000));
   bench_inf->add_option("--data", inf_data, "directory of MNIST-format IDX files")->capture_default_str();
   bench_inf->add_flag("--raw", inf_raw, "include every timed run in the JSON");
+  bool inf_int8 = false;
+  bench_inf->add_flag("--int8", inf_int8,
+                      "time the model with its Linear layers int8 dynamic beside the f32 one (interleaved)");
   bench_inf->add_flag("--graph", bench_opts.graph,
                       "with --device cuda: also time the forward captured as a CUDA graph, interleaved with eager");
   add_bench(bench_inf, bench_opts);
@@ -535,7 +538,7 @@ int main(int argc, char** argv) {
       return on_gpu ? bench::bench_gemm_cuda(gemm_shapes, bench_opts)
                     : bench::bench_gemm(gemm_shapes, gemm_reference, bench_opts);
     if (*bench_ts) return bench::bench_train_step(ts_model, ts_batch, ts_batches, ts_data, ts_raw, bench_opts);
-    if (*bench_inf) return bench::bench_infer(inf_model, inf_batches, inf_data, inf_raw, bench_opts);
+    if (*bench_inf) return bench::bench_infer(inf_model, inf_batches, inf_data, inf_raw, bench_opts, inf_int8);
     if (*bench_cv) return bench::bench_conv(conv_shapes, bench_opts);
     if (*bench_ls) return on_gpu ? bench::bench_loss_cuda(loss_shapes, bench_opts) : bench::bench_loss(loss_shapes, bench_opts);
     if (*bench_op) return bench::bench_ops(bench_opts);

@@ -10,6 +10,7 @@
 #include <omp.h>
 #endif
 
+#include "compress/quantize.h"
 #include "minidl.h"
 #include "nn/train.h"
 #include "ops/cpu/cpu_features.h"
@@ -322,8 +323,9 @@ Tensor real_images(const std::string& data_dir, int64_t count) {
 }
 
 int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch_sizes, const std::string& data_dir,
-                bool raw, const CommonOptions& o) {
+                bool raw, const CommonOptions& o, bool int8) {
   using namespace minidl::nn;
+  if (int8 && o.graph) throw Error("bench infer: --int8 and --graph time different pairs; pick one");
   Generator gen(0);
   auto model = build_model(model_name, gen);
   model->eval();
@@ -350,6 +352,22 @@ int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch
     gpu_model->eval();
     gpu_model->to(device);
   }
+  // --int8: the same model with every Linear int8 dynamic (quantized on the
+  // CPU), timed beside the f32 one; on a GPU a copy moved there.
+  ModulePtr int8_host, int8_timed;
+  if (int8) {
+    int8_host = module_from_spec(model->spec());
+    int8_host->load_state_dict(model->state_dict());
+    int8_host->eval();
+    compress::quantize_dynamic(*int8_host);
+    int8_timed = int8_host;
+    if (device.is_cuda()) {
+      int8_timed = module_from_spec(int8_host->spec());
+      int8_timed->load_state_dict(int8_host->state_dict());
+      int8_timed->eval();
+      int8_timed->to(device);
+    }
+  }
   for (int64_t b : batch_sizes) {
     Tensor x = images.narrow(0, 0, b).contiguous();
     NoGradGuard no_grad;
@@ -366,7 +384,33 @@ int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch
                      fixed(static_cast<double>(b) / st.median, 0) + (st.noisy() ? " (noisy)" : "")});
     };
     nlohmann::json r = {{"batch", b}};
-    if (!o.graph) {
+    if (int8) {
+      // Checked first: the int8 model near the f32 one (its SQNR), and on a GPU
+      // equal to the CPU's int8 model (the same bits, ops/quant_math.h).
+      const Tensor x_host = x.to(kCPU);
+      const Tensor want8 = (*int8_host)(x_host);
+      const double sqnr = sqnr_db((*model)(x_host), want8);
+      if (!(sqnr >= 20))
+        throw Error(fmt::format("bench infer --int8: the int8 {}'s logits are {:.1f} dB from f32's (want >= 20); "
+                                "not timing it",
+                                model_name, sqnr));
+      if (gpu_model)
+        require_close("infer", model_name + "'s int8 logits on " + o.device, int8_timed->forward(x).to(kCPU), want8,
+                      1e-6);
+      SideBySide sb = run_side_by_side({{"f32", [&] { Tensor y = timed.forward(x); }},
+                                        {"int8", [&] { Tensor y = int8_timed->forward(x); }}},
+                                       opts, timer);
+      add_row(std::to_string(b) + " f32", sb.stats[0]);
+      add_row(std::to_string(b) + " int8 dynamic", sb.stats[1]);
+      r["f32"] = sb.stats[0].to_json();
+      r["int8"] = sb.stats[1].to_json();
+      r["int8_sqnr_db"] = sqnr;
+      r["int8_speedup"] = {{"median", sb.speedup[1]}, {"p10", sb.speedup_p10[1]}, {"p90", sb.speedup_p90[1]}};
+      if (!o.json)
+        std::printf("batch %lld: int8 dynamic runs the forward %.2fx as fast as f32 (p10-p90 %.2f-%.2f), logits "
+                    "%.1f dB from f32's\n",
+                    static_cast<long long>(b), sb.speedup[1], sb.speedup_p10[1], sb.speedup_p90[1], sqnr);
+    } else if (!o.graph) {
       Stats s = run([&] { Tensor y = timed.forward(x); }, opts, timer);
       add_row(std::to_string(b), s);
       r["stats"] = s.to_json();

@@ -39,8 +39,9 @@ int bench_train_step(const std::string& model, int64_t batch, int64_t batches, c
 // Inference latency of a zoo model (eval mode, no autograd graph) at each batch
 // size, on real images; warm (the same batch again) or, with --cold (as every
 // bench), with the caches flushed before every run.
+// With int8, the model with every Linear int8 dynamic is timed beside the f32 one, interleaved.
 int bench_infer(const std::string& model, const std::vector<int64_t>& batch_sizes, const std::string& data_dir,
-                bool raw, const CommonOptions& o);
+                bool raw, const CommonOptions& o, bool int8 = false);
 
 // conv2d forward and forward + backward (input, weight, bias gradients) at each
 // "NxCxHxW:OxK[:sS][:pP]" shape (e.g. 128x32x14x14:64x3:p1), in GFLOP/s.
