@@ -356,7 +356,7 @@ Tensor emulated_int8_linear(const Tensor& x, const Int8Weight& rows, const Tenso
 }
 }  // namespace
 
-TEST_CASE("the CUDA int8 layer on the host emulator gives the CPU's int8 layer bit for bit: tails, zero point, NaN") {
+TEST_CASE("the CUDA int8 layer on the host emulator gives the CPU's int8 layer bit for bit: tails, zero point, partials") {
   Generator gen(21);
   // (M, N, K): one sample; K not a multiple of 4 (padding) and a tile tail in N;
   // M past one 64-row tile with K past one 64-byte step; exact tiles.
@@ -385,15 +385,18 @@ TEST_CASE("the CUDA int8 layer on the host emulator gives the CPU's int8 layer b
       }
     }
   }
-  SUBCASE("a NaN or an infinity anywhere makes every output NaN (the CPU throws; the GPU does not stop to ask)") {
-    const QuantizedWeight q = quantize_weight_int8(randn({6, 9}, {}, gen));
-    const Int8Weight rows = pack_int8_weight_rows(q.values, q.scale);
-    for (double bad : {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
-      Tensor x = randn({40, 9}, {}, gen);
-      x.narrow(0, 37, 1).narrow(1, 4, 1).fill_(bad);  // element 337: the second of 3 partial ranges (the third is empty)
-      CHECK_THROWS_WITH(quantized_linear(x, pack_int8_weight(q.values, q.scale)), doctest::Contains("NaN or infinity"));
-      for (float v : emulated_int8_linear(x, rows, Tensor(), true, 3).to_vector<float>()) CHECK(std::isnan(v));
-    }
+}
+
+TEST_CASE("the CUDA int8 layer on the host emulator: a NaN or an infinity makes every output NaN (the CPU throws)") {
+  // The GPU does not stop to ask: that would wait for it in every layer.
+  Generator gen(22);
+  const QuantizedWeight q = quantize_weight_int8(randn({6, 9}, {}, gen));
+  const Int8Weight rows = pack_int8_weight_rows(q.values, q.scale);
+  for (double bad : {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
+    Tensor x = randn({40, 9}, {}, gen);
+    x.narrow(0, 37, 1).narrow(1, 4, 1).fill_(bad);  // element 337: the second of 3 partial ranges (the third is empty)
+    CHECK_THROWS_WITH(quantized_linear(x, pack_int8_weight(q.values, q.scale)), doctest::Contains("NaN or infinity"));
+    for (float v : emulated_int8_linear(x, rows, Tensor(), true, 3).to_vector<float>()) CHECK(std::isnan(v));
   }
 }
 
