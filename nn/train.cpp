@@ -157,7 +157,7 @@ EpochResult Trainer::run_epoch(const ImageDataset& train, const ImageDataset& te
   EpochResult r;
   r.epoch = epoch_ + 1;
   while (auto next = loader.next()) {
-    const Batch batch{next->images.to(device), next->labels.to(device), next->indices};
+    const Batch batch{next->images.to(device), next->labels.to(device), next->indices.to(device)};
     const double lr = lr_for_step(epoch_ * steps + b, steps);
     optimizer_->set_lr(lr);
     Tensor logits = (*model_)(batch.images);

@@ -51,21 +51,23 @@ Tensor dequantize_weight(const Tensor& values, const Tensor& scale) {
 }
 
 namespace {
-// host_rows_only: the GPU's layout left on the host (pack_int8_weight_rows).
-Int8Weight pack(const Tensor& values_in, const Tensor& scale_in, bool host_rows_only) {
+// The two layouts of an int8 weight: the CPU's VNNI panels, the GPU's padded rows.
+enum class Int8Layout { cpu_panels, gpu_rows };
+
+// Checks the weight and lays it out, on the host.
+Int8Weight pack_on_host(const Tensor& values_in, const Tensor& scale_in, Int8Layout layout) {
   MINIDL_CHECK(values_in.defined() && values_in.dim() == 2 && values_in.dtype() == DType::int8,
                "int8 weight: expected int8 (out, in), got {} {}", values_in.defined() ? values_in.dtype() : DType::f32,
                values_in.defined() ? values_in.shape() : Shape{});
   MINIDL_CHECK(scale_in.defined() && scale_in.device() == values_in.device(),
                "int8 weight: values on {} but scale {}", values_in.device(),
                scale_in.defined() ? fmt::format("on {}", scale_in.device()) : std::string("undefined"));
-  const Device device = host_rows_only ? Device("cuda") : values_in.device();
   const int64_t out = values_in.size(0), in = values_in.size(1);
   MINIDL_CHECK(
       scale_in.dtype() == DType::f32 && scale_in.dim() == 1 && (scale_in.size(0) == out || scale_in.size(0) == 1),
       "int8 weight {}: scale must be f32 ({}) per channel or (1) per tensor, got {} {}", values_in.shape(), out,
       scale_in.dtype(), scale_in.shape());
-  // Checked and laid out on the host (once per layer), then moved to the weight's device.
+  // Checked and laid out on the host (once per layer); pack_int8_weight moves it to the weight's device.
   const Tensor values = values_in.to(kCPU).contiguous(), scale_c = scale_in.to(kCPU).contiguous();
   const int8_t* v = values.data_ptr<int8_t>();
   for (int64_t i = 0; i < values.numel(); ++i)
@@ -82,7 +84,7 @@ Int8Weight pack(const Tensor& values_in, const Tensor& scale_in, bool host_rows_
     w.scale.data_ptr<float>()[r] = x;
   }
   w.row_sums = empty({out}, {.dtype = DType::int32});
-  if (device.is_cuda()) {
+  if (layout == Int8Layout::gpu_rows) {
     // The GPU kernel's layout (cuda/qgemm_kernels.cuh): rows padded with zeros
     // to a multiple of 4 bytes, read a word of 4 values at a time.
     const int64_t Kp = cpu::qgemm_padded_k(in);
@@ -94,7 +96,6 @@ Int8Weight pack(const Tensor& values_in, const Tensor& scale_in, bool host_rows_
       w.row_sums.data_ptr<int32_t>()[n] = sum;
     }
     w.packed = rows;
-    if (!host_rows_only) w.packed = w.packed.to(device), w.row_sums = w.row_sums.to(device), w.scale = w.scale.to(device);
     return w;
   }
   w.packed = empty({cpu::qgemm_packed_bytes(out, in)}, {.dtype = DType::int8});
@@ -103,11 +104,17 @@ Int8Weight pack(const Tensor& values_in, const Tensor& scale_in, bool host_rows_
 }
 }  // namespace
 
-Int8Weight pack_int8_weight(const Tensor& values, const Tensor& scale) { return pack(values, scale, false); }
+Int8Weight pack_int8_weight(const Tensor& values, const Tensor& scale) {
+  if (!values.defined() || values.device().is_cpu()) return pack_on_host(values, scale, Int8Layout::cpu_panels);
+  Int8Weight w = pack_on_host(values, scale, Int8Layout::gpu_rows);
+  const Device device = values.device();
+  w.packed = w.packed.to(device), w.row_sums = w.row_sums.to(device), w.scale = w.scale.to(device);
+  return w;
+}
 
 Int8Weight pack_int8_weight_rows(const Tensor& values, const Tensor& scale) {
   MINIDL_CHECK(values.defined() && values.device().is_cpu(), "pack_int8_weight_rows: expects the values on the CPU");
-  return pack(values, scale, true);
+  return pack_on_host(values, scale, Int8Layout::gpu_rows);
 }
 
 Tensor quantized_linear(const Tensor& x, const Int8Weight& w, const Tensor& bias_in, Activation act) {
@@ -120,13 +127,13 @@ Tensor quantized_linear(const Tensor& x, const Int8Weight& w, const Tensor& bias
   MINIDL_CHECK(x.dtype() == DType::f32, "quantized_linear: expected an f32 input, got {}", x.dtype());
   MINIDL_CHECK(!(x.requires_grad() && grad_mode_enabled()),
                "quantized_linear: int8 layers are for inference and have no gradient (run under NoGradGuard)");
-  if (bias_in.defined())
+  if (bias_in.defined()) {
     MINIDL_CHECK(bias_in.dim() == 1 && bias_in.size(0) == w.out_features && bias_in.dtype() == DType::f32,
                  "quantized_linear: bias {} {} does not match the weight (expected f32 [{}])", bias_in.dtype(),
                  bias_in.shape(), w.out_features);
-  if (bias_in.defined())
     MINIDL_CHECK(bias_in.device() == x.device(), "quantized_linear: the input is on {} but the bias on {}", x.device(),
                  bias_in.device());
+  }
   const int64_t K = w.in_features, N = w.out_features;
   const Tensor x2 = x.reshape({-1, K}).contiguous();
   const Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();

@@ -207,7 +207,7 @@ Arm train_arm(const Setup& s, bool distilled, uint64_t seed, double T, double al
     seen += n;
     Tensor teacher_logits;  // the lone student compares itself with cached logits only
     if (s.teacher_train_logits.defined())
-      teacher_logits = index_select(s.teacher_train_logits, 0, b.indices.to(s.device));
+      teacher_logits = index_select(s.teacher_train_logits, 0, b.indices);  // on the device, as the batch
     else if (distilled)
       teacher_logits = s.teacher(b.images);
     if (!distilled) {

@@ -344,29 +344,22 @@ int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch
   const Options opts = to_options(o);
   // On a GPU a copy of the model runs there, its logits checked against the
   // CPU model's (which require_model vouches for) before timing.
-  std::shared_ptr<Sequential> gpu_model;
+  const auto copy_on = [](Module& m, const Device& where) {  // a copy of m, in eval mode, on `where`
+    ModulePtr c = module_from_spec(m.spec());
+    c->load_state_dict(m.state_dict());
+    c->eval();
+    c->to(where);
+    return c;
+  };
   const Timer timer = timer_for(o);
-  if (device.is_cuda()) {
-    gpu_model = build_model(model_name, gen);
-    gpu_model->load_state_dict(model->state_dict());
-    gpu_model->eval();
-    gpu_model->to(device);
-  }
+  const ModulePtr gpu_model = device.is_cuda() ? copy_on(*model, device) : nullptr;
   // --int8: the same model with every Linear int8 dynamic (quantized on the
   // CPU), timed beside the f32 one; on a GPU a copy moved there.
   ModulePtr int8_host, int8_timed;
   if (int8) {
-    int8_host = module_from_spec(model->spec());
-    int8_host->load_state_dict(model->state_dict());
-    int8_host->eval();
+    int8_host = copy_on(*model, kCPU);
     compress::quantize_dynamic(*int8_host);
-    int8_timed = int8_host;
-    if (device.is_cuda()) {
-      int8_timed = module_from_spec(int8_host->spec());
-      int8_timed->load_state_dict(int8_host->state_dict());
-      int8_timed->eval();
-      int8_timed->to(device);
-    }
+    int8_timed = device.is_cuda() ? copy_on(*int8_host, device) : int8_host;
   }
   for (int64_t b : batch_sizes) {
     Tensor x = images.narrow(0, 0, b).contiguous();
