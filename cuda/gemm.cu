@@ -14,6 +14,10 @@
 // the bias and clamps while the tile is still in registers (one pass over C
 // instead of two); a per-row bias (a convolution's), f64, or a layout cuBLASLt
 // turns down take cublasGemmEx and then one epilogue kernel.
+//
+// A bf16 Linear (linear_bf16, at the end): cublasGemmEx on bf16 operands into
+// f32 sums, then one epilogue kernel; or the hand-written bf16 kernel
+// (cuda/bf16_kernels.cuh).
 #ifdef MINIDL_HAVE_CUBLAS
 #include <cublasLt.h>
 #include <cublas_v2.h>
@@ -25,6 +29,8 @@
 #include <string>
 #include <vector>
 
+#include "core/check.h"
+#include "cuda/bf16_kernels.cuh"
 #include "cuda/common.cuh"
 #include "cuda/gemm_layout.h"
 #include "cuda/kernels.h"
@@ -284,6 +290,56 @@ void gemm_batched(int64_t batch, int64_t M, int64_t N, int64_t K, const TensorAr
 #else
   one_by_one();
 #endif
+}
+
+void linear_bf16(const Bf16LinearArgs& a, GemmKernel kernel) {
+  if (a.M == 0 || a.N == 0) return;
+  MINIDL_CHECK(a.M <= 0x7fffffff && a.N <= 0x7fffffff && a.K <= 0x7fffffff,
+               "linear_bf16: dimensions {}x{}x{} do not fit cuBLAS's int", a.M, a.N, a.K);
+  MINIDL_CHECK((a.y != nullptr) != (a.y_bf16 != nullptr), "linear_bf16: exactly one of y and y_bf16");
+  const auto* x = reinterpret_cast<const bf16*>(a.x);
+  const auto* w = reinterpret_cast<const bf16*>(a.w);
+  auto* y_bf16 = reinterpret_cast<bf16*>(a.y_bf16);
+  const GemmKernel k = kernel == GemmKernel::best ? env_choice().kernel : kernel;
+  if (k == GemmKernel::handwritten) {
+    namespace bk = bf16_kernels;
+    MINIDL_CHECK((a.M + bk::kBTile - 1) / bk::kBTile <= 65535,
+                 "linear_bf16: a batch of {} rows is more than the hand-written kernel's {}", a.M,
+                 int64_t{65535} * bk::kBTile);
+    const dim3 grid(static_cast<unsigned>((a.N + bk::kBTile - 1) / bk::kBTile),
+                    static_cast<unsigned>((a.M + bk::kBTile - 1) / bk::kBTile));
+    bk::bf16_linear_kernel<<<grid, dim3(bk::kBSide, bk::kBSide), 0, stream()>>>(x, w, a.M, a.N, a.K, a.bias, a.relu,
+                                                                                a.y, y_bf16, a.ldy);
+    MINIDL_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
+#ifdef MINIDL_HAVE_CUBLAS
+  // Cᵀ (N × M column-major: y's rows) = W (read as K × N column-major, transposed) · xᵀ (K × M).
+  // f32 out into y itself when its rows are packed, else into scratch.
+  const bool direct = a.y && a.ldy == a.N;
+  std::unique_ptr<Scratch> scratch;
+  if (!direct) scratch = std::make_unique<Scratch>(static_cast<size_t>(a.M * a.N) * sizeof(float), current_device());
+  float* sums = direct ? a.y : static_cast<float*>(scratch->data());
+  const float one = 1.0f, zero = 0.0f;
+  const int M = static_cast<int>(a.M), N = static_cast<int>(a.N), K = static_cast<int>(a.K);
+  MINIDL_CUBLAS_CHECK(cublasGemmEx(handle(), CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, a.w, CUDA_R_16BF, K, a.x,
+                                   CUDA_R_16BF, K, &zero, sums, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
+                                   CUBLAS_GEMM_DEFAULT));
+  if (direct && !a.bias && !a.relu) return;
+  bf16_kernels::epilogue_kernel<<<blocks_for(a.M * a.N), kThreads, 0, stream()>>>(sums, a.M, a.N, a.bias, a.relu, a.y,
+                                                                                  y_bf16, a.ldy);
+  MINIDL_CUDA_CHECK(cudaGetLastError());
+#else
+  throw Error(
+      "linear_bf16: this minidl was built without cuBLAS; the hand-written bf16 kernel runs with "
+      "MINIDL_CUDA_GEMM=handwritten");
+#endif
+}
+
+const char* linear_bf16_kernel_name(GemmKernel kernel) {
+  const GemmKernel k = kernel == GemmKernel::best ? env_choice().kernel : kernel;
+  return k == GemmKernel::handwritten ? "hand-written bf16 (f32 FMA, no tensor cores)"
+                                      : "cuBLAS (bf16 tensor cores, f32 sums)";
 }
 
 const char* gemm_kernel_name() {

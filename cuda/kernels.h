@@ -86,6 +86,25 @@ struct Int8LinearArgs {
 };
 void quantized_linear(const Int8LinearArgs& args);
 
+// A bf16 Linear (inference): y (M, N) := act(x (M, K) · Wᵀ + bias), x and w (N, K)
+// bf16 with contiguous rows, the sums in f32, the bias f32 (N) or null, y f32 or
+// bf16 (one of y and y_bf16, row stride ldy) — the CPU's cpu::gemm_bf16 to
+// rounding. `best`: cuBLAS (bf16 tensor cores) when linked and MINIDL_CUDA_GEMM
+// does not name the hand-written kernels, else the hand-written bf16 kernel
+// (cuda/bf16_kernels.cuh). All pointers on the device.
+struct Bf16LinearArgs {
+  const uint16_t* x = nullptr;  // bf16 bits
+  const uint16_t* w = nullptr;
+  int64_t M = 0, N = 0, K = 0;
+  const float* bias = nullptr;
+  bool relu = false;
+  float* y = nullptr;
+  uint16_t* y_bf16 = nullptr;
+  int64_t ldy = 0;
+};
+void linear_bf16(const Bf16LinearArgs& args, GemmKernel kernel = GemmKernel::best);
+const char* linear_bf16_kernel_name(GemmKernel kernel = GemmKernel::best);
+
 void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, const TensorArg& bias,
                     const Conv2dParams& p);
 void conv2d_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& gb, const TensorArg& gy,

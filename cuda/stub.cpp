@@ -95,6 +95,8 @@ void sparse_linear(const SparseMatrixArg&, const TensorArg&, const TensorArg&, c
 const char* spmm_kernel_name(SpmmKernel) { return "none (built without CUDA)"; }
 bool have_cusparse() { return false; }
 void quantized_linear(const Int8LinearArgs&) { no_cuda("quantized_linear"); }
+void linear_bf16(const Bf16LinearArgs&, GemmKernel) { no_cuda("linear_bf16"); }
+const char* linear_bf16_kernel_name(GemmKernel) { return "none (built without CUDA)"; }
 void conv2d_forward(const TensorArg&, const TensorArg&, const TensorArg&, const TensorArg&, const Conv2dParams&) {
   no_cuda("conv2d_forward");
 }

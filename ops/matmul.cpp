@@ -94,6 +94,28 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   return out;
 }
 
+namespace {
+// A bf16 layer on the GPU (cuda/gemm.cu's linear_bf16): cuBLAS reads the weight
+// as it is stored, so there is nothing to pack; the sums are f32 and the output
+// is rounded to bf16 once, as on the CPU.
+Tensor linear_bf16_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias_in, Activation act) {
+  const int64_t in = weight.size(1), out = weight.size(0);
+  const Tensor x2 = x.reshape({-1, in}).contiguous(), w = weight.contiguous();
+  const Tensor bias = bias_in.defined() ? bias_in.to(DType::f32).contiguous() : Tensor();
+  Tensor y = empty({x2.size(0), out}, {.dtype = DType::bf16, .device = x.device()});
+  cuda::Bf16LinearArgs a;
+  a.x = static_cast<const uint16_t*>(x2.raw_data()), a.w = static_cast<const uint16_t*>(w.raw_data());
+  a.M = x2.size(0), a.N = out, a.K = in;
+  a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  a.relu = act == Activation::relu;
+  a.y_bf16 = static_cast<uint16_t*>(y.raw_data()), a.ldy = out;
+  cuda::linear_bf16(a);
+  Shape out_shape = x.shape();
+  out_shape.back() = out;
+  return y.reshape(out_shape);
+}
+}  // namespace
+
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias_in, Activation act) {
   MINIDL_CHECK(weight.dim() == 2, "linear: weight must be 2-D (out_features, in_features), got {}", weight.shape());
   MINIDL_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1),
@@ -108,13 +130,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias_in, Acti
                "linear: dtypes differ: input {}, weight {}{}", x.dtype(), weight.dtype(),
                bias_in.defined() ? fmt::format(", bias {}", bias_in.dtype()) : "");
   if (x.dtype() == DType::bf16) {
-    MINIDL_CHECK(device.is_cpu(),
-                 "linear: bf16 runs on the CPU (no bf16 linear on the GPU yet; there, cuBLAS bf16 is an option of "
-                 "the f32 GEMM, MINIDL_CUDA_GEMM=cublas-bf16); the input is on {}",
-                 device);
     MINIDL_CHECK(!((x.requires_grad() || weight.requires_grad() || (bias_in.defined() && bias_in.requires_grad())) &&
                    grad_mode_enabled()),
                  "linear: bf16 runs inference only (no gradient yet): call it under NoGradGuard, or train in f32");
+    if (device.is_cuda()) return linear_bf16_cuda(x, weight, bias_in, act);
     return linear_bf16(x, pack_bf16_weight(weight), bias_in, act);
   }
   MINIDL_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f64, "linear: expected f32, f64 or bf16 tensors, got {}",

@@ -17,8 +17,10 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), Activation act = Activation::none);
 
 // bf16 linear layers (ops/cpu/gemm_bf16.cpp): x, weight and bias bf16, sums in
-// f32, output bf16. linear() packs the weight on every call; a caller that runs
-// the same weight many times (the compiled plan) packs it once here.
+// f32, output bf16. On the CPU linear() packs the weight on every call; a caller
+// that runs the same weight many times (the compiled plan) packs it once here.
+// On the GPU linear() calls cuda::linear_bf16 (cuBLAS reads the weight as
+// stored: nothing to pack).
 struct Bf16Weight {
   Tensor packed;  // bf16 (cpu::gemm_bf16_packed_elements(out, in))
   int64_t out_features = 0, in_features = 0;

@@ -634,6 +634,61 @@ TEST_CASE("a CUDA graph of a training step replays it: the same updates as runni
   CHECK_THROWS_WITH_AS(cuda::Graph([&] { (void)sum(x).item(); }), doctest::Contains("cuda graph"), Error);
 }
 
+TEST_CASE("bf16 Linear on the GPU: cuBLAS and the hand-written kernel against the CPU's, a bf16 model, its graph") {
+  NoGradGuard no_grad;
+  Generator gen(73);
+  std::vector<cuda::GemmKernel> kernels = {cuda::GemmKernel::handwritten};
+  if (cuda::have_cublas()) kernels.push_back(cuda::GemmKernel::cublas);
+  for (const auto& [M, N, K] : std::vector<std::array<int64_t, 3>>{{1, 10, 7}, {256, 512, 784}, {129, 65, 130}}) {
+    const int64_t m = M, n = N, k = K;  // clang cannot CAPTURE a structured binding
+    CAPTURE(m);
+    CAPTURE(n);
+    CAPTURE(k);
+    const Tensor x = randn({M, K}, {}, gen).to(DType::bf16), w = randn({N, K}, {}, gen).to(DType::bf16);
+    const Tensor bias = randn({N}, {}, gen);
+    const Tensor xd = x.to(kCuda), wd = w.to(kCuda), bd = bias.to(kCuda);
+    for (bool relu : {false, true}) {
+      CAPTURE(relu);
+      const Activation act = relu ? Activation::relu : Activation::none;
+      // f32 out: the CPU's f32 sums, in another order.
+      const Tensor want32 = linear_bf16(x, pack_bf16_weight(w), bias, act, true);
+      for (cuda::GemmKernel kernel : kernels) {
+        CAPTURE(cuda::linear_bf16_kernel_name(kernel));
+        Tensor got = empty({M, N}, {.dtype = DType::f32, .device = kCuda});
+        cuda::Bf16LinearArgs a;
+        a.x = static_cast<const uint16_t*>(xd.raw_data()), a.w = static_cast<const uint16_t*>(wd.raw_data());
+        a.M = M, a.N = N, a.K = K, a.bias = bd.data_ptr<float>(), a.relu = relu;
+        a.y = got.data_ptr<float>(), a.ldy = N;
+        cuda::linear_bf16(a, kernel);
+        CHECK(relative_error(got, want32) <= 1e-5);
+      }
+      // Through linear(): bf16 out, rounded once; a sum near a rounding boundary may round the other way.
+      const Tensor got16 = linear(xd, wd, bias.to(DType::bf16).to(kCuda), act);
+      REQUIRE(got16.dtype() == DType::bf16);
+      CHECK(relative_error(got16, linear(x, w, bias.to(DType::bf16), act)) <= 4e-3);
+    }
+  }
+  CHECK_THROWS_WITH_AS(linear(randn({2, 3}, {}, gen).to(DType::bf16).to(kCuda).requires_grad_(true),
+                              randn({4, 3}, {}, gen).to(DType::bf16).to(kCuda)),
+                       doctest::Contains("inference only"), Error);
+
+  // A bf16 cnn (its convolutions and batch norm through f32, as on the CPU) on
+  // the GPU: the CPU's logits to bf16's precision, and its graph gives eager's.
+  for (const char* name : {"mlp", "cnn"}) {
+    CAPTURE(name);
+    auto model = nn::build_model(name, gen);
+    model->eval();
+    model->to(DType::bf16);
+    const Tensor images = rand({16, 1, 28, 28}, {}, gen).to(DType::bf16);
+    const Tensor want = model->forward(images);
+    model->to(kCuda);
+    const Tensor eager = model->forward(images.to(kCuda));
+    CHECK(relative_error(eager, want) <= 2e-2);
+    Plan plan = compile(*model, images.to(kCuda));
+    CHECK(relative_error(plan.run(images.to(kCuda)), eager) <= 1e-6);
+  }
+}
+
 TEST_CASE("compile on the GPU: the forward as one CUDA graph gives eager's logits for new inputs") {
   NoGradGuard no_grad;
   for (const char* name : {"mlp", "cnn", "resnet-s"}) {

@@ -31,6 +31,7 @@
 #include "cuda/softmax_kernels.cuh"
 #include "cuda/spmm_kernels.cuh"
 #include "cuda/qgemm_kernels.cuh"
+#include "cuda/bf16_kernels.cuh"
 #include "compress/sparse.h"
 
 using namespace minidl;
@@ -397,6 +398,74 @@ TEST_CASE("the CUDA int8 layer on the host emulator: a NaN or an infinity makes 
     x.narrow(0, 37, 1).narrow(1, 4, 1).fill_(bad);  // element 337: the second of 3 partial ranges (the third is empty)
     CHECK_THROWS_WITH(quantized_linear(x, pack_int8_weight(q.values, q.scale)), doctest::Contains("NaN or infinity"));
     for (float v : emulated_int8_linear(x, rows, Tensor(), true, 3).to_vector<float>()) CHECK(std::isnan(v));
+  }
+}
+
+namespace {
+// cuda/bf16_kernels.cuh's hand-written layer on the emulator: y f32, or bf16 when `out` is.
+Tensor emulated_bf16_linear(const Tensor& x, const Tensor& w, const Tensor& bias, bool relu, DType out) {
+  namespace bk = minidl::cuda::bf16_kernels;
+  const int64_t M = x.size(0), N = w.size(0), K = x.size(1);
+  Tensor y = poisoned({M, N}, out);
+  const dim3 grid{static_cast<unsigned>((N + bk::kBTile - 1) / bk::kBTile),
+                  static_cast<unsigned>((M + bk::kBTile - 1) / bk::kBTile), 1};
+  minidl::testing::emulate(grid, {bk::kBSide, bk::kBSide, 1}, [&] {
+    bk::bf16_linear_kernel(x.data_ptr<bf16>(), w.data_ptr<bf16>(), M, N, K,
+                           bias.defined() ? bias.data_ptr<float>() : nullptr, relu,
+                           out == DType::f32 ? y.data_ptr<float>() : nullptr,
+                           out == DType::bf16 ? y.data_ptr<bf16>() : nullptr, N);
+  });
+  return y;
+}
+
+std::vector<uint16_t> bf16_bits(const Tensor& t) {
+  const Tensor c = t.contiguous();
+  const auto* p = c.data_ptr<bf16>();
+  std::vector<uint16_t> bits(static_cast<size_t>(c.numel()));
+  for (size_t i = 0; i < bits.size(); ++i) bits[i] = p[i].bits;
+  return bits;
+}
+}  // namespace
+
+TEST_CASE("the CUDA bf16 layer on the host emulator: f32 sums to rounding, bf16 rounded once, tails, cuBLAS's epilogue") {
+  namespace bk = minidl::cuda::bf16_kernels;
+  Generator gen(23);
+  // (M, N, K): one sample; tails in every dimension (K short of one 16-step, N and
+  // M past a 64 tile); K over several steps; exact tiles.
+  for (const auto& [M, N, K] :
+       std::vector<std::array<int64_t, 3>>{{1, 10, 7}, {5, 70, 33}, {65, 3, 130}, {64, 64, 64}, {70, 129, 17}}) {
+    const Tensor x = randn({M, K}, {}, gen).to(DType::bf16), w = randn({N, K}, {}, gen).to(DType::bf16);
+    const Tensor bias = randn({N}, {}, gen);
+    for (int variant = 0; variant < 3; ++variant) {
+      const bool relu = variant != 1, with_bias = variant != 2;
+      const int64_t m = M, n = N, k = K;  // named copies: clang cannot CAPTURE a structured binding
+      CAPTURE(m);
+      CAPTURE(n);
+      CAPTURE(k);
+      CAPTURE(variant);
+      const Tensor b = with_bias ? bias : Tensor();
+      // The exact answer: bf16 products are exact, so f64 from the same bf16 values differs only by the f32 sums.
+      Tensor want = matmul(x.to(DType::f64), w.to(DType::f64).t());
+      if (with_bias) want = add(want, b.to(DType::f64));
+      if (relu) want = minidl::relu(want);
+      const Tensor got32 = emulated_bf16_linear(x, w, b, relu, DType::f32);
+      CHECK(worst(got32, want) <= 2e-6);
+      // bf16 out: the same f32 values, rounded once (to nearest even).
+      const Tensor got16 = emulated_bf16_linear(x, w, b, relu, DType::bf16);
+      CHECK(bf16_bits(got16) == bf16_bits(got32.to(DType::bf16)));
+      // The CPU's bf16 layer sums in another order: equal to rounding.
+      const Tensor cpu = linear_bf16(x, pack_bf16_weight(w), b, relu ? Activation::relu : Activation::none);
+      CHECK(worst(got16, cpu) <= 1.0 / 128);
+      // cuBLAS's path: plain sums (here the kernel's, with no bias or ReLU), then
+      // epilogue_kernel, must give the fused kernel's bits.
+      const Tensor sums = emulated_bf16_linear(x, w, Tensor(), false, DType::f32);
+      Tensor after = poisoned({M, N}, DType::bf16);
+      minidl::testing::emulate({2, 1, 1}, {256, 1, 1}, [&] {
+        bk::epilogue_kernel(sums.data_ptr<float>(), M, N, with_bias ? b.data_ptr<float>() : nullptr, relu, nullptr,
+                            after.data_ptr<bf16>(), N);
+      });
+      CHECK(bf16_bits(after) == bf16_bits(got16));
+    }
   }
 }
 
