@@ -436,6 +436,7 @@ TEST_CASE("the CUDA bf16 layer on the host emulator: f32 sums to rounding, bf16 
        std::vector<std::array<int64_t, 3>>{{1, 10, 7}, {5, 70, 33}, {65, 3, 130}, {64, 64, 64}, {70, 129, 17}}) {
     const Tensor x = randn({M, K}, {}, gen).to(DType::bf16), w = randn({N, K}, {}, gen).to(DType::bf16);
     const Tensor bias = randn({N}, {}, gen);
+    const Tensor sums = emulated_bf16_linear(x, w, Tensor(), false, DType::f32);  // as cuBLAS would leave them
     for (int variant = 0; variant < 3; ++variant) {
       const bool relu = variant != 1, with_bias = variant != 2;
       const int64_t m = M, n = N, k = K;  // named copies: clang cannot CAPTURE a structured binding
@@ -456,13 +457,11 @@ TEST_CASE("the CUDA bf16 layer on the host emulator: f32 sums to rounding, bf16 
       // The CPU's bf16 layer sums in another order: equal to rounding.
       const Tensor cpu = linear_bf16(x, pack_bf16_weight(w), b, relu ? Activation::relu : Activation::none);
       CHECK(worst(got16, cpu) <= 1.0 / 128);
-      // cuBLAS's path: plain sums (here the kernel's, with no bias or ReLU), then
-      // epilogue_kernel, must give the fused kernel's bits.
-      const Tensor sums = emulated_bf16_linear(x, w, Tensor(), false, DType::f32);
+      // cuBLAS's path: plain sums, then epilogue_kernel, must give the fused kernel's bits.
       Tensor after = poisoned({M, N}, DType::bf16);
       minidl::testing::emulate({2, 1, 1}, {256, 1, 1}, [&] {
-        bk::epilogue_kernel(sums.data_ptr<float>(), M, N, with_bias ? b.data_ptr<float>() : nullptr, relu, nullptr,
-                            after.data_ptr<bf16>(), N);
+        bk::epilogue_kernel(sums.data_ptr<float>(), m, n, with_bias ? b.data_ptr<float>() : nullptr, relu, nullptr,
+                            after.data_ptr<bf16>(), n);
       });
       CHECK(bf16_bits(after) == bf16_bits(got16));
     }

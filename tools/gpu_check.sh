@@ -10,8 +10,8 @@
 # tests must run there, not skip), then the GPU benchmarks (cuBLAS against the
 # hand-written SGEMMs, the fused loss against a device copy, training steps, the
 # sparse Linear against cuBLAS dense, the int8 mlp against the f32 one) and
-# one epoch of cnn on the GPU beside one on the CPU, and a distillation from it
-# on both. Everything it prints also
+# one epoch of cnn on the GPU beside one on the CPU, a distillation from it
+# on both, and `bench classifier` of that cnn and its student on the GPU. Everything it prints also
 # lands in $OUT/gpu_check.log, each benchmark's JSON in $OUT/<name>.json.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -88,6 +88,10 @@ timeout 120 $M distill --teacher "$OUT/cnn-gpu.safetensors" --student mlp-small 
   --out "$OUT/distilled-gpu.safetensors" || bench_rc=1
 timeout 120 $M distill --teacher "$OUT/cnn-gpu.safetensors" --student mlp-small --epochs 1 --baseline --device cpu \
   || bench_rc=1
+
+echo "== the classic table on the GPU: the GPU's cnn as fp32 eager / graph, bf16 (+ graph), int8 (+ graph), and the student"
+timeout 180 $M bench classifier --device cuda --model "$OUT/cnn-gpu.safetensors" --student "$OUT/distilled-gpu.safetensors" \
+  --batch 1 256 --limit-test 2000 --min-time 0.2 --markdown || bench_rc=1
 
 echo "exit codes: cuda tests $cuda_rc, suite $suite_rc, benchmarks $bench_rc"
 [ "$cuda_rc" -eq 0 ] && [ "$suite_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]

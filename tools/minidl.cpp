@@ -457,7 +457,9 @@ int main(int argc, char** argv) {
   bench::CommonOptions sweep_opts{.min_seconds = 0.1, .min_runs = 5, .warmup = 1};
   bench::ClassifierOptions classifier;
   CLI::App* bench_cl = bench->add_subcommand(
-      "classifier", "one classifier as fp32 eager, int8 dynamic (and pruned, shrunk, distilled rows): one table");
+      "classifier",
+      "one classifier as fp32 eager / compiled, bf16, int8 dynamic (and pruned, shrunk, distilled rows): one "
+      "table, on the CPU or --device cuda");
   bench_cl->add_option("--model", classifier.model, "mlp | cnn | ... (runs/NAME.safetensors if trained) or a checkpoint")
       ->capture_default_str();
   bench_cl->add_option("--batch", classifier.batches, "batch sizes")->capture_default_str()
@@ -530,9 +532,9 @@ int main(int argc, char** argv) {
     const Device bench_device = setup(bench_c);
     const bool on_gpu = bench_device.is_cuda();
     bench_opts.device = bench_c.device;
-    MINIDL_CHECK(!on_gpu || *bench_gemm || *bench_ts || *bench_ls || *bench_cv || *bench_inf || *bench_sp,
-                 "bench --device {}: on a GPU, bench gemm, train-step, infer, loss, conv and sparse run; this one is "
-                 "CPU only",
+    MINIDL_CHECK(!on_gpu || *bench_gemm || *bench_ts || *bench_ls || *bench_cv || *bench_inf || *bench_sp || *bench_cl,
+                 "bench --device {}: on a GPU, bench gemm, train-step, infer, loss, conv, sparse and classifier run; "
+                 "this one is CPU only",
                  bench_c.device);
     if (*bench_gemm)
       return on_gpu ? bench::bench_gemm_cuda(gemm_shapes, bench_opts)

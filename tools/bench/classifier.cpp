@@ -15,6 +15,12 @@
 //      eager): a model served call after call keeps its weights in cache.
 // Around the run, a calibration GEMM and memory copy, before and after: when
 // they disagree, the machine was busy and the table says so.
+//
+// With --device cuda every variant is built and checked on the CPU as above,
+// then a copy of it moves to the GPU and must give the CPU variant's logits
+// (f32 and int8 to rounding, bf16 to its precision) before it is timed, with
+// CUDA events; "compile" there is the forward captured as one CUDA graph. A
+// variant the GPU cannot run (a sparse convolution) is left out, saying why.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -29,6 +35,8 @@
 #include "compress/report.h"
 #include "compress/sparse_layers.h"
 #include "compress/structured.h"
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 #include "tools/bench/common.h"
@@ -51,6 +59,7 @@ ModulePtr clone(Module& m) {
 struct ModelVariant {
   std::string name;  // "int8 dynamic"
   std::string path;  // the kernels it runs: "int8-avx512-vnni (...)"
+  std::string gpu_path;  // the same on a GPU
   std::string note;  // where it came from, when not obvious
   ModulePtr model;
   double macs_per_sample = 0;      // multiply-adds of the work it does (dense-equivalent for sparse)
@@ -59,10 +68,11 @@ struct ModelVariant {
   DType input_dtype = DType::f32;  // a bf16 model takes bf16 images (converted before timing)
   bool compiled = false;           // run through compile(): one plan per input shape
   double peak_macs_per_s = 0;      // the tiles' measured peak when it runs on AMX (0: not reported)
+  Device device = kCPU;            // where `model` is (its inputs are moved there)
 
   // forward(x) for inputs of x's shape: the model itself, or its plan for that shape.
   std::function<Tensor()> runner(const Tensor& x_f32) {
-    const Tensor x = x_f32.to(input_dtype).contiguous();
+    const Tensor x = x_f32.to(device).to(input_dtype).contiguous();
     if (!compiled) return [m = model, x] { return m->forward(x); };
     auto plan = std::make_shared<Plan>(compile(*model, x));
     return [plan, x] { return plan->run(x); };
@@ -106,7 +116,7 @@ double accuracy_of(ModelVariant& v, const nn::ImageDataset& test) {
   std::map<int64_t, std::shared_ptr<Plan>> plans;  // a compiled variant: one plan per batch size
   int64_t correct = 0, total = 0;
   while (auto batch = loader.next()) {
-    const Tensor x = batch->images.to(v.input_dtype);
+    const Tensor x = batch->images.to(v.device).to(v.input_dtype);
     Tensor logits;
     if (v.compiled) {
       auto& plan = plans[x.size(0)];
@@ -115,7 +125,7 @@ double accuracy_of(ModelVariant& v, const nn::ImageDataset& test) {
     } else {
       logits = v.model->forward(x);
     }
-    const auto pred = argmax(logits.to(DType::f32), 1).to_vector<int64_t>();
+    const auto pred = argmax(logits.to(DType::f32), 1).to(kCPU).to_vector<int64_t>();
     const auto truth = batch->labels.to_vector<int64_t>();
     for (size_t i = 0; i < pred.size(); ++i) correct += pred[i] == truth[i];
     total += static_cast<int64_t>(pred.size());
@@ -123,19 +133,29 @@ double accuracy_of(ModelVariant& v, const nn::ImageDataset& test) {
   return total ? static_cast<double>(correct) / total : 0;
 }
 
-// Calibration: a 512³ SGEMM (compute) and a 64 MiB copy (memory), medians.
+// Calibration: an SGEMM (compute) and a memory copy, medians — on the CPU 512³
+// and 64 MiB, on a GPU 4096³ and 1 GiB (device to device), timed by `timer`.
 struct Calibration {
   double gemm_gflops = 0, copy_gbs = 0;
+  int64_t gemm_n = 0;
 };
-Calibration calibrate() {
+Calibration calibrate(const Device& device, const Timer& timer) {
   Generator gen(9);
-  Tensor a = randn({512, 512}, {}, gen), b = randn({512, 512}, {}, gen);
+  const int64_t n = device.is_cuda() ? 4096 : 512, floats = device.is_cuda() ? 256 << 20 : 16 << 20;
+  Tensor a = randn({n, n}, {}, gen).to(device), b = randn({n, n}, {}, gen).to(device);
   Options o{.warmup = 2, .min_runs = 15, .min_seconds = 0.15};
-  const Stats g = run([&] { Tensor c = matmul(a, b); }, o);
-  std::vector<float> src(16 << 20, 1.5f), dst(16 << 20);
-  const Stats c = run([&] { std::memcpy(dst.data(), src.data(), src.size() * sizeof(float)); }, o);
-  return {2.0 * 512 * 512 * 512 / g.median / 1e9,
-          2.0 * static_cast<double>(src.size() * sizeof(float)) / c.median / 1e9};
+  const Stats g = run([&] { Tensor c = matmul(a, b); }, o, timer);
+  Stats c;
+  if (device.is_cuda()) {
+    const Tensor src = full({floats}, 1.5, {.dtype = DType::f32, .device = device});
+    Tensor dst = empty({floats}, {.dtype = DType::f32, .device = device});
+    c = run([&] { dst.copy_(src); }, o, timer);
+  } else {
+    std::vector<float> src(static_cast<size_t>(floats), 1.5f), dst(static_cast<size_t>(floats));
+    c = run([&] { std::memcpy(dst.data(), src.data(), src.size() * sizeof(float)); }, o, timer);
+  }
+  return {2.0 * static_cast<double>(n * n * n) / g.median / 1e9,
+          2.0 * static_cast<double>(floats) * sizeof(float) / c.median / 1e9, n};
 }
 
 std::string pct(double f) { return fmt::format("{:.2f}%", 100 * f); }
@@ -184,10 +204,12 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
 
   // ---- the variants
   std::vector<ModelVariant> variants;
-  variants.push_back({"fp32 eager", dense_path, "", base, base_macs, 0});
+  const std::string gpu_gemm = cuda::gemm_kernel_name(), graph = ", one CUDA graph";
+  variants.push_back({"fp32 eager", dense_path, gpu_gemm, "", base, base_macs, 0});
   {
     ModelVariant v{"fp32 compiled",
                    "f32 packed once (avx512) + conv",
+                   gpu_gemm + graph,
                    "compile(): BN folded, bias+ReLU fused",
                    base,
                    base_macs,
@@ -200,12 +222,14 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
     ModulePtr m = clone(*base);
     m->to(DType::bf16);
     const std::string path = cpu::gemm_bf16_kernel_name(cpu::Bf16GemmKernel::best);
-    ModelVariant eager{"bf16 eager", path, "model.to(bf16); weights packed per call", m, base_macs, 20};
+    const std::string gpu_bf16 = cuda::linear_bf16_kernel_name();
+    ModelVariant eager{"bf16 eager", path, gpu_bf16, "model.to(bf16); weights packed per call", m, base_macs, 20};
     eager.input_dtype = DType::bf16;
     if (on_amx(path)) eager.peak_macs_per_s = amx_bf16_peak;
     variants.push_back(eager);
     ModelVariant compiled = eager;
-    compiled.name = "bf16 + compile", compiled.note = "bf16 weights packed once; f32 between non-GEMM layers";
+    compiled.name = "bf16 + compile", compiled.gpu_path = gpu_bf16 + graph,
+    compiled.note = "bf16 weights packed once; f32 between non-GEMM layers";
     compiled.compiled = true;
     variants.push_back(compiled);
   }
@@ -214,6 +238,7 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
     compress::quantize_dynamic(*m);
     ModelVariant eager{"int8 dynamic",
                        cpu::qgemm_kernel_name(cpu::QGemmKernel::best),
+                       "int8 dp4a (hand-written)",
                        "Linear layers int8, conv f32",
                        m,
                        base_macs,
@@ -222,13 +247,15 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
     variants.push_back(eager);
     ModelVariant compiled = eager;
     compiled.name = "int8 + compile", compiled.note = "compile() of the int8 model";
+    compiled.gpu_path += graph;
     compiled.compiled = true;
     variants.push_back(compiled);
   }
   auto add_checkpoint_row = [&](const std::string& name, const std::string& path, const char* what) {
     ModulePtr m = nn::load_model(path);
     m->eval();
-    variants.push_back({name, dense_path, fmt::format("{} ({})", path, what), m, macs_of(*m, check_batch), -1, true});
+    variants.push_back(
+        {name, dense_path, gpu_gemm, fmt::format("{} ({})", path, what), m, macs_of(*m, check_batch), -1, true});
   };
   if (!co.sparse.empty()) {
     ModulePtr m = nn::load_model(co.sparse);
@@ -241,6 +268,7 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
     for (const auto& c : choices) converted += c.choice != "dense";
     MINIDL_CHECK(converted > 0, "bench classifier: --sparse {} has no pruned layer to store as CSR", co.sparse);
     variants.push_back({"sparse CSR", cpu::spmm_kernel_name(cpu::SpmmKernel::best, {}),
+                        cuda::spmm_kernel_name(cuda::SpmmKernel::best),
                         fmt::format("{} ({} layers CSR)", co.sparse, converted), m, base_macs, -1});
   }
   if (!co.shrunk.empty()) add_checkpoint_row("structured (shrunk)", co.shrunk, "channel-pruned");
@@ -267,7 +295,46 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
     }
   }
 
-  const Calibration before = calibrate();
+  // ---- on a GPU: each variant's model moved there (eager and compiled share
+  // one), and checked against the CPU variant it was before timing
+  const Device device(o.device);
+  const Timer timer = timer_for(o);
+  std::vector<std::string> left_out;
+  if (device.is_cuda()) {
+    std::vector<Tensor> want;
+    for (auto& v : variants) want.push_back(v.runner(check_batch)().to(DType::f32));
+    std::map<Module*, bool> moved;  // whether the model could move
+    std::vector<ModelVariant> kept;
+    for (size_t i = 0; i < variants.size(); ++i) {
+      ModelVariant v = variants[i];
+      if (!moved.count(v.model.get())) {
+        try {
+          v.model->to(device);  // check_device() refuses before anything moves
+          moved[v.model.get()] = true;
+        } catch (const Error& e) {
+          moved[v.model.get()] = false;
+          left_out.push_back(fmt::format("{}: left out, it cannot run on {}: {}", v.name, device, e.what()));
+        }
+      }
+      if (!moved[v.model.get()]) continue;
+      v.device = device, v.path = v.gpu_path, v.peak_macs_per_s = 0;
+      if (v.compiled) v.note = "compile(): the eager forward captured as one CUDA graph, replayed";
+      if (v.name == "bf16 eager") v.note = "model.to(bf16); the GPU reads the weights as stored";
+      const Tensor got = v.runner(check_batch)().to(kCPU).to(DType::f32);
+      if (v.input_dtype == DType::bf16) {
+        // bf16 rounds every layer's output: a sum near a rounding boundary may go the other way.
+        const double db = sqnr_db(want[i], got);
+        MINIDL_CHECK(db >= 30, "bench classifier: {} on {} is {:.1f} dB from the CPU's (need >= 30): not timed", v.name,
+                     device, db);
+      } else {
+        require_close("classifier", v.name + "'s logits on " + o.device + " (vs the CPU's)", got, want[i], 1e-4);
+      }
+      kept.push_back(v);
+    }
+    variants = kept;
+  }
+
+  const Calibration before = calibrate(device, timer);
   std::vector<double> accuracy;
   for (auto& v : variants) accuracy.push_back(accuracy_of(v, test));
 
@@ -282,7 +349,7 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
     // the other variants have evicted them.
     const auto probe = variants[0].runner(x);
     probe();
-    const double once = host_timer([&] { Tensor y = probe(); });
+    const double once = timer([&] { Tensor y = probe(); });
     const int reps = std::clamp(static_cast<int>(std::ceil(200e-6 / once)), 1, 64);
     std::vector<Variant> runs;
     for (auto& v : variants)
@@ -290,9 +357,9 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
                         for (int r = 0; r < reps; ++r) Tensor y = run();
                       }});
     results.push_back(
-        run_side_by_side(runs, opts, [reps](const std::function<void()>& fn) { return host_timer(fn) / reps; }));
+        run_side_by_side(runs, opts, [reps, &timer](const std::function<void()>& fn) { return timer(fn) / reps; }));
   }
-  const Calibration after = calibrate();
+  const Calibration after = calibrate(device, timer);
 
   // ---- the report
   const cpu::CpuFeatures& f = cpu::cpu_features();
@@ -303,20 +370,27 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
                                         : f.avx_vnni  ? "avx"
                                                       : "no",
                                         f.amx_tile ? "yes" : "no", threads());
+  if (device.is_cuda()) {
+    const cuda::DeviceInfo gpu = cuda::device_info(device.index);
+    fingerprint = fmt::format("GPU {} ({} SMs, sm_{}{}), timed with CUDA events, the inputs already on it\n", gpu.name,
+                              gpu.multiprocessors, gpu.major, gpu.minor) +
+                  fingerprint;
+  }
   fingerprint += fmt::format(
-      "calibration before: SGEMM 512^3 {:.0f} GFLOP/s, copy {:.1f} GB/s; after: {:.0f} GFLOP/s, "
+      "calibration{} before: SGEMM {}^3 {:.0f} GFLOP/s, copy {:.1f} GB/s; after: {:.0f} GFLOP/s, "
       "{:.1f} GB/s\n",
-      before.gemm_gflops, before.copy_gbs, after.gemm_gflops, after.copy_gbs);
+      device.is_cuda() ? " (on the GPU)" : "", before.gemm_n, before.gemm_gflops, before.copy_gbs, after.gemm_gflops,
+      after.copy_gbs);
   const double drift =
       std::max(std::abs(after.gemm_gflops / before.gemm_gflops - 1), std::abs(after.copy_gbs / before.copy_gbs - 1));
   const bool busy = drift > 0.10;
-  if (amx_int8_peak > 0)
+  if (amx_int8_peak > 0 && !device.is_cuda())
     fingerprint += fmt::format(
         "AMX tiles, measured on registers: int8 {:.2f} TOP/s, bf16 {:.2f} TFLOP/s ({} threads); the int8 and bf16 "
         "rows' '% of AMX peak' is their whole model's rate against these\n",
         2 * amx_int8_peak / 1e12, 2 * amx_bf16_peak / 1e12, threads());
-  std::vector<std::string> warnings;
-  if (!cpu::gemm_bf16_is_native())
+  std::vector<std::string> warnings = left_out;
+  if (!cpu::gemm_bf16_is_native() && !device.is_cuda())
     warnings.push_back(fmt::format(
         "warning: this CPU has no bf16 instructions (AVX512_BF16 or AMX-BF16) on the {} path: the bf16 rows run "
         "{}, which widens to f32 — they work, but expect them slower than fp32",
@@ -385,6 +459,8 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
   nlohmann::json j = {{"benchmark", "classifier"},
                       {"model", source},
                       {"threads", threads()},
+                      {"device", o.device},
+                      {"gpu", device.is_cuda() ? cuda::device_info(device.index).name : ""},
                       {"cpu", cpu::cpu_summary()},
                       {"test_samples", test.size},
                       {"calibration",
