@@ -147,10 +147,11 @@ void index_add(const TensorArg& out, const TensorArg& index, const TensorArg& sr
 void gather(const TensorArg& out, const TensorArg& x, const TensorArg& index, int dim);
 void scatter_add(const TensorArg& out, const TensorArg& index, const TensorArg& src, int dim);
 
-// step_count: a device int64 holding the step's number (null data: use a.first_step / a.step).
+// step_count: a device int64 holding the step's number (null data: use a.first_step / a.step);
+// lr: a device f64 holding the learning rate (null data: use a.lr).
 void sgd_step(const TensorArg& param, const TensorArg& grad, const TensorArg& buffer, const SgdStepArgs& a,
-              const TensorArg& step_count);
+              const TensorArg& step_count, const TensorArg& lr);
 void adam_step(const TensorArg& param, const TensorArg& grad, const TensorArg& exp_avg, const TensorArg& exp_avg_sq,
-               const AdamStepArgs& a, const TensorArg& step_count);
+               const AdamStepArgs& a, const TensorArg& step_count, const TensorArg& lr);
 
 }  // namespace minidl::cuda

@@ -78,11 +78,12 @@ void index_select(const TensorArg&, const TensorArg&, const TensorArg&) { no_cud
 void index_add(const TensorArg&, const TensorArg&, const TensorArg&) { no_cuda("index_add"); }
 void gather(const TensorArg&, const TensorArg&, const TensorArg&, int) { no_cuda("gather"); }
 void scatter_add(const TensorArg&, const TensorArg&, const TensorArg&, int) { no_cuda("scatter_add"); }
-void sgd_step(const TensorArg&, const TensorArg&, const TensorArg&, const SgdStepArgs&, const TensorArg&) {
+void sgd_step(const TensorArg&, const TensorArg&, const TensorArg&, const SgdStepArgs&, const TensorArg&,
+              const TensorArg&) {
   no_cuda("sgd_step");
 }
 void adam_step(const TensorArg&, const TensorArg&, const TensorArg&, const TensorArg&, const AdamStepArgs&,
-               const TensorArg&) {
+               const TensorArg&, const TensorArg&) {
   no_cuda("adam_step");
 }
 void gemm_batched(int64_t, int64_t, int64_t, int64_t, const TensorArg&, int64_t, const TensorArg&, int64_t,

@@ -5,6 +5,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "cuda/runtime.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
 #include "ops/optim.h"
@@ -50,14 +51,46 @@ Tensor Optimizer::grad_of(size_t i) const {
   return g;
 }
 
+namespace {
+// Made on the device at the first step there: never inside a capture, where the
+// fill that gives it its value would be replayed too and freeze it.
+void check_not_capturing(const Optimizer& o, const char* what) {
+  MINIDL_CHECK(!cuda::capturing(),
+               "{}: {} while a CUDA graph is being captured would be frozen into it: run one step before the "
+               "capture, and change the learning rate between replays",
+               o.name(), what);
+}
+}  // namespace
+
 Tensor Optimizer::advance_step_count() {
   ++steps_;
   const Device device = params_.front().second.device();
   if (!device.is_cuda()) return Tensor();
-  if (!device_steps_.defined() || device_steps_.device() != device)
+  if (!device_steps_.defined() || device_steps_.device() != device) {
+    check_not_capturing(*this, "placing the step count on the GPU");
     device_steps_ = full({}, static_cast<double>(steps_ - 1), {.dtype = DType::int64, .device = device});
+  }
   device_steps_.copy_(add(device_steps_, 1.0));  // kernels only: a graph can hold them
   return device_steps_;
+}
+
+Tensor Optimizer::device_lr() {
+  const Device device = params_.front().second.device();
+  if (!device.is_cuda()) return Tensor();
+  if (!device_lr_.defined() || device_lr_.device() != device) {
+    check_not_capturing(*this, "placing the learning rate on the GPU");
+    device_lr_ = full({}, lr_, {.dtype = DType::f64, .device = device});
+  }
+  return device_lr_;
+}
+
+void Optimizer::set_lr(double lr) {
+  MINIDL_CHECK(lr >= 0, "{}: learning rate must be >= 0, got {}", name(), lr);
+  if (device_lr_.defined()) {
+    check_not_capturing(*this, "set_lr");
+    device_lr_.fill_(lr);  // on the stream: the steps and replays queued after it read the new rate
+  }
+  lr_ = lr;
 }
 
 int64_t Optimizer::steps() const {
@@ -121,7 +154,7 @@ SGD::SGD(const std::vector<Tensor>& params, SGDOptions o) : SGD(name_by_position
 //   p = p - lr·g
 void SGD::step() {
   NoGradGuard no_grad;
-  const Tensor count = advance_step_count();
+  const Tensor count = advance_step_count(), rate = device_lr();
   const SgdStepArgs args{.lr = lr_, .momentum = options.momentum, .dampening = options.dampening,
                          .weight_decay = options.weight_decay, .nesterov = options.nesterov,
                          .first_step = steps_ == 1};
@@ -129,7 +162,7 @@ void SGD::step() {
     Tensor g = grad_of(i);
     if (!g.defined()) continue;
     Tensor buffer = options.momentum != 0 ? state("momentum_buffer", i) : Tensor();
-    sgd_step(params_[i].second, g, buffer, args, count);
+    sgd_step(params_[i].second, g, buffer, args, count, rate);
   }
 }
 
@@ -149,14 +182,14 @@ Adam::Adam(const std::vector<Tensor>& params, AdamOptions o, bool decoupled)
 //   p = p - lr · (m / (1 - β1^t)) / (sqrt(v / (1 - β2^t)) + eps)
 void Adam::step() {
   NoGradGuard no_grad;
-  const Tensor count = advance_step_count();
+  const Tensor count = advance_step_count(), rate = device_lr();
   const AdamStepArgs args{.lr = lr_, .beta1 = options.beta1, .beta2 = options.beta2, .eps = options.eps,
                           .weight_decay = options.weight_decay, .decoupled_weight_decay = decoupled_,
                           .step = steps_};
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor g = grad_of(i);
     if (!g.defined()) continue;
-    adam_step(params_[i].second, g, state("exp_avg", i), state("exp_avg_sq", i), args, count);
+    adam_step(params_[i].second, g, state("exp_avg", i), state("exp_avg_sq", i), args, count, rate);
   }
 }
 

@@ -27,7 +27,10 @@ class Optimizer {
   virtual void step() = 0;
   void zero_grad();
   double lr() const { return lr_; }
-  void set_lr(double lr) { lr_ = lr; }
+  // With the parameters on a GPU the rate is also kept there (see device_lr), so
+  // a CUDA graph of step() replays with the rate set last, not the capture's.
+  // Refused while a graph is being captured (the write would be frozen into it).
+  void set_lr(double lr);
   // Steps taken. With the parameters on a GPU the count lives there (see
   // advance_step_count) and reading it waits for the device.
   int64_t steps() const;
@@ -51,12 +54,16 @@ class Optimizer {
   // it at every replay, where a count passed from the host would be frozen at
   // the capture's. Undefined for parameters on the CPU.
   Tensor advance_step_count();
+  // The learning rate as a 0-d f64 tensor on the parameters' GPU, for the update
+  // kernels to read (ops/optim.h); undefined on the CPU.
+  Tensor device_lr();
   NamedTensors params_;
   double lr_;
   int64_t steps_ = 0;  // the host's count (steps() prefers the device's where there is one)
 
  private:
   Tensor device_steps_;  // 0-d int64 on the parameters' GPU, or undefined
+  Tensor device_lr_;     // 0-d f64 there, or undefined
   std::map<std::string, std::vector<Tensor>> state_;
 };
 

@@ -30,6 +30,13 @@ void check_step_count(const char* op, const Tensor& param, const Tensor& step_co
                "{}: step_count must be one int64 on the parameter's device {}, got {} {} on {}", op, param.device(),
                step_count.dtype(), step_count.shape(), step_count.device());
 }
+void check_lr(const char* op, const Tensor& param, const Tensor& step_count, const Tensor& lr) {
+  MINIDL_CHECK(lr.dtype() == DType::f64 && lr.numel() == 1 && lr.device() == param.device(),
+               "{}: lr must be one f64 on the parameter's device {}, got {} {} on {}", op, param.device(), lr.dtype(),
+               lr.shape(), lr.device());
+  MINIDL_CHECK(step_count.defined() || param.device().is_cpu(),
+               "{}: a learning rate on the GPU comes with its step count (the kernel folds both)", op);
+}
 int64_t host_step(const Tensor& step_count) {
   const double t = step_count.item();
   MINIDL_CHECK(t >= 1, "optimizer step: step_count must be at least 1, got {}", t);
@@ -38,16 +45,18 @@ int64_t host_step(const Tensor& step_count) {
 }  // namespace
 
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdStepArgs& p,
-              const Tensor& step_count) {
+              const Tensor& step_count, const Tensor& lr) {
   Device device = common_device("sgd_step", {param, grad, momentum_buffer});
   Tensor g = kernel_grad("sgd_step", param, grad);
   if (momentum_buffer.defined()) check_state("sgd_step", param, momentum_buffer, "momentum_buffer");
   if (step_count.defined()) check_step_count("sgd_step", param, step_count);
+  if (lr.defined()) check_lr("sgd_step", param, step_count, lr);
   if (device.is_cuda()) {
-    cuda::sgd_step(param.arg(), g.arg(), arg_or_null(momentum_buffer), p, arg_or_null(step_count));
+    cuda::sgd_step(param.arg(), g.arg(), arg_or_null(momentum_buffer), p, arg_or_null(step_count), arg_or_null(lr));
   } else {
     SgdStepArgs a = p;
     if (step_count.defined()) a.first_step = host_step(step_count) == 1;
+    if (lr.defined()) a.lr = lr.item();
     cpu::sgd_step(param.arg(), g.arg(), arg_or_null(momentum_buffer), a);
   }
   param.bump_version();
@@ -55,17 +64,19 @@ void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_bu
 }
 
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-               const AdamStepArgs& p, const Tensor& step_count) {
+               const AdamStepArgs& p, const Tensor& step_count, const Tensor& lr) {
   Device device = common_device("adam_step", {param, grad, exp_avg, exp_avg_sq});
   Tensor g = kernel_grad("adam_step", param, grad);
   check_state("adam_step", param, exp_avg, "exp_avg");
   check_state("adam_step", param, exp_avg_sq, "exp_avg_sq");
   if (step_count.defined()) check_step_count("adam_step", param, step_count);
+  if (lr.defined()) check_lr("adam_step", param, step_count, lr);
   if (device.is_cuda()) {
-    cuda::adam_step(param.arg(), g.arg(), exp_avg.arg(), exp_avg_sq.arg(), p, arg_or_null(step_count));
+    cuda::adam_step(param.arg(), g.arg(), exp_avg.arg(), exp_avg_sq.arg(), p, arg_or_null(step_count), arg_or_null(lr));
   } else {
     AdamStepArgs a = p;
     if (step_count.defined()) a.step = host_step(step_count);
+    if (lr.defined()) a.lr = lr.item();
     cpu::adam_step(param.arg(), g.arg(), exp_avg.arg(), exp_avg_sq.arg(), a);
   }
   param.bump_version();

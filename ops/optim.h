@@ -20,11 +20,15 @@ namespace minidl {
 // place of p.first_step / p.step. On a GPU that is what lets a CUDA graph replay
 // an optimizer step: the count is advanced by a kernel inside the graph, where a
 // number passed from the host would be frozen at its value at capture.
+//
+// lr, when given, is a 0-d f64 tensor on the parameter's device holding the
+// learning rate, read in place of p.lr, for the same reason: a schedule writes
+// it between replays (nn::Optimizer::set_lr). On a GPU it comes with a step_count.
 void sgd_step(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdStepArgs& p,
-              const Tensor& step_count = Tensor());
+              const Tensor& step_count = Tensor(), const Tensor& lr = Tensor());
 
 // param f32|bf16, grad, exp_avg and exp_avg_sq f32, all of param's shape.
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
-               const AdamStepArgs& p, const Tensor& step_count = Tensor());
+               const AdamStepArgs& p, const Tensor& step_count = Tensor(), const Tensor& lr = Tensor());
 
 }  // namespace minidl

@@ -51,6 +51,11 @@ struct AdamUpdate {
         beta2_64(a.beta2) {
     set_step(a.step);
   }
+  // The learning rate (on the GPU, read from device memory); set_step folds it in.
+  MINIDL_HOST_DEVICE void set_lr(double rate) {
+    lr64 = rate;
+    lr = static_cast<float>(rate);
+  }
   // The bias corrections of step t (on the GPU, a kernel calls this with the
   // step count it reads from device memory).
   MINIDL_HOST_DEVICE void set_step(int64_t t) {

@@ -580,7 +580,8 @@ TEST_CASE("a short training run on the GPU reaches the CPU's accuracy (same seed
 TEST_CASE("a CUDA graph of a training step replays it: the same updates as running it again") {
   // Two identical models: one steps eagerly, the other through a graph's replays.
   // Adam's bias corrections depend on the step count, which the replays must
-  // advance (it lives on the device), so the two stay equal step after step.
+  // advance (it lives on the device), and the learning rate changes between
+  // steps (it lives there too), so the two stay equal step after step.
   auto make = [] {
     Generator gen(44);
     auto model = nn::build_model("mlp-small", gen);
@@ -612,6 +613,11 @@ TEST_CASE("a CUDA graph of a training step replays it: the same updates as runni
   cuda::Graph graph(step_replayed);  // the capture does not run the step
   CHECK(snapshot(*replayed) == start);
   for (int i = 0; i < 5; ++i) {
+    // A schedule between replays: the rate lives on the device too, so a replay
+    // uses the one set last, as the eager step does.
+    const double lr = 1e-2 / (i + 2);
+    opt_eager.set_lr(lr);
+    opt_replayed.set_lr(lr);
     graph.replay();
     step_eager();
   }
@@ -630,8 +636,10 @@ TEST_CASE("a CUDA graph of a training step replays it: the same updates as runni
     for (size_t i = 0; i < v.size(); ++i) moved += std::abs(v[i] - start.at(name)[i]);
   }
   CHECK(moved > 0);  // the replays trained
-  // A host read inside a capture is refused, clearly.
+  // A host read inside a capture is refused, clearly; so is a learning rate set
+  // there (it would be frozen into the graph).
   CHECK_THROWS_WITH_AS(cuda::Graph([&] { (void)sum(x).item(); }), doctest::Contains("cuda graph"), Error);
+  CHECK_THROWS_WITH_AS(cuda::Graph([&] { opt_replayed.set_lr(1e-3); }), doctest::Contains("being captured"), Error);
 }
 
 TEST_CASE("bf16 Linear on the GPU: cuBLAS and the hand-written kernel against the CPU's, a bf16 model, its graph") {

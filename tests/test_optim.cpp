@@ -109,16 +109,19 @@ TEST_CASE("optimizer state round trip continues identically") {
                        Error);
 }
 
-TEST_CASE("the update kernels read the step number from a step_count tensor as from the arguments") {
-  // The form the GPU path uses (so a CUDA graph can replay a step): the count in
-  // a tensor. On the CPU it must give exactly what the host's number gives.
+TEST_CASE("the update kernels read the step number and the rate from tensors as from the arguments") {
+  // The form the GPU path uses (so a CUDA graph can replay a step): the count and
+  // the learning rate in tensors. On the CPU it must give exactly what the
+  // host's numbers give, with a rate that changes every step.
   Tensor a = param({0.5f, -1.0f, 2.0f}), b = param({0.5f, -1.0f, 2.0f});
   Tensor ma = zeros({3}), va = zeros({3}), mb = zeros({3}), vb = zeros({3});
   const Tensor g = from_vector(std::vector<float>{0.2f, -0.4f, 0.9f}, {3});
   for (int64_t t = 1; t <= 4; ++t) {
     NoGradGuard no_grad;
-    adam_step(a, g, ma, va, {.lr = 0.1, .step = t});
-    adam_step(b, g, mb, vb, {.lr = 0.1, .step = 999}, scalar_tensor(static_cast<double>(t), {.dtype = DType::int64}));
+    const double lr = 0.1 / static_cast<double>(t);
+    adam_step(a, g, ma, va, {.lr = lr, .step = t});
+    adam_step(b, g, mb, vb, {.lr = 7.0, .step = 999}, scalar_tensor(static_cast<double>(t), {.dtype = DType::int64}),
+              scalar_tensor(lr, {.dtype = DType::f64}));
   }
   CHECK(a.to_vector<float>() == b.to_vector<float>());
   // SGD: step 1 starts the momentum buffer from the gradient (dampening shows it).
@@ -126,9 +129,10 @@ TEST_CASE("the update kernels read the step number from a step_count tensor as f
   const Tensor gc = from_vector(std::vector<float>{0.5f}, {1});
   for (int64_t t = 1; t <= 3; ++t) {
     NoGradGuard no_grad;
-    sgd_step(c, gc, bc, {.lr = 0.1, .momentum = 0.9, .dampening = 0.5, .first_step = t == 1});
-    sgd_step(d, gc, bd, {.lr = 0.1, .momentum = 0.9, .dampening = 0.5},
-             scalar_tensor(static_cast<double>(t), {.dtype = DType::int64}));
+    const double lr = 0.1 * static_cast<double>(t);
+    sgd_step(c, gc, bc, {.lr = lr, .momentum = 0.9, .dampening = 0.5, .first_step = t == 1});
+    sgd_step(d, gc, bd, {.lr = 7.0, .momentum = 0.9, .dampening = 0.5},
+             scalar_tensor(static_cast<double>(t), {.dtype = DType::int64}), scalar_tensor(lr, {.dtype = DType::f64}));
   }
   CHECK(c.to_vector<float>() == d.to_vector<float>());
   CHECK(bc.to_vector<float>() == bd.to_vector<float>());
@@ -137,6 +141,12 @@ TEST_CASE("the update kernels read the step number from a step_count tensor as f
                        Error);
   CHECK_THROWS_WITH_AS(adam_step(a, g, ma, va, {}, scalar_tensor(0.0, {.dtype = DType::int64})),
                        doctest::Contains("at least 1"), Error);
+  CHECK_THROWS_WITH_AS(adam_step(a, g, ma, va, {}, Tensor(), scalar_tensor(0.1)),
+                       doctest::Contains("lr must be one f64"), Error);
+  nn::SGD sgd(std::vector<Tensor>{a}, {.lr = 0.1});
+  CHECK_THROWS_WITH_AS(sgd.set_lr(-1), doctest::Contains("learning rate must be >= 0"), Error);
+  sgd.set_lr(0.05);
+  CHECK(sgd.lr() == 0.05);
 }
 
 TEST_CASE("clip_grad_norm and schedules") {

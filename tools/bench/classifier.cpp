@@ -17,7 +17,7 @@
 // they disagree, the machine was busy and the table says so.
 //
 // With --device cuda every variant is built and checked on the CPU as above,
-// then a copy of it moves to the GPU and must give the CPU variant's logits
+// then its model moves to the GPU and must give the CPU variant's logits
 // (f32 and int8 to rounding, bf16 to its precision) before it is timed, with
 // CUDA events; "compile" there is the forward captured as one CUDA graph. A
 // variant the GPU cannot run (a sparse convolution) is left out, saying why.
