@@ -75,9 +75,15 @@ __global__ void reduce_rows_kernel(ReduceOp op, TensorArg values, int64_t* indic
     case ReduceOp::logsumexp: {
       // log Σ e^x = m + log Σ e^(x − m), m = the row's max: no overflow for any finite x.
       double m = -INFINITY;
-      for (int64_t c = t; c < cols; c += threads) m = fmax(m, load(row, c));
+      int nans = 0;  // fmax drops NaNs: counted apart, a row with one gives NaN (as on the CPU)
+      for (int64_t c = t; c < cols; c += threads) {
+        const double v = load(row, c);
+        nans += isnan(v);
+        m = fmax(m, v);
+      }
       m = block_max(m, scratch);
-      if (isinf(m)) {
+      if (block_sum(static_cast<double>(nans), scratch) > 0) m = NAN;
+      if (isinf(m) || isnan(m)) {  // all −inf: −inf; a +inf: +inf; a NaN: NaN
         if (t == 0) out = T(static_cast<compute_t<T>>(m));
         return;
       }

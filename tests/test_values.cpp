@@ -1,12 +1,12 @@
 // tests/test_values.cpp — forward values against references worked out by hand
 // (never against minidl itself). Each constant's derivation is in its comment.
 #include <doctest/doctest.h>
-
 #include <omp.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 
 #include "core/philox.h"
 #include "minidl.h"
@@ -76,6 +76,18 @@ TEST_CASE("reductions") {
   // logsumexp([0, log 3]) = log(1 + 3) = log 4; and stays finite at 1e4
   check_all(logsumexp(f64({0, std::log(3.0)}, {2}), {0}), {std::log(4.0)});
   check_all(logsumexp(f32({1e4, 1e4}, {2}), {0}), {1e4 + std::log(2.0)});
+  {
+    // Non-finite rows, as PyTorch: a NaN anywhere gives NaN (also beside ±inf, and
+    // a row of NaNs, which a max that skips NaNs once made −inf); all −inf stays −inf.
+    const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+    const std::vector<double> got =
+        logsumexp(f64({nan, nan, inf, nan, -inf, -inf, inf, 1, 2, nan}, {5, 2}), {1}).to_vector<double>();
+    CHECK(std::isnan(got[0]));
+    CHECK(std::isnan(got[1]));
+    CHECK(got[2] == -inf);
+    CHECK(got[3] == inf);
+    CHECK(std::isnan(got[4]));
+  }
   auto [values, indices] = max(f32({3, 9, 9, 1, 0, 2}, {2, 3}), 1);
   check_all(values, {9, 2});
   check_all(indices, {1, 2});  // the first of tied maxima

@@ -27,10 +27,16 @@ double sum_range(const T* row, int64_t c0, int64_t c1) {
   return lane_sum<double>(c1 - c0, [row, c0](int64_t i) { return static_cast<double>(static_cast<C>(row[c0 + i])); });
 }
 
+// The maximum, NaN if there is one (std::max would drop it: logsumexp of a row
+// with a NaN is NaN, even when the rest is ±inf).
 template <class C, class T>
 double max_range(const T* row, int64_t c0, int64_t c1) {
   double m = -std::numeric_limits<double>::infinity();
-  for (int64_t c = c0; c < c1; ++c) m = std::max(m, static_cast<double>(static_cast<C>(row[c])));
+  for (int64_t c = c0; c < c1; ++c) {
+    const double v = static_cast<double>(static_cast<C>(row[c]));
+    if (std::isnan(v)) return v;
+    m = std::max(m, v);
+  }
   return m;
 }
 
@@ -122,8 +128,8 @@ void reduce_row(ReduceOp op, const T* row, int64_t cols, bool split, double corr
       // log Σ e^x = m + log Σ e^(x - m), m = max: no overflow for any finite x.
       double m = -std::numeric_limits<double>::infinity();
       for (double p : chunked<double>(cols, split, [&](int64_t a, int64_t b) { return max_range<C>(row, a, b); }))
-        m = std::max(m, p);
-      if (std::isinf(m)) {
+        m = std::isnan(p) || std::isnan(m) ? std::numeric_limits<double>::quiet_NaN() : std::max(m, p);
+      if (std::isinf(m) || std::isnan(m)) {  // all −inf: −inf; a +inf: +inf; a NaN: NaN
         value = T(static_cast<C>(m));
         return;
       }
