@@ -58,11 +58,10 @@ suite_rc=$?
 echo "== GPU benchmarks (CUDA events; each result checked against the CPU before timing)"
 M=./build/gpu/minidl
 bench_rc=0
-run_bench() {  # name, then the command; the table on the log, the JSON beside it
+run_bench() {  # name, then the command; the table on the log, the JSON beside it (one run: --json-out)
   local name=$1; shift
   echo "-- $name: $*"
-  timeout 120 "$@" || bench_rc=1
-  timeout 120 "$@" --json > "$OUT/$name.json" 2>&1 || bench_rc=1
+  timeout 120 "$@" --json-out "$OUT/$name.json" || bench_rc=1
 }
 run_bench gemm $M bench gemm --device cuda --shapes 4096x4096x4096 8192x8192x8192 1024x1024x1024 128x784x512 \
   --min-time 0.3 --min-runs 5 --warmup-runs 2
@@ -91,7 +90,7 @@ timeout 120 $M distill --teacher "$OUT/cnn-gpu.safetensors" --student mlp-small 
 
 echo "== the classic table on the GPU: the GPU's cnn as fp32 eager / graph, bf16 (+ graph), int8 (+ graph), and the student"
 timeout 180 $M bench classifier --device cuda --model "$OUT/cnn-gpu.safetensors" --student "$OUT/distilled-gpu.safetensors" \
-  --batch 1 256 --limit-test 2000 --min-time 0.2 --markdown || bench_rc=1
+  --batch 1 256 --limit-test 2000 --min-time 0.2 --markdown --json-out "$OUT/classifier_cnn.json" || bench_rc=1
 
 echo "exit codes: cuda tests $cuda_rc, suite $suite_rc, benchmarks $bench_rc"
 [ "$cuda_rc" -eq 0 ] && [ "$suite_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]

@@ -406,6 +406,7 @@ int main(int argc, char** argv) {
     cmd->add_option("--warmup-runs", bench_opts.warmup, "untimed runs first")->capture_default_str()
         ->check(whole_number(0, 1000000));
     cmd->add_flag("--cold", bench_opts.cold, "flush the caches before every timed run (a cold figure)");
+    cmd->add_option("--json-out", bench_opts.json_out, "also write the JSON object to FILE (atomically)");
   };
   std::vector<std::string> gemm_shapes = {"1024x1024x1024", "2048x2048x2048", "256x4096x4096", "128x784x512",
                                           "128x512x256",    "128x3136x128",   "32x1024x1024"};

@@ -470,6 +470,7 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
                       {"warnings", warnings},
                       {"variants", jv},
                       {"tables", {variants_table.json(), latency.json()}}};
+  write_json_out(j, o);
   if (o.json) {
     std::cout << j.dump() << std::endl;
     return 0;

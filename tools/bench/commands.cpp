@@ -11,6 +11,7 @@
 #endif
 
 #include "compress/quantize.h"
+#include "core/file.h"
 #include "minidl.h"
 #include "nn/train.h"
 #include "ops/cpu/cpu_features.h"
@@ -48,11 +49,16 @@ int threads() {
 
 void emit(const Table& t, nlohmann::json j, const CommonOptions& o) {
   j["cold"] = o.cold;
+  write_json_out(j, o);
   if (o.json) std::cout << j.dump() << std::endl;
   else if (o.markdown) std::cout << t.markdown();
   else if (o.csv) std::cout << t.csv();
   else std::cout << t.text();
   if (o.cold && !o.json && !o.csv) std::cout << "(cold: caches flushed before every timed run)\n";
+}
+
+void write_json_out(const nlohmann::json& j, const CommonOptions& o) {
+  if (!o.json_out.empty()) write_file_atomically(o.json_out, j.dump() + "\n", "bench --json-out");
 }
 
 std::vector<int64_t> parse_sizes(const std::string& spec, size_t count, const char* bench, const char* expected) {

@@ -17,6 +17,7 @@ struct CommonOptions {
   bool cold = false;  // flush the caches (a 64 MiB sweep; on a GPU the L2) before every timed run
   std::string device = "cpu";  // cpu, cuda or cuda:N (the benchmarks that run on a GPU)
   bool graph = false;          // also time the call captured as a CUDA graph (train-step)
+  std::string json_out = "";   // also write the JSON object to this file (atomically), whatever is printed
 };
 
 // SGEMM at each "MxNxK" shape: minidl's packed kernel, its reference loop (with

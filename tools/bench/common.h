@@ -30,7 +30,9 @@ Options to_options(const CommonOptions& o);
 Timer timer_for(const CommonOptions& o);
 int threads();
 // The table (text, Markdown or CSV) or the JSON on stdout, as the options say.
+// Either way, with --json-out FILE the JSON also goes to FILE (write_json_out).
 void emit(const Table& t, nlohmann::json j, const CommonOptions& o);
+void write_json_out(const nlohmann::json& j, const CommonOptions& o);
 
 // "4096x4096x4096" -> {4096, 4096, 4096}: exactly `count` positive sizes joined
 // by 'x', or an error naming the bench, the text and what was expected
