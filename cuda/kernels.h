@@ -124,6 +124,14 @@ void batch_norm_backward(const TensorArg& gx, const TensorArg& gw, const TensorA
                          const TensorArg& x, const TensorArg& mean, const TensorArg& invstd, const TensorArg& weight,
                          bool training);
 
+// The fused row kernels (cuda/softmax.cu). Who reads a row: `automatic`, a warp
+// per row up to 1024 columns and a block per row beyond; `warp` and `block` force
+// one, for benchmarks (also MINIDL_CUDA_ROWS=warp|block). Either is correct at
+// any row length.
+enum class RowLayout { automatic, warp, block };
+void set_row_layout(RowLayout layout);
+RowLayout row_layout();                  // what set_row_layout (or MINIDL_CUDA_ROWS) chose
+RowLayout automatic_row_layout(int64_t cols);  // what `automatic` picks for rows of `cols`: warp or block
 void softmax_rows(const TensorArg& y, const TensorArg& x, bool log);
 void softmax_rows_backward(const TensorArg& gx, const TensorArg& g, const TensorArg& y, bool log);
 void cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits, const TensorArg& target,

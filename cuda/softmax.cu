@@ -2,22 +2,26 @@
 // same row machinery: cross-entropy, the distillation KL (forward and backward),
 // and the whole distillation loss with its gradient in one pass.
 //
-// One block per row, as wide as the row needs (32 threads for 10 classes, 256
-// for 1000 or 32000): each thread walks the columns c = t, t + blockDim, …,
-// which for neighbouring threads are neighbouring addresses (coalesced), and the
-// block combines its partials with warp shuffles (cuda/device.cuh). The kernels
-// are in cuda/softmax_kernels.cuh; this file launches them. A row's
-// log-normaliser is found in two block reductions — its max, then Σ e^{x − max}
-// — and kept as the two parts (max, log_sum), exactly as on the CPU
-// (ops/cpu/softmax.cpp), so −log p_c = (max − x_c) + log_sum stays exact for
-// logits of 1e4. Each kernel is one launch; nothing of size (rows, cols) is
-// written but the output.
+// The kernels are in cuda/softmax_kernels.cuh; this file chooses their layout
+// and launches them. Memory-bound: each kernel reads its rows once or twice and
+// writes only its output, so what matters is bytes in flight. Short rows take a
+// warp each, 8 rows to a block (a 10-class row would leave a block-per-row
+// launch with 32-thread blocks, half the SM's threads at most, and a shared-
+// memory round trip and two barriers per reduction); rows past 1024 columns take
+// a block of 256 threads each. Either way rows move in 16-byte chunks, and
+// neighbouring threads read neighbouring chunks (coalesced). A row's
+// log-normaliser comes from one online pass and is kept as (max, log_sum),
+// exactly as on the CPU (ops/cpu/softmax.cpp), so −log p_c = (max − x_c) +
+// log_sum stays exact for logits of 1e4. Each kernel is one launch; nothing of
+// size (rows, cols) is written but the output.
 //
 // An out-of-range target is found on the device: status (one int64) is set to
 // all ones (−1) before the launch and each bad row does an atomicMin on it as
 // unsigned, so it ends as the first bad row, or −1. The op raises the error
 // when it reads status — one host round trip per call, not one per row.
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
@@ -29,23 +33,53 @@ using namespace rows;
 
 namespace {
 
-unsigned row_blocks(int64_t rows) {
+RowLayout from_environment() {
+  const char* env = std::getenv("MINIDL_CUDA_ROWS");
+  if (!env || !*env) return RowLayout::automatic;
+  const std::string name = env;
+  if (name == "warp") return RowLayout::warp;
+  if (name == "block") return RowLayout::block;
+  throw Error("MINIDL_CUDA_ROWS: unknown layout '" + name + "' (expected warp or block)");
+}
+
+RowLayout& chosen_layout() {
+  static RowLayout layout = from_environment();
+  return layout;
+}
+
+// launch(row, geometry) with the row layout for rows of `cols`: row is a
+// WarpRow or a BlockRow, whose type picks the kernel's instantiation.
+template <class Launch>
+void launch_rows(int64_t rows, int64_t cols, Launch launch) {
   if (rows > 0x7fffffff) throw Error("softmax/loss kernels: more than 2^31 - 1 rows on CUDA");
-  return static_cast<unsigned>(rows);
+  RowLayout chosen = chosen_layout();
+  if (chosen == RowLayout::automatic) chosen = automatic_row_layout(cols);
+  const Layout layout = chosen == RowLayout::warp ? Layout::warp : Layout::block;
+  const Geometry g = geometry(layout, rows, cols);
+  if (layout == Layout::warp) launch(WarpRow{}, g);
+  else launch(BlockRow{}, g);
+  MINIDL_CUDA_CHECK(cudaGetLastError());
 }
 
 int64_t stride_of_scale(const TensorArg& scale) { return scale.ndim == 0 ? 0 : scale.strides[0]; }
 
 }  // namespace
 
+void set_row_layout(RowLayout layout) { chosen_layout() = layout; }
+RowLayout row_layout() { return chosen_layout(); }
+RowLayout automatic_row_layout(int64_t cols) {
+  return layout_for(cols) == Layout::warp ? RowLayout::warp : RowLayout::block;
+}
+
 void softmax_rows(const TensorArg& y, const TensorArg& x, bool log) {
   const int64_t rows = x.shape[0], cols = x.shape[1];
   if (rows == 0 || cols == 0) return;
   dispatch_floating(x.dtype, log ? "log_softmax" : "softmax", [&](auto tag) {
     using T = decltype(tag);
-    softmax_kernel<T><<<row_blocks(rows), row_threads(cols), 0, stream()>>>(y.ptr<T>(), x.ptr<T>(), cols, log);
+    launch_rows(rows, cols, [&](auto row, const Geometry& g) {
+      softmax_kernel<T, decltype(row)><<<g.grid, g.block, 0, stream()>>>(y.ptr<T>(), x.ptr<T>(), rows, cols, log);
+    });
   });
-  MINIDL_CUDA_CHECK(cudaGetLastError());
 }
 
 void softmax_rows_backward(const TensorArg& gx, const TensorArg& g, const TensorArg& y, bool log) {
@@ -53,9 +87,11 @@ void softmax_rows_backward(const TensorArg& gx, const TensorArg& g, const Tensor
   if (rows == 0 || cols == 0) return;
   dispatch_floating(y.dtype, log ? "log_softmax backward" : "softmax backward", [&](auto tag) {
     using T = decltype(tag);
-    softmax_backward_kernel<T><<<row_blocks(rows), row_threads(cols), 0, stream()>>>(gx.ptr<T>(), g.ptr<T>(), y.ptr<T>(), cols, log);
+    launch_rows(rows, cols, [&](auto row, const Geometry& geo) {
+      softmax_backward_kernel<T, decltype(row)>
+          <<<geo.grid, geo.block, 0, stream()>>>(gx.ptr<T>(), g.ptr<T>(), y.ptr<T>(), rows, cols, log);
+    });
   });
-  MINIDL_CUDA_CHECK(cudaGetLastError());
 }
 
 void cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits, const TensorArg& target,
@@ -65,11 +101,12 @@ void cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const Tenso
   if (rows == 0) return;
   dispatch_floating(logits.dtype, "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
-    cross_entropy_kernel<T><<<row_blocks(rows), row_threads(cols), 0, stream()>>>(
-        loss.ptr<T>(), lse.ptr<T>(), logits.ptr<T>(), target.ptr<int64_t>(), data_or_null<T>(weight), cols,
-        p.ignore_index, p.label_smoothing, status.ptr<int64_t>());
+    launch_rows(rows, cols, [&](auto row, const Geometry& g) {
+      cross_entropy_kernel<T, decltype(row)><<<g.grid, g.block, 0, stream()>>>(
+          loss.ptr<T>(), lse.ptr<T>(), logits.ptr<T>(), target.ptr<int64_t>(), data_or_null<T>(weight), rows, cols,
+          p.ignore_index, p.label_smoothing, status.ptr<int64_t>());
+    });
   });
-  MINIDL_CUDA_CHECK(cudaGetLastError());
 }
 
 void cross_entropy_rows_backward(const TensorArg& gx, const TensorArg& scale, const TensorArg& logits,
@@ -79,11 +116,12 @@ void cross_entropy_rows_backward(const TensorArg& gx, const TensorArg& scale, co
   if (rows == 0 || cols == 0) return;
   dispatch_floating(logits.dtype, "cross_entropy backward", [&](auto tag) {
     using T = decltype(tag);
-    cross_entropy_backward_kernel<T><<<row_blocks(rows), row_threads(cols), 0, stream()>>>(
-        gx.ptr<T>(), scale.ptr<T>(), stride_of_scale(scale), logits.ptr<T>(), lse.ptr<T>(), target.ptr<int64_t>(),
-        data_or_null<T>(weight), cols, p.ignore_index, p.label_smoothing);
+    launch_rows(rows, cols, [&](auto row, const Geometry& g) {
+      cross_entropy_backward_kernel<T, decltype(row)><<<g.grid, g.block, 0, stream()>>>(
+          gx.ptr<T>(), scale.ptr<T>(), stride_of_scale(scale), logits.ptr<T>(), lse.ptr<T>(), target.ptr<int64_t>(),
+          data_or_null<T>(weight), rows, cols, p.ignore_index, p.label_smoothing);
+    });
   });
-  MINIDL_CUDA_CHECK(cudaGetLastError());
 }
 
 void kl_div_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& student, const TensorArg& teacher,
@@ -92,10 +130,11 @@ void kl_div_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& s
   if (rows == 0) return;
   dispatch_floating(student.dtype, "kl_div_logits", [&](auto tag) {
     using T = decltype(tag);
-    kl_div_kernel<T><<<row_blocks(rows), row_threads(cols), 0, stream()>>>(loss.ptr<T>(), lse.ptr<T>(), student.ptr<T>(),
-                                                              teacher.ptr<T>(), cols, temperature);
+    launch_rows(rows, cols, [&](auto row, const Geometry& g) {
+      kl_div_kernel<T, decltype(row)><<<g.grid, g.block, 0, stream()>>>(
+          loss.ptr<T>(), lse.ptr<T>(), student.ptr<T>(), teacher.ptr<T>(), rows, cols, temperature);
+    });
   });
-  MINIDL_CUDA_CHECK(cudaGetLastError());
 }
 
 void kl_div_rows_backward(const TensorArg& gs, const TensorArg& gt, const TensorArg& scale, const TensorArg& student,
@@ -104,11 +143,12 @@ void kl_div_rows_backward(const TensorArg& gs, const TensorArg& gt, const Tensor
   if (rows == 0 || cols == 0) return;
   dispatch_floating(student.dtype, "kl_div_logits backward", [&](auto tag) {
     using T = decltype(tag);
-    kl_div_backward_kernel<T><<<row_blocks(rows), row_threads(cols), 0, stream()>>>(
-        data_or_null<T>(gs), data_or_null<T>(gt), scale.ptr<T>(), stride_of_scale(scale), student.ptr<T>(),
-        teacher.ptr<T>(), lse.ptr<T>(), loss.ptr<T>(), cols, temperature);
+    launch_rows(rows, cols, [&](auto row, const Geometry& g) {
+      kl_div_backward_kernel<T, decltype(row)><<<g.grid, g.block, 0, stream()>>>(
+          data_or_null<T>(gs), data_or_null<T>(gt), scale.ptr<T>(), stride_of_scale(scale), student.ptr<T>(),
+          teacher.ptr<T>(), lse.ptr<T>(), loss.ptr<T>(), rows, cols, temperature);
+    });
   });
-  MINIDL_CUDA_CHECK(cudaGetLastError());
 }
 
 void distillation_rows(const TensorArg& kl, const TensorArg& ce, const TensorArg& grad, const TensorArg& student,
@@ -119,11 +159,13 @@ void distillation_rows(const TensorArg& kl, const TensorArg& ce, const TensorArg
   if (rows == 0) return;
   dispatch_floating(student.dtype, "distillation_loss", [&](auto tag) {
     using T = decltype(tag);
-    distillation_kernel<T><<<row_blocks(rows), row_threads(cols), 0, stream()>>>(
-        kl.ptr<T>(), ce.ptr<T>(), data_or_null<T>(grad), student.ptr<T>(), teacher.ptr<T>(), target.ptr<int64_t>(), cols,
-        p.temperature, p.alpha * p.temperature * p.grad_scale, (1 - p.alpha) * p.grad_scale, status.ptr<int64_t>());
+    launch_rows(rows, cols, [&](auto row, const Geometry& g) {
+      distillation_kernel<T, decltype(row)><<<g.grid, g.block, 0, stream()>>>(
+          kl.ptr<T>(), ce.ptr<T>(), data_or_null<T>(grad), student.ptr<T>(), teacher.ptr<T>(), target.ptr<int64_t>(),
+          rows, cols, p.temperature, p.alpha * p.temperature * p.grad_scale, (1 - p.alpha) * p.grad_scale,
+          status.ptr<int64_t>());
+    });
   });
-  MINIDL_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace minidl::cuda

@@ -54,6 +54,9 @@ void sgemm_handwritten(int, int64_t, int64_t, int64_t, float, const TensorArg&, 
                        const GemmEpilogue&) {
   no_cuda("sgemm_handwritten");
 }
+void set_row_layout(RowLayout) { no_cuda("set_row_layout"); }
+RowLayout row_layout() { return RowLayout::automatic; }
+RowLayout automatic_row_layout(int64_t) { no_cuda("automatic_row_layout"); }
 void softmax_rows(const TensorArg&, const TensorArg&, bool) { no_cuda("softmax_rows"); }
 void softmax_rows_backward(const TensorArg&, const TensorArg&, const TensorArg&, bool) {
   no_cuda("softmax_rows_backward");

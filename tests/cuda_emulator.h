@@ -20,6 +20,8 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -56,6 +58,15 @@ T __shfl_xor_sync(unsigned, T v, int lane_mask) {
   std::memcpy(&out, &w.slot[lane ^ static_cast<unsigned>(lane_mask)], sizeof(T));
   w.bar.arrive_and_wait();  // nobody overwrites a slot before every lane has read
   return out;
+}
+
+// A GPU faults on a vector load or store whose address is not a multiple of its
+// size; the host copies that stand in for them would not. Kernels report each
+// such access here (load16 / store16 in cuda/softmax_kernels.cuh), and
+// emulate() throws after a launch that made any.
+inline std::atomic<int64_t> emulated_misaligned_accesses{0};
+inline void emulated_vector_access(const void* p, size_t bytes) {
+  if (reinterpret_cast<uintptr_t>(p) % bytes != 0) ++emulated_misaligned_accesses;
 }
 
 inline unsigned long long atomicMin(unsigned long long* address, unsigned long long v) {
@@ -124,6 +135,8 @@ inline void emulate(dim3 grid, dim3 block, const std::function<void()>& kernel) 
     });
   for (std::thread& th : pool) th.join();
   emulated_block_barrier = nullptr;
+  if (const int64_t bad = emulated_misaligned_accesses.exchange(0))
+    throw std::runtime_error("emulated kernel: " + std::to_string(bad) + " vector accesses off their alignment");
 }
 
 }  // namespace minidl::testing

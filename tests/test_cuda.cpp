@@ -476,29 +476,37 @@ TEST_CASE("int8 dynamic quantization on the GPU: the CPU's int8 layer bit for bi
   CHECK(model->forward(images).to_vector<float>() == want.to_vector<float>());
 }
 
-TEST_CASE("softmax, log_softmax and the fused losses, short rows and long ones") {
+TEST_CASE("softmax, log_softmax and the fused losses, short rows and long ones, in both row layouts") {
   Generator gen(31);
-  for (DType t : {DType::f32, DType::f64}) {
-    for (int64_t classes : {10, 1000, 32000}) {
-      CAPTURE(t);
-      CAPTURE(classes);
-      const int64_t rows = classes == 32000 ? 8 : 64;
-      const Tensor s = mul(normal({rows, classes}, 32, t), scalar_tensor(3.0, {.dtype = t}));
-      const Tensor te = mul(normal({rows, classes}, 33, t), scalar_tensor(3.0, {.dtype = t}));
-      Tensor y = randint(0, classes, {rows}, {}, gen);
-      check_parity("softmax", {s}, [](auto& v) { return softmax(v[0], 1); });
-      check_parity("log_softmax", {s}, [](auto& v) { return log_softmax(v[0], 1); });
-      check_parity("cross_entropy", {s, y}, [](auto& v) { return cross_entropy(v[0], v[1]); });
-      const Tensor weight = add(abs(normal({classes}, 34, t)), scalar_tensor(0.1, {.dtype = t}));
-      Tensor y_ignored = y.clone();
-      y_ignored.narrow(0, 0, 3).fill_(-100);
-      check_parity("cross_entropy weighted, smoothed, ignoring", {s, y_ignored, weight}, [](auto& v) {
-        return cross_entropy(v[0], v[1], {.weight = v[2], .label_smoothing = 0.1});
-      });
-      check_parity("kl_div_logits", {s, te}, [](auto& v) { return kl_div_logits(v[0], v[1], 4.0); });
-      check_parity("distillation_loss", {s, te, y}, [](auto& v) {
-        return distillation_loss(v[0], v[1].detach(), v[2], {.temperature = 2.0, .alpha = 0.7});  // a fixed teacher
-      });
+  // The layout the length picks (a warp per row up to 1024 columns), and each forced at every length.
+  struct RestoreLayout {
+    ~RestoreLayout() { cuda::set_row_layout(cuda::RowLayout::automatic); }
+  } restore;
+  for (cuda::RowLayout layout : {cuda::RowLayout::automatic, cuda::RowLayout::warp, cuda::RowLayout::block}) {
+    for (DType t : {DType::f32, DType::f64}) {
+      for (int64_t classes : {10, 37, 1000, 32000}) {
+        cuda::set_row_layout(layout);
+        CAPTURE(static_cast<int>(layout));
+        CAPTURE(t);
+        CAPTURE(classes);
+        const int64_t rows = classes == 32000 ? 8 : 64;
+        const Tensor s = mul(normal({rows, classes}, 32, t), scalar_tensor(3.0, {.dtype = t}));
+        const Tensor te = mul(normal({rows, classes}, 33, t), scalar_tensor(3.0, {.dtype = t}));
+        Tensor y = randint(0, classes, {rows}, {}, gen);
+        check_parity("softmax", {s}, [](auto& v) { return softmax(v[0], 1); });
+        check_parity("log_softmax", {s}, [](auto& v) { return log_softmax(v[0], 1); });
+        check_parity("cross_entropy", {s, y}, [](auto& v) { return cross_entropy(v[0], v[1]); });
+        const Tensor weight = add(abs(normal({classes}, 34, t)), scalar_tensor(0.1, {.dtype = t}));
+        Tensor y_ignored = y.clone();
+        y_ignored.narrow(0, 0, 3).fill_(-100);
+        check_parity("cross_entropy weighted, smoothed, ignoring", {s, y_ignored, weight}, [](auto& v) {
+          return cross_entropy(v[0], v[1], {.weight = v[2], .label_smoothing = 0.1});
+        });
+        check_parity("kl_div_logits", {s, te}, [](auto& v) { return kl_div_logits(v[0], v[1], 4.0); });
+        check_parity("distillation_loss", {s, te, y}, [](auto& v) {
+          return distillation_loss(v[0], v[1].detach(), v[2], {.temperature = 2.0, .alpha = 0.7});  // a fixed teacher
+        });
+      }
     }
   }
   // A bad target is found on the device and raised once, naming it.

@@ -7,8 +7,9 @@
 //
 // The GPU parity tests (tests/test_cuda.cpp) need a GPU; this one runs in every
 // CI build, so a block reduction that drops a warp, a row index off by one or a
-// missed output element fails here first. Rows of 10, 100 and 1000 classes take
-// blocks of 32, 128 and 256 threads: one warp, several, and the most.
+// missed output element fails here first. The row kernels run in both of their
+// layouts (a warp per row, a block per row) on rows that start on and off the
+// 16-byte boundaries their vector loads and stores need.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -41,21 +42,41 @@ namespace rows = minidl::cuda::rows;
 namespace {
 
 
-template <class F>
-void launch_rows(int64_t n, int64_t cols, F kernel) {
-  minidl::testing::emulate({static_cast<unsigned>(n), 1, 1}, {static_cast<unsigned>(cuda::row_threads(cols)), 1, 1},
-                           kernel);
+// The same copy of t, placed `shift` elements past the start of a fresh
+// allocation: rows that start off the 16-byte boundaries the kernels' vector
+// loads need, so the head / body / tail split (and, for two arrays at different
+// shifts, the element-by-element path) is exercised.
+Tensor shifted(const Tensor& t, int64_t shift) {
+  Tensor flat = full({t.numel() + shift}, std::numeric_limits<double>::quiet_NaN(), {.dtype = t.dtype()});
+  Tensor view = flat.narrow(0, shift, t.numel()).view(t.shape());
+  view.copy_(t);
+  return view;
 }
 
-template <class T>
-void check_rows(int64_t n, int64_t cols) {
+// Row kernels launched as cuda/softmax.cu launches them, with the layout Row.
+template <class Row, class F>
+void launch_rows(int64_t n, int64_t cols, F kernel) {
+  const rows::Layout layout = std::is_same_v<Row, rows::WarpRow> ? rows::Layout::warp : rows::Layout::block;
+  const rows::Geometry g = rows::geometry(layout, n, cols);
+  minidl::testing::emulate(g.grid, g.block, kernel);
+}
+
+// Every row kernel with the layout Row against the CPU's, on rows of `cols`
+// whose arrays start `shift` elements past a 16-byte boundary (the teacher 2 ·
+// shift, so with a shift it sits at another offset than the student).
+template <class T, class Row>
+void check_rows(int64_t n, int64_t cols, int64_t shift) {
   const DType dt = dtype_v<T>;
-  const double tol = std::is_same_v<T, double> ? 1e-12 : 2e-5;
+  const double tol = std::is_same_v<T, double> ? 1e-12 : std::is_same_v<T, float> ? 2e-5 : 1e-2;
   CAPTURE(dt);
   CAPTURE(cols);
+  CAPTURE(shift);
+  const bool warp_per_row = std::is_same_v<Row, rows::WarpRow>;
+  CAPTURE(warp_per_row);
+  auto poisoned = [shift](const Shape& shape, DType type) { return shifted(minidl::testing::poisoned(shape, type), shift); };
   Generator gen(static_cast<uint64_t>(cols));
-  Tensor s = mul(randn({n, cols}, {.dtype = dt}, gen), scalar_tensor(3.0, {.dtype = dt}));
-  const Tensor t = mul(randn({n, cols}, {.dtype = dt}, gen), scalar_tensor(3.0, {.dtype = dt}));
+  Tensor s = shifted(mul(randn({n, cols}, {.dtype = dt}, gen), scalar_tensor(3.0, {.dtype = dt})), shift);
+  const Tensor t = shifted(mul(randn({n, cols}, {.dtype = dt}, gen), scalar_tensor(3.0, {.dtype = dt})), 2 * shift);
   s.narrow(0, 0, 1).copy_(mul(s.narrow(0, 0, 1), scalar_tensor(3000.0, {.dtype = dt})));  // logits near ±1e4: exact, not overflow
   Tensor target = randint(0, cols, {n}, {}, gen);
   const Tensor weight = add(rand({cols}, {.dtype = dt}, gen), scalar_tensor(0.5, {.dtype = dt}));
@@ -65,13 +86,13 @@ void check_rows(int64_t n, int64_t cols) {
     CAPTURE(log);
     Tensor want = poisoned({n, cols}, dt), got = poisoned({n, cols}, dt);
     cpu::softmax_rows(want.arg(), s.arg(), log);
-    launch_rows(n, cols, [&] { rows::softmax_kernel<T>(got.data_ptr<T>(), s.data_ptr<T>(), cols, log); });
+    launch_rows<Row>(n, cols, [&] { rows::softmax_kernel<T, Row>(got.data_ptr<T>(), s.data_ptr<T>(), n, cols, log); });
     CHECK(worst(got, want) <= tol);
     const Tensor g = randn({n, cols}, {.dtype = dt}, gen);
     Tensor gw = poisoned({n, cols}, dt), gg = poisoned({n, cols}, dt);
     cpu::softmax_rows_backward(gw.arg(), g.arg(), want.arg(), log);
-    launch_rows(n, cols, [&] {
-      rows::softmax_backward_kernel<T>(gg.data_ptr<T>(), g.data_ptr<T>(), want.data_ptr<T>(), cols, log);
+    launch_rows<Row>(n, cols, [&] {
+      rows::softmax_backward_kernel<T, Row>(gg.data_ptr<T>(), g.data_ptr<T>(), want.data_ptr<T>(), n, cols, log);
     });
     CHECK(worst(gg, gw) <= tol);
   }
@@ -85,9 +106,9 @@ void check_rows(int64_t n, int64_t cols) {
     Tensor lw = poisoned({n}, dt), lg = poisoned({n}, dt), sw = poisoned({n, 2}, dt), sg = poisoned({n, 2}, dt);
     Tensor stw = empty({1}, {.dtype = DType::int64}), stg = full({1}, -1, {.dtype = DType::int64});
     cpu::cross_entropy_rows(lw.arg(), sw.arg(), s.arg(), target.arg(), weight.arg(), p, stw.arg());
-    launch_rows(n, cols, [&] {
-      rows::cross_entropy_kernel<T>(lg.data_ptr<T>(), sg.data_ptr<T>(), s.data_ptr<T>(), target.data_ptr<int64_t>(),
-                                    weight.data_ptr<T>(), cols, -100, 0.1, stg.data_ptr<int64_t>());
+    launch_rows<Row>(n, cols, [&] {
+      rows::cross_entropy_kernel<T, Row>(lg.data_ptr<T>(), sg.data_ptr<T>(), s.data_ptr<T>(), target.data_ptr<int64_t>(),
+                                    weight.data_ptr<T>(), n, cols, -100, 0.1, stg.data_ptr<int64_t>());
     });
     CHECK(worst(lg, lw) <= tol);
     CHECK(worst(sg, sw) <= tol);
@@ -96,10 +117,10 @@ void check_rows(int64_t n, int64_t cols) {
     if (bad) continue;  // the backward runs only on good targets
     Tensor gw = poisoned({n, cols}, dt), gg = poisoned({n, cols}, dt);
     cpu::cross_entropy_rows_backward(gw.arg(), scale.arg(), s.arg(), sw.arg(), target.arg(), weight.arg(), p);
-    launch_rows(n, cols, [&] {
-      rows::cross_entropy_backward_kernel<T>(gg.data_ptr<T>(), scale.data_ptr<T>(), 1, s.data_ptr<T>(),
-                                             sw.data_ptr<T>(), target.data_ptr<int64_t>(), weight.data_ptr<T>(), cols,
-                                             -100, 0.1);
+    launch_rows<Row>(n, cols, [&] {
+      rows::cross_entropy_backward_kernel<T, Row>(gg.data_ptr<T>(), scale.data_ptr<T>(), 1, s.data_ptr<T>(),
+                                             sw.data_ptr<T>(), target.data_ptr<int64_t>(), weight.data_ptr<T>(), n,
+                                                  cols, -100, 0.1);
     });
     CHECK(worst(gg, gw) <= tol);
   }
@@ -109,17 +130,17 @@ void check_rows(int64_t n, int64_t cols) {
   {
     Tensor lw = poisoned({n}, dt), lg = poisoned({n}, dt), sw = poisoned({n, 4}, dt), sg = poisoned({n, 4}, dt);
     cpu::kl_div_rows(lw.arg(), sw.arg(), s.arg(), t.arg(), 4.0);
-    launch_rows(n, cols, [&] {
-      rows::kl_div_kernel<T>(lg.data_ptr<T>(), sg.data_ptr<T>(), s.data_ptr<T>(), t.data_ptr<T>(), cols, 4.0);
+    launch_rows<Row>(n, cols, [&] {
+      rows::kl_div_kernel<T, Row>(lg.data_ptr<T>(), sg.data_ptr<T>(), s.data_ptr<T>(), t.data_ptr<T>(), n, cols, 4.0);
     });
     CHECK(worst(lg, lw) <= tol);
     CHECK(worst(sg, sw) <= tol);
     Tensor gsw = poisoned({n, cols}, dt), gtw = poisoned({n, cols}, dt);
     Tensor gsg = poisoned({n, cols}, dt), gtg = poisoned({n, cols}, dt);
     cpu::kl_div_rows_backward(gsw.arg(), gtw.arg(), scale.arg(), s.arg(), t.arg(), sw.arg(), lw.arg(), 4.0);
-    launch_rows(n, cols, [&] {
-      rows::kl_div_backward_kernel<T>(gsg.data_ptr<T>(), gtg.data_ptr<T>(), scale.data_ptr<T>(), 1, s.data_ptr<T>(),
-                                      t.data_ptr<T>(), sw.data_ptr<T>(), lw.data_ptr<T>(), cols, 4.0);
+    launch_rows<Row>(n, cols, [&] {
+      rows::kl_div_backward_kernel<T, Row>(gsg.data_ptr<T>(), gtg.data_ptr<T>(), scale.data_ptr<T>(), 1, s.data_ptr<T>(),
+                                      t.data_ptr<T>(), sw.data_ptr<T>(), lw.data_ptr<T>(), n, cols, 4.0);
     });
     CHECK(worst(gsg, gsw) <= tol);
     CHECK(worst(gtg, gtw) <= tol);
@@ -132,9 +153,9 @@ void check_rows(int64_t n, int64_t cols) {
     Tensor gw = poisoned({n, cols}, dt), gg = poisoned({n, cols}, dt);
     Tensor stw = empty({1}, {.dtype = DType::int64}), stg = full({1}, -1, {.dtype = DType::int64});
     cpu::distillation_rows(kw.arg(), cw.arg(), gw.arg(), s.arg(), t.arg(), target.arg(), p, stw.arg());
-    launch_rows(n, cols, [&] {
-      rows::distillation_kernel<T>(kg.data_ptr<T>(), cg.data_ptr<T>(), gg.data_ptr<T>(), s.data_ptr<T>(),
-                                   t.data_ptr<T>(), target.data_ptr<int64_t>(), cols, p.temperature,
+    launch_rows<Row>(n, cols, [&] {
+      rows::distillation_kernel<T, Row>(kg.data_ptr<T>(), cg.data_ptr<T>(), gg.data_ptr<T>(), s.data_ptr<T>(),
+                                   t.data_ptr<T>(), target.data_ptr<int64_t>(), n, cols, p.temperature,
                                    p.alpha * p.temperature * p.grad_scale, (1 - p.alpha) * p.grad_scale,
                                    stg.data_ptr<int64_t>());
     });
@@ -197,10 +218,21 @@ TEST_CASE("the CUDA row reduction on the host emulator equals the CPU's: sum, ma
 }
 
 TEST_CASE("the CUDA row kernels on the host emulator equal the CPU's: softmax, cross-entropy, KL, distillation") {
-  for (int64_t cols : {10, 100, 1000}) {
-    check_rows<float>(5, cols);
-    check_rows<double>(5, cols);
-  }
+  // Both layouts (the launcher picks one by length; either must be right at any
+  // length): a warp per row, 8 rows to a block, 9 rows so the second block has 7
+  // warps past the end; a block per row, of 32 to 256 threads. Shifts put rows
+  // off the 16-byte boundaries; rows of 10 or 37 floats start at a different
+  // offset each, whatever the shift.
+  check_rows<float, rows::WarpRow>(9, 1, 0);
+  check_rows<float, rows::WarpRow>(9, 10, 0);
+  check_rows<float, rows::WarpRow>(9, 37, 1);
+  check_rows<float, rows::WarpRow>(9, 1000, 3);
+  check_rows<float, rows::BlockRow>(5, 10, 1);
+  check_rows<float, rows::BlockRow>(5, 1000, 0);
+  check_rows<double, rows::WarpRow>(9, 10, 1);
+  check_rows<double, rows::BlockRow>(5, 37, 1);
+  check_rows<bf16, rows::WarpRow>(9, 37, 3);  // 8 values to a chunk
+  check_rows<bf16, rows::BlockRow>(5, 300, 0);
 }
 
 TEST_CASE("the CUDA elementwise and copy kernels on the host emulator: broadcasting, strides, every op") {

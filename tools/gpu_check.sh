@@ -65,7 +65,7 @@ run_bench() {  # name, then the command; the table on the log, the JSON beside i
 }
 run_bench gemm $M bench gemm --device cuda --shapes 4096x4096x4096 8192x8192x8192 1024x1024x1024 128x784x512 \
   --min-time 0.3 --min-runs 5 --warmup-runs 2
-run_bench loss $M bench loss --device cuda --shapes 4096x32000 4096x1000 --min-time 0.3
+run_bench loss $M bench loss --device cuda --shapes 4096x32000 4096x1000 4096x10 --min-time 0.3
 run_bench conv $M bench conv --device cuda --min-time 0.3
 echo "-- conv against cuDNN (PyTorch's conv2d), alternating rounds"
 timeout 180 python3 tools/bench/conv_vs_cudnn.py --minidl $M --rounds 3 > "$OUT/conv_vs_cudnn.txt" 2>&1 || bench_rc=1

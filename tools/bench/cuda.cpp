@@ -124,51 +124,76 @@ int bench_gemm_cuda(const std::vector<std::string>& shapes, const CommonOptions&
   return 0;
 }
 
+// The fused loss in the row layout its width gets, beside the other layout
+// forced (is the switch at 1024 columns in the right place on this GPU?), the
+// composed ops, and a device-to-device copy of the logits as the ceiling.
 int bench_loss_cuda(const std::vector<std::string>& shapes, const CommonOptions& o) {
   const Device dev = cuda_device(o);
   const cuda::DeviceInfo info = cuda::device_info(dev.index);
   if (!o.json) print_device(info);
   Table table(fmt::format("fused log_softmax + NLL (cross_entropy), forward + backward, f32, on {}", info.name),
-              {"N x C", "fused", "composed", "speed-up", "fused GB/s", "copy GB/s", "fused / copy"});
+              {"N x C", "fused", "its layout", "other layout (speed vs its)", "composed", "speed-up", "fused GB/s", "copy GB/s",
+               "fused / copy"});
   nlohmann::json rows = nlohmann::json::array();
   Generator gen(9);
+  struct RestoreLayout {
+    ~RestoreLayout() { cuda::set_row_layout(cuda::RowLayout::automatic); }
+  } restore;
+  auto layout_name = [](cuda::RowLayout l) { return l == cuda::RowLayout::warp ? "warp per row" : "block per row"; };
   for (const std::string& spec : shapes) {
     const std::vector<int64_t> nc = parse_sizes(spec, 2, "loss", "NxC, e.g. 4096x32000");
     const int64_t N = nc[0], C = nc[1];
+    // What the launcher picks at this width (cuda/softmax.cu), and the other one.
+    const cuda::RowLayout own = cuda::automatic_row_layout(C);
+    const cuda::RowLayout other = own == cuda::RowLayout::warp ? cuda::RowLayout::block : cuda::RowLayout::warp;
     const Tensor host_logits = randn({N, C}, {}, gen), target_host = randint(0, C, {N}, {}, gen);
     Tensor logits = host_logits.to(dev).requires_grad_();
     const Tensor target = target_host.to(dev);
-    {  // the GPU's loss and gradient against the CPU's before timing
+    {  // the GPU's loss and gradient, in both layouts, against the CPU's before timing
       Tensor h = host_logits.detach().to(DType::f64).requires_grad_();
-      Tensor lh = cross_entropy(h, target_host), ld = cross_entropy(logits, target);
-      require_close("loss", "cuda cross_entropy at " + spec, ld.to(kCPU), lh, 1e-5);
-      lh.backward(), ld.backward();
-      require_close("loss", "cuda cross_entropy's gradient at " + spec, logits.grad().to(kCPU), h.grad(), 1e-5);
-      logits.set_grad(Tensor());
+      Tensor lh = cross_entropy(h, target_host);
+      lh.backward();
+      for (cuda::RowLayout layout : {own, other}) {
+        cuda::set_row_layout(layout);
+        const std::string what = fmt::format("cuda cross_entropy ({}) at {}", layout_name(layout), spec);
+        Tensor ld = cross_entropy(logits, target);
+        require_close("loss", what, ld.to(kCPU), lh, 1e-5);
+        ld.backward();
+        require_close("loss", what + ", its gradient", logits.grad().to(kCPU), h.grad(), 1e-5);
+        logits.set_grad(Tensor());
+      }
     }
-    auto step = [&](auto loss) {
-      return [&, loss] {
+    auto step = [&](cuda::RowLayout layout, auto loss) {
+      return [&, layout, loss] {
+        cuda::set_row_layout(layout);
         loss().backward();
         logits.set_grad(Tensor());
       };
     };
+    auto fused = [&] { return cross_entropy(logits, target); };
     // The yardstick: a device-to-device copy of the logits (read once, write once).
     Tensor copy_dst = empty({N, C}, {.dtype = DType::f32, .device = dev});
     const double bytes = 4.0 * static_cast<double>(N) * C;
-    SideBySide r = run_side_by_side({{"fused", step([&] { return cross_entropy(logits, target); })},
-                                     {"composed", step([&] { return nll_loss(log_softmax(logits, 1), target); })},
-                                     {"copy", [&] { copy_dst.copy_(logits.detach()); }}},
-                                    to_options(o), timer_for(o));
+    SideBySide r = run_side_by_side(
+        {{"fused", step(own, fused)},
+         {"fused, other layout", step(other, fused)},
+         {"composed", step(cuda::RowLayout::automatic, [&] { return nll_loss(log_softmax(logits, 1), target); })},
+         {"copy", [&] { copy_dst.copy_(logits.detach()); }}},
+        to_options(o), timer_for(o));
     // The fused forward reads the logits; the backward reads them and writes the
     // gradient: three passes over N·C floats at the least.
-    const double fused_gbs = 3 * bytes / r.stats[0].median / 1e9, copy_gbs = 2 * bytes / r.stats[2].median / 1e9;
-    table.add_row({spec, format_seconds(r.stats[0].median), format_seconds(r.stats[1].median),
-                   fixed(1.0 / r.speedup[1], 2) + "x", fixed(fused_gbs, 0), fixed(copy_gbs, 0),
-                   fixed(100 * fused_gbs / copy_gbs, 1) + "%"});
+    const double fused_gbs = 3 * bytes / r.stats[0].median / 1e9, copy_gbs = 2 * bytes / r.stats[3].median / 1e9;
+    table.add_row({spec, format_seconds(r.stats[0].median), layout_name(own),
+                   fmt::format("{} ({}x)", format_seconds(r.stats[1].median), fixed(r.speedup[1], 2)),
+                   format_seconds(r.stats[2].median), fixed(1.0 / r.speedup[2], 2) + "x", fixed(fused_gbs, 0),
+                   fixed(copy_gbs, 0), fixed(100 * fused_gbs / copy_gbs, 1) + "%"});
     rows.push_back({{"shape", {N, C}},
+                    {"layout", layout_name(own)},
                     {"fused", r.stats[0].to_json()},
-                    {"composed", r.stats[1].to_json()},
-                    {"copy", r.stats[2].to_json()},
+                    {"fused_other_layout", r.stats[1].to_json()},
+                    {"other_layout", layout_name(other)},
+                    {"composed", r.stats[2].to_json()},
+                    {"copy", r.stats[3].to_json()},
                     {"fused_gb_per_s", fused_gbs},
                     {"copy_gb_per_s", copy_gbs}});
   }
