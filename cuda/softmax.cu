@@ -52,11 +52,10 @@ RowLayout& chosen_layout() {
 template <class Launch>
 void launch_rows(int64_t rows, int64_t cols, Launch launch) {
   if (rows > 0x7fffffff) throw Error("softmax/loss kernels: more than 2^31 - 1 rows on CUDA");
-  RowLayout chosen = chosen_layout();
-  if (chosen == RowLayout::automatic) chosen = automatic_row_layout(cols);
-  const Layout layout = chosen == RowLayout::warp ? Layout::warp : Layout::block;
+  RowLayout layout = chosen_layout();
+  if (layout == RowLayout::automatic) layout = layout_for(cols);
   const Geometry g = geometry(layout, rows, cols);
-  if (layout == Layout::warp) launch(WarpRow{}, g);
+  if (layout == RowLayout::warp) launch(WarpRow{}, g);
   else launch(BlockRow{}, g);
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }
@@ -67,9 +66,7 @@ int64_t stride_of_scale(const TensorArg& scale) { return scale.ndim == 0 ? 0 : s
 
 void set_row_layout(RowLayout layout) { chosen_layout() = layout; }
 RowLayout row_layout() { return chosen_layout(); }
-RowLayout automatic_row_layout(int64_t cols) {
-  return layout_for(cols) == Layout::warp ? RowLayout::warp : RowLayout::block;
-}
+RowLayout automatic_row_layout(int64_t cols) { return layout_for(cols); }
 
 void softmax_rows(const TensorArg& y, const TensorArg& x, bool log) {
   const int64_t rows = x.shape[0], cols = x.shape[1];

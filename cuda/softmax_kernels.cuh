@@ -30,25 +30,25 @@
 #include <cstring>
 
 #include "cuda/device.cuh"
+#include "cuda/kernels.h"  // RowLayout
 
 namespace minidl::cuda::rows {
 namespace {
 
 // ---- Row layouts (host side: which one, and its launch geometry) -------------
 
-enum class Layout { warp, block };
-
-inline constexpr int kRowsPerBlock = 8;         // WarpRow: rows (warps) per block
+inline constexpr int kRowsPerBlock = 8;           // WarpRow: rows (warps) per block
 inline constexpr int64_t kWarpRowMaxCols = 1024;  // longer rows take a block each
 
 // A warp per row up to 1024 columns (32 per lane), a block per row beyond.
-inline Layout layout_for(int64_t cols) { return cols <= kWarpRowMaxCols ? Layout::warp : Layout::block; }
+inline RowLayout layout_for(int64_t cols) { return cols <= kWarpRowMaxCols ? RowLayout::warp : RowLayout::block; }
 
 struct Geometry {
   dim3 grid, block;
 };
-inline Geometry geometry(Layout layout, int64_t rows, int64_t cols) {
-  if (layout == Layout::warp)
+// layout: warp or block.
+inline Geometry geometry(RowLayout layout, int64_t rows, int64_t cols) {
+  if (layout == RowLayout::warp)
     return {dim3{static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock), 1, 1},
             dim3{static_cast<unsigned>(kWarp), static_cast<unsigned>(kRowsPerBlock), 1}};
   return {dim3{static_cast<unsigned>(rows), 1, 1}, dim3{static_cast<unsigned>(row_threads(cols)), 1, 1}};

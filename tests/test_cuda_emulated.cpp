@@ -56,7 +56,7 @@ Tensor shifted(const Tensor& t, int64_t shift) {
 // Row kernels launched as cuda/softmax.cu launches them, with the layout Row.
 template <class Row, class F>
 void launch_rows(int64_t n, int64_t cols, F kernel) {
-  const rows::Layout layout = std::is_same_v<Row, rows::WarpRow> ? rows::Layout::warp : rows::Layout::block;
+  const cuda::RowLayout layout = std::is_same_v<Row, rows::WarpRow> ? cuda::RowLayout::warp : cuda::RowLayout::block;
   const rows::Geometry g = rows::geometry(layout, n, cols);
   minidl::testing::emulate(g.grid, g.block, kernel);
 }
