@@ -130,7 +130,7 @@ void batch_norm_backward(const TensorArg& gx, const TensorArg& gw, const TensorA
 // any row length.
 enum class RowLayout { automatic, warp, block };
 void set_row_layout(RowLayout layout);
-RowLayout row_layout();                  // what set_row_layout (or MINIDL_CUDA_ROWS) chose
+RowLayout row_layout();                        // what set_row_layout (or MINIDL_CUDA_ROWS) chose
 RowLayout automatic_row_layout(int64_t cols);  // what `automatic` picks for rows of `cols`: warp or block
 void softmax_rows(const TensorArg& y, const TensorArg& x, bool log);
 void softmax_rows_backward(const TensorArg& gx, const TensorArg& g, const TensorArg& y, bool log);

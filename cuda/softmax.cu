@@ -55,8 +55,10 @@ void launch_rows(int64_t rows, int64_t cols, Launch launch) {
   RowLayout layout = chosen_layout();
   if (layout == RowLayout::automatic) layout = layout_for(cols);
   const Geometry g = geometry(layout, rows, cols);
-  if (layout == RowLayout::warp) launch(WarpRow{}, g);
-  else launch(BlockRow{}, g);
+  if (layout == RowLayout::warp)
+    launch(WarpRow{}, g);
+  else
+    launch(BlockRow{}, g);
   MINIDL_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -128,8 +130,8 @@ void kl_div_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& s
   dispatch_floating(student.dtype, "kl_div_logits", [&](auto tag) {
     using T = decltype(tag);
     launch_rows(rows, cols, [&](auto row, const Geometry& g) {
-      kl_div_kernel<T, decltype(row)><<<g.grid, g.block, 0, stream()>>>(
-          loss.ptr<T>(), lse.ptr<T>(), student.ptr<T>(), teacher.ptr<T>(), rows, cols, temperature);
+      kl_div_kernel<T, decltype(row)><<<g.grid, g.block, 0, stream()>>>(loss.ptr<T>(), lse.ptr<T>(), student.ptr<T>(),
+                                                                        teacher.ptr<T>(), rows, cols, temperature);
     });
   });
 }

@@ -68,9 +68,13 @@ struct WarpRow {
   __device__ int rank() const { return static_cast<int>(threadIdx.x); }  // lane
   __device__ int size() const { return kWarp; }
   template <class V>
-  __device__ V sum(V v) const { return warp_sum(v); }
+  __device__ V sum(V v) const {
+    return warp_sum(v);
+  }
   template <class V>
-  __device__ V max(V v) const { return warp_max(v); }
+  __device__ V max(V v) const {
+    return warp_max(v);
+  }
 };
 
 struct BlockRow {
@@ -78,9 +82,13 @@ struct BlockRow {
   __device__ int rank() const { return static_cast<int>(threadIdx.x); }
   __device__ int size() const { return static_cast<int>(blockDim.x); }
   template <class V>
-  __device__ V sum(V v) const { return block_sum(v, reduction_scratch<V>()); }
+  __device__ V sum(V v) const {
+    return block_sum(v, reduction_scratch<V>());
+  }
   template <class V>
-  __device__ V max(V v) const { return block_max(v, reduction_scratch<V>()); }
+  __device__ V max(V v) const {
+    return block_max(v, reduction_scratch<V>());
+  }
 };
 
 // ---- Reading and writing a row in 16-byte chunks -------------------------------
@@ -159,38 +167,45 @@ __device__ void for_each_part(const Row& row, int64_t cols, Parts p, One one, Wh
 // f(c, a_c) — or f(c, a_c, b_c) — for every column c of the row this thread owns.
 template <class Row, class T, class F>
 __device__ void row_fold(const Row& row, int64_t cols, const T* a, F f) {
-  for_each_part<T>(row, cols, parts_of(cols, a), [&](int64_t c) { f(c, a[c]); }, [&](int64_t c0) {
-    const Chunk<T> qa = load16(a + c0);
-    for (int i = 0; i < kVec<T>; ++i) f(c0 + i, qa.v[i]);
-  });
+  for_each_part<T>(
+      row, cols, parts_of(cols, a), [&](int64_t c) { f(c, a[c]); },
+      [&](int64_t c0) {
+        const Chunk<T> qa = load16(a + c0);
+        for (int i = 0; i < kVec<T>; ++i) f(c0 + i, qa.v[i]);
+      });
 }
 template <class Row, class T, class F>
 __device__ void row_fold(const Row& row, int64_t cols, const T* a, const T* b, F f) {
-  for_each_part<T>(row, cols, parts_of(cols, a, b), [&](int64_t c) { f(c, a[c], b[c]); }, [&](int64_t c0) {
-    const Chunk<T> qa = load16(a + c0), qb = load16(b + c0);
-    for (int i = 0; i < kVec<T>; ++i) f(c0 + i, qa.v[i], qb.v[i]);
-  });
+  for_each_part<T>(
+      row, cols, parts_of(cols, a, b), [&](int64_t c) { f(c, a[c], b[c]); },
+      [&](int64_t c0) {
+        const Chunk<T> qa = load16(a + c0), qb = load16(b + c0);
+        for (int i = 0; i < kVec<T>; ++i) f(c0 + i, qa.v[i], qb.v[i]);
+      });
 }
 
 // y_c = f(c, a_c) — or f(c, a_c, b_c) — for every column c this thread owns.
 template <class Row, class T, class F>
 __device__ void row_map(const Row& row, int64_t cols, T* y, const T* a, F f) {
-  for_each_part<T>(row, cols, parts_of(cols, y, a), [&](int64_t c) { y[c] = T(f(c, a[c])); }, [&](int64_t c0) {
-    const Chunk<T> qa = load16(a + c0);
-    Chunk<T> qy;
-    for (int i = 0; i < kVec<T>; ++i) qy.v[i] = T(f(c0 + i, qa.v[i]));
-    store16(y + c0, qy);
-  });
+  for_each_part<T>(
+      row, cols, parts_of(cols, y, a), [&](int64_t c) { y[c] = T(f(c, a[c])); },
+      [&](int64_t c0) {
+        const Chunk<T> qa = load16(a + c0);
+        Chunk<T> qy;
+        for (int i = 0; i < kVec<T>; ++i) qy.v[i] = T(f(c0 + i, qa.v[i]));
+        store16(y + c0, qy);
+      });
 }
 template <class Row, class T, class F>
 __device__ void row_map(const Row& row, int64_t cols, T* y, const T* a, const T* b, F f) {
-  for_each_part<T>(row, cols, parts_of(cols, y, a, b), [&](int64_t c) { y[c] = T(f(c, a[c], b[c])); },
-                   [&](int64_t c0) {
-                     const Chunk<T> qa = load16(a + c0), qb = load16(b + c0);
-                     Chunk<T> qy;
-                     for (int i = 0; i < kVec<T>; ++i) qy.v[i] = T(f(c0 + i, qa.v[i], qb.v[i]));
-                     store16(y + c0, qy);
-                   });
+  for_each_part<T>(
+      row, cols, parts_of(cols, y, a, b), [&](int64_t c) { y[c] = T(f(c, a[c], b[c])); },
+      [&](int64_t c0) {
+        const Chunk<T> qa = load16(a + c0), qb = load16(b + c0);
+        Chunk<T> qy;
+        for (int i = 0; i < kVec<T>; ++i) qy.v[i] = T(f(c0 + i, qa.v[i], qb.v[i]));
+        store16(y + c0, qy);
+      });
 }
 
 // ---- The log-normaliser --------------------------------------------------------
@@ -256,9 +271,8 @@ __global__ void softmax_backward_kernel(T* gx, const T* g, const T* y, int64_t r
   if (r >= rows) return;
   const T *gr = g + r * cols, *yr = y + r * cols;
   C dot = 0;
-  row_fold(row, cols, gr, yr, [&](int64_t, T gc, T yc) {
-    dot += log_out ? static_cast<C>(gc) : static_cast<C>(gc) * static_cast<C>(yc);
-  });
+  row_fold(row, cols, gr, yr,
+           [&](int64_t, T gc, T yc) { dot += log_out ? static_cast<C>(gc) : static_cast<C>(gc) * static_cast<C>(yc); });
   dot = row.sum(dot);
   row_map(row, cols, gx + r * cols, gr, yr, [&](int64_t, T gv, T yv) {
     const C gc = static_cast<C>(gv), yc = static_cast<C>(yv);
@@ -297,8 +311,10 @@ __global__ void cross_entropy_kernel(T* loss, T* lse, const T* logits, const int
   C smooth = 0;
   if (eps != C(0)) {
     auto add = [&](C w_c, T x_c) { smooth += w_c * ((s.max - static_cast<C>(x_c)) + s.log_sum); };
-    if (weight) row_fold(row, cols, x, weight, [&](int64_t, T x_c, T w_c) { add(static_cast<C>(w_c), x_c); });
-    else row_fold(row, cols, x, [&](int64_t, T x_c) { add(C(1), x_c); });
+    if (weight)
+      row_fold(row, cols, x, weight, [&](int64_t, T x_c, T w_c) { add(static_cast<C>(w_c), x_c); });
+    else
+      row_fold(row, cols, x, [&](int64_t, T x_c) { add(C(1), x_c); });
     smooth = row.sum(smooth);
   }
   if (first) {
@@ -338,8 +354,10 @@ __global__ void cross_entropy_backward_kernel(T* gx, const T* scale, int64_t sca
     const C prob = exp(s.log_p(static_cast<C>(x_c)));
     return g * (hard * (prob - (c == t ? C(1) : C(0))) + soft * (w_total * prob - w_c));
   };
-  if (weight) row_map(row, cols, o, x, weight, [&](int64_t c, T x_c, T w_c) { return grad(c, x_c, static_cast<C>(w_c)); });
-  else row_map(row, cols, o, x, [&](int64_t c, T x_c) { return grad(c, x_c, C(1)); });
+  if (weight)
+    row_map(row, cols, o, x, weight, [&](int64_t c, T x_c, T w_c) { return grad(c, x_c, static_cast<C>(w_c)); });
+  else
+    row_map(row, cols, o, x, [&](int64_t c, T x_c) { return grad(c, x_c, C(1)); });
 }
 
 // student, teacher (rows, cols) -> loss (rows), stats (rows, 4).

@@ -15,8 +15,8 @@
 #include <algorithm>
 #include <atomic>
 #include <barrier>
-#include <condition_variable>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
 #include <functional>

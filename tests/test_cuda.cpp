@@ -499,9 +499,8 @@ TEST_CASE("softmax, log_softmax and the fused losses, short rows and long ones, 
         const Tensor weight = add(abs(normal({classes}, 34, t)), scalar_tensor(0.1, {.dtype = t}));
         Tensor y_ignored = y.clone();
         y_ignored.narrow(0, 0, 3).fill_(-100);
-        check_parity("cross_entropy weighted, smoothed, ignoring", {s, y_ignored, weight}, [](auto& v) {
-          return cross_entropy(v[0], v[1], {.weight = v[2], .label_smoothing = 0.1});
-        });
+        check_parity("cross_entropy weighted, smoothed, ignoring", {s, y_ignored, weight},
+                     [](auto& v) { return cross_entropy(v[0], v[1], {.weight = v[2], .label_smoothing = 0.1}); });
         check_parity("kl_div_logits", {s, te}, [](auto& v) { return kl_div_logits(v[0], v[1], 4.0); });
         check_parity("distillation_loss", {s, te, y}, [](auto& v) {
           return distillation_loss(v[0], v[1].detach(), v[2], {.temperature = 2.0, .alpha = 0.7});  // a fixed teacher

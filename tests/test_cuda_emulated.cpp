@@ -41,7 +41,6 @@ namespace rows = minidl::cuda::rows;
 
 namespace {
 
-
 // The same copy of t, placed `shift` elements past the start of a fresh
 // allocation: rows that start off the 16-byte boundaries the kernels' vector
 // loads need, so the head / body / tail split (and, for two arrays at different
@@ -73,7 +72,9 @@ void check_rows(int64_t n, int64_t cols, int64_t shift) {
   CAPTURE(shift);
   const bool warp_per_row = std::is_same_v<Row, rows::WarpRow>;
   CAPTURE(warp_per_row);
-  auto poisoned = [shift](const Shape& shape, DType type) { return shifted(minidl::testing::poisoned(shape, type), shift); };
+  auto poisoned = [shift](const Shape& shape, DType type) {
+    return shifted(minidl::testing::poisoned(shape, type), shift);
+  };
   Generator gen(static_cast<uint64_t>(cols));
   Tensor s = shifted(mul(randn({n, cols}, {.dtype = dt}, gen), scalar_tensor(3.0, {.dtype = dt})), shift);
   const Tensor t = shifted(mul(randn({n, cols}, {.dtype = dt}, gen), scalar_tensor(3.0, {.dtype = dt})), 2 * shift);
@@ -107,8 +108,9 @@ void check_rows(int64_t n, int64_t cols, int64_t shift) {
     Tensor stw = empty({1}, {.dtype = DType::int64}), stg = full({1}, -1, {.dtype = DType::int64});
     cpu::cross_entropy_rows(lw.arg(), sw.arg(), s.arg(), target.arg(), weight.arg(), p, stw.arg());
     launch_rows<Row>(n, cols, [&] {
-      rows::cross_entropy_kernel<T, Row>(lg.data_ptr<T>(), sg.data_ptr<T>(), s.data_ptr<T>(), target.data_ptr<int64_t>(),
-                                    weight.data_ptr<T>(), n, cols, -100, 0.1, stg.data_ptr<int64_t>());
+      rows::cross_entropy_kernel<T, Row>(lg.data_ptr<T>(), sg.data_ptr<T>(), s.data_ptr<T>(),
+                                         target.data_ptr<int64_t>(), weight.data_ptr<T>(), n, cols, -100, 0.1,
+                                         stg.data_ptr<int64_t>());
     });
     CHECK(worst(lg, lw) <= tol);
     CHECK(worst(sg, sw) <= tol);
@@ -119,7 +121,7 @@ void check_rows(int64_t n, int64_t cols, int64_t shift) {
     cpu::cross_entropy_rows_backward(gw.arg(), scale.arg(), s.arg(), sw.arg(), target.arg(), weight.arg(), p);
     launch_rows<Row>(n, cols, [&] {
       rows::cross_entropy_backward_kernel<T, Row>(gg.data_ptr<T>(), scale.data_ptr<T>(), 1, s.data_ptr<T>(),
-                                             sw.data_ptr<T>(), target.data_ptr<int64_t>(), weight.data_ptr<T>(), n,
+                                                  sw.data_ptr<T>(), target.data_ptr<int64_t>(), weight.data_ptr<T>(), n,
                                                   cols, -100, 0.1);
     });
     CHECK(worst(gg, gw) <= tol);
@@ -139,8 +141,9 @@ void check_rows(int64_t n, int64_t cols, int64_t shift) {
     Tensor gsg = poisoned({n, cols}, dt), gtg = poisoned({n, cols}, dt);
     cpu::kl_div_rows_backward(gsw.arg(), gtw.arg(), scale.arg(), s.arg(), t.arg(), sw.arg(), lw.arg(), 4.0);
     launch_rows<Row>(n, cols, [&] {
-      rows::kl_div_backward_kernel<T, Row>(gsg.data_ptr<T>(), gtg.data_ptr<T>(), scale.data_ptr<T>(), 1, s.data_ptr<T>(),
-                                      t.data_ptr<T>(), sw.data_ptr<T>(), lw.data_ptr<T>(), n, cols, 4.0);
+      rows::kl_div_backward_kernel<T, Row>(gsg.data_ptr<T>(), gtg.data_ptr<T>(), scale.data_ptr<T>(), 1,
+                                           s.data_ptr<T>(), t.data_ptr<T>(), sw.data_ptr<T>(), lw.data_ptr<T>(), n,
+                                           cols, 4.0);
     });
     CHECK(worst(gsg, gsw) <= tol);
     CHECK(worst(gtg, gtw) <= tol);
@@ -155,9 +158,9 @@ void check_rows(int64_t n, int64_t cols, int64_t shift) {
     cpu::distillation_rows(kw.arg(), cw.arg(), gw.arg(), s.arg(), t.arg(), target.arg(), p, stw.arg());
     launch_rows<Row>(n, cols, [&] {
       rows::distillation_kernel<T, Row>(kg.data_ptr<T>(), cg.data_ptr<T>(), gg.data_ptr<T>(), s.data_ptr<T>(),
-                                   t.data_ptr<T>(), target.data_ptr<int64_t>(), n, cols, p.temperature,
-                                   p.alpha * p.temperature * p.grad_scale, (1 - p.alpha) * p.grad_scale,
-                                   stg.data_ptr<int64_t>());
+                                        t.data_ptr<T>(), target.data_ptr<int64_t>(), n, cols, p.temperature,
+                                        p.alpha * p.temperature * p.grad_scale, (1 - p.alpha) * p.grad_scale,
+                                        stg.data_ptr<int64_t>());
     });
     CHECK(worst(kg, kw) <= tol);
     CHECK(worst(cg, cw) <= tol);

@@ -132,8 +132,8 @@ int bench_loss_cuda(const std::vector<std::string>& shapes, const CommonOptions&
   const cuda::DeviceInfo info = cuda::device_info(dev.index);
   if (!o.json) print_device(info);
   Table table(fmt::format("fused log_softmax + NLL (cross_entropy), forward + backward, f32, on {}", info.name),
-              {"N x C", "fused", "its layout", "other layout (speed vs its)", "composed", "speed-up", "fused GB/s", "copy GB/s",
-               "fused / copy"});
+              {"N x C", "fused", "its layout", "other layout (speed vs its)", "composed", "speed-up", "fused GB/s",
+               "copy GB/s", "fused / copy"});
   nlohmann::json rows = nlohmann::json::array();
   Generator gen(9);
   struct RestoreLayout {
