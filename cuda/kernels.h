@@ -132,6 +132,18 @@ enum class RowLayout { automatic, warp, block };
 void set_row_layout(RowLayout layout);
 RowLayout row_layout();                        // what set_row_layout (or MINIDL_CUDA_ROWS) chose
 RowLayout automatic_row_layout(int64_t cols);  // what `automatic` picks for rows of `cols`: warp or block
+// Remembers the layout in force and puts it back when it goes out of scope, so a
+// benchmark or test may force layouts in between without leaving one behind.
+class KeepRowLayout {
+ public:
+  KeepRowLayout() : before_(row_layout()) {}
+  ~KeepRowLayout() { set_row_layout(before_); }
+  KeepRowLayout(const KeepRowLayout&) = delete;
+  KeepRowLayout& operator=(const KeepRowLayout&) = delete;
+
+ private:
+  RowLayout before_;
+};
 void softmax_rows(const TensorArg& y, const TensorArg& x, bool log);
 void softmax_rows_backward(const TensorArg& gx, const TensorArg& g, const TensorArg& y, bool log);
 void cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& logits, const TensorArg& target,

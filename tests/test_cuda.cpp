@@ -479,9 +479,7 @@ TEST_CASE("int8 dynamic quantization on the GPU: the CPU's int8 layer bit for bi
 TEST_CASE("softmax, log_softmax and the fused losses, short rows and long ones, in both row layouts") {
   Generator gen(31);
   // The layout the length picks (a warp per row up to 1024 columns), and each forced at every length.
-  struct RestoreLayout {
-    ~RestoreLayout() { cuda::set_row_layout(cuda::RowLayout::automatic); }
-  } restore;
+  const cuda::KeepRowLayout keep;  // the layouts forced below are undone on the way out
   for (cuda::RowLayout layout : {cuda::RowLayout::automatic, cuda::RowLayout::warp, cuda::RowLayout::block}) {
     for (DType t : {DType::f32, DType::f64}) {
       for (int64_t classes : {10, 37, 1000, 32000}) {

@@ -136,9 +136,7 @@ int bench_loss_cuda(const std::vector<std::string>& shapes, const CommonOptions&
                "copy GB/s", "fused / copy"});
   nlohmann::json rows = nlohmann::json::array();
   Generator gen(9);
-  struct RestoreLayout {
-    ~RestoreLayout() { cuda::set_row_layout(cuda::RowLayout::automatic); }
-  } restore;
+  const cuda::KeepRowLayout keep;  // the layouts forced below are undone on the way out
   auto layout_name = [](cuda::RowLayout l) { return l == cuda::RowLayout::warp ? "warp per row" : "block per row"; };
   for (const std::string& spec : shapes) {
     const std::vector<int64_t> nc = parse_sizes(spec, 2, "loss", "NxC, e.g. 4096x32000");
