@@ -1,10 +1,12 @@
 #include "core/file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -25,6 +27,31 @@ void write_all(int fd, const void* buf, size_t n, const std::string& path, const
   }
 }
 }  // namespace
+
+std::vector<uint8_t> read_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  MINIDL_CHECK(fd >= 0, "{}: no such file or cannot open it ({})", path, std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  // The size fstat gives, plus one byte so that the read that finds the end has
+  // room; a file that grows meanwhile, or a pipe (size 0), grows the buffer.
+  struct stat st {};
+  const size_t expected = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? static_cast<size_t>(st.st_size) : 0;
+  std::vector<uint8_t> bytes(expected + 1);
+  size_t have = 0;
+  for (;;) {
+    if (have == bytes.size()) bytes.resize(std::max<size_t>(2 * bytes.size(), 1 << 16));
+    const ssize_t r = ::read(fd, bytes.data() + have, bytes.size() - have);
+    if (r < 0 && errno == EINTR) continue;
+    MINIDL_CHECK(r >= 0, "{}: reading failed after {} bytes: {}", path, have, std::strerror(errno));
+    if (r == 0) break;
+    have += static_cast<size_t>(r);
+  }
+  bytes.resize(have);
+  return bytes;
+}
 
 void write_file_atomically(const std::string& path, const std::vector<std::pair<const void*, size_t>>& chunks,
                            const char* op) {

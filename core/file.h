@@ -1,12 +1,19 @@
-// core/file.h — writing a file so that it is either all there or not there.
+// core/file.h — reading a whole file in one go, and writing one so that it is
+// either all there or not there.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace minidl {
+
+// The bytes of `path`, read with one system call per chunk (not a stream
+// iterator's call per byte: the training images are 26 MB). Errors name the
+// file and the reason: missing, unreadable, a directory, a read that fails.
+std::vector<uint8_t> read_file(const std::string& path);
 
 // Writes the chunks, in order, to a temporary file beside `path`, flushes it to
 // disk and renames it over `path` (then flushes the directory), so a reader

@@ -4,19 +4,15 @@
 
 #include <algorithm>
 #include <climits>
-#include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <memory>
 
 #include "core/check.h"
+#include "core/file.h"
 
 namespace minidl::nn {
 
 std::vector<uint8_t> read_maybe_gzip(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  MINIDL_CHECK(std::filesystem::exists(path) && in.good(), "{}: no such file or cannot open", path);
-  std::vector<uint8_t> raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<uint8_t> raw = read_file(path);
   return gunzip_maybe(raw.data(), raw.size(), path);
 }
 

@@ -1,14 +1,8 @@
 #include "nn/safetensors.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -71,10 +65,8 @@ void save_safetensors(const std::string& path, const StateDict& tensors, const M
 }
 
 SafeTensors load_safetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  MINIDL_CHECK(in.good(), "{}: cannot open (does the file exist?)", path);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return parse_safetensors(bytes.data(), bytes.size(), path);
+  const std::vector<uint8_t> bytes = read_file(path);
+  return parse_safetensors(reinterpret_cast<const char*>(bytes.data()), bytes.size(), path);
 }
 
 SafeTensors parse_safetensors(const char* data, size_t n, const std::string& path) {

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "minidl.h"
+#include "core/file.h"
 #include "idx_files.h"
 #include "temp_dir.h"
 #include "nn/data.h"
@@ -75,6 +76,19 @@ TEST_CASE("IDX: corrupt files give errors naming the file and the problem") {
   write_bytes(dir / "tiny", {0, 0});
   CHECK_THROWS_WITH_AS(read_idx(dir / "tiny", 1), doctest::Contains("too short for an IDX header"), Error);
   CHECK_THROWS_WITH_AS(read_idx(dir / "nope.gz", 1), doctest::Contains("nope.gz: no such file"), Error);
+}
+
+TEST_CASE("read_file: every byte of a file, and a clear error for what is not one") {
+  TempDir dir;
+  std::vector<uint8_t> bytes(200003);  // not a multiple of any buffer size
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 7 + i / 251);
+  write_bytes(dir / "data", bytes);
+  CHECK(read_file(dir / "data") == bytes);
+  write_bytes(dir / "empty", {});
+  CHECK(read_file(dir / "empty").empty());
+  CHECK_THROWS_WITH_AS(read_file(dir / "missing"), doctest::Contains("missing: no such file or cannot open it"), Error);
+  fs::create_directory(dir / "folder");
+  CHECK_THROWS_WITH_AS(read_file(dir / "folder"), doctest::Contains("folder: reading failed after 0 bytes"), Error);
 }
 
 TEST_CASE("datasets: counts must agree, labels must be classes, a missing set names the package") {
