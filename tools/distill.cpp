@@ -295,10 +295,10 @@ int run_distill(const DistillOptions& o) {
   for (const std::string& t : o.teachers)
     MINIDL_CHECK(std::filesystem::is_regular_file(t), "distill: --teacher {}: no such file", t);
 
+  // The test split first: the teachers and the student are probed on it, and a
+  // refused one is refused before the 60 000 training images are read.
   Setup s(o);
-  s.train = load_mnist_format(o.data_dir, "train");
   s.test = load_mnist_format(o.data_dir, "t10k");
-  if (o.limit_train > 0) s.train = s.train.subset(o.limit_train);
   if (o.limit_test > 0) s.test = s.test.subset(o.limit_test);
   std::vector<std::string> teacher_archs;
   int64_t teacher_classes = 0;
@@ -324,6 +324,8 @@ int run_distill(const DistillOptions& o) {
                  "distill: the teacher {} has {} classes but the student {} has {}: they must predict the same classes",
                  teacher_name, teacher_classes, o.student, student_classes);
   }
+  s.train = load_mnist_format(o.data_dir, "train");
+  if (o.limit_train > 0) s.train = s.train.subset(o.limit_train);
 
   // The teacher, once: its test predictions (for agreement), and its training
   // logits unless augmentation makes every batch new.
