@@ -215,10 +215,7 @@ Criterion parse_criterion(const std::string& name) {
   fail("unknown ranking criterion '{}' (known: l1, l2, random)", name);
 }
 
-std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<std::string>& layers, Amount amount,
-                                           Criterion criterion, Generator* gen) {
-  NoGradGuard no_grad;
-  // Everything is checked before anything changes.
+void check_channel_pruning(nn::Module& model, const std::vector<std::string>& layers, Amount amount) {
   for (const std::string& name : layers) {
     locate(model, name);
     const Tensor w = weight_of(*model.find(name));
@@ -226,6 +223,12 @@ std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<
     MINIDL_CHECK(drop < w.size(0), "prune_channels: amount {} would remove all {} outputs of layer '{}'",
                  amount.to_json().dump(), w.size(0), name);
   }
+}
+
+std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<std::string>& layers, Amount amount,
+                                           Criterion criterion, Generator* gen) {
+  NoGradGuard no_grad;
+  check_channel_pruning(model, layers, amount);  // everything is checked before anything changes
 
   // The biases as they are now: a removed channel's constant is its own bias,
   // not the one it has after an earlier layer's fold was added to it (in the

@@ -63,6 +63,10 @@ std::vector<std::string> prunable_layers(nn::Module& model);
 std::vector<ChannelPruning> prune_channels(nn::Module& model, const std::vector<std::string>& layers, Amount amount,
                                            Criterion criterion, Generator* gen = nullptr);
 
+// prune_channels' refusals alone, changing nothing: a tool calls it before it
+// spends minutes evaluating the model, so a request it cannot do fails at once.
+void check_channel_pruning(nn::Module& model, const std::vector<std::string>& layers, Amount amount);
+
 // Residual groups: the channels a chain of residual blocks ties together. In
 // a ResNet trunk the stem's outputs, every identity block's conv2 outputs and
 // the block inputs are added channel by channel, so channel c can only go from

@@ -145,6 +145,8 @@ int run_prune(const PruneOptions& o) {
   ModulePtr original = load_model(o.checkpoint);
   model->eval(), original->eval();
   const std::vector<std::string> layers = choose_layers(*model, o);
+  const Amount amount = Amount::fraction(o.amount);
+  if (o.method == "channel") compress::check_channel_pruning(*model, layers, amount);  // before the evaluation
   ImageDataset test = load_mnist_format(o.data_dir, "t10k");
   if (o.limit_test > 0) test = test.subset(o.limit_test);
 
@@ -161,7 +163,6 @@ int run_prune(const PruneOptions& o) {
   compress::Pruner pruner(*model);
   Generator gen(o.seed);
   nlohmann::json channel_report = nlohmann::json::array();
-  const Amount amount = Amount::fraction(o.amount);
   if (o.schedule == "oneshot") {
     if (o.method == "global") {
       pruner.global_unstructured(weight_names(layers), amount);
