@@ -1,7 +1,8 @@
 // tests/cuda_emulator.h — just enough of CUDA's execution model to run simple
-// kernels on the host: a block's threads are host threads, __shared__ arrays are
-// function statics (one block runs at a time, so they are the block's), and
-// __syncthreads() is a std::barrier across the block.
+// kernels on the host: a block's threads are fibers (ucontext) taking turns on
+// the calling thread, __shared__ arrays are function statics (one block runs at
+// a time, so they are the block's), and __syncthreads() lets the next fiber run
+// until every one of the block has arrived.
 //
 // For the CPU suite to check the indexing of kernels written for the GPU —
 // tiles, edges, strides — on machines without one (tests/test_sgemm_emulated.cpp
@@ -10,22 +11,41 @@
 // slots between two barriers of its 32 lanes), atomicMin on 64-bit unsigned
 // too; nothing about speed. Include it before the kernels' headers, never
 // together with cuda_runtime.h; blocks must be whole warps.
+//
+// Why fibers and not host threads: a barrier of 256 threads on a 2-core machine
+// is 256 trips through the operating system's scheduler; with fibers it is 256
+// switches of stack in user space (the three emulated test files: 38 s of CPU
+// on threads, 20 s on fibers, on a 2-core Zen 5 VM). And the threads between
+// two barriers run one after another, in order, so a missing barrier is not
+// left to chance: it shows when a thread reads what a later one was to write.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
-#include <barrier>
 #include <cmath>
-#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include <ucontext.h>
+
+// Under AddressSanitizer every switch between stacks is announced to it, or it
+// takes a fiber's frames for overflows of the stack it thinks it is on.
+#if defined(__SANITIZE_ADDRESS__)
+#define MINIDL_EMULATOR_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MINIDL_EMULATOR_ASAN 1
+#endif
+#endif
+#ifdef MINIDL_EMULATOR_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
@@ -35,14 +55,40 @@ struct alignas(16) float4 {
 };
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
-inline thread_local dim3 threadIdx, blockIdx;
-inline dim3 blockDim, gridDim;
-inline std::barrier<>* emulated_block_barrier = nullptr;
+inline dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+namespace minidl::testing {
+inline void yield_to_other_threads();  // below: the fiber scheduler
+inline uint64_t emulated_arrivals = 0;  // barrier arrivals and finished threads: the scheduler's sign of progress
+
+// A barrier of `count` fibers: the last to arrive opens it, the others let the
+// rest run until it is open.
+class FiberBarrier {
+ public:
+  explicit FiberBarrier(unsigned count) : count_(count) {}
+  void arrive_and_wait() {
+    const uint64_t phase = phase_;
+    ++emulated_arrivals;
+    if (++arrived_ == count_) {
+      arrived_ = 0;
+      ++phase_;
+      return;
+    }
+    while (phase_ == phase) yield_to_other_threads();
+  }
+
+ private:
+  unsigned count_, arrived_ = 0;
+  uint64_t phase_ = 0;
+};
+}  // namespace minidl::testing
+
+inline minidl::testing::FiberBarrier* emulated_block_barrier = nullptr;
 inline void __syncthreads() { emulated_block_barrier->arrive_and_wait(); }
 
 // One warp's exchange: 32 slots of 8 bytes and a barrier of its 32 lanes.
 struct EmulatedWarp {
-  std::barrier<> bar{32};
+  minidl::testing::FiberBarrier bar{32};
   uint64_t slot[32] = {};
 };
 inline std::vector<std::unique_ptr<EmulatedWarp>> emulated_warps;
@@ -114,87 +160,138 @@ inline double min(double a, double b) { return std::min(a, b); }
 
 namespace minidl::testing {
 
-// The host threads that play a block's threads, made once and kept for every
-// launch: starting 256 threads per launch cost more than the kernels (≈ 45 ms a
-// launch on a 2-core VM, ≈ 125 ms under ASan). run(n, body) runs body(0) …
-// body(n − 1) on n threads at once — a block's threads must all be alive
-// together, for its barriers — and returns when every one has finished.
-class ThreadPool {
+// The fibers that play a block's threads. run(n) runs the kernel on fibers
+// 0 … n − 1 in turn, each until it returns or waits at a barrier, and goes
+// round again until every one has returned. Stacks are made once and kept for
+// every launch. A pass in which no fiber moved is a deadlock (a barrier that
+// not every thread reaches — on a GPU, a hang), and an exception in a fiber
+// stops the block; both are thrown from run().
+class Fibers {
  public:
-  ~ThreadPool() {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
+  void run(dim3 block, const std::function<void()>& kernel) {
+    const unsigned n = block.x * block.y;
+    while (fibers_.size() < n) fibers_.push_back(std::make_unique<Fiber>());
+    kernel_ = &kernel;
+    failure_ = nullptr;
+    unsigned left = n;
+    for (unsigned i = 0; i < n; ++i) {
+      Fiber& f = *fibers_[i];
+      f.done = false;
+      f.asan_fake_stack = nullptr;
+      getcontext(&f.context);
+      f.context.uc_stack.ss_sp = f.stack.get();
+      f.context.uc_stack.ss_size = kStackBytes;
+      f.context.uc_link = nullptr;  // a fiber never returns from entry(): it switches back
+      makecontext(&f.context, &Fibers::entry, 0);
     }
-    start_.notify_all();
-    for (std::thread& t : threads_) t.join();
+    while (left > 0 && !failure_) {
+      const uint64_t arrivals_before = emulated_arrivals;
+      for (unsigned i = 0; i < n && !failure_; ++i) {
+        if (fibers_[i]->done) continue;
+        current_ = i;
+        threadIdx = {i % block.x, i / block.x, 0};
+        switch_to(*fibers_[i]);
+        if (fibers_[i]->done) --left;
+      }
+      if (left > 0 && emulated_arrivals == arrivals_before && !failure_)
+        throw std::runtime_error("emulated kernel: deadlock — threads wait at a barrier that the others never reach");
+    }
+    kernel_ = nullptr;
+    if (failure_) std::rethrow_exception(failure_);
   }
 
-  void run(unsigned n, const std::function<void(unsigned)>& body) {
-    std::unique_lock lock(mutex_);
-    while (threads_.size() < n) {
-      const unsigned id = static_cast<unsigned>(threads_.size());
-      threads_.emplace_back([this, id] { work(id); });
-    }
-    body_ = &body;
-    active_ = n;
-    running_ = n;
-    ++generation_;
-    start_.notify_all();
-    done_.wait(lock, [&] { return running_ == 0; });
-    body_ = nullptr;
+  // From a fiber: back to the scheduler, which resumes this fiber on its next pass.
+  void yield() {
+    Fiber& f = *fibers_[current_];
+    leave(f, &f.asan_fake_stack);
   }
 
  private:
-  void work(unsigned id) {
-    uint64_t seen = 0;
-    for (;;) {
-      std::unique_lock lock(mutex_);
-      start_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      if (id >= active_) continue;  // not needed for this launch
-      const std::function<void(unsigned)>& body = *body_;
-      lock.unlock();
-      body(id);
-      lock.lock();
-      if (--running_ == 0) done_.notify_one();
+  static constexpr size_t kStackBytes = 256 * 1024;  // kernels' frames at -O0 under ASan fit many times
+  struct Fiber {
+    ucontext_t context;
+    std::unique_ptr<char[]> stack{new char[kStackBytes]};
+    bool done = false;
+    void* asan_fake_stack = nullptr;
+  };
+
+  static void entry() {
+    Fibers& self = instance();
+    Fiber& f = *self.fibers_[self.current_];
+    self.arrived(f);
+    try {
+      (*self.kernel_)();
+    } catch (...) {
+      self.failure_ = std::current_exception();
     }
+    f.done = true;
+    ++emulated_arrivals;
+    self.leave(f, nullptr);  // nullptr: this fiber's stack is finished with
   }
 
-  std::mutex mutex_;
-  std::condition_variable start_, done_;
-  std::vector<std::thread> threads_;
-  const std::function<void(unsigned)>* body_ = nullptr;
-  uint64_t generation_ = 0;
-  unsigned active_ = 0, running_ = 0;
-  bool stop_ = false;
+  // The scheduler's side of a switch into a fiber, and the fiber's side of the
+  // switch back. The ASan calls say which stack is about to run.
+  void switch_to(Fiber& f) {
+#ifdef MINIDL_EMULATOR_ASAN
+    __sanitizer_start_switch_fiber(&scheduler_fake_stack_, f.stack.get(), kStackBytes);
+#endif
+    swapcontext(&scheduler_, &f.context);
+#ifdef MINIDL_EMULATOR_ASAN
+    __sanitizer_finish_switch_fiber(scheduler_fake_stack_, nullptr, nullptr);
+#endif
+  }
+  void leave(Fiber& f, void** fake_stack) {
+#ifdef MINIDL_EMULATOR_ASAN
+    __sanitizer_start_switch_fiber(fake_stack, scheduler_stack_, scheduler_stack_bytes_);
+#else
+    (void)fake_stack;
+#endif
+    swapcontext(&f.context, &scheduler_);
+    arrived(f);
+  }
+  // First thing a fiber does whenever it runs again.
+  void arrived(Fiber& f) {
+#ifdef MINIDL_EMULATOR_ASAN
+    __sanitizer_finish_switch_fiber(f.asan_fake_stack, &scheduler_stack_, &scheduler_stack_bytes_);
+#else
+    (void)f;
+#endif
+  }
+
+ public:
+  static Fibers& instance() {
+    static Fibers fibers;
+    return fibers;
+  }
+
+ private:
+  std::vector<std::unique_ptr<Fiber>> fibers_;
+  ucontext_t scheduler_;
+  const std::function<void()>* kernel_ = nullptr;
+  std::exception_ptr failure_;
+  unsigned current_ = 0;
+  void* scheduler_fake_stack_ = nullptr;
+  const void* scheduler_stack_ = nullptr;
+  size_t scheduler_stack_bytes_ = 0;
 };
 
-inline ThreadPool& emulator_threads() {
-  static ThreadPool pool;
-  return pool;
-}
+inline void yield_to_other_threads() { Fibers::instance().yield(); }
 
 // kernel<<<grid, block>>>(...) as emulate(grid, block, [&] { kernel(...); }):
-// block after block, each by blockDim.x · blockDim.y host threads.
+// block after block, each by blockDim.x · blockDim.y fibers.
 inline void emulate(dim3 grid, dim3 block, const std::function<void()>& kernel) {
   gridDim = grid;
   blockDim = block;
   const unsigned threads = block.x * block.y;
-  std::barrier<> bar(threads);
+  FiberBarrier bar(threads);
   emulated_block_barrier = &bar;
   emulated_warps.clear();
   for (unsigned w = 0; w < (threads + 31) / 32; ++w) emulated_warps.push_back(std::make_unique<EmulatedWarp>());
-  emulator_threads().run(threads, [&](unsigned t) {
-    threadIdx = {t % block.x, t / block.x, 0};
-    for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) {
-        blockIdx = {bx, by, 0};
-        kernel();
-        bar.arrive_and_wait();  // the block is done before its shared arrays serve the next one
-      }
-  });
+  for (unsigned by = 0; by < grid.y; ++by)
+    for (unsigned bx = 0; bx < grid.x; ++bx) {
+      blockIdx = {bx, by, 0};
+      Fibers::instance().run(block, kernel);
+    }
   emulated_block_barrier = nullptr;
   if (const int64_t bad = emulated_misaligned_accesses.exchange(0))
     throw std::runtime_error("emulated kernel: " + std::to_string(bad) + " vector accesses off their alignment");

@@ -8,8 +8,10 @@
 // compute, not how fast; warp-level code is not in these kernels.)
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "cuda_emulator.h"
@@ -64,6 +66,51 @@ void check_version(int version, const Case& c) {
 }
 
 }  // namespace
+
+TEST_CASE("the emulator itself: barriers order the block, shuffles exchange, a deadlock and an exception are thrown") {
+  using minidl::testing::emulate;
+  // Each thread writes its slot, waits, then reads its neighbour's: right only if
+  // the barrier held every thread until all had written.
+  std::vector<unsigned> seen(64 * 3, 0);
+  emulate({3, 1, 1}, {32, 2, 1}, [&] {
+    static unsigned slot[64];
+    const unsigned t = threadIdx.y * blockDim.x + threadIdx.x;
+    slot[t] = t + 1000 * blockIdx.x;
+    __syncthreads();
+    seen[blockIdx.x * 64 + t] = slot[(t + 1) % 64];
+    __syncthreads();  // nobody writes the next block's values before all have read
+  });
+  for (unsigned b = 0; b < 3; ++b)
+    for (unsigned t = 0; t < 64; ++t) REQUIRE(seen[b * 64 + t] == (t + 1) % 64 + 1000 * b);
+  // A butterfly over each warp: every lane ends with the warp's sum.
+  std::vector<float> sums(64);
+  emulate({1, 1, 1}, {64, 1, 1}, [&] {
+    float v = float(threadIdx.x);
+    for (int mask = 16; mask > 0; mask /= 2) v += __shfl_xor_sync(0xffffffffu, v, mask);
+    sums[threadIdx.x] = v;
+  });
+  for (unsigned t = 0; t < 64; ++t) REQUIRE(sums[t] == (t < 32 ? 496.0f : 32 * 32 + 496.0f));
+  // Thread 0 skips the barrier: on a GPU a hang; here an error.
+  CHECK_THROWS_WITH(emulate({1, 1, 1}, {32, 1, 1},
+                            [] {
+                              if (threadIdx.x != 0) __syncthreads();
+                            }),
+                    doctest::Contains("deadlock"));
+  CHECK_THROWS_WITH(emulate({2, 1, 1}, {32, 1, 1},
+                            [] {
+                              __syncthreads();
+                              if (blockIdx.x == 1 && threadIdx.x == 5) throw std::runtime_error("thread 5 of block 1");
+                              __syncthreads();
+                            }),
+                    "thread 5 of block 1");
+  // And the emulator runs the next launch normally after both.
+  std::vector<unsigned> ran(32, 0);
+  emulate({1, 1, 1}, {32, 1, 1}, [&] {
+    __syncthreads();
+    ran[threadIdx.x] = 1;
+  });
+  CHECK(std::count(ran.begin(), ran.end(), 1u) == 32);
+}
 
 TEST_CASE("the hand-written CUDA SGEMM, every version, on the host emulator: edges, transposes, epilogue") {
   // Shapes chosen to break tiles: one element, remainders in every dimension,
