@@ -52,7 +52,8 @@ cuda_rc=$?
 echo "minidl_cuda_tests exit code: $cuda_rc (77 would mean skipped: a failure here)"
 
 echo "== full suite (each step under a timeout, so a hang cannot eat the machine's time)"
-timeout 300 ctest --test-dir build/gpu -j8 --output-on-failure -E test_cuda  # test_cuda ran just above
+# (passive OpenMP waits, as in the test presets: eight tests share the cores)
+OMP_WAIT_POLICY=passive timeout 300 ctest --test-dir build/gpu -j8 --output-on-failure -E test_cuda  # test_cuda ran just above
 suite_rc=$?
 
 echo "== GPU benchmarks (CUDA events; each result checked against the CPU before timing)"
