@@ -20,6 +20,8 @@
 // left to chance: it shows when a thread reads what a later one was to write.
 #pragma once
 
+#include <ucontext.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -31,8 +33,6 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <ucontext.h>
 
 // Under AddressSanitizer every switch between stacks is announced to it, or it
 // takes a fiber's frames for overflows of the stack it thinks it is on.
@@ -58,7 +58,7 @@ inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z,
 inline dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 namespace minidl::testing {
-inline void yield_to_other_threads();  // below: the fiber scheduler
+inline void yield_to_other_threads();   // below: the fiber scheduler
 inline uint64_t emulated_arrivals = 0;  // barrier arrivals and finished threads: the scheduler's sign of progress
 
 // A barrier of `count` fibers: the last to arrive opens it, the others let the

@@ -6,12 +6,12 @@
 #include <fstream>
 #include <set>
 
-#include "minidl.h"
 #include "core/file.h"
 #include "idx_files.h"
-#include "temp_dir.h"
+#include "minidl.h"
 #include "nn/data.h"
 #include "nn/idx.h"
+#include "temp_dir.h"
 
 using namespace minidl;
 using namespace minidl::nn;
