@@ -270,9 +270,11 @@ class Fibers {
   const std::function<void()>* kernel_ = nullptr;
   std::exception_ptr failure_;
   unsigned current_ = 0;
+#ifdef MINIDL_EMULATOR_ASAN  // what ASan needs to hear at each switch
   void* scheduler_fake_stack_ = nullptr;
   const void* scheduler_stack_ = nullptr;
   size_t scheduler_stack_bytes_ = 0;
+#endif
 };
 
 inline void yield_to_other_threads() { Fibers::instance().yield(); }
