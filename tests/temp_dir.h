@@ -1,5 +1,6 @@
 // tests/temp_dir.h — a scratch directory per test (removed when it goes out of
-// scope), and whole-file byte I/O for building corrupt files.
+// scope), and writing whole files of bytes, for building corrupt ones (reading
+// them back is minidl::read_file).
 #pragma once
 
 #include <fmt/format.h>
@@ -8,7 +9,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
@@ -31,11 +31,6 @@ struct TempDir {
     return c;
   }
 };
-
-inline std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
 
 inline void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),

@@ -8,14 +8,14 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/file.h"
 #include "minidl.h"
-#include "temp_dir.h"
 #include "nn/safetensors.h"
 #include "nn/train.h"
+#include "temp_dir.h"
 
 using namespace minidl;
 using namespace minidl::nn;
-using minidl::testing::read_bytes;
 using minidl::testing::TempDir;
 using minidl::testing::write_bytes;
 namespace fs = std::filesystem;
@@ -38,7 +38,7 @@ TEST_CASE("a minidl checkpoint is byte-for-byte valid safetensors") {
   Tensor a = from_vector<float>({1.5f, -2.0f, 3.25f, 0.0f, 7.0f, 8.0f}, {2, 3});
   Tensor b = from_vector<int64_t>({-1, 1LL << 40}, {2});
   save_safetensors(dir / "x.safetensors", {{"w", a}, {"counts", b}}, {{"arch", "cnn"}});
-  std::vector<uint8_t> f = read_bytes(dir / "x.safetensors");
+  std::vector<uint8_t> f = read_file(dir / "x.safetensors");
 
   // 1. An 8-byte little-endian header length.
   uint64_t n = 0;
@@ -125,9 +125,9 @@ TEST_CASE("writes are atomic: a failed save leaves the previous file intact and 
   TempDir dir;
   const std::string path = dir / "model.safetensors";
   save_safetensors(path, {{"w", ones({3})}});
-  std::vector<uint8_t> before = read_bytes(path);
+  std::vector<uint8_t> before = read_file(path);
   CHECK_THROWS_AS(save_safetensors(path, {{"__metadata__", zeros({1})}}), Error);
-  CHECK(read_bytes(path) == before);
+  CHECK(read_file(path) == before);
   CHECK_THROWS_AS(save_safetensors(dir / "no/such/dir/x.safetensors", {{"w", ones({3})}}), Error);
   save_safetensors(path, {{"w", zeros({3})}});  // overwriting succeeds
   CHECK(load_safetensors(path).tensors.at("w").to_vector<float>() == std::vector<float>{0, 0, 0});

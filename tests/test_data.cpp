@@ -15,7 +15,6 @@
 
 using namespace minidl;
 using namespace minidl::nn;
-using minidl::testing::read_bytes;
 using minidl::testing::TempDir;
 using minidl::testing::idx_bytes;
 using minidl::testing::write_bytes;
@@ -61,14 +60,14 @@ TEST_CASE("IDX: corrupt files give errors naming the file and the problem") {
 
   // A gzip stream cut in half.
   write_gz(dir / "whole.gz", idx_bytes({3, 2, 2}, std::vector<uint8_t>(5000, 9)));
-  std::vector<uint8_t> gz = read_bytes(dir / "whole.gz");
+  std::vector<uint8_t> gz = read_file(dir / "whole.gz");
   gz.resize(gz.size() / 2);
   write_bytes(dir / "cut.gz", gz);
   CHECK_THROWS_WITH_AS(read_idx(dir / "cut.gz", 3), doctest::Contains("cut.gz: truncated gzip"), Error);
 
   // Corrupted bytes inside the deflate stream.
   write_gz(dir / "flip.gz", good);
-  std::vector<uint8_t> gz2 = read_bytes(dir / "flip.gz");
+  std::vector<uint8_t> gz2 = read_file(dir / "flip.gz");
   for (size_t i = 12; i < gz2.size() - 8; ++i) gz2[i] ^= 0x5A;
   write_bytes(dir / "flip.gz", gz2);
   CHECK_THROWS_AS(read_idx(dir / "flip.gz", 3), Error);

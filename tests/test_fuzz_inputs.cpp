@@ -5,8 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
-#include <fstream>
 
+#include "core/file.h"
 #include "fuzz/targets.h"
 #include "temp_dir.h"
 
@@ -23,7 +23,6 @@ std::vector<fs::path> files_in(const std::string& sub) {
   std::sort(out.begin(), out.end());
   return out;
 }
-std::vector<uint8_t> bytes_of(const fs::path& p) { return minidl::testing::read_bytes(p); }
 }  // namespace
 
 TEST_CASE("the fuzz seeds are valid inputs: each parses, each checkpoint loads and resumes") {
@@ -35,12 +34,12 @@ TEST_CASE("the fuzz seeds are valid inputs: each parses, each checkpoint loads a
   REQUIRE(ck.size() >= 3);
   for (const auto& p : st) {
     CAPTURE(p);
-    std::vector<uint8_t> b = bytes_of(p);
+    std::vector<uint8_t> b = minidl::read_file(p);
     CHECK_NOTHROW(nn::parse_safetensors(reinterpret_cast<const char*>(b.data()), b.size(), p.string()));
   }
   for (const auto& p : idx) {
     CAPTURE(p);
-    std::vector<uint8_t> b = bytes_of(p);
+    std::vector<uint8_t> b = minidl::read_file(p);
     REQUIRE(b.size() > 1);
     nn::IdxArray a =
         nn::parse_idx(nn::gunzip_maybe(b.data() + 1, b.size() - 1, p.string()), b[0] & 1 ? 3 : 1, p.string());
@@ -48,7 +47,7 @@ TEST_CASE("the fuzz seeds are valid inputs: each parses, each checkpoint loads a
   }
   for (const auto& p : ck) {
     CAPTURE(p);
-    std::vector<uint8_t> b = bytes_of(p);
+    std::vector<uint8_t> b = minidl::read_file(p);
     nn::SafeTensors f = nn::parse_safetensors(reinterpret_cast<const char*>(b.data()), b.size(), p.string());
     nn::ModulePtr m = nn::load_model(f, p.string());
     CHECK_NOTHROW(compress::Pruner(*m).load_from(f, p.string()));
@@ -71,7 +70,7 @@ TEST_CASE("every kept fuzz finding is now a clear minidl::Error or a valid input
   for (const char* target : {"safetensors", "idx", "checkpoint"}) {
     for (const auto& p : files_in(std::string("regressions/") + target)) {
       CAPTURE(p);
-      std::vector<uint8_t> b = bytes_of(p);
+      std::vector<uint8_t> b = minidl::read_file(p);
       // The target functions swallow minidl::Error; anything else escapes and fails here.
       if (std::string(target) == "safetensors") CHECK_NOTHROW(fuzz::safetensors(b.data(), b.size()));
       if (std::string(target) == "idx") CHECK_NOTHROW(fuzz::idx(b.data(), b.size()));
@@ -85,7 +84,7 @@ TEST_CASE("every kept fuzz finding is now a clear minidl::Error or a valid input
 TEST_CASE("checkpoint metadata that is not what minidl wrote is a clear error") {
   auto ck = files_in("corpus/checkpoint");
   REQUIRE(!ck.empty());
-  std::vector<uint8_t> b = bytes_of(ck.front());
+  std::vector<uint8_t> b = minidl::read_file(ck.front());
   nn::SafeTensors good = nn::parse_safetensors(reinterpret_cast<const char*>(b.data()), b.size(), "ck");
   auto resumed = [&](auto mutate) {
     nn::SafeTensors f = good;
