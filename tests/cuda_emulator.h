@@ -58,8 +58,127 @@ inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z,
 inline dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 namespace minidl::testing {
-inline void yield_to_other_threads();   // below: the fiber scheduler
-inline uint64_t emulated_arrivals = 0;  // barrier arrivals and finished threads: the scheduler's sign of progress
+
+// The fibers that play a block's threads. run(n) runs the kernel on fibers
+// 0 … n − 1 in turn, each until it returns or waits at a barrier, and goes
+// round again until every one has returned. Stacks are made once and kept for
+// every launch. A pass in which no fiber moved is a deadlock (a barrier that
+// not every thread reaches — on a GPU, a hang), and an exception in a fiber
+// stops the block; both are thrown from run().
+class Fibers {
+ public:
+  void run(dim3 block, const std::function<void()>& kernel) {
+    const unsigned n = block.x * block.y;
+    while (fibers_.size() < n) fibers_.push_back(std::make_unique<Fiber>());
+    kernel_ = &kernel;
+    failure_ = nullptr;
+    unsigned left = n;
+    for (unsigned i = 0; i < n; ++i) {
+      Fiber& f = *fibers_[i];
+      f.done = false;
+      f.asan_fake_stack = nullptr;
+      getcontext(&f.context);
+      f.context.uc_stack.ss_sp = f.stack.get();
+      f.context.uc_stack.ss_size = kStackBytes;
+      f.context.uc_link = nullptr;  // a fiber never returns from entry(): it switches back
+      makecontext(&f.context, &Fibers::entry, 0);
+    }
+    while (left > 0 && !failure_) {
+      const uint64_t arrivals_before = arrivals_;
+      for (unsigned i = 0; i < n && !failure_; ++i) {
+        if (fibers_[i]->done) continue;
+        current_ = i;
+        threadIdx = {i % block.x, i / block.x, 0};
+        switch_to(*fibers_[i]);
+        if (fibers_[i]->done) --left;
+      }
+      if (left > 0 && arrivals_ == arrivals_before && !failure_)
+        throw std::runtime_error("emulated kernel: deadlock — threads wait at a barrier that the others never reach");
+    }
+    kernel_ = nullptr;
+    if (failure_) std::rethrow_exception(failure_);
+  }
+
+  // A thread reached a barrier: the scheduler's sign of progress (as is a thread finishing).
+  void count_arrival() { ++arrivals_; }
+
+  // From a fiber: back to the scheduler, which resumes this fiber on its next pass.
+  void yield() {
+    Fiber& f = *fibers_[current_];
+    leave(f, &f.asan_fake_stack);
+  }
+
+ private:
+  static constexpr size_t kStackBytes = 256 * 1024;  // kernels' frames at -O0 under ASan fit many times
+  struct Fiber {
+    ucontext_t context;
+    std::unique_ptr<char[]> stack{new char[kStackBytes]};
+    bool done = false;
+    void* asan_fake_stack = nullptr;
+  };
+
+  static void entry() {
+    Fibers& self = instance();
+    Fiber& f = *self.fibers_[self.current_];
+    self.resumed(f);
+    try {
+      (*self.kernel_)();
+    } catch (...) {
+      self.failure_ = std::current_exception();
+    }
+    f.done = true;
+    ++self.arrivals_;
+    self.leave(f, nullptr);  // nullptr: this fiber's stack is finished with
+  }
+
+  // The scheduler's side of a switch into a fiber, and the fiber's side of the
+  // switch back. The ASan calls say which stack is about to run.
+  void switch_to(Fiber& f) {
+#ifdef MINIDL_EMULATOR_ASAN
+    __sanitizer_start_switch_fiber(&scheduler_fake_stack_, f.stack.get(), kStackBytes);
+#endif
+    swapcontext(&scheduler_, &f.context);
+#ifdef MINIDL_EMULATOR_ASAN
+    __sanitizer_finish_switch_fiber(scheduler_fake_stack_, nullptr, nullptr);
+#endif
+  }
+  void leave(Fiber& f, void** fake_stack) {
+#ifdef MINIDL_EMULATOR_ASAN
+    __sanitizer_start_switch_fiber(fake_stack, scheduler_stack_, scheduler_stack_bytes_);
+#else
+    (void)fake_stack;
+#endif
+    swapcontext(&f.context, &scheduler_);
+    resumed(f);
+  }
+  // First thing a fiber does whenever it runs again.
+  void resumed(Fiber& f) {
+#ifdef MINIDL_EMULATOR_ASAN
+    __sanitizer_finish_switch_fiber(f.asan_fake_stack, &scheduler_stack_, &scheduler_stack_bytes_);
+#else
+    (void)f;
+#endif
+  }
+
+ public:
+  static Fibers& instance() {
+    static Fibers fibers;
+    return fibers;
+  }
+
+ private:
+  std::vector<std::unique_ptr<Fiber>> fibers_;
+  ucontext_t scheduler_;
+  const std::function<void()>* kernel_ = nullptr;
+  std::exception_ptr failure_;
+  unsigned current_ = 0;
+  uint64_t arrivals_ = 0;
+#ifdef MINIDL_EMULATOR_ASAN  // what ASan needs to hear at each switch
+  void* scheduler_fake_stack_ = nullptr;
+  const void* scheduler_stack_ = nullptr;
+  size_t scheduler_stack_bytes_ = 0;
+#endif
+};
 
 // A barrier of `count` fibers: the last to arrive opens it, the others let the
 // rest run until it is open.
@@ -67,14 +186,15 @@ class FiberBarrier {
  public:
   explicit FiberBarrier(unsigned count) : count_(count) {}
   void arrive_and_wait() {
+    Fibers& fibers = Fibers::instance();
     const uint64_t phase = phase_;
-    ++emulated_arrivals;
+    fibers.count_arrival();
     if (++arrived_ == count_) {
       arrived_ = 0;
       ++phase_;
       return;
     }
-    while (phase_ == phase) yield_to_other_threads();
+    while (phase_ == phase) fibers.yield();
   }
 
  private:
@@ -160,125 +280,6 @@ inline double min(double a, double b) { return std::min(a, b); }
 
 namespace minidl::testing {
 
-// The fibers that play a block's threads. run(n) runs the kernel on fibers
-// 0 … n − 1 in turn, each until it returns or waits at a barrier, and goes
-// round again until every one has returned. Stacks are made once and kept for
-// every launch. A pass in which no fiber moved is a deadlock (a barrier that
-// not every thread reaches — on a GPU, a hang), and an exception in a fiber
-// stops the block; both are thrown from run().
-class Fibers {
- public:
-  void run(dim3 block, const std::function<void()>& kernel) {
-    const unsigned n = block.x * block.y;
-    while (fibers_.size() < n) fibers_.push_back(std::make_unique<Fiber>());
-    kernel_ = &kernel;
-    failure_ = nullptr;
-    unsigned left = n;
-    for (unsigned i = 0; i < n; ++i) {
-      Fiber& f = *fibers_[i];
-      f.done = false;
-      f.asan_fake_stack = nullptr;
-      getcontext(&f.context);
-      f.context.uc_stack.ss_sp = f.stack.get();
-      f.context.uc_stack.ss_size = kStackBytes;
-      f.context.uc_link = nullptr;  // a fiber never returns from entry(): it switches back
-      makecontext(&f.context, &Fibers::entry, 0);
-    }
-    while (left > 0 && !failure_) {
-      const uint64_t arrivals_before = emulated_arrivals;
-      for (unsigned i = 0; i < n && !failure_; ++i) {
-        if (fibers_[i]->done) continue;
-        current_ = i;
-        threadIdx = {i % block.x, i / block.x, 0};
-        switch_to(*fibers_[i]);
-        if (fibers_[i]->done) --left;
-      }
-      if (left > 0 && emulated_arrivals == arrivals_before && !failure_)
-        throw std::runtime_error("emulated kernel: deadlock — threads wait at a barrier that the others never reach");
-    }
-    kernel_ = nullptr;
-    if (failure_) std::rethrow_exception(failure_);
-  }
-
-  // From a fiber: back to the scheduler, which resumes this fiber on its next pass.
-  void yield() {
-    Fiber& f = *fibers_[current_];
-    leave(f, &f.asan_fake_stack);
-  }
-
- private:
-  static constexpr size_t kStackBytes = 256 * 1024;  // kernels' frames at -O0 under ASan fit many times
-  struct Fiber {
-    ucontext_t context;
-    std::unique_ptr<char[]> stack{new char[kStackBytes]};
-    bool done = false;
-    void* asan_fake_stack = nullptr;
-  };
-
-  static void entry() {
-    Fibers& self = instance();
-    Fiber& f = *self.fibers_[self.current_];
-    self.arrived(f);
-    try {
-      (*self.kernel_)();
-    } catch (...) {
-      self.failure_ = std::current_exception();
-    }
-    f.done = true;
-    ++emulated_arrivals;
-    self.leave(f, nullptr);  // nullptr: this fiber's stack is finished with
-  }
-
-  // The scheduler's side of a switch into a fiber, and the fiber's side of the
-  // switch back. The ASan calls say which stack is about to run.
-  void switch_to(Fiber& f) {
-#ifdef MINIDL_EMULATOR_ASAN
-    __sanitizer_start_switch_fiber(&scheduler_fake_stack_, f.stack.get(), kStackBytes);
-#endif
-    swapcontext(&scheduler_, &f.context);
-#ifdef MINIDL_EMULATOR_ASAN
-    __sanitizer_finish_switch_fiber(scheduler_fake_stack_, nullptr, nullptr);
-#endif
-  }
-  void leave(Fiber& f, void** fake_stack) {
-#ifdef MINIDL_EMULATOR_ASAN
-    __sanitizer_start_switch_fiber(fake_stack, scheduler_stack_, scheduler_stack_bytes_);
-#else
-    (void)fake_stack;
-#endif
-    swapcontext(&f.context, &scheduler_);
-    arrived(f);
-  }
-  // First thing a fiber does whenever it runs again.
-  void arrived(Fiber& f) {
-#ifdef MINIDL_EMULATOR_ASAN
-    __sanitizer_finish_switch_fiber(f.asan_fake_stack, &scheduler_stack_, &scheduler_stack_bytes_);
-#else
-    (void)f;
-#endif
-  }
-
- public:
-  static Fibers& instance() {
-    static Fibers fibers;
-    return fibers;
-  }
-
- private:
-  std::vector<std::unique_ptr<Fiber>> fibers_;
-  ucontext_t scheduler_;
-  const std::function<void()>* kernel_ = nullptr;
-  std::exception_ptr failure_;
-  unsigned current_ = 0;
-#ifdef MINIDL_EMULATOR_ASAN  // what ASan needs to hear at each switch
-  void* scheduler_fake_stack_ = nullptr;
-  const void* scheduler_stack_ = nullptr;
-  size_t scheduler_stack_bytes_ = 0;
-#endif
-};
-
-inline void yield_to_other_threads() { Fibers::instance().yield(); }
-
 // kernel<<<grid, block>>>(...) as emulate(grid, block, [&] { kernel(...); }):
 // block after block, each by blockDim.x · blockDim.y fibers.
 inline void emulate(dim3 grid, dim3 block, const std::function<void()>& kernel) {
@@ -287,6 +288,10 @@ inline void emulate(dim3 grid, dim3 block, const std::function<void()>& kernel) 
   const unsigned threads = block.x * block.y;
   FiberBarrier bar(threads);
   emulated_block_barrier = &bar;
+  struct Unset {  // also when a launch throws: no pointer to the barrier outlives it
+    ~Unset() { emulated_block_barrier = nullptr; }
+  } unset;
+  emulated_misaligned_accesses = 0;  // a launch that threw may have left a count
   emulated_warps.clear();
   for (unsigned w = 0; w < (threads + 31) / 32; ++w) emulated_warps.push_back(std::make_unique<EmulatedWarp>());
   for (unsigned by = 0; by < grid.y; ++by)
@@ -294,7 +299,6 @@ inline void emulate(dim3 grid, dim3 block, const std::function<void()>& kernel) 
       blockIdx = {bx, by, 0};
       Fibers::instance().run(block, kernel);
     }
-  emulated_block_barrier = nullptr;
   if (const int64_t bad = emulated_misaligned_accesses.exchange(0))
     throw std::runtime_error("emulated kernel: " + std::to_string(bad) + " vector accesses off their alignment");
 }
