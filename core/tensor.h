@@ -31,8 +31,10 @@ struct TensorImpl;
 //   zeros({2, 3}, {.dtype = DType::f64, .requires_grad = true})
 // An unset dtype means the factory's own default, as in PyTorch: f32 for zeros
 // and randn, int64 for randint and an integer arange, T for from_vector<T>.
+// Every member has a default, so `{.requires_grad = true}` compiles without
+// GCC's -Wextra warning of a missing initializer.
 struct TensorOptions {
-  std::optional<DType> dtype;
+  std::optional<DType> dtype = std::nullopt;
   Device device = kCPU;
   bool requires_grad = false;
 

@@ -25,11 +25,6 @@ struct Shape {
   MINIDL_HOST_DEVICE int64_t positions() const { return Ho * Wo; }
 };
 
-Shape shape_of(const TensorArg& x, const TensorArg& w, const TensorArg& y, const Conv2dParams& p) {
-  return {x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3], y.shape[2], y.shape[3],
-          p.groups};
-}
-
 // col (C·kh·kw, Ho·Wo) of one sample, all groups stacked: row (c, i, j), column (oh, ow)
 // = x[c, oh·sh − ph + i·dh, ow·sw − pw + j·dw], or 0 in the padding.
 template <class T>

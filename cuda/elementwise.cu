@@ -20,6 +20,19 @@ namespace minidl::cuda {
 
 using namespace elementwise_kernels;
 
+namespace {
+
+// The ops an integer dtype has (the rest need a floating point type).
+bool integer_unary(UnaryOp op) {
+  return op == UnaryOp::neg || op == UnaryOp::abs || op == UnaryOp::sign || op == UnaryOp::relu ||
+         op == UnaryOp::clamp;
+}
+bool integer_binary(BinaryOp op) {
+  return !(op == BinaryOp::div || op == BinaryOp::pow || op == BinaryOp::xlogy || op == BinaryOp::gelu_backward);
+}
+
+}  // namespace
+
 void unary(UnaryOp op, const TensorArg& out, const TensorArg& x, double a, double b) {
   const int64_t n = out.numel();
   if (n == 0) return;

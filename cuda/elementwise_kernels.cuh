@@ -81,15 +81,6 @@ __device__ C binary_value(BinaryOp op, C x, C y) {
   return x;  // not reached
 }
 
-// The ops an integer dtype has (the rest need a floating point type).
-bool integer_unary(UnaryOp op) {
-  return op == UnaryOp::neg || op == UnaryOp::abs || op == UnaryOp::sign || op == UnaryOp::relu ||
-         op == UnaryOp::clamp;
-}
-bool integer_binary(BinaryOp op) {
-  return !(op == BinaryOp::div || op == BinaryOp::pow || op == BinaryOp::xlogy || op == BinaryOp::gelu_backward);
-}
-
 template <class T>
 __global__ void unary_kernel(UnaryOp op, TensorArg out, TensorArg x, bool x_flat, double a, double b, int64_t n) {
   using C = compute_t<T>;

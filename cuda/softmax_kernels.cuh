@@ -126,7 +126,7 @@ __device__ Chunk<T> load16(const T* p) {
   memcpy(&q, &u, sizeof q);
 #else
   emulated_vector_access(p, sizeof q);
-  memcpy(&q, p, sizeof q);
+  memcpy(static_cast<void*>(&q), static_cast<const void*>(p), sizeof q);  // (void*: bf16 has constructors)
 #endif
   return q;
 }
@@ -138,7 +138,7 @@ __device__ void store16(T* p, const Chunk<T>& q) {
   asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(u.x), "r"(u.y), "r"(u.z), "r"(u.w));
 #else
   emulated_vector_access(p, sizeof q);
-  memcpy(p, &q, sizeof q);
+  memcpy(static_cast<void*>(p), static_cast<const void*>(&q), sizeof q);
 #endif
 }
 

@@ -82,11 +82,11 @@ bool is_section_tensor(const std::string& name);
 // the batch's labels with config.label_smoothing.
 using LossFn = std::function<Tensor(const Tensor& logits, const Batch& batch)>;
 struct TrainHooks {
-  LossFn loss;
+  LossFn loss = nullptr;
   // After every optimizer step; `step` counts steps over all epochs, from 1.
-  std::function<void(Trainer&, int64_t step)> after_step;
+  std::function<void(Trainer&, int64_t step)> after_step = nullptr;
   // After every epoch, once the test set is evaluated.
-  std::function<void(Trainer&, const EpochResult&)> after_epoch;
+  std::function<void(Trainer&, const EpochResult&)> after_epoch = nullptr;
 };
 
 // The zoo model named by config.model, initialised from config.seed: what

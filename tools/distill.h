@@ -13,7 +13,7 @@ namespace minidl::tools {
 
 struct DistillOptions {
   // Any checkpoint load_model reads (dense, pruned, shrunk); several: an ensemble, logits averaged.
-  std::vector<std::string> teachers;
+  std::vector<std::string> teachers = {};
   std::string student = "mlp-small";  // a zoo name, or a checkpoint to start from (a pruned one keeps its masks)
   double temperature = 4.0;
   double alpha = 0.7;
@@ -35,7 +35,7 @@ struct DistillOptions {
   std::vector<double> sweep_alphas = {0.5, 0.7, 0.9};
   std::string data_dir = nn::kFashionMnistDir;
   int64_t limit_train = 0, limit_test = 0;
-  std::string out;  // the distilled student (first seed) is written here
+  std::string out = {};  // the distilled student (first seed) is written here
   // Where teacher and student run: "cpu" or "cuda[:N]". On a GPU the cached
   // teacher logits stay there, and each batch's rows are gathered on it.
   std::string device = "cpu";
