@@ -1,4 +1,5 @@
-// cuda/optim.cu — the optimizers' update kernels, one fused pass per parameter.
+// cuda/optim.cu — the optimizers' update steps: checks, then one fused pass per
+// parameter (the kernels are in cuda/optim_kernels.cuh).
 //
 // One thread per element running the same per-element update as the CPU
 // (ops/optim_update.h: SgdUpdate, AdamUpdate): SGD reads p, g and the momentum
@@ -6,35 +7,17 @@
 // and the optimizer state are f32.
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
-#include "ops/optim_update.h"
+#include "cuda/optim_kernels.cuh"
 
 namespace minidl::cuda {
+
+using namespace optim_kernels;
 
 namespace {
 
 void check_operands(const char* op, const TensorArg& param, const TensorArg& grad) {
   if (!param.is_contiguous() || !grad.is_contiguous() || grad.dtype != param.dtype || grad.numel() != param.numel())
     throw Error(std::string(op) + ": parameter and gradient must be contiguous, of one dtype and size");
-}
-
-// `step`, when not null, is the optimizer's step count in device memory (the
-// number of this step, advanced by a kernel just before), and `lr` its learning
-// rate there (written by set_lr between steps): read here, so that a CUDA graph
-// replaying the step sees each replay's count and rate, not the capture's.
-template <class P>
-__global__ void sgd_kernel(P* p, const P* g, float* buf, int64_t n, SgdUpdate update, const int64_t* step,
-                           const double* lr) {
-  if (step) update.first = *step == 1;
-  if (lr) update.lr = static_cast<float>(*lr);
-  MINIDL_CUDA_FOR(k, n) p[k] = P(update(static_cast<float>(p[k]), static_cast<float>(g[k]), buf ? buf + k : nullptr));
-}
-
-template <class P>
-__global__ void adam_kernel(P* p, const P* g, float* m, float* v, int64_t n, AdamUpdate update, const int64_t* step,
-                            const double* lr) {
-  if (lr) update.set_lr(*lr);        // before set_step, which folds the rate into the step size
-  if (step) update.set_step(*step);  // two f64 pows per thread: nothing beside five streamed arrays
-  MINIDL_CUDA_FOR(k, n) p[k] = P(update(static_cast<float>(p[k]), static_cast<float>(g[k]), m[k], v[k]));
 }
 
 template <class T>

@@ -58,9 +58,11 @@ struct AdamUpdate {
   }
   // The bias corrections of step t (on the GPU, a kernel calls this with the
   // step count it reads from device memory).
+  // (::pow, ::sqrt: the math library's, host and device, which minidl's tensor
+  // ops of the same names would hide where both are declared.)
   MINIDL_HOST_DEVICE void set_step(int64_t t) {
-    step_size = static_cast<float>(lr64 / (1 - pow(beta1_64, static_cast<double>(t))));
-    inv_sqrt_bc2 = static_cast<float>(1 / sqrt(1 - pow(beta2_64, static_cast<double>(t))));
+    step_size = static_cast<float>(lr64 / (1 - ::pow(beta1_64, static_cast<double>(t))));
+    inv_sqrt_bc2 = static_cast<float>(1 / ::sqrt(1 - ::pow(beta2_64, static_cast<double>(t))));
   }
   // The new value of p; the moments m and v are updated in place.
   MINIDL_HOST_DEVICE float operator()(float p, float g, float& m, float& v) const {

@@ -2,7 +2,7 @@
 // softmax, cross-entropy, the distillation KL and loss, forward and backward)
 // run on the host through tests/cuda_emulator.h, against the CPU's row kernels
 // (ops/cpu/softmax.cpp) on the same inputs; the elementwise, reduction, pooling,
-// batch-norm, convolution and index kernels against theirs. Whole layers (CSR,
+// batch-norm, convolution, index and optimizer-update kernels against theirs. Whole layers (CSR,
 // int8, bf16 Linear) are in test_cuda_emulated_layers.cpp.
 //
 // The GPU parity tests (tests/test_cuda.cpp) need a GPU; this one runs in every
@@ -29,6 +29,7 @@
 #include "cuda/gemm_layout.h"
 #include "cuda/index_kernels.cuh"
 #include "cuda/norm_kernels.cuh"
+#include "cuda/optim_kernels.cuh"
 #include "cuda/pool_kernels.cuh"
 #include "cuda/reduce_kernels.cuh"
 #include "cuda/softmax_kernels.cuh"
@@ -277,6 +278,28 @@ TEST_CASE("the CUDA elementwise and copy kernels on the host emulator: broadcast
     launch_grid([&] { ew::unary_kernel<float>(op, got.arg(), in, false, 0.3, 0.7, 13 * 9); });
     CHECK(worst(got, want) <= 2e-6);
   }
+  // The flat paths (every operand contiguous: no offset arithmetic), and logical_not.
+  {
+    const Tensor a = randn({5, 11}, {}, gen), b = randn({5, 11}, {}, gen);
+    Tensor want = poisoned({5, 11}, DType::f32), got = poisoned({5, 11}, DType::f32);
+    cpu::binary(BinaryOp::sub, want.arg(), a.arg(), b.arg());
+    launch_grid([&] { ew::binary_kernel<float, float>(BinaryOp::sub, got.arg(), a.arg(), b.arg(), true, 55); });
+    CHECK(worst(got, want) <= 0);
+    cpu::unary(UnaryOp::tanh, want.arg(), a.arg(), 0, 0);
+    launch_grid([&] { ew::unary_kernel<float>(UnaryOp::tanh, got.arg(), a.arg(), true, 0, 0, 55); });
+    CHECK(worst(got, want) <= 2e-6);
+    const Tensor some_zero = relu(u);  // a transposed view, about half of it 0
+    for (bool flat : {false, true}) {
+      CAPTURE(flat);
+      const Tensor in = flat ? some_zero.contiguous() : some_zero;
+      Tensor nw = empty({13, 9}, {.dtype = DType::boolean}), ng = full({13, 9}, 1, {.dtype = DType::boolean});
+      cpu::unary(UnaryOp::logical_not, nw.arg(), in.arg(), 0, 0);
+      launch_grid([&] { ew::logical_not_kernel<float>(ng.arg(), in.arg(), flat, 13 * 9); });
+      CHECK(ng.to_vector<bool>() == nw.to_vector<bool>());
+      CHECK(sum(nw.to(DType::f32)).item() > 20);  // both answers present
+      CHECK(sum(nw.to(DType::f32)).item() < 100);
+    }
+  }
   {
     const Tensor cond = gt(x, scalar_tensor(0.0));
     Tensor want = poisoned(shape, DType::f32), got = poisoned(shape, DType::f32);
@@ -292,6 +315,15 @@ TEST_CASE("the CUDA elementwise and copy kernels on the host emulator: broadcast
     launch_grid([&] { cp::copy_kernel<double, float>(dst.arg(), u.arg(), 13 * 9); });
     CHECK(worst(dst.contiguous(), u.to(DType::f64).contiguous()) <= 0);
     CHECK(sum(abs(wide.slice(1, 1, 18, 2))).item() == 0);  // the other columns untouched
+  }
+  // A fill through the same strided view.
+  {
+    Tensor wide = randn({13, 18}, {.dtype = DType::f64}, gen);
+    const Tensor before = wide.clone();
+    Tensor dst = wide.slice(1, 1, 18, 2);
+    launch_grid([&] { cp::fill_kernel<double>(dst.arg(), -2.5, 13 * 9); });
+    CHECK(worst(dst, full({13, 9}, -2.5, {.dtype = DType::f64})) <= 0);
+    CHECK(worst(wide.slice(1, 0, 18, 2), before.slice(1, 0, 18, 2)) <= 0);
   }
 }
 
@@ -436,6 +468,13 @@ TEST_CASE("the CUDA convolution kernels on the host emulator: im2col by its defi
     ck::bias_grad_kernel<double>(gb.data_ptr<double>(), gy.data_ptr<double>(), s2);
   });
   CHECK(worst(gb, sum(gy, {0, 2, 3})) <= 1e-12);
+  // The gradient through a fused ReLU: gy where the output is positive, else 0.
+  const Tensor y = relu(randn({2, 4, Ho, Wo}, {.dtype = DType::f64}, gen));
+  Tensor masked = poisoned(gy.shape(), DType::f64);
+  launch_grid([&] {
+    ck::relu_mask_kernel<double>(masked.data_ptr<double>(), gy.data_ptr<double>(), y.data_ptr<double>(), gy.numel());
+  });
+  CHECK(worst(masked, where(gt(y, scalar_tensor(0.0, {.dtype = DType::f64})), gy, 0.0)) <= 0);
 }
 
 TEST_CASE("the CUDA index kernels on the host emulator equal the CPU's: select, add, gather, scatter, range check") {
@@ -475,6 +514,100 @@ TEST_CASE("the CUDA index kernels on the host emulator equal the CPU's: select, 
     });
     CHECK(got.item<int64_t>() == want.item<int64_t>());
   }
+}
+
+namespace {
+
+// Three steps of each optimizer: the CPU's update against the kernel's, from the
+// same parameters and gradients. With `from_memory` the kernel reads the step
+// count and the learning rate from memory, as each replay of a captured CUDA
+// graph does, and the arguments it is launched with say otherwise (what memory
+// says must win).
+template <class P>
+void check_optimizers() {
+  namespace ok = minidl::cuda::optim_kernels;
+  const DType dt = dtype_v<P>;
+  CAPTURE(dt);
+  const double tol = std::is_same_v<P, float> ? 1e-6 : 1e-2;  // bf16: at most one rounding of p apart
+  const int64_t n = 1000;                                       // not a multiple of the 192 threads
+  Generator gen(8);
+  const Tensor p0 = randn({n}, {.dtype = dt}, gen);
+  const double rates[] = {0.1, 0.05, 0.02};
+  Tensor count = empty({1}, {.dtype = DType::int64}), rate = empty({1}, {.dtype = DType::f64});
+  for (bool from_memory : {false, true}) {
+    CAPTURE(from_memory);
+    for (int config = 0; config < 3; ++config) {  // plain; momentum, dampening and decay; Nesterov
+      CAPTURE(config);
+      SgdStepArgs a;
+      a.momentum = config ? 0.9 : 0;
+      a.dampening = config == 1 ? 0.1 : 0;
+      a.weight_decay = config ? 1e-2 : 0;
+      a.nesterov = config == 2;
+      Tensor pw = p0.clone(), pg = p0.clone();
+      // poisoned: the first step must write the momentum buffer before it reads it
+      Tensor bw = poisoned({n}, DType::f32), bg = poisoned({n}, DType::f32);
+      for (int64_t t = 1; t <= 3; ++t) {
+        const Tensor g = randn({n}, {.dtype = dt}, gen);
+        a.lr = rates[t - 1];
+        a.first_step = t == 1;
+        cpu::sgd_step(pw.arg(), g.arg(), config ? bw.arg() : TensorArg{}, a);
+        SgdStepArgs k = a;
+        if (from_memory) {
+          count.fill_(static_cast<double>(t));
+          rate.fill_(a.lr);
+          k.first_step = !a.first_step;
+          k.lr = 99;
+        }
+        const int64_t* step = from_memory ? count.data_ptr<int64_t>() : nullptr;
+        const double* lr = from_memory ? rate.data_ptr<double>() : nullptr;
+        launch_grid([&] {
+          ok::sgd_kernel<P>(pg.data_ptr<P>(), g.data_ptr<P>(), config ? bg.data_ptr<float>() : nullptr, n,
+                            SgdUpdate(k), step, lr);
+        });
+        CHECK(worst(pg, pw) <= tol);
+        if (config) CHECK(worst(bg, bw) <= tol);
+      }
+      CHECK(worst(pw, p0) > 0.05);  // the steps moved the parameters
+    }
+    for (bool decoupled : {false, true}) {  // Adam with L2 through the gradient; AdamW
+      CAPTURE(decoupled);
+      AdamStepArgs a;
+      a.weight_decay = 0.05;
+      a.decoupled_weight_decay = decoupled;
+      Tensor pw = p0.clone(), pg = p0.clone();
+      Tensor mw = zeros({n}), mg = zeros({n}), vw = zeros({n}), vg = zeros({n});
+      for (int64_t t = 1; t <= 3; ++t) {
+        const Tensor g = randn({n}, {.dtype = dt}, gen);
+        a.lr = rates[t - 1];
+        a.step = t;
+        cpu::adam_step(pw.arg(), g.arg(), mw.arg(), vw.arg(), a);
+        AdamStepArgs k = a;
+        if (from_memory) {
+          count.fill_(static_cast<double>(t));
+          rate.fill_(a.lr);
+          k.step = 1000;
+          k.lr = 99;
+        }
+        const int64_t* step = from_memory ? count.data_ptr<int64_t>() : nullptr;
+        const double* lr = from_memory ? rate.data_ptr<double>() : nullptr;
+        launch_grid([&] {
+          ok::adam_kernel<P>(pg.data_ptr<P>(), g.data_ptr<P>(), mg.data_ptr<float>(), vg.data_ptr<float>(), n,
+                             AdamUpdate(k), step, lr);
+        });
+        CHECK(worst(pg, pw) <= tol);
+        CHECK(worst(mg, mw) <= tol);
+        CHECK(worst(vg, vw) <= tol);
+      }
+      CHECK(worst(pw, p0) > 0.05);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("the CUDA optimizer updates on the host emulator equal the CPU's: SGD, Nesterov, Adam, AdamW, f32 and bf16") {
+  check_optimizers<float>();
+  check_optimizers<bf16>();
 }
 
 // BLAS's column-major GEMM, as cuBLAS defines it: C (m, n) = op(A) (m, k) · op(B) (k, n),
