@@ -29,8 +29,8 @@ namespace {
 
 // The convolution's sizes from its input x, weight w and output y.
 Shape shape_of(const TensorArg& x, const TensorArg& w, const TensorArg& y, const Conv2dParams& p) {
-  return {x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0], w.shape[2], w.shape[3], y.shape[2], y.shape[3],
-          p.groups};
+  return {x.shape[0], x.shape[1], x.shape[2], x.shape[3], w.shape[0],
+          w.shape[2], w.shape[3], y.shape[2], y.shape[3], p.groups};
 }
 
 // A (rows, cols) row-major matrix at `data` with row stride ld, as a kernel argument.

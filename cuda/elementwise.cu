@@ -24,8 +24,7 @@ namespace {
 
 // The ops an integer dtype has (the rest need a floating point type).
 bool integer_unary(UnaryOp op) {
-  return op == UnaryOp::neg || op == UnaryOp::abs || op == UnaryOp::sign || op == UnaryOp::relu ||
-         op == UnaryOp::clamp;
+  return op == UnaryOp::neg || op == UnaryOp::abs || op == UnaryOp::sign || op == UnaryOp::relu || op == UnaryOp::clamp;
 }
 bool integer_binary(BinaryOp op) {
   return !(op == BinaryOp::div || op == BinaryOp::pow || op == BinaryOp::xlogy || op == BinaryOp::gelu_backward);

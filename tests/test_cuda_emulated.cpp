@@ -22,7 +22,6 @@
 #include "ops/cpu/kernels.h"
 #include "ops/dispatch.h"
 // after minidl's headers: the kernels see the emulator's blockIdx, __syncthreads, shuffles
-#include "cuda_emulator.h"
 #include "cuda/conv_kernels.cuh"
 #include "cuda/copy_kernels.cuh"
 #include "cuda/elementwise_kernels.cuh"
@@ -33,6 +32,7 @@
 #include "cuda/pool_kernels.cuh"
 #include "cuda/reduce_kernels.cuh"
 #include "cuda/softmax_kernels.cuh"
+#include "cuda_emulator.h"
 #include "emulated_checks.h"
 
 using namespace minidl;
@@ -529,7 +529,7 @@ void check_optimizers() {
   const DType dt = dtype_v<P>;
   CAPTURE(dt);
   const double tol = std::is_same_v<P, float> ? 1e-6 : 1e-2;  // bf16: at most one rounding of p apart
-  const int64_t n = 1000;                                       // not a multiple of the 192 threads
+  const int64_t n = 1000;                                     // not a multiple of the 192 threads
   Generator gen(8);
   const Tensor p0 = randn({n}, {.dtype = dt}, gen);
   const double rates[] = {0.1, 0.05, 0.02};
@@ -561,8 +561,8 @@ void check_optimizers() {
         const int64_t* step = from_memory ? count.data_ptr<int64_t>() : nullptr;
         const double* lr = from_memory ? rate.data_ptr<double>() : nullptr;
         launch_grid([&] {
-          ok::sgd_kernel<P>(pg.data_ptr<P>(), g.data_ptr<P>(), config ? bg.data_ptr<float>() : nullptr, n,
-                            SgdUpdate(k), step, lr);
+          ok::sgd_kernel<P>(pg.data_ptr<P>(), g.data_ptr<P>(), config ? bg.data_ptr<float>() : nullptr, n, SgdUpdate(k),
+                            step, lr);
         });
         CHECK(worst(pg, pw) <= tol);
         if (config) CHECK(worst(bg, bw) <= tol);
