@@ -12,6 +12,10 @@
 
 #include "core/kernel_arg.h"
 
+#if !defined(__CUDACC__) && !defined(MINIDL_CUDA_EMULATOR)
+#error "cuda/device.cuh is compiled by nvcc, or by the host compiler after tests/cuda_emulator.h"
+#endif
+
 namespace minidl::cuda {
 
 // The device math functions live in the global namespace; named here, minidl's

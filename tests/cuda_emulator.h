@@ -271,6 +271,7 @@ inline long min(long a, long b) { return std::min(a, b); }
 inline float min(float a, float b) { return std::min(a, b); }
 inline double min(double a, double b) { return std::min(a, b); }
 
+#define MINIDL_CUDA_EMULATOR 1  // cuda/device.cuh checks for it
 #define __global__
 #define __device__
 #define __host__

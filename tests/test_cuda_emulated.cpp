@@ -22,6 +22,8 @@
 #include "ops/cpu/kernels.h"
 #include "ops/dispatch.h"
 // after minidl's headers: the kernels see the emulator's blockIdx, __syncthreads, shuffles
+#include "cuda_emulator.h"
+
 #include "cuda/conv_kernels.cuh"
 #include "cuda/copy_kernels.cuh"
 #include "cuda/elementwise_kernels.cuh"
@@ -32,7 +34,6 @@
 #include "cuda/pool_kernels.cuh"
 #include "cuda/reduce_kernels.cuh"
 #include "cuda/softmax_kernels.cuh"
-#include "cuda_emulator.h"
 #include "emulated_checks.h"
 
 using namespace minidl;
