@@ -12,8 +12,8 @@
 // 16-byte boundaries their vector loads and stores need.
 #include <doctest/doctest.h>
 
-#include <cmath>
 #include <array>
+#include <cmath>
 #include <limits>
 #include <random>
 #include <vector>
@@ -21,9 +21,9 @@
 #include "minidl.h"
 #include "ops/cpu/kernels.h"
 #include "ops/dispatch.h"
-// after minidl's headers: the kernels see the emulator's blockIdx, __syncthreads, shuffles
+// then the emulator, whose __global__, __shared__ and blockIdx minidl's headers must not see
 #include "cuda_emulator.h"
-
+// after the emulator: the kernels see its blockIdx, __syncthreads, shuffles
 #include "cuda/conv_kernels.cuh"
 #include "cuda/copy_kernels.cuh"
 #include "cuda/elementwise_kernels.cuh"
@@ -80,7 +80,8 @@ void check_rows(int64_t n, int64_t cols, int64_t shift) {
   Generator gen(static_cast<uint64_t>(cols));
   Tensor s = shifted(mul(randn({n, cols}, {.dtype = dt}, gen), scalar_tensor(3.0, {.dtype = dt})), shift);
   const Tensor t = shifted(mul(randn({n, cols}, {.dtype = dt}, gen), scalar_tensor(3.0, {.dtype = dt})), 2 * shift);
-  s.narrow(0, 0, 1).copy_(mul(s.narrow(0, 0, 1), scalar_tensor(3000.0, {.dtype = dt})));  // logits near ±1e4: exact, not overflow
+  s.narrow(0, 0, 1).copy_(
+      mul(s.narrow(0, 0, 1), scalar_tensor(3000.0, {.dtype = dt})));  // logits near ±1e4: exact, not overflow
   Tensor target = randint(0, cols, {n}, {}, gen);
   const Tensor weight = add(rand({cols}, {.dtype = dt}, gen), scalar_tensor(0.5, {.dtype = dt}));
   const Tensor scale = add(rand({n}, {.dtype = dt}, gen), scalar_tensor(0.5, {.dtype = dt}));
@@ -184,7 +185,8 @@ void check_reduce(int64_t n, int64_t cols) {
   CAPTURE(dt);
   CAPTURE(cols);
   Generator gen(static_cast<uint64_t>(cols) + 7);
-  Tensor x = std::is_floating_point_v<T> ? randn({n, cols}, {.dtype = dt}, gen) : randint(-1000, 1000, {n, cols}, {.dtype = dt}, gen);
+  Tensor x = std::is_floating_point_v<T> ? randn({n, cols}, {.dtype = dt}, gen)
+                                         : randint(-1000, 1000, {n, cols}, {.dtype = dt}, gen);
   if constexpr (std::is_floating_point_v<T>) {
     x.narrow(0, 1, 1).narrow(1, cols / 2, 1).fill_(std::nan(""));  // a NaN wins max/min
     x.narrow(0, 2, 1).fill_(INFINITY);                             // +inf and a NaN: logsumexp NaN
@@ -197,16 +199,17 @@ void check_reduce(int64_t n, int64_t cols) {
     Tensor vw = poisoned({n}, dt), vg = poisoned({n}, dt);
     Tensor iw = full({n}, -7, {.dtype = DType::int64}), ig = full({n}, -7, {.dtype = DType::int64});
     cpu::reduce_rows(op, vw.arg(), extreme ? iw.arg() : TensorArg{}, x.arg(), 1.0);
-    minidl::testing::emulate({static_cast<unsigned>(n), 1, 1}, {static_cast<unsigned>(cuda::row_threads(cols)), 1, 1},
-                             [&] {
-                               cuda::reduce::reduce_rows_kernel<T>(op, vg.arg(), extreme ? ig.data_ptr<int64_t>() : nullptr,
-                                                                   x.arg(), 1.0);
-                             });
+    minidl::testing::emulate(
+        {static_cast<unsigned>(n), 1, 1}, {static_cast<unsigned>(cuda::row_threads(cols)), 1, 1}, [&] {
+          cuda::reduce::reduce_rows_kernel<T>(op, vg.arg(), extreme ? ig.data_ptr<int64_t>() : nullptr, x.arg(), 1.0);
+        });
     const std::vector<double> a = vg.to(DType::f64).to_vector<double>(), b = vw.to(DType::f64).to_vector<double>();
     for (int64_t r = 0; r < n; ++r) {
       CAPTURE(r);
-      if (std::isnan(b[r])) CHECK(std::isnan(a[r]));  // the NaN row
-      else CHECK((a[r] == b[r] || std::abs(a[r] - b[r]) <= 1e-5 * (1 + std::abs(b[r]))));  // == for infinities
+      if (std::isnan(b[r]))
+        CHECK(std::isnan(a[r]));  // the NaN row
+      else
+        CHECK((a[r] == b[r] || std::abs(a[r] - b[r]) <= 1e-5 * (1 + std::abs(b[r]))));  // == for infinities
     }
     if (extreme) CHECK(ig.to_vector<int64_t>() == iw.to_vector<int64_t>());
   }
@@ -214,7 +217,8 @@ void check_reduce(int64_t n, int64_t cols) {
 
 }  // namespace
 
-TEST_CASE("the CUDA row reduction on the host emulator equals the CPU's: sum, max/min and their indices, logsumexp, var") {
+TEST_CASE(
+    "the CUDA row reduction on the host emulator equals the CPU's: sum, max/min and their indices, logsumexp, var") {
   for (int64_t cols : {1, 10, 100, 1000, 5000}) {
     check_reduce<float>(4, cols);
     check_reduce<double>(4, cols);
@@ -268,9 +272,9 @@ TEST_CASE("the CUDA elementwise and copy kernels on the host emulator: broadcast
   // Unary ops through a transposed view, and where.
   const Tensor u = randn({9, 13}, {}, gen).t();
   const Tensor pos = add(abs(u), scalar_tensor(0.1));
-  for (UnaryOp op : {UnaryOp::neg, UnaryOp::exp, UnaryOp::abs, UnaryOp::sign, UnaryOp::relu, UnaryOp::leaky_relu,
-                     UnaryOp::sigmoid, UnaryOp::tanh, UnaryOp::gelu, UnaryOp::clamp, UnaryOp::log, UnaryOp::sqrt,
-                     UnaryOp::pow_scalar}) {
+  for (UnaryOp op :
+       {UnaryOp::neg, UnaryOp::exp, UnaryOp::abs, UnaryOp::sign, UnaryOp::relu, UnaryOp::leaky_relu, UnaryOp::sigmoid,
+        UnaryOp::tanh, UnaryOp::gelu, UnaryOp::clamp, UnaryOp::log, UnaryOp::sqrt, UnaryOp::pow_scalar}) {
     CAPTURE(static_cast<int>(op));
     const bool needs_positive = op == UnaryOp::log || op == UnaryOp::sqrt || op == UnaryOp::pow_scalar;
     const TensorArg in = (needs_positive ? pos : u).arg();
@@ -337,17 +341,21 @@ TEST_CASE("dropout's mask on the host emulator is the CPU's, bit for bit, in f32
     Tensor want = poisoned({n}, DType::f32), got = poisoned({n}, DType::f32);
     cpu::dropout_mask(want.arg(), p, key);
     launch_grid([&] {
-      cp::dropout_mask_kernel<float>(got.data_ptr<float>(), n, key, dropout_keep_threshold(p), static_cast<float>(1 / (1 - p)));
+      cp::dropout_mask_kernel<float>(got.data_ptr<float>(), n, key, dropout_keep_threshold(p),
+                                     static_cast<float>(1 / (1 - p)));
     });
     CHECK(got.to_vector<float>() == want.to_vector<float>());
     Tensor want64 = poisoned({n}, DType::f64), got64 = poisoned({n}, DType::f64);
     cpu::dropout_mask(want64.arg(), p, key);
-    launch_grid([&] { cp::dropout_mask_kernel<double>(got64.data_ptr<double>(), n, key, dropout_keep_threshold(p), 1 / (1 - p)); });
+    launch_grid([&] {
+      cp::dropout_mask_kernel<double>(got64.data_ptr<double>(), n, key, dropout_keep_threshold(p), 1 / (1 - p));
+    });
     CHECK(got64.to_vector<double>() == want64.to_vector<double>());
     Tensor want16 = poisoned({n}, DType::bf16), got16 = poisoned({n}, DType::bf16);
     cpu::dropout_mask(want16.arg(), p, key);
     launch_grid([&] {
-      cp::dropout_mask_kernel<bf16>(got16.data_ptr<bf16>(), n, key, dropout_keep_threshold(p), bf16(static_cast<float>(1 / (1 - p))));
+      cp::dropout_mask_kernel<bf16>(got16.data_ptr<bf16>(), n, key, dropout_keep_threshold(p),
+                                    bf16(static_cast<float>(1 / (1 - p))));
     });
     CHECK(got16.to(DType::f32).to_vector<float>() == want16.to(DType::f32).to_vector<float>());
   }
@@ -357,12 +365,14 @@ TEST_CASE("the CUDA pooling kernels on the host emulator equal the CPU's: max wi
   namespace pk = minidl::cuda::pool_kernels;
   Generator gen(4);
   const Tensor x = randn({2, 3, 11, 10}, {}, gen);
-  const std::vector<Pool2dParams> params = {{2, 2, 2, 2, 0, 0, true}, {3, 3, 1, 1, 1, 1, true}, {3, 3, 2, 2, 1, 1, false}};
+  const std::vector<Pool2dParams> params = {
+      {2, 2, 2, 2, 0, 0, true}, {3, 3, 1, 1, 1, 1, true}, {3, 3, 2, 2, 1, 1, false}};
   for (const Pool2dParams& p : params) {
     CAPTURE(p.kernel_h);
     CAPTURE(p.stride_h);
     CAPTURE(p.pad_h);
-    const int64_t Ho = (11 + 2 * p.pad_h - p.kernel_h) / p.stride_h + 1, Wo = (10 + 2 * p.pad_w - p.kernel_w) / p.stride_w + 1;
+    const int64_t Ho = (11 + 2 * p.pad_h - p.kernel_h) / p.stride_h + 1,
+                  Wo = (10 + 2 * p.pad_w - p.kernel_w) / p.stride_w + 1;
     const Shape ys = {2, 3, Ho, Wo};
     Tensor yw = poisoned(ys, DType::f32), yg = poisoned(ys, DType::f32);
     std::vector<int32_t> aw(2 * 3 * Ho * Wo, -1), ag(aw.size(), -1);
@@ -374,7 +384,8 @@ TEST_CASE("the CUDA pooling kernels on the host emulator equal the CPU's: max wi
     const Tensor gy = randn(ys, {}, gen);
     Tensor gw = poisoned(x.shape(), DType::f32), gg = zeros(x.shape());
     cpu::max_pool2d_backward(gw.arg(), gy.arg(), aw.data());
-    launch_grid([&] { pk::max_pool_backward_kernel<float>(gg.data_ptr<float>(), gy.data_ptr<float>(), ag.data(), planes); });
+    launch_grid(
+        [&] { pk::max_pool_backward_kernel<float>(gg.data_ptr<float>(), gy.data_ptr<float>(), ag.data(), planes); });
     CHECK(worst(gg, gw) <= 1e-6);
     Tensor vw = poisoned(ys, DType::f32), vg = poisoned(ys, DType::f32);
     cpu::avg_pool2d_forward(vw.arg(), x.arg(), p);
@@ -382,7 +393,8 @@ TEST_CASE("the CUDA pooling kernels on the host emulator equal the CPU's: max wi
     CHECK(worst(vg, vw) <= 1e-6);
     Tensor bw = poisoned(x.shape(), DType::f32), bg = zeros(x.shape());
     cpu::avg_pool2d_backward(bw.arg(), gy.arg(), p);
-    launch_grid([&] { pk::avg_pool_backward_kernel<float, false>(bg.data_ptr<float>(), gy.data_ptr<float>(), planes, p); });
+    launch_grid(
+        [&] { pk::avg_pool_backward_kernel<float, false>(bg.data_ptr<float>(), gy.data_ptr<float>(), planes, p); });
     CHECK(worst(bg, bw) <= 1e-6);
   }
   Tensor aw = poisoned({2, 3, 4, 3}, DType::f32), ag = poisoned({2, 3, 4, 3}, DType::f32);
@@ -406,7 +418,8 @@ TEST_CASE("the CUDA batch-norm kernels on the host emulator equal the CPU's: sta
   });
   CHECK(worst(mg, mw) <= 1e-12);
   CHECK(worst(vg, vw) <= 1e-12);
-  const Tensor invstd = div(scalar_tensor(1.0, {.dtype = DType::f64}), sqrt(add(vw, scalar_tensor(1e-5, {.dtype = DType::f64}))));
+  const Tensor invstd =
+      div(scalar_tensor(1.0, {.dtype = DType::f64}), sqrt(add(vw, scalar_tensor(1e-5, {.dtype = DType::f64}))));
   Tensor yw = poisoned(x.shape(), DType::f64), yg = poisoned(x.shape(), DType::f64);
   cpu::batch_norm_apply(yw.arg(), x.arg(), mw.arg(), invstd.arg(), w.arg(), b.arg());
   launch_grid([&] {
@@ -451,7 +464,8 @@ TEST_CASE("the CUDA convolution kernels on the host emulator: im2col by its defi
       for (int64_t j = 0; j < kw; ++j)
         for (int64_t oh = 0; oh < Ho; ++oh)
           for (int64_t ow = 0; ow < Wo; ++ow) {
-            const int64_t h = oh * p.stride_h - p.pad_h + i * p.dilation_h, w = ow * p.stride_w - p.pad_w + j * p.dilation_w;
+            const int64_t h = oh * p.stride_h - p.pad_h + i * p.dilation_h,
+                          w = ow * p.stride_w - p.pad_w + j * p.dilation_w;
             const double want = h >= 0 && h < H && w >= 0 && w < W ? xv[(c * H + h) * W + w] : 0.0;
             wrong += cv[((c * kh + i) * kw + j) * Ho * Wo + oh * Wo + ow] != want;
           }
@@ -465,9 +479,8 @@ TEST_CASE("the CUDA convolution kernels on the host emulator: im2col by its defi
   const Tensor gy = randn({2, 4, Ho, Wo}, {.dtype = DType::f64}, gen);
   const ck::Shape s2{2, C, H, W, 4, kh, kw, Ho, Wo, 1};
   Tensor gb = poisoned({4}, DType::f64);
-  minidl::testing::emulate({4, 1, 1}, {64, 1, 1}, [&] {
-    ck::bias_grad_kernel<double>(gb.data_ptr<double>(), gy.data_ptr<double>(), s2);
-  });
+  minidl::testing::emulate({4, 1, 1}, {64, 1, 1},
+                           [&] { ck::bias_grad_kernel<double>(gb.data_ptr<double>(), gy.data_ptr<double>(), s2); });
   CHECK(worst(gb, sum(gy, {0, 2, 3})) <= 1e-12);
   // The gradient through a fused ReLU: gy where the output is positive, else 0.
   const Tensor y = relu(randn({2, 4, Ho, Wo}, {.dtype = DType::f64}, gen));
@@ -510,8 +523,8 @@ TEST_CASE("the CUDA index kernels on the host emulator equal the CPU's: select, 
     Tensor want = empty({1}, {.dtype = DType::int64}), got = full({1}, -1, {.dtype = DType::int64});
     cpu::find_out_of_range(want.arg(), bad.arg(), 8, allowed);
     launch_grid([&] {
-      ik::out_of_range_kernel(reinterpret_cast<unsigned long long*>(got.data_ptr<int64_t>()), bad.data_ptr<int64_t>(), 6,
-                              8, allowed);
+      ik::out_of_range_kernel(reinterpret_cast<unsigned long long*>(got.data_ptr<int64_t>()), bad.data_ptr<int64_t>(),
+                              6, 8, allowed);
     });
     CHECK(got.item<int64_t>() == want.item<int64_t>());
   }
@@ -632,8 +645,8 @@ TEST_CASE("cuBLAS's operands for row-major minidl matrices (cuda/gemm_layout.h):
     bool transposed;
     int64_t pad;
   };
-  const std::vector<Layout> layouts = {{"row-major", false, 0}, {"padded rows", false, 3}, {"transposed", true, 0},
-                                       {"transposed, padded", true, 2}};
+  const std::vector<Layout> layouts = {
+      {"row-major", false, 0}, {"padded rows", false, 3}, {"transposed", true, 0}, {"transposed, padded", true, 2}};
   std::mt19937 rng(9);
   std::normal_distribution<double> normal;
   // Stored so that element (r, c) is at r·rs + c·cs.
@@ -645,7 +658,8 @@ TEST_CASE("cuBLAS's operands for row-major minidl matrices (cuda/gemm_layout.h):
       for (int64_t c = 0; c < cols; ++c) v[r * rs + c * cs] = normal(rng);
     return v;
   };
-  for (const std::array<int64_t, 3>& mnk : std::vector<std::array<int64_t, 3>>{{5, 7, 3}, {1, 6, 4}, {6, 1, 4}, {4, 5, 1}, {1, 1, 1}})
+  for (const std::array<int64_t, 3>& mnk :
+       std::vector<std::array<int64_t, 3>>{{5, 7, 3}, {1, 6, 4}, {6, 1, 4}, {4, 5, 1}, {1, 1, 1}})
     for (const Layout& la : layouts)
       for (const Layout& lb : layouts) {
         const int64_t M = mnk[0], N = mnk[1], K = mnk[2];  // plain variables: clang cannot capture structured bindings
@@ -691,7 +705,8 @@ TEST_CASE("the strided-batched GEMM's one step per operand reproduces matmul's b
     bs.insert(bs.end(), {b.size(-2), b.size(-1)});
     const TensorArg A = broadcast_arg(a, as), B = broadcast_arg(b, bs);
     int64_t sa = -1, sb = -1;
-    const bool ok = cuda::batch_step(batch.data(), A.strides, nb, sa) && cuda::batch_step(batch.data(), B.strides, nb, sb);
+    const bool ok =
+        cuda::batch_step(batch.data(), A.strides, nb, sa) && cuda::batch_step(batch.data(), B.strides, nb, sb);
     CHECK(ok == collapses);
     if (!ok) return;
     const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
@@ -699,7 +714,8 @@ TEST_CASE("the strided-batched GEMM's one step per operand reproduces matmul's b
     for (int64_t i = 0; i < shape_numel(batch); ++i) {
       TensorArg Ai = A, Bi = B, Ci = got.arg();
       Ai.ndim = Bi.ndim = Ci.ndim = 2;
-      Ai.data = A.ptr<double>() + i * sa, Bi.data = B.ptr<double>() + i * sb, Ci.data = got.data_ptr<double>() + i * M * N;
+      Ai.data = A.ptr<double>() + i * sa, Bi.data = B.ptr<double>() + i * sb,
+      Ci.data = got.data_ptr<double>() + i * M * N;
       Ai.shape[0] = M, Ai.shape[1] = K, Ai.strides[0] = A.strides[nb], Ai.strides[1] = A.strides[nb + 1];
       Bi.shape[0] = K, Bi.shape[1] = N, Bi.strides[0] = B.strides[nb], Bi.strides[1] = B.strides[nb + 1];
       Ci.shape[0] = M, Ci.shape[1] = N, Ci.strides[0] = N, Ci.strides[1] = 1;
@@ -708,10 +724,10 @@ TEST_CASE("the strided-batched GEMM's one step per operand reproduces matmul's b
     CHECK(worst(got, want) <= 1e-12);
   };
   auto r = [&](const Shape& s) { return randn(s, {.dtype = DType::f64}, gen); };
-  check(r({4, 3, 5}), r({4, 5, 2}), true);              // plain batch
-  check(r({2, 3, 4, 5}), r({2, 3, 5, 6}), true);        // two batch dims, contiguous: one step
-  check(r({3, 5}), r({4, 5, 2}), true);                 // A broadcast over the batch: step 0
-  check(r({2, 1, 4, 5}), r({1, 3, 5, 2}), false);       // broadcast inner under a real outer dim
+  check(r({4, 3, 5}), r({4, 5, 2}), true);                         // plain batch
+  check(r({2, 3, 4, 5}), r({2, 3, 5, 6}), true);                   // two batch dims, contiguous: one step
+  check(r({3, 5}), r({4, 5, 2}), true);                            // A broadcast over the batch: step 0
+  check(r({2, 1, 4, 5}), r({1, 3, 5, 2}), false);                  // broadcast inner under a real outer dim
   check(r({3, 2, 4, 5}).transpose(0, 1), r({2, 3, 5, 2}), false);  // a permuted batch
-  check(r({1, 4, 3, 5}), r({4, 5, 2}), true);           // a size-1 batch dim is skipped
+  check(r({1, 4, 3, 5}), r({4, 5, 2}), true);                      // a size-1 batch dim is skipped
 }

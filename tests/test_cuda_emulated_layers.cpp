@@ -11,11 +11,12 @@
 #include <limits>
 #include <vector>
 
+#include "compress/sparse.h"
 #include "minidl.h"
 #include "ops/cpu/kernels.h"
-// after minidl's headers: the kernels see the emulator's blockIdx, __syncthreads, shuffles
+// then the emulator, whose __global__, __shared__ and blockIdx minidl's headers must not see
 #include "cuda_emulator.h"
-#include "compress/sparse.h"
+// after the emulator: the kernels see its blockIdx, __syncthreads, shuffles
 #include "cuda/bf16_kernels.cuh"
 #include "cuda/qgemm_kernels.cuh"
 #include "cuda/spmm_kernels.cuh"
@@ -31,7 +32,7 @@ TEST_CASE("the hand-written CUDA CSR layer on the host emulator equals the dense
   const int64_t out = 37, in = 50;  // 37 rows: the last block of eight warps is partly idle
   Tensor w = randn({out, in}, {}, gen);
   w = mul(w, ge(rand({out, in}, {}, gen), scalar_tensor(0.8)).to(DType::f32));  // ~80% zeros, rows of every length
-  w.narrow(0, 3, 1).fill_(0.0);                                                // an empty row
+  w.narrow(0, 3, 1).fill_(0.0);                                                 // an empty row
   w.narrow(0, 5, 1).copy_(randn({1, in}, {}, gen));                             // a full one: two chunks of 32 lanes
   const auto m = compress::SparseMatrix::from_dense(w, compress::SparseFormat::csr(), compress::IndexWidth::i32);
   const SparseMatrixArg a = m.arg();
@@ -65,7 +66,8 @@ TEST_CASE("the hand-written CUDA CSR layer on the host emulator equals the dense
 namespace {
 // The three launches of cuda/qgemm.cu on the emulator: y = the GPU's int8 layer.
 // `range_blocks` partial ranges (the GPU uses up to 128; a few here, folded the same way).
-Tensor emulated_int8_linear(const Tensor& x, const Int8Weight& rows, const Tensor& bias, bool relu, unsigned range_blocks) {
+Tensor emulated_int8_linear(const Tensor& x, const Int8Weight& rows, const Tensor& bias, bool relu,
+                            unsigned range_blocks) {
   namespace qk = minidl::cuda::qgemm_kernels;
   const int64_t M = x.size(0), K = x.size(1), N = rows.out_features, words = (K + 3) / 4;
   std::vector<float> lo(range_blocks, NAN), hi(range_blocks, NAN);
@@ -89,23 +91,26 @@ Tensor emulated_int8_linear(const Tensor& x, const Int8Weight& rows, const Tenso
 }
 }  // namespace
 
-TEST_CASE("the CUDA int8 layer on the host emulator gives the CPU's int8 layer bit for bit: tails, zero point, partials") {
+TEST_CASE(
+    "the CUDA int8 layer on the host emulator gives the CPU's int8 layer bit for bit: tails, zero point, partials") {
   Generator gen(21);
   // (M, N, K): one sample; K not a multiple of 4 (padding) and a tile tail in N;
   // M past one 64-row tile with K past one 64-byte step; exact tiles.
-  for (const auto& [M, N, K] : std::vector<std::array<int64_t, 3>>{{1, 10, 7}, {5, 70, 33}, {65, 3, 130}, {64, 64, 64}}) {
+  for (const auto& [M, N, K] :
+       std::vector<std::array<int64_t, 3>>{{1, 10, 7}, {5, 70, 33}, {65, 3, 130}, {64, 64, 64}}) {
     const Tensor w = randn({N, K}, {}, gen);
     const Tensor bias = randn({N}, {}, gen);
     for (bool per_channel : {true, false}) {
       const QuantizedWeight q = quantize_weight_int8(w, per_channel);
-      const Int8Weight cpu_weight = pack_int8_weight(q.values, q.scale), rows = pack_int8_weight_rows(q.values, q.scale);
+      const Int8Weight cpu_weight = pack_int8_weight(q.values, q.scale),
+                       rows = pack_int8_weight_rows(q.values, q.scale);
       CHECK(rows.packed.size(1) % 4 == 0);
       for (int variant = 0; variant < 3; ++variant) {
         const bool relu = variant == 1, with_bias = variant != 2;
         Tensor x = randn({M, K}, {}, gen);
-        if (variant == 1) x = minidl::relu(x);  // all ≥ 0: zero point 0, the range from the maximum alone
+        if (variant == 1) x = minidl::relu(x);             // all ≥ 0: zero point 0, the range from the maximum alone
         if (variant == 2) x = add(x, scalar_tensor(1.5));  // mostly positive: a zero point off the middle
-        const int64_t m = M, n = N, k = K;  // named copies: clang cannot CAPTURE a structured binding
+        const int64_t m = M, n = N, k = K;                 // named copies: clang cannot CAPTURE a structured binding
         CAPTURE(m);
         CAPTURE(n);
         CAPTURE(k);
@@ -142,10 +147,9 @@ Tensor emulated_bf16_linear(const Tensor& x, const Tensor& w, const Tensor& bias
   const dim3 grid{static_cast<unsigned>((N + bk::kBTile - 1) / bk::kBTile),
                   static_cast<unsigned>((M + bk::kBTile - 1) / bk::kBTile), 1};
   minidl::testing::emulate(grid, {bk::kBSide, bk::kBSide, 1}, [&] {
-    bk::bf16_linear_kernel(x.data_ptr<bf16>(), w.data_ptr<bf16>(), M, N, K,
-                           bias.defined() ? bias.data_ptr<float>() : nullptr, relu,
-                           out == DType::f32 ? y.data_ptr<float>() : nullptr,
-                           out == DType::bf16 ? y.data_ptr<bf16>() : nullptr, N);
+    bk::bf16_linear_kernel(
+        x.data_ptr<bf16>(), w.data_ptr<bf16>(), M, N, K, bias.defined() ? bias.data_ptr<float>() : nullptr, relu,
+        out == DType::f32 ? y.data_ptr<float>() : nullptr, out == DType::bf16 ? y.data_ptr<bf16>() : nullptr, N);
   });
   return y;
 }
@@ -159,7 +163,8 @@ std::vector<uint16_t> bf16_bits(const Tensor& t) {
 }
 }  // namespace
 
-TEST_CASE("the CUDA bf16 layer on the host emulator: f32 sums to rounding, bf16 rounded once, tails, cuBLAS's epilogue") {
+TEST_CASE(
+    "the CUDA bf16 layer on the host emulator: f32 sums to rounding, bf16 rounded once, tails, cuBLAS's epilogue") {
   namespace bk = minidl::cuda::bf16_kernels;
   Generator gen(23);
   // (M, N, K): one sample; tails in every dimension (K short of one 16-step, N and
@@ -199,4 +204,3 @@ TEST_CASE("the CUDA bf16 layer on the host emulator: f32 sums to rounding, bf16 
     }
   }
 }
-
