@@ -258,6 +258,7 @@ T atomicAdd(T* address, T v) {
 using std::erf;
 using std::exp;
 using std::fmax;
+using std::isfinite;
 using std::isinf;
 using std::isnan;
 using std::log;

@@ -220,8 +220,15 @@ TEST_CASE("reductions: sum, mean, var, logsumexp, max / argmax, over any dims an
     check_parity("logsumexp", {x}, [](auto& v) { return logsumexp(v[0], {1}); });
     check_parity("max", {x}, [](auto& v) { return max(v[0]); });
     check_parity("softmax dim 0", {x}, [](auto& v) { return softmax(v[0], 0); });
+    // Few long rows: split across blocks, then combined (cuda/reduce_kernels.cuh).
     const Tensor long_row = normal({1 << 20}, 10, t);
     check_parity("sum of 2^20", {long_row}, [](auto& v) { return sum(v[0]); });
+    check_parity("var of 2^20", {long_row}, [](auto& v) { return var(v[0]); });
+    check_parity("logsumexp of 2^20", {long_row}, [](auto& v) { return logsumexp(v[0], {0}); });
+    check_parity("max of 2^20", {long_row}, [](auto& v) { return max(v[0]); });
+    const Tensor long_rows = normal({3, 100000}, 11, t);
+    check_parity("argmin of 3 long rows", {long_rows}, [](auto& v) { return argmin(v[0], 1); });
+    check_parity("mean of 3 long rows", {long_rows}, [](auto& v) { return mean(v[0], {1}); });
     // argmax: the same indices exactly (random data: no ties).
     check_parity("argmax", {x}, [](auto& v) { return argmax(v[0], 2); });
     check_parity("argmin", {x}, [](auto& v) { return argmin(v[0], 1); });

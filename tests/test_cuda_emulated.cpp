@@ -178,20 +178,31 @@ void launch_grid(F kernel) {
   minidl::testing::emulate({3, 1, 1}, {64, 1, 1}, kernel);
 }
 
-// The row reduction: values (and the first extreme's index) against cpu::reduce_rows.
+// The row reduction: values (and the first extreme's index) against
+// cpu::reduce_rows, each row reduced by `splits` blocks (then combined), or by
+// as many as cuda/reduce.cu would launch (splits = 0). A split row's blocks
+// have `threads` threads (the launcher's kThreads, or fewer: faster here), the
+// combining blocks `combine_threads` (0: the launcher's choice; fewer than the
+// parts: each thread folds several).
 template <class T>
-void check_reduce(int64_t n, int64_t cols) {
+void check_reduce(int64_t n, int64_t cols, int64_t splits = 1, unsigned threads = cuda::kThreads,
+                  unsigned combine_threads = 0) {
+  namespace rk = minidl::cuda::reduce;
   const DType dt = dtype_v<T>;
+  if (splits == 0) splits = rk::split_count(n, cols);
+  if (combine_threads == 0) combine_threads = static_cast<unsigned>(cuda::row_threads(splits));
   CAPTURE(dt);
   CAPTURE(cols);
+  CAPTURE(splits);
   Generator gen(static_cast<uint64_t>(cols) + 7);
   Tensor x = std::is_floating_point_v<T> ? randn({n, cols}, {.dtype = dt}, gen)
                                          : randint(-1000, 1000, {n, cols}, {.dtype = dt}, gen);
   if constexpr (std::is_floating_point_v<T>) {
+    x.narrow(0, 0, 1).copy_(add(x.narrow(0, 0, 1), scalar_tensor(1e4, {.dtype = dt})));  // var: a large mean
     x.narrow(0, 1, 1).narrow(1, cols / 2, 1).fill_(std::nan(""));  // a NaN wins max/min
     x.narrow(0, 2, 1).fill_(INFINITY);                             // +inf and a NaN: logsumexp NaN
     x.narrow(0, 2, 1).narrow(1, cols - 1, 1).fill_(std::nan(""));
-    x.narrow(0, 3, 1).fill_(-INFINITY);  // all −inf: logsumexp −inf
+    x.narrow(0, 3, 1).fill_(-INFINITY);  // all −inf: logsumexp −inf; max and min tie everywhere
   }
   for (ReduceOp op : {ReduceOp::sum, ReduceOp::max, ReduceOp::min, ReduceOp::logsumexp, ReduceOp::var}) {
     CAPTURE(static_cast<int>(op));
@@ -199,10 +210,21 @@ void check_reduce(int64_t n, int64_t cols) {
     Tensor vw = poisoned({n}, dt), vg = poisoned({n}, dt);
     Tensor iw = full({n}, -7, {.dtype = DType::int64}), ig = full({n}, -7, {.dtype = DType::int64});
     cpu::reduce_rows(op, vw.arg(), extreme ? iw.arg() : TensorArg{}, x.arg(), 1.0);
-    minidl::testing::emulate(
-        {static_cast<unsigned>(n), 1, 1}, {static_cast<unsigned>(cuda::row_threads(cols)), 1, 1}, [&] {
-          cuda::reduce::reduce_rows_kernel<T>(op, vg.arg(), extreme ? ig.data_ptr<int64_t>() : nullptr, x.arg(), 1.0);
-        });
+    int64_t* indices = extreme ? ig.data_ptr<int64_t>() : nullptr;
+    if (splits == 1) {
+      minidl::testing::emulate({static_cast<unsigned>(n), 1, 1}, {static_cast<unsigned>(cuda::row_threads(cols)), 1, 1},
+                               [&] { rk::reduce_rows_kernel<T>(op, vg.arg(), indices, x.arg(), 1.0, 1, nullptr); });
+    } else {  // as cuda/reduce.cu launches the two kernels; the partials poisoned
+      std::vector<rk::Partial> partials(n * splits, rk::Partial{NAN, NAN, -9, true});
+      minidl::testing::emulate({static_cast<unsigned>(n * splits), 1, 1}, {threads, 1, 1}, [&] {
+        rk::reduce_rows_kernel<T>(op, vg.arg(), indices, x.arg(), 1.0, splits, partials.data());
+      });
+      if constexpr (std::is_floating_point_v<T>)
+        CHECK(std::isnan(vg.to(DType::f64).to_vector<double>()[0]));  // the first kernel writes no answer
+      minidl::testing::emulate({static_cast<unsigned>(n), 1, 1}, {combine_threads, 1, 1}, [&] {
+        rk::combine_kernel<T>(op, vg.arg(), indices, x.arg(), 1.0, splits, partials.data());
+      });
+    }
     const std::vector<double> a = vg.to(DType::f64).to_vector<double>(), b = vw.to(DType::f64).to_vector<double>();
     for (int64_t r = 0; r < n; ++r) {
       CAPTURE(r);
@@ -223,6 +245,18 @@ TEST_CASE(
     check_reduce<float>(4, cols);
     check_reduce<double>(4, cols);
   }
+  // Rows split across blocks and combined: any split must give the row's answer
+  // (parts of 1 column; of 2, the last two empty; uneven parts; a combining block
+  // with fewer threads than parts), and long rows as the launcher splits them.
+  for (int64_t splits : {2, 3, 7, 10}) check_reduce<float>(4, 10, splits, 32);
+  check_reduce<float>(4, 1000, 7, 32, 2);
+  check_reduce<double>(4, 5000, 7, 64);
+  check_reduce<int64_t>(4, 300, 3, 32);
+  check_reduce<float>(4, 20000, 0, 64);
+  CHECK(cuda::reduce::split_count(4, 20000) == 5);
+  CHECK(cuda::reduce::split_count(1, 10'000'000) == cuda::reduce::kSplitBlocks);  // a whole-tensor sum
+  CHECK(cuda::reduce::split_count(4096, 100'000) == 1);                           // rows enough to fill the GPU
+  CHECK(cuda::reduce::split_count(2, 8000) == 1);                                 // rows too short to share
   check_reduce<int64_t>(4, 300);
 }
 
