@@ -8,7 +8,8 @@
 #
 # It configures with CUDA on for sm_90, builds, runs the whole suite (the CUDA
 # tests must run there, not skip), then the GPU benchmarks (cuBLAS against the
-# hand-written SGEMMs, the fused loss against a device copy, training steps, the
+# hand-written SGEMMs, the fused loss against a device copy, single ops (the
+# full sum and max: the split row reduction), training steps, the
 # sparse Linear against cuBLAS dense, the int8 mlp against the f32 one) and
 # one epoch of cnn on the GPU beside one on the CPU, a distillation from it
 # on both, and `bench classifier` of that cnn and its student on the GPU. Everything it prints also
@@ -68,6 +69,7 @@ run_bench gemm $M bench gemm --device cuda --shapes 4096x4096x4096 8192x8192x819
   --min-time 0.3 --min-runs 5 --warmup-runs 2
 run_bench loss $M bench loss --device cuda --shapes 4096x32000 4096x1000 4096x10 --min-time 0.3
 run_bench conv $M bench conv --device cuda --min-time 0.3
+run_bench ops $M bench ops --device cuda --min-time 0.2
 echo "-- conv against cuDNN (PyTorch's conv2d), alternating rounds"
 timeout 180 python3 tools/bench/conv_vs_cudnn.py --minidl $M --rounds 3 > "$OUT/conv_vs_cudnn.txt" 2>&1 || bench_rc=1
 cat "$OUT/conv_vs_cudnn.txt"

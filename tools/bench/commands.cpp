@@ -608,7 +608,9 @@ int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o) {
 
 int bench_ops(const CommonOptions& o) {
   // Single ops the training step spends time in, each timed alone (inference:
-  // no graph) after its result is checked against the f64 computation.
+  // no graph) after its result is checked against the f64 computation on the
+  // CPU. On a GPU the full sum and max are one long row each, which the
+  // reduction splits across blocks (cuda/reduce_kernels.cuh).
   Generator gen(21);
   struct Case {
     std::string name;
@@ -626,18 +628,22 @@ int bench_ops(const CommonOptions& o) {
       {"max of 16M floats", r, [](const Tensor& t) { return max(t); }, 4.0 * r.numel()},
       {"relu 128x32x28x28", p1, [](const Tensor& t) { return relu(t); }, 8.0 * p1.numel()},
   };
-  Table table(fmt::format("single ops (forward, no grad), f32, {} threads", threads()),
-              {"op", "median", "p10", "p90", "GB/s"});
+  const Device device(o.device);
+  const std::string where =
+      device.is_cuda() ? cuda::device_info(device.index).name + ", CUDA events" : fmt::format("{} threads", threads());
+  Table table(fmt::format("single ops (forward, no grad), f32, {}", where), {"op", "median", "p10", "p90", "GB/s"});
   nlohmann::json rows = nlohmann::json::array();
   for (const Case& c : cases) {
     NoGradGuard no_grad;
-    require_close("ops", c.name, c.op(c.x), c.op(c.x.to(DType::f64)), 1e-6);
-    Stats s = run([&] { Tensor y = c.op(c.x); }, to_options(o));
+    const Tensor x = c.x.to(device);
+    require_close("ops", c.name + " on " + o.device, c.op(x).to(kCPU), c.op(c.x.to(DType::f64)), 1e-6);
+    Stats s = run([&] { Tensor y = c.op(x); }, to_options(o), timer_for(o));
     table.add_row({c.name, format_seconds(s.median), format_seconds(s.p10), format_seconds(s.p90),
                    fixed(c.bytes / s.median / 1e9, 1) + (s.noisy() ? " (noisy)" : "")});
     rows.push_back({{"op", c.name}, {"stats", s.to_json()}, {"gb_per_s", c.bytes / s.median / 1e9}});
   }
-  nlohmann::json j = {{"benchmark", "ops"}, {"threads", threads()}, {"results", rows}, {"table", table.json()}};
+  nlohmann::json j = {
+      {"benchmark", "ops"}, {"threads", threads()}, {"device", o.device}, {"results", rows}, {"table", table.json()}};
   emit(table, j, o);
   return 0;
 }
