@@ -96,6 +96,76 @@ TEST_CASE("reductions") {
   check_all(argmax(f32({3, -9, 1, 10}, {2, 2})), {3});
 }
 
+namespace {
+// The first extreme of each row by one comparison per element (a NaN wins, the
+// first of ties wins): what max / min and their indices must give.
+std::vector<int64_t> first_extremes(const Tensor& x, bool is_max) {
+  const int64_t rows = x.size(0), cols = x.size(1);
+  const std::vector<double> v = x.to(DType::f64).to_vector<double>();
+  std::vector<int64_t> out;
+  for (int64_t r = 0; r < rows; ++r) {
+    const double* row = v.data() + r * cols;
+    int64_t best = 0;
+    for (int64_t c = 1; c < cols && !std::isnan(row[best]); ++c)
+      if (std::isnan(row[c]) || (is_max ? row[c] > row[best] : row[c] < row[best])) best = c;
+    out.push_back(best);
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("max / min over long rows: the first extreme, a NaN first, ties across blocks, every dtype") {
+  // The CPU kernel reduces long rows in blocks of 2048 in vector lanes, then
+  // looks for the extreme's position in the block that has it; few long rows
+  // are also split among the threads. Rows of 10 000 (both), and one row of
+  // 300 000 (split).
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  Generator gen(31);
+  for (DType t : {DType::f32, DType::f64, DType::bf16, DType::int64}) {
+    CAPTURE(t);
+    const bool floating = t != DType::int64;
+    const int64_t cols = 10000;
+    Tensor x = floating ? randn({8, cols}, {.dtype = t}, gen) : randint(-1000, 1000, {8, cols}, {.dtype = t}, gen);
+    auto set = [&](int64_t r, int64_t c, double v) { x.narrow(0, r, 1).narrow(1, c, 1).fill_(v); };
+    set(0, 4100, 5000), set(0, 100, 5000);     // row 0: tied extremes in blocks 0 and 2
+    set(0, 5000, -5000), set(0, 9999, -5000);  // ... for min too
+    set(1, 2100, 5000), set(1, 2101, 5000);    // row 1: tied in one block, after a lower extreme
+    set(1, 10, 4000);
+    x.narrow(0, 2, 1).copy_(arange(0, cols, 1, {.dtype = t}).reshape({1, cols}));  // row 2: each block beats the last
+    x.narrow(0, 3, 1).fill_(floating ? -inf : static_cast<double>(std::numeric_limits<int64_t>::min()));
+    x.narrow(0, 4, 1).fill_(floating ? inf : static_cast<double>(std::numeric_limits<int64_t>::max()));
+    x.narrow(0, 5, 1).fill_(0.0);
+    if (floating) {
+      set(5, 3000, -0.0);                                                       // row 5: ±0 ties
+      set(6, 7000, nan), set(6, 9000, nan), set(6, 20, inf), set(6, 21, -inf);  // row 6: the first NaN wins
+      set(7, cols - 1, nan);                                                    // row 7: a NaN last
+    }
+    for (bool is_max : {true, false}) {
+      CAPTURE(is_max);
+      const ValuesIndices got = is_max ? max(x, 1) : min(x, 1);
+      const std::vector<int64_t> want = first_extremes(x, is_max);
+      CHECK(got.indices.to_vector<int64_t>() == want);
+      const std::vector<double> values = got.values.to(DType::f64).to_vector<double>(),
+                                xs = x.to(DType::f64).to_vector<double>();
+      for (int64_t r = 0; r < 8; ++r) {
+        CAPTURE(r);
+        const double w = xs[r * cols + want[r]];
+        CHECK((values[r] == w || (std::isnan(values[r]) && std::isnan(w))));
+      }
+      CHECK((is_max ? argmax(x, 1) : argmin(x, 1)).to_vector<int64_t>() == want);
+    }
+  }
+  // One long row, split among the threads: its maximum, 10, at 200 000 and again
+  // at 250 000, a lower 9 at 5; then a NaN at 100 wins.
+  Tensor row = randn({1, 300000}, {}, gen);
+  row.narrow(1, 200000, 1).fill_(10.0), row.narrow(1, 250000, 1).fill_(10.0), row.narrow(1, 5, 1).fill_(9.0);
+  CHECK(max(row, 1).indices.item<int64_t>() == 200000);
+  CHECK(argmax(row.reshape({300000})).item<int64_t>() == 200000);
+  row.narrow(1, 100, 1).fill_(nan);
+  CHECK(max(row, 1).indices.item<int64_t>() == 100);
+  CHECK(std::isnan(max(row.reshape({300000})).item()));
+}
+
 TEST_CASE("matmul and linear") {
   // [[1, 2], [3, 4]] · [[5, 6], [7, 8]] = [[19, 22], [43, 50]]
   Tensor a = f32({1, 2, 3, 4}, {2, 2}), b = f32({5, 6, 7, 8}, {2, 2});

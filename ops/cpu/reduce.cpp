@@ -9,6 +9,7 @@
 // tensor is one row) split each row's columns among the threads, each reducing
 // its chunk, and the partials are combined in chunk order — so the answer does
 // not depend on which thread finished first.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -27,19 +28,6 @@ double sum_range(const T* row, int64_t c0, int64_t c1) {
   return lane_sum<double>(c1 - c0, [row, c0](int64_t i) { return static_cast<double>(static_cast<C>(row[c0 + i])); });
 }
 
-// The maximum, NaN if there is one (std::max would drop it: logsumexp of a row
-// with a NaN is NaN, even when the rest is ±inf).
-template <class C, class T>
-double max_range(const T* row, int64_t c0, int64_t c1) {
-  double m = -std::numeric_limits<double>::infinity();
-  for (int64_t c = c0; c < c1; ++c) {
-    const double v = static_cast<double>(static_cast<C>(row[c]));
-    if (std::isnan(v)) return v;
-    m = std::max(m, v);
-  }
-  return m;
-}
-
 template <class C, class T>
 double sum_exp_range(const T* row, int64_t c0, int64_t c1, double m) {
   return lane_sum<double>(c1 - c0, [row, c0, m](int64_t i) {
@@ -55,6 +43,51 @@ double sum_sq_dev_range(const T* row, int64_t c0, int64_t c1, double mean) {
   });
 }
 
+// The largest (kMax) or smallest value of row[c0, c1), and whether a NaN is
+// among them, as a vector reduction (`omp simd`: each vector lane keeps its own
+// running extreme, combined at the end). A NaN loses every `>` and `<`, so the
+// lanes pass over it and `nan` says it was there. The extreme starts at −inf
+// (max) or +inf (min) — the type's lowest or highest value for integers — so
+// the value found is one of the row's, unless the range is empty or all NaN.
+template <class C>
+struct LaneExtreme {
+  C value;
+  bool nan;
+};
+template <bool kMax, class C, class T>
+LaneExtreme<C> lane_extreme(const T* row, int64_t c0, int64_t c1) {
+  using limits = std::numeric_limits<C>;
+  C m = limits::has_infinity ? (kMax ? -limits::infinity() : limits::infinity())
+                             : (kMax ? limits::lowest() : limits::max());
+  int nan = 0;
+  if constexpr (kMax) {
+#pragma omp simd reduction(max : m) reduction(| : nan)
+    for (int64_t c = c0; c < c1; ++c) {
+      const C v = static_cast<C>(row[c]);
+      m = v > m ? v : m;
+      nan |= v != v;
+    }
+  } else {
+#pragma omp simd reduction(min : m) reduction(| : nan)
+    for (int64_t c = c0; c < c1; ++c) {
+      const C v = static_cast<C>(row[c]);
+      m = v < m ? v : m;
+      nan |= v != v;
+    }
+  }
+  return {m, nan != 0};
+}
+
+// The maximum, NaN if there is one (std::max would drop it: logsumexp of a row
+// with a NaN is NaN, even when the rest is ±inf); −inf for an empty range.
+template <class C, class T>
+double max_range(const T* row, int64_t c0, int64_t c1) {
+  const LaneExtreme<C> m = lane_extreme<true, C>(row, c0, c1);
+  if (m.nan) return std::numeric_limits<double>::quiet_NaN();
+  if (c0 == c1) return -std::numeric_limits<double>::infinity();  // (an integer row's start is not −inf)
+  return static_cast<double>(m.value);
+}
+
 // The first extreme of row[c0, c1); a NaN wins over everything (as in PyTorch).
 template <class C>
 struct Extreme {
@@ -62,8 +95,9 @@ struct Extreme {
   C value;
   bool nan;
 };
+// One comparison per element, in order: for short rows.
 template <class C, class T>
-Extreme<C> extreme_range(const T* row, int64_t c0, int64_t c1, bool is_max) {
+Extreme<C> extreme_scalar(const T* row, int64_t c0, int64_t c1, bool is_max) {
   Extreme<C> best{c0, static_cast<C>(row[c0]), false};
   if constexpr (std::is_floating_point_v<C>) best.nan = std::isnan(best.value);
   for (int64_t c = c0 + 1; c < c1 && !best.nan; ++c) {
@@ -71,6 +105,38 @@ Extreme<C> extreme_range(const T* row, int64_t c0, int64_t c1, bool is_max) {
     bool nan_v = false;
     if constexpr (std::is_floating_point_v<C>) nan_v = std::isnan(v);
     if (nan_v || (is_max ? v > best.value : v < best.value)) best = {c, v, nan_v};
+  }
+  return best;
+}
+// The same answer from blocks of kBlock columns, each reduced in vector lanes
+// first (lane_extreme). A block is searched for the position of its extreme
+// only when that beats every earlier block's — on data in no particular order,
+// rarely after the first few blocks — or for its first NaN, which ends the
+// search.
+template <class C, class T>
+Extreme<C> extreme_range(const T* row, int64_t c0, int64_t c1, bool is_max) {
+  constexpr int64_t kBlock = 2048, kShort = 64;
+  if (c1 - c0 < kShort) return extreme_scalar<C>(row, c0, c1, is_max);
+  auto first = [row](int64_t b0, int64_t b1, auto match) {
+    int64_t c = b0;
+    while (c < b1 && !match(static_cast<C>(row[c]))) ++c;
+    return c;
+  };
+  Extreme<C> best{-1, C(0), false};
+  for (int64_t b0 = c0; b0 < c1; b0 += kBlock) {
+    const int64_t b1 = std::min(c1, b0 + kBlock);
+    const LaneExtreme<C> e = is_max ? lane_extreme<true, C>(row, b0, b1) : lane_extreme<false, C>(row, b0, b1);
+    if (e.nan) {
+      const int64_t c = first(b0, b1, [](C x) { return x != x; });
+      return {c, static_cast<C>(row[c]), true};
+    }
+    if (best.index < 0 || (is_max ? e.value > best.value : e.value < best.value)) {
+      const int64_t c = first(b0, b1, [v = e.value](C x) { return x == v; });
+      // (always found; were a compiler to start its vector lanes at ±FLT_MAX,
+      // not ±inf, a block of −infs would not be: then the plain loop decides)
+      const Extreme<C> mine = c < b1 ? Extreme<C>{c, e.value, false} : extreme_scalar<C>(row, b0, b1, is_max);
+      if (best.index < 0 || (is_max ? mine.value > best.value : mine.value < best.value)) best = mine;
+    }
   }
   return best;
 }
