@@ -37,7 +37,8 @@ inline int64_t split_count(int64_t rows, int64_t cols) {
 }
 
 // What a block found in its range of a row. By op:
-//   sum        a = Σ x
+//   sum        a = Σ x (and b a second sum, carried alongside: batch norm's backward
+//              sums two things at once, cuda/norm_kernels.cuh)
 //   logsumexp  a = max x (NaNs skipped), b = Σ e^(x − a), nan = a NaN was seen
 //   var        n = count, a = mean, b = Σ (x − mean)²
 //   max / min  n = the column of the first extreme (−1: none), a = its value, nan = it is a NaN
@@ -68,7 +69,7 @@ __device__ inline bool beats(const Partial& x, const Partial& y, bool is_max) {
 __device__ inline Partial combine(ReduceOp op, const Partial& x, const Partial& y) {
   switch (op) {
     case ReduceOp::sum:
-      return {x.a + y.a, 0, 0, false};
+      return {x.a + y.a, x.b + y.b, 0, false};
     case ReduceOp::max:
     case ReduceOp::min:
       return beats(y, x, op == ReduceOp::max) ? y : x;

@@ -352,12 +352,17 @@ TEST_CASE("pooling: max (padded, overlapping), avg (with and without the padding
 }
 
 TEST_CASE("batch norm: training (batch statistics, running stats updated) and eval") {
+  // (8, 5, 6, 7): a block per channel; (64, 3, 20, 20): 25 600 values per
+  // channel, each channel split across 7 blocks (cuda/norm_kernels.cuh).
+  for (const Shape& shape : {Shape{8, 5, 6, 7}, Shape{64, 3, 20, 20}})
   for (DType t : {DType::f32, DType::f64}) {
     CAPTURE(t);
-    const Tensor x = normal({8, 5, 6, 7}, 26, t), w = normal({5}, 27, t), b = normal({5}, 28, t);
+    CAPTURE(shape[0]);
+    const int64_t C = shape[1];
+    const Tensor x = normal(shape, 26, t), w = normal({C}, 27, t), b = normal({C}, 28, t);
     for (bool training : {true, false}) {
       CAPTURE(training);
-      Tensor rm_h = normal({5}, 29, t), rv_h = add(abs(normal({5}, 30, t)), scalar_tensor(0.5, {.dtype = t}));
+      Tensor rm_h = normal({C}, 29, t), rv_h = add(abs(normal({C}, 30, t)), scalar_tensor(0.5, {.dtype = t}));
       Tensor rm_d = rm_h.to(kCuda), rv_d = rv_h.to(kCuda);
       check_parity("batch_norm", {x, w, b}, [&](auto& v) {
         const bool on_cuda = v[0].device().is_cuda();

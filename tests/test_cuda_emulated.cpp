@@ -438,45 +438,88 @@ TEST_CASE("the CUDA pooling kernels on the host emulator equal the CPU's: max wi
   CHECK(worst(ag, aw) <= 1e-6);
 }
 
-TEST_CASE("the CUDA batch-norm kernels on the host emulator equal the CPU's: statistics, normalisation, backward") {
+namespace {
+
+// Batch norm's kernels against the CPU's on x of (N, C, L), each channel
+// reduced by `parts` blocks of `threads` (then combined; dx then by a grid of
+// its own), as cuda/norm.cu launches them; parts = 0: as many as it would.
+void check_batch_norm(int64_t N, int64_t C, int64_t L, int64_t parts, unsigned threads) {
   namespace nk = minidl::cuda::norm_kernels;
+  namespace rk = minidl::cuda::reduce;
+  if (parts == 0) parts = rk::split_count(C, N * L);
+  CAPTURE(parts);
   Generator gen(5);
-  const Tensor x = randn({6, 5, 9}, {.dtype = DType::f64}, gen), w = randn({5}, {.dtype = DType::f64}, gen);
-  const Tensor b = randn({5}, {.dtype = DType::f64}, gen), gy = randn({6, 5, 9}, {.dtype = DType::f64}, gen);
+  const DType f64 = DType::f64;
+  // a mean of 5 and a spread of 1: the two-pass variance matters
+  const Tensor x = add(randn({N, C, L}, {.dtype = f64}, gen), scalar_tensor(5.0, {.dtype = f64}));
+  const Tensor w = randn({C}, {.dtype = f64}, gen), b = randn({C}, {.dtype = f64}, gen);
+  const Tensor gy = randn({N, C, L}, {.dtype = f64}, gen);
   const nk::Dims d = nk::dims_of(x.arg());
-  Tensor mw = poisoned({5}, DType::f64), vw = poisoned({5}, DType::f64), mg = poisoned({5}, DType::f64),
-         vg = poisoned({5}, DType::f64);
+  const dim3 blocks{static_cast<unsigned>(C * parts), 1, 1}, block{threads, 1, 1};
+  const dim3 channels{static_cast<unsigned>(C), 1, 1}, combining{static_cast<unsigned>(cuda::row_threads(parts)), 1, 1};
+  std::vector<rk::Partial> partials(C * parts, rk::Partial{NAN, NAN, -9, true});  // poisoned
+  auto* scratch = parts > 1 ? partials.data() : nullptr;
+
+  Tensor mw = poisoned({C}, f64), vw = poisoned({C}, f64), mg = poisoned({C}, f64), vg = poisoned({C}, f64);
   cpu::batch_norm_stats(mw.arg(), vw.arg(), x.arg());
-  minidl::testing::emulate({5, 1, 1}, {64, 1, 1}, [&] {  // one block per channel
-    nk::stats_kernel<double>(mg.data_ptr<double>(), vg.data_ptr<double>(), x.data_ptr<double>(), d);
+  minidl::testing::emulate(blocks, block, [&] {
+    nk::stats_kernel<double>(mg.data_ptr<double>(), vg.data_ptr<double>(), x.data_ptr<double>(), d, parts, scratch);
   });
+  if (parts > 1)
+    minidl::testing::emulate(channels, combining, [&] {
+      nk::stats_combine_kernel<double>(mg.data_ptr<double>(), vg.data_ptr<double>(), parts, scratch);
+    });
   CHECK(worst(mg, mw) <= 1e-12);
   CHECK(worst(vg, vw) <= 1e-12);
-  const Tensor invstd =
-      div(scalar_tensor(1.0, {.dtype = DType::f64}), sqrt(add(vw, scalar_tensor(1e-5, {.dtype = DType::f64}))));
-  Tensor yw = poisoned(x.shape(), DType::f64), yg = poisoned(x.shape(), DType::f64);
+
+  const Tensor invstd = div(scalar_tensor(1.0, {.dtype = f64}), sqrt(add(vw, scalar_tensor(1e-5, {.dtype = f64}))));
+  Tensor yw = poisoned(x.shape(), f64), yg = poisoned(x.shape(), f64);
   cpu::batch_norm_apply(yw.arg(), x.arg(), mw.arg(), invstd.arg(), w.arg(), b.arg());
   launch_grid([&] {
     nk::apply_kernel<double>(yg.data_ptr<double>(), x.data_ptr<double>(), mw.data_ptr<double>(),
                              invstd.data_ptr<double>(), w.data_ptr<double>(), b.data_ptr<double>(), d);
   });
   CHECK(worst(yg, yw) <= 1e-12);
+
   for (bool training : {true, false}) {
     CAPTURE(training);
-    Tensor gxw = poisoned(x.shape(), DType::f64), gxg = poisoned(x.shape(), DType::f64);
-    Tensor gww = poisoned({5}, DType::f64), gwg = poisoned({5}, DType::f64), gbw = poisoned({5}, DType::f64),
-           gbg = poisoned({5}, DType::f64);
+    Tensor gxw = poisoned(x.shape(), f64), gxg = poisoned(x.shape(), f64);
+    Tensor gww = poisoned({C}, f64), gwg = poisoned({C}, f64), gbw = poisoned({C}, f64), gbg = poisoned({C}, f64);
     cpu::batch_norm_backward(gxw.arg(), gww.arg(), gbw.arg(), gy.arg(), x.arg(), mw.arg(), invstd.arg(), w.arg(),
                              training);
-    minidl::testing::emulate({5, 1, 1}, {64, 1, 1}, [&] {
+    std::fill(partials.begin(), partials.end(), rk::Partial{NAN, NAN, -9, true});
+    minidl::testing::emulate(blocks, block, [&] {
       nk::backward_kernel<double>(gxg.data_ptr<double>(), gwg.data_ptr<double>(), gbg.data_ptr<double>(),
                                   gy.data_ptr<double>(), x.data_ptr<double>(), mw.data_ptr<double>(),
-                                  invstd.data_ptr<double>(), w.data_ptr<double>(), d, training);
+                                  invstd.data_ptr<double>(), w.data_ptr<double>(), d, training, parts, scratch);
     });
+    if (parts > 1) {
+      minidl::testing::emulate(channels, combining, [&] {
+        nk::backward_combine_kernel<double>(gwg.data_ptr<double>(), gbg.data_ptr<double>(), parts, scratch);
+      });
+      launch_grid([&] {
+        nk::backward_input_kernel<double>(gxg.data_ptr<double>(), gy.data_ptr<double>(), x.data_ptr<double>(),
+                                          mw.data_ptr<double>(), invstd.data_ptr<double>(), w.data_ptr<double>(), d,
+                                          training, parts, scratch);
+      });
+    }
     CHECK(worst(gxg, gxw) <= 1e-12);
     CHECK(worst(gwg, gww) <= 1e-12);
     CHECK(worst(gbg, gbw) <= 1e-12);
   }
+}
+
+}  // namespace
+
+TEST_CASE("the CUDA batch-norm kernels on the host emulator equal the CPU's: statistics, normalisation, backward") {
+  check_batch_norm(6, 5, 9, 1, 64);  // a block per channel
+  // Channels split into parts (of 1 value; uneven; empty last parts) and combined,
+  // and a long channel as cuda/norm.cu splits it.
+  check_batch_norm(2, 3, 3, 6, 32);
+  check_batch_norm(6, 5, 9, 4, 32);
+  check_batch_norm(3, 2, 5, 10, 32);  // parts of 2 values: the last two empty
+  check_batch_norm(40, 2, 250, 0, 64);
+  CHECK(minidl::cuda::reduce::split_count(2, 40 * 250) == 3);
 }
 
 TEST_CASE("the CUDA convolution kernels on the host emulator: im2col by its definition, col2im as its adjoint") {
