@@ -100,8 +100,16 @@ void conv2d_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& 
       gy = static_cast<const T*>(masked->data());
     }
     if (gb.data && s.O > 0) {
-      bias_grad_kernel<T><<<static_cast<unsigned>(s.O), kThreads, 0, stream()>>>(gb.ptr<T>(), gy, s);
+      const int64_t parts = reduce::split_count(s.O, s.N * s.positions());
+      std::unique_ptr<Scratch> partials;
+      if (parts > 1) partials = std::make_unique<Scratch>(static_cast<size_t>(s.O * parts) * sizeof(reduce::Partial), device);
+      auto* p = parts > 1 ? static_cast<reduce::Partial*>(partials->data()) : nullptr;
+      bias_grad_kernel<T><<<static_cast<unsigned>(s.O * parts), kThreads, 0, stream()>>>(gb.ptr<T>(), gy, s, parts, p);
       MINIDL_CUDA_CHECK(cudaGetLastError());
+      if (parts > 1) {
+        reduce::sum_parts_kernel<T><<<static_cast<unsigned>(s.O), row_threads(parts), 0, stream()>>>(gb.ptr<T>(), parts, p);
+        MINIDL_CUDA_CHECK(cudaGetLastError());
+      }
     }
     if (!gx.data && !gw.data) return;
     if (gw.data && s.N == 0) MINIDL_CUDA_CHECK(cudaMemsetAsync(gw.data, 0, gw.numel() * esize, stream()));

@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "cuda/device.cuh"
+#include "cuda/reduce_kernels.cuh"
 #include "ops/kernel_types.h"
 
 namespace minidl::cuda::conv_kernels {
@@ -63,15 +64,23 @@ __global__ void relu_mask_kernel(T* out, const T* g, const T* y, int64_t n) {
   MINIDL_CUDA_FOR(i, n) out[i] = y[i] > T(0) ? g[i] : T(0);
 }
 
-// gb[o] = Σ_{n, p} gy[n, o, p]: one block per output channel, reduced in double.
+// gb[o] = Σ_{n, p} gy[n, o, p], reduced in double: one block per output
+// channel, or — few channels of many values (32 channels of 128·28·28 in the
+// cnn's first layer) — `parts` blocks per channel, each writing its part's sum
+// for reduce::sum_parts_kernel (the split of cuda/reduce_kernels.cuh).
 template <class T>
-__global__ void bias_grad_kernel(T* gb, const T* gy, Shape s) {
+__global__ void bias_grad_kernel(T* gb, const T* gy, Shape s, int64_t parts, reduce::Partial* partials) {
   __shared__ double scratch[kWarp];
-  const int64_t o = blockIdx.x, P = s.positions();
+  const int64_t P = s.positions();
+  const reduce::Share share = reduce::share_of(s.N * P, parts);
+  const int64_t o = share.row;
   double acc = 0;
-  for (int64_t j = threadIdx.x; j < s.N * P; j += blockDim.x) acc += static_cast<double>(gy[((j / P) * s.O + o) * P + j % P]);
+  for (int64_t j = share.begin + threadIdx.x; j < share.end; j += blockDim.x)
+    acc += static_cast<double>(gy[((j / P) * s.O + o) * P + j % P]);
   acc = block_sum(acc, scratch);
-  if (threadIdx.x == 0) gb[o] = static_cast<T>(acc);
+  if (threadIdx.x != 0) return;
+  if (parts == 1) gb[o] = static_cast<T>(acc);
+  else partials[blockIdx.x] = {acc, 0, 0, false};
 }
 
 }  // namespace

@@ -32,16 +32,9 @@ __device__ inline int64_t channel_at(const Dims& d, int64_t c, int64_t j) {
 // first stage of a network: 32 channels of N·28·28) — `parts` blocks each, as
 // the row reductions split few long rows (cuda/reduce_kernels.cuh, whose
 // Partial and combine these kernels share): block b takes part b % parts of
-// channel b / parts, values [j0, j1) of its M = N·L. How many parts: from the
-// shape alone (reduce::split_count), so the rounding is the same on every GPU.
-struct Part {
-  int64_t c, j0, j1;
-};
-__device__ inline Part part_of(const Dims& d, int64_t parts) {
-  const int64_t M = d.N * d.L, chunk = (M + parts - 1) / parts, part = blockIdx.x % parts;
-  const int64_t j0 = min(M, part * chunk);
-  return {static_cast<int64_t>(blockIdx.x / parts), j0, min(M, j0 + chunk)};
-}
+// channel b / parts, values [begin, end) of its M = N·L (reduce::share_of).
+// How many parts: from the shape alone (reduce::split_count), so the rounding
+// is the same on every GPU.
 
 // The mean and (biased) variance of each channel. Two passes over a block's
 // values: their mean, then squared deviations from it (no cancellation). One
@@ -49,14 +42,15 @@ __device__ inline Part part_of(const Dims& d, int64_t parts) {
 template <class T>
 __global__ void stats_kernel(T* mean, T* var, const T* x, Dims d, int64_t parts, reduce::Partial* partials) {
   __shared__ double scratch[kWarp];
-  const Part p = part_of(d, parts);
-  const int64_t n = p.j1 - p.j0;
+  const reduce::Share share = reduce::share_of(d.N * d.L, parts);
+  const int64_t c = share.row;
+  const int64_t n = share.end - share.begin;
   double s = 0;
-  for (int64_t j = p.j0 + threadIdx.x; j < p.j1; j += blockDim.x) s += static_cast<double>(x[channel_at(d, p.c, j)]);
+  for (int64_t j = share.begin + threadIdx.x; j < share.end; j += blockDim.x) s += static_cast<double>(x[channel_at(d, c, j)]);
   const double mu = n > 0 ? block_sum(s, scratch) / static_cast<double>(n) : 0.0;
   double ss = 0;
-  for (int64_t j = p.j0 + threadIdx.x; j < p.j1; j += blockDim.x) {
-    const double dev = static_cast<double>(x[channel_at(d, p.c, j)]) - mu;
+  for (int64_t j = share.begin + threadIdx.x; j < share.end; j += blockDim.x) {
+    const double dev = static_cast<double>(x[channel_at(d, c, j)]) - mu;
     ss += dev * dev;
   }
   ss = block_sum(ss, scratch);
@@ -65,8 +59,8 @@ __global__ void stats_kernel(T* mean, T* var, const T* x, Dims d, int64_t parts,
     partials[blockIdx.x] = {mu, ss, n, false};
     return;
   }
-  mean[p.c] = static_cast<T>(mu);
-  var[p.c] = static_cast<T>(ss / static_cast<double>(n));  // biased: what normalisation uses
+  mean[c] = static_cast<T>(mu);
+  var[c] = static_cast<T>(ss / static_cast<double>(n));  // biased: what normalisation uses
 }
 
 // Block c folds channel c's parts (Chan's pairwise update, reduce::combine)
@@ -113,11 +107,12 @@ template <class T>
 __global__ void backward_kernel(T* gx, T* gw, T* gb, const T* gy, const T* x, const T* mean, const T* invstd,
                                 const T* weight, Dims d, bool training, int64_t parts, reduce::Partial* partials) {
   __shared__ double scratch[kWarp];
-  const Part p = part_of(d, parts);
-  const double mu = mean[p.c], is = invstd[p.c];
+  const reduce::Share share = reduce::share_of(d.N * d.L, parts);
+  const int64_t c = share.row;
+  const double mu = mean[c], is = invstd[c];
   double sum_dy = 0, sum_dy_xhat = 0;
-  for (int64_t j = p.j0 + threadIdx.x; j < p.j1; j += blockDim.x) {
-    const int64_t at = channel_at(d, p.c, j);
+  for (int64_t j = share.begin + threadIdx.x; j < share.end; j += blockDim.x) {
+    const int64_t at = channel_at(d, c, j);
     const double g = gy[at];
     sum_dy += g;
     sum_dy_xhat += g * (static_cast<double>(x[at]) - mu) * is;
@@ -129,13 +124,13 @@ __global__ void backward_kernel(T* gx, T* gw, T* gb, const T* gy, const T* x, co
     return;
   }
   if (threadIdx.x == 0) {
-    if (gw) gw[p.c] = static_cast<T>(sum_dy_xhat);
-    if (gb) gb[p.c] = static_cast<T>(sum_dy);
+    if (gw) gw[c] = static_cast<T>(sum_dy_xhat);
+    if (gb) gb[c] = static_cast<T>(sum_dy);
   }
   if (!gx) return;
-  const double w = weight ? static_cast<double>(weight[p.c]) : 1.0, M = static_cast<double>(d.N * d.L);
+  const double w = weight ? static_cast<double>(weight[c]) : 1.0, M = static_cast<double>(d.N * d.L);
   for (int64_t j = threadIdx.x; j < d.N * d.L; j += blockDim.x) {
-    const int64_t at = channel_at(d, p.c, j);
+    const int64_t at = channel_at(d, c, j);
     gx[at] = input_grad(gy[at], x[at], mu, is, w, sum_dy, sum_dy_xhat, M, training);
   }
 }

@@ -106,6 +106,17 @@ __device__ inline Partial block_combine(ReduceOp op, Partial mine, Partial* tree
   return tree[0];
 }
 
+// This block's share when `parts` blocks share each row (or channel) of n
+// values: row blockIdx.x / parts, and part blockIdx.x % parts of its [0, n) —
+// ⌈n / parts⌉ values, the last parts shorter or empty.
+struct Share {
+  int64_t row, begin, end;
+};
+__device__ inline Share share_of(int64_t n, int64_t parts) {
+  const int64_t chunk = (n + parts - 1) / parts, begin = min(n, static_cast<int64_t>(blockIdx.x % parts) * chunk);
+  return {static_cast<int64_t>(blockIdx.x / parts), begin, min(n, begin + chunk)};
+}
+
 template <class T>
 __device__ double load(const T* row, int64_t c) {
   return static_cast<double>(static_cast<compute_t<T>>(row[c]));
@@ -203,14 +214,13 @@ __global__ void reduce_rows_kernel(ReduceOp op, TensorArg values, int64_t* indic
                                    int64_t splits, Partial* partials) {
   __shared__ double scratch[kWarp];
   __shared__ Partial tree[kThreads];
-  const int64_t cols = x.shape[1], r = blockIdx.x / splits, part = blockIdx.x % splits;
-  const int64_t chunk = (cols + splits - 1) / splits;
-  const int64_t begin = min(cols, part * chunk), end = min(cols, begin + chunk);
-  const T* row = x.ptr<T>() + r * cols;
-  const Partial p = reduce_range(op, row, begin, end, scratch, tree);
+  const int64_t cols = x.shape[1];
+  const Share share = share_of(cols, splits);
+  const T* row = x.ptr<T>() + share.row * cols;
+  const Partial p = reduce_range(op, row, share.begin, share.end, scratch, tree);
   if (threadIdx.x != 0) return;
   if (splits == 1)
-    finish(op, p, row, cols, correction, values.ptr<T>()[r], indices ? indices + r : nullptr);
+    finish(op, p, row, cols, correction, values.ptr<T>()[share.row], indices ? indices + share.row : nullptr);
   else
     partials[blockIdx.x] = p;
 }
@@ -228,6 +238,19 @@ __global__ void combine_kernel(ReduceOp op, TensorArg values, int64_t* indices, 
   const Partial p = block_combine(op, mine, tree);
   if (threadIdx.x == 0)
     finish(op, p, x.ptr<T>() + r * cols, cols, correction, values.ptr<T>()[r], indices ? indices + r : nullptr);
+}
+
+// out[r] = the sum of row r's parts' sums (Partial::a), in a fixed order:
+// for kernels that split a plain sum (the convolution's bias gradient).
+template <class T>
+__global__ void sum_parts_kernel(T* out, int64_t parts, const Partial* partials) {
+  __shared__ Partial tree[kThreads];
+  const int64_t r = blockIdx.x;
+  Partial mine = empty_partial(ReduceOp::sum);
+  for (int64_t part = threadIdx.x; part < parts; part += blockDim.x)
+    mine = combine(ReduceOp::sum, mine, partials[r * parts + part]);
+  const Partial all = block_combine(ReduceOp::sum, mine, tree);
+  if (threadIdx.x == 0) out[r] = static_cast<T>(all.a);
 }
 
 }  // namespace

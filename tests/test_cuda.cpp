@@ -324,6 +324,9 @@ TEST_CASE("conv2d: stride, padding, dilation, groups, bias and fused ReLU, forwa
       {3, 4, 10, 10, 6, 3, {.stride = {2, 1}, .padding = {1, 2}}, true},
       {2, 4, 12, 9, 4, 3, {.padding = {2, 2}, .dilation = {2, 2}, .groups = 2}, false},
       {1, 6, 7, 7, 6, 1, {.groups = 3}, true},
+      // 16·28·28 = 12 544 gradient values per output channel: the bias
+      // gradient splits each channel across blocks (cuda/conv_kernels.cuh)
+      {16, 1, 28, 28, 8, 3, {.padding = {1, 1}}, true},
   };
   for (DType t : {DType::f32, DType::f64}) {
     if (t == DType::f64 && !cuda::have_cublas()) continue;  // its GEMMs need cuBLAS

@@ -552,13 +552,24 @@ TEST_CASE("the CUDA convolution kernels on the host emulator: im2col by its defi
   Tensor back = poisoned({C, H, W}, DType::f64);
   launch_grid([&] { ck::col2im_kernel<double>(back.data_ptr<double>(), g.data_ptr<double>(), s, p); });
   CHECK(sum(mul(col, g)).item() == doctest::Approx(sum(mul(x, back)).item()).epsilon(1e-12));
-  // The bias gradient sums each output channel over samples and positions.
+  // The bias gradient sums each output channel over samples and positions: a
+  // block per channel, or each channel's 100 values in 3 or 7 parts, combined.
   const Tensor gy = randn({2, 4, Ho, Wo}, {.dtype = DType::f64}, gen);
   const ck::Shape s2{2, C, H, W, 4, kh, kw, Ho, Wo, 1};
-  Tensor gb = poisoned({4}, DType::f64);
-  minidl::testing::emulate({4, 1, 1}, {64, 1, 1},
-                           [&] { ck::bias_grad_kernel<double>(gb.data_ptr<double>(), gy.data_ptr<double>(), s2); });
-  CHECK(worst(gb, sum(gy, {0, 2, 3})) <= 1e-12);
+  for (int64_t parts : {1, 3, 7}) {
+    CAPTURE(parts);
+    namespace rk = minidl::cuda::reduce;
+    Tensor gb = poisoned({4}, DType::f64);
+    std::vector<rk::Partial> partials(4 * parts, rk::Partial{NAN, NAN, -9, true});
+    rk::Partial* scratch = parts > 1 ? partials.data() : nullptr;
+    minidl::testing::emulate({static_cast<unsigned>(4 * parts), 1, 1}, {32, 1, 1}, [&] {
+      ck::bias_grad_kernel<double>(gb.data_ptr<double>(), gy.data_ptr<double>(), s2, parts, scratch);
+    });
+    if (parts > 1)
+      minidl::testing::emulate({4, 1, 1}, {static_cast<unsigned>(cuda::row_threads(parts)), 1, 1},
+                               [&] { rk::sum_parts_kernel<double>(gb.data_ptr<double>(), parts, scratch); });
+    CHECK(worst(gb, sum(gy, {0, 2, 3})) <= 1e-12);
+  }
   // The gradient through a fused ReLU: gy where the output is positive, else 0.
   const Tensor y = relu(randn({2, 4, Ho, Wo}, {.dtype = DType::f64}, gen));
   Tensor masked = poisoned(gy.shape(), DType::f64);
