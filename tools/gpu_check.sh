@@ -79,6 +79,7 @@ for model in mlp cnn resnet-s; do
 done
 run_bench infer_int8_mlp $M bench infer --device cuda --int8 --model mlp --batch 1 128 4096 --min-time 0.3
 run_bench train_step_mlp $M bench train-step --device cuda --graph --model mlp --batch 128 --min-time 0.5
+run_bench train_step_resnet $M bench train-step --device cuda --graph --model resnet-s --batch 128 --min-time 0.5
 run_bench sparse $M bench sparse --device cuda --quick --batch 1 256 2048 --min-time 0.05
 
 echo "== one epoch of cnn, GPU then CPU (same seed, same data order)"
