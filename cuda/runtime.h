@@ -63,9 +63,10 @@ class Scratch {
   void* data() const { return data_; }
 
  private:
+  // ([[maybe_unused]]: a build without CUDA, cuda/stub.cpp, never uses them)
   void* data_ = nullptr;
-  size_t nbytes_ = 0;
-  int device_ = 0;
+  [[maybe_unused]] size_t nbytes_ = 0;
+  [[maybe_unused]] int device_ = 0;
 };
 
 void memcpy_host_to_device(void* dst, const void* src, size_t nbytes, int device);
@@ -102,11 +103,11 @@ class Graph {
   void replay();
   int64_t nodes() const;  // kernels, copies and memsets captured
 
- private:
-  void* graph_ = nullptr;  // cudaGraph_t
-  void* exec_ = nullptr;   // cudaGraphExec_t
-  void* pool_ = nullptr;   // the blocks the replays write to (cuda/runtime.cu)
-  int device_ = 0;
+ private:  // ([[maybe_unused]]: a build without CUDA, cuda/stub.cpp, never uses them)
+  [[maybe_unused]] void* graph_ = nullptr;  // cudaGraph_t
+  [[maybe_unused]] void* exec_ = nullptr;   // cudaGraphExec_t
+  [[maybe_unused]] void* pool_ = nullptr;   // the blocks the replays write to (cuda/runtime.cu)
+  [[maybe_unused]] int device_ = 0;
 };
 bool capturing();
 
