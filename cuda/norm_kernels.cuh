@@ -63,16 +63,12 @@ __global__ void stats_kernel(T* mean, T* var, const T* x, Dims d, int64_t parts,
   var[c] = static_cast<T>(ss / static_cast<double>(n));  // biased: what normalisation uses
 }
 
-// Block c folds channel c's parts (Chan's pairwise update, reduce::combine)
-// in a fixed order: thread t parts t, t + blockDim.x, ..., then a tree.
+// Block c combines channel c's parts (Chan's pairwise update, reduce::combine).
 template <class T>
 __global__ void stats_combine_kernel(T* mean, T* var, int64_t parts, const reduce::Partial* partials) {
   __shared__ reduce::Partial tree[kThreads];
   const int64_t c = blockIdx.x;
-  reduce::Partial mine = reduce::empty_partial(ReduceOp::var);
-  for (int64_t part = threadIdx.x; part < parts; part += blockDim.x)
-    mine = reduce::combine(ReduceOp::var, mine, partials[c * parts + part]);
-  const reduce::Partial all = reduce::block_combine(ReduceOp::var, mine, tree);
+  const reduce::Partial all = reduce::combine_parts(ReduceOp::var, partials + c * parts, parts, tree);
   if (threadIdx.x != 0) return;
   mean[c] = static_cast<T>(all.a);
   var[c] = static_cast<T>(all.b / static_cast<double>(all.n));
@@ -142,10 +138,8 @@ template <class T>
 __global__ void backward_combine_kernel(T* gw, T* gb, int64_t parts, reduce::Partial* partials) {
   __shared__ reduce::Partial tree[kThreads];
   const int64_t c = blockIdx.x;
-  reduce::Partial mine = reduce::empty_partial(ReduceOp::sum);
-  for (int64_t part = threadIdx.x; part < parts; part += blockDim.x)
-    mine = reduce::combine(ReduceOp::sum, mine, partials[c * parts + part]);
-  const reduce::Partial all = reduce::block_combine(ReduceOp::sum, mine, tree);  // ends at a barrier: all read
+  // (ends at a barrier: every part has been read before thread 0 overwrites the first)
+  const reduce::Partial all = reduce::combine_parts(ReduceOp::sum, partials + c * parts, parts, tree);
   if (threadIdx.x != 0) return;
   if (gw) gw[c] = static_cast<T>(all.b);
   if (gb) gb[c] = static_cast<T>(all.a);

@@ -106,6 +106,15 @@ __device__ inline Partial block_combine(ReduceOp op, Partial mine, Partial* tree
   return tree[0];
 }
 
+// A row's `parts` Partials (parts_of_row[0 … parts)) combined, for thread 0:
+// thread t folds parts t, t + blockDim.x, ... in order, then the block
+// combines those — a fixed order, so the same rounding on every run.
+__device__ inline Partial combine_parts(ReduceOp op, const Partial* parts_of_row, int64_t parts, Partial* tree) {
+  Partial mine = empty_partial(op);
+  for (int64_t part = threadIdx.x; part < parts; part += blockDim.x) mine = combine(op, mine, parts_of_row[part]);
+  return block_combine(op, mine, tree);
+}
+
 // This block's share when `parts` blocks share each row (or channel) of n
 // values: row blockIdx.x / parts, and part blockIdx.x % parts of its [0, n) —
 // ⌈n / parts⌉ values, the last parts shorter or empty.
@@ -225,17 +234,13 @@ __global__ void reduce_rows_kernel(ReduceOp op, TensorArg values, int64_t* indic
     partials[blockIdx.x] = p;
 }
 
-// Block r combines row r's `splits` Partials: thread t folds parts t,
-// t + blockDim.x, ... in order, then the block combines those.
+// Block r combines row r's `splits` Partials and writes the row's answer.
 template <class T>
 __global__ void combine_kernel(ReduceOp op, TensorArg values, int64_t* indices, TensorArg x, double correction,
                                int64_t splits, const Partial* partials) {
   __shared__ Partial tree[kThreads];
   const int64_t cols = x.shape[1], r = blockIdx.x;
-  Partial mine = empty_partial(op);
-  for (int64_t part = threadIdx.x; part < splits; part += blockDim.x)
-    mine = combine(op, mine, partials[r * splits + part]);
-  const Partial p = block_combine(op, mine, tree);
+  const Partial p = combine_parts(op, partials + r * splits, splits, tree);
   if (threadIdx.x == 0)
     finish(op, p, x.ptr<T>() + r * cols, cols, correction, values.ptr<T>()[r], indices ? indices + r : nullptr);
 }
@@ -245,12 +250,8 @@ __global__ void combine_kernel(ReduceOp op, TensorArg values, int64_t* indices, 
 template <class T>
 __global__ void sum_parts_kernel(T* out, int64_t parts, const Partial* partials) {
   __shared__ Partial tree[kThreads];
-  const int64_t r = blockIdx.x;
-  Partial mine = empty_partial(ReduceOp::sum);
-  for (int64_t part = threadIdx.x; part < parts; part += blockDim.x)
-    mine = combine(ReduceOp::sum, mine, partials[r * parts + part]);
-  const Partial all = block_combine(ReduceOp::sum, mine, tree);
-  if (threadIdx.x == 0) out[r] = static_cast<T>(all.a);
+  const Partial all = combine_parts(ReduceOp::sum, partials + blockIdx.x * parts, parts, tree);
+  if (threadIdx.x == 0) out[blockIdx.x] = static_cast<T>(all.a);
 }
 
 }  // namespace

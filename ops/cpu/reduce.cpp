@@ -122,6 +122,7 @@ Extreme<C> extreme_range(const T* row, int64_t c0, int64_t c1, bool is_max) {
     while (c < b1 && !match(static_cast<C>(row[c]))) ++c;
     return c;
   };
+  auto beats = [is_max](C a, C b) { return is_max ? a > b : a < b; };
   Extreme<C> best{-1, C(0), false};
   for (int64_t b0 = c0; b0 < c1; b0 += kBlock) {
     const int64_t b1 = std::min(c1, b0 + kBlock);
@@ -130,13 +131,12 @@ Extreme<C> extreme_range(const T* row, int64_t c0, int64_t c1, bool is_max) {
       const int64_t c = first(b0, b1, [](C x) { return x != x; });
       return {c, static_cast<C>(row[c]), true};
     }
-    if (best.index < 0 || (is_max ? e.value > best.value : e.value < best.value)) {
-      const int64_t c = first(b0, b1, [v = e.value](C x) { return x == v; });
-      // (always found; were a compiler to start its vector lanes at ±FLT_MAX,
-      // not ±inf, a block of −infs would not be: then the plain loop decides)
-      const Extreme<C> mine = c < b1 ? Extreme<C>{c, e.value, false} : extreme_scalar<C>(row, b0, b1, is_max);
-      if (best.index < 0 || (is_max ? mine.value > best.value : mine.value < best.value)) best = mine;
-    }
+    if (best.index >= 0 && !beats(e.value, best.value)) continue;
+    const int64_t c = first(b0, b1, [v = e.value](C x) { return x == v; });
+    // (always found; were a compiler to start its vector lanes at ±FLT_MAX,
+    // not ±inf, a block of −infs would not be: then the plain loop decides)
+    const Extreme<C> mine = c < b1 ? Extreme<C>{c, e.value, false} : extreme_scalar<C>(row, b0, b1, is_max);
+    if (best.index < 0 || beats(mine.value, best.value)) best = mine;
   }
   return best;
 }

@@ -39,6 +39,12 @@ Timer timer_for(const CommonOptions& o) {
   };
 }
 
+std::string timed_on(const CommonOptions& o) {
+  const Device device(o.device);
+  return device.is_cuda() ? cuda::device_info(device.index).name + ", CUDA events"
+                          : fmt::format("{} threads", threads());
+}
+
 int threads() {
 #ifdef _OPENMP
   return omp_get_max_threads();
@@ -271,8 +277,7 @@ int bench_train_step(const std::string& model_name, int64_t batch, int64_t batch
     loss.backward();
     opt.step();
   };
-  const std::string where = device.is_cuda() ? cuda::device_info(device.index).name + ", CUDA events"
-                                             : fmt::format("{} threads", threads());
+  const std::string where = timed_on(o);
   Table table(fmt::format("training step: {}, batch {}, AdamW, {}", model_name, batch, where),
               {"model", "median", "p10", "p90", "samples/s"});
   auto add_row = [&](const std::string& name, const Stats& st) {
@@ -342,8 +347,7 @@ int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch
   }
   Tensor images = real_images(data_dir, largest);
   const Device device(o.device);
-  const std::string where = device.is_cuda() ? cuda::device_info(device.index).name + ", CUDA events"
-                                             : fmt::format("{} threads", threads());
+  const std::string where = timed_on(o);
   Table table(fmt::format("inference: {}, eval mode, no grad, {}", model_name, where),
               {"batch", "median", "p10", "p90", "per sample", "samples/s"});
   nlohmann::json rows = nlohmann::json::array();
@@ -629,8 +633,7 @@ int bench_ops(const CommonOptions& o) {
       {"relu 128x32x28x28", p1, [](const Tensor& t) { return relu(t); }, 8.0 * p1.numel()},
   };
   const Device device(o.device);
-  const std::string where =
-      device.is_cuda() ? cuda::device_info(device.index).name + ", CUDA events" : fmt::format("{} threads", threads());
+  const std::string where = timed_on(o);
   Table table(fmt::format("single ops (forward, no grad), f32, {}", where), {"op", "median", "p10", "p90", "GB/s"});
   nlohmann::json rows = nlohmann::json::array();
   for (const Case& c : cases) {

@@ -29,6 +29,9 @@ namespace minidl::bench {
 Options to_options(const CommonOptions& o);
 Timer timer_for(const CommonOptions& o);
 int threads();
+// Where a benchmark's times come from, for its title: "<GPU name>, CUDA events"
+// or "<n> threads".
+std::string timed_on(const CommonOptions& o);
 // The table (text, Markdown or CSV) or the JSON on stdout, as the options say.
 // Either way, with --json-out FILE the JSON also goes to FILE (write_json_out).
 void emit(const Table& t, nlohmann::json j, const CommonOptions& o);
