@@ -1,18 +1,21 @@
 // cuda/conv.cu — conv2d forward and backward as im2col + GEMM.
 //
-// A convolution is a matrix product once the input is unrolled: for sample n
-// and group g, the column matrix col (C/G·kh·kw, Ho·Wo) holds in column p the
-// input values that output position p's window sees, and then
+// A convolution is a matrix product once the input is unrolled: for a chunk of
+// B samples and group g, the column matrix col (C/G·kh·kw, B·Ho·Wo) holds in
+// column (b, p) the input values that sample b's output position p sees, and
 //
-//   y[n, g]  (O/G, Ho·Wo)      = W_g (O/G, C/G·kh·kw) · col             (+ bias, ReLU in the GEMM's epilogue)
-//   gW_g     (O/G, C/G·kh·kw) += gy[n, g] · colᵀ                       (colᵀ is col's strides swapped)
-//   gcol     (C/G·kh·kw, Ho·Wo) = W_gᵀ · gy[n, g],  then col2im adds gcol back into gx[n]
+//   y[., g]  (O/G, B·Ho·Wo)   = W_g (O/G, C/G·kh·kw) · col             (+ bias, ReLU in the GEMM's epilogue)
+//   gW_g     (O/G, C/G·kh·kw) += gy[., g] · colᵀ                       (colᵀ is col's strides swapped)
+//   gcol     (C/G·kh·kw, B·Ho·Wo) = W_gᵀ · gy[., g],  then col2im adds gcol back into gx
 //
 // so all the arithmetic is cuda::gemm (cuBLAS or the hand-written SGEMM). The
-// column buffer is scratch from the caching allocator, one sample's worth,
-// reused for every sample. col2im is written as a gather — each input cell
-// sums the column entries that came from it — so it needs no atomics and is
-// deterministic. cuDNN is the comparator in the benchmark, not the implementation.
+// loop over chunks, and the permutes between y's (B, O, P) and the GEMM's
+// (O, B·P), are conv_kernels::forward_chunks and backward_chunks
+// (cuda/conv_kernels.cuh), which the CPU suite also runs on the host emulator;
+// this file gives them their scratch and a Run that launches. col2im is written
+// as a gather — each input cell sums the column entries that came from it — so
+// it needs no atomics and is deterministic. cuDNN is the comparator in the
+// benchmark, not the implementation.
 #include <memory>
 #include <utility>
 
@@ -33,21 +36,35 @@ Shape shape_of(const TensorArg& x, const TensorArg& w, const TensorArg& y, const
           w.shape[2], w.shape[3], y.shape[2], y.shape[3], p.groups};
 }
 
-// A (rows, cols) row-major matrix at `data` with row stride ld, as a kernel argument.
-TensorArg matrix(void* data, DType t, int64_t rows, int64_t cols, int64_t ld) {
-  TensorArg a;
-  a.data = data;
-  a.dtype = t;
-  a.ndim = 2;
-  a.shape[0] = rows, a.shape[1] = cols;
-  a.strides[0] = ld, a.strides[1] = 1;
-  return a;
-}
-TensorArg transposed(TensorArg a) {
-  std::swap(a.shape[0], a.shape[1]);
-  std::swap(a.strides[0], a.strides[1]);
-  return a;
-}
+// What forward_chunks and backward_chunks run on: kernel launches on the
+// current stream and cuda::gemm.
+struct OnTheGpu {
+  template <class T>
+  void im2col(T* col, const T* x, const Shape& s, const Conv2dParams& p, int64_t samples) const {
+    im2col_kernel<T>
+        <<<blocks_for(s.C * s.kh * s.kw * s.positions() * samples), kThreads, 0, stream()>>>(col, x, s, p, samples);
+    MINIDL_CUDA_CHECK(cudaGetLastError());
+  }
+  template <class T>
+  void col2im(T* gx, const T* gcol, const Shape& s, const Conv2dParams& p, int64_t samples) const {
+    col2im_kernel<T><<<blocks_for(s.C * s.H * s.W * samples), kThreads, 0, stream()>>>(gx, gcol, s, p, samples);
+    MINIDL_CUDA_CHECK(cudaGetLastError());
+  }
+  void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, const TensorArg& B, double beta,
+            const TensorArg& C, const GemmEpilogue& epilogue = {}) const {
+    cuda::gemm(M, N, K, alpha, A, B, beta, C, GemmKernel::best, epilogue);
+  }
+  void copy(const TensorArg& dst, const TensorArg& src) const { cuda::copy(dst, src); }
+};
+
+// Scratch for a chunk of `chunk` samples: the columns, and (chunk > 1) the
+// output or gradient in the GEMM's channel-major layout.
+struct ChunkScratch {
+  ChunkScratch(const Shape& s, int64_t chunk, size_t element_size, int device)
+      : col(static_cast<size_t>(chunk * s.C * s.kh * s.kw * s.positions()) * element_size, device),
+        packed(chunk > 1 ? static_cast<size_t>(chunk * s.O * s.positions()) * element_size : 0, device) {}
+  Scratch col, packed;
+};
 
 }  // namespace
 
@@ -57,28 +74,10 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
   if (s.N == 0 || s.O == 0 || s.positions() == 0) return;
   dispatch_f32_f64(x.dtype, "conv2d", [&](auto tag) {
     using T = decltype(tag);
-    const size_t esize = sizeof(T);
-    Scratch col(static_cast<size_t>(s.C * s.kh * s.kw * s.positions()) * esize, current_device());
-    for (int64_t n = 0; n < s.N; ++n) {
-      const T* xn = x.ptr<T>() + n * s.C * s.H * s.W;
-      im2col_kernel<T><<<blocks_for(s.C * s.kh * s.kw * s.positions()), kThreads, 0, stream()>>>(static_cast<T*>(col.data()), xn,
-                                                                                      s, p);
-      MINIDL_CUDA_CHECK(cudaGetLastError());
-      for (int64_t g = 0; g < s.G; ++g) {
-        const T* bias_g = bias.data ? bias.ptr<T>() + g * s.og() : nullptr;
-        const TensorArg Wg = matrix(w.ptr<T>() + g * s.og() * s.rows(), x.dtype, s.og(), s.rows(), s.rows());
-        const TensorArg Cg =
-            matrix(static_cast<T*>(col.data()) + g * s.rows() * s.positions(), x.dtype, s.rows(), s.positions(),
-                   s.positions());
-        const TensorArg Yg =
-            matrix(y.ptr<T>() + (n * s.O + g * s.og()) * s.positions(), x.dtype, s.og(), s.positions(), s.positions());
-        GemmEpilogue epilogue;  // bias per output channel = per row of y[n, g], then the fused ReLU
-        epilogue.bias = bias_g;
-        epilogue.bias_per_row = true;
-        epilogue.relu = p.relu;
-        gemm(s.og(), s.positions(), s.rows(), 1.0, Wg, Cg, 0.0, Yg, GemmKernel::best, epilogue);
-      }
-    }
+    const int64_t chunk = samples_per_chunk(s, sizeof(T));
+    ChunkScratch scratch(s, chunk, sizeof(T), current_device());
+    forward_chunks(OnTheGpu{}, y.ptr<T>(), x.ptr<T>(), w.ptr<T>(), bias.data ? bias.ptr<T>() : nullptr, s, p, chunk,
+                   static_cast<T*>(scratch.col.data()), static_cast<T*>(scratch.packed.data()));
   });
 }
 
@@ -113,38 +112,12 @@ void conv2d_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& 
     }
     if (!gx.data && !gw.data) return;
     if (gw.data && s.N == 0) MINIDL_CUDA_CHECK(cudaMemsetAsync(gw.data, 0, gw.numel() * esize, stream()));
-    const size_t col_bytes = static_cast<size_t>(s.C * s.kh * s.kw * s.positions()) * esize;
-    Scratch col(col_bytes, device);
-    for (int64_t n = 0; n < s.N; ++n) {
-      T* colp = static_cast<T*>(col.data());
-      if (gw.data) {
-        im2col_kernel<T><<<blocks_for(s.C * s.kh * s.kw * s.positions()), kThreads, 0, stream()>>>(
-            colp, x.ptr<T>() + n * s.C * s.H * s.W, s, p);
-        MINIDL_CUDA_CHECK(cudaGetLastError());
-        for (int64_t g = 0; g < s.G; ++g) {
-          const TensorArg Gy = matrix(const_cast<T*>(gy) + (n * s.O + g * s.og()) * s.positions(), x.dtype, s.og(),
-                                      s.positions(), s.positions());
-          const TensorArg ColT = transposed(
-              matrix(colp + g * s.rows() * s.positions(), x.dtype, s.rows(), s.positions(), s.positions()));
-          const TensorArg Gw = matrix(gw.ptr<T>() + g * s.og() * s.rows(), x.dtype, s.og(), s.rows(), s.rows());
-          gemm(s.og(), s.rows(), s.positions(), 1.0, Gy, ColT, n == 0 ? 0.0 : 1.0, Gw);  // summed over samples
-        }
-      }
-      if (gx.data) {
-        // gcol reuses the column buffer: this sample's im2col has been consumed by the GEMM above.
-        for (int64_t g = 0; g < s.G; ++g) {
-          const TensorArg WgT =
-              transposed(matrix(w.ptr<T>() + g * s.og() * s.rows(), x.dtype, s.og(), s.rows(), s.rows()));
-          const TensorArg Gy = matrix(const_cast<T*>(gy) + (n * s.O + g * s.og()) * s.positions(), x.dtype, s.og(),
-                                      s.positions(), s.positions());
-          const TensorArg Gcol =
-              matrix(colp + g * s.rows() * s.positions(), x.dtype, s.rows(), s.positions(), s.positions());
-          gemm(s.rows(), s.positions(), s.og(), 1.0, WgT, Gy, 0.0, Gcol);
-        }
-        col2im_kernel<T><<<blocks_for(s.C * s.H * s.W), kThreads, 0, stream()>>>(gx.ptr<T>() + n * s.C * s.H * s.W, colp, s, p);
-        MINIDL_CUDA_CHECK(cudaGetLastError());
-      }
-    }
+    if (s.N == 0) return;
+    const int64_t chunk = samples_per_chunk(s, esize);
+    ChunkScratch scratch(s, chunk, esize, device);
+    backward_chunks(OnTheGpu{}, gx.data ? gx.ptr<T>() : nullptr, gw.data ? gw.ptr<T>() : nullptr, gy, x.ptr<T>(),
+                    w.ptr<T>(), s, p, chunk, static_cast<T*>(scratch.col.data()),
+                    static_cast<T*>(scratch.packed.data()));
   });
 }
 

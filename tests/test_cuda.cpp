@@ -340,6 +340,12 @@ TEST_CASE("conv2d: stride, padding, dilation, groups, bias and fused ReLU, forwa
       });
     }
   }
+  // 100 samples whose columns (288 · 784 floats each) do not fit one chunk of
+  // 64 MiB: chunks of 74 and 26 samples (cuda/conv_kernels.cuh), two groups.
+  const Tensor x = normal({100, 32, 28, 28}, 25), w = normal({16, 16, 3, 3}, 26), b = normal({16}, 27);
+  check_parity("conv2d in two chunks", {x, w, b}, [&](auto& v) {
+    return conv2d(v[0], v[1], v[2], {.padding = {1, 1}, .groups = 2}, Activation::relu);
+  });
 }
 
 TEST_CASE("pooling: max (padded, overlapping), avg (with and without the padding), adaptive") {

@@ -531,27 +531,31 @@ TEST_CASE("the CUDA convolution kernels on the host emulator: im2col by its defi
   const int64_t Ho = (H + 2 * p.pad_h - p.dilation_h * (kh - 1) - 1) / p.stride_h + 1;
   const int64_t Wo = (W + 2 * p.pad_w - p.dilation_w * (kw - 1) - 1) / p.stride_w + 1;
   const ck::Shape s{1, C, H, W, 4, kh, kw, Ho, Wo, 1};
-  const Tensor x = randn({C, H, W}, {.dtype = DType::f64}, gen);
-  Tensor col = poisoned({C * kh * kw, Ho * Wo}, DType::f64);
-  launch_grid([&] { ck::im2col_kernel<double>(col.data_ptr<double>(), x.data_ptr<double>(), s, p); });
-  const std::vector<double> xv = x.to_vector<double>(), cv = col.to_vector<double>();
-  int64_t wrong = 0;
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t i = 0; i < kh; ++i)
-      for (int64_t j = 0; j < kw; ++j)
-        for (int64_t oh = 0; oh < Ho; ++oh)
-          for (int64_t ow = 0; ow < Wo; ++ow) {
-            const int64_t h = oh * p.stride_h - p.pad_h + i * p.dilation_h,
-                          w = ow * p.stride_w - p.pad_w + j * p.dilation_w;
-            const double want = h >= 0 && h < H && w >= 0 && w < W ? xv[(c * H + h) * W + w] : 0.0;
-            wrong += cv[((c * kh + i) * kw + j) * Ho * Wo + oh * Wo + ow] != want;
-          }
-  CHECK(wrong == 0);
-  // col2im is im2col's adjoint: <im2col(x), g> = <x, col2im(g)> for any g.
-  const Tensor g = randn({C * kh * kw, Ho * Wo}, {.dtype = DType::f64}, gen);
-  Tensor back = poisoned({C, H, W}, DType::f64);
-  launch_grid([&] { ck::col2im_kernel<double>(back.data_ptr<double>(), g.data_ptr<double>(), s, p); });
-  CHECK(sum(mul(col, g)).item() == doctest::Approx(sum(mul(x, back)).item()).epsilon(1e-12));
+  for (int64_t B : {1, 3}) {  // one sample, and three side by side
+    CAPTURE(B);
+    const Tensor x = randn({B, C, H, W}, {.dtype = DType::f64}, gen);
+    Tensor col = poisoned({C * kh * kw, B * Ho * Wo}, DType::f64);
+    launch_grid([&] { ck::im2col_kernel<double>(col.data_ptr<double>(), x.data_ptr<double>(), s, p, B); });
+    const std::vector<double> xv = x.to_vector<double>(), cv = col.to_vector<double>();
+    int64_t wrong = 0;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t i = 0; i < kh; ++i)
+          for (int64_t j = 0; j < kw; ++j)
+            for (int64_t oh = 0; oh < Ho; ++oh)
+              for (int64_t ow = 0; ow < Wo; ++ow) {
+                const int64_t h = oh * p.stride_h - p.pad_h + i * p.dilation_h,
+                              w = ow * p.stride_w - p.pad_w + j * p.dilation_w;
+                const double want = h >= 0 && h < H && w >= 0 && w < W ? xv[((b * C + c) * H + h) * W + w] : 0.0;
+                wrong += cv[((c * kh + i) * kw + j) * B * Ho * Wo + (b * Ho + oh) * Wo + ow] != want;
+              }
+    CHECK(wrong == 0);
+    // col2im is im2col's adjoint: <im2col(x), g> = <x, col2im(g)> for any g.
+    const Tensor g = randn({C * kh * kw, B * Ho * Wo}, {.dtype = DType::f64}, gen);
+    Tensor back = poisoned({B, C, H, W}, DType::f64);
+    launch_grid([&] { ck::col2im_kernel<double>(back.data_ptr<double>(), g.data_ptr<double>(), s, p, B); });
+    CHECK(sum(mul(col, g)).item() == doctest::Approx(sum(mul(x, back)).item()).epsilon(1e-12));
+  }
   // The bias gradient sums each output channel over samples and positions: a
   // block per channel, or each channel's 100 values in 3 or 7 parts, combined.
   const Tensor gy = randn({2, 4, Ho, Wo}, {.dtype = DType::f64}, gen);
@@ -577,6 +581,84 @@ TEST_CASE("the CUDA convolution kernels on the host emulator: im2col by its defi
     ck::relu_mask_kernel<double>(masked.data_ptr<double>(), gy.data_ptr<double>(), y.data_ptr<double>(), gy.numel());
   });
   CHECK(worst(masked, where(gt(y, scalar_tensor(0.0, {.dtype = DType::f64})), gy, 0.0)) <= 0);
+}
+
+namespace {
+
+// What cuda/conv.cu's chunk loop runs on, here: the kernels on the host
+// emulator, the CPU's GEMM and strided copy in place of cuda::gemm and cuda::copy.
+struct OnTheEmulator {
+  template <class T>
+  void im2col(T* col, const T* x, const cuda::conv_kernels::Shape& s, const Conv2dParams& p, int64_t samples) const {
+    launch_grid([&] { cuda::conv_kernels::im2col_kernel<T>(col, x, s, p, samples); });
+  }
+  template <class T>
+  void col2im(T* gx, const T* gcol, const cuda::conv_kernels::Shape& s, const Conv2dParams& p, int64_t samples) const {
+    launch_grid([&] { cuda::conv_kernels::col2im_kernel<T>(gx, gcol, s, p, samples); });
+  }
+  void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, const TensorArg& B, double beta,
+            const TensorArg& C, const GemmEpilogue& epilogue = {}) const {
+    cpu::gemm(M, N, K, alpha, A, B, beta, C, cpu::GemmKernel::best, epilogue);
+  }
+  void copy(const TensorArg& dst, const TensorArg& src) const { cpu::copy(dst, src); }
+};
+
+}  // namespace
+
+TEST_CASE("the CUDA convolution's chunk loop on the host emulator equals the CPU's: groups, chunks, permutes") {
+  namespace ck = minidl::cuda::conv_kernels;
+  Generator gen(16);
+  const int64_t N = 5, C = 4, H = 9, W = 8, O = 6, kh = 3, kw = 2, G = 2;
+  const Conv2dParams strided{2, 1, 1, 2, 1, 2, G, false};
+  for (bool relu : {false, true}) {
+    Conv2dParams p = strided;
+    p.relu = relu;
+    const int64_t Ho = (H + 2 * p.pad_h - p.dilation_h * (kh - 1) - 1) / p.stride_h + 1;
+    const int64_t Wo = (W + 2 * p.pad_w - p.dilation_w * (kw - 1) - 1) / p.stride_w + 1;
+    const ck::Shape s{N, C, H, W, O, kh, kw, Ho, Wo, G};
+    const Tensor x = randn({N, C, H, W}, {.dtype = DType::f64}, gen);
+    const Tensor w = randn({O, C / G, kh, kw}, {.dtype = DType::f64}, gen);
+    const Tensor bias = randn({O}, {.dtype = DType::f64}, gen);
+    const Tensor gy = randn({N, O, Ho, Wo}, {.dtype = DType::f64}, gen);
+    Tensor want_y = poisoned({N, O, Ho, Wo}, DType::f64);
+    cpu::conv2d_forward(want_y.arg(), x.arg(), w.arg(), bias.arg(), p);
+    Tensor want_gx = poisoned(x.shape(), DType::f64), want_gw = poisoned(w.shape(), DType::f64);
+    Conv2dParams linear = p;  // the chunk loop's backward takes gy already through the ReLU
+    linear.relu = false;
+    cpu::conv2d_backward(want_gx.arg(), want_gw.arg(), TensorArg{}, gy.arg(), x.arg(), w.arg(), TensorArg{}, linear);
+    // Chunks of one (no permutes), of two and three (the last one short), of all five.
+    for (int64_t chunk : {1, 2, 3, 5}) {
+      CAPTURE(relu);
+      CAPTURE(chunk);
+      std::vector<double> col(chunk * C * kh * kw * Ho * Wo, NAN), packed(chunk * O * Ho * Wo, NAN);
+      Tensor y = poisoned(want_y.shape(), DType::f64);
+      ck::forward_chunks(OnTheEmulator{}, y.data_ptr<double>(), x.data_ptr<double>(), w.data_ptr<double>(),
+                         bias.data_ptr<double>(), s, p, chunk, col.data(), packed.data());
+      CHECK(worst(y, want_y) <= 1e-12);
+      Tensor gx = poisoned(x.shape(), DType::f64), gw = poisoned(w.shape(), DType::f64);
+      ck::backward_chunks(OnTheEmulator{}, gx.data_ptr<double>(), gw.data_ptr<double>(), gy.data_ptr<double>(),
+                          x.data_ptr<double>(), w.data_ptr<double>(), s, linear, chunk, col.data(), packed.data());
+      CHECK(worst(gx, want_gx) <= 1e-12);
+      CHECK(worst(gw, want_gw) <= 1e-12);
+      // One of the two gradients alone.
+      Tensor gx_only = poisoned(x.shape(), DType::f64), gw_only = poisoned(w.shape(), DType::f64);
+      ck::backward_chunks<double>(OnTheEmulator{}, gx_only.data_ptr<double>(), nullptr, gy.data_ptr<double>(),
+                                  x.data_ptr<double>(), w.data_ptr<double>(), s, linear, chunk, col.data(),
+                                  packed.data());
+      ck::backward_chunks<double>(OnTheEmulator{}, nullptr, gw_only.data_ptr<double>(), gy.data_ptr<double>(),
+                                  x.data_ptr<double>(), w.data_ptr<double>(), s, linear, chunk, col.data(),
+                                  packed.data());
+      CHECK(worst(gx_only, want_gx) <= 1e-12);
+      CHECK(worst(gw_only, want_gw) <= 1e-12);
+    }
+  }
+  // The chunk: as many samples as 64 MiB of columns hold, at least one, at most the batch.
+  const ck::Shape mnist{128, 32, 28, 28, 32, 3, 3, 28, 28, 1}, small{128, 32, 14, 14, 32, 3, 3, 14, 14, 1},
+      huge{4, 64, 512, 512, 64, 3, 3, 512, 512, 1};
+  CHECK(ck::samples_per_chunk(mnist, sizeof(float)) == 74);  // 288 · 784 · 4 bytes = 0.86 MiB a sample
+  CHECK(ck::samples_per_chunk(small, sizeof(float)) == 128);
+  CHECK(ck::samples_per_chunk(huge, sizeof(float)) == 1);
+  CHECK(ck::samples_per_chunk(mnist, sizeof(double)) == 37);
 }
 
 TEST_CASE("the CUDA index kernels on the host emulator equal the CPU's: select, add, gather, scatter, range check") {
