@@ -1,16 +1,14 @@
 // tests/test_cuda.cpp — the CUDA backend against the CPU: every op, forward and
 // backward, from the same random inputs.
 //
-// Its own binary: without a usable device (no GPU, no driver, or a build without
-// CUDA) it prints why and exits 77, which ctest reports as "Skipped" — never a
-// failure, never a silent pass. With a device, every block the CUDA allocator
-// hands out is first filled with 0xFF bytes (NaN in the float types), so an
-// output element a kernel forgot to write shows up as NaN in the comparison.
+// Its own binary, whose main() (tests/test_cuda_main.cpp) skips the whole file
+// when no device is usable, and otherwise has the CUDA allocator fill every
+// block it hands out with 0xFF bytes (NaN in the float types), so an output
+// element a kernel forgot to write shows up as NaN in the comparison.
 //
 // Comparisons are ‖cuda − cpu‖ / ‖cpu‖ in f64, with thresholds that fit f32
 // arithmetic summed in a different order (1e-5), f64 (1e-12), and exact
 // equality for integers, booleans and argmax indices.
-#define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
 #include <array>
@@ -32,17 +30,6 @@
 #include "minidl.h"
 
 using namespace minidl;
-
-int main(int argc, char** argv) {
-  if (!cuda::is_available()) {
-    std::printf("test_cuda: SKIPPED: %s (built with CUDA: %s)\n", cuda::unavailable_reason().c_str(),
-                cuda::built_with_cuda() ? "yes" : "no");
-    return 77;
-  }
-  cuda::set_poison(true);
-  doctest::Context context(argc, argv);
-  return context.run();
-}
 
 namespace {
 
