@@ -451,7 +451,10 @@ int main(int argc, char** argv) {
   CLI::App* bench_ls = bench->add_subcommand("loss", "fused cross_entropy and kl_div_logits against composed ops");
   bench_ls->add_option("--shapes", loss_shapes, "NxC shapes")->capture_default_str();
   add_bench(bench_ls, bench_opts);
+  int64_t ops_batch = 128;
   CLI::App* bench_op = bench->add_subcommand("ops", "single ops: 2x2 max pooling, full sum and max, relu");
+  bench_op->add_option("--batch", ops_batch, "images per op (the sum and max: batch x 128K floats)")
+      ->capture_default_str();
   add_bench(bench_op, bench_opts);
   // The sweep times hundreds of cells: shorter minimums per cell by default.
   bench::SparseSweepOptions sweep;
@@ -541,7 +544,7 @@ int main(int argc, char** argv) {
     if (*bench_inf) return bench::bench_infer(inf_model, inf_batches, inf_data, inf_raw, bench_opts, inf_int8);
     if (*bench_cv) return bench::bench_conv(conv_shapes, bench_opts);
     if (*bench_ls) return on_gpu ? bench::bench_loss_cuda(loss_shapes, bench_opts) : bench::bench_loss(loss_shapes, bench_opts);
-    if (*bench_op) return bench::bench_ops(bench_opts);
+    if (*bench_op) return bench::bench_ops(ops_batch, bench_opts);
     if (*bench_cl) return bench::bench_classifier(classifier, bench_opts);
     if (*bench_sp) {
       sweep_opts.json = bench_c.json, sweep_opts.markdown = bench_c.markdown, sweep_opts.csv = bench_c.csv;

@@ -610,11 +610,12 @@ int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o) {
   return 0;
 }
 
-int bench_ops(const CommonOptions& o) {
+int bench_ops(int64_t batch, const CommonOptions& o) {
   // Single ops the training step spends time in, each timed alone (inference:
   // no graph) after its result is checked against the f64 computation on the
   // CPU. On a GPU the full sum and max are one long row each, which the
   // reduction splits across blocks (cuda/reduce_kernels.cuh).
+  if (batch < 1) throw Error(fmt::format("bench ops: --batch must be at least 1, got {}", batch));
   Generator gen(21);
   struct Case {
     std::string name;
@@ -623,14 +624,16 @@ int bench_ops(const CommonOptions& o) {
     double bytes;  // read + written, for the bandwidth column
   };
   auto pool = [](const Tensor& t) { return max_pool2d(t, {2, 2}, {2, 2}, {0, 0}); };
-  Tensor p1 = randn({128, 32, 28, 28}, {}, gen), p2 = randn({128, 64, 14, 14}, {}, gen);
-  Tensor r = randn({int64_t{1} << 24}, {}, gen);
+  Tensor p1 = randn({batch, 32, 28, 28}, {}, gen), p2 = randn({batch, 64, 14, 14}, {}, gen);
+  Tensor r = randn({batch << 17}, {}, gen);  // 16M floats at batch 128
+  const std::string floats =
+      r.numel() % (1 << 20) == 0 ? fmt::format("{}M", r.numel() >> 20) : fmt::format("{}K", r.numel() >> 10);
   std::vector<Case> cases = {
-      {"max_pool2d 2x2 128x32x28x28", p1, pool, 4.0 * p1.numel() * 1.25},
-      {"max_pool2d 2x2 128x64x14x14", p2, pool, 4.0 * p2.numel() * 1.25},
-      {"sum of 16M floats", r, [](const Tensor& t) { return sum(t); }, 4.0 * r.numel()},
-      {"max of 16M floats", r, [](const Tensor& t) { return max(t); }, 4.0 * r.numel()},
-      {"relu 128x32x28x28", p1, [](const Tensor& t) { return relu(t); }, 8.0 * p1.numel()},
+      {fmt::format("max_pool2d 2x2 {}x32x28x28", batch), p1, pool, 4.0 * p1.numel() * 1.25},
+      {fmt::format("max_pool2d 2x2 {}x64x14x14", batch), p2, pool, 4.0 * p2.numel() * 1.25},
+      {"sum of " + floats + " floats", r, [](const Tensor& t) { return sum(t); }, 4.0 * r.numel()},
+      {"max of " + floats + " floats", r, [](const Tensor& t) { return max(t); }, 4.0 * r.numel()},
+      {fmt::format("relu {}x32x28x28", batch), p1, [](const Tensor& t) { return relu(t); }, 8.0 * p1.numel()},
   };
   const Device device(o.device);
   const std::string where = timed_on(o);

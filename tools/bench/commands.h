@@ -57,7 +57,7 @@ int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o);
 
 // Single ops the training step spends time in (2×2 max pooling, full sum and
 // max, ReLU), each checked against f64 and timed alone, with the bandwidth.
-int bench_ops(const CommonOptions& o);
+int bench_ops(int64_t batch, const CommonOptions& o);
 
 // The sparse sweep (tools/bench/sparse.cpp): dense against CSR, BSR and the
 // structurally shrunk layer, over sparsities, shapes and batch sizes. Empty
