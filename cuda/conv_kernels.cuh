@@ -143,8 +143,9 @@ inline TensorArg transposed(TensorArg a) {
   std::swap(a.strides[0], a.strides[1]);
   return a;
 }
-// B samples of (O, P) values as an (O, B, P) tensor: `by_sample` where the
-// samples are y's (B, O, P), `by_channel` where they are the GEMM's (O, B·P).
+// B samples of (O, P) values seen as an (O, B, P) tensor, laid out as y's
+// (B, O, P) (by_sample) or as the GEMM's (O, B·P) (not): copying one view into
+// the other is the permute.
 template <class T>
 TensorArg channels_of(const T* data, int64_t B, int64_t O, int64_t P, bool by_sample) {
   TensorArg a;
