@@ -197,14 +197,17 @@ void Adam::step() {
 
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   NoGradGuard no_grad;
-  double total = 0;
+  // Σ‖g‖² in f64, added up where the gradients live and read back once: on a
+  // GPU one synchronisation for the whole model, not one per parameter.
+  Tensor total;
   for (const Tensor& p : params) {
     const Tensor& g = p.grad();
     if (!g.defined()) continue;
     Tensor g64 = g.to(DType::f64);
-    total += sum(mul(g64, g64)).item();
+    Tensor squares = sum(mul(g64, g64));
+    total = total.defined() ? add(total, squares.to(total.device())) : squares;
   }
-  const double norm = std::sqrt(total);
+  const double norm = total.defined() ? std::sqrt(total.item()) : 0.0;
   if (norm > max_norm && norm > 0) {
     const double scale = max_norm / (norm + 1e-6);
     for (const Tensor& p : params)

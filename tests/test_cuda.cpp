@@ -554,6 +554,22 @@ TEST_CASE("optimizer updates: SGD (momentum, Nesterov, weight decay), Adam and A
     CAPTURE(opt);
     CHECK(relative_error(run(kCuda, opt), run(kCPU, opt)) <= 1e-5);
   }
+  // Gradient clipping: the same norm and the same scaled gradients (the norm
+  // added up on the device, read back once).
+  auto clipped = [](Device device) {
+    std::vector<Tensor> ps;
+    for (int i = 0; i < 3; ++i) {
+      ps.push_back(normal({100 + 50 * i}, 60 + i).to(device).requires_grad_(true));
+      sum(mul(ps.back(), normal({100 + 50 * i}, 70 + i).to(device))).backward();
+    }
+    const double norm = nn::clip_grad_norm(ps, 1.0);
+    return std::make_pair(norm, cat({ps[0].grad(), ps[1].grad(), ps[2].grad()}).to(kCPU));
+  };
+  const auto [norm_gpu, grads_gpu] = clipped(kCuda);
+  const auto [norm_cpu, grads_cpu] = clipped(kCPU);
+  CHECK(norm_gpu == doctest::Approx(norm_cpu).epsilon(1e-6));
+  CHECK(norm_cpu > 1.0);  // so the gradients were scaled
+  CHECK(relative_error(grads_gpu, grads_cpu) <= 1e-5);
 }
 
 TEST_CASE("the caching allocator: a repeated step makes no cudaMalloc; empty_cache returns the cache") {

@@ -158,6 +158,9 @@ TEST_CASE("clip_grad_norm and schedules") {
   CHECK(b.grad().to_vector<float>()[0] == Approx(0.8).epsilon(1e-5));
   CHECK(clip_grad_norm({a, b}, 10.0) == Approx(1.0).epsilon(1e-5));  // under the limit: unchanged
   CHECK(a.grad().to_vector<float>()[0] == Approx(0.6).epsilon(1e-5));
+  Tensor no_grad = param({1, 2});  // parameters without gradients count for nothing
+  CHECK(clip_grad_norm({no_grad}, 1.0) == 0);
+  CHECK(clip_grad_norm({no_grad, a, b}, 10.0) == Approx(1.0).epsilon(1e-5));
 
   StepLR step(0.1, 10, 0.5);
   CHECK(step.lr_at(9) == Approx(0.1));
