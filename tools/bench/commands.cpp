@@ -615,7 +615,7 @@ int bench_ops(int64_t batch, const CommonOptions& o) {
   // no graph) after its result is checked against the f64 computation on the
   // CPU. On a GPU the full sum and max are one long row each, which the
   // reduction splits across blocks (cuda/reduce_kernels.cuh).
-  if (batch < 1) throw Error(fmt::format("bench ops: --batch must be at least 1, got {}", batch));
+  if (batch < 1 || batch > 65536) throw Error(fmt::format("bench ops: --batch must be 1 to 65536, got {}", batch));
   Generator gen(21);
   struct Case {
     std::string name;
