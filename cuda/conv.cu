@@ -42,7 +42,7 @@ struct OnTheGpu {
   template <class T>
   void im2col(T* col, const T* x, const Shape& s, const Conv2dParams& p, int64_t samples) const {
     im2col_kernel<T>
-        <<<blocks_for(s.C * s.kh * s.kw * s.positions() * samples), kThreads, 0, stream()>>>(col, x, s, p, samples);
+        <<<blocks_for(s.all_rows() * s.positions() * samples), kThreads, 0, stream()>>>(col, x, s, p, samples);
     MINIDL_CUDA_CHECK(cudaGetLastError());
   }
   template <class T>
@@ -61,7 +61,7 @@ struct OnTheGpu {
 // output or gradient in the GEMM's channel-major layout.
 struct ChunkScratch {
   ChunkScratch(const Shape& s, int64_t chunk, size_t element_size, int device)
-      : col(static_cast<size_t>(chunk * s.C * s.kh * s.kw * s.positions()) * element_size, device),
+      : col(static_cast<size_t>(chunk * s.all_rows() * s.positions()) * element_size, device),
         packed(chunk > 1 ? static_cast<size_t>(chunk * s.O * s.positions()) * element_size : 0, device) {}
   Scratch col, packed;
 };

@@ -32,6 +32,7 @@ struct Shape {
   MINIDL_HOST_DEVICE int64_t cg() const { return C / G; }              // input channels per group
   MINIDL_HOST_DEVICE int64_t og() const { return O / G; }              // output channels per group
   MINIDL_HOST_DEVICE int64_t rows() const { return cg() * kh * kw; }   // of the column matrix (one group)
+  MINIDL_HOST_DEVICE int64_t all_rows() const { return C * kh * kw; }  // of the column matrix (all groups)
   MINIDL_HOST_DEVICE int64_t positions() const { return Ho * Wo; }
 };
 
@@ -41,7 +42,7 @@ struct Shape {
 template <class T>
 __global__ void im2col_kernel(T* col, const T* x, Shape s, Conv2dParams p, int64_t samples) {
   const int64_t cols = samples * s.positions();
-  MINIDL_CUDA_FOR(e, s.C * s.kh * s.kw * cols) {
+  MINIDL_CUDA_FOR(e, s.all_rows() * cols) {
     const int64_t ow = e % s.Wo, oh = (e / s.Wo) % s.Ho, b = (e % cols) / s.positions(), r = e / cols;
     const int64_t j = r % s.kw, i = (r / s.kw) % s.kh, c = r / (s.kw * s.kh);
     const int64_t h = oh * p.stride_h - p.pad_h + i * p.dilation_h, w = ow * p.stride_w - p.pad_w + j * p.dilation_w;
@@ -122,7 +123,7 @@ __global__ void bias_grad_kernel(T* gb, const T* gy, Shape s, int64_t parts, red
 constexpr size_t kColumnBudget = size_t{64} << 20;
 
 inline int64_t samples_per_chunk(const Shape& s, size_t element_size, size_t budget = kColumnBudget) {
-  const size_t per_sample = static_cast<size_t>(s.C * s.kh * s.kw * s.positions()) * element_size;
+  const size_t per_sample = static_cast<size_t>(s.all_rows() * s.positions()) * element_size;
   const auto fit = static_cast<int64_t>(budget / std::max<size_t>(per_sample, 1));
   return std::clamp<int64_t>(fit, 1, std::max<int64_t>(s.N, 1));
 }

@@ -13,7 +13,6 @@
 
 #include <array>
 #include <cmath>
-#include <cstdio>
 #include <functional>
 #include <limits>
 #include <map>
