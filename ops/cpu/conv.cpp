@@ -9,9 +9,10 @@
 //
 // B samples share one GEMM. One sample's GEMM is small (conv2 of the zoo's cnn:
 // 64 × 196 × 288), and small GEMMs spend their time packing and synchronising;
-// putting B samples side by side makes the GEMM B times wider. B is chosen so the
-// cols workspace stays around kColsBytes (it is written once and read by the
-// GEMM, so it should sit in L2) and so every thread gets a batch. Batches run in
+// putting B samples side by side makes the GEMM B times wider. B is chosen so
+// that a batch's two workspaces — cols and the GEMM's output — stay around
+// kWorkspaceBytes (each is written once and read once right after, so it should
+// stay in cache) and so every thread gets a batch. Batches run in
 // parallel, one thread each, with single-threaded GEMMs; when there are fewer
 // batches than threads (inference at batch 1) they run one after another and the
 // GEMM is parallel inside.
@@ -178,13 +179,19 @@ struct Batching {
   }
 };
 
-inline constexpr size_t kColsBytes = size_t{2} << 20;
+// Per thread: cols (K, B·P) and the GEMM's output (Og, B·P) — the forward's
+// `out`, the backward's gathered gy. Both count: a first layer has few input
+// channels and many outputs (the cnn's conv1: K = 9, Og = 32), so its output
+// workspace is 3.5 times its cols, and bounding cols alone gave it B = 64 and
+// 8 MB per thread: its forward took 1.0–2.2 ms against 0.54–0.78 ms at any B
+// from 1 to 32 (docs/benchmarks.md).
+inline constexpr size_t kWorkspaceBytes = size_t{2} << 20;
 
 Batching batching(const Geometry& g, size_t elem_bytes) {
   if (g.N == 0) return {0, 1, 0, false};  // an empty batch: no work (gradients of weight and bias are 0)
   const int64_t threads = max_threads();
-  const int64_t per_sample = std::max<int64_t>(1, static_cast<int64_t>(g.K * g.Ho * g.Wo * elem_bytes));
-  int64_t B = std::clamp<int64_t>(static_cast<int64_t>(kColsBytes) / per_sample, 1, g.N);
+  const int64_t per_sample = std::max<int64_t>(1, static_cast<int64_t>((g.K + g.Og) * g.Ho * g.Wo * elem_bytes));
+  int64_t B = std::clamp<int64_t>(static_cast<int64_t>(kWorkspaceBytes) / per_sample, 1, g.N);
   B = std::min(B, (g.N + threads - 1) / threads);  // at least one batch per thread
   int64_t batches = (g.N + B - 1) / B;
   // A whole number of batches per thread, all of (nearly) one size: 128 samples at
