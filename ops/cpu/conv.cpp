@@ -339,10 +339,10 @@ void conv2d_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& 
     const int64_t threads = bt.parallel ? max_threads() : 1;
     // The weight gradient's GEMM, gw[group] (Og, K) += gy_b · colsᵀ, is K columns
     // wide. A first layer's K is tiny (the cnn's conv1: 9), and the micro-kernel's
-    // tiles are 32 columns wide: most of each would be padding (this product ran
-    // at 24 GFLOP/s of the core's 203). Its transpose, gwᵀ (K, Og) += cols ·
-    // gy_bᵀ, puts the wider Og along the tiles instead (60 GFLOP/s); each thread
-    // adds it into its gw, transposed back, once after its last batch.
+    // tiles are 32 columns wide: most of each would be padding (on the Zen 5 VM
+    // this product ran at 24 GFLOP/s of one core's 203). Its transpose, gwᵀ (K, Og)
+    // += cols · gy_bᵀ, puts the wider Og along the tiles instead (60 GFLOP/s); each
+    // thread adds it into its gw, transposed back, once after its last batch.
     const bool transposed_gw = g.K < g.Og;
     // Every sample adds into gw and gb, so each thread sums its batches into its own
     // partial (thread 0 straight into the outputs) and the partials are added at the end.
