@@ -48,7 +48,12 @@ struct Linear {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int steps = argc > 1 ? std::atoi(argv[1]) : 1500;
+  char* end = nullptr;
+  const long steps = argc > 1 ? std::strtol(argv[1], &end, 10) : 1500;
+  if (argc > 1 && (end == argv[1] || *end != '\0' || steps < 0 || steps > 1000000)) {
+    std::fprintf(stderr, "fit_synthetic: steps must be a whole number in [0, 1000000], got '%s'\n", argv[1]);
+    return 2;
+  }
   Generator gen(0);
   Tensor points, labels;
   make_spirals(200, gen, points, labels);

@@ -13,16 +13,23 @@
 // training step, whose time is the GEMMs' — a ReLU pass over 128×512 floats is
 // ~1% of it. Measuring is how you find out which fusions matter.
 //
-//   ./build/default/examples/time_fusion
+//   ./build/default/examples/time_fusion [seconds per variant, default 0.5]
 
 #include <cstdio>
+#include <cstdlib>
 
 #include "minidl.h"
 #include "tools/bench/benchmark.h"
 
 using namespace minidl;
 
-int main() {
+int main(int argc, char** argv) {
+  char* end = nullptr;
+  const double seconds = argc > 1 ? std::strtod(argv[1], &end) : 0.5;
+  if (argc > 1 && (end == argv[1] || *end != '\0' || !(seconds >= 0 && seconds <= 3600))) {
+    std::fprintf(stderr, "time_fusion: seconds per variant must be in [0, 3600], got '%s'\n", argv[1]);
+    return 2;
+  }
   Generator gen(0);
   bench::Table table("linear 784 -> 512 then ReLU: two ops or one", {"case", "two ops", "fused", "fused speed-up"});
   for (const bool training : {false, true})
@@ -40,7 +47,7 @@ int main() {
         };
       };
       bench::SideBySide r = bench::run_side_by_side({{"two ops", variant(false)}, {"fused", variant(true)}},
-                                                    {.warmup = 5, .min_runs = 20, .min_seconds = 0.5});
+                                                    {.warmup = 5, .min_runs = 20, .min_seconds = seconds});
       // speedup[k] = time(variant 0) / time(variant k) in each round, median over rounds.
       char ratio[32];
       std::snprintf(ratio, sizeof ratio, "%.2fx", r.speedup[1]);
