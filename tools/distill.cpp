@@ -84,6 +84,10 @@ Student make_student(const std::string& student, uint64_t seed, const Device& de
   if (std::filesystem::is_regular_file(student)) {
     SafeTensors file = load_safetensors(student);
     s.model = load_model(file, student, &s.arch);
+    MINIDL_CHECK(!compress::is_quantized(*s.model),
+                 "distill: --student {} is int8 (minidl quantize wrote it), which does not train; distill into the "
+                 "f32 checkpoint it came from",
+                 student);
     s.model->to(device);
     s.pruner = std::make_unique<compress::Pruner>(*s.model);
     s.pruner->load_from(file, student);  // checks the weights are zero where the masks prune

@@ -48,6 +48,10 @@ std::vector<std::string> channel_layers(Module& model) {
 }
 
 std::vector<std::string> choose_layers(Module& model, const PruneOptions& o) {
+  MINIDL_CHECK(!compress::is_quantized(model),
+               "prune: {} is int8 (minidl quantize wrote it); prune the f32 checkpoint it came from, then quantize "
+               "the pruned one",
+               o.checkpoint);
   if (!o.layers.empty()) {
     for (const std::string& l : o.layers) {
       ModulePtr m = model.find(l);  // throws naming the path and the children there
@@ -59,6 +63,7 @@ std::vector<std::string> choose_layers(Module& model, const PruneOptions& o) {
   std::vector<std::string> layers;
   for (auto& [path, m] : model.named_modules())
     if (is_weighted(*m)) layers.push_back(path);
+  MINIDL_CHECK(!layers.empty(), "prune: the model has no Linear or Conv2d layer to prune");
   return layers;
 }
 

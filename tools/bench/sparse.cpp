@@ -17,6 +17,9 @@
 // Speed-ups are the median of per-round ratios against dense from the same run;
 // the crossover is the sparsity past which a variant stays faster than dense,
 // interpolated between the grid points around it ("none <= 99%" when it never is).
+#include "compress/sparse.h"
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -26,7 +29,6 @@
 #include <random>
 #include <sstream>
 
-#include "compress/sparse.h"
 #include "core/file.h"
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
@@ -92,20 +94,47 @@ std::vector<float> random_scores(int64_t n, uint64_t seed) {
   return s;
 }
 
-// The first Linear or (groups 1) Conv2d weight in the checkpoints whose (out, C·kh·kw) is the shape's.
-Tensor real_weight(const std::vector<std::string>& checkpoints, const SweepShape& shape, std::string& from) {
+// A Linear or (groups 1) Conv2d weight of a --weights checkpoint, flattened to
+// (out, C·kh·kw), for the shape it matches.
+struct RealWeight {
+  std::string shape;  // the swept shape's name
+  std::string from;   // "checkpoint:parameter"
+  Tensor flat;
+};
+
+// For each swept shape the first matching weight among the checkpoints. Each
+// checkpoint must hold at least one: one that matches nothing (another model's,
+// an int8 one, a typo among several) would leave its pattern out of the table
+// without a word, so it is refused, naming the weights it holds.
+std::vector<RealWeight> real_weights(const std::vector<std::string>& checkpoints,
+                                     const std::vector<SweepShape>& shapes) {
+  std::vector<RealWeight> found;
   for (const std::string& path : checkpoints) {
     nn::ModulePtr model = nn::load_model(path);
+    std::vector<std::string> held;
+    bool matched = false;
     for (const auto& [name, t] : model->named_parameters()) {
       if (name.size() < 7 || name.substr(name.size() - 7) != ".weight" || t.dim() < 2) continue;
+      held.push_back(fmt::format("{} {}", name, fmt::join(t.shape(), "x")));
       const Tensor flat = t.detach().reshape({t.size(0), t.numel() / t.size(0)});
-      if (flat.size(0) == shape.out && flat.size(1) == shape.in && (t.dim() == 4) == shape.conv()) {
-        from = path + ":" + name;
-        return flat.contiguous().clone();
+      for (const SweepShape& sh : shapes) {
+        const bool taken =
+            std::any_of(found.begin(), found.end(), [&](const RealWeight& r) { return r.shape == sh.name; });
+        if (taken || flat.size(0) != sh.out || flat.size(1) != sh.in || (t.dim() == 4) != sh.conv()) continue;
+        found.push_back({sh.name, path + ":" + name, flat.contiguous().clone()});
+        matched = true;
       }
     }
+    std::vector<std::string> swept;
+    for (const SweepShape& sh : shapes) swept.push_back(sh.name);
+    MINIDL_CHECK(matched,
+                 "bench sparse: --weights {}: none of its weights has a swept shape ({}); it holds {}. Sweep one of "
+                 "its shapes with --shapes OUTxIN (a conv: convOUTxC·kh·kwxPOSITIONS)",
+                 path, fmt::join(swept, ", "),
+                 held.empty() ? std::string("no f32 Linear or Conv2d weight (an int8 checkpoint?)")
+                              : fmt::format("{}", fmt::join(held, ", ")));
   }
-  return Tensor();
+  return found;
 }
 
 struct Implementation {
@@ -176,6 +205,7 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
                    "bench sparse: {} blocks do not divide shape {} ({} x {}); refused, not padded", f.name(), sh.name,
                    sh.out, sh.in);
   Options timing = to_options(o);
+  const std::vector<RealWeight> real_weights_found = real_weights(s.weights, shapes);
 
   nlohmann::json results = nlohmann::json::array(), conversions = nlohmann::json::array();
   // (shape, batch, implementation label) -> points, for the crossovers.
@@ -188,8 +218,9 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
     // Kaiming-scaled normal weights, so outputs stay O(1) at every shape.
     Tensor w0 = randn({sh.out, sh.in}, {}, gen) * (1.0 / std::sqrt(static_cast<double>(sh.in)));
     const std::vector<float> uniform_scores = random_scores(sh.out * sh.in, 7);
-    std::string real_from;
-    Tensor real = real_weight(s.weights, sh, real_from);
+    Tensor real;
+    for (const RealWeight& r : real_weights_found)
+      if (r.shape == sh.name) real = r.flat;
     std::vector<float> magnitude_scores;
     if (real.defined()) {
       const auto v = real.to_vector<float>();
@@ -337,6 +368,7 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
                       {"crossovers", crossovers},
                       {"conversions", conversions},
                       {"table", table.json()}};
+  for (const RealWeight& r : real_weights_found) j["magnitude_from"][r.shape] = r.from;
 #ifdef MINIDL_HAVE_OPENBLAS
   j["openblas_core"] = openblas_get_corename();
 #endif
@@ -345,6 +377,9 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
   if (!o.json) print_openblas_notes();
 #endif
   emit(table, j, o);
+  if (!o.json)
+    for (const RealWeight& r : real_weights_found)
+      std::printf("csr (magnitude) on %s: %s, its smallest weights zeroed\n", r.shape.c_str(), r.from.c_str());
   if (!o.json && !s.out.empty())
     std::printf("wrote %s (plot it: python3 tools/bench/plot_sparse.py %s sparse.png)\n", s.out.c_str(),
                 s.out.c_str());
