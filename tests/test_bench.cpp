@@ -1,7 +1,12 @@
-// tests/test_bench.cpp — the benchmarker's statistics, side-by-side ratios and tables.
+// tests/test_bench.cpp — the benchmarker's statistics, side-by-side ratios and tables,
+// and the real images it times on.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
+#include "idx_files.h"
 #include "tools/bench/benchmark.h"
+#include "tools/bench/common.h"
 
 using namespace minidl::bench;
 using doctest::Approx;
@@ -73,4 +78,22 @@ TEST_CASE("tables render as text, Markdown, CSV and JSON") {
   CHECK(t.json()["rows"][0][1] == "180.5");
   CHECK(format_seconds(0.00123) == "1.230 ms");
   CHECK(format_seconds(2.5) == "2.500 s");
+}
+
+TEST_CASE("real_images: the first images of the test set, repeated when it holds fewer than asked") {
+  minidl::testing::TempDir dir;
+  minidl::testing::write_dataset(dir, "t10k", 5, 6);
+  const minidl::Tensor three = real_images(dir.path.string(), 3);
+  CHECK(three.shape() == std::vector<int64_t>{3, 1, 6, 6});
+  const minidl::Tensor twelve = real_images(dir.path.string(), 12);
+  REQUIRE(twelve.shape() == std::vector<int64_t>{12, 1, 6, 6});
+  const auto v = twelve.to_vector<float>();
+  const size_t image = 36;
+  auto same = [&](size_t a, size_t b) {
+    return std::equal(v.begin() + a * image, v.begin() + (a + 1) * image, v.begin() + b * image);
+  };
+  CHECK(same(0, 5));
+  CHECK(same(1, 11));
+  CHECK_FALSE(same(0, 1));  // the images differ (write_dataset encodes the index in the pixels)
+  CHECK(std::equal(v.begin(), v.begin() + 3 * image, three.to_vector<float>().begin()));
 }

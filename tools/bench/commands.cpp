@@ -330,7 +330,11 @@ Tensor real_images(const std::string& data_dir, int64_t count) {
   loader.start_epoch(0);
   auto b = loader.next();
   if (!b) throw Error("bench: no images in " + data_dir);
-  return b->images;
+  if (set.size == count) return b->images;
+  // A test set smaller than the batch asked for (a user's own data): its images
+  // again, in order, until there are `count` of them.
+  std::vector<Tensor> copies(static_cast<size_t>((count + set.size - 1) / set.size), b->images);
+  return cat(copies, 0).narrow(0, 0, count).contiguous();
 }
 
 int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch_sizes, const std::string& data_dir,

@@ -64,7 +64,8 @@ void print_openblas_notes();
 // more than 3%, SAME when nine in ten were within ±3%, and UNCLEAR otherwise —
 // never a verdict from one number.
 const char* verdict(double p10, double p90);
-// The first `count` test images of data_dir, normalised as training sees them.
+// The first `count` test images of data_dir, normalised as training sees them;
+// a test set of fewer images is repeated to make up `count`.
 Tensor real_images(const std::string& data_dir, int64_t count);
 // v with `digits` decimals.
 std::string fixed(double v, int digits);
