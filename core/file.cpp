@@ -83,4 +83,16 @@ void write_file_atomically(const std::string& path, const std::vector<std::pair<
   }
 }
 
+void prepare_output(const std::string& path, const char* op) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  MINIDL_CHECK(!path.empty(), "{}: the output path is empty", op);
+  MINIDL_CHECK(!fs::is_directory(path, ec), "{}: {} is a directory; give the path of the file to write", op, path);
+  const fs::path parent = fs::path(path).parent_path();
+  if (parent.empty()) return;
+  fs::create_directories(parent, ec);
+  MINIDL_CHECK(!ec && fs::is_directory(parent, ec), "{}: cannot make the directory {} for {}: {}", op, parent.string(),
+               path, ec ? ec.message() : "a file of that name is in the way");
+}
+
 }  // namespace minidl

@@ -1,5 +1,5 @@
 // core/file.h — reading a whole file in one go, and writing one so that it is
-// either all there or not there.
+// either all there or not there (and checking, before a long run, that it can be).
 #pragma once
 
 #include <cstddef>
@@ -26,5 +26,11 @@ void write_file_atomically(const std::string& path, const std::vector<std::pair<
 inline void write_file_atomically(const std::string& path, const std::string& text, const char* op) {
   write_file_atomically(path, {{text.data(), text.size()}}, op);
 }
+
+// Readies `path` to be written at the end of a long run, or refuses it now
+// rather than after the run: an existing directory is refused, and missing
+// parent directories are created (a file in their way is refused). Errors name
+// `op` and the path.
+void prepare_output(const std::string& path, const char* op);
 
 }  // namespace minidl

@@ -43,7 +43,7 @@ ImageDataset load_mnist_format(const std::string& dir, const std::string& split)
   MINIDL_CHECK(images.dims[0] == labels.dims[0], "{} holds {} images but {} holds {} labels", images_path,
                images.dims[0], labels_path, labels.dims[0]);
   for (size_t i = 0; i < labels.data.size(); ++i)
-    MINIDL_CHECK(labels.data[i] < 10, "{}: label {} at index {} (byte offset {}) is not a class 0-9", labels_path,
+    MINIDL_CHECK(labels.data[i] < kClasses, "{}: label {} at index {} (byte offset {}) is not a class 0-9", labels_path,
                  labels.data[i], i, 8 + i);
   ImageDataset ds;
   ds.size = images.dims[0];

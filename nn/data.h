@@ -20,6 +20,8 @@ namespace minidl::nn {
 inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
 inline constexpr std::array<const char*, 10> kFashionMnistClasses = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+// Every MNIST-format data set minidl reads has these ten classes: labels 0-9 (checked).
+inline constexpr int64_t kClasses = 10;
 // Mean and standard deviation of the Fashion-MNIST training pixels (scaled to [0, 1]).
 inline constexpr float kFashionMnistMean = 0.2860f, kFashionMnistStd = 0.3530f;
 

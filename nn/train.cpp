@@ -61,6 +61,17 @@ Device model_device(const Module& model) {
   auto params = model.named_parameters();
   return params.empty() ? kCPU : params.front().second.device();
 }
+
+// The logits of a batch of n images must be (n, kClasses): a model with more
+// outputs would predict classes the confusion matrix has no room for, and one
+// with fewer could not score labels up to 9.
+void check_logits(const Tensor& logits, int64_t n, const char* who) {
+  MINIDL_CHECK(logits.dim() == 2 && logits.size(0) == n && logits.size(1) == kClasses,
+               "{}: the model gives {} logits per image, but the data has {} classes (labels 0-{}): its output must "
+               "be (batch, {}), not {} for a batch of {}",
+               who, logits.dim() >= 1 ? logits.size(logits.dim() - 1) : 1, kClasses, kClasses - 1, kClasses,
+               logits.shape(), n);
+}
 }  // namespace
 
 EvalResult evaluate(Module& model, const ImageDataset& data, int64_t batch_size) {
@@ -69,13 +80,14 @@ EvalResult evaluate(Module& model, const ImageDataset& data, int64_t batch_size)
   model.eval();
   auto start = Clock::now();
   EvalResult r;
-  r.confusion.assign(10, std::vector<int64_t>(10, 0));
+  r.confusion.assign(kClasses, std::vector<int64_t>(kClasses, 0));
   DataLoader loader(data, {.batch_size = batch_size, .shuffle = false});
   loader.start_epoch(0);
   double loss_sum = 0;
   const Device device = model_device(model);
   while (auto batch = loader.next()) {
     Tensor logits = model(batch->images.to(device));
+    check_logits(logits, batch->labels.numel(), "evaluate");
     loss_sum += cross_entropy(logits, batch->labels.to(device), {.reduction = Reduction::sum}).item();
     std::vector<int64_t> pred = argmax(logits, 1).to_vector<int64_t>();
     std::vector<int64_t> truth = batch->labels.to_vector<int64_t>();
@@ -83,9 +95,9 @@ EvalResult evaluate(Module& model, const ImageDataset& data, int64_t batch_size)
     r.samples += static_cast<int64_t>(pred.size());
   }
   int64_t correct = 0;
-  for (int c = 0; c < 10; ++c) {
+  for (int64_t c = 0; c < kClasses; ++c) {
     int64_t total = 0;
-    for (int p = 0; p < 10; ++p) total += r.confusion[c][p];
+    for (int64_t p = 0; p < kClasses; ++p) total += r.confusion[c][p];
     correct += r.confusion[c][c];
     r.per_class_accuracy.push_back(total ? static_cast<double>(r.confusion[c][c]) / total : 0.0);
   }
@@ -94,6 +106,28 @@ EvalResult evaluate(Module& model, const ImageDataset& data, int64_t batch_size)
   r.seconds = seconds_since(start);
   model.train(was_training);
   return r;
+}
+
+int64_t classes_of(Module& model, const ImageDataset& data, const std::string& who) {
+  NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  const ImageDataset one = data.subset(1);  // the loader keeps a reference
+  DataLoader loader(one, {.batch_size = 1, .shuffle = false});
+  loader.start_epoch(0);
+  const auto batch = loader.next();
+  MINIDL_CHECK(batch.has_value(), "{}: the data set holds no images", who);
+  Tensor out;
+  try {
+    out = model(batch->images.to(model_device(model)));
+  } catch (const Error& e) {
+    model.train(was_training);
+    fail("{} does not take this data's {}x{} images: {}", who, data.rows, data.cols, e.what());
+  }
+  model.train(was_training);
+  MINIDL_CHECK(out.dim() == 2 && out.size(0) == 1, "{} gives logits {} for one image, not (1, classes)", who,
+               out.shape());
+  return out.size(1);
 }
 
 // ---------------------------------------------------------------- trainer
@@ -161,6 +195,7 @@ EpochResult Trainer::run_epoch(const ImageDataset& train, const ImageDataset& te
     const double lr = lr_for_step(epoch_ * steps + b, steps);
     optimizer_->set_lr(lr);
     Tensor logits = (*model_)(batch.images);
+    check_logits(logits, batch.labels.numel(), "train");
     Tensor loss = hooks_.loss(logits, batch);
     MINIDL_CHECK(loss.defined() && loss.numel() == 1, "train: the loss function must return a scalar, got shape {}",
                  loss.defined() ? loss.shape() : Shape{});

@@ -70,6 +70,12 @@ using ProgressFn = std::function<void(int64_t, int64_t, int64_t, double, double,
 // moved to the device the model's parameters are on.
 EvalResult evaluate(Module& model, const ImageDataset& data, int64_t batch_size = 256);
 
+// One image of `data` through `model` (eval mode, no grad, on the device its
+// parameters are on): the number of classes it predicts. A model that does not
+// take the data's images, or gives no (1, classes) logits, is an Error that
+// starts with `who` and names the image size — asked before any long work.
+int64_t classes_of(Module& model, const ImageDataset& data, const std::string& who);
+
 class Trainer;
 
 // Tensors of a checkpoint that are not the model's: the optimizer's state

@@ -1,5 +1,6 @@
 // tests/test_checkpoint.cpp — safetensors layout against the spec, round trips,
-// corrupt files, atomic writes, and resuming training.
+// corrupt files, atomic writes, output paths checked before a run, and resuming
+// training.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -134,6 +135,24 @@ TEST_CASE("writes are atomic: a failed save leaves the previous file intact and 
   int files = 0;
   for (const auto& entry : fs::directory_iterator(dir.path)) files += entry.is_regular_file();
   CHECK(files == 1);
+}
+
+TEST_CASE("prepare_output: refuses a directory or a file in the way, before the run; makes missing directories") {
+  TempDir dir;
+  CHECK_THROWS_WITH_AS(prepare_output(dir.path.string(), "train --out"),
+                       doctest::Contains(("train --out: " + dir.path.string() + " is a directory").c_str()), Error);
+  const std::string file = dir / "model.safetensors";
+  save_safetensors(file, {{"w", ones({3})}});
+  CHECK_NOTHROW(prepare_output(file, "train --out"));  // an existing file is overwritten at the end
+  CHECK(load_safetensors(file).tensors.count("w") == 1);
+  CHECK_THROWS_WITH_AS(prepare_output(file + "/inner.safetensors", "distill --out"),
+                       doctest::Contains(("distill --out: cannot make the directory " + file).c_str()), Error);
+  const std::string nested = dir / "a/b/c.safetensors";
+  prepare_output(nested, "prune --out");
+  CHECK(fs::is_directory(dir / "a/b"));
+  CHECK_FALSE(fs::exists(nested));  // the directories only: the file comes when the run ends
+  CHECK_THROWS_WITH_AS(prepare_output("", "quantize --out"),
+                       doctest::Contains("quantize --out: the output path is empty"), Error);
 }
 
 TEST_CASE("a checkpoint loads back into an identical model; unknown architectures are refused") {

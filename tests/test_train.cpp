@@ -1,5 +1,6 @@
 // tests/test_train.cpp — a quick end-to-end training run on real Fashion-MNIST
-// images that must reach a fixed accuracy within seconds, and the NaN guard.
+// images that must reach a fixed accuracy within seconds, the NaN guard, and
+// the refusal of a model that does not give the data's ten classes.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -57,4 +58,32 @@ TEST_CASE("a NaN loss stops training with a clear message") {
                 .schedule = "none"};
   Trainer trainer(build_model(c), c);
   CHECK_THROWS_WITH_AS(trainer.run_epoch(train, test), doctest::Contains("train: the loss became"), Error);
+}
+
+TEST_CASE("evaluate and train refuse a model whose logits are not the data's 10 classes") {
+  REQUIRE(have_fashion_mnist());
+  const ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(8);
+  Generator gen(3);
+  for (int64_t classes : {12, 5}) {
+    CAPTURE(classes);
+    auto model = make<Sequential>();
+    model->add(make<Flatten>()).add(make<Linear>(784, classes, true, gen));
+    // Every image predicted as the last class: 11 or 4, outside or inside 0-9.
+    {
+      NoGradGuard no_grad;
+      model->named_parameters().back().second.fill_(0.0);
+      auto bias = model->named_parameters().back().second;
+      CHECK(model->named_parameters().back().first == "1.bias");
+      bias.narrow(0, classes - 1, 1).fill_(100.0);
+    }
+    const std::string message = fmt::format("gives {} logits per image, but the data has 10 classes", classes);
+    CHECK_THROWS_WITH_AS(evaluate(*model, test), doctest::Contains(("evaluate: the model " + message).c_str()), Error);
+    // Training stops at its first batch, before any update.
+    TrainConfig c{.model = "custom", .epochs = 1, .batch = 4};
+    Trainer trainer(model, c);
+    const std::vector<float> before = model->named_parameters().front().second.to_vector<float>();
+    CHECK_THROWS_WITH_AS(trainer.run_epoch(test, test), doctest::Contains(("train: the model " + message).c_str()),
+                         Error);
+    CHECK(model->named_parameters().front().second.to_vector<float>() == before);
+  }
 }

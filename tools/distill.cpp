@@ -24,6 +24,7 @@
 #include <numeric>
 #include <random>
 
+#include "core/file.h"
 #include "minidl.h"
 #include "tools/bench/benchmark.h"
 #include "tools/bench/progress.h"
@@ -102,26 +103,6 @@ Student make_student(const std::string& student, uint64_t seed, const Device& de
     s.pruner = std::make_unique<compress::Pruner>(*s.model);
   }
   return s;
-}
-
-// One image of the data through a model: its logits, or an error saying the
-// model does not take this data.
-int64_t classes_of(Module& model, const ImageDataset& data, const Device& device, const std::string& role,
-                   const std::string& name) {
-  NoGradGuard no_grad;
-  model.eval();
-  const ImageDataset one = data.subset(1);  // the loader keeps a reference
-  DataLoader loader(one, {.batch_size = 1, .shuffle = false});
-  loader.start_epoch(0);
-  Tensor out;
-  try {
-    out = model(loader.next()->images.to(device));
-  } catch (const Error& e) {
-    fail("distill: the {} {} does not take this data's {}x{} images: {}", role, name, data.rows, data.cols, e.what());
-  }
-  MINIDL_CHECK(out.dim() == 2 && out.size(0) == 1, "distill: the {} {} gives logits {} for one image, not (1, classes)",
-               role, name, out.shape());
-  return out.size(1);
 }
 
 struct EpochLog {
@@ -296,6 +277,7 @@ int run_distill(const DistillOptions& o) {
   MINIDL_CHECK(o.epochs >= 1, "distill: --epochs must be >= 1, got {}", o.epochs);
   MINIDL_CHECK(!o.seeds.empty(), "distill: --seeds is empty");
   MINIDL_CHECK(!o.teachers.empty(), "distill: --teacher is required (a checkpoint minidl saved)");
+  if (!o.out.empty()) prepare_output(o.out, "distill --out");
   for (const std::string& t : o.teachers)
     MINIDL_CHECK(std::filesystem::is_regular_file(t), "distill: --teacher {}: no such file", t);
 
@@ -311,7 +293,7 @@ int run_distill(const DistillOptions& o) {
     ModulePtr m = load_model(t, &arch);  // a corrupt file is an error naming it
     m->to(s.device);  // a layer that cannot run there (a sparse convolution on a GPU) says so
     m->eval();
-    const int64_t classes = classes_of(*m, s.test, s.device, "teacher", t);
+    const int64_t classes = classes_of(*m, s.test, fmt::format("distill: the teacher {}", t));
     MINIDL_CHECK(teacher_classes == 0 || classes == teacher_classes,
                  "distill: the teachers disagree on the number of classes: {} has {}, {} has {}", o.teachers.front(),
                  teacher_classes, t, classes);
@@ -323,7 +305,7 @@ int run_distill(const DistillOptions& o) {
   const std::string teacher_arch = fmt::format("{}", fmt::join(teacher_archs, " + "));
   {
     Student probe = make_student(o.student, o.seeds.front(), s.device);
-    const int64_t student_classes = classes_of(*probe.model, s.test, s.device, "student", o.student);
+    const int64_t student_classes = classes_of(*probe.model, s.test, fmt::format("distill: the student {}", o.student));
     MINIDL_CHECK(teacher_classes == student_classes,
                  "distill: the teacher {} has {} classes but the student {} has {}: they must predict the same classes",
                  teacher_name, teacher_classes, o.student, student_classes);
@@ -453,8 +435,6 @@ int run_distill(const DistillOptions& o) {
   // The checkpoint, last: the first distilled student, its masks if it was pruned,
   // and the recipe.
   if (!o.out.empty() && keep) {
-    if (std::filesystem::path(o.out).has_parent_path())
-      std::filesystem::create_directories(std::filesystem::path(o.out).parent_path());
     nlohmann::json recipe = {{"teacher", o.teachers}, {"temperature", keep->temperature},
                              {"alpha", keep->alpha},  {"epochs", o.epochs},
                              {"seed", keep->seed},    {"augment", o.augment}};

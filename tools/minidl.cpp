@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <limits>
 #include <optional>
@@ -19,6 +18,7 @@
 #include <omp.h>
 #endif
 
+#include "core/file.h"
 #include "minidl.h"
 #include "nn/train.h"
 #include "ops/cpu/cpu_features.h"
@@ -82,7 +82,9 @@ int run_train(TrainConfig config, const std::string& out, const std::string& res
   if (config.limit_train > 0) train = train.subset(config.limit_train);
   if (config.limit_test > 0) test = test.subset(config.limit_test);
 
+  if (!out.empty()) prepare_output(out, "train --out");
   Trainer trainer(build_model(config), config);  // on config.device
+  classes_of(trainer.model(), test, "train: " + config.model);  // the data's image size, before any epoch
   if (!resume.empty()) {
     trainer.resume(resume);
     if (!json) std::printf("resumed from %s after epoch %lld\n", resume.c_str(), static_cast<long long>(trainer.epochs_done()));
@@ -92,8 +94,6 @@ int run_train(TrainConfig config, const std::string& out, const std::string& res
                 config.model.c_str(), static_cast<long long>(trainer.model().parameter_count()),
                 static_cast<long long>(train.size), static_cast<long long>(test.size), config.opt.c_str(), config.lr,
                 static_cast<long long>(config.batch), static_cast<long long>(config.epochs));
-  if (!out.empty() && std::filesystem::path(out).has_parent_path())
-    std::filesystem::create_directories(std::filesystem::path(out).parent_path());
 
   Progress progress(json, config.batch);
   while (trainer.epochs_done() < config.epochs) {
@@ -131,6 +131,7 @@ int run_eval(const std::string& checkpoint, const std::string& data_dir, int64_t
   model->to(device);
   ImageDataset test = load_mnist_format(data_dir, "t10k");
   if (limit > 0) test = test.subset(limit);
+  classes_of(*model, test, "eval: " + checkpoint);
   EvalResult r = evaluate(*model, test, batch);
   if (json) {
     nlohmann::json j = to_json(r);
@@ -536,6 +537,7 @@ int main(int argc, char** argv) {
     const Device bench_device = setup(bench_c);
     const bool on_gpu = bench_device.is_cuda();
     bench_opts.device = bench_c.device;
+    if (!bench_opts.json_out.empty()) prepare_output(bench_opts.json_out, "bench --json-out");
     // (every bench subcommand runs on a GPU too)
     if (*bench_gemm)
       return on_gpu ? bench::bench_gemm_cuda(gemm_shapes, bench_opts)

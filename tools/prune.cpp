@@ -13,11 +13,10 @@
 #include "tools/prune.h"
 
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 
-#include "minidl.h"
 #include "core/file.h"
+#include "minidl.h"
 #include "nn/spec.h"
 #include "tools/bench/common.h"
 #include "tools/bench/progress.h"
@@ -93,12 +92,14 @@ std::string pct(double f) { return fmt::format("{:.2f}%", 100 * f); }
 namespace {
 
 int run_sensitivity(const PruneOptions& o) {
+  if (!o.out.empty()) prepare_output(o.out, "prune --sensitivity --out");
   std::string arch;
   ModulePtr model = load_model(o.checkpoint, &arch);
   model->eval();
   const std::vector<std::string> layers = choose_layers(*model, o);
   ImageDataset test = load_mnist_format(o.data_dir, "t10k");
   if (o.limit_test > 0) test = test.subset(o.limit_test);
+  classes_of(*model, test, "prune --sensitivity: " + o.checkpoint);
   const double dense = evaluate(*model, test).accuracy;
   bench::Progress progress("sensitivity", static_cast<int64_t>(layers.size() * o.grid.size()));
   const auto points = compress::sensitivity(*model, weight_names(layers), o.grid, [&](Module& m) {
@@ -141,6 +142,7 @@ int run_prune(const PruneOptions& o) {
   MINIDL_CHECK(o.schedule != "agp" || o.method == "global" || o.method == "l1",
                "prune: --schedule agp works with --method global or l1, not {}", o.method);
   MINIDL_CHECK(!o.out.empty(), "prune: --out is required (the pruned checkpoint to write)");
+  prepare_output(o.out, "prune --out");
   const compress::SparseFormat bsr = compress::SparseFormat::parse(o.bsr);
   MINIDL_CHECK(!bsr.is_csr(), "prune: --bsr names a block format (bsr4x4, ...), not csr");
   const compress::Criterion criterion = compress::parse_criterion(o.criterion);
@@ -154,6 +156,7 @@ int run_prune(const PruneOptions& o) {
   if (o.method == "channel") compress::check_channel_pruning(*model, layers, amount);  // before the evaluation
   ImageDataset test = load_mnist_format(o.data_dir, "t10k");
   if (o.limit_test > 0) test = test.subset(o.limit_test);
+  classes_of(*model, test, "prune: " + o.checkpoint);
 
   nlohmann::json j = {{"command", "prune"}, {"checkpoint", o.checkpoint}, {"model", arch}, {"method", o.method},
                       {"amount", o.amount}, {"schedule", o.schedule}, {"layers", layers},
@@ -297,8 +300,6 @@ int run_prune(const PruneOptions& o) {
   }
 
   // 5. The checkpoint, last: nothing is written unless everything above worked.
-  if (std::filesystem::path(o.out).has_parent_path())
-    std::filesystem::create_directories(std::filesystem::path(o.out).parent_path());
   // The Trainer writes the checkpoint (model, spec, config); it wants a config
   // it could train with, even when nothing was fine-tuned.
   TrainConfig save_config = config;

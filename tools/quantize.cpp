@@ -13,6 +13,7 @@
 #include <iostream>
 
 #include "compress/quantize.h"
+#include "core/file.h"
 #include "minidl.h"
 #include "tools/bench/common.h"
 
@@ -26,6 +27,7 @@ std::string kib(int64_t bytes) { return fmt::format("{:.1f} KiB", static_cast<do
 int run_quantize(const QuantizeOptions& o) {
   MINIDL_CHECK(o.dynamic == "int8", "quantize: --dynamic '{}' is not a scheme minidl has (known: int8)", o.dynamic);
   MINIDL_CHECK(!o.out.empty(), "quantize: --out is required (the int8 checkpoint to write)");
+  prepare_output(o.out, "quantize --out");
   MINIDL_CHECK(o.calibration >= 1, "quantize: --calibration must be at least 1 image, got {}", o.calibration);
   std::string arch;
   nn::ModulePtr model = nn::load_model(o.checkpoint, &arch);

@@ -178,6 +178,7 @@ std::string percent(double s) {
 
 int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
   NoGradGuard no_grad;
+  if (!s.out.empty()) prepare_output(s.out, "bench sparse --out");
   std::vector<std::string> shape_names = s.shapes, format_names = s.formats;
   std::vector<int64_t> batches = s.batches;
   std::vector<double> sparsities = s.sparsities;
@@ -390,6 +391,7 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
 // pruning leaves), against cuBLAS dense and the structurally shrunk layer.
 int bench_sparse_cuda(const SparseSweepOptions& s, const CommonOptions& o) {
   NoGradGuard no_grad;
+  if (!s.out.empty()) prepare_output(s.out, "bench sparse --out");
   const Device dev(o.device);
   if (!cuda::is_available()) throw Error("bench sparse --device " + o.device + ": " + cuda::unavailable_reason());
   const cuda::DeviceInfo info = cuda::device_info(dev.index);
