@@ -87,6 +87,10 @@ int run_train(TrainConfig config, const std::string& out, const std::string& res
   classes_of(trainer.model(), test, "train: " + config.model);  // the data's image size, before any epoch
   if (!resume.empty()) {
     trainer.resume(resume);
+    MINIDL_CHECK(trainer.epochs_done() < config.epochs,
+                 "train: {} has already trained {} epochs, and --epochs ({}) counts the total, those included; give "
+                 "--epochs {} or more to go on",
+                 resume, trainer.epochs_done(), config.epochs, trainer.epochs_done() + 1);
     if (!json) std::printf("resumed from %s after epoch %lld\n", resume.c_str(), static_cast<long long>(trainer.epochs_done()));
   }
   if (!json)
