@@ -251,8 +251,11 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   auto clampi = [n](int64_t i) { return std::clamp<int64_t>(i < 0 ? i + n : i, 0, n); };
   start = clampi(start);
   end = std::max(clampi(end), start);
+  // A step past the end takes one element, as any step that long would: capping
+  // it keeps the size's and the stride's arithmetic inside int64 for every step.
+  step = std::min(step, std::max<int64_t>(end - start, 1));
   Shape new_shape = shape(), new_strides = impl_->strides;
-  new_shape[d] = (end - start + step - 1) / step;
+  new_shape[d] = end > start ? (end - start - 1) / step + 1 : 0;
   new_strides[d] *= step;
   Shape base_shape = shape();
   return view_with_grad(*this, make_view(*this, new_shape, new_strides, offset() + start * impl_->strides[d]),
@@ -267,9 +270,9 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   d = normalize_dim(d, dim(), "narrow");
   int64_t n = impl_->shape[d];
   if (start < 0) start += n;
-  MINIDL_CHECK(start >= 0 && length >= 0 && start + length <= n,
-               "narrow: start {} and length {} are out of range for dimension {} of size {} (shape {})", start,
-               length, d, n, shape());
+  MINIDL_CHECK(start >= 0 && start <= n && length >= 0 && length <= n - start,  // no start + length: it could overflow
+               "narrow: start {} and length {} are out of range for dimension {} of size {} (shape {})", start, length,
+               d, n, shape());
   return slice(d, start, start + length);
 }
 

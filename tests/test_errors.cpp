@@ -2,6 +2,8 @@
 // and what was wrong: never a crash, an abort or a silent wrong answer.
 #include <doctest/doctest.h>
 
+#include <limits>
+
 #include "minidl.h"
 
 using namespace minidl;
@@ -86,6 +88,19 @@ TEST_CASE("views, indexing and reductions") {
   CHECK_THROWS_WITH_AS(x.select(1, 3), "select: index 3 is out of range for dimension 1 of size 3 (shape [2, 3])", Error);
   CHECK_THROWS_WITH_AS(x.narrow(0, 1, 2),
                        "narrow: start 1 and length 2 are out of range for dimension 0 of size 2 (shape [2, 3])", Error);
+  // start + length would overflow int64 here (and once passed as a view of 2 elements).
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max(), kMin = std::numeric_limits<int64_t>::min();
+  CHECK_THROWS_WITH_AS(x.narrow(1, 1, kMax),
+                       doctest::Contains("narrow: start 1 and length 9223372036854775807 are out"), Error);
+  CHECK_THROWS_AS(x.narrow(1, 4, 0), Error);
+  CHECK(x.narrow(1, 3, 0).shape() == Shape{2, 0});
+  // slice clamps its ends as Python does, and a step of any length stays in range.
+  Tensor r = arange(0, 5, 1, {.dtype = DType::f32}).reshape({1, 5});
+  CHECK(r.slice(1, kMin, kMax).to_vector<float>() == std::vector<float>{0, 1, 2, 3, 4});
+  CHECK(r.slice(1, 1, kMax, kMax).to_vector<float>() == std::vector<float>{1});
+  CHECK(r.slice(1, 0, 5, 2).to_vector<float>() == std::vector<float>{0, 2, 4});
+  CHECK(r.slice(1, 0, 5, 4).to_vector<float>() == std::vector<float>{0, 4});
+  CHECK(r.slice(1, 3, 1).shape() == Shape{1, 0});
   CHECK_THROWS_WITH_AS(x.size(2), "size: dimension 2 out of range for a 2-d tensor (expected [-2, 1])", Error);
   CHECK_THROWS_WITH_AS(x.permute({0, 0}), "permute: dimension 0 repeats in [0, 0]", Error);
   CHECK_THROWS_WITH_AS(x.reshape({4, 2}), "reshape: shape [4, 2] is invalid for input of shape [2, 3] (6 elements)",
