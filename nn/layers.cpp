@@ -71,8 +71,16 @@ std::string Conv2d::describe() const {
 
 // ---------------------------------------------------------------- BatchNorm
 
+// Checked here, not only in the op: a bad p is the caller's mistake the moment
+// the layer is built, not at its first training step.
+Dropout::Dropout(double p, uint64_t seed) : p(p), seed(seed), gen(seed) {
+  MINIDL_CHECK(p >= 0 && p <= 1, "Dropout: probability must be in [0, 1], got {}", p);
+}
+
 BatchNorm::BatchNorm(int64_t n, int dims, double eps, double momentum)
     : features(n), expected_dims(dims), eps(eps), momentum(momentum) {
+  MINIDL_CHECK(n > 0 && eps > 0 && momentum >= 0 && momentum <= 1,
+               "BatchNorm: features ({}) and eps ({}) must be positive and momentum ({}) in [0, 1]", n, eps, momentum);
   weight = ones({n});
   bias = zeros({n});
   running_mean = zeros({n});

@@ -88,7 +88,7 @@ class GELU : public Module {
 // Active only in training mode; draws its masks from its own generator.
 class Dropout : public Module {
  public:
-  explicit Dropout(double p = 0.5, uint64_t seed = 0) : p(p), seed(seed), gen(seed) {}
+  explicit Dropout(double p = 0.5, uint64_t seed = 0);
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
   nlohmann::json hyper_parameters() const override;

@@ -196,6 +196,8 @@ void Adam::step() {
 // ---------------------------------------------------------------- clipping, schedules
 
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  // A negative bound would flip every gradient's sign; NaN would pass no comparison.
+  MINIDL_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be positive, got {}", max_norm);
   NoGradGuard no_grad;
   // Σ‖g‖² in f64, added up where the gradients live and read back once: on a
   // GPU one synchronisation for the whole model, not one per parameter.

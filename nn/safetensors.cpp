@@ -49,6 +49,7 @@ void save_safetensors(const std::string& path, const StateDict& tensors, const M
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     MINIDL_CHECK(name != "__metadata__", "save_safetensors: '__metadata__' is reserved and cannot name a tensor");
+    MINIDL_CHECK(t.defined(), "save_safetensors: tensor '{}' is undefined (no data to write) in {}", name, path);
     Tensor h = t.detach().to(kCPU).contiguous();
     uint64_t nbytes = static_cast<uint64_t>(h.numel()) * element_size(h.dtype());
     header[name] = {{"dtype", st_dtype(h.dtype())}, {"shape", h.shape()}, {"data_offsets", {offset, offset + nbytes}}};

@@ -130,6 +130,9 @@ TEST_CASE("writes are atomic: a failed save leaves the previous file intact and 
   CHECK_THROWS_AS(save_safetensors(path, {{"__metadata__", zeros({1})}}), Error);
   CHECK(read_file(path) == before);
   CHECK_THROWS_AS(save_safetensors(dir / "no/such/dir/x.safetensors", {{"w", ones({3})}}), Error);
+  CHECK_THROWS_WITH_AS(save_safetensors(path, {{"w", ones({3})}, {"hole", Tensor()}}),
+                       doctest::Contains("save_safetensors: tensor 'hole' is undefined"), Error);
+  CHECK(read_file(path) == before);
   save_safetensors(path, {{"w", zeros({3})}});  // overwriting succeeds
   CHECK(load_safetensors(path).tensors.at("w").to_vector<float>() == std::vector<float>{0, 0, 0});
   int files = 0;

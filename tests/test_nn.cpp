@@ -83,6 +83,19 @@ TEST_CASE("state_dict round trip and strict loading errors") {
                        Error);
 }
 
+TEST_CASE("layers refuse impossible settings when they are built, not at their first forward") {
+  Generator g(1);
+  CHECK_THROWS_WITH_AS(Dropout(1.5), "Dropout: probability must be in [0, 1], got 1.5", Error);
+  CHECK_THROWS_AS(Dropout(-0.1), Error);
+  CHECK_NOTHROW(Dropout(1.0));  // as in PyTorch: every element dropped
+  CHECK_THROWS_WITH_AS(BatchNorm2d(0), doctest::Contains("BatchNorm: features (0) and eps (1e-05) must be positive"),
+                       Error);
+  CHECK_THROWS_AS(BatchNorm1d(4, 0.0), Error);
+  CHECK_THROWS_AS(BatchNorm1d(4, 1e-5, 2.0), Error);
+  CHECK_THROWS_AS(Linear(0, 3, true, g), Error);
+  CHECK_THROWS_AS(Conv2d(3, 4, 3, {.groups = 2}, true, g), Error);
+}
+
 TEST_CASE("train() and eval() reach every submodule; BatchNorm tracks statistics only in training") {
   auto m = build_model("resnet-s");
   m->eval();

@@ -161,6 +161,10 @@ TEST_CASE("clip_grad_norm and schedules") {
   Tensor no_grad = param({1, 2});  // parameters without gradients count for nothing
   CHECK(clip_grad_norm({no_grad}, 1.0) == 0);
   CHECK(clip_grad_norm({no_grad, a, b}, 10.0) == Approx(1.0).epsilon(1e-5));
+  // A negative bound used to flip every gradient's sign (scale = max_norm / norm < 0).
+  CHECK_THROWS_WITH_AS(clip_grad_norm({a, b}, -1.0), "clip_grad_norm: max_norm must be positive, got -1", Error);
+  CHECK_THROWS_AS(clip_grad_norm({a, b}, std::nan("")), Error);
+  CHECK(a.grad().to_vector<float>()[0] == Approx(0.6).epsilon(1e-5));  // untouched by the refusals
 
   StepLR step(0.1, 10, 0.5);
   CHECK(step.lr_at(9) == Approx(0.1));
