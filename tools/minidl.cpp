@@ -77,12 +77,10 @@ void print_eval(const EvalResult& r) {
 int run_train(TrainConfig config, const std::string& out, const std::string& resume, bool json) {
   using Clock = std::chrono::steady_clock;
   auto start = Clock::now();
-  ImageDataset train = load_mnist_format(config.data_dir, "train");
-  ImageDataset test = load_mnist_format(config.data_dir, "t10k");
-  if (config.limit_train > 0) train = train.subset(config.limit_train);
-  if (config.limit_test > 0) test = test.subset(config.limit_test);
-
+  // Every refusal before the 60 000 training images are read and unpacked.
   if (!out.empty()) prepare_output(out, "train --out");
+  ImageDataset test = load_mnist_format(config.data_dir, "t10k");
+  if (config.limit_test > 0) test = test.subset(config.limit_test);
   Trainer trainer(build_model(config), config);  // on config.device
   classes_of(trainer.model(), test, "train: " + config.model);  // the data's image size, before any epoch
   if (!resume.empty()) {
@@ -93,6 +91,8 @@ int run_train(TrainConfig config, const std::string& out, const std::string& res
                  resume, trainer.epochs_done(), config.epochs, trainer.epochs_done() + 1);
     if (!json) std::printf("resumed from %s after epoch %lld\n", resume.c_str(), static_cast<long long>(trainer.epochs_done()));
   }
+  ImageDataset train = load_mnist_format(config.data_dir, "train");
+  if (config.limit_train > 0) train = train.subset(config.limit_train);
   if (!json)
     std::printf("training %s (%lld parameters) on %lld images, testing on %lld; %s lr %g, batch %lld, %lld epochs\n",
                 config.model.c_str(), static_cast<long long>(trainer.model().parameter_count()),
