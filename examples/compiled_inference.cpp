@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 
@@ -29,13 +30,24 @@ double median_seconds(int rounds, F&& fn) {
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
 }
+
+// argv[i] as a whole number in [lo, hi], or `fallback` when it is not given.
+int64_t whole_argument(int argc, char** argv, int i, const char* name, int64_t lo, int64_t hi, int64_t fallback) {
+  if (argc <= i) return fallback;
+  char* end = nullptr;
+  const long long v = std::strtoll(argv[i], &end, 10);
+  if (end == argv[i] || *end != '\0' || v < lo || v > hi)
+    throw Error(std::string("compiled_inference: ") + name + " must be a whole number in [" + std::to_string(lo) +
+                ", " + std::to_string(hi) + "], got '" + argv[i] + "'");
+  return v;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
     const std::string path = argc > 1 ? argv[1] : "";
-    const int64_t batch = argc > 2 ? std::stoll(argv[2]) : 1;
-    const int rounds = argc > 3 ? std::max(1, std::stoi(argv[3])) : 31;
+    const int64_t batch = whole_argument(argc, argv, 2, "BATCH", 1, 65536, 1);
+    const int rounds = static_cast<int>(whole_argument(argc, argv, 3, "ROUNDS", 1, 100000, 31));
     Generator gen(0);
     nn::ModulePtr model = path.empty() ? nn::build_model("resnet-s", gen) : nn::load_model(path);
     model->eval();

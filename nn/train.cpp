@@ -75,6 +75,8 @@ void check_logits(const Tensor& logits, int64_t n, const char* who) {
 }  // namespace
 
 EvalResult evaluate(Module& model, const ImageDataset& data, int64_t batch_size) {
+  // No images, no accuracy: 0% (or 100%) would be a number made up.
+  MINIDL_CHECK(data.size > 0, "evaluate: the data set holds no images");
   NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
@@ -178,6 +180,8 @@ double Trainer::lr_for_step(int64_t step, int64_t steps_per_epoch) const {
 
 EpochResult Trainer::run_epoch(const ImageDataset& train, const ImageDataset& test, const ProgressFn& progress) {
   const TrainConfig& c = config_;
+  MINIDL_CHECK(train.size > 0, "train: the training set holds no images");
+  MINIDL_CHECK(test.size > 0, "train: the test set holds no images (the epoch ends by evaluating on it)");
   LoaderOptions lo{.batch_size = c.batch, .shuffle = true, .seed = c.seed};
   if (c.augment) lo.crop_padding = 2, lo.hflip = true;
   DataLoader loader(train, lo);

@@ -87,3 +87,14 @@ TEST_CASE("evaluate and train refuse a model whose logits are not the data's 10 
     CHECK(model->named_parameters().front().second.to_vector<float>() == before);
   }
 }
+
+TEST_CASE("an empty data set is refused: no accuracy is made up for zero images") {
+  REQUIRE(have_fashion_mnist());
+  const ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(8), none = test.subset(0);
+  TrainConfig c{.model = "mlp-small", .epochs = 1, .batch = 4};
+  Trainer trainer(build_model(c), c);
+  CHECK_THROWS_WITH_AS(evaluate(trainer.model(), none), "evaluate: the data set holds no images", Error);
+  CHECK_THROWS_WITH_AS(trainer.run_epoch(none, test), "train: the training set holds no images", Error);
+  CHECK_THROWS_WITH_AS(trainer.run_epoch(test, none), doctest::Contains("train: the test set holds no images"), Error);
+  CHECK(trainer.epochs_done() == 0);
+}
