@@ -103,7 +103,7 @@ struct RealWeight {
 };
 
 // For each swept shape the first matching weight among the checkpoints. Each
-// checkpoint must hold at least one: one that matches nothing (another model's,
+// checkpoint must hold at least one weight of a swept shape: one that matches nothing (another model's,
 // an int8 one, a typo among several) would leave its pattern out of the table
 // without a word, so it is refused, naming the weights it holds.
 std::vector<RealWeight> real_weights(const std::vector<std::string>& checkpoints,
@@ -118,11 +118,11 @@ std::vector<RealWeight> real_weights(const std::vector<std::string>& checkpoints
       held.push_back(fmt::format("{} {}", name, fmt::join(t.shape(), "x")));
       const Tensor flat = t.detach().reshape({t.size(0), t.numel() / t.size(0)});
       for (const SweepShape& sh : shapes) {
+        if (flat.size(0) != sh.out || flat.size(1) != sh.in || (t.dim() == 4) != sh.conv()) continue;
+        matched = true;  // even when an earlier checkpoint already gave this shape its pattern
         const bool taken =
             std::any_of(found.begin(), found.end(), [&](const RealWeight& r) { return r.shape == sh.name; });
-        if (taken || flat.size(0) != sh.out || flat.size(1) != sh.in || (t.dim() == 4) != sh.conv()) continue;
-        found.push_back({sh.name, path + ":" + name, flat.contiguous().clone()});
-        matched = true;
+        if (!taken) found.push_back({sh.name, path + ":" + name, flat.contiguous().clone()});
       }
     }
     std::vector<std::string> swept;
