@@ -103,9 +103,10 @@ struct RealWeight {
 };
 
 // For each swept shape the first matching weight among the checkpoints. Each
-// checkpoint must hold at least one weight of a swept shape: one that matches nothing (another model's,
-// an int8 one, a typo among several) would leave its pattern out of the table
-// without a word, so it is refused, naming the weights it holds.
+// checkpoint must hold at least one weight of a swept shape: one that matches
+// nothing (another model's, an int8 one, a typo among several) would leave its
+// pattern out of the table without a word, so it is refused, naming the
+// weights it holds.
 std::vector<RealWeight> real_weights(const std::vector<std::string>& checkpoints,
                                      const std::vector<SweepShape>& shapes) {
   std::vector<RealWeight> found;
