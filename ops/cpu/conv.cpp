@@ -360,8 +360,9 @@ void conv2d_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& 
       Workspace<T> cols(g.K * bt.B * P), gy_b(g.Og * bt.B * P);
       // This thread's weight gradient transposed, (K, Og) per group, when it is
       // computed that way (above); folded into gw_t after the last batch.
-      Workspace<T> gw_transposed(gw_t && transposed_gw ? p.groups * g.K * g.Og : 1);
-      if (gw_t && transposed_gw) std::fill_n(gw_transposed.data(), p.groups * g.K * g.Og, T(0));
+      const bool fold_transposed = gw_t && transposed_gw;
+      Workspace<T> gw_transposed(fold_transposed ? p.groups * g.K * g.Og : 1);
+      if (fold_transposed) std::fill_n(gw_transposed.data(), p.groups * g.K * g.Og, T(0));
 #pragma omp for schedule(static)
       for (int64_t batch = 0; batch < bt.batches; ++batch) {
         const auto [n0, nb] = bt.range(batch);
@@ -402,7 +403,7 @@ void conv2d_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& 
           }
         }
       }
-      if (gw_t && transposed_gw)
+      if (fold_transposed)
         for (int64_t grp = 0; grp < p.groups; ++grp)
           for (int64_t o = 0; o < g.Og; ++o)
             for (int64_t k = 0; k < g.K; ++k)

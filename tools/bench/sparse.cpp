@@ -110,6 +110,8 @@ struct RealWeight {
 std::vector<RealWeight> real_weights(const std::vector<std::string>& checkpoints,
                                      const std::vector<SweepShape>& shapes) {
   std::vector<RealWeight> found;
+  std::vector<std::string> swept;  // for the error
+  for (const SweepShape& sh : shapes) swept.push_back(sh.name);
   for (const std::string& path : checkpoints) {
     nn::ModulePtr model = nn::load_model(path);
     std::vector<std::string> held;
@@ -126,8 +128,6 @@ std::vector<RealWeight> real_weights(const std::vector<std::string>& checkpoints
         if (!taken) found.push_back({sh.name, path + ":" + name, flat.contiguous().clone()});
       }
     }
-    std::vector<std::string> swept;
-    for (const SweepShape& sh : shapes) swept.push_back(sh.name);
     MINIDL_CHECK(matched,
                  "bench sparse: --weights {}: none of its weights has a swept shape ({}); it holds {}. Sweep one of "
                  "its shapes with --shapes OUTxIN (a conv: convOUTxC·kh·kwxPOSITIONS)",
