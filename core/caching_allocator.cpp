@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/check.h"
+#include "core/parse.h"
 
 namespace minidl {
 
@@ -121,10 +122,11 @@ size_t cpu_cache_limit() {
   size_t mib = 2048;
 #endif
   if (const char* env = std::getenv("MINIDL_CPU_CACHE_MB")) {
-    char* end = nullptr;
-    const unsigned long long v = std::strtoull(env, &end, 10);
-    MINIDL_CHECK(end != env && *end == '\0', "MINIDL_CPU_CACHE_MB='{}' is not a whole number of MiB", env);
-    mib = static_cast<size_t>(v);
+    // (2^40 MiB is an exbibyte; the bound keeps mib << 20 from wrapping around)
+    const std::optional<int64_t> v = parse_int(env);
+    MINIDL_CHECK(v && *v >= 0 && *v <= (int64_t{1} << 40),
+                 "MINIDL_CPU_CACHE_MB='{}' is not a whole number of MiB from 0 to 2^40", env);
+    mib = static_cast<size_t>(*v);
   }
   return mib << 20;
 }

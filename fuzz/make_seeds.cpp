@@ -2,6 +2,7 @@
 // only to change it): small valid inputs that reach every branch of each parser.
 //
 //   ./build/asan/fuzz/minidl_make_fuzz_seeds fuzz/corpus
+#include <fmt/format.h>
 #include <zlib.h>
 
 #include <cstdio>
@@ -66,7 +67,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const fs::path dir = argv[1];
-  for (const char* sub : {"safetensors", "idx", "checkpoint"}) fs::create_directories(dir / sub);
+  for (const char* sub : {"safetensors", "idx", "checkpoint", "text"}) fs::create_directories(dir / sub);
 
   save_safetensors((dir / "safetensors/dtypes.safetensors").string(),
                    {{"f32", randn({2, 3})},
@@ -126,6 +127,29 @@ int main(int argc, char** argv) {
   // The safetensors target reads checkpoints too.
   fs::copy_file(dir / "checkpoint/small.safetensors", dir / "safetensors/checkpoint.safetensors",
                 fs::copy_options::overwrite_existing);
+
+  // The text target: the first byte picks the reader (fuzz::text), the rest is
+  // what a person would type to it.
+  const std::vector<std::pair<uint8_t, std::string>> texts = {{0, "42"},
+                                                              {0, "-9223372036854775808"},
+                                                              {1, "0.5"},
+                                                              {1, "-1e-3"},
+                                                              {2, "128x784x512"},
+                                                              {3 | (2 << 3), "33x17x65"},
+                                                              {3, "7"},
+                                                              {4, "128x1x28x28:32x3:p1"},
+                                                              {4, "2x3x9x9:4x3:s2:p0"},
+                                                              {5, "1024x1024"},
+                                                              {5, "conv64x288x196"},
+                                                              {6, "cuda:1"},
+                                                              {6, "cpu"},
+                                                              {7, "bsr4x4"},
+                                                              {7, "csr"}};
+  for (size_t i = 0; i < texts.size(); ++i) {
+    std::vector<uint8_t> b = {texts[i].first};
+    b.insert(b.end(), texts[i].second.begin(), texts[i].second.end());
+    write(dir / fmt::format("text/{:02}", i), b);
+  }
   std::printf("seeds written under %s\n", dir.c_str());
   return 0;
 }

@@ -40,5 +40,8 @@ run_one safetensors 65536 & a=$!
 run_one idx 16384 & b=$!
 wait $a; ra=$?
 wait $b; rb=$?
-run_one checkpoint 65536; rc=$?
-[ $ra -eq 0 ] && [ $rb -eq 0 ] && [ $rc -eq 0 ]
+run_one checkpoint 65536 & c=$!
+run_one text 256 & d=$!
+wait $c; rc=$?
+wait $d; rd=$?
+[ $ra -eq 0 ] && [ $rb -eq 0 ] && [ $rc -eq 0 ] && [ $rd -eq 0 ]

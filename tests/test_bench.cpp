@@ -97,3 +97,33 @@ TEST_CASE("real_images: the first images of the test set, repeated when it holds
   CHECK_FALSE(same(0, 1));  // the images differ (write_dataset encodes the index in the pixels)
   CHECK(std::equal(v.begin(), v.begin() + 3 * image, three.to_vector<float>().begin()));
 }
+
+TEST_CASE("shapes typed on the command line are read strictly, and errors name what is wrong") {
+  CHECK(parse_sizes("33x17x65", 3, "gemm", "MxNxK") == std::vector<int64_t>{33, 17, 65});
+  CHECK_THROWS_WITH_AS(parse_sizes("33x17", 3, "gemm", "MxNxK"),
+                       "bench gemm: cannot parse shape '33x17' (expected MxNxK; 3 whole numbers >= 1 joined by 'x')",
+                       minidl::Error);
+  for (const char* bad : {"33x17x65x", "33x17x0", " 33x17x65", "33x17x65 ", "33x+17x65", "33x17.0x65"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(parse_sizes(bad, 3, "gemm", "MxNxK"), minidl::Error);
+  }
+  const ConvShape c = parse_conv_shape("2x3x9x9:4x3:s2:p1");
+  CHECK((c.n == 2 && c.c == 3 && c.h == 9 && c.w == 9 && c.o == 4 && c.k == 3 && c.stride == 2 && c.pad == 1));
+  CHECK(parse_conv_shape("2x3x9x9:4x3").stride == 1);
+  CHECK_THROWS_WITH_AS(parse_conv_shape("2x3x9x9:4x3:"), "bench conv: '' in '2x3x9x9:4x3:' is neither sS nor pP",
+                       minidl::Error);
+  CHECK_THROWS_WITH_AS(parse_conv_shape("2x3x9x9:4x3:s0"),
+                       "bench conv: the stride in '2x3x9x9:4x3:s0' is '0'; it must be a whole number >= 1",
+                       minidl::Error);
+  CHECK_THROWS_WITH_AS(parse_conv_shape("2x3x9x9:4x3:p-1"),
+                       "bench conv: the padding in '2x3x9x9:4x3:p-1' is '-1'; it must be a whole number >= 0",
+                       minidl::Error);
+  CHECK_THROWS_AS(parse_conv_shape("2x3x9:4x3"), minidl::Error);
+  const SweepShape linear = parse_sweep_shape("1024x512"), conv = parse_sweep_shape("conv64x288x196");
+  CHECK((linear.out == 1024 && linear.in == 512 && !linear.conv()));
+  CHECK((conv.out == 64 && conv.in == 288 && conv.positions == 196 && conv.conv()));
+  for (const char* bad : {"1024", "1024x512x3", "conv64x288", "conv64x288x0", "Conv64x288x196", "1024x512 "}) {
+    CAPTURE(bad);
+    CHECK_THROWS_WITH_AS(parse_sweep_shape(bad), doctest::Contains("bench sparse: cannot parse shape"), minidl::Error);
+  }
+}

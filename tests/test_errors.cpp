@@ -4,6 +4,7 @@
 
 #include <limits>
 
+#include "core/parse.h"
 #include "minidl.h"
 
 using namespace minidl;
@@ -138,4 +139,29 @@ TEST_CASE("CUDA requests without a device say why") {
   CHECK_FALSE(cuda::unavailable_reason().empty());
   CHECK_THROWS_WITH_AS(zeros({2}, {.device = Device("cuda")}), doctest::Contains(cuda::unavailable_reason().c_str()), Error);
   CHECK_THROWS_WITH_AS(ones({2}).to(Device("cuda:0")), doctest::Contains(cuda::unavailable_reason().c_str()), Error);
+}
+
+TEST_CASE("the number readers take the whole text or nothing (core/parse.h)") {
+  CHECK(parse_int("42") == 42);
+  CHECK(parse_int("+3") == 3);
+  CHECK(parse_int("-9223372036854775808") == std::numeric_limits<int64_t>::min());
+  for (const char* bad : {"", "+", "-", "4.0", " 4", "4 ", "0x10", "9223372036854775808", "+-1", "--4", "1e3"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parse_int(bad).has_value());
+  }
+  CHECK(parse_real("0.5") == 0.5);
+  CHECK(parse_real("-1e-3") == -1e-3);
+  CHECK(parse_real("+2") == 2.0);
+  CHECK(parse_real(".5") == 0.5);
+  for (const char* bad : {"", "inf", "-inf", "nan", "1e999", "1,5", "0x1p3", " 1", "1 ", "+-1", "1.5.2"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parse_real(bad).has_value());
+  }
+  CHECK(parse_dims("128x784x512") == std::vector<int64_t>{128, 784, 512});
+  CHECK(parse_dims("7") == std::vector<int64_t>{7});
+  for (const char* bad :
+       {"", "x", "1x", "x1", "1xx2", "0x4", "4x0", "+4x4", "4x-4", "4X4", "4 x4", "1x99999999999999999999"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parse_dims(bad).has_value());
+  }
 }

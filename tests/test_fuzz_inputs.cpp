@@ -32,6 +32,8 @@ TEST_CASE("the fuzz seeds are valid inputs: each parses, each checkpoint loads a
   REQUIRE(st.size() >= 2);
   REQUIRE(idx.size() >= 4);
   REQUIRE(ck.size() >= 3);
+  auto text = files_in("corpus/text");
+  REQUIRE(text.size() >= 10);
   for (const auto& p : st) {
     CAPTURE(p);
     std::vector<uint8_t> b = minidl::read_file(p);
@@ -63,11 +65,44 @@ TEST_CASE("the fuzz seeds are valid inputs: each parses, each checkpoint loads a
     CHECK_NOTHROW(t.resume(f, p.string()));
     CHECK(t.optimizer().steps() == 1);
   }
+  // Every text seed reads without an error: each is something a person would type.
+  for (const auto& p : text) {
+    CAPTURE(p);
+    std::vector<uint8_t> b = minidl::read_file(p);
+    REQUIRE(b.size() > 1);
+    const std::string t(b.begin() + 1, b.end());
+    switch (b[0] & 7) {
+      case 0:
+        CHECK(parse_int(t).has_value());
+        break;
+      case 1:
+        CHECK(parse_real(t).has_value());
+        break;
+      case 2:
+        CHECK(parse_dims(t).has_value());
+        break;
+      case 3:
+        CHECK_NOTHROW(bench::parse_sizes(t, ((b[0] >> 3) & 3) + 1, "seed", "sizes"));
+        break;
+      case 4:
+        CHECK_NOTHROW(bench::parse_conv_shape(t));
+        break;
+      case 5:
+        CHECK_NOTHROW(bench::parse_sweep_shape(t));
+        break;
+      case 6:
+        CHECK_NOTHROW(Device{t});
+        break;
+      default:
+        CHECK_NOTHROW(compress::SparseFormat::parse(t));
+    }
+    CHECK_NOTHROW(fuzz::text(b.data(), b.size()));
+  }
 }
 
 TEST_CASE("every kept fuzz finding is now a clear minidl::Error or a valid input, never a crash") {
   int n = 0;
-  for (const char* target : {"safetensors", "idx", "checkpoint"}) {
+  for (const char* target : {"safetensors", "idx", "checkpoint", "text"}) {
     for (const auto& p : files_in(std::string("regressions/") + target)) {
       CAPTURE(p);
       std::vector<uint8_t> b = minidl::read_file(p);
@@ -75,6 +110,7 @@ TEST_CASE("every kept fuzz finding is now a clear minidl::Error or a valid input
       if (std::string(target) == "safetensors") CHECK_NOTHROW(fuzz::safetensors(b.data(), b.size()));
       if (std::string(target) == "idx") CHECK_NOTHROW(fuzz::idx(b.data(), b.size()));
       if (std::string(target) == "checkpoint") CHECK_NOTHROW(fuzz::checkpoint(b.data(), b.size()));
+      if (std::string(target) == "text") CHECK_NOTHROW(fuzz::text(b.data(), b.size()));
       ++n;
     }
   }

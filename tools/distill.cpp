@@ -272,7 +272,8 @@ int run_distill(const DistillOptions& o) {
   // Every request is checked before any training.
   MINIDL_CHECK(o.temperature > 0 && std::isfinite(o.temperature), "distill: --T must be > 0, got {}", o.temperature);
   MINIDL_CHECK(o.alpha >= 0 && o.alpha <= 1, "distill: --alpha must be in [0, 1], got {}", o.alpha);
-  for (double t : o.sweep_temperatures) MINIDL_CHECK(t > 0, "distill: sweep temperature {} must be > 0", t);
+  for (double t : o.sweep_temperatures)
+    MINIDL_CHECK(t > 0 && std::isfinite(t), "distill: sweep temperature {} must be > 0", t);
   for (double a : o.sweep_alphas) MINIDL_CHECK(a >= 0 && a <= 1, "distill: sweep alpha {} must be in [0, 1]", a);
   MINIDL_CHECK(o.epochs >= 1, "distill: --epochs must be >= 1, got {}", o.epochs);
   MINIDL_CHECK(!o.seeds.empty(), "distill: --seeds is empty");

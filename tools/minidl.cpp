@@ -19,6 +19,7 @@
 #endif
 
 #include "core/file.h"
+#include "core/parse.h"
 #include "minidl.h"
 #include "nn/train.h"
 #include "ops/cpu/cpu_features.h"
@@ -154,24 +155,10 @@ int run_eval(const std::string& checkpoint, const std::string& data_dir, int64_t
 
 // Numeric validators whose messages a person reads ("--epochs: must be a whole
 // number >= 1, got -1"), not CLI11's 300-digit ranges.
-// The whole of `text` read by `parse` (std::stoll, std::stod), or nothing.
-template <class T, class Parse>
-std::optional<T> parse_exactly(const std::string& text, Parse parse) {
-  size_t used = 0;
-  T v{};
-  try {
-    v = parse(text, &used);
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-  if (used != text.size()) return std::nullopt;
-  return v;
-}
-
 CLI::Validator whole_number(int64_t lo, int64_t hi = INT64_MAX) {
   return CLI::Validator(
       [lo, hi](std::string& text) -> std::string {
-        auto v = parse_exactly<int64_t>(text, [](const std::string& t, size_t* n) { return std::stoll(t, n); });
+        const std::optional<int64_t> v = parse_int(text);
         if (!v || *v < lo || *v > hi)
           return hi == INT64_MAX ? fmt::format("must be a whole number >= {}, got '{}'", lo, text)
                                  : fmt::format("must be a whole number in [{}, {}], got '{}'", lo, hi, text);
@@ -182,8 +169,8 @@ CLI::Validator whole_number(int64_t lo, int64_t hi = INT64_MAX) {
 CLI::Validator real_number(double lo, double hi, bool lo_open = false) {
   return CLI::Validator(
       [=](std::string& text) -> std::string {
-        auto v = parse_exactly<double>(text, [](const std::string& t, size_t* n) { return std::stod(t, n); });
-        const bool ok = v && std::isfinite(*v) && (lo_open ? *v > lo : *v >= lo) && *v <= hi;
+        const std::optional<double> v = parse_real(text);
+        const bool ok = v && (lo_open ? *v > lo : *v >= lo) && *v <= hi;
         if (!ok)
           return std::isinf(hi) ? fmt::format("must be a number {} {}, got '{}'", lo_open ? ">" : ">=", lo, text)
                                 : fmt::format("must be a number in {}{}, {}], got '{}'", lo_open ? "(" : "[", lo, hi,
@@ -280,7 +267,9 @@ int main(int argc, char** argv) {
   train->add_option("--clip", config.clip_grad_norm, "clip gradients to this global norm (0: off)")->capture_default_str()
       ->check(real_number(0, kInf));
   train->add_flag("--augment", config.augment, "random crops (padding 2) and horizontal flips");
-  train->add_option("--seed", config.seed, "seed for initialisation, shuffling and augmentation")->capture_default_str();
+  train->add_option("--seed", config.seed, "seed for initialisation, shuffling and augmentation")
+      ->capture_default_str()
+      ->check(whole_number(0));
   train->add_option("--limit-train", config.limit_train, "train on the first N training images only (0: all)")
       ->capture_default_str()->check(whole_number(0));
   train->add_option("--limit-test", config.limit_test, "test on the first N test images only (0: all)")
@@ -321,7 +310,9 @@ int main(int argc, char** argv) {
       ->check(real_number(0, kInf, true));
   prune->add_option("--batch", prune_o.batch, "fine-tuning batch size")->capture_default_str()
       ->check(whole_number(1, 1 << 16));
-  prune->add_option("--seed", prune_o.seed, "random pruning and fine-tuning seed")->capture_default_str();
+  prune->add_option("--seed", prune_o.seed, "random pruning and fine-tuning seed")
+      ->capture_default_str()
+      ->check(whole_number(0));
   prune->add_option("--data", prune_o.data_dir, "directory of MNIST-format IDX files")->capture_default_str();
   prune->add_option("--limit-train", prune_o.limit_train, "fine-tune on the first N images (0: all)")
       ->check(whole_number(0));
@@ -353,8 +344,12 @@ int main(int argc, char** argv) {
       ->required();
   distill->add_option("--student", distill_o.student, "a zoo model (mlp, mlp-small, cnn, resnet-s) or a checkpoint")
       ->capture_default_str();
-  distill->add_option("--T", distill_o.temperature, "temperature of both softmaxes (> 0)")->capture_default_str();
-  distill->add_option("--alpha", distill_o.alpha, "weight of the teacher term, in [0, 1]")->capture_default_str();
+  distill->add_option("--T", distill_o.temperature, "temperature of both softmaxes (> 0)")
+      ->capture_default_str()
+      ->check(real_number(0, kInf, true));
+  distill->add_option("--alpha", distill_o.alpha, "weight of the teacher term, in [0, 1]")
+      ->capture_default_str()
+      ->check(real_number(0, 1));
   distill->add_option("--epochs", distill_o.epochs, "epochs")->capture_default_str()->check(whole_number(1, 100000));
   distill->add_option("--batch", distill_o.batch, "batch size")->capture_default_str()->check(whole_number(1, 1 << 20));
   distill->add_option("--lr", distill_o.lr, "learning rate (AdamW)")->capture_default_str()->check(real_number(0, 10));
@@ -365,15 +360,24 @@ int main(int argc, char** argv) {
                     "the distilled student also matches the teacher on each batch mixed with a shuffled copy of itself");
   distill->add_flag("--no-cache", distill_o.no_cache,
                     "run the teacher on every batch instead of caching its logits once (to time the difference)");
-  distill->add_option("--seed", distill_o.seeds, "seed (one run)")->capture_default_str()->expected(1);
-  distill->add_option("--seeds", distill_o.seeds, "seeds, comma-separated: repeat both arms for each")->delimiter(',');
+  distill->add_option("--seed", distill_o.seeds, "seed (one run)")
+      ->capture_default_str()
+      ->expected(1)
+      ->check(whole_number(0));
+  distill->add_option("--seeds", distill_o.seeds, "seeds, comma-separated: repeat both arms for each")
+      ->delimiter(',')
+      ->check(whole_number(0));
   distill->add_flag("--baseline", distill_o.baseline,
                     "also train the student alone (same seed, epochs, schedule, data order) and compare");
   distill->add_flag("--sweep", distill_o.sweep, "train one student per T in --sweep-T and alpha in --sweep-alpha");
-  distill->add_option("--sweep-T", distill_o.sweep_temperatures, "temperatures of --sweep")->capture_default_str()
-      ->delimiter(',');
-  distill->add_option("--sweep-alpha", distill_o.sweep_alphas, "alphas of --sweep")->capture_default_str()
-      ->delimiter(',');
+  distill->add_option("--sweep-T", distill_o.sweep_temperatures, "temperatures of --sweep")
+      ->capture_default_str()
+      ->delimiter(',')
+      ->check(real_number(0, kInf, true));
+  distill->add_option("--sweep-alpha", distill_o.sweep_alphas, "alphas of --sweep")
+      ->capture_default_str()
+      ->delimiter(',')
+      ->check(real_number(0, 1));
   distill->add_option("--data", distill_o.data_dir, "directory of MNIST-format IDX files")->capture_default_str();
   distill->add_option("--limit-train", distill_o.limit_train, "train on the first N images (0: all)")
       ->capture_default_str()->check(whole_number(0));

@@ -1,6 +1,5 @@
 #include "tools/bench/commands.h"
 
-#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -66,23 +65,6 @@ void emit(const Table& t, nlohmann::json j, const CommonOptions& o) {
 
 void write_json_out(const nlohmann::json& j, const CommonOptions& o) {
   if (!o.json_out.empty()) write_file_atomically(o.json_out, j.dump() + "\n", "bench --json-out");
-}
-
-std::vector<int64_t> parse_sizes(const std::string& spec, size_t count, const char* bench, const char* expected) {
-  std::vector<int64_t> sizes;
-  std::istringstream in(spec);
-  for (size_t i = 0; i < count; ++i) {
-    int64_t v = 0;
-    char x = 'x';
-    if (i > 0) in >> x;
-    in >> v;
-    if (!in || x != 'x' || v <= 0) break;
-    sizes.push_back(v);
-  }
-  if (sizes.size() != count || in.peek() != EOF)
-    throw Error(fmt::format("bench {}: cannot parse shape '{}' (expected {}; {} whole numbers >= 1 joined by 'x')",
-                            bench, spec, expected, count));
-  return sizes;
 }
 
 // ---- every benchmark checks its result before it times anything
@@ -448,50 +430,6 @@ int bench_infer(const std::string& model_name, const std::vector<int64_t>& batch
   emit(table, j, o);
   return 0;
 }
-
-namespace {
-
-struct ConvShape {
-  int64_t n, c, h, w, o, k, stride = 1, pad = 0;
-};
-
-// "NxCxHxW:OxK[:sS][:pP]", every size positive and the padding >= 0, or an
-// error naming the spec and what in it is wrong.
-ConvShape parse_conv_shape(const std::string& spec) {
-  std::vector<std::string> fields;
-  std::istringstream in(spec);
-  for (std::string f; std::getline(in, f, ':');) fields.push_back(f);
-  if (fields.size() < 2)
-    throw Error(
-        fmt::format("bench conv: cannot parse shape '{}' (expected NxCxHxW:OxK[:sS][:pP], e.g. "
-                    "128x1x28x28:32x3:p1)",
-                    spec));
-  const std::vector<int64_t> x =
-      parse_sizes(fields[0], 4, "conv", fmt::format("NxCxHxW, the input of '{}'", spec).c_str());
-  const std::vector<int64_t> w =
-      parse_sizes(fields[1], 2, "conv", fmt::format("OxK, the kernel of '{}'", spec).c_str());
-  ConvShape s{.n = x[0], .c = x[1], .h = x[2], .w = x[3], .o = w[0], .k = w[1]};
-  auto whole = [&](const std::string& text, const char* what, int64_t least) {
-    int64_t v = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (text.empty() || ec != std::errc() || end != text.data() + text.size() || v < least)
-      throw Error(
-          fmt::format("bench conv: {} in '{}' is '{}'; it must be a whole number >= {}", what, spec, text, least));
-    return v;
-  };
-  for (size_t i = 2; i < fields.size(); ++i) {
-    const std::string& f = fields[i];
-    if (!f.empty() && f[0] == 's')
-      s.stride = whole(f.substr(1), "the stride", 1);
-    else if (!f.empty() && f[0] == 'p')
-      s.pad = whole(f.substr(1), "the padding", 0);
-    else
-      throw Error(fmt::format("bench conv: '{}' in '{}' is neither sS nor pP", f, spec));
-  }
-  return s;
-}
-
-}  // namespace
 
 int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o) {
   const Device device(o.device);

@@ -8,6 +8,7 @@
 #include "minidl.h"
 #include "tools/bench/benchmark.h"
 #include "tools/bench/commands.h"
+#include "tools/bench/shapes.h"
 
 #ifdef MINIDL_HAVE_OPENBLAS
 extern "C" {
@@ -36,11 +37,6 @@ std::string timed_on(const CommonOptions& o);
 // Either way, with --json-out FILE the JSON also goes to FILE (write_json_out).
 void emit(const Table& t, nlohmann::json j, const CommonOptions& o);
 void write_json_out(const nlohmann::json& j, const CommonOptions& o);
-
-// "4096x4096x4096" -> {4096, 4096, 4096}: exactly `count` positive sizes joined
-// by 'x', or an error naming the bench, the text and what was expected
-// (`expected`, e.g. "MxNxK, e.g. 1024x1024x1024").
-std::vector<int64_t> parse_sizes(const std::string& spec, size_t count, const char* bench, const char* expected);
 
 // max |got − want| / max |want| (the error relative to the output's scale).
 double relative_error(const Tensor& got, const Tensor& want);

@@ -27,7 +27,6 @@
 #include <map>
 #include <numeric>
 #include <random>
-#include <sstream>
 
 #include "core/file.h"
 #include "cuda/kernels.h"
@@ -43,28 +42,6 @@ namespace {
 
 using compress::SparseFormat;
 using compress::SparseMatrix;
-
-// A weight (out, in) as a Linear uses it (y = x · Wᵀ, batch rows), or as a
-// convolution does after im2col (y = W · cols, `positions` columns per image).
-struct SweepShape {
-  std::string name;
-  int64_t out = 0, in = 0, positions = 0;
-  bool conv() const { return positions > 0; }
-};
-
-SweepShape parse_shape(const std::string& s) {
-  SweepShape shape{.name = s};
-  std::istringstream in(s.rfind("conv", 0) == 0 ? s.substr(4) : s);
-  char x1 = 0, x2 = 0;
-  in >> shape.out >> x1 >> shape.in;
-  if (s.rfind("conv", 0) == 0) in >> x2 >> shape.positions;
-  const bool ok = in && in.peek() == EOF && x1 == 'x' && shape.out > 0 && shape.in > 0 &&
-                  (s.rfind("conv", 0) != 0 || (x2 == 'x' && shape.positions > 0));
-  if (!ok)
-    throw Error("bench sparse: cannot parse shape '" + s +
-                "' (expected OUTxIN, e.g. 1024x1024, or convOUTxINxPOSITIONS, e.g. conv64x288x196)");
-  return shape;
-}
 
 // The fraction s of w's elements whose score is lowest are zeroed (exactly
 // round(s · n) of them). Scores are per element, or per r×c block for a block
@@ -200,7 +177,7 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
     MINIDL_CHECK(sp >= 0 && sp <= 1, "bench sparse: sparsity {} is outside [0, 1]", sp);
   std::sort(sparsities.begin(), sparsities.end());
   std::vector<SweepShape> shapes;
-  for (const std::string& n : shape_names) shapes.push_back(parse_shape(n));
+  for (const std::string& n : shape_names) shapes.push_back(parse_sweep_shape(n));
   for (const SweepShape& sh : shapes)
     for (const SparseFormat& f : formats)
       MINIDL_CHECK(sh.out % f.block_rows == 0 && sh.in % f.block_cols == 0,
@@ -412,7 +389,7 @@ int bench_sparse_cuda(const SparseSweepOptions& s, const CommonOptions& o) {
   std::sort(sparsities.begin(), sparsities.end());
   std::vector<SweepShape> shapes;
   for (const std::string& n : shape_names) {
-    shapes.push_back(parse_shape(n));
+    shapes.push_back(parse_sweep_shape(n));
     MINIDL_CHECK(!shapes.back().conv(), "bench sparse --device {}: on a GPU the sweep takes Linear shapes (OUTxIN), "
                  "not {}", o.device, n);
   }
