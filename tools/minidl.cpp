@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <limits>
 #include <optional>
@@ -59,17 +60,22 @@ class Progress {
   int64_t batch_;  // for the ETA: batches left × batch / samples per second
 };
 
-void print_eval(const EvalResult& r) {
+// Classes are named when the data is Fashion-MNIST's; another --data set (MNIST
+// digits, a user's own ten classes) gets its class numbers alone.
+void print_eval(const EvalResult& r, const std::string& data_dir) {
+  std::error_code ec;
+  const bool fashion = std::filesystem::equivalent(data_dir, kFashionMnistDir, ec);
+  auto name = [&](size_t c) { return fashion ? kFashionMnistClasses[c] : ""; };
   std::printf("test accuracy %.2f%%  loss %.4f  (%lld images, %.1f s)\n\n", 100 * r.accuracy, r.loss,
               static_cast<long long>(r.samples), r.seconds);
-  std::printf("%-12s %8s\n", "class", "accuracy");
+  std::printf("%-14s %8s\n", "class", "accuracy");
   for (size_t c = 0; c < r.per_class_accuracy.size(); ++c)
-    std::printf("%-12s %7.1f%%\n", kFashionMnistClasses[c], 100 * r.per_class_accuracy[c]);
+    std::printf("%zu %-12s %7.1f%%\n", c, name(c), 100 * r.per_class_accuracy[c]);
   std::printf("\nconfusion matrix (rows: true class, columns: predicted)\n%12s", "");
   for (int p = 0; p < 10; ++p) std::printf(" %5d", p);
   std::printf("\n");
-  for (int t = 0; t < 10; ++t) {
-    std::printf("%d %-10.10s", t, kFashionMnistClasses[t]);
+  for (size_t t = 0; t < 10; ++t) {
+    std::printf("%zu %-10.10s", t, name(t));
     for (int p = 0; p < 10; ++p) std::printf(" %5lld", static_cast<long long>(r.confusion[t][p]));
     std::printf("\n");
   }
@@ -146,7 +152,7 @@ int run_eval(const std::string& checkpoint, const std::string& data_dir, int64_t
     std::cout << j.dump() << std::endl;
   } else {
     std::printf("%s: %s\n", checkpoint.c_str(), arch.c_str());
-    print_eval(r);
+    print_eval(r, data_dir);
   }
   return 0;
 }
