@@ -159,9 +159,6 @@ TEST_CASE("prepare_output: refuses a directory or a file in the way, before the 
 }
 
 TEST_CASE("a checkpoint loads back into an identical model; unknown architectures are refused") {
-  if (!fs::exists(std::string(kFashionMnistDir) + "/train-images-idx3-ubyte.gz")) {
-    FAIL("Fashion-MNIST is missing: tools/install_deps.sh installs dataset-fashion-mnist");
-  }
   TempDir dir;
   ImageDataset train = load_mnist_format(kFashionMnistDir, "train").subset(512);
   ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(256);

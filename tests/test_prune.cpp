@@ -2,7 +2,6 @@
 // amounts, masks of one byte, zeros that stay zero through fine-tuning, errors.
 #include <doctest/doctest.h>
 
-#include <filesystem>
 
 #include "compress/prune.h"
 #include "minidl.h"
@@ -98,8 +97,6 @@ TEST_CASE("bad pruning requests are clear errors and change nothing") {
 }
 
 TEST_CASE("pruned weights stay exactly zero through fine-tuning; remove makes it permanent") {
-  if (!std::filesystem::exists(std::string(kFashionMnistDir) + "/train-images-idx3-ubyte.gz"))
-    FAIL("Fashion-MNIST is missing: tools/install_deps.sh installs dataset-fashion-mnist");
   ImageDataset train = load_mnist_format(kFashionMnistDir, "train").subset(1024);
   ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(256);
   TrainConfig c{.model = "mlp-small", .epochs = 1, .batch = 64, .lr = 3e-3, .seed = 2};
@@ -182,8 +179,6 @@ TEST_CASE("AGP: the cubic schedule, and a gradual prune during fine-tuning that 
   CHECK(s.sparsity_at(15) == doctest::Approx(0.8 - 0.8 * 0.125));  // half way: 1 − (1/2)³ of the way there
   CHECK(s.sparsity_at(20) == doctest::Approx(0.8));
   CHECK(s.sparsity_at(99) == doctest::Approx(0.8));
-  if (!std::filesystem::exists(std::string(kFashionMnistDir) + "/train-images-idx3-ubyte.gz"))
-    FAIL("Fashion-MNIST is missing: tools/install_deps.sh installs dataset-fashion-mnist");
   ImageDataset train = load_mnist_format(kFashionMnistDir, "train").subset(640);
   ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(128);
   TrainConfig c{.model = "mlp-small", .epochs = 1, .batch = 64, .lr = 3e-3, .seed = 2};  // 10 steps

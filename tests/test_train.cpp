@@ -4,7 +4,6 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
-#include <filesystem>
 
 #include "minidl.h"
 #include "nn/train.h"
@@ -12,14 +11,7 @@
 using namespace minidl;
 using namespace minidl::nn;
 
-namespace {
-bool have_fashion_mnist() {
-  return std::filesystem::exists(std::string(kFashionMnistDir) + "/train-images-idx3-ubyte.gz");
-}
-}  // namespace
-
 TEST_CASE("mlp-small learns Fashion-MNIST: 4000 images, 2 epochs, >= 78% on 2000 test images") {
-  REQUIRE_MESSAGE(have_fashion_mnist(), "Fashion-MNIST is missing: tools/install_deps.sh installs dataset-fashion-mnist");
   ImageDataset train = load_mnist_format(kFashionMnistDir, "train").subset(4000);
   ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(2000);
   TrainConfig c{.model = "mlp-small", .epochs = 2, .batch = 64, .lr = 3e-3, .seed = 1};
@@ -37,7 +29,6 @@ TEST_CASE("mlp-small learns Fashion-MNIST: 4000 images, 2 epochs, >= 78% on 2000
 }
 
 TEST_CASE("a CPU run with a seed is deterministic") {
-  REQUIRE(have_fashion_mnist());
   // Three batches of the cnn: the shuffle, the initialisation and every kernel's reduction order at work.
   ImageDataset train = load_mnist_format(kFashionMnistDir, "train").subset(192);
   ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(64);
@@ -51,7 +42,6 @@ TEST_CASE("a CPU run with a seed is deterministic") {
 }
 
 TEST_CASE("a NaN loss stops training with a clear message") {
-  REQUIRE(have_fashion_mnist());
   ImageDataset train = load_mnist_format(kFashionMnistDir, "train").subset(256);
   ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(64);
   TrainConfig c{.model = "mlp-small", .epochs = 1, .batch = 64, .opt = "sgd", .lr = 1e30, .momentum = 0,
@@ -61,7 +51,6 @@ TEST_CASE("a NaN loss stops training with a clear message") {
 }
 
 TEST_CASE("evaluate and train refuse a model whose logits are not the data's 10 classes") {
-  REQUIRE(have_fashion_mnist());
   const ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(8);
   Generator gen(3);
   for (int64_t classes : {12, 5}) {
@@ -89,7 +78,6 @@ TEST_CASE("evaluate and train refuse a model whose logits are not the data's 10 
 }
 
 TEST_CASE("an empty data set is refused: no accuracy is made up for zero images") {
-  REQUIRE(have_fashion_mnist());
   const ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(8), none = test.subset(0);
   TrainConfig c{.model = "mlp-small", .epochs = 1, .batch = 4};
   Trainer trainer(build_model(c), c);
