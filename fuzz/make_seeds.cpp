@@ -1,6 +1,7 @@
 // fuzz/make_seeds.cpp — writes the seed corpus under fuzz/corpus/ (committed; rerun
 // only to change it): small valid inputs that reach every branch of each parser.
 //
+//   cmake --build --preset asan --target minidl_make_fuzz_seeds
 //   ./build/asan/fuzz/minidl_make_fuzz_seeds fuzz/corpus
 #include <fmt/format.h>
 #include <zlib.h>

@@ -103,9 +103,10 @@ inline std::optional<int64_t> slow_int(const std::string& t) {
 
 }  // namespace detail
 
-// The first byte picks the reader (its low 3 bits), the rest is the text. Beyond "parses or
-// throws minidl::Error", each reader's result is checked: parse_int against a
-// slow oracle, the others by printing what they read and reading it back.
+// The first byte picks the reader (its low 3 bits), the rest is the text.
+// Beyond "parses or throws minidl::Error", each reader's result is checked:
+// parse_int against a slow oracle, the others by what they promise (sizes >= 1)
+// or by printing what they read and reading it back.
 inline void text(const uint8_t* data, size_t size) {
   if (size < 1) return;
   const std::string t(reinterpret_cast<const char*>(data) + 1, size - 1);

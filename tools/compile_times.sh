@@ -38,7 +38,7 @@ wall=$(($(date +%s) - start))
 echo "clean build of preset '$preset': ${wall} s wall on $(nproc) cores"
 echo
 echo "slowest $top objects (seconds, object):"
-sort -rn "$log" | head -n "$top" | sed 's|CMakeFiles/[^/]*\.dir/||'
+sort -rn "$log" | sed -n "1,${top}p" | sed 's|CMakeFiles/[^/]*\.dir/||'
 echo
 echo "compile seconds by target:"
 awk -F'\t' '{ target = "other";
