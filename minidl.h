@@ -3,9 +3,12 @@
 // training loop), and compress/.
 #pragma once
 
+// In layer order, core to compile/ (not sorted: clang-format leaves them be).
+// clang-format off
 #include "core/autograd.h"
 #include "core/check.h"
 #include "core/generator.h"
+#include "core/parse.h"
 #include "core/tensor.h"
 #include "cuda/runtime.h"
 #include "ops/conv.h"
@@ -36,3 +39,4 @@
 #include "compress/sensitivity.h"
 #include "compress/quantize.h"
 #include "compile/plan.h"
+// clang-format on

@@ -34,12 +34,11 @@ double median_seconds(int rounds, F&& fn) {
 // argv[i] as a whole number in [lo, hi], or `fallback` when it is not given.
 int64_t whole_argument(int argc, char** argv, int i, const char* name, int64_t lo, int64_t hi, int64_t fallback) {
   if (argc <= i) return fallback;
-  char* end = nullptr;
-  const long long v = std::strtoll(argv[i], &end, 10);
-  if (end == argv[i] || *end != '\0' || v < lo || v > hi)
+  const std::optional<int64_t> v = parse_int(argv[i]);  // core/parse.h: the whole text, or nothing
+  if (!v || *v < lo || *v > hi)
     throw Error(std::string("compiled_inference: ") + name + " must be a whole number in [" + std::to_string(lo) +
                 ", " + std::to_string(hi) + "], got '" + argv[i] + "'");
-  return v;
+  return *v;
 }
 }  // namespace
 

@@ -15,15 +15,14 @@ using namespace minidl::nn;
 
 int main(int argc, char** argv) {
   const std::string out = argc > 1 ? argv[1] : "runs/custom.safetensors";
-  char* end = nullptr;
-  const long long images = argc > 2 ? std::strtoll(argv[2], &end, 10) : 10000;
-  if (argc > 2 && (end == argv[2] || *end != '\0' || images < 1 || images > 60000)) {
+  const std::optional<int64_t> images = argc > 2 ? parse_int(argv[2]) : 10000;  // core/parse.h
+  if (!images || *images < 1 || *images > 60000) {
     std::fprintf(stderr, "custom_model: the number of training images must be a whole number in [1, 60000], got '%s'\n",
                  argv[2]);
     return 2;
   }
   try {
-    ImageDataset train = load_mnist_format(kFashionMnistDir, "train").subset(images);
+    ImageDataset train = load_mnist_format(kFashionMnistDir, "train").subset(*images);
     ImageDataset test = load_mnist_format(kFashionMnistDir, "t10k").subset(2000);
 
     // A small conv net of our own: strided conv, BatchNorm, GELU, average pool, two linears.

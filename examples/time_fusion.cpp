@@ -24,9 +24,9 @@
 using namespace minidl;
 
 int main(int argc, char** argv) {
-  char* end = nullptr;
-  const double seconds = argc > 1 ? std::strtod(argv[1], &end) : 0.5;
-  if (argc > 1 && (end == argv[1] || *end != '\0' || !(seconds >= 0 && seconds <= 3600))) {
+  // (parse_real, core/parse.h: the whole argument is the number, or it is refused)
+  const std::optional<double> seconds = argc > 1 ? parse_real(argv[1]) : 0.5;
+  if (!seconds || !(*seconds >= 0 && *seconds <= 3600)) {
     std::fprintf(stderr, "time_fusion: seconds per variant must be in [0, 3600], got '%s'\n", argv[1]);
     return 2;
   }
@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
         };
       };
       bench::SideBySide r = bench::run_side_by_side({{"two ops", variant(false)}, {"fused", variant(true)}},
-                                                    {.warmup = 5, .min_runs = 20, .min_seconds = seconds});
+                                                    {.warmup = 5, .min_runs = 20, .min_seconds = *seconds});
       // speedup[k] = time(variant 0) / time(variant k) in each round, median over rounds.
       char ratio[32];
       std::snprintf(ratio, sizeof ratio, "%.2fx", r.speedup[1]);

@@ -5,6 +5,7 @@
 
 #include "core/autograd.h"
 #include "core/check.h"
+#include "core/parse.h"
 #include "nn/safetensors.h"
 #include "nn/spec.h"
 #include "ops/elementwise.h"
@@ -311,16 +312,9 @@ std::string describe_model(const std::map<std::string, std::string>& meta) {
 
 // The metadata's epoch count and history, checked (a corrupt file is an Error, never a crash).
 int64_t parse_epoch(const std::string& path, const std::string& text) {
-  size_t used = 0;
-  long long v = -1;
-  try {
-    v = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  MINIDL_CHECK(used == text.size() && !text.empty() && v >= 0, "{}: metadata 'epoch' = '{}' is not an epoch count",
-               path, text);
-  return v;
+  const std::optional<int64_t> v = parse_int(text);
+  MINIDL_CHECK(v && *v >= 0, "{}: metadata 'epoch' = '{}' is not an epoch count", path, text);
+  return *v;
 }
 
 std::vector<EpochResult> parse_history(const std::string& path, const std::string& text) {
