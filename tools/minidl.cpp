@@ -467,7 +467,8 @@ int main(int argc, char** argv) {
   bench_ls->add_option("--shapes", loss_shapes, "NxC shapes")->capture_default_str();
   add_bench(bench_ls, bench_opts);
   int64_t ops_batch = 128;
-  CLI::App* bench_op = bench->add_subcommand("ops", "single ops: 2x2 max pooling, full sum and max, relu");
+  CLI::App* bench_op =
+      bench->add_subcommand("ops", "single ops: 2x2 max pooling, full sum and max, relu, a small linear layer");
   bench_op->add_option("--batch", ops_batch, "images per op (the sum and max: batch x 128K floats)")
       ->capture_default_str();
   add_bench(bench_op, bench_opts);

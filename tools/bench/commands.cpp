@@ -601,6 +601,11 @@ int bench_ops(int64_t batch, const CommonOptions& o) {
   auto pool = [](const Tensor& t) { return max_pool2d(t, {2, 2}, {2, 2}, {0, 0}); };
   Tensor p1 = randn({batch, 32, 28, 28}, {}, gen), p2 = randn({batch, 64, 14, 14}, {}, gen);
   Tensor r = randn({batch << 17}, {}, gen);  // 16M floats at batch 128
+  const Device device(o.device);
+  // The head's parameters on the device, and in f64 for the check.
+  const Tensor h = randn({batch, 256}, {}, gen), w = randn({10, 256}, {}, gen), b = randn({10}, {}, gen);
+  const Tensor w_on = w.to(device), b_on = b.to(device), w64 = w.to(DType::f64), b64 = b.to(DType::f64);
+  auto head = [&](const Tensor& t) { return t.dtype() == DType::f64 ? linear(t, w64, b64) : linear(t, w_on, b_on); };
   const std::string floats =
       r.numel() % (1 << 20) == 0 ? fmt::format("{}M", r.numel() >> 20) : fmt::format("{}K", r.numel() >> 10);
   std::vector<Case> cases = {
@@ -609,8 +614,10 @@ int bench_ops(int64_t batch, const CommonOptions& o) {
       {"sum of " + floats + " floats", r, [](const Tensor& t) { return sum(t); }, 4.0 * r.numel()},
       {"max of " + floats + " floats", r, [](const Tensor& t) { return max(t); }, 4.0 * r.numel()},
       {fmt::format("relu {}x32x28x28", batch), p1, [](const Tensor& t) { return relu(t); }, 8.0 * p1.numel()},
+      // The mlp's head: at batch 1 a few thousand multiply-adds, so what it
+      // shows is an op's fixed cost (checks, allocation, threading decisions).
+      {fmt::format("linear {}x256 -> 10", batch), h, head, 4.0 * (h.numel() + 256 * 10 + 10 + batch * 10)},
   };
-  const Device device(o.device);
   const std::string where = timed_on(o);
   Table table(fmt::format("single ops (forward, no grad), f32, {}", where), {"op", "median", "p10", "p90", "GB/s"});
   nlohmann::json rows = nlohmann::json::array();

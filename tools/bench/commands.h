@@ -56,7 +56,8 @@ int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o);
 int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o);
 
 // Single ops the training step spends time in (2×2 max pooling, full sum and
-// max, ReLU), each checked against f64 and timed alone, with the bandwidth.
+// max, ReLU) and the mlp's 256 → 10 head, whose time at batch 1 is mostly an
+// op's fixed cost; each checked against f64 and timed alone, with the bandwidth.
 int bench_ops(int64_t batch, const CommonOptions& o);
 
 // The sparse sweep (tools/bench/sparse.cpp): dense against CSR, BSR and the
