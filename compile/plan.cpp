@@ -95,8 +95,9 @@ void add_relu(const Tensor& y, const Tensor& s) {
   float* yp = y.data_ptr<float>();
   const float* sp = s.data_ptr<float>();
   const int64_t n = y.numel();
-#pragma omp parallel for if (n >= cpu::kParallelGrain && !cpu::in_parallel()) schedule(static)
-  for (int64_t i = 0; i < n; ++i) yp[i] = std::max(yp[i] + sp[i], 0.0f);
+  cpu::parallel_for(n >= cpu::kParallelGrain, n, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) yp[i] = std::max(yp[i] + sp[i], 0.0f);
+  });
 }
 
 }  // namespace

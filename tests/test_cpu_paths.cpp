@@ -1,14 +1,17 @@
 // tests/test_cpu_paths.cpp — every CPU kernel path this machine runs (generic,
 // avx2, avx512), forced one at a time, against the reference twins; the paths
-// the machine lacks are named as skipped.
+// the machine lacks are named as skipped; and the helpers that split a loop among threads.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "minidl.h"
 #include "nn/models.h"
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
+#include "ops/cpu/loops.h"
 
 using namespace minidl;
 using cpu::CpuPath;
@@ -96,3 +99,66 @@ TEST_CASE("MINIDL_CPU names a path; a path the CPU lacks is refused") {
   CHECK(cpu::supported_cpu_paths().front() == CpuPath::generic);
   CHECK(cpu::cpu_summary().find("using ") != std::string::npos);
 }
+
+#ifdef _OPENMP
+namespace {
+// Sets the OpenMP team size for one scope.
+struct ScopedThreads {
+  int previous = omp_get_max_threads();
+  explicit ScopedThreads(int n) { omp_set_num_threads(n); }
+  ~ScopedThreads() { omp_set_num_threads(previous); }
+};
+}  // namespace
+
+TEST_CASE("parallel_for covers [0, n) once in contiguous ranges; run serially it opens no OpenMP region") {
+  for (int threads : {1, 2, 3}) {
+    ScopedThreads team(threads);
+    for (int64_t n : {0, 1, 2, 5, 1000})
+      for (bool parallel : {false, true}) {
+        CAPTURE(threads);
+        CAPTURE(n);
+        CAPTURE(parallel);
+        std::vector<int> hits(static_cast<size_t>(n), 0);
+        std::atomic<int> calls = 0, max_level = 0;
+        cpu::parallel_for(parallel, n, [&](int64_t begin, int64_t end) {
+          ++calls;
+          max_level = std::max(max_level.load(), omp_get_level());
+          for (int64_t i = begin; i < end; ++i) ++hits[static_cast<size_t>(i)];
+        });
+        CHECK(std::count(hits.begin(), hits.end(), 1) == n);
+        const bool split = parallel && n >= 2 && threads > 1;
+        CHECK(calls == (split ? std::min<int64_t>(n, threads) : 1));
+        CHECK(max_level == (split ? 1 : 0));  // serial: a plain call, no (inactive) region
+      }
+  }
+  // Called from a thread already on a team, it runs serially on that thread.
+  ScopedThreads team(2);
+  std::atomic<int> calls = 0;
+#pragma omp parallel
+  cpu::parallel_for(true, 100, [&](int64_t begin, int64_t end) {
+    if (begin == 0 && end == 100) ++calls;
+  });
+  CHECK(calls == 2);
+}
+
+TEST_CASE("parallel_reduce folds every thread's range: the first marked index, wherever it lies") {
+  ScopedThreads team(3);
+  const int64_t n = 100000;
+  for (int64_t marked : {int64_t{0}, int64_t{1}, int64_t{33333}, int64_t{33334}, n / 2, n - 1, n}) {
+    for (bool parallel : {false, true}) {
+      CAPTURE(marked);
+      CAPTURE(parallel);
+      // Marks `marked` and every index after the middle of its range's neighbour,
+      // so each thread's range after the first holding a mark has marks of its own.
+      auto is_marked = [&](int64_t i) { return i == marked || (marked < n && i > marked + n / 3); };
+      auto first_marked = [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i)
+          if (is_marked(i)) return i;
+        return n;
+      };
+      auto earlier = [](int64_t a, int64_t b) { return std::min(a, b); };
+      CHECK(cpu::parallel_reduce(parallel, n, n, first_marked, earlier) == marked);
+    }
+  }
+}
+#endif

@@ -149,8 +149,10 @@ void dropout_mask(const TensorArg& keep, double p, uint64_t key) {
     const uint32_t threshold = dropout_keep_threshold(p);
     const T scale = T(static_cast<compute_t<T>>(1 / (1 - p)));
     const int64_t n = keep.numel();
-#pragma omp parallel for if (n > 32768)  // counter-based: the mask does not depend on the thread count
-    for (int64_t i = 0; i < n; ++i) d[i] = dropout_bits(key, static_cast<uint64_t>(i)) >= threshold ? scale : T(0);
+    // Counter-based: the mask does not depend on the thread count.
+    parallel_for(n > kParallelGrain, n, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) d[i] = dropout_bits(key, static_cast<uint64_t>(i)) >= threshold ? scale : T(0);
+    });
   });
 }
 

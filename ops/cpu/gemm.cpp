@@ -76,23 +76,24 @@ void gemm_reference(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A
   const int64_t c_rs = C.strides[0];
 
   // Scale C by beta first (beta == 0 overwrites, so C may hold garbage, even NaN).
-#pragma omp parallel for if (M * N > 32768)
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t j = 0; j < N; ++j) c[i * c_rs + j] = beta == T(0) ? T(0) : beta * c[i * c_rs + j];
+  parallel_for(M * N > kParallelGrain, M, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t j = 0; j < N; ++j) c[i * c_rs + j] = beta == T(0) ? T(0) : beta * c[i * c_rs + j];
+  });
   if (K == 0 || alpha == T(0)) return;
 
   std::vector<T> panel(static_cast<size_t>(std::min(K, kRefBlockK) * N));
   for (int64_t k0 = 0; k0 < K; k0 += kRefBlockK) {
     const int64_t kc = std::min(kRefBlockK, K - k0);
     // Pack B[k0:k0+kc, :] row-major: the inner loop below then reads it with stride 1.
-#pragma omp parallel for if (kc * N > 32768)
-    for (int64_t k = 0; k < kc; ++k)
-      for (int64_t j = 0; j < N; ++j) panel[k * N + j] = b[(k0 + k) * b_rs + j * b_cs];
-
-#pragma omp parallel for schedule(static) if (M * N * kc > 65536)
-    for (int64_t i0 = 0; i0 < M; i0 += kRefBlockM) {
-      const int64_t i1 = std::min(M, i0 + kRefBlockM);
-      for (int64_t i = i0; i < i1; ++i) {
+    parallel_for(kc * N > kParallelGrain, kc, [&](int64_t p0, int64_t p1) {
+      for (int64_t k = p0; k < p1; ++k)
+        for (int64_t j = 0; j < N; ++j) panel[k * N + j] = b[(k0 + k) * b_rs + j * b_cs];
+    });
+    // Rows in blocks of kRefBlockM, so each block reuses the packed panel from cache.
+    const int64_t blocks = (M + kRefBlockM - 1) / kRefBlockM;
+    parallel_for(M * N * kc > 2 * kParallelGrain, blocks, [&](int64_t blk0, int64_t blk1) {
+      for (int64_t i = blk0 * kRefBlockM; i < std::min(M, blk1 * kRefBlockM); ++i) {
         T* c_row = c + i * c_rs;
         for (int64_t k = 0; k < kc; ++k) {
           const T aik = alpha * a[i * a_rs + (k0 + k) * a_cs];
@@ -100,7 +101,7 @@ void gemm_reference(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A
           for (int64_t j = 0; j < N; ++j) c_row[j] += aik * b_row[j];
         }
       }
-    }
+    });
   }
 }
 
@@ -128,30 +129,28 @@ void gemm_small_m(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A, 
   // on the 2-core VM: 64×512 4.1 µs alone, 4.5 µs on two). At the old 64 K
   // bound a 128×512 layer — a 256×512 one with half its neurons pruned — ran on
   // one thread, and shrinking it gained 1.09× instead of 1.4×.
-  const bool parallel = N * K * M >= 49152 && !in_parallel();
+  const bool parallel = N * K * M >= 49152;
   if (b_rs == 1 || b_cs != 1) {  // dot products along B's columns
-#pragma omp parallel for if (parallel) schedule(static)
-    for (int64_t j = 0; j < N; ++j)
-      for (int64_t i = 0; i < M; ++i) {
-        const T* ai = a + i * a_rs;
-        const T* bj = b + j * b_cs;
-        T acc = 0;
-        if (a_cs == 1 && b_rs == 1) {
-          // Unit strides: partial sums per vector lane (loops.h), so the loop vectorises.
-          acc = lane_sum<T>(K, [ai, bj](int64_t k) { return ai[k] * bj[k]; });
-        } else {
-          for (int64_t k = 0; k < K; ++k) acc += ai[k * a_cs] * bj[k * b_rs];
+    parallel_for(parallel, N, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t i = 0; i < M; ++i) {
+          const T* ai = a + i * a_rs;
+          const T* bj = b + j * b_cs;
+          T acc = 0;
+          if (a_cs == 1 && b_rs == 1) {
+            // Unit strides: partial sums per vector lane (loops.h), so the loop vectorises.
+            acc = lane_sum<T>(K, [ai, bj](int64_t k) { return ai[k] * bj[k]; });
+          } else {
+            for (int64_t k = 0; k < K; ++k) acc += ai[k * a_cs] * bj[k * b_rs];
+          }
+          T& out = c[i * c_rs + j];
+          out = beta == T(0) ? alpha * acc : alpha * acc + beta * out;
         }
-        T& out = c[i * c_rs + j];
-        out = beta == T(0) ? alpha * acc : alpha * acc + beta * out;
-      }
+    });
     return;
   }
   // axpy along B's rows, each thread on its own range of columns
-#pragma omp parallel if (parallel)
-  {
-    const int64_t threads = team_size(), t = thread_index();
-    const int64_t j0 = N * t / threads, j1 = N * (t + 1) / threads;
+  parallel_for(parallel, N, [&](int64_t j0, int64_t j1) {
     for (int64_t i = 0; i < M; ++i) {
       T* ci = c + i * c_rs;
       for (int64_t j = j0; j < j1; ++j) ci[j] = beta == T(0) ? T(0) : beta * ci[j];
@@ -161,7 +160,7 @@ void gemm_small_m(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A, 
         for (int64_t j = j0; j < j1; ++j) ci[j] += aik * bk[j];
       }
     }
-  }
+  });
 }
 
 // ---------------------------------------------------------------- v2: packed micro-kernels

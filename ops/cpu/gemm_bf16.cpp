@@ -62,23 +62,23 @@ int64_t gemm_bf16_packed_elements(int64_t N, int64_t K) { return panels_of(N) * 
 
 void gemm_bf16_pack_weight(const uint16_t* w, int64_t ldw, int64_t N, int64_t K, uint16_t* packed) {
   const int64_t G = pairs_of(K), P = panels_of(N);
-  const bool parallel = N * K >= 4 * kParallelGrain && !in_parallel();
   // Each row of W is read once, contiguously, and scattered 64 bytes apart into its panel.
-#pragma omp parallel for if (parallel) schedule(static)
-  for (int64_t p = 0; p < P; ++p) {
-    uint16_t* panel = packed + p * G * 2 * kPanel;
-    for (int64_t j = 0; j < kPanel; ++j) {
-      const int64_t n = p * kPanel + j;
-      uint16_t* dst = panel + 2 * j;
-      if (n >= N) {  // padding columns: +0.0
-        for (int64_t g = 0; g < G; ++g) dst[g * 2 * kPanel] = dst[g * 2 * kPanel + 1] = 0;
-        continue;
+  parallel_for(N * K >= 4 * kParallelGrain, P, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      uint16_t* panel = packed + p * G * 2 * kPanel;
+      for (int64_t j = 0; j < kPanel; ++j) {
+        const int64_t n = p * kPanel + j;
+        uint16_t* dst = panel + 2 * j;
+        if (n >= N) {  // padding columns: +0.0
+          for (int64_t g = 0; g < G; ++g) dst[g * 2 * kPanel] = dst[g * 2 * kPanel + 1] = 0;
+          continue;
+        }
+        const uint16_t* row = w + n * ldw;
+        for (int64_t g = 0; g < K / 2; ++g) dst[g * 2 * kPanel] = row[2 * g], dst[g * 2 * kPanel + 1] = row[2 * g + 1];
+        if (K % 2) dst[(G - 1) * 2 * kPanel] = row[K - 1], dst[(G - 1) * 2 * kPanel + 1] = 0;
       }
-      const uint16_t* row = w + n * ldw;
-      for (int64_t g = 0; g < K / 2; ++g) dst[g * 2 * kPanel] = row[2 * g], dst[g * 2 * kPanel + 1] = row[2 * g + 1];
-      if (K % 2) dst[(G - 1) * 2 * kPanel] = row[K - 1], dst[(G - 1) * 2 * kPanel + 1] = 0;
     }
-  }
+  });
 }
 
 namespace {
@@ -95,14 +95,15 @@ void store(const Bf16GemmArgs& a, int64_t m, int64_t n, float v) {
 }
 
 void gemm_bf16_reference(const Bf16GemmArgs& a) {
-#pragma omp parallel for if (a.M * a.N * a.K > 262144 && !in_parallel()) schedule(static)
-  for (int64_t m = 0; m < a.M; ++m)
-    for (int64_t n = 0; n < a.N; ++n) {
-      float acc = 0;
-      for (int64_t k = 0; k < a.K; ++k)
-        acc += to_float(a.x[m * a.ldx + k]) * to_float(a.w_packed[packed_offset(n, k, a.K)]);
-      store(a, m, n, finish(acc, n, a));
-    }
+  parallel_for(a.M * a.N * a.K > 8 * kParallelGrain, a.M, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m)
+      for (int64_t n = 0; n < a.N; ++n) {
+        float acc = 0;
+        for (int64_t k = 0; k < a.K; ++k)
+          acc += to_float(a.x[m * a.ldx + k]) * to_float(a.w_packed[packed_offset(n, k, a.K)]);
+        store(a, m, n, finish(acc, n, a));
+      }
+  });
 }
 
 // x's pair at (row, pair g): 4 bytes, as the dword every lane multiplies.

@@ -41,28 +41,30 @@ int64_t gemm_packed_f32_elements(int64_t N, int64_t K) { return panels_of(N) * K
 
 void gemm_packed_f32_pack(const float* w, int64_t ldw, int64_t N, int64_t K, float* packed) {
   const int64_t P = panels_of(N);
-#pragma omp parallel for if (N * K >= 4 * kParallelGrain && !in_parallel()) schedule(static)
-  for (int64_t p = 0; p < P; ++p) {
-    float* panel = packed + p * K * kPanel;
-    for (int64_t j = 0; j < kPanel; ++j) {
-      const int64_t n = p * kPanel + j;
-      for (int64_t k = 0; k < K; ++k) panel[k * kPanel + j] = n < N ? w[n * ldw + k] : 0.0f;  // padding: 0
+  parallel_for(N * K >= 4 * kParallelGrain, P, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      float* panel = packed + p * K * kPanel;
+      for (int64_t j = 0; j < kPanel; ++j) {
+        const int64_t n = p * kPanel + j;
+        for (int64_t k = 0; k < K; ++k) panel[k * kPanel + j] = n < N ? w[n * ldw + k] : 0.0f;  // padding: 0
+      }
     }
-  }
+  });
 }
 
 namespace {
 
 void reference(const PackedGemmArgs& a) {
-#pragma omp parallel for if (a.M * a.N * a.K > 262144 && !in_parallel()) schedule(static)
-  for (int64_t m = 0; m < a.M; ++m)
-    for (int64_t n = 0; n < a.N; ++n) {
-      const float* panel = a.w_packed + (n / kPanel) * a.K * kPanel + n % kPanel;
-      float acc = 0;
-      for (int64_t k = 0; k < a.K; ++k) acc += a.x[m * a.ldx + k] * panel[k * kPanel];
-      const float v = acc + (a.bias ? a.bias[n] : 0.0f);
-      a.y[m * a.ldy + n] = a.relu ? std::max(v, 0.0f) : v;
-    }
+  parallel_for(a.M * a.N * a.K > 8 * kParallelGrain, a.M, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m)
+      for (int64_t n = 0; n < a.N; ++n) {
+        const float* panel = a.w_packed + (n / kPanel) * a.K * kPanel + n % kPanel;
+        float acc = 0;
+        for (int64_t k = 0; k < a.K; ++k) acc += a.x[m * a.ldx + k] * panel[k * kPanel];
+        const float v = acc + (a.bias ? a.bias[n] : 0.0f);
+        a.y[m * a.ldy + n] = a.relu ? std::max(v, 0.0f) : v;
+      }
+  });
 }
 
 template <int MR, int NV>

@@ -17,10 +17,10 @@ void index_select(const TensorArg& out, const TensorArg& x, const TensorArg& ind
     using T = decltype(tag);
     const T* xp = x.ptr<T>();
     T* op = out.ptr<T>();
-#pragma omp parallel for if (outer * n * inner > 32768)
-    for (int64_t o = 0; o < outer; ++o)
-      for (int64_t i = 0; i < n; ++i)
-        std::copy_n(xp + (o * size + idx[i]) * inner, inner, op + (o * n + i) * inner);
+    parallel_for(outer * n * inner > kParallelGrain, outer, [&](int64_t o0, int64_t o1) {
+      for (int64_t o = o0; o < o1; ++o)
+        for (int64_t i = 0; i < n; ++i) std::copy_n(xp + (o * size + idx[i]) * inner, inner, op + (o * n + i) * inner);
+    });
   });
 }
 
@@ -32,13 +32,14 @@ void index_add(const TensorArg& out, const TensorArg& index, const TensorArg& sr
     const T* sp = src.ptr<T>();
     T* op = out.ptr<T>();
     // Parallel over `outer` only: repeated indices add into the same row.
-#pragma omp parallel for if (outer * n * inner > 32768)
-    for (int64_t o = 0; o < outer; ++o)
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t k = 0; k < inner; ++k) {
-          T& dst = op[(o * size + idx[i]) * inner + k];
-          dst = T(static_cast<compute_t<T>>(dst) + static_cast<compute_t<T>>(sp[(o * n + i) * inner + k]));
-        }
+    parallel_for(outer * n * inner > kParallelGrain, outer, [&](int64_t o0, int64_t o1) {
+      for (int64_t o = o0; o < o1; ++o)
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t k = 0; k < inner; ++k) {
+            T& dst = op[(o * size + idx[i]) * inner + k];
+            dst = T(static_cast<compute_t<T>>(dst) + static_cast<compute_t<T>>(sp[(o * n + i) * inner + k]));
+          }
+    });
   });
 }
 
@@ -86,10 +87,13 @@ void scatter_add(const TensorArg& out, const TensorArg& index, const TensorArg& 
 void find_out_of_range(const TensorArg& status, const TensorArg& index, int64_t size, int64_t allowed) {
   const int64_t* ix = index.ptr<int64_t>();
   const int64_t n = index.numel();
-  int64_t first = n;
-#pragma omp parallel for reduction(min : first) if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i)
-    if ((ix[i] < 0 || ix[i] >= size) && ix[i] != allowed) first = std::min(first, i);
+  auto first_in = [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      if ((ix[i] < 0 || ix[i] >= size) && ix[i] != allowed) return i;
+    return n;
+  };
+  const int64_t first =
+      parallel_reduce(n > kParallelGrain, n, n, first_in, [](int64_t a, int64_t b) { return std::min(a, b); });
   *status.ptr<int64_t>() = first < n ? first : -1;
 }
 

@@ -8,6 +8,7 @@
 
 #include "core/dtype_dispatch.h"
 #include "ops/cpu/kernels.h"
+#include "ops/cpu/loops.h"
 
 namespace minidl::cpu {
 
@@ -32,21 +33,22 @@ void batch_norm_stats(const TensorArg& mean, const TensorArg& var, const TensorA
     T* mp = mean.ptr<T>();
     T* vp = var.ptr<T>();
     const double M = static_cast<double>(d.N * d.L);
-#pragma omp parallel for if (d.N * d.C * d.L > 32768)
-    for (int64_t c = 0; c < d.C; ++c) {
-      // Two passes in double: the mean, then squared deviations (no cancellation).
-      double s = 0;
-      for_channel(xp, d, c, [&](const T* p, int64_t n) {
-        for (int64_t i = 0; i < n; ++i) s += p[i];
-      });
-      const double mu = s / M;
-      double ss = 0;
-      for_channel(xp, d, c, [&](const T* p, int64_t n) {
-        for (int64_t i = 0; i < n; ++i) ss += (p[i] - mu) * (p[i] - mu);
-      });
-      mp[c] = static_cast<T>(mu);
-      vp[c] = static_cast<T>(ss / M);  // biased: what normalisation uses
-    }
+    parallel_for(d.N * d.C * d.L > kParallelGrain, d.C, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        // Two passes in double: the mean, then squared deviations (no cancellation).
+        double s = 0;
+        for_channel(xp, d, c, [&](const T* p, int64_t n) {
+          for (int64_t i = 0; i < n; ++i) s += p[i];
+        });
+        const double mu = s / M;
+        double ss = 0;
+        for_channel(xp, d, c, [&](const T* p, int64_t n) {
+          for (int64_t i = 0; i < n; ++i) ss += (p[i] - mu) * (p[i] - mu);
+        });
+        mp[c] = static_cast<T>(mu);
+        vp[c] = static_cast<T>(ss / M);  // biased: what normalisation uses
+      }
+    });
   });
 }
 
@@ -60,16 +62,17 @@ void batch_norm_apply(const TensorArg& y, const TensorArg& x, const TensorArg& m
     const T *mp = mean.ptr<T>(), *ip = invstd.ptr<T>();
     const T* wp = weight.data ? weight.ptr<T>() : nullptr;
     const T* bp = bias.data ? bias.ptr<T>() : nullptr;
-#pragma omp parallel for if (d.N * d.C * d.L > 32768)
-    for (int64_t nc = 0; nc < d.N * d.C; ++nc) {
-      const int64_t c = nc % d.C;
-      // y = (x - mean) · invstd · w + b = x · scale + shift
-      const T scale = ip[c] * (wp ? wp[c] : T(1));
-      const T shift = (bp ? bp[c] : T(0)) - mp[c] * scale;
-      const T* in = xp + nc * d.L;
-      T* out = yp + nc * d.L;
-      for (int64_t i = 0; i < d.L; ++i) out[i] = in[i] * scale + shift;
-    }
+    parallel_for(d.N * d.C * d.L > kParallelGrain, d.N * d.C, [&](int64_t nc0, int64_t nc1) {
+      for (int64_t nc = nc0; nc < nc1; ++nc) {
+        const int64_t c = nc % d.C;
+        // y = (x - mean) · invstd · w + b = x · scale + shift
+        const T scale = ip[c] * (wp ? wp[c] : T(1));
+        const T shift = (bp ? bp[c] : T(0)) - mp[c] * scale;
+        const T* in = xp + nc * d.L;
+        T* out = yp + nc * d.L;
+        for (int64_t i = 0; i < d.L; ++i) out[i] = in[i] * scale + shift;
+      }
+    });
   });
 }
 
@@ -85,35 +88,36 @@ void batch_norm_backward(const TensorArg& gx, const TensorArg& gw, const TensorA
     T* gwp = gw.data ? gw.ptr<T>() : nullptr;
     T* gbp = gb.data ? gb.ptr<T>() : nullptr;
     const double M = static_cast<double>(d.N * d.L);
-#pragma omp parallel for if (d.N * d.C * d.L > 32768)
-    for (int64_t c = 0; c < d.C; ++c) {
-      const double mu = mp[c], is = ip[c];
-      // Σ dy and Σ dy·x̂ over the channel: the two reductions the backward needs.
-      double sum_dy = 0, sum_dy_xhat = 0;
-      for (int64_t n = 0; n < d.N; ++n) {
-        const T* g = gyp + (n * d.C + c) * d.L;
-        const T* in = xp + (n * d.C + c) * d.L;
-        for (int64_t i = 0; i < d.L; ++i) {
-          sum_dy += g[i];
-          sum_dy_xhat += g[i] * (in[i] - mu) * is;
+    parallel_for(d.N * d.C * d.L > kParallelGrain, d.C, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const double mu = mp[c], is = ip[c];
+        // Σ dy and Σ dy·x̂ over the channel: the two reductions the backward needs.
+        double sum_dy = 0, sum_dy_xhat = 0;
+        for (int64_t n = 0; n < d.N; ++n) {
+          const T* g = gyp + (n * d.C + c) * d.L;
+          const T* in = xp + (n * d.C + c) * d.L;
+          for (int64_t i = 0; i < d.L; ++i) {
+            sum_dy += g[i];
+            sum_dy_xhat += g[i] * (in[i] - mu) * is;
+          }
+        }
+        if (gwp) gwp[c] = static_cast<T>(sum_dy_xhat);
+        if (gbp) gbp[c] = static_cast<T>(sum_dy);
+        if (!gxp) continue;
+        const double w = wp ? wp[c] : 1.0;
+        // training: dx = w·invstd·(dy − mean(dy) − x̂·mean(dy·x̂)); eval: dx = w·invstd·dy
+        const double k = w * is, mean_dy = training ? sum_dy / M : 0, mean_dy_xhat = training ? sum_dy_xhat / M : 0;
+        for (int64_t n = 0; n < d.N; ++n) {
+          const T* g = gyp + (n * d.C + c) * d.L;
+          const T* in = xp + (n * d.C + c) * d.L;
+          T* out = gxp + (n * d.C + c) * d.L;
+          for (int64_t i = 0; i < d.L; ++i) {
+            const double xhat = (in[i] - mu) * is;
+            out[i] = static_cast<T>(k * (g[i] - mean_dy - xhat * mean_dy_xhat));
+          }
         }
       }
-      if (gwp) gwp[c] = static_cast<T>(sum_dy_xhat);
-      if (gbp) gbp[c] = static_cast<T>(sum_dy);
-      if (!gxp) continue;
-      const double w = wp ? wp[c] : 1.0;
-      // training: dx = w·invstd·(dy − mean(dy) − x̂·mean(dy·x̂)); eval: dx = w·invstd·dy
-      const double k = w * is, mean_dy = training ? sum_dy / M : 0, mean_dy_xhat = training ? sum_dy_xhat / M : 0;
-      for (int64_t n = 0; n < d.N; ++n) {
-        const T* g = gyp + (n * d.C + c) * d.L;
-        const T* in = xp + (n * d.C + c) * d.L;
-        T* out = gxp + (n * d.C + c) * d.L;
-        for (int64_t i = 0; i < d.L; ++i) {
-          const double xhat = (in[i] - mu) * is;
-          out[i] = static_cast<T>(k * (g[i] - mean_dy - xhat * mean_dy_xhat));
-        }
-      }
-    }
+    });
   });
 }
 

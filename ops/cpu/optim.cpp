@@ -9,6 +9,7 @@
 
 #include "core/dtype_dispatch.h"
 #include "ops/cpu/kernels.h"
+#include "ops/cpu/loops.h"
 #include "ops/optim_update.h"
 
 namespace minidl::cpu {
@@ -31,16 +32,19 @@ void sgd_step(const TensorArg& param, const TensorArg& grad, const TensorArg& bu
     float* buf = buffer.ptr<float>();
     const int64_t n = param.numel();
     const SgdUpdate update(a);
+    // Each thread works on its own copy of the update's constants: the compiler
+    // then knows the stores to p cannot change them, and keeps them in registers.
     // Two loops, with and without the momentum buffer, so neither holds a branch and both vectorise.
-    if (buf) {
-#pragma omp parallel for if (n > kOptimGrain) firstprivate(update)
-      for (int64_t k = 0; k < n; ++k)
-        p[k] = static_cast<P>(update(static_cast<float>(p[k]), static_cast<float>(g[k]), buf + k));
-    } else {
-#pragma omp parallel for if (n > kOptimGrain) firstprivate(update)
-      for (int64_t k = 0; k < n; ++k)
-        p[k] = static_cast<P>(update(static_cast<float>(p[k]), static_cast<float>(g[k]), nullptr));
-    }
+    parallel_for(n > kOptimGrain, n, [&](int64_t k0, int64_t k1) {
+      const SgdUpdate u = update;
+      if (buf) {
+        for (int64_t k = k0; k < k1; ++k)
+          p[k] = static_cast<P>(u(static_cast<float>(p[k]), static_cast<float>(g[k]), buf + k));
+      } else {
+        for (int64_t k = k0; k < k1; ++k)
+          p[k] = static_cast<P>(u(static_cast<float>(p[k]), static_cast<float>(g[k]), nullptr));
+      }
+    });
   });
 }
 
@@ -55,9 +59,11 @@ void adam_step(const TensorArg& param, const TensorArg& grad, const TensorArg& e
     float* v = exp_avg_sq.ptr<float>();
     const int64_t n = param.numel();
     const AdamUpdate update(a);
-#pragma omp parallel for if (n > kOptimGrain) firstprivate(update)
-    for (int64_t k = 0; k < n; ++k)
-      p[k] = static_cast<P>(update(static_cast<float>(p[k]), static_cast<float>(g[k]), m[k], v[k]));
+    parallel_for(n > kOptimGrain, n, [&](int64_t k0, int64_t k1) {
+      const AdamUpdate u = update;  // this thread's copy, as in sgd_step
+      for (int64_t k = k0; k < k1; ++k)
+        p[k] = static_cast<P>(u(static_cast<float>(p[k]), static_cast<float>(g[k]), m[k], v[k]));
+    });
   });
 }
 

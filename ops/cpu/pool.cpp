@@ -197,13 +197,13 @@ void max_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const int32_t
     const T* gyp = gy.ptr<T>();
     const int32_t* ap = argmax;
     T* gxp = gx.ptr<T>();
-#pragma omp parallel for if (s.planes * s.H * s.W > kParallelGrain)
-    for (int64_t pl = 0; pl < s.planes; ++pl) {
-      T* out = gxp + pl * s.H * s.W;
-      std::fill(out, out + s.H * s.W, T(0));
-      for (int64_t q = pl * s.Ho * s.Wo; q < (pl + 1) * s.Ho * s.Wo; ++q)
-        out[ap[q]] += gyp[q];
-    }
+    parallel_for(s.planes * s.H * s.W > kParallelGrain, s.planes, [&](int64_t pl0, int64_t pl1) {
+      for (int64_t pl = pl0; pl < pl1; ++pl) {
+        T* out = gxp + pl * s.H * s.W;
+        std::fill(out, out + s.H * s.W, T(0));
+        for (int64_t q = pl * s.Ho * s.Wo; q < (pl + 1) * s.Ho * s.Wo; ++q) out[ap[q]] += gyp[q];
+      }
+    });
   });
 }
 
@@ -246,17 +246,18 @@ static void window_mean_forward(const char* op, const TensorArg& y, const Tensor
     using T = decltype(tag);
     const T* xp = x.ptr<T>();
     T* yp = y.ptr<T>();
-#pragma omp parallel for if (s.planes * s.H * s.W > kParallelGrain)
-    for (int64_t pl = 0; pl < s.planes; ++pl) {
-      const T* in = xp + pl * s.H * s.W;
-      T* out = yp + pl * s.Ho * s.Wo;
-      windows([&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1, int64_t divisor) {
-        T acc = 0;
-        for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) acc += in[h * s.W + w];
-        out[o] = acc / T(divisor);
-      });
-    }
+    parallel_for(s.planes * s.H * s.W > kParallelGrain, s.planes, [&](int64_t pl0, int64_t pl1) {
+      for (int64_t pl = pl0; pl < pl1; ++pl) {
+        const T* in = xp + pl * s.H * s.W;
+        T* out = yp + pl * s.Ho * s.Wo;
+        windows([&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1, int64_t divisor) {
+          T acc = 0;
+          for (int64_t h = h0; h < h1; ++h)
+            for (int64_t w = w0; w < w1; ++w) acc += in[h * s.W + w];
+          out[o] = acc / T(divisor);
+        });
+      }
+    });
   });
 }
 
@@ -268,16 +269,17 @@ static void window_mean_backward(const char* op, const TensorArg& gx, const Tens
     using T = decltype(tag);
     const T* gyp = gy.ptr<T>();
     T* gxp = gx.ptr<T>();
-#pragma omp parallel for if (s.planes * s.H * s.W > kParallelGrain)
-    for (int64_t pl = 0; pl < s.planes; ++pl) {
-      T* out = gxp + pl * s.H * s.W;
-      const T* g = gyp + pl * s.Ho * s.Wo;
-      std::fill(out, out + s.H * s.W, T(0));
-      windows([&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1, int64_t divisor) {
-        for (int64_t h = h0; h < h1; ++h)
-          for (int64_t w = w0; w < w1; ++w) out[h * s.W + w] += g[o] / T(divisor);
-      });
-    }
+    parallel_for(s.planes * s.H * s.W > kParallelGrain, s.planes, [&](int64_t pl0, int64_t pl1) {
+      for (int64_t pl = pl0; pl < pl1; ++pl) {
+        T* out = gxp + pl * s.H * s.W;
+        const T* g = gyp + pl * s.Ho * s.Wo;
+        std::fill(out, out + s.H * s.W, T(0));
+        windows([&](int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1, int64_t divisor) {
+          for (int64_t h = h0; h < h1; ++h)
+            for (int64_t w = w0; w < w1; ++w) out[h * s.W + w] += g[o] / T(divisor);
+        });
+      }
+    });
   });
 }
 

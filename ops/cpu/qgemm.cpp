@@ -114,18 +114,23 @@ __attribute__((target("avx512f"))) bool row_range_avx512(const float* x, int64_t
 
 QuantParams choose_quant_params(const float* x, int64_t M, int64_t K, int64_t ldx) {
   // The range always holds 0, so zero (a ReLU's output, padding) is exact.
-  float lo = 0, hi = 0;
-  bool finite = true;
+  struct Range {
+    float lo = 0, hi = 0;
+    bool finite = true;
+  };
   const bool avx512 = cpu_path() == CpuPath::avx512;
-  const bool parallel = M * K >= kParallelGrain && !in_parallel();
-#pragma omp parallel for if (parallel) reduction(min : lo) reduction(max : hi) reduction(&& : finite)
-  for (int64_t m = 0; m < M; ++m) {
-    float l = lo, h = hi;
-    finite = (avx512 ? row_range_avx512(x + m * ldx, K, l, h) : row_range_scalar(x + m * ldx, K, l, h)) && finite;
-    lo = std::min(lo, l), hi = std::max(hi, h);
-  }
-  if (!finite) throw Error("quantize: the input holds NaN or infinity; it has no int8 range");
-  return quant_params_from_range(lo, hi);
+  auto range_of_rows = [&](int64_t m0, int64_t m1) {
+    Range r;
+    for (int64_t m = m0; m < m1; ++m)
+      r.finite =
+          (avx512 ? row_range_avx512(x + m * ldx, K, r.lo, r.hi) : row_range_scalar(x + m * ldx, K, r.lo, r.hi)) &&
+          r.finite;
+    return r;
+  };
+  auto merge = [](Range a, Range b) { return Range{std::min(a.lo, b.lo), std::max(a.hi, b.hi), a.finite && b.finite}; };
+  const Range r = parallel_reduce(M * K >= kParallelGrain, M, Range{}, range_of_rows, merge);
+  if (!r.finite) throw Error("quantize: the input holds NaN or infinity; it has no int8 range");
+  return quant_params_from_range(r.lo, r.hi);
 }
 
 namespace {
@@ -153,16 +158,16 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void quantize_row_avx512(co
 void quantize_rows_u8(const float* x, int64_t M, int64_t K, int64_t ldx, QuantParams q, uint8_t* out, int64_t ldo) {
   const float inv = 1.0f / q.scale;
   const bool avx512 = cpu_path() == CpuPath::avx512;
-  const bool parallel = M * K >= kParallelGrain && !in_parallel();
-#pragma omp parallel for if (parallel) schedule(static)
-  for (int64_t m = 0; m < M; ++m) {
-    if (avx512)
-      quantize_row_avx512(x + m * ldx, K, inv, q.zero_point, out + m * ldo);
-    else
-      quantize_row_scalar(x + m * ldx, K, inv, q.zero_point, out + m * ldo);
-    // The padding up to a group of 4 holds the zero point: it meets zero weights.
-    for (int64_t k = K; k < qgemm_padded_k(K); ++k) out[m * ldo + k] = static_cast<uint8_t>(q.zero_point);
-  }
+  parallel_for(M * K >= kParallelGrain, M, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      if (avx512)
+        quantize_row_avx512(x + m * ldx, K, inv, q.zero_point, out + m * ldo);
+      else
+        quantize_row_scalar(x + m * ldx, K, inv, q.zero_point, out + m * ldo);
+      // The padding up to a group of 4 holds the zero point: it meets zero weights.
+      for (int64_t k = K; k < qgemm_padded_k(K); ++k) out[m * ldo + k] = static_cast<uint8_t>(q.zero_point);
+    }
+  });
 }
 
 // ---------------------------------------------------------------- the epilogue, in scalar form
@@ -179,14 +184,15 @@ inline float finish(int32_t acc, int64_t n, const QGemmArgs& a) {
 
 void qgemm_reference(const QGemmArgs& a) {
   const int64_t K = a.K;
-#pragma omp parallel for if (a.M * a.N * K > 262144 && !in_parallel()) schedule(static)
-  for (int64_t m = 0; m < a.M; ++m)
-    for (int64_t n = 0; n < a.N; ++n) {
-      int32_t acc = 0;
-      for (int64_t k = 0; k < K; ++k)
-        acc += static_cast<int32_t>(a.x[m * a.ldx + k]) * static_cast<int32_t>(a.w_packed[packed_offset(n, k, K)]);
-      a.y[m * a.ldy + n] = finish(acc, n, a);
-    }
+  parallel_for(a.M * a.N * K > 8 * kParallelGrain, a.M, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m)
+      for (int64_t n = 0; n < a.N; ++n) {
+        int32_t acc = 0;
+        for (int64_t k = 0; k < K; ++k)
+          acc += static_cast<int32_t>(a.x[m * a.ldx + k]) * static_cast<int32_t>(a.w_packed[packed_offset(n, k, K)]);
+        a.y[m * a.ldy + n] = finish(acc, n, a);
+      }
+  });
 }
 
 // ---------------------------------------------------------------- AVX-512 VNNI

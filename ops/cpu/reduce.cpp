@@ -236,9 +236,10 @@ void reduce_rows(ReduceOp op, const TensorArg& values, const TensorArg& indices,
         reduce_row(op, in + r * cols, cols, true, correction, out[r], idx ? idx + r : nullptr);
       return;
     }
-#pragma omp parallel for if (big)
-    for (int64_t r = 0; r < rows; ++r)
-      reduce_row(op, in + r * cols, cols, false, correction, out[r], idx ? idx + r : nullptr);
+    parallel_for(big, rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        reduce_row(op, in + r * cols, cols, false, correction, out[r], idx ? idx + r : nullptr);
+    });
   });
 }
 

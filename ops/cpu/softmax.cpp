@@ -19,6 +19,7 @@
 #include "core/dtype_dispatch.h"
 #include "ops/cpu/exp.h"
 #include "ops/cpu/kernels.h"
+#include "ops/cpu/loops.h"
 
 namespace minidl::cpu {
 
@@ -79,22 +80,23 @@ void softmax_rows(const TensorArg& y, const TensorArg& x, bool log) {
     using C = compute_t<T>;
     const T* xp = x.ptr<T>();
     T* yp = y.ptr<T>();
-#pragma omp parallel for if (rows * cols > 32768)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* in = xp + r * cols;
-      T* out = yp + r * cols;
-      const C m = row_max<C>(in, cols);
-      if (log) {
-        const C log_sum = std::log(row_sum_exp<C>(in, cols, C(1), m));
+    parallel_for(rows * cols > kParallelGrain, rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* in = xp + r * cols;
+        T* out = yp + r * cols;
+        const C m = row_max<C>(in, cols);
+        if (log) {
+          const C log_sum = std::log(row_sum_exp<C>(in, cols, C(1), m));
 #pragma omp simd
-        for (int64_t c = 0; c < cols; ++c) out[c] = T(static_cast<C>(in[c]) - m - log_sum);
-      } else {
-        C* e = thread_scratch<C>(cols);
-        const C inv = C(1) / row_sum_exp<C>(in, cols, C(1), m, e);
+          for (int64_t c = 0; c < cols; ++c) out[c] = T(static_cast<C>(in[c]) - m - log_sum);
+        } else {
+          C* e = thread_scratch<C>(cols);
+          const C inv = C(1) / row_sum_exp<C>(in, cols, C(1), m, e);
 #pragma omp simd
-        for (int64_t c = 0; c < cols; ++c) out[c] = T(e[c] * inv);
+          for (int64_t c = 0; c < cols; ++c) out[c] = T(e[c] * inv);
+        }
       }
-    }
+    });
   });
 }
 
@@ -106,21 +108,22 @@ void softmax_rows_backward(const TensorArg& gx, const TensorArg& g, const Tensor
     const T* gp = g.ptr<T>();
     const T* yp = y.ptr<T>();
     T* out = gx.ptr<T>();
-#pragma omp parallel for if (rows * cols > 32768)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* gr = gp + r * cols;
-      const T* yr = yp + r * cols;
-      T* o = out + r * cols;
-      C dot = 0;  // Σ g (log) or Σ g y (softmax)
-      for (int64_t c = 0; c < cols; ++c)
-        dot += log ? static_cast<C>(gr[c]) : static_cast<C>(gr[c]) * static_cast<C>(yr[c]);
-      if (log) {
+    parallel_for(rows * cols > kParallelGrain, rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* gr = gp + r * cols;
+        const T* yr = yp + r * cols;
+        T* o = out + r * cols;
+        C dot = 0;  // Σ g (log) or Σ g y (softmax)
+        for (int64_t c = 0; c < cols; ++c)
+          dot += log ? static_cast<C>(gr[c]) : static_cast<C>(gr[c]) * static_cast<C>(yr[c]);
+        if (log) {
 #pragma omp simd
-        for (int64_t c = 0; c < cols; ++c) o[c] = T(static_cast<C>(gr[c]) - exp_of(static_cast<C>(yr[c])) * dot);
-      } else {
-        for (int64_t c = 0; c < cols; ++c) o[c] = T(static_cast<C>(yr[c]) * (static_cast<C>(gr[c]) - dot));
+          for (int64_t c = 0; c < cols; ++c) o[c] = T(static_cast<C>(gr[c]) - exp_of(static_cast<C>(yr[c])) * dot);
+        } else {
+          for (int64_t c = 0; c < cols; ++c) o[c] = T(static_cast<C>(yr[c]) * (static_cast<C>(gr[c]) - dot));
+        }
       }
-    }
+    });
   });
 }
 
@@ -137,33 +140,38 @@ void cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const Tenso
     T* lp = loss.ptr<T>();
     T* sp = lse.ptr<T>();
     const C eps = static_cast<C>(p.label_smoothing);
-    int64_t first_bad = rows;
-#pragma omp parallel for reduction(min : first_bad) if (rows * cols > 32768)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* x = xp + r * cols;
-      const int64_t t = tp[r];
-      const LogSumExp<C> s = row_logsumexp<C>(x, cols);
-      sp[2 * r] = T(s.max), sp[2 * r + 1] = T(s.log_sum);
-      if (t == p.ignore_index) {
-        lp[r] = T(0);
-        continue;
+    // Each thread's rows, returning the first whose target is out of range (rows if none).
+    auto run_rows = [&](int64_t r0, int64_t r1) {
+      int64_t first_bad = rows;
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* x = xp + r * cols;
+        const int64_t t = tp[r];
+        const LogSumExp<C> s = row_logsumexp<C>(x, cols);
+        sp[2 * r] = T(s.max), sp[2 * r + 1] = T(s.log_sum);
+        if (t == p.ignore_index) {
+          lp[r] = T(0);
+          continue;
+        }
+        if (t < 0 || t >= cols) {
+          first_bad = std::min(first_bad, r);
+          lp[r] = T(0);
+          continue;
+        }
+        // −log p_c = (max − x_c) + log_sum
+        const C w_t = wp ? static_cast<C>(wp[t]) : C(1);
+        C l = (C(1) - eps) * w_t * ((s.max - static_cast<C>(x[t])) + s.log_sum);
+        if (eps != C(0)) {
+          C smooth = 0;
+          for (int64_t c = 0; c < cols; ++c)
+            smooth += (wp ? static_cast<C>(wp[c]) : C(1)) * ((s.max - static_cast<C>(x[c])) + s.log_sum);
+          l += eps / C(cols) * smooth;
+        }
+        lp[r] = T(l);
       }
-      if (t < 0 || t >= cols) {
-        first_bad = std::min(first_bad, r);
-        lp[r] = T(0);
-        continue;
-      }
-      // −log p_c = (max − x_c) + log_sum
-      const C w_t = wp ? static_cast<C>(wp[t]) : C(1);
-      C l = (C(1) - eps) * w_t * ((s.max - static_cast<C>(x[t])) + s.log_sum);
-      if (eps != C(0)) {
-        C smooth = 0;
-        for (int64_t c = 0; c < cols; ++c)
-          smooth += (wp ? static_cast<C>(wp[c]) : C(1)) * ((s.max - static_cast<C>(x[c])) + s.log_sum);
-        l += eps / C(cols) * smooth;
-      }
-      lp[r] = T(l);
-    }
+      return first_bad;
+    };
+    auto earlier = [](int64_t a, int64_t b) { return std::min(a, b); };
+    const int64_t first_bad = parallel_reduce(rows * cols > kParallelGrain, rows, rows, run_rows, earlier);
     if (first_bad < rows) bad_row = first_bad;
   });
   *status.ptr<int64_t>() = bad_row;
@@ -189,31 +197,34 @@ void cross_entropy_rows_backward(const TensorArg& gx, const TensorArg& scale, co
       w_total = 0;
       for (int64_t c = 0; c < cols; ++c) w_total += static_cast<C>(wp[c]);
     }
-#pragma omp parallel for if (rows * cols > 32768)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* x = xp + r * cols;
-      T* o = out + r * cols;
-      const int64_t t = tp[r];
-      if (t == p.ignore_index) {
-        std::fill(o, o + cols, T(0));
-        continue;
-      }
-      const C g = static_cast<C>(gp[r * g_stride]);
-      const LogSumExp<C> s{static_cast<C>(sp[2 * r]), static_cast<C>(sp[2 * r + 1])};
-      const C hard = (C(1) - eps) * (wp ? static_cast<C>(wp[t]) : C(1));  // weight of (p − onehot_t)
-      const C soft = eps / C(cols);
-      // One loop, instantiated per weighting, so it holds no branch and vectorises.
-      auto write = [&](auto weight_of) {
-#pragma omp simd
-        for (int64_t c = 0; c < cols; ++c) {
-          const C prob = exp_of(s.log_p(static_cast<C>(x[c])));
-          o[c] = T(g * (hard * prob + soft * (w_total * prob - weight_of(c))));
+    parallel_for(rows * cols > kParallelGrain, rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* x = xp + r * cols;
+        T* o = out + r * cols;
+        const int64_t t = tp[r];
+        if (t == p.ignore_index) {
+          std::fill(o, o + cols, T(0));
+          continue;
         }
-      };
-      if (wp) write([&](int64_t c) { return static_cast<C>(wp[c]); });
-      else write([](int64_t) { return C(1); });
-      o[t] = T(static_cast<C>(o[t]) - g * hard);
-    }
+        const C g = static_cast<C>(gp[r * g_stride]);
+        const LogSumExp<C> s{static_cast<C>(sp[2 * r]), static_cast<C>(sp[2 * r + 1])};
+        const C hard = (C(1) - eps) * (wp ? static_cast<C>(wp[t]) : C(1));  // weight of (p − onehot_t)
+        const C soft = eps / C(cols);
+        // One loop, instantiated per weighting, so it holds no branch and vectorises.
+        auto write = [&](auto weight_of) {
+#pragma omp simd
+          for (int64_t c = 0; c < cols; ++c) {
+            const C prob = exp_of(s.log_p(static_cast<C>(x[c])));
+            o[c] = T(g * (hard * prob + soft * (w_total * prob - weight_of(c))));
+          }
+        };
+        if (wp)
+          write([&](int64_t c) { return static_cast<C>(wp[c]); });
+        else
+          write([](int64_t) { return C(1); });
+        o[t] = T(static_cast<C>(o[t]) - g * hard);
+      }
+    });
   });
 }
 
@@ -231,21 +242,22 @@ void kl_div_rows(const TensorArg& loss, const TensorArg& lse, const TensorArg& s
     T* lp = loss.ptr<T>();
     T* stats = lse.ptr<T>();
     const C inv_t = C(1) / static_cast<C>(temperature);
-#pragma omp parallel for if (rows * cols > 32768)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* s = sp + r * cols;
-      const T* t = tp + r * cols;
-      const LogSumExp<C> ls = row_logsumexp<C>(s, cols, inv_t), lt = row_logsumexp<C>(t, cols, inv_t);
-      C kl = 0;
+    parallel_for(rows * cols > kParallelGrain, rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* s = sp + r * cols;
+        const T* t = tp + r * cols;
+        const LogSumExp<C> ls = row_logsumexp<C>(s, cols, inv_t), lt = row_logsumexp<C>(t, cols, inv_t);
+        C kl = 0;
 #pragma omp simd reduction(+ : kl)
-      for (int64_t c = 0; c < cols; ++c) {
-        const C log_pt = lt.log_p(inv_t * static_cast<C>(t[c])), log_ps = ls.log_p(inv_t * static_cast<C>(s[c]));
-        kl += exp_of(log_pt) * (log_pt - log_ps);
+        for (int64_t c = 0; c < cols; ++c) {
+          const C log_pt = lt.log_p(inv_t * static_cast<C>(t[c])), log_ps = ls.log_p(inv_t * static_cast<C>(s[c]));
+          kl += exp_of(log_pt) * (log_pt - log_ps);
+        }
+        lp[r] = T(kl);
+        T* st = stats + 4 * r;
+        st[0] = T(ls.max), st[1] = T(ls.log_sum), st[2] = T(lt.max), st[3] = T(lt.log_sum);
       }
-      lp[r] = T(kl);
-      T* st = stats + 4 * r;
-      st[0] = T(ls.max), st[1] = T(ls.log_sum), st[2] = T(lt.max), st[3] = T(lt.log_sum);
-    }
+    });
   });
 }
 
@@ -265,31 +277,32 @@ void kl_div_rows_backward(const TensorArg& gs, const TensorArg& gt, const Tensor
     T* gsp = gs.data ? gs.ptr<T>() : nullptr;
     T* gtp = gt.data ? gt.ptr<T>() : nullptr;
     const C inv_t = C(1) / static_cast<C>(temperature);
-#pragma omp parallel for if (rows * cols > 32768)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* s = sp + r * cols;
-      const T* t = tp + r * cols;
-      const T* st = stats + 4 * r;
-      const LogSumExp<C> ls{static_cast<C>(st[0]), static_cast<C>(st[1])},
-          lt{static_cast<C>(st[2]), static_cast<C>(st[3])};
-      const C g = static_cast<C>(gp[r * g_stride]) * inv_t, kl = static_cast<C>(lp[r]);
-      // One loop per gradient wanted, so neither holds a branch and both vectorise.
-      if (gsp) {
-        T* o = gsp + r * cols;
+    parallel_for(rows * cols > kParallelGrain, rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* s = sp + r * cols;
+        const T* t = tp + r * cols;
+        const T* st = stats + 4 * r;
+        const LogSumExp<C> ls{static_cast<C>(st[0]), static_cast<C>(st[1])},
+            lt{static_cast<C>(st[2]), static_cast<C>(st[3])};
+        const C g = static_cast<C>(gp[r * g_stride]) * inv_t, kl = static_cast<C>(lp[r]);
+        // One loop per gradient wanted, so neither holds a branch and both vectorise.
+        if (gsp) {
+          T* o = gsp + r * cols;
 #pragma omp simd
-        for (int64_t c = 0; c < cols; ++c)
-          o[c] =
-              T(g * (exp_of(ls.log_p(inv_t * static_cast<C>(s[c]))) - exp_of(lt.log_p(inv_t * static_cast<C>(t[c])))));
-      }
-      if (gtp) {
-        T* o = gtp + r * cols;
+          for (int64_t c = 0; c < cols; ++c)
+            o[c] = T(g *
+                     (exp_of(ls.log_p(inv_t * static_cast<C>(s[c]))) - exp_of(lt.log_p(inv_t * static_cast<C>(t[c])))));
+        }
+        if (gtp) {
+          T* o = gtp + r * cols;
 #pragma omp simd
-        for (int64_t c = 0; c < cols; ++c) {
-          const C log_pt = lt.log_p(inv_t * static_cast<C>(t[c])), log_ps = ls.log_p(inv_t * static_cast<C>(s[c]));
-          o[c] = T(g * exp_of(log_pt) * (log_pt - log_ps - kl));
+          for (int64_t c = 0; c < cols; ++c) {
+            const C log_pt = lt.log_p(inv_t * static_cast<C>(t[c])), log_ps = ls.log_p(inv_t * static_cast<C>(s[c]));
+            o[c] = T(g * exp_of(log_pt) * (log_pt - log_ps - kl));
+          }
         }
       }
-    }
+    });
   });
 }
 
@@ -318,43 +331,48 @@ void distillation_rows(const TensorArg& kl, const TensorArg& ce, const TensorArg
     const C inv_t = C(1) / static_cast<C>(p.temperature);
     const C a = static_cast<C>(p.alpha * p.temperature * p.grad_scale),
             b = static_cast<C>((1 - p.alpha) * p.grad_scale);
-    int64_t first_bad = rows;
-#pragma omp parallel for reduction(min : first_bad) if (rows * cols > 32768)
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* s = sp + r * cols;
-      const T* t = tp + r * cols;
-      const int64_t y = yp[r];
-      if (y < 0 || y >= cols) {
-        first_bad = std::min(first_bad, r);
-        klp[r] = cep[r] = T(0);
-        continue;
-      }
-      C* es = thread_scratch<C>(3 * cols);  // e^{(s − max)/T}
-      C* et = es + cols;                    // e^{(t − max)/T}
-      C* e1 = et + cols;                    // e^{s − max}
-      const C ms = row_max<C>(s, cols), mt = row_max<C>(t, cols);
-      // The KL is small beside the logs it is made of (0.08 from terms of ±7 at T = 8),
-      // so its parts are kept in double: the two sums of exps, and each
-      // log p_t − log p_s = (t − s)/T + (max_s − max_t)/T + log Σ_s − log Σ_t.
-      const double sum_s = row_sum_exp<C, T, double>(s, cols, inv_t, ms * inv_t, es);
-      const double sum_t = row_sum_exp<C, T, double>(t, cols, inv_t, mt * inv_t, et);
-      const C sum_1 = row_sum_exp<C>(s, cols, C(1), ms, e1);
-      const double inv_td = 1.0 / p.temperature;
-      const double shift = (double(ms) - double(mt)) * inv_td + (std::log(sum_s) - std::log(sum_t));
-      const C inv_s = C(1.0 / sum_s), inv_tt = C(1.0 / sum_t);
-      double kl_r = 0;
+    // Each thread's rows, returning the first whose target is out of range (rows if none).
+    auto run_rows = [&](int64_t r0, int64_t r1) {
+      int64_t first_bad = rows;
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* s = sp + r * cols;
+        const T* t = tp + r * cols;
+        const int64_t y = yp[r];
+        if (y < 0 || y >= cols) {
+          first_bad = std::min(first_bad, r);
+          klp[r] = cep[r] = T(0);
+          continue;
+        }
+        C* es = thread_scratch<C>(3 * cols);  // e^{(s − max)/T}
+        C* et = es + cols;                    // e^{(t − max)/T}
+        C* e1 = et + cols;                    // e^{s − max}
+        const C ms = row_max<C>(s, cols), mt = row_max<C>(t, cols);
+        // The KL is small beside the logs it is made of (0.08 from terms of ±7 at T = 8),
+        // so its parts are kept in double: the two sums of exps, and each
+        // log p_t − log p_s = (t − s)/T + (max_s − max_t)/T + log Σ_s − log Σ_t.
+        const double sum_s = row_sum_exp<C, T, double>(s, cols, inv_t, ms * inv_t, es);
+        const double sum_t = row_sum_exp<C, T, double>(t, cols, inv_t, mt * inv_t, et);
+        const C sum_1 = row_sum_exp<C>(s, cols, C(1), ms, e1);
+        const double inv_td = 1.0 / p.temperature;
+        const double shift = (double(ms) - double(mt)) * inv_td + (std::log(sum_s) - std::log(sum_t));
+        const C inv_s = C(1.0 / sum_s), inv_tt = C(1.0 / sum_t);
+        double kl_r = 0;
 #pragma omp simd reduction(+ : kl_r)
-      for (int64_t c = 0; c < cols; ++c)
-        kl_r += double(et[c] * inv_tt) * ((double(t[c]) - double(s[c])) * inv_td + shift);
-      klp[r] = T(kl_r);
-      cep[r] = T((ms - static_cast<C>(s[y])) + std::log(sum_1));
-      if (!gp) continue;
-      T* g = gp + r * cols;
-      const C inv_1 = C(1) / sum_1;
+        for (int64_t c = 0; c < cols; ++c)
+          kl_r += double(et[c] * inv_tt) * ((double(t[c]) - double(s[c])) * inv_td + shift);
+        klp[r] = T(kl_r);
+        cep[r] = T((ms - static_cast<C>(s[y])) + std::log(sum_1));
+        if (!gp) continue;
+        T* g = gp + r * cols;
+        const C inv_1 = C(1) / sum_1;
 #pragma omp simd
-      for (int64_t c = 0; c < cols; ++c) g[c] = T(a * (es[c] * inv_s - et[c] * inv_tt) + b * (e1[c] * inv_1));
-      g[y] = T(static_cast<C>(g[y]) - b);
-    }
+        for (int64_t c = 0; c < cols; ++c) g[c] = T(a * (es[c] * inv_s - et[c] * inv_tt) + b * (e1[c] * inv_1));
+        g[y] = T(static_cast<C>(g[y]) - b);
+      }
+      return first_bad;
+    };
+    auto earlier = [](int64_t a, int64_t b) { return std::min(a, b); };
+    const int64_t first_bad = parallel_reduce(rows * cols > kParallelGrain, rows, rows, run_rows, earlier);
     if (first_bad < rows) bad_row = first_bad;
   });
   *status.ptr<int64_t>() = bad_row;

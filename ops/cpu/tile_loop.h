@@ -39,7 +39,6 @@ void for_each_tile(int64_t M, int64_t panels, int64_t macs, int64_t parallel_mac
                    Tile&& tile) {
   const int64_t row_blocks = (M + mr - 1) / mr, col_groups = (panels + nv - 1) / nv;
   const int64_t tiles = row_blocks * col_groups;
-  const bool parallel = macs >= parallel_macs && tiles > 1 && !in_parallel();
   auto run = [&](int64_t t0, int64_t t1) {
     [[maybe_unused]] ThreadSetup setup;
     for (int64_t t = t0; t < t1; ++t) {
@@ -48,12 +47,7 @@ void for_each_tile(int64_t M, int64_t panels, int64_t macs, int64_t parallel_mac
       tile(std::min(mr, M - m0), m0, p0, std::min(nv, panels - p0));
     }
   };
-  if (!parallel) return run(0, tiles);
-#pragma omp parallel
-  {
-    const int64_t n = team_size(), i = thread_index();
-    run(tiles * i / n, tiles * (i + 1) / n);
-  }
+  parallel_for(macs >= parallel_macs, tiles, run);
 }
 
 }  // namespace minidl::cpu
