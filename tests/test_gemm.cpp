@@ -111,7 +111,7 @@ TEST_CASE("GEMM epilogue: bias per column or per row, then ReLU, on every kernel
 }
 
 TEST_CASE("GEMM: beta = 0 ignores NaN in C; K = 0 only scales C") {
-  for (GemmKernel k : {GemmKernel::reference, GemmKernel::avx2, GemmKernel::avx512}) {
+  for (GemmKernel k : {GemmKernel::reference, GemmKernel::avx2, GemmKernel::avx512, GemmKernel::small_m}) {
     if (!cpu::gemm_kernel_supported(k)) continue;
     CAPTURE(cpu::gemm_kernel_name(k));
     Tensor A = ones({20, 5}), B = ones({5, 40});
