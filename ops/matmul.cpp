@@ -114,6 +114,35 @@ Tensor linear_bf16_cuda(const Tensor& x, const Tensor& weight, const Tensor& bia
   out_shape.back() = out;
   return y.reshape(out_shape);
 }
+// y = act(x · Wᵀ + bias) on the CPU in bf16, the weight either packed (`packed`,
+// any batch) or as stored (`weight`, the small-M kernel). The caller has
+// checked the shapes.
+Tensor linear_bf16_cpu(const Tensor& x, const Tensor& weight, const Bf16Weight* packed, const Tensor& bias_in,
+                       Activation act, bool f32_out) {
+  const int64_t N = packed ? packed->out_features : weight.size(0), K = packed ? packed->in_features : weight.size(1);
+  const Tensor x2 = x.reshape({-1, K}).contiguous();
+  const Tensor bias = bias_in.defined() ? bias_in.to(DType::f32).contiguous() : Tensor();
+  const int64_t M = x2.size(0);
+  Tensor y = empty({M, N}, {.dtype = f32_out ? DType::f32 : DType::bf16});
+  cpu::Bf16GemmArgs a;
+  a.M = M, a.N = N, a.K = K;
+  a.x = static_cast<const uint16_t*>(x2.raw_data()), a.ldx = K;
+  if (packed)
+    a.w_packed = static_cast<const uint16_t*>(packed->packed.raw_data());
+  else
+    a.w = static_cast<const uint16_t*>(weight.raw_data()), a.ldw = K;
+  a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  a.relu = act == Activation::relu;
+  if (f32_out)
+    a.y = y.data_ptr<float>();
+  else
+    a.y_bf16 = static_cast<uint16_t*>(y.raw_data());
+  a.ldy = N;
+  cpu::gemm_bf16(a, packed ? cpu::Bf16GemmKernel::best : cpu::Bf16GemmKernel::small_m);
+  Shape out_shape = x.shape();
+  out_shape.back() = N;
+  return y.reshape(out_shape);
+}
 }  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias_in, Activation act) {
@@ -134,6 +163,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias_in, Acti
                    grad_mode_enabled()),
                  "linear: bf16 runs inference only (no gradient yet): call it under NoGradGuard, or train in f32");
     if (device.is_cuda()) return linear_bf16_cuda(x, weight, bias_in, act);
+    // A few rows: the small-M kernel reads the weight as stored, where packing
+    // it would copy all of it to use each element at most four times.
+    if (x.numel() <= cpu::kBf16SmallM * in)
+      return linear_bf16_cpu(x, weight.contiguous(), nullptr, bias_in, act, false);
     return linear_bf16(x, pack_bf16_weight(weight), bias_in, act);
   }
   MINIDL_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f64, "linear: expected f32, f64 or bf16 tensors, got {}",
@@ -190,25 +223,7 @@ Tensor linear_bf16(const Tensor& x, const Bf16Weight& w, const Tensor& bias_in, 
     MINIDL_CHECK(bias_in.dim() == 1 && bias_in.size(0) == w.out_features && is_floating(bias_in.dtype()),
                  "linear_bf16: bias {} {} does not match the weight (expected [{}])", bias_in.dtype(), bias_in.shape(),
                  w.out_features);
-  const Tensor x2 = x.reshape({-1, w.in_features}).contiguous();
-  const Tensor bias = bias_in.defined() ? bias_in.to(DType::f32).contiguous() : Tensor();
-  const int64_t M = x2.size(0), N = w.out_features;
-  Tensor y = empty({M, N}, {.dtype = f32_out ? DType::f32 : DType::bf16});
-  cpu::Bf16GemmArgs a;
-  a.M = M, a.N = N, a.K = w.in_features;
-  a.x = static_cast<const uint16_t*>(x2.raw_data()), a.ldx = w.in_features;
-  a.w_packed = static_cast<const uint16_t*>(w.packed.raw_data());
-  a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
-  a.relu = act == Activation::relu;
-  if (f32_out)
-    a.y = y.data_ptr<float>();
-  else
-    a.y_bf16 = static_cast<uint16_t*>(y.raw_data());
-  a.ldy = N;
-  cpu::gemm_bf16(a);
-  Shape out_shape = x.shape();
-  out_shape.back() = N;
-  return y.reshape(out_shape);
+  return linear_bf16_cpu(x, Tensor(), &w, bias_in, act, f32_out);
 }
 
 }  // namespace minidl

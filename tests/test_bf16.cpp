@@ -17,7 +17,7 @@ using cpu::Bf16GemmKernel;
 namespace {
 
 const Bf16GemmKernel kKernels[] = {Bf16GemmKernel::reference, Bf16GemmKernel::avx512_cvt, Bf16GemmKernel::avx512_bf16,
-                                   Bf16GemmKernel::amx};
+                                   Bf16GemmKernel::amx, Bf16GemmKernel::small_m};
 
 std::vector<uint16_t> random_bf16(int64_t n, std::mt19937_64& rng) {
   std::normal_distribution<float> d(0.0f, 1.0f);
@@ -77,6 +77,7 @@ TEST_CASE("gemm_bf16: every kernel this CPU runs against the f64 product of the 
           std::vector<uint16_t> yb(M * N, 0x7fc1);     // a NaN pattern
           cpu::Bf16GemmArgs a;
           a.M = M, a.N = N, a.K = K, a.x = x.data(), a.ldx = K, a.w_packed = packed.data();
+          a.w = w.data(), a.ldw = K;  // as stored, for the small-M kernel
           a.bias = relu ? nullptr : bias.data(), a.relu = relu, a.ldy = N;
           if (bf16_out)
             a.y_bf16 = yb.data();
@@ -142,6 +143,16 @@ TEST_CASE("bf16 refuses what it cannot do, naming it") {
   Tensor x = randn({2, 6}, {}, gen).to(DType::bf16), w = randn({3, 6}, {.requires_grad = true}, gen);
   Tensor wb = w.detach().to(DType::bf16).requires_grad_();
   CHECK_THROWS_WITH_AS(linear(x, wb), doctest::Contains("inference only"), Error);
+  // The small-M kernel reads the weight as stored, the others packed: a missing one is named.
+  const uint16_t one[2] = {0x3f80, 0x3f80};
+  uint16_t out[1] = {};
+  cpu::Bf16GemmArgs args;
+  args.M = args.N = 1, args.K = 2, args.x = one, args.ldx = 2, args.y_bf16 = out, args.ldy = 1;
+  CHECK_THROWS_WITH_AS(cpu::gemm_bf16(args, Bf16GemmKernel::small_m), doctest::Contains("Bf16GemmArgs::w)"), Error);
+  CHECK_THROWS_WITH_AS(cpu::gemm_bf16(args, Bf16GemmKernel::reference), doctest::Contains("w_packed"), Error);
+  args.w = one, args.ldw = 2;
+  cpu::gemm_bf16(args, Bf16GemmKernel::small_m);
+  CHECK(out[0] == 0x4000);  // 1·1 + 1·1 = 2
   CHECK_THROWS_WITH_AS(linear(x, w.detach()), doctest::Contains("dtypes differ"), Error);
   Tensor img = randn({1, 2, 4, 4}, {}, gen).to(DType::bf16);
   Tensor ones2 = ones({2}).to(DType::bf16), zeros2 = zeros({2}).to(DType::bf16);

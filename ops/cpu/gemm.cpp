@@ -156,26 +156,6 @@ void axpy_rows(int64_t M, int64_t N, int64_t k0, int64_t k1, T alpha, const T* a
   }
 }
 
-// a · w0, a · w1, a · w2, a · w3 over K elements, as 16 partial sums per vector
-// lane each (as lane_sum in loops.h, which the loop vectorises). Four dot
-// products at once: one chain of sums is bound by the multiply-add's latency,
-// four independent ones keep the unit busy, and each a_k is loaded once.
-template <class T>
-std::array<T, 4> dot4(int64_t K, const T* a, const T* w0, const T* w1, const T* w2, const T* w3) {
-  constexpr int64_t kLanes = 16;
-  T p0[kLanes] = {}, p1[kLanes] = {}, p2[kLanes] = {}, p3[kLanes] = {};
-  int64_t k = 0;
-  for (; k + kLanes <= K; k += kLanes)
-    for (int64_t l = 0; l < kLanes; ++l) {
-      const T x = a[k + l];
-      p0[l] += x * w0[k + l], p1[l] += x * w1[k + l], p2[l] += x * w2[k + l], p3[l] += x * w3[k + l];
-    }
-  std::array<T, 4> s{};
-  for (; k < K; ++k) s[0] += a[k] * w0[k], s[1] += a[k] * w1[k], s[2] += a[k] * w2[k], s[3] += a[k] * w3[k];
-  for (int64_t l = 0; l < kLanes; ++l) s[0] += p0[l], s[1] += p1[l], s[2] += p2[l], s[3] += p3[l];
-  return s;
-}
-
 template <class T>
 void gemm_small_m(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A, const TensorArg& B, T beta,
                   const TensorArg& C) {
@@ -194,12 +174,13 @@ void gemm_small_m(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A, 
     parallel_for(parallel, N, [&](int64_t j0, int64_t j1) {
       int64_t j = j0;
       if (a_cs == 1 && b_rs == 1) {
-        // Unit strides: four columns at a time (dot4).
+        // Unit strides: four columns at a time (lane_dot4 in loops.h).
         for (; j + 4 <= j1; j += 4)
           for (int64_t i = 0; i < M; ++i) {
             const T* ai = a + i * a_rs;
             const T* bj = b + j * b_cs;
-            const std::array<T, 4> acc = dot4(K, ai, bj, bj + b_cs, bj + 2 * b_cs, bj + 3 * b_cs);
+            const std::array<T, 4> acc =
+                lane_dot4(K, ai, bj, bj + b_cs, bj + 2 * b_cs, bj + 3 * b_cs, [](T v) { return v; });
             for (int r = 0; r < 4; ++r) {
               T& out = c[i * c_rs + j + r];
               out = beta == T(0) ? alpha * acc[r] : alpha * acc[r] + beta * out;

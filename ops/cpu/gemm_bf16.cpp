@@ -26,9 +26,11 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "ops/cpu/amx.h"
@@ -102,6 +104,40 @@ void gemm_bf16_reference(const Bf16GemmArgs& a) {
         for (int64_t k = 0; k < a.K; ++k)
           acc += to_float(a.x[m * a.ldx + k]) * to_float(a.w_packed[packed_offset(n, k, a.K)]);
         store(a, m, n, finish(acc, n, a));
+      }
+  });
+}
+
+// ---------------------------------------------------------------- small M: the weight as stored
+
+// A few rows of x (an eager layer at batch 1): packing W would copy all of it
+// to use each element at most kBf16SmallM times, so this kernel reads W as
+// stored, (N, K) rows. x's rows are widened to f32 once; W's elements as they
+// are read (a shift), four rows of W at a time (lane_dot4, as the f32 GEMV
+// does). The sums are f32 and the output is rounded once, as in the packed
+// kernels; only the order of the additions differs. Threads split the columns,
+// each reading its own rows of W: the bf16 weight is half the bytes of an f32
+// one, and at batch 1 the bytes are the time.
+void gemm_bf16_small_m(const Bf16GemmArgs& a) {
+  const int64_t M = a.M, N = a.N, K = a.K;
+  std::vector<float> xf(static_cast<size_t>(M * K));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) xf[m * K + k] = to_float(a.x[m * a.ldx + k]);
+  auto widen = [](uint16_t bits) { return to_float(bits); };
+  parallel_for(M * N * K >= 49152, N, [&](int64_t n0, int64_t n1) {
+    int64_t n = n0;
+    for (; n + 4 <= n1; n += 4)
+      for (int64_t m = 0; m < M; ++m) {
+        const uint16_t* w = a.w + n * a.ldw;
+        const std::array<float, 4> s =
+            lane_dot4(K, xf.data() + m * K, w, w + a.ldw, w + 2 * a.ldw, w + 3 * a.ldw, widen);
+        for (int r = 0; r < 4; ++r) store(a, m, n + r, finish(s[r], n + r, a));
+      }
+    for (; n < n1; ++n)
+      for (int64_t m = 0; m < M; ++m) {
+        const float* x = xf.data() + m * K;
+        const uint16_t* w = a.w + n * a.ldw;
+        store(a, m, n, finish(lane_sum<float>(K, [x, w](int64_t k) { return x[k] * to_float(w[k]); }), n, a));
       }
   });
 }
@@ -321,6 +357,8 @@ void run_kernel(const Bf16GemmArgs& a, Bf16GemmKernel kernel) {
       return gemm_bf16_512<Bf16Dot>(a);
     case Bf16GemmKernel::avx512_cvt:
       return gemm_bf16_512<CvtDot>(a);
+    case Bf16GemmKernel::small_m:
+      return gemm_bf16_small_m(a);
     default:
       return gemm_bf16_reference(a);
   }
@@ -331,6 +369,7 @@ bool gemm_bf16_kernel_supported(Bf16GemmKernel k) {
   switch (k) {
     case Bf16GemmKernel::best:
     case Bf16GemmKernel::reference:
+    case Bf16GemmKernel::small_m:
       return true;
     case Bf16GemmKernel::avx512_cvt:
       return cpu_path_supported(CpuPath::avx512);
@@ -354,6 +393,8 @@ const char* gemm_bf16_kernel_name(Bf16GemmKernel k) {
       return "bf16-avx512-bf16 (vdpbf16ps, 6x64)";
     case Bf16GemmKernel::amx:
       return "bf16-amx (tdpbf16ps tiles, 32x32; under 16 rows avx512)";
+    case Bf16GemmKernel::small_m:
+      return "bf16-small-M (weight as stored, widened to f32)";
   }
   return "?";
 }
@@ -369,6 +410,10 @@ void gemm_bf16(const Bf16GemmArgs& a, Bf16GemmKernel kernel) {
   if (!gemm_bf16_kernel_supported(kernel))
     throw Error(std::string("gemm_bf16: this CPU (") + cpu_features().model + ") cannot run " +
                 gemm_bf16_kernel_name(kernel));
+  if ((kernel == Bf16GemmKernel::small_m ? a.w : a.w_packed) == nullptr)
+    throw Error(
+        std::string("gemm_bf16: ") + gemm_bf16_kernel_name(kernel) + " needs the weight " +
+        (kernel == Bf16GemmKernel::small_m ? "as stored (Bf16GemmArgs::w)" : "packed (Bf16GemmArgs::w_packed)"));
   run_kernel(a, kernel);
 }
 

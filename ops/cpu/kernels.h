@@ -89,6 +89,8 @@ struct Bf16GemmArgs {
   const uint16_t* x = nullptr;  // bf16 bits (M, K), row stride ldx
   int64_t ldx = 0;
   const uint16_t* w_packed = nullptr;  // gemm_bf16_pack_weight's layout
+  const uint16_t* w = nullptr;         // or, for the small_m kernel, W as stored: (N, K), row stride ldw
+  int64_t ldw = 0;
   const float* bias = nullptr;         // (N) or null
   bool relu = false;
   float* y = nullptr;           // one of y and y_bf16, row stride ldy
@@ -98,7 +100,10 @@ struct Bf16GemmArgs {
 // `best`: the AMX tiles where the CPU has them, else vdpbf16ps or the AVX-512
 // converting kernel (whichever is faster on the core: gemm_bf16.cpp), else the
 // reference loop; MINIDL_BF16_GEMM overrides. Tests run each this CPU has.
-enum class Bf16GemmKernel { best, reference, avx512_cvt, avx512_bf16, amx };
+// `small_m` reads W as stored (args.w), for a few rows of x: eager linear
+// layers at batch ≤ kBf16SmallM take it and skip packing; `best` never does.
+enum class Bf16GemmKernel { best, reference, avx512_cvt, avx512_bf16, amx, small_m };
+inline constexpr int64_t kBf16SmallM = 4;
 void gemm_bf16(const Bf16GemmArgs& args, Bf16GemmKernel kernel = Bf16GemmKernel::best);
 bool gemm_bf16_kernel_supported(Bf16GemmKernel kernel);
 const char* gemm_bf16_kernel_name(Bf16GemmKernel kernel);

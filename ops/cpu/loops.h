@@ -223,4 +223,27 @@ Acc lane_sum(int64_t n, Value&& value) {
   return total;
 }
 
+// Σ_k a[k]·w_r[k] for four vectors w_0..w_3 at once (four columns of a GEMV),
+// each as 16 partial sums per lane like lane_sum. One chain of sums waits on the
+// multiply-add's latency; four independent ones keep the unit busy, and each
+// a[k] is loaded once for the four. `load` widens an element of w to Acc
+// (nothing to do for f32; a shift for bf16).
+template <class Acc, class W, class Load>
+std::array<Acc, 4> lane_dot4(int64_t n, const Acc* a, const W* w0, const W* w1, const W* w2, const W* w3, Load&& load) {
+  constexpr int64_t kLanes = 16;
+  Acc p0[kLanes] = {}, p1[kLanes] = {}, p2[kLanes] = {}, p3[kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= n; k += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const Acc x = a[k + l];
+      p0[l] += x * load(w0[k + l]), p1[l] += x * load(w1[k + l]);
+      p2[l] += x * load(w2[k + l]), p3[l] += x * load(w3[k + l]);
+    }
+  std::array<Acc, 4> s{};
+  for (; k < n; ++k)
+    s[0] += a[k] * load(w0[k]), s[1] += a[k] * load(w1[k]), s[2] += a[k] * load(w2[k]), s[3] += a[k] * load(w3[k]);
+  for (int64_t l = 0; l < kLanes; ++l) s[0] += p0[l], s[1] += p1[l], s[2] += p2[l], s[3] += p3[l];
+  return s;
+}
+
 }  // namespace minidl::cpu

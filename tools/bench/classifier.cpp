@@ -223,7 +223,9 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
     m->to(DType::bf16);
     const std::string path = cpu::gemm_bf16_kernel_name(cpu::Bf16GemmKernel::best);
     const std::string gpu_bf16 = cuda::linear_bf16_kernel_name();
-    ModelVariant eager{"bf16 eager", path, gpu_bf16, "model.to(bf16); weights packed per call", m, base_macs, 20};
+    ModelVariant eager{
+        "bf16 eager", path, gpu_bf16, "model.to(bf16); weights packed per call (at batch <= 4 read as stored)", m,
+        base_macs,    20};
     eager.input_dtype = DType::bf16;
     if (on_amx(path)) eager.peak_macs_per_s = amx_bf16_peak;
     variants.push_back(eager);
