@@ -114,6 +114,7 @@ Tensor linear_bf16_cuda(const Tensor& x, const Tensor& weight, const Tensor& bia
   out_shape.back() = out;
   return y.reshape(out_shape);
 }
+
 // y = act(x · Wᵀ + bias) on the CPU in bf16, the weight either packed (`packed`,
 // any batch) or as stored (`weight`, the small-M kernel). The caller has
 // checked the shapes.
