@@ -169,11 +169,12 @@ void gemm_small_m(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A, 
   // on the 2-core VM: 64×512 4.1 µs alone, 4.5 µs on two). At the old 64 K
   // bound a 128×512 layer — a 256×512 one with half its neurons pruned — ran on
   // one thread, and shrinking it gained 1.09× instead of 1.4×.
-  const bool parallel = N * K * M >= 49152;
+  const bool parallel = N * K * M >= kGemvParallelMacs;
   if (b_rs == 1 || b_cs != 1) {  // dot products along B's columns
+    const bool unit_strides = a_cs == 1 && b_rs == 1;
     parallel_for(parallel, N, [&](int64_t j0, int64_t j1) {
       int64_t j = j0;
-      if (a_cs == 1 && b_rs == 1) {
+      if (unit_strides) {
         // Unit strides: four columns at a time (lane_dot4 in loops.h).
         for (; j + 4 <= j1; j += 4)
           for (int64_t i = 0; i < M; ++i) {
@@ -192,8 +193,8 @@ void gemm_small_m(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A, 
           const T* ai = a + i * a_rs;
           const T* bj = b + j * b_cs;
           T acc = 0;
-          if (a_cs == 1 && b_rs == 1) {
-            // Unit strides: partial sums per vector lane (loops.h), so the loop vectorises.
+          if (unit_strides) {
+            // Partial sums per vector lane (loops.h), so the loop vectorises.
             acc = lane_sum<T>(K, [ai, bj](int64_t k) { return ai[k] * bj[k]; });
           } else {
             for (int64_t k = 0; k < K; ++k) acc += ai[k * a_cs] * bj[k * b_rs];

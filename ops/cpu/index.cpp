@@ -92,8 +92,7 @@ void find_out_of_range(const TensorArg& status, const TensorArg& index, int64_t 
       if ((ix[i] < 0 || ix[i] >= size) && ix[i] != allowed) return i;
     return n;
   };
-  const int64_t first =
-      parallel_reduce(n > kParallelGrain, n, n, first_in, [](int64_t a, int64_t b) { return std::min(a, b); });
+  const int64_t first = parallel_first(n > kParallelGrain, n, first_in);
   *status.ptr<int64_t>() = first < n ? first : -1;
 }
 

@@ -28,6 +28,9 @@ namespace minidl::cpu {
 
 // Below this many elements a parallel region costs more than it saves.
 inline constexpr int64_t kParallelGrain = 32768;
+// A GEMV (a few rows against a weight) goes to a second thread from this many
+// multiply-adds; measured for the f32 one in gemm.cpp's gemm_small_m.
+inline constexpr int64_t kGemvParallelMacs = 49152;
 
 // OpenMP queries that also compile without OpenMP.
 inline int64_t max_threads() {
@@ -100,6 +103,13 @@ T parallel_reduce(bool parallel, int64_t n, T init, Body&& body, Fold&& fold) {
   for (const std::optional<T>& p : partial)
     if (p) init = fold(init, *p);
   return init;
+}
+
+// The first index of [0, n) that the checks find, or n: body(begin, end)
+// returns the first one in its range (end's n when none), and the earliest wins.
+template <class Body>
+int64_t parallel_first(bool parallel, int64_t n, Body&& body) {
+  return parallel_reduce(parallel, n, n, body, [](int64_t a, int64_t b) { return std::min(a, b); });
 }
 
 // Runs body on a team of threads, or on this thread alone. Unlike

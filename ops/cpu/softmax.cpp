@@ -170,8 +170,7 @@ void cross_entropy_rows(const TensorArg& loss, const TensorArg& lse, const Tenso
       }
       return first_bad;
     };
-    auto earlier = [](int64_t a, int64_t b) { return std::min(a, b); };
-    const int64_t first_bad = parallel_reduce(rows * cols > kParallelGrain, rows, rows, run_rows, earlier);
+    const int64_t first_bad = parallel_first(rows * cols > kParallelGrain, rows, run_rows);
     if (first_bad < rows) bad_row = first_bad;
   });
   *status.ptr<int64_t>() = bad_row;
@@ -371,8 +370,7 @@ void distillation_rows(const TensorArg& kl, const TensorArg& ce, const TensorArg
       }
       return first_bad;
     };
-    auto earlier = [](int64_t a, int64_t b) { return std::min(a, b); };
-    const int64_t first_bad = parallel_reduce(rows * cols > kParallelGrain, rows, rows, run_rows, earlier);
+    const int64_t first_bad = parallel_first(rows * cols > kParallelGrain, rows, run_rows);
     if (first_bad < rows) bad_row = first_bad;
   });
   *status.ptr<int64_t>() = bad_row;
