@@ -68,7 +68,8 @@ void check_linear(const Tensor& y, const Tensor& x, const Tensor& w, const Tenso
 
 std::vector<cpu::SpmmKernel> kernels_for(const SparseMatrix& w) {
   std::vector<cpu::SpmmKernel> ks;
-  for (auto k : {cpu::SpmmKernel::reference, cpu::SpmmKernel::avx2, cpu::SpmmKernel::avx512})
+  for (auto k : {cpu::SpmmKernel::reference, cpu::SpmmKernel::avx2, cpu::SpmmKernel::avx512,
+                 cpu::SpmmKernel::avx2_loads, cpu::SpmmKernel::avx512_loads})
     if (cpu::spmm_kernel_supported(k, w.arg())) ks.push_back(k);
   return ks;
 }
