@@ -201,12 +201,14 @@ __attribute__((target("avx2,fma"))) void csr_spmv_avx2(const SparseMatrixArg& w,
 
 // Batch 1 without the gather instruction: the same sum, with x[col[p]] for eight
 // non-zeros fetched by eight scalar loads, each put into its lane as it is loaded
-// (vinsertps takes a memory operand), and two halves joined. AMD's Zen 4 and
-// Zen 5 run vgatherdps as microcode: on the Zen 5 VM sixteen scalar loads cost
-// about half what one 16-lane gather does (4.7 against 2.6 non-zeros per ns on
-// one core), so `best` picks this on AMD and the gathers on Intel, whose gather
-// units fetch several lanes per cycle. Eight lanes are enough: the loads, not
-// the FMAs, are what it waits on, and 16 lanes measured the same.
+// (vinsertps takes a memory operand), and two halves joined. AMD's Zen cores run
+// vgatherdps as microcode: on the Zen 5 VM this kernel does the 1024×1024
+// product at 70% sparsity in 50 µs against the 16-lane gathers' 72 µs
+// (docs/benchmarks.md). So `best` picks it on AMD (gathers_pay) and keeps the
+// gathers on Intel, whose gather units fetch several lanes per cycle. Eight
+// lanes suffice: the loads, not the FMAs, are what it waits on (a 16-lane
+// version ran no faster in a trial, nor did reading four 16-bit indices in one
+// 8-byte load).
 template <class Index>
 __attribute__((target("avx2,fma"))) inline __m128 load4(const float* x, const Index* col) {
   __m128 q = _mm_load_ss(x + col[0]);
