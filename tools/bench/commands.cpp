@@ -120,6 +120,25 @@ void require_model(const char* bench, nn::Module& model, const std::string& mode
 }
 
 #ifdef MINIDL_HAVE_OPENBLAS
+void openblas_gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* b, int64_t ldb,
+                   bool b_transposed, float* c, int64_t ldc) {
+  auto i = [](int64_t v) { return static_cast<int>(v); };
+  if (M == 1) {
+    // c = a · B: B stored (N, K) is the product B·aᵀ as it lies; stored (K, N), its transpose.
+    if (b_transposed)
+      cblas_sgemv(kRowMajor, kNoTrans, i(N), i(K), 1.0f, b, i(ldb), a, 1, 0.0f, c, 1);
+    else
+      cblas_sgemv(kRowMajor, kTrans, i(K), i(N), 1.0f, b, i(ldb), a, 1, 0.0f, c, 1);
+    return;
+  }
+  if (N == 1) {  // c = A · b, b a column: B's row stride is its element stride (ldb; K when transposed)
+    cblas_sgemv(kRowMajor, kNoTrans, i(M), i(K), 1.0f, a, i(lda), b, b_transposed ? 1 : i(ldb), 0.0f, c, i(ldc));
+    return;
+  }
+  cblas_sgemm(kRowMajor, kNoTrans, b_transposed ? kTrans : kNoTrans, i(M), i(N), i(K), 1.0f, a, i(lda), b, i(ldb), 0.0f,
+              c, i(ldc));
+}
+
 void print_openblas_notes() {
   const std::string core = openblas_get_corename();
   std::printf("OpenBLAS core: %s, %d threads\n", core.c_str(), openblas_get_num_threads());
@@ -177,10 +196,8 @@ int bench_gemm(const std::vector<std::string>& shapes, bool with_reference, cons
 #ifdef MINIDL_HAVE_OPENBLAS
     Tensor C2 = zeros({M, N});
     variants.push_back({"openblas", [&] {
-                          cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, static_cast<int>(M), static_cast<int>(N),
-                                      static_cast<int>(K), 1.0f, A.data_ptr<float>(), static_cast<int>(K),
-                                      B.data_ptr<float>(), static_cast<int>(N), 0.0f, C2.data_ptr<float>(),
-                                      static_cast<int>(N));
+                          openblas_gemm(M, N, K, A.data_ptr<float>(), K, B.data_ptr<float>(), N, false,
+                                        C2.data_ptr<float>(), N);
                         }});
 #endif
     // Each variant's C is checked once before anything is timed.

@@ -18,6 +18,8 @@ enum CBLAS_ORDER_ { kRowMajor = 101 };
 enum CBLAS_TRANSPOSE_ { kNoTrans = 111, kTrans = 112 };
 void cblas_sgemm(int order, int transa, int transb, int m, int n, int k, float alpha, const float* a, int lda,
                  const float* b, int ldb, float beta, float* c, int ldc);
+void cblas_sgemv(int order, int trans, int m, int n, float alpha, const float* a, int lda, const float* x, int incx,
+                 float beta, float* y, int incy);
 char* openblas_get_corename(void);
 int openblas_get_num_threads(void);
 }
@@ -53,6 +55,13 @@ void require_model(const char* bench, nn::Module& model, const std::string& mode
 // Which OpenBLAS kernel is in use, with a note when its threads will spin into
 // the next variant or when it picked kernels below this CPU's ISA.
 void print_openblas_notes();
+// C (M, N) = A (M, K) · B, all row-major with the given row strides; B is
+// (K, N), or (N, K) read transposed when b_transposed. One row (M = 1) or
+// one column (N = 1) goes to sgemv: OpenBLAS's sgemm packs its operands even
+// then and runs several times slower than its own matrix-vector product, which
+// is the fair comparator.
+void openblas_gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* b, int64_t ldb,
+                   bool b_transposed, float* c, int64_t ldc);
 #endif
 // FASTER, SLOWER, SAME or UNCLEAR for a speed-up measured round by round (the
 // p10 and p90 of the per-round ratios): FASTER when nine rounds

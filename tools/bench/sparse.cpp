@@ -254,15 +254,12 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
 #ifdef MINIDL_HAVE_OPENBLAS
             y = sh.conv() ? empty({sh.out, n}) : empty({batch, sh.out});
             fn = [&] {
-              if (sh.conv())
-                cblas_sgemm(kRowMajor, kNoTrans, kNoTrans, static_cast<int>(sh.out), static_cast<int>(n),
-                            static_cast<int>(sh.in), 1.0f, im.weight.data_ptr<float>(), static_cast<int>(sh.in),
-                            x.data_ptr<float>(), static_cast<int>(n), 0.0f, y.data_ptr<float>(), static_cast<int>(n));
-              else
-                cblas_sgemm(kRowMajor, kNoTrans, kTrans, static_cast<int>(batch), static_cast<int>(sh.out),
-                            static_cast<int>(sh.in), 1.0f, x.data_ptr<float>(), static_cast<int>(sh.in),
-                            im.weight.data_ptr<float>(), static_cast<int>(sh.in), 0.0f, y.data_ptr<float>(),
-                            static_cast<int>(sh.out));
+              if (sh.conv())  // y (out, n) = W (out, in) · X (in, n)
+                openblas_gemm(sh.out, n, sh.in, im.weight.data_ptr<float>(), sh.in, x.data_ptr<float>(), n, false,
+                              y.data_ptr<float>(), n);
+              else  // y (batch, out) = x (batch, in) · Wᵀ
+                openblas_gemm(batch, sh.out, sh.in, x.data_ptr<float>(), sh.in, im.weight.data_ptr<float>(), sh.in,
+                              true, y.data_ptr<float>(), sh.out);
             };
 #endif
           } else {
