@@ -217,8 +217,10 @@ Tensor sparse_linear(const Tensor& x, const SparseMatrix& w, const Tensor& bias,
   // xᵀ (in, N), its rows padded so they are not a multiple of 512 bytes apart: the
   // kernel reads a 64-column slice of every row, and at a power-of-two stride
   // those slices would all fall in a quarter of the L2's sets (measured at
-  // 4096×4096, batch 256: 0.12× dense unpadded, see ops/cpu/spmm.cpp).
-  int64_t ld = (N + 15) / 16 * 16;
+  // 4096×4096, batch 256: 0.12× dense unpadded, see ops/cpu/spmm.cpp). A batch
+  // under 16 is packed instead (ld = N): its rows then share cache lines, and
+  // xᵀ stays in L1 (8 KiB at 1024 features and batch 2, against 64 KiB padded).
+  int64_t ld = N < 16 ? N : (N + 15) / 16 * 16;
   if ((ld * 4) % 512 == 0) ld += 16;
   Tensor xt = empty({w.cols(), ld}, {.dtype = DType::f32}).narrow(1, 0, N);
   xt.copy_(x.t());

@@ -140,7 +140,7 @@ TEST_CASE("spmm: every kernel against dense f64 over sparsities, batches and odd
         SparseMatrix m = SparseMatrix::from_dense(w, f, width);
         Tensor bias = random_dense(1, shape.rows, 3).view({shape.rows});
         for (cpu::SpmmKernel k : kernels_for(m))
-          for (int64_t batch : {1, 2, 5, 16, 17, 33, 64, 70, 131}) {
+          for (int64_t batch : {1, 2, 4, 5, 8, 16, 17, 33, 64, 70, 131}) {
             const std::string name = f.name(), kernel = cpu::spmm_kernel_name(k, m.arg());
             const bool i16 = width == IndexWidth::i16;
             CAPTURE(name);
@@ -163,7 +163,7 @@ TEST_CASE("spmm: empty rows, a single non-zero, and non-contiguous inputs") {
   SparseMatrix m = SparseMatrix::from_dense(w);
   CHECK(m.nnz() == 1);
   for (cpu::SpmmKernel k : kernels_for(m))
-    for (int64_t batch : {1, 9, 100}) {
+    for (int64_t batch : {1, 2, 8, 9, 100}) {
       const std::string kernel = cpu::spmm_kernel_name(k, m.arg());
       CAPTURE(kernel);
       CAPTURE(batch);

@@ -13,11 +13,12 @@
 // columns. So per non-zero and per 16 columns of B the kernel pays one load and
 // one FMA: it is load-bound at best, near half of dense's FMA rate, and the
 // crossover is where 1 − sparsity ≈ that fraction. Two tricks keep it there:
-//   - a tile of 64 columns (four zmm accumulators, eight with the even/odd split
+//   - a tile of 64 columns (four zmm accumulators, eight with the two sets
 //     below) per row, so the value and the column index are read once per 64
 //     products, not once per 16;
-//   - the non-zeros of a row alternate between two accumulator sets, so two
-//     independent FMA chains hide the FMA latency.
+//   - the non-zeros of a row take turns between accumulator sets (two, or four
+//     for a one-vector tile: kChains), so independent FMA chains hide the FMA
+//     latency.
 // The 64-column panel of B (cols × 256 B: 1 MiB at 4096 columns) stays in L2
 // while every row of this thread's range walks it.
 //
@@ -33,6 +34,10 @@
 // them at once; where it is microcode (AMD) scalar loads placed into a vector's
 // lanes are faster (csr_spmv_loads).
 //
+// A narrow batch (n = 2, 4 or 8) reads each row of B with one plain load of
+// exactly its width (csr_tile_narrow): the masked vector loads the tile kernels
+// would use cost more than the product needs.
+//
 // Rows of unequal length: threads get contiguous row ranges holding equal
 // numbers of non-zeros (a binary search in row_ptr), not equal numbers of rows.
 //
@@ -42,6 +47,7 @@
 //      (avx2_loads) by scalar loads eight to a vector.
 //   v3 avx512: CSR and BSR, 64 columns per tile (4 zmm); batch 1 by gathers
 //      of 16, or (avx512_loads) by the same scalar loads as avx2_loads.
+//   Both CSR paths take batches of 2, 4 and 8 to csr_tile_narrow (AVX2).
 #include <immintrin.h>
 
 // GCC 12 warns that its own AVX-512 intrinsic headers read an uninitialised
@@ -119,12 +125,27 @@ void spmm_reference(const SparseMatrixArg& w, const TensorArg& B, const TensorAr
     }
 }
 
+// Accumulator sets per row in the tile kernels, each taking every S-th non-zero:
+// one chain of FMAs waits on the one before (4 cycles), so a narrow batch, one
+// vector per row, needs more independent chains to keep the loads busy than a
+// wide one, whose V vectors are already V chains.
+template <int V>
+constexpr int kChains = V == 1 ? 4 : 2;
+
 // ---------------------------------------------------------------- v2: AVX2 (CSR)
 
 // The 8-lane mask of the lanes of vector v below `width` (maskload wants ints).
 __attribute__((target("avx2"))) inline __m256i lanes_below8(int64_t width, int v) {
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::clamp<int64_t>(width - 8 * v, 0, 8))), lane);
+}
+
+// acc[v] += value · the v-th eight of the masked lanes at brow: one non-zero's step.
+template <int V>
+__attribute__((target("avx2,fma"))) inline void madd8(__m256 (&acc)[V], float value, const float* brow,
+                                                      const __m256i (&mask)[V]) {
+  const __m256 broadcast = _mm256_set1_ps(value);
+  for (int v = 0; v < V; ++v) acc[v] = _mm256_fmadd_ps(broadcast, _mm256_maskload_ps(brow + 8 * v, mask[v]), acc[v]);
 }
 
 // Rows [r0, r1) of C, columns [j0, j0 + width), width ≤ 8·V.
@@ -136,28 +157,21 @@ __attribute__((target("avx2,fma"))) void csr_tile_avx2(const SparseMatrixArg& w,
   for (int v = 0; v < V; ++v) mask[v] = lanes_below8(width, v);
   const float* bias = static_cast<const float*>(e.bias);
   for (int64_t row = r0; row < r1; ++row) {
-    __m256 even[V], odd[V];
-    for (int v = 0; v < V; ++v) even[v] = odd[v] = _mm256_setzero_ps();
+    constexpr int S = kChains<V>;
+    __m256 acc[S][V];
+    for (int k = 0; k < S; ++k)
+      for (int v = 0; v < V; ++v) acc[k][v] = _mm256_setzero_ps();
     int64_t p = w.row_ptr[row];
     const int64_t end = w.row_ptr[row + 1];
-    for (; p + 2 <= end; p += 2) {
-      const float* x0 = b + static_cast<int64_t>(col[p]) * ldb + j0;
-      const float* x1 = b + static_cast<int64_t>(col[p + 1]) * ldb + j0;
-      const __m256 v0 = _mm256_broadcast_ss(w.values + p), v1 = _mm256_broadcast_ss(w.values + p + 1);
-      for (int v = 0; v < V; ++v) {
-        even[v] = _mm256_fmadd_ps(v0, _mm256_maskload_ps(x0 + 8 * v, mask[v]), even[v]);
-        odd[v] = _mm256_fmadd_ps(v1, _mm256_maskload_ps(x1 + 8 * v, mask[v]), odd[v]);
-      }
-    }
-    if (p < end) {
-      const float* x0 = b + static_cast<int64_t>(col[p]) * ldb + j0;
-      const __m256 v0 = _mm256_broadcast_ss(w.values + p);
-      for (int v = 0; v < V; ++v) even[v] = _mm256_fmadd_ps(v0, _mm256_maskload_ps(x0 + 8 * v, mask[v]), even[v]);
-    }
+    const float* brow = b + j0;
+    for (; p + S <= end; p += S)
+      for (int k = 0; k < S; ++k) madd8(acc[k], w.values[p + k], brow + static_cast<int64_t>(col[p + k]) * ldb, mask);
+    for (; p < end; ++p) madd8(acc[0], w.values[p], brow + static_cast<int64_t>(col[p]) * ldb, mask);
     const __m256 bv = _mm256_set1_ps(bias ? bias[row] : 0.0f);
     float* out = c + row * ldc + j0;
     for (int v = 0; v < V; ++v) {
-      __m256 s = _mm256_add_ps(_mm256_add_ps(even[v], odd[v]), bv);
+      __m256 s = bv;
+      for (int k = 0; k < S; ++k) s = _mm256_add_ps(s, acc[k][v]);
       if (e.relu) s = _mm256_max_ps(s, _mm256_setzero_ps());
       _mm256_maskstore_ps(out + 8 * v, mask[v], s);
     }
@@ -243,11 +257,86 @@ __attribute__((target("avx2,fma"))) void csr_spmv_loads(const SparseMatrixArg& w
   }
 }
 
+// A narrow batch, n = 2, 4 or 8: each non-zero meets exactly n floats of B, read
+// by one plain load of that width (8 bytes, an xmm or a ymm) instead of a masked
+// vector. Masked loads cost Zen 5 more than plain ones, and at these widths the
+// tile kernels above are nothing but masked loads: on the Zen 5 VM this kernel
+// runs the 1024×1024 product at 70% and batch 2 in about half their time
+// (docs/benchmarks.md). Used by both paths (it needs AVX2 alone).
+template <int W>
+__attribute__((target("avx2,fma"))) inline auto broadcast(float v) {  // the vector type: __m256 or __m128
+  if constexpr (W == 8)
+    return _mm256_set1_ps(v);
+  else
+    return _mm_set1_ps(v);
+}
+template <int W>
+using NarrowVec = decltype(broadcast<W>(0.0f));
+
+template <int W>
+__attribute__((target("avx2,fma"))) inline NarrowVec<W> load_exact(const float* p) {
+  if constexpr (W == 8)
+    return _mm256_loadu_ps(p);
+  else if constexpr (W == 4)
+    return _mm_loadu_ps(p);
+  else
+    return _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));  // two floats, then zeros
+}
+template <int W>
+__attribute__((target("avx2,fma"))) inline void store_exact(float* p, NarrowVec<W> v) {
+  if constexpr (W == 8)
+    _mm256_storeu_ps(p, v);
+  else if constexpr (W == 4)
+    _mm_storeu_ps(p, v);
+  else
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_castps_si128(v));
+}
+__attribute__((target("avx2,fma"))) inline __m128 madd(__m128 a, __m128 b, __m128 c) { return _mm_fmadd_ps(a, b, c); }
+__attribute__((target("avx2,fma"))) inline __m256 madd(__m256 a, __m256 b, __m256 c) {
+  return _mm256_fmadd_ps(a, b, c);
+}
+__attribute__((target("avx2,fma"))) inline __m128 add(__m128 a, __m128 b) { return _mm_add_ps(a, b); }
+__attribute__((target("avx2,fma"))) inline __m256 add(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
+__attribute__((target("avx2,fma"))) inline __m128 relu(__m128 a) { return _mm_max_ps(a, _mm_setzero_ps()); }
+__attribute__((target("avx2,fma"))) inline __m256 relu(__m256 a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
+
+// Rows [r0, r1) of C (rows, W) from B (cols, W), four accumulators per row (kChains<1>).
+template <int W, class Index>
+__attribute__((target("avx2,fma"))) void csr_tile_narrow(const SparseMatrixArg& w, const Index* col, const float* b,
+                                                         int64_t ldb, float* c, int64_t ldc, int64_t r0, int64_t r1,
+                                                         const GemmEpilogue& e) {
+  constexpr int S = kChains<1>;
+  const float* bias = static_cast<const float*>(e.bias);
+  for (int64_t row = r0; row < r1; ++row) {
+    NarrowVec<W> acc[S];
+    for (int k = 0; k < S; ++k) acc[k] = broadcast<W>(0.0f);
+    int64_t p = w.row_ptr[row];
+    const int64_t end = w.row_ptr[row + 1];
+    for (; p + S <= end; p += S)
+      for (int k = 0; k < S; ++k)
+        acc[k] = madd(broadcast<W>(w.values[p + k]), load_exact<W>(b + static_cast<int64_t>(col[p + k]) * ldb), acc[k]);
+    for (; p < end; ++p)
+      acc[0] = madd(broadcast<W>(w.values[p]), load_exact<W>(b + static_cast<int64_t>(col[p]) * ldb), acc[0]);
+    NarrowVec<W> sum = broadcast<W>(bias ? bias[row] : 0.0f);
+    for (int k = 0; k < S; ++k) sum = add(sum, acc[k]);
+    store_exact<W>(c + row * ldc, e.relu ? relu(sum) : sum);
+  }
+}
+
 // ---------------------------------------------------------------- v3: AVX-512
 
 __attribute__((target("avx512f"))) inline __mmask16 lanes_below16(int64_t width, int v) {
   const int64_t left = std::clamp<int64_t>(width - 16 * v, 0, 16);
   return static_cast<__mmask16>((1u << left) - 1u);
+}
+
+// acc[v] += value · the v-th sixteen of the masked lanes at brow.
+template <int V>
+__attribute__((target("avx512f"))) inline void madd16(__m512 (&acc)[V], float value, const float* brow,
+                                                      const __mmask16 (&mask)[V]) {
+  const __m512 broadcast = _mm512_set1_ps(value);
+  for (int v = 0; v < V; ++v)
+    acc[v] = _mm512_fmadd_ps(broadcast, _mm512_maskz_loadu_ps(mask[v], brow + 16 * v), acc[v]);
 }
 
 // Rows [r0, r1) of C, columns [j0, j0 + width), width ≤ 16·V.
@@ -259,28 +348,21 @@ __attribute__((target("avx512f"))) void csr_tile_avx512(const SparseMatrixArg& w
   for (int v = 0; v < V; ++v) mask[v] = lanes_below16(width, v);
   const float* bias = static_cast<const float*>(e.bias);
   for (int64_t row = r0; row < r1; ++row) {
-    __m512 even[V], odd[V];
-    for (int v = 0; v < V; ++v) even[v] = odd[v] = _mm512_setzero_ps();
+    constexpr int S = kChains<V>;
+    __m512 acc[S][V];
+    for (int k = 0; k < S; ++k)
+      for (int v = 0; v < V; ++v) acc[k][v] = _mm512_setzero_ps();
     int64_t p = w.row_ptr[row];
     const int64_t end = w.row_ptr[row + 1];
-    for (; p + 2 <= end; p += 2) {
-      const float* x0 = b + static_cast<int64_t>(col[p]) * ldb + j0;
-      const float* x1 = b + static_cast<int64_t>(col[p + 1]) * ldb + j0;
-      const __m512 v0 = _mm512_set1_ps(w.values[p]), v1 = _mm512_set1_ps(w.values[p + 1]);
-      for (int v = 0; v < V; ++v) {
-        even[v] = _mm512_fmadd_ps(v0, _mm512_maskz_loadu_ps(mask[v], x0 + 16 * v), even[v]);
-        odd[v] = _mm512_fmadd_ps(v1, _mm512_maskz_loadu_ps(mask[v], x1 + 16 * v), odd[v]);
-      }
-    }
-    if (p < end) {
-      const float* x0 = b + static_cast<int64_t>(col[p]) * ldb + j0;
-      const __m512 v0 = _mm512_set1_ps(w.values[p]);
-      for (int v = 0; v < V; ++v) even[v] = _mm512_fmadd_ps(v0, _mm512_maskz_loadu_ps(mask[v], x0 + 16 * v), even[v]);
-    }
+    const float* brow = b + j0;
+    for (; p + S <= end; p += S)
+      for (int k = 0; k < S; ++k) madd16(acc[k], w.values[p + k], brow + static_cast<int64_t>(col[p + k]) * ldb, mask);
+    for (; p < end; ++p) madd16(acc[0], w.values[p], brow + static_cast<int64_t>(col[p]) * ldb, mask);
     const __m512 bv = _mm512_set1_ps(bias ? bias[row] : 0.0f);
     float* out = c + row * ldc + j0;
     for (int v = 0; v < V; ++v) {
-      __m512 s = _mm512_add_ps(_mm512_add_ps(even[v], odd[v]), bv);
+      __m512 s = bv;
+      for (int k = 0; k < S; ++k) s = _mm512_add_ps(s, acc[k][v]);
       if (e.relu) s = _mm512_max_ps(s, _mm512_setzero_ps());
       _mm512_mask_storeu_ps(out + 16 * v, mask[v], s);
     }
@@ -453,6 +535,21 @@ void spmm_rows(SpmmKernel k, const SparseMatrixArg& w, const TensorArg& B, const
     } else {
       with_block_shape(w, [&]<int R, int Cb>() { bsr_spmv_avx512<R, Cb>(w, b, c, ldc, br0, br1, e); });
     }
+    return;
+  }
+  if (w.is_csr() && (n == 2 || n == 4 || n == 8)) {
+    auto narrow = [&](auto* col) {
+      if (n == 2)
+        csr_tile_narrow<2>(w, col, b, ldb, c, ldc, br0, br1, e);
+      else if (n == 4)
+        csr_tile_narrow<4>(w, col, b, ldb, c, ldc, br0, br1, e);
+      else
+        csr_tile_narrow<8>(w, col, b, ldb, c, ldc, br0, br1, e);
+    };
+    if (w.index16)
+      narrow(static_cast<const uint16_t*>(w.col_index));
+    else
+      narrow(static_cast<const int32_t*>(w.col_index));
     return;
   }
   const int64_t tile = is_avx512(k) ? 64 : 32, lanes = tile / 4;
