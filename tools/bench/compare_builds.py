@@ -18,7 +18,9 @@ def medians(doc, path=""):
     """Every median_s in a benchmark's JSON, keyed by where it sits."""
     out = {}
     if isinstance(doc, dict):
-        label = doc.get("shape") or doc.get("batch") or doc.get("name")
+        # What the entry is: its shape, batch, sparsity and variant, where it says.
+        parts = [doc.get(k) for k in ("shape", "batch", "sparsity", "label", "name")]
+        label = " ".join(str(p) for p in parts if p is not None) or None
         for k, v in doc.items():
             if k == "median_s":
                 out[path or "median"] = v
