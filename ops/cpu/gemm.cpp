@@ -115,7 +115,17 @@ void gemm_reference(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A
 //   B's columns contiguous (B = Wᵀ of a linear layer): c_ij = a_i · b_:j, a dot product;
 //   B's rows contiguous:                                c_i: += a_ik · b_k:, an axpy.
 // The dot form splits C's columns across threads, the axpy form B's rows (below).
-constexpr int64_t kSmallM = 4;
+//
+// Up to how many rows each form beats packing. The dot form reads each column of
+// B from memory once and from L1 for the other rows of A. On the Zen 5 VM it
+// beat the packed kernel at 5 and 6 rows on every linear layer measured (1.03–
+// 2.2×: 64×784 to 1024×1024 and 128×3136, docs/benchmarks.md), and at 8 rows
+// lost where W fits in cache (0.94× on 64×784 and 256×512), so it stops at 6.
+// The axpy form rewrites C's rows per k and stays at 4.
+constexpr int64_t kSmallMDot = 6, kSmallMAxpy = 4;
+
+// Whether gemm_small_m takes B by columns (the dot form) for these strides.
+bool small_m_dot_form(const TensorArg& B) { return B.strides[0] == 1 || B.strides[1] != 1; }
 // Columns per block in the axpy form: 4 rows of C in 16 KiB of f32, inside L1.
 constexpr int64_t kAxpyBlock = 1024;
 
@@ -170,7 +180,7 @@ void gemm_small_m(int64_t M, int64_t N, int64_t K, T alpha, const TensorArg& A, 
   // bound a 128×512 layer — a 256×512 one with half its neurons pruned — ran on
   // one thread, and shrinking it gained 1.09× instead of 1.4×.
   const bool parallel = N * K * M >= kGemvParallelMacs;
-  if (b_rs == 1 || b_cs != 1) {  // dot products along B's columns
+  if (small_m_dot_form(B)) {  // dot products along B's columns
     const bool unit_strides = a_cs == 1 && b_rs == 1;
     parallel_for(parallel, N, [&](int64_t j0, int64_t j1) {
       int64_t j = j0;
@@ -624,7 +634,7 @@ const char* gemm_kernel_name(GemmKernel k) {
 void gemm(int64_t M, int64_t N, int64_t K, double alpha, const TensorArg& A, const TensorArg& B, double beta,
           const TensorArg& C, GemmKernel kernel, const GemmEpilogue& epilogue) {
   if (M == 0 || N == 0) return;
-  if (kernel == GemmKernel::best && M <= kSmallM) kernel = GemmKernel::small_m;
+  if (kernel == GemmKernel::best && M <= (small_m_dot_form(B) ? kSmallMDot : kSmallMAxpy)) kernel = GemmKernel::small_m;
   if (kernel == GemmKernel::small_m) {
     {
       dispatch_f32_f64(C.dtype, "gemm", [&](auto tag) {
