@@ -32,7 +32,7 @@
 // 65536), but every non-zero also needs x[col], an indexed load, and that is
 // what bounds it. Where the gather instruction is fast (Intel) it fetches 16 of
 // them at once; where it is microcode (AMD) scalar loads placed into a vector's
-// lanes are faster (csr_spmv_loads).
+// lanes are faster (ByLoads).
 //
 // A narrow batch (n = 2, 4 or 8) reads each row of B with one plain load of
 // exactly its width (csr_tile_narrow): the masked vector loads the tile kernels
@@ -194,61 +194,22 @@ __attribute__((target("avx2"))) inline float sum8(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
-// Batch 1: y[row] = Σ values · x[col], eight gathered at a time by vgatherdps.
-template <class Index>
-__attribute__((target("avx2,fma"))) void csr_spmv_avx2(const SparseMatrixArg& w, const Index* col, const float* x,
-                                                       float* y, int64_t ldy, int64_t r0, int64_t r1,
-                                                       const GemmEpilogue& e) {
+// Batch 1, eight lanes at a time: y[row] = Σ values · x[col], with x[col[p]] for
+// eight non-zeros fetched by `Fetch`: one vgatherdps (ByGather) or eight scalar
+// loads put into their lanes (ByLoads, below).
+template <class Fetch, class Index>
+__attribute__((target("avx2,fma"))) void csr_spmv8(const SparseMatrixArg& w, const Index* col, const float* x, float* y,
+                                                   int64_t ldy, int64_t r0, int64_t r1, const GemmEpilogue& e) {
   for (int64_t row = r0; row < r1; ++row) {
     int64_t p = w.row_ptr[row];
     const int64_t end = w.row_ptr[row + 1];
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (; p + 16 <= end; p += 16) {
-      acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w.values + p), _mm256_i32gather_ps(x, indices8(col + p), 4), acc0);
-      acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(w.values + p + 8), _mm256_i32gather_ps(x, indices8(col + p + 8), 4), acc1);
-    }
-    float sum = sum8(_mm256_add_ps(acc0, acc1));
-    for (; p < end; ++p) sum += w.values[p] * x[col[p]];
-    y[row * ldy] = finish(sum, row, e);
-  }
-}
-
-// Batch 1 without the gather instruction: the same sum, with x[col[p]] for eight
-// non-zeros fetched by eight scalar loads, each put into its lane as it is loaded
-// (vinsertps takes a memory operand), and two halves joined. AMD's Zen cores run
-// vgatherdps as microcode: on the Zen 5 VM this kernel does the 1024×1024
-// product at 70% sparsity in 50 µs against the 16-lane gathers' 72 µs
-// (docs/benchmarks.md). So `best` picks it on AMD (gathers_pay) and keeps the
-// gathers on Intel, whose gather units fetch several lanes per cycle. Eight
-// lanes suffice: the loads, not the FMAs, are what it waits on (a 16-lane
-// version ran no faster in a trial, nor did reading four 16-bit indices in one
-// 8-byte load).
-template <class Index>
-__attribute__((target("avx2,fma"))) inline __m128 load4(const float* x, const Index* col) {
-  __m128 q = _mm_load_ss(x + col[0]);
-  q = _mm_insert_ps(q, _mm_load_ss(x + col[1]), 0x10);  // imm8 bits 5:4: the lane written
-  q = _mm_insert_ps(q, _mm_load_ss(x + col[2]), 0x20);
-  return _mm_insert_ps(q, _mm_load_ss(x + col[3]), 0x30);
-}
-template <class Index>
-__attribute__((target("avx2,fma"))) inline __m256 load8(const float* x, const Index* col) {
-  return _mm256_insertf128_ps(_mm256_castps128_ps256(load4(x, col)), load4(x, col + 4), 1);
-}
-
-template <class Index>
-__attribute__((target("avx2,fma"))) void csr_spmv_loads(const SparseMatrixArg& w, const Index* col, const float* x,
-                                                        float* y, int64_t ldy, int64_t r0, int64_t r1,
-                                                        const GemmEpilogue& e) {
-  for (int64_t row = r0; row < r1; ++row) {
-    int64_t p = w.row_ptr[row];
-    const int64_t end = w.row_ptr[row + 1];
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (; p + 16 <= end; p += 16) {
-      acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w.values + p), load8(x, col + p), acc0);
-      acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(w.values + p + 8), load8(x, col + p + 8), acc1);
+      acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w.values + p), Fetch::eight(x, col + p), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(w.values + p + 8), Fetch::eight(x, col + p + 8), acc1);
     }
     if (p + 8 <= end) {
-      acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w.values + p), load8(x, col + p), acc0);
+      acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(w.values + p), Fetch::eight(x, col + p), acc0);
       p += 8;
     }
     float sum = sum8(_mm256_add_ps(acc0, acc1));
@@ -256,6 +217,36 @@ __attribute__((target("avx2,fma"))) void csr_spmv_loads(const SparseMatrixArg& w
     y[row * ldy] = finish(sum, row, e);
   }
 }
+
+struct ByGather {
+  template <class Index>
+  __attribute__((target("avx2,fma"))) static __m256 eight(const float* x, const Index* col) {
+    return _mm256_i32gather_ps(x, indices8(col), 4);
+  }
+};
+
+// Without the gather instruction: each of the eight x[col] by a scalar load put
+// into its lane as it is loaded (vinsertps takes a memory operand), two halves
+// joined. AMD's Zen cores run vgatherdps as microcode: on the Zen 5 VM this does
+// the 1024×1024 product at 70% sparsity in 50 µs against the 16-lane gathers'
+// 72 µs (docs/benchmarks.md). So `best` picks it on AMD (gathers_pay) and keeps
+// the gathers on Intel, whose gather units fetch several lanes per cycle. Eight
+// lanes suffice: the loads, not the FMAs, are what it waits on (a 16-lane
+// version ran no faster in a trial, nor did reading four 16-bit indices in one
+// 8-byte load).
+struct ByLoads {
+  template <class Index>
+  __attribute__((target("avx2,fma"))) static __m128 four(const float* x, const Index* col) {
+    __m128 q = _mm_load_ss(x + col[0]);
+    q = _mm_insert_ps(q, _mm_load_ss(x + col[1]), 0x10);  // imm8 bits 5:4: the lane written
+    q = _mm_insert_ps(q, _mm_load_ss(x + col[2]), 0x20);
+    return _mm_insert_ps(q, _mm_load_ss(x + col[3]), 0x30);
+  }
+  template <class Index>
+  __attribute__((target("avx2,fma"))) static __m256 eight(const float* x, const Index* col) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(four(x, col)), four(x, col + 4), 1);
+  }
+};
 
 // A narrow batch, n = 2, 4 or 8: each non-zero meets exactly n floats of B, read
 // by one plain load of that width (8 bytes, an xmm or a ymm) instead of a masked
@@ -474,7 +465,7 @@ __attribute__((target("avx512f"))) void bsr_spmv_avx512(const SparseMatrixArg& w
 // ---------------------------------------------------------------- dispatch
 
 // Whether batch 1 gathers x with the gather instruction (Intel) or with scalar
-// loads (AMD, and anything else): csr_spmv_loads says why.
+// loads (AMD, and anything else): ByLoads says why.
 bool gathers_pay() { return cpu_features().vendor == "GenuineIntel"; }
 
 SpmmKernel best_kernel(const SparseMatrixArg& w) {
@@ -525,9 +516,9 @@ void spmm_rows(SpmmKernel k, const SparseMatrixArg& w, const TensorArg& B, const
     auto csr = [&](auto* col) {
       if (k == SpmmKernel::avx512) csr_spmv_avx512(w, col, b, c, ldc, br0, br1, e);
       else if (k == SpmmKernel::avx2)
-        csr_spmv_avx2(w, col, b, c, ldc, br0, br1, e);
+        csr_spmv8<ByGather>(w, col, b, c, ldc, br0, br1, e);
       else
-        csr_spmv_loads(w, col, b, c, ldc, br0, br1, e);
+        csr_spmv8<ByLoads>(w, col, b, c, ldc, br0, br1, e);
     };
     if (w.is_csr()) {
       if (w.index16) csr(static_cast<const uint16_t*>(w.col_index));
