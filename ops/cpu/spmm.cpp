@@ -249,10 +249,10 @@ struct ByLoads {
 };
 
 // A narrow batch, n = 2, 4 or 8: each non-zero meets exactly n floats of B, read
-// by one plain load of that width (8 bytes, an xmm or a ymm) instead of a masked
-// vector. Masked loads cost Zen 5 more than plain ones, and at these widths the
-// tile kernels above are nothing but masked loads: on the Zen 5 VM this kernel
-// runs the 1024×1024 product at 70% and batch 2 in about half their time
+// by one plain load of that width (8 bytes, an xmm or a ymm) where the tile
+// kernels use masked vector loads, mostly empty at these widths. With xᵀ packed
+// (sparse_linear) and four accumulators it runs the 1024×1024 product at 70%
+// and batch 2 in 0.58 of the tile kernel's time on the Zen 5 VM
 // (docs/benchmarks.md). Used by both paths (it needs AVX2 alone).
 template <int W>
 __attribute__((target("avx2,fma"))) inline auto broadcast(float v) {  // the vector type: __m256 or __m128
