@@ -1,7 +1,9 @@
 #include "compress/sparse.h"
 
 #include <algorithm>
+#include <array>
 #include <limits>
+#include <mutex>
 
 #include "core/autograd.h"
 #include "core/check.h"
@@ -58,6 +60,60 @@ SparseFormat SparseFormat::parse(const std::string& name) {
 
 // ---------------------------------------------------------------- SparseMatrix
 
+// ---------------------------------------------------------------- the panel layout
+
+// Built once, on the first batch-1 product that asks for it (PanelMatrixArg in
+// ops/kernel_types.h says what it holds; ops/cpu/spmm.cpp why).
+struct SparseMatrix::Panels {
+  std::once_flag built;
+  std::vector<int32_t> step_ptr;
+  std::vector<uint8_t> column;
+  std::vector<float> values;
+  PanelMatrixArg arg;
+};
+
+namespace {
+
+// From CSR arrays whose columns rise along each row (as from_dense writes them).
+template <class Index>
+void build_panels(int64_t rows, int64_t cols, const std::vector<int32_t>& row_ptr, const Index* col,
+                  const float* values, std::vector<int32_t>& step_ptr, std::vector<uint8_t>& column,
+                  std::vector<float>& out) {
+  constexpr int64_t L = PanelMatrixArg::kPanelLanes, W = PanelMatrixArg::kPanelWidth;
+  const int64_t slices = (rows + L - 1) / L, panels = (cols + W - 1) / W;
+  step_ptr.assign(1, 0);
+  for (int64_t s = 0; s < slices; ++s) {
+    // Each lane's next non-zero and its row's end; lanes past the last row are empty.
+    std::array<int64_t, L> next{}, end{};
+    for (int64_t l = 0; l < L; ++l) {
+      const int64_t row = s * L + l;
+      next[l] = end[l] = row < rows ? row_ptr[row] : 0;
+      if (row < rows) end[l] = row_ptr[row + 1];
+    }
+    for (int64_t q = 0; q < panels; ++q) {
+      std::array<int64_t, L> stop = next;
+      int64_t steps = 0;
+      for (int64_t l = 0; l < L; ++l) {
+        while (stop[l] < end[l] && col[stop[l]] < (q + 1) * W) ++stop[l];
+        steps = std::max(steps, stop[l] - next[l]);
+      }
+      for (int64_t t = 0; t < steps; ++t)
+        for (int64_t l = 0; l < L; ++l) {
+          const int64_t p = next[l] + t;
+          const bool real = p < stop[l];
+          out.push_back(real ? values[p] : 0.0f);
+          column.push_back(static_cast<uint8_t>(real ? col[p] - q * W : 0));
+        }
+      next = stop;
+      // Every step holds at least one non-zero, so there are no more steps than
+      // non-zeros, and from_dense has checked those fit 32 bits.
+      step_ptr.push_back(static_cast<int32_t>(step_ptr.back() + steps));
+    }
+  }
+}
+
+}  // namespace
+
 SparseMatrix SparseMatrix::from_dense(const Tensor& w_in, SparseFormat format, IndexWidth width,
                                       const std::string& what) {
   MINIDL_CHECK(w_in.defined() && w_in.dim() == 2, "to sparse: {} must be 2-D, got {}", what,
@@ -81,6 +137,7 @@ SparseMatrix SparseMatrix::from_dense(const Tensor& w_in, SparseFormat format, I
   const float* src = w.data_ptr<float>();
 
   SparseMatrix m;
+  m.panels_ = std::make_shared<Panels>();
   m.rows_ = rows, m.cols_ = cols, m.format_ = format;
   m.index16_ = width == IndexWidth::i16 || (width == IndexWidth::automatic && fits16);
   m.row_ptr_.reserve(static_cast<size_t>(rows / r + 1));
@@ -132,7 +189,13 @@ int64_t SparseMatrix::bytes() const {
                               col32_.size() * sizeof(int32_t) + row_ptr_.size() * sizeof(int32_t));
 }
 
-SparseMatrixArg SparseMatrix::arg() const {
+int64_t SparseMatrix::panel_bytes() const {
+  if (!panels_ || panels_->step_ptr.empty()) return 0;
+  const Panels& p = *panels_;
+  return static_cast<int64_t>(p.step_ptr.size() * sizeof(int32_t) + p.column.size() + p.values.size() * sizeof(float));
+}
+
+SparseMatrixArg SparseMatrix::arg(bool panels) const {
   SparseMatrixArg a;
   a.rows = rows_, a.cols = cols_;
   a.block_rows = format_.block_rows, a.block_cols = format_.block_cols;
@@ -147,6 +210,24 @@ SparseMatrixArg SparseMatrix::arg() const {
   a.index16 = index16_;
   a.col_index = index16_ ? static_cast<const void*>(col16_.data()) : static_cast<const void*>(col32_.data());
   a.values = values_.data();
+  if (panels && panels_ && format_.is_csr() && cpu::spmm_kernel_supported(cpu::SpmmKernel::avx512_panels, a)) {
+    Panels& p = *panels_;
+    std::call_once(p.built, [&] {
+      if (index16_)
+        build_panels(rows_, cols_, row_ptr_, col16_.data(), values_.data(), p.step_ptr, p.column, p.values);
+      else
+        build_panels(rows_, cols_, row_ptr_, col32_.data(), values_.data(), p.step_ptr, p.column, p.values);
+      constexpr int64_t L = PanelMatrixArg::kPanelLanes, W = PanelMatrixArg::kPanelWidth;
+      p.arg = {.rows = rows_,
+               .cols = cols_,
+               .slices = (rows_ + L - 1) / L,
+               .panels = (cols_ + W - 1) / W,
+               .step_ptr = p.step_ptr.data(),
+               .column = p.column.data(),
+               .values = p.values.data()};
+    });
+    a.panels = &p.arg;
+  }
   return a;
 }
 
@@ -180,6 +261,11 @@ Tensor sparse_matmul(const SparseMatrix& w, const Tensor& b_in, cpu::SpmmKernel 
   return c;
 }
 
+const char* sparse_linear_kernel_name() {
+  static const SparseMatrix probe = SparseMatrix::from_dense(ones({1, 1}));
+  return cpu::spmm_kernel_name(cpu::SpmmKernel::best, probe.arg(/*panels=*/true));
+}
+
 Tensor sparse_linear(const Tensor& x, const SparseMatrix& w, const Tensor& bias, Activation act,
                      cpu::SpmmKernel kernel, cuda::SpmmKernel gpu_kernel) {
   require_inference("sparse_linear", x);
@@ -211,7 +297,9 @@ Tensor sparse_linear(const Tensor& x, const SparseMatrix& w, const Tensor& bias,
     TensorArg out = y.t().arg();
     if (column.strides[1] != 1) column.strides[1] = 1;  // one column: its stride is never used
     if (out.strides[1] != 1) out.strides[1] = 1;
-    cpu::spmm(w.arg(), column, out, epilogue, kernel);
+    // The panel layout where the kernel may use it (built on the first call).
+    const bool panels = kernel == cpu::SpmmKernel::best || kernel == cpu::SpmmKernel::avx512_panels;
+    cpu::spmm(w.arg(panels), column, out, epilogue, kernel);
     return y;
   }
   // xᵀ (in, N), its rows padded so they are not a multiple of 512 bytes apart: the

@@ -18,12 +18,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/tensor.h"
-#include "ops/conv.h"
 #include "cuda/kernels.h"
+#include "ops/conv.h"
 #include "ops/cpu/kernels.h"
 #include "ops/kernel_types.h"
 
@@ -73,7 +74,13 @@ class SparseMatrix {
   int64_t bytes() const;
 
   // What the kernels see (pointers into this object, on its device: keep it alive).
-  SparseMatrixArg arg() const;
+  // With `panels` (CSR on the CPU, where this CPU runs the avx512_panels kernel)
+  // it also carries the panel layout for the matrix-vector product, built on the
+  // first such call and kept (thread-safe; copies share it): sparse_linear asks
+  // for it at batch 1. Otherwise arg.panels is null.
+  SparseMatrixArg arg(bool panels = false) const;
+  // Bytes of the panel layout: 0 until a batch-1 product has built it.
+  int64_t panel_bytes() const;
 
   // A copy with its arrays on `device`. On a GPU: CSR only, the column indices
   // widened to 32 bits (what the CUDA kernels and cuSPARSE read); the host
@@ -91,20 +98,25 @@ class SparseMatrix {
   std::vector<uint16_t> col16_;   // (blocks) when 16-bit
   std::vector<int32_t> col32_;    // (blocks) when 32-bit
   std::vector<float> values_;     // (blocks, r, c)
+  struct Panels;                  // the batch-1 layout's slot, shared by copies (sparse.cpp)
+  std::shared_ptr<Panels> panels_;  // set by from_dense
 };
 
 // x (N, in) -> y (N, out) = x · Wᵀ + bias, then act; W (out, in) sparse, bias
 // (out) or undefined. x is f32, any strides, on W's device. On a GPU (CSR):
 // cuda::sparse_linear with `gpu_kernel` (cuSPARSE or the hand-written kernel,
 // cuda/kernels.h); on the CPU `kernel`. At N = 1 the kernel
-// reads x as it is (a sparse matrix-vector product); otherwise x is transposed
-// into (in, N), the layout the kernel vectorises over, and the (out, N) result
-// back (both passes are O(N · (in + out)), small beside the product).
+// reads x as it is (a sparse matrix-vector product; with `best` or
+// avx512_panels from w's panel layout, built on the first call); otherwise x is
+// transposed into (in, N), the layout the kernel vectorises over, and the
+// (out, N) result back (both passes are O(N · (in + out)), small beside the product).
 Tensor sparse_linear(const Tensor& x, const SparseMatrix& w, const Tensor& bias = {},
                      Activation act = Activation::none, cpu::SpmmKernel kernel = cpu::SpmmKernel::best,
                      cuda::SpmmKernel gpu_kernel = cuda::SpmmKernel::best);
 // C (rows, n) = W (rows, cols) · B (cols, n), B f32 on the CPU.
 Tensor sparse_matmul(const SparseMatrix& w, const Tensor& b, cpu::SpmmKernel kernel = cpu::SpmmKernel::best);
+// The CPU kernel sparse_linear runs with `best` on a CSR weight, for tables.
+const char* sparse_linear_kernel_name();
 // conv2d with weight W (O, C·kh·kw) sparse (the dense weight (O, C, kh, kw)
 // flattened), groups 1: x (N, C, H, W) -> (N, O, Ho, Wo).
 Tensor sparse_conv2d(const Tensor& x, const SparseMatrix& w, const Tensor& bias, int64_t kernel_h, int64_t kernel_w,

@@ -54,6 +54,21 @@ struct GemmEpilogue {
 // [row_ptr[i], row_ptr[i + 1]); block p covers columns col_index[p]·c .. + c − 1
 // and its r·c values sit row-major at values + p·r·c. rows and cols are
 // multiples of r and c.
+// The same non-zeros of a CSR matrix in a second layout, for the matrix-vector
+// product (compress/sparse.h builds it; ops/cpu/spmm.cpp says why): rows in
+// slices of kPanelLanes, one row per vector lane; columns in panels of
+// kPanelWidth. Slice s and panel q hold the steps [step_ptr[s·panels + q],
+// step_ptr[s·panels + q + 1]); step t gives lane l the value values[t·16 + l]
+// at column q·32 + column[t·16 + l] — each lane's non-zeros in that panel one
+// step at a time, and zeros (at column 0) once a lane has none left.
+struct PanelMatrixArg {
+  static constexpr int64_t kPanelLanes = 16, kPanelWidth = 32;
+  int64_t rows = 0, cols = 0, slices = 0, panels = 0;
+  const int32_t* step_ptr = nullptr;  // (slices · panels + 1)
+  const uint8_t* column = nullptr;    // (steps, 16): 0 .. 31
+  const float* values = nullptr;      // (steps, 16)
+};
+
 struct SparseMatrixArg {
   int64_t rows = 0, cols = 0;
   int64_t block_rows = 1, block_cols = 1;  // r, c
@@ -62,6 +77,7 @@ struct SparseMatrixArg {
   bool index16 = false;
   const float* values = nullptr;           // (blocks, r, c)
   int64_t blocks = 0;                      // row_ptr's last entry, known on the host (cuSPARSE asks for it)
+  const PanelMatrixArg* panels = nullptr;  // CSR only, and only once built: the batch-1 layout
   bool is_csr() const { return block_rows == 1 && block_cols == 1; }
 };
 

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <random>
+#include <thread>
 
 #include "compress/sparse.h"
 #include "minidl.h"
@@ -69,7 +70,7 @@ void check_linear(const Tensor& y, const Tensor& x, const Tensor& w, const Tenso
 std::vector<cpu::SpmmKernel> kernels_for(const SparseMatrix& w) {
   std::vector<cpu::SpmmKernel> ks;
   for (auto k : {cpu::SpmmKernel::reference, cpu::SpmmKernel::avx2, cpu::SpmmKernel::avx512,
-                 cpu::SpmmKernel::avx2_loads, cpu::SpmmKernel::avx512_loads})
+                 cpu::SpmmKernel::avx2_loads, cpu::SpmmKernel::avx512_loads, cpu::SpmmKernel::avx512_panels})
     if (cpu::spmm_kernel_supported(k, w.arg())) ks.push_back(k);
   return ks;
 }
@@ -154,6 +155,42 @@ TEST_CASE("spmm: every kernel against dense f64 over sparsities, batches and odd
           }
       }
   }
+}
+
+TEST_CASE("spmm: the panel layout is built once, on the first batch-1 product, and shared by copies") {
+  Tensor w = random_sparse(70, 100, 0.8, SparseFormat::csr(), 21);
+  SparseMatrix m = SparseMatrix::from_dense(w);
+  CHECK(m.panel_bytes() == 0);
+  CHECK(m.arg().panels == nullptr);
+  if (!cpu::spmm_kernel_supported(cpu::SpmmKernel::avx512_panels, m.arg())) {
+    MESSAGE("skipping: this CPU cannot run the avx512_panels kernel");
+    return;
+  }
+  // A batch-1 product with avx512_panels and no layout is refused, not silently rerouted.
+  Tensor column = random_dense(100, 1, 22);
+  Tensor out = zeros({70, 1});
+  CHECK_THROWS_WITH(cpu::spmm(m.arg(), column.arg(), out.arg(), {}, cpu::SpmmKernel::avx512_panels),
+                    doctest::Contains("needs the matrix's panel layout"));
+  const SparseMatrix copy = m;
+  // Two threads ask for the layout at once; one builds it, both use it.
+  Tensor x1 = random_dense(1, 100, 23), x2 = random_dense(1, 100, 24);
+  Tensor y1, y2;
+  std::thread t([&] { y1 = compress::sparse_linear(x1, m); });
+  y2 = compress::sparse_linear(x2, copy);
+  t.join();
+  check_linear(y1, x1, w, Tensor(), false);
+  check_linear(y2, x2, w, Tensor(), false);
+  CHECK(m.panel_bytes() > 0);
+  CHECK(copy.panel_bytes() == m.panel_bytes());
+  CHECK(m.arg(true).panels == copy.arg(true).panels);
+  // 5 slices × 4 panels of steps; each step has 16 values and 16 one-byte columns.
+  const PanelMatrixArg& p = *m.arg(true).panels;
+  CHECK(p.slices == 5);
+  CHECK(p.panels == 4);
+  const int64_t steps = p.step_ptr[p.slices * p.panels];
+  CHECK(steps * 16 >= m.nnz());
+  CHECK(m.panel_bytes() == (p.slices * p.panels + 1) * 4 + steps * 16 * (4 + 1));
+  CHECK(compress::sparse_linear_kernel_name() == std::string("avx512 (64 columns; batch 1 by panels)"));
 }
 
 TEST_CASE("spmm: empty rows, a single non-zero, and non-contiguous inputs") {

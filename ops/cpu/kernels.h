@@ -161,10 +161,12 @@ const char* qgemm_kernel_name(QGemmKernel kernel);
 // ReLU). B and C are f32 with unit column stride. Each kernel is vectorised over
 // B's columns (the batch, or a convolution's output positions); n == 1 is the
 // matrix-vector product, which gathers B instead: with the gather instruction
-// (avx2, avx512) or with scalar loads (the *_loads kernels, the same otherwise).
+// (avx2, avx512), with scalar loads (the *_loads kernels, the same otherwise),
+// or from the panel layout (avx512_panels: w.panels must be set at n == 1).
 // `best` is this CPU's fastest (AVX-512, else AVX2 for CSR; the reference loop
-// otherwise; gathers on Intel, loads elsewhere); tests name each.
-enum class SpmmKernel { best, reference, avx2, avx512, avx2_loads, avx512_loads };
+// otherwise; at batch 1 the panels where w has them, else gathers on Intel and
+// loads elsewhere); tests name each.
+enum class SpmmKernel { best, reference, avx2, avx512, avx2_loads, avx512_loads, avx512_panels };
 void spmm(const SparseMatrixArg& w, const TensorArg& B, const TensorArg& C, const GemmEpilogue& epilogue = {},
           SpmmKernel kernel = SpmmKernel::best);
 // Whether this CPU and this build run `kernel` for a matrix shaped like w (the

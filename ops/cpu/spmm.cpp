@@ -401,6 +401,52 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void csr_spmv_avx512(const 
   }
 }
 
+// Batch 1 from the panel layout (PanelMatrixArg): sixteen rows at once, one per
+// lane. A panel's 32 values of x sit in two registers, and one vpermt2ps fetches
+// the x of sixteen non-zeros from them by their 5-bit columns — where the CSR
+// kernels above fetch one element per load. What it pays instead is padding: a
+// step runs all sixteen lanes, so a slice's rows take as many steps in a panel
+// as the longest of them needs there.
+__attribute__((target("avx512f"))) inline __m512 panel_fetch(__m512 lo, __m512 hi, const uint8_t* column) {
+  const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(column)));
+  return _mm512_permutex2var_ps(lo, idx, hi);  // lanes 0–15 from lo, 16–31 from hi
+}
+
+// Slices [s0, s1) of y; x holds panels · 32 values, zeros past w.cols.
+__attribute__((target("avx512f"))) void spmv_panels_avx512(const PanelMatrixArg& w, const float* x, float* y,
+                                                           int64_t ldy, int64_t s0, int64_t s1, const GemmEpilogue& e) {
+  constexpr int64_t L = PanelMatrixArg::kPanelLanes, P = PanelMatrixArg::kPanelWidth;
+  const float* bias = static_cast<const float*>(e.bias);
+  for (int64_t s = s0; s < s1; ++s) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    const int32_t* steps = w.step_ptr + s * w.panels;
+    for (int64_t q = 0; q < w.panels; ++q) {
+      const __m512 lo = _mm512_loadu_ps(x + q * P), hi = _mm512_loadu_ps(x + q * P + 16);
+      int64_t t = steps[q];
+      const int64_t end = steps[q + 1];
+      for (; t + 2 <= end; t += 2) {
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(w.values + t * L), panel_fetch(lo, hi, w.column + t * L), acc0);
+        acc1 =
+            _mm512_fmadd_ps(_mm512_loadu_ps(w.values + (t + 1) * L), panel_fetch(lo, hi, w.column + (t + 1) * L), acc1);
+      }
+      if (t < end)
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(w.values + t * L), panel_fetch(lo, hi, w.column + t * L), acc0);
+    }
+    const int64_t row0 = s * L, lanes = std::min(L, w.rows - row0);
+    const __mmask16 rows = lanes_below16(lanes, 0);
+    __m512 sum = _mm512_add_ps(acc0, acc1);
+    if (bias) sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(rows, bias + row0));
+    if (e.relu) sum = _mm512_max_ps(sum, _mm512_setzero_ps());
+    if (ldy == 1) {
+      _mm512_mask_storeu_ps(y + row0, rows, sum);
+    } else {
+      alignas(64) float out[L];
+      _mm512_store_ps(out, sum);
+      for (int64_t l = 0; l < lanes; ++l) y[(row0 + l) * ldy] = out[l];
+    }
+  }
+}
+
 // BSR, block rows [br0, br1), columns [j0, j0 + width): R (1 or 4) rows of a
 // block at a time against the C rows of B each block meets.
 template <int R, int C, int V>
@@ -471,6 +517,7 @@ bool gathers_pay() { return cpu_features().vendor == "GenuineIntel"; }
 SpmmKernel best_kernel(const SparseMatrixArg& w) {
   switch (cpu_path()) {
     case CpuPath::avx512:
+      if (w.is_csr() && w.panels) return SpmmKernel::avx512_panels;
       return gathers_pay() ? SpmmKernel::avx512 : SpmmKernel::avx512_loads;
     case CpuPath::avx2:
       if (!w.is_csr()) return SpmmKernel::reference;
@@ -480,7 +527,9 @@ SpmmKernel best_kernel(const SparseMatrixArg& w) {
   return SpmmKernel::reference;
 }
 
-bool is_avx512(SpmmKernel k) { return k == SpmmKernel::avx512 || k == SpmmKernel::avx512_loads; }
+bool is_avx512(SpmmKernel k) {
+  return k == SpmmKernel::avx512 || k == SpmmKernel::avx512_loads || k == SpmmKernel::avx512_panels;
+}
 
 // The block shapes the AVX-512 BSR kernels are built for, and one call of
 // `body.template operator()<R, C>()` for the one w has.
@@ -505,6 +554,17 @@ void spmm_rows(SpmmKernel k, const SparseMatrixArg& w, const TensorArg& B, const
   const float* b = B.ptr<float>();
   float* c = C.ptr<float>();
   const int64_t n = B.shape[1], ldb = B.strides[0], ldc = C.strides[0];
+  if (n == 1 && k == SpmmKernel::avx512_panels) {
+    // x copied into whole panels, zeros past its end: the kernel loads 32 at a time.
+    const PanelMatrixArg& pw = *w.panels;
+    std::vector<float> x(static_cast<size_t>(pw.panels * PanelMatrixArg::kPanelWidth), 0.0f);
+    for (int64_t j = 0; j < w.cols; ++j) x[j] = b[j * ldb];
+    // This thread's rows, [br0, br1), rounded to whole slices: the rounded
+    // ranges of consecutive threads still meet, so every slice is done once.
+    const int64_t L = PanelMatrixArg::kPanelLanes;
+    spmv_panels_avx512(pw, x.data(), c, ldc, (br0 + L - 1) / L, (br1 + L - 1) / L, e);
+    return;
+  }
   if (n == 1) {
     // B is a column, ldb apart: the gathers want it contiguous.
     std::vector<float> packed;
@@ -588,6 +648,8 @@ bool spmm_kernel_supported(SpmmKernel k, const SparseMatrixArg& w) {
     case SpmmKernel::avx512:
     case SpmmKernel::avx512_loads:
       return avx512_block_shape(w) && cpu_path_supported(CpuPath::avx512);
+    case SpmmKernel::avx512_panels:
+      return w.is_csr() && cpu_path_supported(CpuPath::avx512);
   }
   return false;
 }
@@ -604,6 +666,8 @@ const char* spmm_kernel_name(SpmmKernel k, const SparseMatrixArg& w) {
       return "avx2 (32 columns; batch 1 by loads)";
     case SpmmKernel::avx512_loads:
       return "avx512 (64 columns; batch 1 by loads)";
+    case SpmmKernel::avx512_panels:
+      return "avx512 (64 columns; batch 1 by panels)";
   }
   return "?";
 }
@@ -616,6 +680,10 @@ void spmm(const SparseMatrixArg& w, const TensorArg& B, const TensorArg& C, cons
   if (!spmm_kernel_supported(k, w))
     throw Error(std::string("spmm: this CPU cannot run the ") + spmm_kernel_name(k, w) + " kernel for " +
                 std::to_string(w.block_rows) + "x" + std::to_string(w.block_cols) + " blocks");
+  if (k == SpmmKernel::avx512_panels && B.shape[1] == 1 && !w.panels)
+    throw Error(
+        "spmm: the avx512_panels kernel needs the matrix's panel layout at batch 1 (SparseMatrix::arg with "
+        "panels)");
   if (w.rows == 0 || B.shape[1] == 0) return;
   if (k == SpmmKernel::reference) {
     spmm_reference(w, B, C, e);

@@ -269,7 +269,7 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
     int converted = 0;
     for (const auto& c : choices) converted += c.choice != "dense";
     MINIDL_CHECK(converted > 0, "bench classifier: --sparse {} has no pruned layer to store as CSR", co.sparse);
-    variants.push_back({"sparse CSR", cpu::spmm_kernel_name(cpu::SpmmKernel::best, {}),
+    variants.push_back({"sparse CSR", compress::sparse_linear_kernel_name(),
                         cuda::spmm_kernel_name(cuda::SpmmKernel::best),
                         fmt::format("{} ({} layers CSR)", co.sparse, converted), m, base_macs, -1});
   }
