@@ -32,7 +32,9 @@
 // 65536), but every non-zero also needs x[col], an indexed load, and that is
 // what bounds it. Where the gather instruction is fast (Intel) it fetches 16 of
 // them at once; where it is microcode (AMD) scalar loads placed into a vector's
-// lanes are faster (ByLoads).
+// lanes are faster (ByLoads). Fastest of all, where the matrix has it, is the
+// panel layout (spmv_panels_avx512): x held in registers, sixteen fetched by
+// one permute.
 //
 // A narrow batch (n = 2, 4 or 8) reads each row of B with one plain load of
 // exactly its width (csr_tile_narrow): the masked vector loads the tile kernels
@@ -47,6 +49,7 @@
 //      (avx2_loads) by scalar loads eight to a vector.
 //   v3 avx512: CSR and BSR, 64 columns per tile (4 zmm); batch 1 by gathers
 //      of 16, or (avx512_loads) by the same scalar loads as avx2_loads.
+//   avx512_panels: avx512, with batch 1 from the panel layout.
 //   Both CSR paths take batches of 2, 4 and 8 to csr_tile_narrow (AVX2).
 #include <immintrin.h>
 
