@@ -58,8 +58,6 @@ SparseFormat SparseFormat::parse(const std::string& name) {
   fail("unknown sparse format '{}' (known: {})", name, fmt::join(known, ", "));
 }
 
-// ---------------------------------------------------------------- SparseMatrix
-
 // ---------------------------------------------------------------- the panel layout
 
 // Built once, on the first batch-1 product that asks for it (PanelMatrixArg in
@@ -83,12 +81,11 @@ void build_panels(int64_t rows, int64_t cols, const std::vector<int32_t>& row_pt
   const int64_t slices = (rows + L - 1) / L, panels = (cols + W - 1) / W;
   step_ptr.assign(1, 0);
   for (int64_t s = 0; s < slices; ++s) {
-    // Each lane's next non-zero and its row's end; lanes past the last row are empty.
+    // Each lane's next non-zero and its row's end; lanes past the last row stay empty.
     std::array<int64_t, L> next{}, end{};
-    for (int64_t l = 0; l < L; ++l) {
-      const int64_t row = s * L + l;
-      next[l] = end[l] = row < rows ? row_ptr[row] : 0;
-      if (row < rows) end[l] = row_ptr[row + 1];
+    for (int64_t l = 0, row = s * L; l < L && row < rows; ++l, ++row) {
+      next[l] = row_ptr[row];
+      end[l] = row_ptr[row + 1];
     }
     for (int64_t q = 0; q < panels; ++q) {
       std::array<int64_t, L> stop = next;
@@ -113,6 +110,8 @@ void build_panels(int64_t rows, int64_t cols, const std::vector<int32_t>& row_pt
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------- SparseMatrix
 
 SparseMatrix SparseMatrix::from_dense(const Tensor& w_in, SparseFormat format, IndexWidth width,
                                       const std::string& what) {
