@@ -126,6 +126,7 @@ constexpr int64_t kSmallMDot = 6, kSmallMAxpy = 4;
 
 // Whether gemm_small_m takes B by columns (the dot form) for these strides.
 bool small_m_dot_form(const TensorArg& B) { return B.strides[0] == 1 || B.strides[1] != 1; }
+
 // Columns per block in the axpy form: 4 rows of C in 16 KiB of f32, inside L1.
 constexpr int64_t kAxpyBlock = 1024;
 

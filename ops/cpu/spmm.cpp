@@ -37,8 +37,8 @@
 // one permute.
 //
 // A narrow batch (n = 2, 4 or 8) reads each row of B with one plain load of
-// exactly its width (csr_tile_narrow): the masked vector loads the tile kernels
-// would use cost more than the product needs.
+// exactly its width (csr_tile_narrow), where the tile kernels would use masked
+// vector loads, mostly empty at these widths.
 //
 // Rows of unequal length: threads get contiguous row ranges holding equal
 // numbers of non-zeros (a binary search in row_ptr), not equal numbers of rows.
@@ -547,6 +547,15 @@ bool with_block_shape(const SparseMatrixArg& w, Body&& body) {
   return false;
 }
 
+// body(col) with w's column indices as they are stored: uint16_t or int32_t.
+template <class Body>
+void with_columns(const SparseMatrixArg& w, Body&& body) {
+  if (w.index16)
+    body(static_cast<const uint16_t*>(w.col_index));
+  else
+    body(static_cast<const int32_t*>(w.col_index));
+}
+
 bool avx512_block_shape(const SparseMatrixArg& w) {
   return w.is_csr() || with_block_shape(w, []<int, int>() {});
 }
@@ -557,53 +566,46 @@ void spmm_rows(SpmmKernel k, const SparseMatrixArg& w, const TensorArg& B, const
   const float* b = B.ptr<float>();
   float* c = C.ptr<float>();
   const int64_t n = B.shape[1], ldb = B.strides[0], ldc = C.strides[0];
-  if (n == 1 && k == SpmmKernel::avx512_panels) {
-    // x copied into whole panels, zeros past its end: the kernel loads 32 at a time.
-    const PanelMatrixArg& pw = *w.panels;
-    std::vector<float> x(static_cast<size_t>(pw.panels * PanelMatrixArg::kPanelWidth), 0.0f);
-    for (int64_t j = 0; j < w.cols; ++j) x[j] = b[j * ldb];
-    // This thread's rows, [br0, br1), rounded to whole slices: the rounded
-    // ranges of consecutive threads still meet, so every slice is done once.
-    const int64_t L = PanelMatrixArg::kPanelLanes;
-    spmv_panels_avx512(pw, x.data(), c, ldc, (br0 + L - 1) / L, (br1 + L - 1) / L, e);
-    return;
-  }
   if (n == 1) {
-    // B is a column, ldb apart: the gathers want it contiguous.
-    std::vector<float> packed;
-    if (ldb != 1) {
-      packed.resize(static_cast<size_t>(w.cols));
-      for (int64_t k = 0; k < w.cols; ++k) packed[k] = b[k * ldb];
-      b = packed.data();
+    // B is a column, ldb apart. The gathers and loads want it contiguous; the
+    // panel kernel loads it 32 at a time, so it wants whole panels, zeros past
+    // the end. Copied only where it is not already so.
+    const bool panels = k == SpmmKernel::avx512_panels;
+    const int64_t length = panels ? w.panels->panels * PanelMatrixArg::kPanelWidth : w.cols;
+    std::vector<float> column;
+    if (ldb != 1 || length != w.cols) {
+      column.assign(static_cast<size_t>(length), 0.0f);
+      for (int64_t j = 0; j < w.cols; ++j) column[j] = b[j * ldb];
+      b = column.data();
     }
-    auto csr = [&](auto* col) {
-      if (k == SpmmKernel::avx512) csr_spmv_avx512(w, col, b, c, ldc, br0, br1, e);
-      else if (k == SpmmKernel::avx2)
-        csr_spmv8<ByGather>(w, col, b, c, ldc, br0, br1, e);
-      else
-        csr_spmv8<ByLoads>(w, col, b, c, ldc, br0, br1, e);
-    };
-    if (w.is_csr()) {
-      if (w.index16) csr(static_cast<const uint16_t*>(w.col_index));
-      else csr(static_cast<const int32_t*>(w.col_index));
+    if (panels) {
+      // This thread's rows, [br0, br1), rounded to whole slices: the rounded
+      // ranges of consecutive threads still meet, so every slice is done once.
+      const int64_t L = PanelMatrixArg::kPanelLanes;
+      spmv_panels_avx512(*w.panels, b, c, ldc, (br0 + L - 1) / L, (br1 + L - 1) / L, e);
+    } else if (w.is_csr()) {
+      with_columns(w, [&](auto* col) {
+        if (k == SpmmKernel::avx512)
+          csr_spmv_avx512(w, col, b, c, ldc, br0, br1, e);
+        else if (k == SpmmKernel::avx2)
+          csr_spmv8<ByGather>(w, col, b, c, ldc, br0, br1, e);
+        else
+          csr_spmv8<ByLoads>(w, col, b, c, ldc, br0, br1, e);
+      });
     } else {
       with_block_shape(w, [&]<int R, int Cb>() { bsr_spmv_avx512<R, Cb>(w, b, c, ldc, br0, br1, e); });
     }
     return;
   }
   if (w.is_csr() && (n == 2 || n == 4 || n == 8)) {
-    auto narrow = [&](auto* col) {
+    with_columns(w, [&](auto* col) {
       if (n == 2)
         csr_tile_narrow<2>(w, col, b, ldb, c, ldc, br0, br1, e);
       else if (n == 4)
         csr_tile_narrow<4>(w, col, b, ldb, c, ldc, br0, br1, e);
       else
         csr_tile_narrow<8>(w, col, b, ldb, c, ldc, br0, br1, e);
-    };
-    if (w.index16)
-      narrow(static_cast<const uint16_t*>(w.col_index));
-    else
-      narrow(static_cast<const int32_t*>(w.col_index));
+    });
     return;
   }
   const int64_t tile = is_avx512(k) ? 64 : 32, lanes = tile / 4;
@@ -626,8 +628,7 @@ void spmm_rows(SpmmKernel k, const SparseMatrixArg& w, const TensorArg& B, const
         run.template operator()<4>();
     };
     if (w.is_csr()) {
-      if (w.index16) csr(static_cast<const uint16_t*>(w.col_index));
-      else csr(static_cast<const int32_t*>(w.col_index));
+      with_columns(w, csr);
     } else {
       with_block_shape(w, [&]<int R, int Cb>() {
         constexpr int G = R == 1 ? 1 : 4;  // rows of a block per pass: 4·V accumulators
