@@ -6,9 +6,16 @@ the ratio A/B per round (> 1: B is faster).
 
   tools/bench/compare_builds.py --a build/native/minidl --b build/default/minidl \
       --rounds 6 -- bench train-step --model cnn --min-time 2
+
+One binary under two settings: the same path for both, and --a-env / --b-env
+(NAME=VALUE, repeatable) for the environment each side runs with:
+
+  tools/bench/compare_builds.py --a build/default/minidl --b build/default/minidl \
+      --a-env MINIDL_SPMV=loads --b-env MINIDL_SPMV=panels -- bench sparse --batch 1
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -33,8 +40,8 @@ def medians(doc, path=""):
     return out
 
 
-def run(binary, args):
-    r = subprocess.run([binary] + args + ["--json"], capture_output=True, text=True)
+def run(binary, args, env):
+    r = subprocess.run([binary] + args + ["--json"], capture_output=True, text=True, env={**os.environ, **env})
     if r.returncode != 0:
         sys.exit(f"{binary} {' '.join(args)} failed:\n{r.stderr}")
     return medians(json.loads(r.stdout.strip().splitlines()[-1]))
@@ -44,16 +51,26 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--a", required=True, help="first minidl binary")
     p.add_argument("--b", required=True, help="second minidl binary")
+    p.add_argument("--a-env", action="append", default=[], metavar="NAME=VALUE", help="set for A's runs")
+    p.add_argument("--b-env", action="append", default=[], metavar="NAME=VALUE", help="set for B's runs")
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("bench", nargs=argparse.REMAINDER, help="-- then the minidl arguments")
     o = p.parse_args()
     args = o.bench[1:] if o.bench[:1] == ["--"] else o.bench
+    envs = {}
+    for side in ("a", "b"):
+        pairs = getattr(o, side + "_env")
+        bad = [p for p in pairs if "=" not in p or p.startswith("=")]
+        if bad:
+            sys.exit(f"--{side}-env {bad[0]!r}: expected NAME=VALUE")
+        envs[side] = dict(p.split("=", 1) for p in pairs)
     runs = {"a": [], "b": []}
     for r in range(o.rounds):
         order = ("a", "b") if r % 2 == 0 else ("b", "a")
         for side in order:
-            runs[side].append(run(getattr(o, side), args))
-    print(f"A = {o.a}\nB = {o.b}\ncommand: minidl {' '.join(args)}; {o.rounds} rounds, alternating order")
+            runs[side].append(run(getattr(o, side), args, envs[side]))
+    label = {s: getattr(o, s) + "".join(f" {k}={v}" for k, v in envs[s].items()) for s in ("a", "b")}
+    print(f"A = {label['a']}\nB = {label['b']}\ncommand: minidl {' '.join(args)}; {o.rounds} rounds, alternating order")
     print(f"{'metric':60s} {'A median':>12s} {'B median':>12s} {'A/B':>7s} {'A/B range':>15s}")
     for key in runs["a"][0]:
         a = [m[key] for m in runs["a"]]
