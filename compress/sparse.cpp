@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <limits>
 #include <mutex>
 
@@ -60,10 +61,14 @@ SparseFormat SparseFormat::parse(const std::string& name) {
 
 // ---------------------------------------------------------------- the panel layout
 
-// Built once, on the first batch-1 product that asks for it (PanelMatrixArg in
-// ops/kernel_types.h says what it holds; ops/cpu/spmm.cpp why).
+// Decided once, on the first batch-1 product that asks for it, and then built or
+// declined (PanelMatrixArg in ops/kernel_types.h says what it holds;
+// ops/cpu/spmm.cpp why, and when it pays). `state` is written under `mutex`
+// once the arrays are final, and read without it.
 struct SparseMatrix::Panels {
-  std::once_flag built;
+  enum State { undecided, built, declined };
+  std::mutex mutex;
+  std::atomic<State> state{undecided};
   std::vector<int32_t> step_ptr;
   std::vector<uint8_t> column;
   std::vector<float> values;
@@ -72,10 +77,11 @@ struct SparseMatrix::Panels {
 
 namespace {
 
-// From CSR arrays whose columns rise along each row (as from_dense writes them).
+// From CSR arrays whose columns rise along each row (as from_dense writes them):
+// the step pointers, and with `fill` the steps themselves.
 template <class Index>
 void build_panels(int64_t rows, int64_t cols, const std::vector<int32_t>& row_ptr, const Index* col,
-                  const float* values, std::vector<int32_t>& step_ptr, std::vector<uint8_t>& column,
+                  const float* values, bool fill, std::vector<int32_t>& step_ptr, std::vector<uint8_t>& column,
                   std::vector<float>& out) {
   constexpr int64_t L = PanelMatrixArg::kPanelLanes, W = PanelMatrixArg::kPanelWidth;
   const int64_t slices = (rows + L - 1) / L, panels = (cols + W - 1) / W;
@@ -94,7 +100,7 @@ void build_panels(int64_t rows, int64_t cols, const std::vector<int32_t>& row_pt
         while (stop[l] < end[l] && col[stop[l]] < (q + 1) * W) ++stop[l];
         steps = std::max(steps, stop[l] - next[l]);
       }
-      for (int64_t t = 0; t < steps; ++t)
+      for (int64_t t = 0; fill && t < steps; ++t)
         for (int64_t l = 0; l < L; ++l) {
           const int64_t p = next[l] + t;
           const bool real = p < stop[l];
@@ -189,12 +195,12 @@ int64_t SparseMatrix::bytes() const {
 }
 
 int64_t SparseMatrix::panel_bytes() const {
-  if (!panels_ || panels_->step_ptr.empty()) return 0;
+  if (!panels_ || panels_->state.load(std::memory_order_acquire) != Panels::built) return 0;
   const Panels& p = *panels_;
   return static_cast<int64_t>(p.step_ptr.size() * sizeof(int32_t) + p.column.size() + p.values.size() * sizeof(float));
 }
 
-SparseMatrixArg SparseMatrix::arg(bool panels) const {
+SparseMatrixArg SparseMatrix::arg(PanelRequest request) const {
   SparseMatrixArg a;
   a.rows = rows_, a.cols = cols_;
   a.block_rows = format_.block_rows, a.block_cols = format_.block_cols;
@@ -209,25 +215,59 @@ SparseMatrixArg SparseMatrix::arg(bool panels) const {
   a.index16 = index16_;
   a.col_index = index16_ ? static_cast<const void*>(col16_.data()) : static_cast<const void*>(col32_.data());
   a.values = values_.data();
-  if (panels && panels_ && format_.is_csr() && cpu::spmm_kernel_supported(cpu::SpmmKernel::avx512_panels, a)) {
-    Panels& p = *panels_;
-    std::call_once(p.built, [&] {
-      if (index16_)
-        build_panels(rows_, cols_, row_ptr_, col16_.data(), values_.data(), p.step_ptr, p.column, p.values);
-      else
-        build_panels(rows_, cols_, row_ptr_, col32_.data(), values_.data(), p.step_ptr, p.column, p.values);
-      constexpr int64_t L = PanelMatrixArg::kPanelLanes, W = PanelMatrixArg::kPanelWidth;
-      p.arg = {.rows = rows_,
-               .cols = cols_,
-               .slices = (rows_ + L - 1) / L,
-               .panels = (cols_ + W - 1) / W,
-               .step_ptr = p.step_ptr.data(),
-               .column = p.column.data(),
-               .values = p.values.data()};
-    });
-    a.panels = &p.arg;
+  if (request == PanelRequest::none || !panels_ || !format_.is_csr() ||
+      !cpu::spmm_kernel_supported(cpu::SpmmKernel::avx512_panels, a))
+    return a;
+  Panels& p = *panels_;
+  // Decided (and built) once; `always` builds what if_it_pays declined.
+  auto settled = [&](Panels::State s) {
+    return s == Panels::built || (s == Panels::declined && request == PanelRequest::if_it_pays);
+  };
+  Panels::State state = p.state.load(std::memory_order_acquire);
+  if (!settled(state)) {
+    std::lock_guard lock(p.mutex);
+    state = p.state.load(std::memory_order_relaxed);
+    if (!settled(state)) {
+      state = build_panels_for(p, request == PanelRequest::always) ? Panels::built : Panels::declined;
+      p.state.store(state, std::memory_order_release);
+    }
   }
+  if (state == Panels::built) a.panels = &p.arg;
   return a;
+}
+
+// Under p.mutex: counts the layout's steps, asks whether it pays (unless
+// `always`), and builds it where it does: whether it did.
+bool SparseMatrix::build_panels_for(Panels& p, bool always) const {
+  auto build = [&](bool fill) {
+    if (index16_)
+      build_panels(rows_, cols_, row_ptr_, col16_.data(), values_.data(), fill, p.step_ptr, p.column, p.values);
+    else
+      build_panels(rows_, cols_, row_ptr_, col32_.data(), values_.data(), fill, p.step_ptr, p.column, p.values);
+  };
+  constexpr int64_t L = PanelMatrixArg::kPanelLanes, W = PanelMatrixArg::kPanelWidth;
+  const int64_t slices = (rows_ + L - 1) / L, panels = (cols_ + W - 1) / W;
+  build(/*fill=*/false);
+  const int64_t steps = p.step_ptr.back();
+  const cpu::PanelPlan plan{.rows = rows_,
+                            .nnz = stored(),
+                            .csr_bytes = bytes(),
+                            .steps = steps,
+                            .slice_panels = slices * panels,
+                            .panel_bytes = (slices * panels + 1) * 4 + steps * L * (4 + 1)};
+  if (!always && !cpu::spmv_panels_pay(plan)) {
+    p.step_ptr = {};
+    return false;
+  }
+  build(/*fill=*/true);
+  p.arg = {.rows = rows_,
+           .cols = cols_,
+           .slices = slices,
+           .panels = panels,
+           .step_ptr = p.step_ptr.data(),
+           .column = p.column.data(),
+           .values = p.values.data()};
+  return true;
 }
 
 SparseMatrix SparseMatrix::to(const Device& device) const {
@@ -250,19 +290,35 @@ SparseMatrix SparseMatrix::to(const Device& device) const {
 
 // ---------------------------------------------------------------- products
 
+namespace {
+
+// The panel layout a batch-1 product asks for: where it pays under `best`,
+// always for the kernel that reads it, never for the others.
+PanelRequest batch_one_panels(cpu::SpmmKernel kernel) {
+  if (kernel == cpu::SpmmKernel::best) return PanelRequest::if_it_pays;
+  if (kernel == cpu::SpmmKernel::avx512_panels) return PanelRequest::always;
+  return PanelRequest::none;
+}
+
+}  // namespace
+
 Tensor sparse_matmul(const SparseMatrix& w, const Tensor& b_in, cpu::SpmmKernel kernel) {
   require_cpu_inference("sparse_matmul", b_in);
   MINIDL_CHECK(b_in.dim() == 2 && b_in.size(0) == w.cols(), "sparse_matmul: W {}x{} cannot multiply B {}", w.rows(),
                w.cols(), b_in.shape());
   Tensor b = b_in.stride(1) == 1 ? b_in : b_in.contiguous();
   Tensor c = empty({w.rows(), b.size(1)}, {.dtype = DType::f32});
-  cpu::spmm(w.arg(), b.arg(), c.arg(), {}, kernel);
+  TensorArg barg = b.arg();
+  // One column (a row's transpose, say): its column stride is never used, and a
+  // contiguous() of it may keep any.
+  if (b.size(1) == 1) barg.strides[1] = 1;
+  cpu::spmm(w.arg(b.size(1) == 1 ? batch_one_panels(kernel) : PanelRequest::none), barg, c.arg(), {}, kernel);
   return c;
 }
 
 const char* sparse_linear_kernel_name() {
   static const SparseMatrix probe = SparseMatrix::from_dense(ones({1, 1}));
-  return cpu::spmm_kernel_name(cpu::SpmmKernel::best, probe.arg(/*panels=*/true));
+  return cpu::spmm_kernel_name(cpu::SpmmKernel::best, probe.arg());
 }
 
 Tensor sparse_linear(const Tensor& x, const SparseMatrix& w, const Tensor& bias, Activation act,
@@ -297,8 +353,7 @@ Tensor sparse_linear(const Tensor& x, const SparseMatrix& w, const Tensor& bias,
     if (column.strides[1] != 1) column.strides[1] = 1;  // one column: its stride is never used
     if (out.strides[1] != 1) out.strides[1] = 1;
     // The panel layout where the kernel may use it (built on the first call).
-    const bool panels = kernel == cpu::SpmmKernel::best || kernel == cpu::SpmmKernel::avx512_panels;
-    cpu::spmm(w.arg(panels), column, out, epilogue, kernel);
+    cpu::spmm(w.arg(batch_one_panels(kernel)), column, out, epilogue, kernel);
     return y;
   }
   // xᵀ (in, N), its rows padded so they are not a multiple of 512 bytes apart: the

@@ -48,6 +48,9 @@ const std::vector<SparseFormat>& sparse_formats();
 
 enum class IndexWidth { automatic, i16, i32 };
 
+// Whether SparseMatrix::arg carries the batch-1 panel layout (below).
+enum class PanelRequest { none, if_it_pays, always };
+
 // W (rows, cols), f32, in CSR or BSR.
 class SparseMatrix {
  public:
@@ -74,12 +77,15 @@ class SparseMatrix {
   int64_t bytes() const;
 
   // What the kernels see (pointers into this object, on its device: keep it alive).
-  // With `panels` (CSR on the CPU, where this CPU runs the avx512_panels kernel)
-  // it also carries the panel layout for the matrix-vector product, built on the
-  // first such call and kept (thread-safe; copies share it): sparse_linear asks
-  // for it at batch 1. Otherwise arg.panels is null.
-  SparseMatrixArg arg(bool panels = false) const;
-  // Bytes of the panel layout: 0 until a batch-1 product has built it.
+  // For CSR on the CPU, where this CPU runs the avx512_panels kernel, arg can
+  // also carry the panel layout for the matrix-vector product (arg.panels):
+  //   - PanelRequest::if_it_pays: where cpu::spmv_panels_pay says it is faster
+  //     than CSR, decided on the first such call (what `best` at batch 1 asks);
+  //   - PanelRequest::always: whatever it costs (the avx512_panels kernel named).
+  // Built once and kept (thread-safe; copies share it). Otherwise arg.panels is null.
+  SparseMatrixArg arg(PanelRequest panels = PanelRequest::none) const;
+  // Bytes of the panel layout: 0 until a batch-1 product has built it, and 0
+  // where it did not pay.
   int64_t panel_bytes() const;
 
   // A copy with its arrays on `device`. On a GPU: CSR only, the column indices
@@ -100,20 +106,22 @@ class SparseMatrix {
   std::vector<float> values_;     // (blocks, r, c)
   struct Panels;                  // the batch-1 layout's slot, shared by copies (sparse.cpp)
   std::shared_ptr<Panels> panels_;  // set by from_dense
+  bool build_panels_for(Panels& p, bool always) const;
 };
 
 // x (N, in) -> y (N, out) = x · Wᵀ + bias, then act; W (out, in) sparse, bias
 // (out) or undefined. x is f32, any strides, on W's device. On a GPU (CSR):
 // cuda::sparse_linear with `gpu_kernel` (cuSPARSE or the hand-written kernel,
 // cuda/kernels.h); on the CPU `kernel`. At N = 1 the kernel
-// reads x as it is (a sparse matrix-vector product; with `best` or
-// avx512_panels from w's panel layout, built on the first call); otherwise x is
+// reads x as it is (a sparse matrix-vector product; with `best` from w's panel
+// layout where it pays, with avx512_panels from it always: PanelRequest); otherwise x is
 // transposed into (in, N), the layout the kernel vectorises over, and the
 // (out, N) result back (both passes are O(N · (in + out)), small beside the product).
 Tensor sparse_linear(const Tensor& x, const SparseMatrix& w, const Tensor& bias = {},
                      Activation act = Activation::none, cpu::SpmmKernel kernel = cpu::SpmmKernel::best,
                      cuda::SpmmKernel gpu_kernel = cuda::SpmmKernel::best);
-// C (rows, n) = W (rows, cols) · B (cols, n), B f32 on the CPU.
+// C (rows, n) = W (rows, cols) · B (cols, n), B f32 on the CPU (at n = 1 the
+// panel layout as for sparse_linear).
 Tensor sparse_matmul(const SparseMatrix& w, const Tensor& b, cpu::SpmmKernel kernel = cpu::SpmmKernel::best);
 // The CPU kernel sparse_linear runs with `best` on a CSR weight, for tables.
 const char* sparse_linear_kernel_name();

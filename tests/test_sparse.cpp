@@ -9,6 +9,7 @@
 
 #include "compress/sparse.h"
 #include "minidl.h"
+#include "ops/cpu/cpu_features.h"
 
 using namespace minidl;
 using compress::IndexWidth;
@@ -182,15 +183,58 @@ TEST_CASE("spmm: the panel layout is built once, on the first batch-1 product, a
   check_linear(y2, x2, w, Tensor(), false);
   CHECK(m.panel_bytes() > 0);
   CHECK(copy.panel_bytes() == m.panel_bytes());
-  CHECK(m.arg(true).panels == copy.arg(true).panels);
+  const auto pays = compress::PanelRequest::if_it_pays;
+  REQUIRE(m.arg(pays).panels != nullptr);
+  CHECK(m.arg(pays).panels == copy.arg(pays).panels);
   // 5 slices × 4 panels of steps; each step has 16 values and 16 one-byte columns.
-  const PanelMatrixArg& p = *m.arg(true).panels;
+  const PanelMatrixArg& p = *m.arg(pays).panels;
   CHECK(p.slices == 5);
   CHECK(p.panels == 4);
   const int64_t steps = p.step_ptr[p.slices * p.panels];
   CHECK(steps * 16 >= m.nnz());
   CHECK(m.panel_bytes() == (p.slices * p.panels + 1) * 4 + steps * 16 * (4 + 1));
-  CHECK(compress::sparse_linear_kernel_name() == std::string("avx512 (64 columns; batch 1 by panels)"));
+  CHECK(compress::sparse_linear_kernel_name() ==
+        std::string("avx512 (64 columns; batch 1 by panels where they pay, else by ") +
+            (cpu::cpu_features().vendor == "GenuineIntel" ? "gathers)" : "loads)"));
+}
+
+TEST_CASE("spmm: batch 1 runs from the panels only where they pay, unless asked for them") {
+  using cpu::PanelPlan;
+  // The cost model (ops/cpu/spmm.cpp): in L2, the work; beyond it, the bytes.
+  const int64_t big = int64_t{1} << 40;  // beyond any machine's L2s
+  CHECK(cpu::spmv_panels_pay(PanelPlan{.rows = 1024,
+                                       .nnz = 314573,
+                                       .csr_bytes = 1891538,
+                                       .steps = 29370,
+                                       .slice_panels = 2048,
+                                       .panel_bytes = 1000000}));
+  CHECK_FALSE(cpu::spmv_panels_pay(PanelPlan{
+      .rows = 1024, .nnz = 41943, .csr_bytes = 250000, .steps = 12666, .slice_panels = 8192, .panel_bytes = 1000000}));
+  CHECK(cpu::spmv_panels_pay(PanelPlan{.csr_bytes = big / 13 * 10, .panel_bytes = big}));      // 1.3× CSR's bytes
+  CHECK_FALSE(cpu::spmv_panels_pay(PanelPlan{.csr_bytes = big / 3 * 2, .panel_bytes = big}));  // 1.5×
+
+  // 16 rows, 99% sparse over 4096 columns: ~41 non-zeros a row, under two in
+  // each 32-column panel, so a slice's panel is mostly padding.
+  Tensor w = random_sparse(16, 4096, 0.99, SparseFormat::csr(), 31);
+  SparseMatrix m = SparseMatrix::from_dense(w);
+  if (!cpu::spmm_kernel_supported(cpu::SpmmKernel::avx512_panels, m.arg())) {
+    MESSAGE("skipping: this CPU cannot run the avx512_panels kernel");
+    return;
+  }
+  Tensor x = random_dense(1, 4096, 32);
+  check_linear(compress::sparse_linear(x, m), x, w, Tensor(), false);
+  CHECK(m.arg(compress::PanelRequest::if_it_pays).panels == nullptr);
+  CHECK(m.panel_bytes() == 0);
+  // The kernel that reads them builds them anyway, and `best` then uses them.
+  check_linear(compress::sparse_linear(x, m, Tensor(), Activation::none, cpu::SpmmKernel::avx512_panels), x, w,
+               Tensor(), false);
+  CHECK(m.panel_bytes() > 0);
+  CHECK(m.arg(compress::PanelRequest::if_it_pays).panels != nullptr);
+  CHECK(std::string(cpu::spmm_kernel_name(cpu::SpmmKernel::best, m.arg(compress::PanelRequest::if_it_pays))) ==
+        "avx512 (64 columns; batch 1 by panels)");
+  // sparse_matmul at one column asks for them the same way.
+  Tensor column = x.t();
+  check_linear(compress::sparse_matmul(m, column).t(), x, w, Tensor(), false);
 }
 
 TEST_CASE("spmm: empty rows, a single non-zero, and non-contiguous inputs") {

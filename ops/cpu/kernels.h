@@ -165,10 +165,20 @@ const char* qgemm_kernel_name(QGemmKernel kernel);
 // or from the panel layout (avx512_panels: w.panels must be set at n == 1).
 // `best` is this CPU's fastest (AVX-512, else AVX2 for CSR; the reference loop
 // otherwise; at batch 1 the panels where w has them, else gathers on Intel and
-// loads elsewhere); tests name each.
+// loads elsewhere; MINIDL_SPMV=gathers|loads|panels overrides that batch-1
+// choice for benchmarks); tests name each.
 enum class SpmmKernel { best, reference, avx2, avx512, avx2_loads, avx512_loads, avx512_panels };
 void spmm(const SparseMatrixArg& w, const TensorArg& B, const TensorArg& C, const GemmEpilogue& epilogue = {},
           SpmmKernel kernel = SpmmKernel::best);
+// What the panel layout of a CSR matrix would be, counted before it is built,
+// beside the CSR it would stand in for: spmv_panels_pay says whether `best`
+// should run batch 1 from it (a cost model measured on Zen 5, ops/cpu/spmm.cpp;
+// MINIDL_SPMV=panels says yes, gathers or loads no).
+struct PanelPlan {
+  int64_t rows = 0, nnz = 0, csr_bytes = 0;
+  int64_t steps = 0, slice_panels = 0, panel_bytes = 0;  // steps of 16 slots, padding included
+};
+bool spmv_panels_pay(const PanelPlan& plan);
 // Whether this CPU and this build run `kernel` for a matrix shaped like w (the
 // AVX2 kernels are CSR only), and its name for tables.
 bool spmm_kernel_supported(SpmmKernel kernel, const SparseMatrixArg& w);

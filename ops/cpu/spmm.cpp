@@ -61,6 +61,7 @@
 #endif
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -513,14 +514,38 @@ __attribute__((target("avx512f"))) void bsr_spmv_avx512(const SparseMatrixArg& w
 
 // ---------------------------------------------------------------- dispatch
 
+// How batch 1 fetches x[col]: MINIDL_SPMV=gathers|loads|panels overrides the
+// choices below (for benchmarks: tools/bench/compare_builds.py --a-env); unset
+// or empty leaves them to the CPU and the matrix, anything else is refused.
+// Read once: a product of a few microseconds should not scan the environment.
+enum class Fetch { automatic, gathers, loads, panels };
+
+Fetch fetch_override() {
+  static const Fetch fetch = [] {
+    const char* env = std::getenv("MINIDL_SPMV");
+    if (env == nullptr || *env == '\0') return Fetch::automatic;
+    const std::string e = env;
+    if (e == "gathers") return Fetch::gathers;
+    if (e == "loads") return Fetch::loads;
+    if (e == "panels") return Fetch::panels;
+    throw Error("MINIDL_SPMV='" + e + "' is not gathers, loads or panels");
+  }();
+  return fetch;
+}
+
 // Whether batch 1 gathers x with the gather instruction (Intel) or with scalar
 // loads (AMD, and anything else): ByLoads says why.
-bool gathers_pay() { return cpu_features().vendor == "GenuineIntel"; }
+bool gathers_pay() {
+  const Fetch fetch = fetch_override();
+  if (fetch == Fetch::automatic) return cpu_features().vendor == "GenuineIntel";
+  return fetch == Fetch::gathers;
+}
 
 SpmmKernel best_kernel(const SparseMatrixArg& w) {
   switch (cpu_path()) {
     case CpuPath::avx512:
-      if (w.is_csr() && w.panels) return SpmmKernel::avx512_panels;
+      // w carries the panels where they pay (spmv_panels_pay) or were forced.
+      if (w.is_csr() && (w.panels || fetch_override() == Fetch::panels)) return SpmmKernel::avx512_panels;
       return gathers_pay() ? SpmmKernel::avx512 : SpmmKernel::avx512_loads;
     case CpuPath::avx2:
       if (!w.is_csr()) return SpmmKernel::reference;
@@ -529,6 +554,40 @@ SpmmKernel best_kernel(const SparseMatrixArg& w) {
   }
   return SpmmKernel::reference;
 }
+
+// Panels or loads at batch 1. Measured on the Zen 5 VM over 80 matrices
+// (docs/benchmarks.md, "Panels or loads"), per core: the loads take 0.34 ns a
+// non-zero and 6.8 ns a row (its horizontal sum, epilogue and store); the
+// panels 2.1 ns a step (sixteen slots, padding included) and 2.0 ns a slice's
+// panel (two loads of x, a step count). In units of a non-zero's load, rounded:
+//     loads ≈ nnz + 20 · rows        panels ≈ 6 · (steps + slice_panels)
+// so the padding decides: past ~90% sparsity a row holds about three non-zeros
+// in a 32-column panel and the longest of sixteen rows twice that.
+// A layout of more than about 2 MiB a thread streams from L3 or memory, and
+// there bytes decide: the panels keep winning while they are within 1.4× CSR's
+// bytes (padding under about 1.7, ~80% sparsity) and lose up to 2.8× at 99% on
+// 4096² (both at ~40 GB/s). In two sweeps of 80 matrices the rule's pick was
+// within 1–2% of the faster kernel (geometric mean); always the panels, 7%,
+// and at worst 2–2.8× (tools/bench/spmv_fit.py refits it on another CPU).
+constexpr int64_t kPanelCacheBytes = int64_t{2} << 20;  // a thread's share
+
+}  // namespace
+
+bool spmv_panels_pay(const PanelPlan& p) {
+  switch (fetch_override()) {
+    case Fetch::panels:
+      return true;
+    case Fetch::gathers:
+    case Fetch::loads:
+      return false;
+    case Fetch::automatic:
+      break;
+  }
+  if (p.panel_bytes > kPanelCacheBytes * max_threads()) return 5 * p.panel_bytes <= 7 * p.csr_bytes;
+  return 6 * (p.steps + p.slice_panels) < p.nnz + 20 * p.rows;
+}
+
+namespace {
 
 bool is_avx512(SpmmKernel k) {
   return k == SpmmKernel::avx512 || k == SpmmKernel::avx512_loads || k == SpmmKernel::avx512_panels;
@@ -660,7 +719,12 @@ bool spmm_kernel_supported(SpmmKernel k, const SparseMatrixArg& w) {
 
 const char* spmm_kernel_name(SpmmKernel k, const SparseMatrixArg& w) {
   switch (k) {
-    case SpmmKernel::best: return spmm_kernel_name(best_kernel(w), w);
+    case SpmmKernel::best:
+      // A CSR matrix without its panels yet: sparse_linear asks for them at batch 1.
+      if (w.is_csr() && !w.panels && cpu_path() == CpuPath::avx512 && fetch_override() == Fetch::automatic)
+        return gathers_pay() ? "avx512 (64 columns; batch 1 by panels where they pay, else by gathers)"
+                             : "avx512 (64 columns; batch 1 by panels where they pay, else by loads)";
+      return spmm_kernel_name(best_kernel(w), w);
     case SpmmKernel::reference: return "reference";
     case SpmmKernel::avx2:
       return "avx2 (32 columns; batch 1 by gathers)";

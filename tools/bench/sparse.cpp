@@ -218,8 +218,9 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
       auto add_sparse = [&](const SparseFormat& f, const std::string& pattern, Tensor w) {
         const auto t0 = std::chrono::steady_clock::now();
         SparseMatrix m = SparseMatrix::from_dense(w, f, compress::IndexWidth::automatic, sh.name);
-        // The batch-1 layout, where a batch-1 product will use it: built here, so that it is timed with the rest.
-        if (f.is_csr() && std::count(batches.begin(), batches.end(), 1) > 0) m.arg(/*panels=*/true);
+        // The batch-1 layout, decided (and built where it pays) here, so that it is timed with the rest;
+        // panel_bytes 0: batch 1 runs from CSR.
+        if (f.is_csr() && std::count(batches.begin(), batches.end(), 1) > 0) m.arg(compress::PanelRequest::if_it_pays);
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         conversions.push_back({{"shape", sh.name},
                                {"sparsity", sparsity},
@@ -347,6 +348,7 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
                       {"threads", threads()},
                       {"cpu", cpu::cpu_summary()},
                       {"dense_kernel", cpu::gemm_kernel_name(cpu::GemmKernel::best)},
+                      {"sparse_kernel", compress::sparse_linear_kernel_name()},
                       {"sparsities", sparsities},
                       {"batches", batches},
                       {"results", results},
