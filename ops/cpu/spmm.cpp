@@ -416,26 +416,34 @@ __attribute__((target("avx512f"))) inline __m512 panel_fetch(__m512 lo, __m512 h
   return _mm512_permutex2var_ps(lo, idx, hi);  // lanes 0–15 from lo, 16–31 from hi
 }
 
-// Slices [s0, s1) of y; x holds panels · 32 values, zeros past w.cols.
+// Steps [t, end) of one slice's panel against that panel's x, in lo (columns
+// 0–15) and hi (16–31), into two accumulators.
+__attribute__((target("avx512f"))) inline void panel_steps(const PanelMatrixArg& w, int64_t t, int64_t end,
+                                                           __m512 lo, __m512 hi, __m512& acc0, __m512& acc1) {
+  constexpr int64_t L = PanelMatrixArg::kPanelLanes;
+  for (; t + 2 <= end; t += 2) {
+    acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(w.values + t * L), panel_fetch(lo, hi, w.column + t * L), acc0);
+    acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(w.values + (t + 1) * L), panel_fetch(lo, hi, w.column + (t + 1) * L), acc1);
+  }
+  if (t < end) acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(w.values + t * L), panel_fetch(lo, hi, w.column + t * L), acc0);
+}
+
+// Slices [s0, s1) of y; x holds w.cols values (the last panel's x is loaded
+// masked where the columns do not fill it).
 __attribute__((target("avx512f"))) void spmv_panels_avx512(const PanelMatrixArg& w, const float* x, float* y,
                                                            int64_t ldy, int64_t s0, int64_t s1, const GemmEpilogue& e) {
   constexpr int64_t L = PanelMatrixArg::kPanelLanes, P = PanelMatrixArg::kPanelWidth;
   const float* bias = static_cast<const float*>(e.bias);
+  const int64_t whole = w.cols / P;  // panels with all 32 columns
+  const __mmask16 tail_lo = lanes_below16(w.cols - whole * P, 0), tail_hi = lanes_below16(w.cols - whole * P, 1);
   for (int64_t s = s0; s < s1; ++s) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     const int32_t* steps = w.step_ptr + s * w.panels;
-    for (int64_t q = 0; q < w.panels; ++q) {
-      const __m512 lo = _mm512_loadu_ps(x + q * P), hi = _mm512_loadu_ps(x + q * P + 16);
-      int64_t t = steps[q];
-      const int64_t end = steps[q + 1];
-      for (; t + 2 <= end; t += 2) {
-        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(w.values + t * L), panel_fetch(lo, hi, w.column + t * L), acc0);
-        acc1 =
-            _mm512_fmadd_ps(_mm512_loadu_ps(w.values + (t + 1) * L), panel_fetch(lo, hi, w.column + (t + 1) * L), acc1);
-      }
-      if (t < end)
-        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(w.values + t * L), panel_fetch(lo, hi, w.column + t * L), acc0);
-    }
+    for (int64_t q = 0; q < whole; ++q)
+      panel_steps(w, steps[q], steps[q + 1], _mm512_loadu_ps(x + q * P), _mm512_loadu_ps(x + q * P + 16), acc0, acc1);
+    if (whole < w.panels)
+      panel_steps(w, steps[whole], steps[whole + 1], _mm512_maskz_loadu_ps(tail_lo, x + whole * P),
+                  _mm512_maskz_loadu_ps(tail_hi, x + whole * P + 16), acc0, acc1);
     const int64_t row0 = s * L, lanes = std::min(L, w.rows - row0);
     const __mmask16 rows = lanes_below16(lanes, 0);
     __m512 sum = _mm512_add_ps(acc0, acc1);
@@ -626,18 +634,8 @@ void spmm_rows(SpmmKernel k, const SparseMatrixArg& w, const TensorArg& B, const
   float* c = C.ptr<float>();
   const int64_t n = B.shape[1], ldb = B.strides[0], ldc = C.strides[0];
   if (n == 1) {
-    // B is a column, ldb apart. The gathers and loads want it contiguous; the
-    // panel kernel loads it 32 at a time, so it wants whole panels, zeros past
-    // the end. Copied only where it is not already so.
-    const bool panels = k == SpmmKernel::avx512_panels;
-    const int64_t length = panels ? w.panels->panels * PanelMatrixArg::kPanelWidth : w.cols;
-    std::vector<float> column;
-    if (ldb != 1 || length != w.cols) {
-      column.assign(static_cast<size_t>(length), 0.0f);
-      for (int64_t j = 0; j < w.cols; ++j) column[j] = b[j * ldb];
-      b = column.data();
-    }
-    if (panels) {
+    // B is a column, contiguous (spmm copied it where it was not).
+    if (k == SpmmKernel::avx512_panels) {
       // This thread's rows, [br0, br1), rounded to whole slices: the rounded
       // ranges of consecutive threads still meet, so every slice is done once.
       const int64_t L = PanelMatrixArg::kPanelLanes;
@@ -757,12 +755,22 @@ void spmm(const SparseMatrixArg& w, const TensorArg& B, const TensorArg& C, cons
     spmm_reference(w, B, C, e);
     return;
   }
+  // Batch 1: the kernels read B's column contiguous. Where it is ldb apart it
+  // is copied here, once for every thread.
+  TensorArg b = B;
+  std::vector<float> column;
+  if (B.shape[1] == 1 && B.strides[0] != 1) {
+    column.resize(static_cast<size_t>(w.cols));
+    for (int64_t j = 0; j < w.cols; ++j) column[j] = B.ptr<float>()[j * B.strides[0]];
+    b.data = column.data();
+    b.strides[0] = 1;
+  }
   const int64_t block_rows = w.rows / w.block_rows;
   const int64_t work = static_cast<int64_t>(w.row_ptr[block_rows]) * w.block_rows * w.block_cols * B.shape[1];
   const bool parallel = work >= kSpmmParallelWork && !in_parallel() && max_threads() > 1;
   maybe_parallel(parallel, [&] {
     const auto [br0, br1] = balanced_rows(w, block_rows, thread_index(), team_size());
-    spmm_rows(k, w, B, C, e, br0, br1);
+    spmm_rows(k, w, b, C, e, br0, br1);
   });
 }
 
