@@ -36,9 +36,10 @@
 // panel layout (spmv_panels_avx512): x held in registers, sixteen fetched by
 // one permute.
 //
-// A narrow batch (n = 2, 4 or 8) reads each row of B with one plain load of
-// exactly its width (csr_tile_narrow), where the tile kernels would use masked
-// vector loads, mostly empty at these widths.
+// A narrow batch (n = 2 to 8) reads each row of B with one load of exactly its
+// width (csr_tile_narrow: plain at 2, 4 and 8, masked to n of 4 or 8 lanes
+// otherwise), where the tile kernels would use 16-lane masked loads, mostly
+// empty at these widths.
 //
 // Rows of unequal length: threads get contiguous row ranges holding equal
 // numbers of non-zeros (a binary search in row_ptr), not equal numbers of rows.
@@ -50,7 +51,7 @@
 //   v3 avx512: CSR and BSR, 64 columns per tile (4 zmm); batch 1 by gathers
 //      of 16, or (avx512_loads) by the same scalar loads as avx2_loads.
 //   avx512_panels: avx512, with batch 1 from the panel layout.
-//   Both CSR paths take batches of 2, 4 and 8 to csr_tile_narrow (AVX2).
+//   Both CSR paths take batches of 2 to 8 to csr_tile_narrow (AVX2).
 #include <immintrin.h>
 
 // GCC 12 warns that its own AVX-512 intrinsic headers read an uninitialised
@@ -295,11 +296,51 @@ __attribute__((target("avx2,fma"))) inline __m256 add(__m256 a, __m256 b) { retu
 __attribute__((target("avx2,fma"))) inline __m128 relu(__m128 a) { return _mm_max_ps(a, _mm_setzero_ps()); }
 __attribute__((target("avx2,fma"))) inline __m256 relu(__m256 a) { return _mm256_max_ps(a, _mm256_setzero_ps()); }
 
-// Rows [r0, r1) of C (rows, W) from B (cols, W), four accumulators per row (kChains<1>).
-template <int W, class Index>
+// The first n of W floats, the rest zeros (n < W; W = 4 or 8): a masked load,
+// which never touches the memory past them.
+template <int W>
+struct FirstLanes {
+  NarrowVec<W> mask;
+  int n;
+};
+template <int W>
+__attribute__((target("avx2,fma"))) inline FirstLanes<W> first_lanes(int n) {
+  alignas(32) int32_t bits[8] = {};
+  for (int l = 0; l < n; ++l) bits[l] = -1;
+  if constexpr (W == 8)
+    return {_mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(bits))), n};
+  else
+    return {_mm_castsi128_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(bits))), n};
+}
+template <int W>
+__attribute__((target("avx2,fma"))) inline NarrowVec<W> load_first(const float* p, const FirstLanes<W>& f) {
+  if constexpr (W == 8)
+    return _mm256_maskload_ps(p, _mm256_castps_si256(f.mask));
+  else
+    return _mm_maskload_ps(p, _mm_castps_si128(f.mask));
+}
+template <int W>
+__attribute__((target("avx2,fma"))) inline void store_first(float* p, NarrowVec<W> v, const FirstLanes<W>& f) {
+  alignas(32) float out[W];
+  store_exact<W>(out, v);
+  for (int l = 0; l < f.n; ++l) p[l] = out[l];  // (a masked store is slow on AMD)
+}
+
+template <int W, bool Masked>
+__attribute__((target("avx2,fma"))) inline NarrowVec<W> load_narrow(const float* p, const FirstLanes<W>& first) {
+  if constexpr (Masked)
+    return load_first<W>(p, first);
+  else
+    return load_exact<W>(p);
+}
+
+// Rows [r0, r1) of C (rows, n) from B (cols, n), four accumulators per row
+// (kChains<1>). n = W, or with `first` any n below W (3 in 4 lanes, 5–7 in 8):
+// masked loads of n floats, where the tile kernel would use 16-lane ones.
+template <int W, bool Masked, class Index>
 __attribute__((target("avx2,fma"))) void csr_tile_narrow(const SparseMatrixArg& w, const Index* col, const float* b,
                                                          int64_t ldb, float* c, int64_t ldc, int64_t r0, int64_t r1,
-                                                         const GemmEpilogue& e) {
+                                                         const GemmEpilogue& e, FirstLanes<W> first = FirstLanes<W>{}) {
   constexpr int S = kChains<1>;
   const float* bias = static_cast<const float*>(e.bias);
   for (int64_t row = r0; row < r1; ++row) {
@@ -309,12 +350,15 @@ __attribute__((target("avx2,fma"))) void csr_tile_narrow(const SparseMatrixArg& 
     const int64_t end = w.row_ptr[row + 1];
     for (; p + S <= end; p += S)
       for (int k = 0; k < S; ++k)
-        acc[k] = madd(broadcast<W>(w.values[p + k]), load_exact<W>(b + static_cast<int64_t>(col[p + k]) * ldb), acc[k]);
-    for (; p < end; ++p)
-      acc[0] = madd(broadcast<W>(w.values[p]), load_exact<W>(b + static_cast<int64_t>(col[p]) * ldb), acc[0]);
+        acc[k] = madd(broadcast<W>(w.values[p + k]), load_narrow<W, Masked>(b + static_cast<int64_t>(col[p + k]) * ldb, first), acc[k]);
+    for (; p < end; ++p) acc[0] = madd(broadcast<W>(w.values[p]), load_narrow<W, Masked>(b + static_cast<int64_t>(col[p]) * ldb, first), acc[0]);
     NarrowVec<W> sum = broadcast<W>(bias ? bias[row] : 0.0f);
     for (int k = 0; k < S; ++k) sum = add(sum, acc[k]);
-    store_exact<W>(c + row * ldc, e.relu ? relu(sum) : sum);
+    if (e.relu) sum = relu(sum);
+    if constexpr (Masked)
+      store_first<W>(c + row * ldc, sum, first);
+    else
+      store_exact<W>(c + row * ldc, sum);
   }
 }
 
@@ -654,14 +698,18 @@ void spmm_rows(SpmmKernel k, const SparseMatrixArg& w, const TensorArg& B, const
     }
     return;
   }
-  if (w.is_csr() && (n == 2 || n == 4 || n == 8)) {
+  if (w.is_csr() && n >= 2 && n <= 8) {
     with_columns(w, [&](auto* col) {
       if (n == 2)
-        csr_tile_narrow<2>(w, col, b, ldb, c, ldc, br0, br1, e);
+        csr_tile_narrow<2, false>(w, col, b, ldb, c, ldc, br0, br1, e);
+      else if (n == 3)
+        csr_tile_narrow<4, true>(w, col, b, ldb, c, ldc, br0, br1, e, first_lanes<4>(3));
       else if (n == 4)
-        csr_tile_narrow<4>(w, col, b, ldb, c, ldc, br0, br1, e);
+        csr_tile_narrow<4, false>(w, col, b, ldb, c, ldc, br0, br1, e);
+      else if (n < 8)
+        csr_tile_narrow<8, true>(w, col, b, ldb, c, ldc, br0, br1, e, first_lanes<8>(static_cast<int>(n)));
       else
-        csr_tile_narrow<8>(w, col, b, ldb, c, ldc, br0, br1, e);
+        csr_tile_narrow<8, false>(w, col, b, ldb, c, ldc, br0, br1, e);
     });
     return;
   }
