@@ -797,7 +797,7 @@ void spmm(const SparseMatrixArg& w, const TensorArg& B, const TensorArg& C, cons
   if (k == SpmmKernel::avx512_panels && B.shape[1] == 1 && !w.panels)
     throw Error(
         "spmm: the avx512_panels kernel needs the matrix's panel layout at batch 1 (SparseMatrix::arg with "
-        "panels)");
+        "PanelRequest::always)");
   if (w.rows == 0 || B.shape[1] == 0) return;
   if (k == SpmmKernel::reference) {
     spmm_reference(w, B, C, e);
