@@ -367,6 +367,18 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
   if (!o.json)
     for (const RealWeight& r : real_weights_found)
       std::printf("csr (magnitude) on %s: %s, its smallest weights zeroed\n", r.shape.c_str(), r.from.c_str());
+  // Which CSR matrices ran batch 1 by loads, not panels (spmv_panels_pay: the
+  // panels' padding did not pay); panel_bytes 0 in the JSON says the same.
+  const bool panels_possible =
+      std::string(compress::sparse_linear_kernel_name()).find("where they pay") != std::string::npos;
+  if (!o.json && panels_possible && std::count(batches.begin(), batches.end(), 1) > 0) {
+    std::string declined;
+    for (const nlohmann::json& c : conversions)
+      if (c["format"] == "csr" && c["panel_bytes"] == 0)
+        declined += fmt::format("{}{} at {:g}%{}", declined.empty() ? "" : ", ", c["shape"].get<std::string>(),
+                                100 * c["sparsity"].get<double>(), c["pattern"] == "random" ? "" : " (magnitude)");
+    if (!declined.empty()) std::printf("batch 1 by loads, where the panels did not pay: %s\n", declined.c_str());
+  }
   if (!o.json && !s.out.empty())
     std::printf("wrote %s (plot it: python3 tools/bench/plot_sparse.py %s sparse.png)\n", s.out.c_str(),
                 s.out.c_str());
