@@ -308,11 +308,7 @@ Tensor sparse_matmul(const SparseMatrix& w, const Tensor& b_in, cpu::SpmmKernel 
                w.cols(), b_in.shape());
   Tensor b = b_in.stride(1) == 1 ? b_in : b_in.contiguous();
   Tensor c = empty({w.rows(), b.size(1)}, {.dtype = DType::f32});
-  TensorArg barg = b.arg();
-  // One column (a row's transpose, say): its column stride is never used, and a
-  // contiguous() of it may keep any.
-  if (b.size(1) == 1) barg.strides[1] = 1;
-  cpu::spmm(w.arg(b.size(1) == 1 ? batch_one_panels(kernel) : PanelRequest::none), barg, c.arg(), {}, kernel);
+  cpu::spmm(w.arg(b.size(1) == 1 ? batch_one_panels(kernel) : PanelRequest::none), b.arg(), c.arg(), {}, kernel);
   return c;
 }
 
@@ -346,14 +342,10 @@ Tensor sparse_linear(const Tensor& x, const SparseMatrix& w, const Tensor& bias,
     return y;
   }
   if (N == 1) {
-    // xᵀ is a column: x itself, read with its stride by the gather.
-    TensorArg column = x.t().arg();
+    // xᵀ is a column: x itself, read with its stride (spmm copies it if strided).
     Tensor y = empty({1, w.rows()}, {.dtype = DType::f32});
-    TensorArg out = y.t().arg();
-    if (column.strides[1] != 1) column.strides[1] = 1;  // one column: its stride is never used
-    if (out.strides[1] != 1) out.strides[1] = 1;
     // The panel layout where the kernel may use it (built on the first call).
-    cpu::spmm(w.arg(batch_one_panels(kernel)), column, out, epilogue, kernel);
+    cpu::spmm(w.arg(batch_one_panels(kernel)), x.t().arg(), y.t().arg(), epilogue, kernel);
     return y;
   }
   // xᵀ (in, N), its rows padded so they are not a multiple of 512 bytes apart: the

@@ -350,8 +350,11 @@ __attribute__((target("avx2,fma"))) void csr_tile_narrow(const SparseMatrixArg& 
     const int64_t end = w.row_ptr[row + 1];
     for (; p + S <= end; p += S)
       for (int k = 0; k < S; ++k)
-        acc[k] = madd(broadcast<W>(w.values[p + k]), load_narrow<W, Masked>(b + static_cast<int64_t>(col[p + k]) * ldb, first), acc[k]);
-    for (; p < end; ++p) acc[0] = madd(broadcast<W>(w.values[p]), load_narrow<W, Masked>(b + static_cast<int64_t>(col[p]) * ldb, first), acc[0]);
+        acc[k] = madd(broadcast<W>(w.values[p + k]),
+                      load_narrow<W, Masked>(b + static_cast<int64_t>(col[p + k]) * ldb, first), acc[k]);
+    for (; p < end; ++p)
+      acc[0] = madd(broadcast<W>(w.values[p]), load_narrow<W, Masked>(b + static_cast<int64_t>(col[p]) * ldb, first),
+                    acc[0]);
     NarrowVec<W> sum = broadcast<W>(bias ? bias[row] : 0.0f);
     for (int k = 0; k < S; ++k) sum = add(sum, acc[k]);
     if (e.relu) sum = relu(sum);
@@ -787,7 +790,9 @@ const char* spmm_kernel_name(SpmmKernel k, const SparseMatrixArg& w) {
 }
 
 void spmm(const SparseMatrixArg& w, const TensorArg& B, const TensorArg& C, const GemmEpilogue& e, SpmmKernel k) {
-  if (B.dtype != DType::f32 || C.dtype != DType::f32 || B.strides[1] != 1 || C.strides[1] != 1)
+  // A single column's column stride is never read (a row's transpose has any).
+  auto unit_columns = [](const TensorArg& t) { return t.shape[1] == 1 || t.strides[1] == 1; };
+  if (B.dtype != DType::f32 || C.dtype != DType::f32 || !unit_columns(B) || !unit_columns(C))
     throw Error("spmm: B and C must be f32 with unit column stride");
   if (e.bias && !e.bias_per_row) throw Error("spmm: the bias is one value per row of C");
   if (k == SpmmKernel::best) k = best_kernel(w);

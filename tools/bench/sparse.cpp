@@ -165,6 +165,7 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
                           : std::vector<std::string>{"512x784",   "256x512",   "128x3136", "conv64x288x196",
                                                      "1024x1024", "4096x4096", "3072x768", "768x3072"};
   if (batches.empty()) batches = s.quick ? std::vector<int64_t>{1, 32} : std::vector<int64_t>{1, 32, 256};
+  const bool batch_one = std::count(batches.begin(), batches.end(), 1) > 0;
   if (sparsities.empty())
     sparsities = s.quick ? std::vector<double>{0, 0.5, 0.7, 0.9, 0.99}
                          : std::vector<double>{0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 0.99};
@@ -220,7 +221,7 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
         SparseMatrix m = SparseMatrix::from_dense(w, f, compress::IndexWidth::automatic, sh.name);
         // The batch-1 layout, decided (and built where it pays) here, so that it is timed with the rest;
         // panel_bytes 0: batch 1 runs from CSR.
-        if (f.is_csr() && std::count(batches.begin(), batches.end(), 1) > 0) m.arg(compress::PanelRequest::if_it_pays);
+        if (f.is_csr() && batch_one) m.arg(compress::PanelRequest::if_it_pays);
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         conversions.push_back({{"shape", sh.name},
                                {"sparsity", sparsity},
@@ -369,15 +370,14 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
       std::printf("csr (magnitude) on %s: %s, its smallest weights zeroed\n", r.shape.c_str(), r.from.c_str());
   // Which CSR matrices ran batch 1 by loads, not panels (spmv_panels_pay: the
   // panels' padding did not pay); panel_bytes 0 in the JSON says the same.
-  const bool panels_possible =
-      std::string(compress::sparse_linear_kernel_name()).find("where they pay") != std::string::npos;
-  if (!o.json && panels_possible && std::count(batches.begin(), batches.end(), 1) > 0) {
+  if (!o.json && batch_one && cpu::spmm_kernel_supported(cpu::SpmmKernel::avx512_panels, SparseMatrixArg{})) {
     std::string declined;
     for (const nlohmann::json& c : conversions)
       if (c["format"] == "csr" && c["panel_bytes"] == 0)
         declined += fmt::format("{}{} at {:g}%{}", declined.empty() ? "" : ", ", c["shape"].get<std::string>(),
                                 100 * c["sparsity"].get<double>(), c["pattern"] == "random" ? "" : " (magnitude)");
-    if (!declined.empty()) std::printf("batch 1 by loads, where the panels did not pay: %s\n", declined.c_str());
+    if (!declined.empty())
+      std::printf("batch 1 by loads, where the panels did not pay (or MINIDL_SPMV said so): %s\n", declined.c_str());
   }
   if (!o.json && !s.out.empty())
     std::printf("wrote %s (plot it: python3 tools/bench/plot_sparse.py %s sparse.png)\n", s.out.c_str(),
