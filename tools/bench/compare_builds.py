@@ -41,10 +41,12 @@ def medians(doc, path=""):
 
 
 def run(binary, args, env):
+    """The benchmark's medians, and the CPU it says it ran on."""
     r = subprocess.run([binary] + args + ["--json"], capture_output=True, text=True, env={**os.environ, **env})
     if r.returncode != 0:
         sys.exit(f"{binary} {' '.join(args)} failed:\n{r.stderr}")
-    return medians(json.loads(r.stdout.strip().splitlines()[-1]))
+    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    return medians(doc), doc.get("cpu") if isinstance(doc, dict) else None
 
 
 def main():
@@ -65,12 +67,16 @@ def main():
             sys.exit(f"--{side}-env {bad[0]!r}: expected NAME=VALUE")
         envs[side] = dict(p.split("=", 1) for p in pairs)
     runs = {"a": [], "b": []}
+    cpu = None
     for r in range(o.rounds):
         order = ("a", "b") if r % 2 == 0 else ("b", "a")
         for side in order:
-            runs[side].append(run(getattr(o, side), args, envs[side]))
+            got, cpu = run(getattr(o, side), args, envs[side])
+            runs[side].append(got)
     label = {s: getattr(o, s) + "".join(f" {k}={v}" for k, v in envs[s].items()) for s in ("a", "b")}
     print(f"A = {label['a']}\nB = {label['b']}\ncommand: minidl {' '.join(args)}; {o.rounds} rounds, alternating order")
+    if cpu:
+        print(f"cpu: {cpu}")
     print(f"{'metric':60s} {'A median':>12s} {'B median':>12s} {'A/B':>7s} {'A/B range':>15s}")
     for key in runs["a"][0]:
         a = [m[key] for m in runs["a"]]

@@ -49,7 +49,7 @@ def sweep(o):
 
 def load(directory):
     """Median time per (shape, sparsity) for each fetch, and the panel layout's size."""
-    times, layout = {}, {}
+    times, layout, cpu = {}, {}, None
     files = sorted(glob.glob(os.path.join(directory, "*.json")))
     if not files:
         sys.exit(f"{directory}: no *.json from a sweep")
@@ -58,6 +58,7 @@ def load(directory):
         if fetch not in ("loads", "panels"):
             sys.exit(f"{path}: expected loads-N.json or panels-N.json")
         doc = json.load(open(path))
+        cpu = doc.get("cpu", cpu)
         for c in doc["conversions"]:
             if c["panel_bytes"]:
                 layout[(c["shape"], c["sparsity"])] = c
@@ -78,7 +79,7 @@ def load(directory):
                       "steps": slots // LANES, "slice_panels": slice_panels, "csr_bytes": c["bytes"],
                       "panel_bytes": c["panel_bytes"], "loads_s": statistics.median(t),
                       "panels_s": statistics.median(times[(shape, sparsity, "panels")])})
-    return cells
+    return cells, cpu
 
 
 def fit(points):
@@ -112,9 +113,10 @@ def main():
     o = p.parse_args()
     if o.source is None:
         sweep(o)
-    cells = load(o.source or o.out_dir)
+    cells, cpu = load(o.source or o.out_dir)
     if not cells:
         sys.exit("no cell has both a loads and a panels time")
+    print(f"cpu: {cpu}")
 
     # The fits, in ns of one core (the sweeps run --threads threads).
     in_cache = [c for c in cells if c["panel_bytes"] < o.cache_fit]
