@@ -139,9 +139,19 @@ void openblas_gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t lda,
               c, i(ldc));
 }
 
+int match_openblas_threads() {
+  if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) openblas_set_num_threads(threads());
+  return openblas_get_num_threads();
+}
+
 void print_openblas_notes() {
   const std::string core = openblas_get_corename();
   std::printf("OpenBLAS core: %s, %d threads\n", core.c_str(), openblas_get_num_threads());
+  if (openblas_get_num_threads() != threads())
+    std::printf(
+        "note: OpenBLAS runs on %d threads and minidl on %d (OPENBLAS_NUM_THREADS is set): the ratios are not "
+        "like for like\n",
+        openblas_get_num_threads(), threads());
   // OpenBLAS's worker threads spin for 2^28 cycles (~0.1 s) after each call unless
   // told otherwise, taking a core from whichever variant is timed next.
   if (std::getenv("OPENBLAS_THREAD_TIMEOUT") == nullptr)
@@ -176,6 +186,7 @@ int bench_gemm(const std::vector<std::string>& shapes, bool with_reference, cons
   if (with_reference) columns.push_back("reference GFLOP/s");
 #ifdef MINIDL_HAVE_OPENBLAS
   const std::string blas_core = openblas_get_corename();
+  const int blas_threads = match_openblas_threads();
   columns.push_back("OpenBLAS GFLOP/s");
   columns.push_back("minidl / OpenBLAS");
 #endif
@@ -229,6 +240,7 @@ int bench_gemm(const std::vector<std::string>& shapes, bool with_reference, cons
                       {"table", table.json()}};
 #ifdef MINIDL_HAVE_OPENBLAS
   j["openblas_core"] = blas_core;
+  j["openblas_threads"] = blas_threads;
   if (!o.json) print_openblas_notes();
 #else
   if (!o.json) std::printf("(built without OpenBLAS: install libopenblas-dev and reconfigure to compare)\n");

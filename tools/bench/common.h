@@ -22,6 +22,7 @@ void cblas_sgemv(int order, int trans, int m, int n, float alpha, const float* a
                  float beta, float* y, int incy);
 char* openblas_get_corename(void);
 int openblas_get_num_threads(void);
+void openblas_set_num_threads(int threads);
 }
 #endif
 
@@ -52,8 +53,14 @@ void require_gemm(const char* who, const Tensor& A, const Tensor& B, const Tenso
 void require_model(const char* bench, nn::Module& model, const std::string& model_name, const Tensor& x,
                    const Tensor& labels);
 #ifdef MINIDL_HAVE_OPENBLAS
+// Gives OpenBLAS as many threads as minidl has (`--threads`, else one per core),
+// so that a ratio compares like with like — unless OPENBLAS_NUM_THREADS is set,
+// the user's own choice, which print_openblas_notes then points out. Returns
+// OpenBLAS's thread count, for the JSON.
+int match_openblas_threads();
 // Which OpenBLAS kernel is in use, with a note when its threads will spin into
-// the next variant or when it picked kernels below this CPU's ISA.
+// the next variant, when they are not as many as minidl's, or when it picked
+// kernels below this CPU's ISA.
 void print_openblas_notes();
 // C (M, N) = A (M, K) · B, all row-major with the given row strides; B is
 // (K, N), or (N, K) read transposed when b_transposed. One row (M = 1) or

@@ -186,6 +186,9 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
                    sh.out, sh.in);
   Options timing = to_options(o);
   const std::vector<RealWeight> real_weights_found = real_weights(s.weights, shapes);
+#ifdef MINIDL_HAVE_OPENBLAS
+  const int blas_threads = match_openblas_threads();
+#endif
 
   nlohmann::json results = nlohmann::json::array(), conversions = nlohmann::json::array();
   // (shape, batch, implementation label) -> points, for the crossovers.
@@ -359,6 +362,7 @@ int bench_sparse(const SparseSweepOptions& s, const CommonOptions& o) {
   for (const RealWeight& r : real_weights_found) j["magnitude_from"][r.shape] = r.from;
 #ifdef MINIDL_HAVE_OPENBLAS
   j["openblas_core"] = openblas_get_corename();
+  j["openblas_threads"] = blas_threads;
 #endif
   if (!s.out.empty()) write_file_atomically(s.out, j.dump(1) + "\n", "bench sparse");
 #ifdef MINIDL_HAVE_OPENBLAS
