@@ -51,7 +51,10 @@ Node::~Node() {
 }
 
 Tensor saved(const Tensor& t) {
-  if (!t.defined()) return t;
+  // Without grad mode record() attaches nothing and the capture is dropped, so
+  // the handle itself will do: no detached copy, nothing to note (inference
+  // under NoGradGuard pays nothing for the graph it does not build).
+  if (!t.defined() || !g_grad_mode) return t;
   g_pending_saved.push_back({t.storage(), t.storage()->version()});
   return t.detach();
 }
@@ -97,15 +100,22 @@ bool any_requires_grad(const std::vector<Tensor>& inputs) {
   return false;
 }
 bool any_requires_grad(std::initializer_list<Tensor> inputs) {
-  return any_requires_grad(std::vector<Tensor>(inputs));
+  if (!g_grad_mode) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
 }
 
 void record(Tensor& output, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn) {
-  std::vector<SavedVersion> saved_versions = std::move(g_pending_saved);
-  g_pending_saved.clear();
-  if (!any_requires_grad(inputs)) return;
+  // (The pending list is copied, not moved, and cleared: it keeps its buffer
+  // for the next op's saved() calls.)
+  if (!any_requires_grad(inputs)) {
+    g_pending_saved.clear();
+    return;
+  }
   auto node = std::make_shared<FunctionNode>(name, std::move(fn));
-  node->saved_versions = std::move(saved_versions);
+  node->saved_versions = g_pending_saved;
+  g_pending_saved.clear();
   node->next.reserve(inputs.size());
   for (const Tensor& t : inputs) {
     node->next.push_back(edge_of(t));

@@ -175,12 +175,17 @@ Shape infer_shape(const char* op, const Shape& requested, const Shape& from) {
   return shape;
 }
 
-// Records a view's backward: the gradient of the view mapped back to the base's shape.
-Tensor view_with_grad(const Tensor& base, Tensor view, const char* name,
-                      std::function<Tensor(const Tensor&)> to_base) {
-  record(view, name, {base}, [to_base = std::move(to_base)](const Tensor& g, const NeedsGrad&) {
-    return grads{to_base(g)};
-  });
+// Records a view's backward: to_base(g, base_shape) maps the gradient of the
+// view back to the base's shape. When no graph is being recorded (no grad mode,
+// or a base that needs no gradient) nothing is built: a view in inference is a
+// new shape and strides on the same storage, and no more.
+template <class ToBase>
+Tensor view_with_grad(const Tensor& base, Tensor view, const char* name, ToBase to_base) {
+  if (!any_requires_grad({base})) return view;
+  record(view, name, {base},
+         [to_base = std::move(to_base), base_shape = base.shape()](const Tensor& g, const NeedsGrad&) {
+           return grads{to_base(g, base_shape)};
+         });
   return view;
 }
 
@@ -196,20 +201,24 @@ Tensor scatter_into_zeros(const Tensor& g, const Shape& base_shape,
 
 Tensor Tensor::view(const Shape& requested) const {
   Shape new_shape = infer_shape("view", requested, shape());
-  auto strides = view_strides(shape(), impl_->strides, new_shape);
+  std::optional<Shape> strides = view_strides(shape(), impl_->strides, new_shape);
   MINIDL_CHECK(strides.has_value(),
                "view: shape {} is not compatible with input of shape {} and strides {}; use reshape() "
                "(which copies) or call contiguous() first",
                requested, shape(), impl_->strides);
-  Shape old_shape = shape();
-  return view_with_grad(*this, make_view(*this, new_shape, *strides, offset()), "ViewBackward",
-                        [old_shape](const Tensor& g) { return g.reshape(old_shape); });
+  return view_unchecked(std::move(new_shape), std::move(*strides));
 }
 
 Tensor Tensor::reshape(const Shape& requested) const {
   Shape new_shape = infer_shape("reshape", requested, shape());
-  if (view_strides(shape(), impl_->strides, new_shape)) return view(new_shape);
+  if (std::optional<Shape> strides = view_strides(shape(), impl_->strides, new_shape))
+    return view_unchecked(std::move(new_shape), std::move(*strides));
   return contiguous().view(new_shape);
+}
+
+Tensor Tensor::view_unchecked(Shape shape, Shape strides) const {
+  return view_with_grad(*this, make_view(*this, std::move(shape), std::move(strides), offset()), "ViewBackward",
+                        [](const Tensor& g, const Shape& base_shape) { return g.reshape(base_shape); });
 }
 
 Tensor Tensor::permute(const Shape& dims) const {
@@ -226,8 +235,9 @@ Tensor Tensor::permute(const Shape& dims) const {
     new_strides[i] = impl_->strides[d];
     inverse[d] = i;
   }
-  return view_with_grad(*this, make_view(*this, new_shape, new_strides, offset()), "PermuteBackward",
-                        [inverse](const Tensor& g) { return g.permute(inverse); });
+  return view_with_grad(*this, make_view(*this, std::move(new_shape), std::move(new_strides), offset()),
+                        "PermuteBackward",
+                        [inverse = std::move(inverse)](const Tensor& g, const Shape&) { return g.permute(inverse); });
 }
 
 Tensor Tensor::transpose(int64_t a, int64_t b) const {
@@ -257,9 +267,9 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   Shape new_shape = shape(), new_strides = impl_->strides;
   new_shape[d] = end > start ? (end - start - 1) / step + 1 : 0;
   new_strides[d] *= step;
-  Shape base_shape = shape();
-  return view_with_grad(*this, make_view(*this, new_shape, new_strides, offset() + start * impl_->strides[d]),
-                        "SliceBackward", [=](const Tensor& g) {
+  const int64_t view_offset = offset() + start * impl_->strides[d];
+  return view_with_grad(*this, make_view(*this, std::move(new_shape), std::move(new_strides), view_offset),
+                        "SliceBackward", [=](const Tensor& g, const Shape& base_shape) {
                           return scatter_into_zeros(g, base_shape,
                                                     [&](const Tensor& z) { return z.slice(d, start, end, step); });
                         });
@@ -286,9 +296,9 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
   Shape new_shape = shape(), new_strides = impl_->strides;
   new_shape.erase(new_shape.begin() + d);
   new_strides.erase(new_strides.begin() + d);
-  Shape base_shape = shape();
-  return view_with_grad(*this, make_view(*this, new_shape, new_strides, offset() + index * impl_->strides[d]),
-                        "SelectBackward", [=](const Tensor& g) {
+  const int64_t view_offset = offset() + index * impl_->strides[d];
+  return view_with_grad(*this, make_view(*this, std::move(new_shape), std::move(new_strides), view_offset),
+                        "SelectBackward", [=](const Tensor& g, const Shape& base_shape) {
                           return scatter_into_zeros(g, base_shape,
                                                     [&](const Tensor& z) { return z.select(d, index); });
                         });
@@ -310,9 +320,9 @@ Tensor Tensor::expand(const Shape& target) const {
     new_shape[i] = want;
     new_strides[i] = (j < 0 || (size == 1 && want != 1)) ? 0 : impl_->strides[j];
   }
-  Shape base_shape = shape();
-  return view_with_grad(*this, make_view(*this, new_shape, new_strides, offset()), "ExpandBackward",
-                        [base_shape](const Tensor& g) { return sum_to(g, base_shape); });
+  return view_with_grad(*this, make_view(*this, std::move(new_shape), std::move(new_strides), offset()),
+                        "ExpandBackward",
+                        [](const Tensor& g, const Shape& base_shape) { return sum_to(g, base_shape); });
 }
 
 Tensor Tensor::squeeze() const {

@@ -125,6 +125,8 @@ class Tensor {
  private:
   void check_defined(const char* what) const;
   void check_inplace(const char* op) const;
+  // view() and reshape() once the new shape and its strides are known to fit.
+  Tensor view_unchecked(Shape shape, Shape strides) const;
   std::shared_ptr<TensorImpl> impl_;
 };
 
