@@ -144,6 +144,37 @@ TEST_CASE("a graph far deeper than the stack allows is torn down without recursi
   CHECK(x.grad().item() == 2);
 }
 
+TEST_CASE("under NoGradGuard views and ops build no history, and later graphs still check what they saved") {
+  Tensor w = param({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor x = f64({1, 2, 3}, {3}), z = f64({7, 8, 9}, {3});
+  {
+    NoGradGuard no_grad;  // inference: no closures, no detached copies, no saved versions
+    for (const Tensor& v : {w.t(), w.reshape({3, 2}), w.view({6}), w.narrow(1, 1, 2), w.select(0, 1),
+                            w.unsqueeze(0).expand({4, 2, 3}), w.permute({1, 0})}) {
+      CHECK_FALSE(v.requires_grad());
+      CHECK(v.grad_fn() == nullptr);
+    }
+    CHECK(w.t().to_vector<double>() == std::vector<double>{1, 4, 2, 5, 3, 6});
+    Tensor y = mul(w.select(0, 0), z);  // z is captured, but nothing notes its version
+    CHECK(y.grad_fn() == nullptr);
+    CHECK(y.to_vector<double>() == std::vector<double>{7, 16, 27});
+  }
+  // z was used only without grad: changing it must not trouble a later graph.
+  Tensor loss = sum(mul(w.select(0, 1), x));
+  z.fill_(0);
+  loss.backward();
+  CHECK(w.grad().to_vector<double>() == std::vector<double>{0, 0, 0, 1, 2, 3});
+  // In grad mode the saved inputs are noted again, and checked.
+  Tensor loss2 = sum(mul(w.select(0, 0), x));
+  x.fill_(0);
+  CHECK_THROWS_WITH_AS(loss2.backward(), doctest::Contains("MulBackward saved"), Error);
+  // And a gradient still reaches the base through a chain of views (t, then a
+  // reshape that must copy).
+  w.set_grad(Tensor());
+  sum(mul(w.t().reshape({6}), f64({1, 2, 3, 4, 5, 6}, {6}))).backward();
+  CHECK(w.grad().to_vector<double>() == std::vector<double>{1, 3, 5, 2, 4, 6});
+}
+
 TEST_CASE("modifying a saved tensor in place before backward is a clear error") {
   // mul saves both inputs; x needs no grad, so fill_ on it is allowed, but w's
   // gradient needs x's old values.
