@@ -93,7 +93,7 @@ grads AccumulateGrad::apply(const Tensor& grad_output) {
   return {};
 }
 
-bool any_requires_grad(const std::vector<Tensor>& inputs) {
+bool any_requires_grad(std::span<const Tensor> inputs) {
   if (!g_grad_mode) return false;
   for (const Tensor& t : inputs)
     if (t.defined() && t.requires_grad()) return true;
@@ -106,13 +106,11 @@ bool any_requires_grad(std::initializer_list<Tensor> inputs) {
   return false;
 }
 
-void record(Tensor& output, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn) {
-  // (The pending list is copied, not moved, and cleared: it keeps its buffer
-  // for the next op's saved() calls.)
-  if (!any_requires_grad(inputs)) {
-    g_pending_saved.clear();
-    return;
-  }
+// (The pending list is copied, not moved, and cleared: it keeps its buffer for
+// the next op's saved() calls.)
+void forget_saved() { g_pending_saved.clear(); }
+
+void attach_node(Tensor& output, const char* name, std::span<const Tensor> inputs, BackwardFn fn) {
   auto node = std::make_shared<FunctionNode>(name, std::move(fn));
   node->saved_versions = g_pending_saved;
   g_pending_saved.clear();

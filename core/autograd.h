@@ -23,6 +23,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -111,10 +112,25 @@ Tensor saved(const Tensor& t);
 
 // True when grad mode is on and any defined input requires grad.
 bool any_requires_grad(std::initializer_list<Tensor> inputs);
-bool any_requires_grad(const std::vector<Tensor>& inputs);
+bool any_requires_grad(std::span<const Tensor> inputs);
 
-// Attaches a backward node to `output` if any input requires grad (and grad mode is on).
-void record(Tensor& output, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn);
+// record()'s two halves: the node attached, or the versions saved() noted for
+// it dropped when there is no node to check them.
+void attach_node(Tensor& output, const char* name, std::span<const Tensor> inputs, BackwardFn fn);
+void forget_saved();
+
+// Attaches a backward node to `output` if any input requires grad (and grad mode
+// is on). A template so that fn, the op's lambda, becomes a BackwardFn (a
+// std::function: a heap allocation) only when a node is attached.
+template <class Fn>
+void record(Tensor& output, const char* name, std::span<const Tensor> inputs, Fn&& fn) {
+  if (!any_requires_grad(inputs)) return forget_saved();
+  attach_node(output, name, inputs, BackwardFn(std::forward<Fn>(fn)));
+}
+template <class Fn>
+void record(Tensor& output, const char* name, std::initializer_list<Tensor> inputs, Fn&& fn) {
+  record(output, name, std::span<const Tensor>(inputs.begin(), inputs.size()), std::forward<Fn>(fn));
+}
 
 // The engine behind Tensor::backward.
 void run_backward(const Tensor& root, const Tensor& grad_root, bool retain_graph);
