@@ -6,13 +6,12 @@
 
 #include <algorithm>
 #include <functional>
-#include <numeric>
 #include <optional>
 
 #include "core/autograd.h"
 #include "core/check.h"
-#include "ops/reduce.h"
 #include "ops/factory.h"
+#include "ops/reduce.h"
 
 namespace minidl {
 
@@ -240,12 +239,17 @@ Tensor Tensor::permute(const Shape& dims) const {
                         [inverse = std::move(inverse)](const Tensor& g, const Shape&) { return g.permute(inverse); });
 }
 
+// A permute of two dims, written out: every linear layer calls it on its weight,
+// and the general permute's bookkeeping (the order, its inverse, which dims it
+// has seen) was most of the cost of that view.
 Tensor Tensor::transpose(int64_t a, int64_t b) const {
-  Shape dims(dim());
-  std::iota(dims.begin(), dims.end(), 0);
   if (dim() == 0) return *this;
-  std::swap(dims[normalize_dim(a, dim(), "transpose")], dims[normalize_dim(b, dim(), "transpose")]);
-  return permute(dims);
+  a = normalize_dim(a, dim(), "transpose"), b = normalize_dim(b, dim(), "transpose");
+  Shape new_shape = shape(), new_strides = impl_->strides;
+  std::swap(new_shape[a], new_shape[b]);
+  std::swap(new_strides[a], new_strides[b]);
+  return view_with_grad(*this, make_view(*this, std::move(new_shape), std::move(new_strides), offset()),
+                        "TransposeBackward", [a, b](const Tensor& g, const Shape&) { return g.transpose(a, b); });
 }
 
 Tensor Tensor::t() const {
