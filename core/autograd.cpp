@@ -100,18 +100,15 @@ bool any_requires_grad(std::span<const Tensor> inputs) {
   return false;
 }
 bool any_requires_grad(std::initializer_list<Tensor> inputs) {
-  if (!g_grad_mode) return false;
-  for (const Tensor& t : inputs)
-    if (t.defined() && t.requires_grad()) return true;
-  return false;
+  return any_requires_grad(std::span<const Tensor>(inputs.begin(), inputs.size()));
 }
 
-// (The pending list is copied, not moved, and cleared: it keeps its buffer for
-// the next op's saved() calls.)
 void forget_saved() { g_pending_saved.clear(); }
 
 void attach_node(Tensor& output, const char* name, std::span<const Tensor> inputs, BackwardFn fn) {
   auto node = std::make_shared<FunctionNode>(name, std::move(fn));
+  // Copied, not moved, then cleared: the pending list keeps its buffer for the
+  // next op's saved() calls.
   node->saved_versions = g_pending_saved;
   g_pending_saved.clear();
   node->next.reserve(inputs.size());
