@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "compress/quantize.h"
 #include "core/autograd.h"
@@ -20,8 +21,8 @@
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
 #include "ops/dispatch.h"
-#include "ops/factory.h"
 #include "ops/elementwise.h"
+#include "ops/factory.h"
 #include "ops/matmul.h"
 #include "ops/quant.h"
 #include "ops/reduce.h"
@@ -65,6 +66,7 @@ Affine affine_of(const nn::BatchNorm& bn) {
 struct FoldedConv {
   Tensor weight, bias;
   Conv2dParams params{};
+  std::optional<Pool2dParams> max_pool;  // a MaxPool2d after the conv (and its ReLU), done in its epilogue
 };
 FoldedConv fold(const nn::Conv2d& conv, const nn::BatchNorm* bn, bool relu) {
   FoldedConv f;
@@ -86,8 +88,12 @@ FoldedConv fold(const nn::Conv2d& conv, const nn::BatchNorm* bn, bool relu) {
   f.params = {o.stride[0], o.stride[1], o.padding[0], o.padding[1], o.dilation[0], o.dilation[1], o.groups, relu};
   return f;
 }
+Pool2dParams pool_params(const nn::Pool2dModule& pool) {
+  return {pool.kernel, pool.kernel, pool.stride, pool.stride, pool.padding, pool.padding};
+}
+
 void run_conv(const FoldedConv& f, const Tensor& x, const Tensor& y) {
-  cpu::conv2d_forward(y.arg(), x.arg(), f.weight.arg(), f.bias.arg(), f.params);
+  cpu::conv2d_forward(y.arg(), x.arg(), f.weight.arg(), f.bias.arg(), f.params, f.max_pool ? &*f.max_pool : nullptr);
 }
 
 // y = relu(y + s), elementwise over equal shapes (the residual join).
@@ -143,8 +149,10 @@ class Lowering {
       } else if (auto* c = dynamic_cast<nn::Conv2d*>(&m)) {
         auto* bn = next(1) ? dynamic_cast<nn::BatchNorm*>(next(1)) : nullptr;
         const bool relu = is_relu(next(bn ? 2 : 1));
-        step_eager(1 + (bn != nullptr) + relu);
-        in = conv(*c, bn, relu, in, eager.shape());
+        Module* after = next(1 + (bn != nullptr) + relu);
+        auto* pool = after ? dynamic_cast<nn::MaxPool2d*>(after) : nullptr;
+        step_eager(1 + (bn != nullptr) + relu + (pool != nullptr));
+        in = conv(*c, bn, relu, pool, in, eager.shape());
       } else if (auto* bn = dynamic_cast<nn::BatchNorm*>(&m)) {
         const bool relu = is_relu(next(1));
         step_eager(relu ? 2 : 1);
@@ -284,12 +292,16 @@ class Lowering {
     return out;
   }
 
-  int conv(nn::Conv2d& c, nn::BatchNorm* bn, bool relu, int in, const Shape& out_shape) {
-    const FoldedConv f = fold(c, bn, relu);
+  // A conv, with the BatchNorm, ReLU and MaxPool2d after it that are not null:
+  // one step. out_shape: the last of them's output.
+  int conv(nn::Conv2d& c, nn::BatchNorm* bn, bool relu, nn::MaxPool2d* pool, int in, const Shape& out_shape) {
+    FoldedConv f = fold(c, bn, relu);
+    if (pool) f.max_pool = pool_params(*pool);
     keep(f.weight), keep(f.bias);
     const int x = as_f32(in), out = buffer(out_shape, DType::f32);
-    add(fmt::format("conv {}->{} {}x{}{}{}", c.in_channels, c.out_channels, c.kernel_size, c.kernel_size,
-                    bn ? " +batchnorm (folded)" : "", relu ? " +relu" : ""),
+    add(fmt::format("conv {}->{} {}x{}{}{}{}", c.in_channels, c.out_channels, c.kernel_size, c.kernel_size,
+                    bn ? " +batchnorm (folded)" : "", relu ? " +relu" : "",
+                    pool ? fmt::format(" +max pool {}x{}", pool->kernel, pool->kernel) : ""),
         x, out, [f](const Tensor& xin, Tensor& y) { run_conv(f, xin, y); });
     return out;
   }
@@ -360,7 +372,7 @@ class Lowering {
     if (dynamic_cast<nn::ReLU*>(&m)) return unary(UnaryOp::relu, "relu");
     if (dynamic_cast<nn::GELU*>(&m)) return unary(UnaryOp::gelu, "gelu");
     if (auto* pool = dynamic_cast<nn::Pool2dModule*>(&m)) {
-      const Pool2dParams p{pool->kernel, pool->kernel, pool->stride, pool->stride, pool->padding, pool->padding};
+      const Pool2dParams p = pool_params(*pool);
       const bool max = dynamic_cast<nn::MaxPool2d*>(&m) != nullptr;
       const int x = as_f32(in), out = buffer(eager_out.shape(), DType::f32);
       add(fmt::format("{} {}x{}", max ? "max pool" : "avg pool", p.kernel_h, p.kernel_w), x, out,

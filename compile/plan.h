@@ -16,7 +16,9 @@
 //     it), the bias and ReLU in its epilogue;
 //   - Conv2d + BatchNorm2d (+ ReLU) becomes one convolution: the BatchNorm's
 //     affine map folded into the conv's weight and bias (w' = w·γ/σ,
-//     b' = (b − μ)·γ/σ + β), the ReLU fused into the pass that writes it;
+//     b' = (b − μ)·γ/σ + β), the ReLU fused into the pass that writes it, and
+//     a MaxPool2d after it pooling each output plane in that pass, while the
+//     plane is in cache (the full-size output is never written);
 //   - a ResidualBlock runs as one unit (both folded convs, the shortcut, the
 //     add and the ReLU in one pass);
 //   - Flatten is a view and Dropout (eval) disappears.

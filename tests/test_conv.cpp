@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "minidl.h"
+#include "ops/cpu/kernels.h"
 
 using namespace minidl;
 
@@ -209,4 +210,61 @@ TEST_CASE("conv2d: 60 random geometries against the direct convolution, with and
     check_close(w.grad(), d.gw, 1e-12, "gw");
     check_close(b.grad(), d.gb, 1e-12, "gb");
   }
+}
+
+TEST_CASE("conv2d_forward with a max pool (the compiled plan's conv+relu+pool) equals the ops one after another") {
+  // Bit for bit: the same GEMMs, the same bias and ReLU, the same pooling
+  // kernels, only run on each plane while it is in the workspace. Fixed cases
+  // reach the 2×2 AVX-512 pooling (f32, even width) in serial and parallel
+  // batches, the 1×1 conv (which then takes the im2col path) and padding in the
+  // pool; random ones the rest.
+  struct Pooled {
+    Case c;
+    int64_t pk, ps, pp;  // the pool's kernel, stride, padding
+    DType dtype;
+    bool relu;
+  };
+  std::vector<Pooled> cases = {
+      {{11, 3, 28, 28, 8, 3, 3, {.padding = {1, 1}}}, 2, 2, 0, DType::f32, true},  // the zoo cnn's conv1, parallel
+      {{1, 4, 14, 14, 6, 3, 3, {.padding = {1, 1}}}, 2, 2, 0, DType::f32, true},   // batch 1: the GEMM parallel inside
+      {{3, 4, 9, 10, 5, 3, 3, {}}, 2, 2, 0, DType::f32, false},                    // odd rows: the last is not read
+      {{5, 6, 7, 7, 4, 1, 1, {}}, 2, 2, 0, DType::f32, true},                      // 1×1, odd width: the gather kernel
+      {{4, 4, 12, 12, 6, 3, 3, {.stride = {2, 1}, .groups = 2}}, 3, 2, 1, DType::f32, true},  // padding: clipped
+      {{3, 2, 10, 10, 3, 3, 3, {.padding = {1, 1}}}, 2, 2, 0, DType::f64, true},
+  };
+  Generator gen(16);
+  auto pick = [&](int64_t lo, int64_t hi) {
+    return lo + static_cast<int64_t>(gen.uniform() * (hi - lo + 1)) % (hi - lo + 1);
+  };
+  for (int trial = 0; trial < 40; ++trial) {
+    Case c{pick(1, 7), pick(1, 4), pick(2, 13), pick(2, 13), pick(1, 5), pick(1, 3), pick(1, 3), {}};
+    c.o.stride = {pick(1, 2), pick(1, 2)};
+    c.o.padding = {pick(0, c.kh / 2), pick(0, c.kw / 2)};
+    const int64_t k = pick(1, 3);
+    cases.push_back({c, k, pick(1, 3), pick(0, k / 2), trial % 2 ? DType::f64 : DType::f32, trial % 3 != 0});
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Pooled& t = cases[i];
+    const Case& c = t.c;
+    INFO("case ", i, ": N ", c.N, " C ", c.C, " ", c.H, "x", c.W, " O ", c.O, " k ", c.kh, "x", c.kw, " pool ", t.pk,
+         " stride ", t.ps, " pad ", t.pp, " ", t.dtype, " relu ", t.relu);
+    const int64_t G = c.o.groups;
+    const Tensor x = randn({c.N, c.C, c.H, c.W}, {.dtype = t.dtype}, gen);
+    const Tensor w = randn({c.O, c.C / G, c.kh, c.kw}, {.dtype = t.dtype}, gen);
+    const Tensor b = randn({c.O}, {.dtype = t.dtype}, gen);
+    const Tensor conv = conv2d(x, w, b, c.o, t.relu ? Activation::relu : Activation::none);
+    if (conv.size(2) + 2 * t.pp < t.pk || conv.size(3) + 2 * t.pp < t.pk) continue;  // the pool does not fit
+    const Tensor want = max_pool2d(conv, {t.pk, t.pk}, {t.ps, t.ps}, {t.pp, t.pp});
+    const Tensor got = full(want.shape(), std::nan(""), {.dtype = t.dtype});  // poisoned: every element is written
+    const Conv2dParams p{c.o.stride[0], c.o.stride[1], c.o.padding[0], c.o.padding[1], 1, 1, G, t.relu};
+    const Pool2dParams pool{t.pk, t.pk, t.ps, t.ps, t.pp, t.pp};
+    cpu::conv2d_forward(got.arg(), x.arg(), w.arg(), b.arg(), p, &pool);
+    CHECK(got.to_vector<double>() == want.to_vector<double>());
+  }
+  // An output that is not the pooled convolution's size is refused, not overrun.
+  const Tensor x = randn({1, 1, 8, 8}, {}, gen), w = randn({2, 1, 3, 3}, {}, gen), b = randn({2}, {}, gen);
+  const Tensor y = empty({1, 2, 4, 4});  // the 6x6 convolution pooled 2x2 is 3x3
+  const Pool2dParams pool{2, 2, 2, 2, 0, 0};
+  CHECK_THROWS_WITH_AS(cpu::conv2d_forward(y.arg(), x.arg(), w.arg(), b.arg(), {1, 1, 0, 0, 1, 1, 1, false}, &pool),
+                       doctest::Contains("not the 6x6 convolution pooled by a 2x2 window"), Error);
 }

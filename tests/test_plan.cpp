@@ -102,7 +102,7 @@ TEST_CASE("compile: every zoo model's plan equals eager in f32, with the fusions
       const Tensor want = m->forward(x);
       CHECK(max_relative_error(plan.run(x), want) < 1e-5);
       const std::string d = plan.describe();
-      if (name == "cnn") CHECK(d.find("conv 1->32 3x3 +relu") != std::string::npos);
+      if (name == "cnn") CHECK(d.find("conv 1->32 3x3 +relu +max pool 2x2") != std::string::npos);
       if (name == "resnet-s") {
         CHECK(d.find("+batchnorm (folded) +relu") != std::string::npos);  // the stem
         CHECK(d.find("residual block 32->64 stride 2") != std::string::npos);
@@ -113,6 +113,47 @@ TEST_CASE("compile: every zoo model's plan equals eager in f32, with the fusions
         CHECK(d.find("linear 784->512 +relu [f32 packed once") != std::string::npos);
     }
   }
+}
+
+TEST_CASE("compile: a MaxPool2d after a conv (and its ReLU) becomes part of the conv's step") {
+  // Without a BatchNorm the plan's convolution is eager's, so the two agree bit
+  // for bit; with one, the folding rounds differently. A pool that follows
+  // something else stays a step of its own.
+  NoGradGuard no_grad;
+  Generator gen(81);
+  auto m = std::make_shared<nn::Sequential>();
+  m->add(nn::make<nn::Conv2d>(3, 6, 3, Conv2dOptions{.padding = {1, 1}}, true, gen))
+      .add(nn::make<nn::ReLU>())
+      .add(nn::make<nn::MaxPool2d>(2));  // 23x22 -> 11x11 (the last row is not read)
+  m->add(nn::make<nn::Conv2d>(6, 4, 3, Conv2dOptions{}, true, gen)).add(nn::make<nn::MaxPool2d>(3, 2, 1));  // 5x5
+  m->add(nn::make<nn::Conv2d>(4, 5, 1, Conv2dOptions{}, true, gen))
+      .add(nn::make<nn::ReLU>())
+      .add(nn::make<nn::MaxPool2d>(2));  // 1x1 conv, odd width: 2x2
+  m->add(nn::make<nn::AvgPool2d>(2));    // not a max pool: its own step
+  m->eval();
+  for (int64_t batch : {1, 5}) {
+    CAPTURE(batch);
+    const Tensor x = randn({batch, 3, 23, 22}, {}, gen);
+    Plan plan = compile(*m, x);
+    const std::string d = plan.describe();
+    CHECK(d.find("conv 3->6 3x3 +relu +max pool 2x2") != std::string::npos);
+    CHECK(d.find("conv 6->4 3x3 +max pool 3x3") != std::string::npos);
+    CHECK(d.find("conv 4->5 1x1 +relu +max pool 2x2") != std::string::npos);
+    CHECK(d.find("avg pool 2x2") != std::string::npos);
+    CHECK(plan.steps() == 4);
+    CHECK(plan.eager_steps() == 0);
+    CHECK(plan.run(x).to_vector<float>() == m->forward(x).to_vector<float>());
+  }
+  // With a BatchNorm between the conv and the ReLU: folded, then pooled.
+  auto bn = model_with_statistics("resnet-s", 82);  // a model whose BatchNorms hold real statistics
+  auto stem = std::make_shared<nn::Sequential>();
+  auto& layers = static_cast<nn::Sequential&>(*bn);
+  stem->add(layers[0]).add(layers[1]).add(layers[2]).add(nn::make<nn::MaxPool2d>(2));  // conv, bn, relu, pool
+  stem->eval();
+  const Tensor x = randn({3, 1, 28, 28}, {}, gen);
+  Plan plan = compile(*stem, x);
+  CHECK(plan.describe().find("conv 1->32 3x3 +batchnorm (folded) +relu +max pool 2x2") != std::string::npos);
+  CHECK(max_relative_error(plan.run(x), stem->forward(x)) < 1e-5);
 }
 
 TEST_CASE("compile: bf16 models' plans give eager bf16's answer, to bf16 precision") {

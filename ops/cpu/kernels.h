@@ -192,8 +192,11 @@ void sparse_conv2d_forward(const TensorArg& y, const TensorArg& x, const SparseM
                            int64_t kernel_h, int64_t kernel_w, const Conv2dParams& p);
 
 // x (N, C, H, W), w (O, C/groups, kh, kw), bias (O) or null data -> y (N, O, Ho, Wo). All contiguous.
+// With max_pool (inference: the compiled plan's conv+relu+pool step), y is the
+// convolution's output (after the bias and a fused ReLU) max-pooled by that window,
+// (N, O, Hp, Wp), pooled plane by plane while each is in cache (pool_plane.h).
 void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, const TensorArg& bias,
-                    const Conv2dParams& p);
+                    const Conv2dParams& p, const Pool2dParams* max_pool = nullptr);
 // gy (N, O, Ho, Wo) -> gx (N, C, H, W), gw (O, C/groups, kh, kw) and gb (O) = gy summed
 // over N, Ho, Wo; an output with null data is not computed. With relu_out (the
 // forward's output y of a fused ReLU; null data otherwise) gy counts only where y > 0.

@@ -1,6 +1,8 @@
 // ops/cpu/pool.cpp — max, average and adaptive-average 2-D pooling.
 //
-// Bandwidth-bound; parallel over the N*C planes, each plane independent.
+// Bandwidth-bound; parallel over the N*C planes, each plane independent. Max
+// pooling goes plane by plane through a MaxPoolPlane (pool_plane.h), which the
+// compiled plan's pooled convolution (conv.cpp) runs too.
 #include <immintrin.h>
 
 #include <cmath>
@@ -11,6 +13,7 @@
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
+#include "ops/cpu/pool_plane.h"
 
 namespace minidl::cpu {
 
@@ -140,52 +143,56 @@ void max_pool_plane_clipped(T* best, int32_t* best_i, const T* in, const Planes&
 }
 }  // namespace
 
+MaxPoolPlane::MaxPoolPlane(int64_t H, int64_t W, int64_t Ho, int64_t Wo, const Pool2dParams& p, DType dtype)
+    : H_(H), W_(W), Ho_(Ho), Wo_(Wo), p_(p), inside_(p.pad_h == 0 && p.pad_w == 0) {
+  two_by_two_ = cpu_path() == CpuPath::avx512 && dtype == DType::f32 && inside_ && p.kernel_h == 2 && p.kernel_w == 2 &&
+                p.stride_h == 2 && p.stride_w == 2 && W % 2 == 0;
+  if (two_by_two_) {
+    pair_best_.resize(static_cast<size_t>(2 * Ho * Wo));
+    pair_at_.resize(pair_best_.size());
+  } else if (inside_) {
+    first_.resize(static_cast<size_t>(Ho * Wo));
+    for (int64_t oh = 0; oh < Ho; ++oh)
+      for (int64_t ow = 0; ow < Wo; ++ow)
+        first_[oh * Wo + ow] = static_cast<int32_t>(oh * p.stride_h * W + ow * p.stride_w);
+  }
+}
+
+template <class T>
+void MaxPoolPlane::run(T* out, int32_t* arg, const T* in) {
+  const Planes s{1, H_, W_, Ho_, Wo_};
+  if constexpr (std::is_same_v<T, float>) {
+    if (two_by_two_) {
+      if (arg)
+        max_pool_plane_2x2_avx512<true>(out, arg, in, pair_best_.data(), pair_at_.data(), s);
+      else
+        max_pool_plane_2x2_avx512<false>(out, arg, in, pair_best_.data(), pair_at_.data(), s);
+      return;
+    }
+  }
+  if (inside_ && arg)
+    max_pool_plane<true>(out, arg, in, first_.data(), Ho_ * Wo_, p_, W_);
+  else if (inside_)
+    max_pool_plane<false>(out, arg, in, first_.data(), Ho_ * Wo_, p_, W_);
+  else if (arg)
+    max_pool_plane_clipped<true>(out, arg, in, s, p_);
+  else
+    max_pool_plane_clipped<false>(out, arg, in, s, p_);
+}
+template void MaxPoolPlane::run<float>(float*, int32_t*, const float*);
+template void MaxPoolPlane::run<double>(double*, int32_t*, const double*);
+
 void max_pool2d_forward(const TensorArg& y, int32_t* argmax, const TensorArg& x, const Pool2dParams& p) {
   const Planes s = planes_of(x, y);
-  const bool inside = p.pad_h == 0 && p.pad_w == 0;
-  const bool have_avx512 = cpu_path() == CpuPath::avx512;
-  const bool two_by_two = have_avx512 && x.dtype == DType::f32 && inside && p.kernel_h == 2 && p.kernel_w == 2 &&
-                          p.stride_h == 2 && p.stride_w == 2 && s.W % 2 == 0;
-  // For the gather kernel, first[o]: the top-left input element of output o's
-  // window, the same for every plane.
-  std::vector<int32_t> first;
-  if (inside && !two_by_two) {
-    first.resize(static_cast<size_t>(s.Ho * s.Wo));
-    for (int64_t oh = 0; oh < s.Ho; ++oh)
-      for (int64_t ow = 0; ow < s.Wo; ++ow)
-        first[oh * s.Wo + ow] = static_cast<int32_t>(oh * p.stride_h * s.W + ow * p.stride_w);
-  }
   dispatch_f32_f64(x.dtype, "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
     const T* xp = x.ptr<T>();
     T* yp = y.ptr<T>();
-    int32_t* ap = argmax;
     maybe_parallel(s.planes * s.H * s.W > kParallelGrain && !in_parallel(), [&] {
-      std::vector<float> pair_best(two_by_two ? static_cast<size_t>(2 * s.Ho * s.Wo) : 0);
-      std::vector<int32_t> pair_at(pair_best.size());
+      MaxPoolPlane pool(s.H, s.W, s.Ho, s.Wo, p, x.dtype);
 #pragma omp for schedule(static)
-      for (int64_t pl = 0; pl < s.planes; ++pl) {
-        const T* in = xp + pl * s.H * s.W;
-        T* out = yp + pl * s.Ho * s.Wo;
-        int32_t* arg = ap ? ap + pl * s.Ho * s.Wo : nullptr;
-        if constexpr (std::is_same_v<T, float>) {
-          if (two_by_two) {
-            if (arg)
-              max_pool_plane_2x2_avx512<true>(out, arg, in, pair_best.data(), pair_at.data(), s);
-            else
-              max_pool_plane_2x2_avx512<false>(out, arg, in, pair_best.data(), pair_at.data(), s);
-            continue;
-          }
-        }
-        if (inside && arg)
-          max_pool_plane<true>(out, arg, in, first.data(), s.Ho * s.Wo, p, s.W);
-        else if (inside)
-          max_pool_plane<false>(out, arg, in, first.data(), s.Ho * s.Wo, p, s.W);
-        else if (arg)
-          max_pool_plane_clipped<true>(out, arg, in, s, p);
-        else
-          max_pool_plane_clipped<false>(out, arg, in, s, p);
-      }
+      for (int64_t pl = 0; pl < s.planes; ++pl)
+        pool.run(yp + pl * s.Ho * s.Wo, argmax ? argmax + pl * s.Ho * s.Wo : nullptr, xp + pl * s.H * s.W);
     });
   });
 }
