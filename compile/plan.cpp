@@ -62,7 +62,9 @@ Affine affine_of(const nn::BatchNorm& bn) {
 
 // A convolution with the BatchNorm after it folded in: conv(x, w·s) + (b·s + t)
 // equals s·(conv(x, w) + b) + t for every output channel, because the conv is
-// linear in w. f32 weights (a bf16 model's are widened), the ReLU fused.
+// linear in w. f32 weights, or bf16 for a bf16 model on a CPU with bf16
+// instructions (the conv's GEMM is then a bf16 one; without them a bf16 GEMM
+// converts, slower than f32, so the weights are widened); the ReLU fused.
 struct FoldedConv {
   Tensor weight, bias;
   Conv2dParams params{};
@@ -82,7 +84,8 @@ FoldedConv fold(const nn::Conv2d& conv, const nn::BatchNorm* bn, bool relu) {
       b[o] = b[o] * a.scale[o] + a.shift[o];
     }
   }
-  f.weight = from_vector<double>(w, conv.weight.shape()).to(DType::f32);
+  const bool bf16 = conv.weight.dtype() == DType::bf16 && cpu::gemm_bf16_is_native();
+  f.weight = from_vector<double>(w, conv.weight.shape()).to(bf16 ? DType::bf16 : DType::f32);
   f.bias = from_vector<double>(b, {O}).to(DType::f32);
   const auto& o = conv.options;
   f.params = {o.stride[0], o.stride[1], o.padding[0], o.padding[1], o.dilation[0], o.dilation[1], o.groups, relu};
@@ -90,6 +93,12 @@ FoldedConv fold(const nn::Conv2d& conv, const nn::BatchNorm* bn, bool relu) {
 }
 Pool2dParams pool_params(const nn::Pool2dModule& pool) {
   return {pool.kernel, pool.kernel, pool.stride, pool.stride, pool.padding, pool.padding};
+}
+
+// What a step's description says of a bf16 convolution's GEMM ("" for f32).
+std::string bf16_note(const FoldedConv& f) {
+  if (f.weight.dtype() != DType::bf16) return "";
+  return fmt::format(" [bf16 GEMM, {}]", cpu::gemm_bf16_kernel_name(cpu::Bf16GemmKernel::best));
 }
 
 void run_conv(const FoldedConv& f, const Tensor& x, const Tensor& y) {
@@ -299,9 +308,9 @@ class Lowering {
     if (pool) f.max_pool = pool_params(*pool);
     keep(f.weight), keep(f.bias);
     const int x = as_f32(in), out = buffer(out_shape, DType::f32);
-    add(fmt::format("conv {}->{} {}x{}{}{}{}", c.in_channels, c.out_channels, c.kernel_size, c.kernel_size,
+    add(fmt::format("conv {}->{} {}x{}{}{}{}{}", c.in_channels, c.out_channels, c.kernel_size, c.kernel_size,
                     bn ? " +batchnorm (folded)" : "", relu ? " +relu" : "",
-                    pool ? fmt::format(" +max pool {}x{}", pool->kernel, pool->kernel) : ""),
+                    pool ? fmt::format(" +max pool {}x{}", pool->kernel, pool->kernel) : "", bf16_note(f)),
         x, out, [f](const Tensor& xin, Tensor& y) { run_conv(f, xin, y); });
     return out;
   }
@@ -345,8 +354,9 @@ class Lowering {
     const int x = as_f32(in), out = buffer(eager_out.shape(), DType::f32);
     const Tensor h = keep(empty(eager_out.shape()));  // conv1's output has the block's output shape
     const Tensor s = projected ? keep(empty(eager_out.shape())) : Tensor();
-    add(fmt::format("residual block {}->{} stride {}: conv+bn+relu, conv+bn, {}, add+relu", c1->in_channels,
-                    c1->out_channels, c1->options.stride[0], projected ? "shortcut conv+bn" : "identity"),
+    add(fmt::format("residual block {}->{} stride {}: conv+bn+relu, conv+bn, {}, add+relu{}", c1->in_channels,
+                    c1->out_channels, c1->options.stride[0], projected ? "shortcut conv+bn" : "identity",
+                    bf16_note(f1)),
         x, out, [=](const Tensor& xin, Tensor& y) {
           run_conv(f1, xin, h);
           run_conv(f2, h, y);

@@ -38,7 +38,7 @@ TEST_CASE("gemm_bf16: every kernel this CPU runs against the f64 product of the 
                   << "; bf16 GEMM: " << std::string(cpu::gemm_bf16_kernel_name(Bf16GemmKernel::best)));
   for (Bf16GemmKernel k : kKernels)
     if (!cpu::gemm_bf16_kernel_supported(k))
-      MESSAGE("skipped " << cpu::gemm_bf16_kernel_name(k) << ": this CPU lacks it");
+      MESSAGE("skipped " << std::string(cpu::gemm_bf16_kernel_name(k)) << ": this CPU lacks it");
   const int64_t shapes[][3] = {{1, 1, 1},
                                {1, 10, 784},
                                {2, 17, 5},
@@ -101,6 +101,32 @@ TEST_CASE("gemm_bf16: every kernel this CPU runs against the f64 product of the 
           CHECK(bad == 0);
         }
     }
+  }
+}
+
+TEST_CASE("gemm_bf16_pack_columns: the packed layout of Bᵀ rounded, as pack_weight makes it from bf16 rows") {
+  // B (K, N) f32 with row stride ldb > N; its transpose rounded to bf16 and
+  // packed by gemm_bf16_pack_weight must give the same bits: odd K (the last
+  // pair's high half is +0.0), N off the 16-column panels, whole panels (the
+  // AVX-512 path), rounding ties, NaN and infinities.
+  std::mt19937_64 rng(9);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (const auto& [K, N] : {std::pair<int64_t, int64_t>{1, 1}, {9, 16}, {288, 196}, {7, 45}, {16, 33}}) {
+    CAPTURE(K);
+    CAPTURE(N);
+    const int64_t ldb = N + 3;
+    std::vector<float> b(static_cast<size_t>(K * ldb));
+    for (auto& v : b) v = d(rng);
+    b[0] = std::nanf("");
+    if (b.size() > 2) b[1] = INFINITY, b[2] = 1.0f + 0x1p-8f;  // a tie: rounds to even (1.0)
+    if (b.size() > 3) b[3] = -1.0f - 3 * 0x1p-8f;              // a tie rounding away (to −1.015625)
+    std::vector<uint16_t> rows(static_cast<size_t>(N * K));    // Bᵀ (N, K), rounded
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) rows[n * K + k] = bf16::from_float(b[k * ldb + n]).bits;
+    std::vector<uint16_t> want(cpu::gemm_bf16_packed_elements(N, K), 0xdead), got(want.size(), 0xbeef);
+    cpu::gemm_bf16_pack_weight(rows.data(), K, N, K, want.data());
+    cpu::gemm_bf16_pack_columns(b.data(), ldb, K, N, got.data());
+    CHECK(got == want);
   }
 }
 

@@ -58,7 +58,8 @@ void check_close(const Tensor& got, const std::vector<double>& want, double tol,
   REQUIRE(g.size() == want.size());
   double worst = 0, scale = 1e-3;
   for (size_t i = 0; i < g.size(); ++i) {
-    worst = std::max(worst, std::abs(g[i] - want[i]));
+    const double e = std::abs(g[i] - want[i]);
+    if (!(e <= worst)) worst = e;  // a NaN (an element never written) stays, and fails
     scale = std::max(scale, std::abs(want[i]));
   }
   INFO(what, ": worst error ", worst, " at scale ", scale);
@@ -267,4 +268,37 @@ TEST_CASE("conv2d_forward with a max pool (the compiled plan's conv+relu+pool) e
   const Pool2dParams pool{2, 2, 2, 2, 0, 0};
   CHECK_THROWS_WITH_AS(cpu::conv2d_forward(y.arg(), x.arg(), w.arg(), b.arg(), {1, 1, 0, 0, 1, 1, 1, false}, &pool),
                        doctest::Contains("not the 6x6 convolution pooled by a 2x2 window"), Error);
+}
+
+TEST_CASE("conv2d_forward with a bf16 weight (a bf16 plan's conv) against the f64 conv of the rounded values") {
+  // The bf16 GEMM multiplies bf16 values exactly and sums in f32, so the result
+  // is the f64 convolution of x rounded to bf16 and of the weight, to f32
+  // rounding: the im2col columns, their packing and the copy-out are checked,
+  // with groups, the 1×1 conv, a stride, a pool, and serial and parallel batches.
+  struct Bf16Case {
+    Case c;
+    bool relu, pool;
+  };
+  const Bf16Case cases[] = {
+      {{11, 3, 28, 28, 8, 3, 3, {.padding = {1, 1}}}, true, true},
+      {{1, 32, 14, 14, 64, 3, 3, {.padding = {1, 1}}}, true, true},
+      {{4, 6, 9, 11, 4, 3, 3, {.stride = {2, 1}, .groups = 2}}, false, false},
+      {{3, 5, 7, 7, 6, 1, 1, {}}, true, false},
+  };
+  Generator gen(17);
+  for (const auto& [c, relu, pooled] : cases) {
+    INFO("N ", c.N, " C ", c.C, " ", c.H, "x", c.W, " O ", c.O, " k ", c.kh, " relu ", relu, " pool ", pooled);
+    const int64_t G = c.o.groups;
+    const Tensor x = randn({c.N, c.C, c.H, c.W}, {}, gen);
+    const Tensor w = randn({c.O, c.C / G, c.kh, c.kw}, {}, gen).to(DType::bf16);
+    const Tensor b = randn({c.O}, {}, gen);
+    const Tensor x64 = x.to(DType::bf16).to(DType::f64);
+    Tensor want = conv2d(x64, w.to(DType::f64), b.to(DType::f64), c.o, relu ? Activation::relu : Activation::none);
+    if (pooled) want = max_pool2d(want, {2, 2});
+    const Tensor got = full(want.shape(), std::nan(""));
+    const Conv2dParams p{c.o.stride[0], c.o.stride[1], c.o.padding[0], c.o.padding[1], 1, 1, G, relu};
+    const Pool2dParams pool{2, 2, 2, 2, 0, 0};
+    cpu::conv2d_forward(got.arg(), x.arg(), w.arg(), b.arg(), p, pooled ? &pool : nullptr);
+    check_close(got, want.to_vector<double>(), 1e-5, "y");
+  }
 }

@@ -48,7 +48,7 @@ TEST_CASE("each CPU path this machine has matches the reference kernels") {
   for (CpuPath path : {CpuPath::generic, CpuPath::avx2, CpuPath::avx512}) {
     CAPTURE(cpu::cpu_path_name(path));
     if (!cpu::cpu_path_supported(path)) {
-      MESSAGE("skipped CPU path " << cpu::cpu_path_name(path) << ": this CPU lacks it");
+      MESSAGE("skipped CPU path " << std::string(cpu::cpu_path_name(path)) << ": this CPU lacks it");
       continue;
     }
     cpu::ScopedCpuPath forced(path);

@@ -66,7 +66,7 @@ TEST_CASE("every GEMM kernel matches a naive f64 reference") {
   uint64_t seed = 1;
   for (GemmKernel k : kernels) {
     if (!cpu::gemm_kernel_supported(k)) {
-      MESSAGE("skipping " << cpu::gemm_kernel_name(k) << ": not supported by this CPU");
+      MESSAGE("skipping " << std::string(cpu::gemm_kernel_name(k)) << ": not supported by this CPU");
       continue;
     }
     CAPTURE(cpu::gemm_kernel_name(k));

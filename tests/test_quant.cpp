@@ -81,7 +81,8 @@ double expected(const Problem& p, const cpu::QGemmArgs& a, int64_t m, int64_t n)
 TEST_CASE("qgemm: every kernel this CPU runs equals the reference bit for bit, and the reference the f64 product") {
   MESSAGE("CPU: " << cpu::cpu_summary());
   for (QGemmKernel k : kKernels)
-    if (!cpu::qgemm_kernel_supported(k)) MESSAGE("skipped " << cpu::qgemm_kernel_name(k) << ": this CPU lacks it");
+    if (!cpu::qgemm_kernel_supported(k))
+      MESSAGE("skipped " << std::string(cpu::qgemm_kernel_name(k)) << ": this CPU lacks it");
   const int64_t shapes[][3] = {{1, 1, 1},
                                {1, 10, 784},
                                {2, 17, 5},

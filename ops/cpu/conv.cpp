@@ -22,6 +22,11 @@
 // with stride 1 and no padding needs no im2col (cols is x itself) nor a copy:
 // each sample is one GEMM straight from x into y.
 //
+// A bf16 weight (a bf16 model's conv in a compiled plan, on a CPU with bf16
+// instructions) makes the GEMM a bf16 one: the weight (Og, K) as the rows, the
+// f32 columns rounded to bf16 as they are packed (gemm_bf16_pack_columns), f32
+// sums into the same workspace; the rest is unchanged.
+//
 // For inference the compiled plan may ask for a max pool after the activation
 // (`max_pool`): each plane of the GEMM's output is then finished in place in the
 // workspace and pooled from there into y, so the full-size output (the zoo cnn's
@@ -196,10 +201,12 @@ struct Batching {
 // from 1 to 32 (docs/benchmarks.md).
 inline constexpr size_t kWorkspaceBytes = size_t{2} << 20;
 
-Batching batching(const Geometry& g, size_t elem_bytes) {
+// extra_bytes: more workspace per output position (the bf16 GEMM's packed columns).
+Batching batching(const Geometry& g, size_t elem_bytes, size_t extra_bytes = 0) {
   if (g.N == 0) return {0, 1, 0, false};  // an empty batch: no work (gradients of weight and bias are 0)
   const int64_t threads = max_threads();
-  const int64_t per_sample = std::max<int64_t>(1, static_cast<int64_t>((g.K + g.Og) * g.Ho * g.Wo * elem_bytes));
+  const int64_t per_sample =
+      std::max<int64_t>(1, static_cast<int64_t>(((g.K + g.Og) * elem_bytes + extra_bytes) * g.Ho * g.Wo));
   int64_t B = std::clamp<int64_t>(static_cast<int64_t>(kWorkspaceBytes) / per_sample, 1, g.N);
   B = std::min(B, (g.N + threads - 1) / threads);  // at least one batch per thread
   int64_t batches = (g.N + B - 1) / B;
@@ -242,14 +249,17 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
   }
   const int64_t P = g.Ho * g.Wo;
   const int64_t pooled = y.shape[2] * y.shape[3];  // P when there is no pool
+  const bool bf16_weight = w.dtype == DType::bf16;
+  MINIDL_CHECK(!bf16_weight || x.dtype == DType::f32, "conv2d_forward: a bf16 weight takes an f32 input, got {}",
+               x.dtype);
   dispatch_f32_f64(x.dtype, "conv2d", [&](auto tag) {
     using T = decltype(tag);
     const DType dt = x.dtype;
     const T* xp = x.ptr<T>();
-    const T* wp = w.ptr<T>();
+    const T* wp = bf16_weight ? nullptr : w.ptr<T>();
     const T* bp = bias.data ? bias.ptr<T>() : nullptr;
     T* yp = y.ptr<T>();
-    if (pointwise(g, p) && !max_pool) {
+    if (pointwise(g, p) && !max_pool && !bf16_weight) {
       maybe_parallel(g.N > 1 && !in_parallel(), [&] {
 #pragma omp for schedule(static)
       for (int64_t n = 0; n < g.N; ++n)
@@ -264,9 +274,11 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
       });
       return;
     }
-    const Batching bt = batching(g, sizeof(T));
+    // A bf16 weight adds the packed columns (2 bytes per element of cols) to the workspaces.
+    const Batching bt = batching(g, sizeof(T), bf16_weight ? 2 * g.K : 0);
     maybe_parallel(bt.parallel, [&] {
       Workspace<T> cols(g.K * bt.B * P), out(g.Og * bt.B * P);
+      Workspace<uint16_t> packed(bf16_weight ? gemm_bf16_packed_elements(bt.B * P, g.K) : 0);
       std::optional<MaxPoolPlane> pool;
       if (max_pool) pool.emplace(g.Ho, g.Wo, y.shape[2], y.shape[3], *max_pool, dt);
 #pragma omp for schedule(static)
@@ -276,8 +288,23 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
         for (int64_t grp = 0; grp < p.groups; ++grp) {
           for (int64_t b = 0; b < nb; ++b)
             im2col(cols.data() + b * P, ld, xp + ((n0 + b) * g.C + grp * g.Cg) * g.H * g.W, g, p);
-          gemm(g.Og, ld, g.K, 1.0, matrix(wp + grp * g.Og * g.K, dt, g.Og, g.K, g.K, 1),
-               matrix(cols.data(), dt, g.K, ld, ld, 1), 0.0, matrix(out.data(), dt, g.Og, ld, ld, 1));
+          if constexpr (std::is_same_v<T, float>) {
+            if (bf16_weight) {
+              // The bf16 GEMM takes its second operand packed in bf16 pairs: cols
+              // rounded on the way (half the bytes of cols, where the f32 GEMM
+              // would pack cols into its own layout anyway).
+              gemm_bf16_pack_columns(cols.data(), ld, g.K, ld, packed.data());
+              Bf16GemmArgs a;
+              a.M = g.Og, a.N = ld, a.K = g.K;
+              a.x = static_cast<const uint16_t*>(w.data) + grp * g.Og * g.K, a.ldx = g.K;
+              a.w_packed = packed.data();
+              a.y = out.data(), a.ldy = ld;
+              gemm_bf16(a);
+            }
+          }
+          if (!bf16_weight)
+            gemm(g.Og, ld, g.K, 1.0, matrix(wp + grp * g.Og * g.K, dt, g.Og, g.K, g.K, 1),
+                 matrix(cols.data(), dt, g.K, ld, ld, 1), 0.0, matrix(out.data(), dt, g.Og, ld, ld, 1));
           // out (Og, nb·P) -> y[n0 + b, group] (Og, P), adding the bias and
           // applying the ReLU on the way. With a pool, each plane is finished in
           // place, still in cache, and only its pooled (Og, Hp·Wp) goes to y:

@@ -82,6 +82,9 @@ bool gemm_packed_f32_fast();
 // elements of the bf16 GEMM's layout (pairs of k per 32-bit lane, 16-column panels).
 int64_t gemm_bf16_packed_elements(int64_t N, int64_t K);
 void gemm_bf16_pack_weight(const uint16_t* w, int64_t ldw, int64_t N, int64_t K, uint16_t* packed);
+// The same layout for Bᵀ, from B (K, N) f32, row stride ldb, rounded to bf16 on
+// the way: the bf16 convolution packs its im2col columns with it.
+void gemm_bf16_pack_columns(const float* b, int64_t ldb, int64_t K, int64_t N, uint16_t* packed);
 
 // y (M, N) = act(x (M, K) · Wᵀ + bias): bf16 x and W, f32 sums, y f32 (y) or bf16 (y_bf16).
 struct Bf16GemmArgs {
@@ -192,6 +195,7 @@ void sparse_conv2d_forward(const TensorArg& y, const TensorArg& x, const SparseM
                            int64_t kernel_h, int64_t kernel_w, const Conv2dParams& p);
 
 // x (N, C, H, W), w (O, C/groups, kh, kw), bias (O) or null data -> y (N, O, Ho, Wo). All contiguous.
+// w may be bf16 (with x f32: the compiled plan's bf16 conv), for the bf16 GEMM.
 // With max_pool (inference: the compiled plan's conv+relu+pool step), y is the
 // convolution's output (after the bias and a fused ReLU) max-pooled by that window,
 // (N, O, Hp, Wp), pooled plane by plane while each is in cache (pool_plane.h).
