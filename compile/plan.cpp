@@ -62,9 +62,11 @@ Affine affine_of(const nn::BatchNorm& bn) {
 
 // A convolution with the BatchNorm after it folded in: conv(x, w·s) + (b·s + t)
 // equals s·(conv(x, w) + b) + t for every output channel, because the conv is
-// linear in w. f32 weights, or bf16 for a bf16 model on a CPU with bf16
-// instructions (the conv's GEMM is then a bf16 one; without them a bf16 GEMM
-// converts, slower than f32, so the weights are widened); the ReLU fused.
+// linear in w. f32 weights, or bf16 for a bf16 model where the bf16 GEMM
+// outruns the f32 one (AMX, or vdpbf16ps at the FMA rate: the conv's GEMM is
+// then a bf16 one; elsewhere a bf16 GEMM runs at the f32 rate at best, and the
+// rounding of the columns would be pure cost, so the weights are widened); the
+// ReLU fused.
 struct FoldedConv {
   Tensor weight, bias;
   Conv2dParams params{};
@@ -84,7 +86,7 @@ FoldedConv fold(const nn::Conv2d& conv, const nn::BatchNorm* bn, bool relu) {
       b[o] = b[o] * a.scale[o] + a.shift[o];
     }
   }
-  const bool bf16 = conv.weight.dtype() == DType::bf16 && cpu::gemm_bf16_is_native();
+  const bool bf16 = conv.weight.dtype() == DType::bf16 && cpu::gemm_bf16_outruns_f32();
   f.weight = from_vector<double>(w, conv.weight.shape()).to(bf16 ? DType::bf16 : DType::f32);
   f.bias = from_vector<double>(b, {O}).to(DType::f32);
   const auto& o = conv.options;

@@ -447,6 +447,11 @@ bool gemm_bf16_is_native() {
   return cpu_path() == CpuPath::avx512 && (f.avx512_bf16 || amx_usable());
 }
 
+bool gemm_bf16_outruns_f32() {
+  const Bf16GemmKernel k = best_bf16_kernel();
+  return k == Bf16GemmKernel::amx || k == Bf16GemmKernel::avx512_bf16;
+}
+
 void gemm_bf16(const Bf16GemmArgs& a, Bf16GemmKernel kernel) {
   if (a.M == 0 || a.N == 0) return;
   if (kernel == Bf16GemmKernel::best) kernel = best_bf16_kernel();

@@ -113,6 +113,11 @@ const char* gemm_bf16_kernel_name(Bf16GemmKernel kernel);
 // Whether this CPU (on the path in use) has bf16 instructions, AVX512_BF16 or
 // AMX-BF16 (false: every bf16 GEMM is a converting one, slower than f32).
 bool gemm_bf16_is_native();
+// Whether the bf16 GEMM `best` picks does more multiply-adds per second than the
+// f32 GEMM: the AMX tiles, or vdpbf16ps where it issues at the FMA rate (not on
+// Intel's AVX-512 cores, where the converting kernel, at the f32 rate, is
+// chosen). A compiled plan runs a bf16 model's convolutions in bf16 only then.
+bool gemm_bf16_outruns_f32();
 
 // ---- int8 dynamic quantization (ops/cpu/qgemm.cpp)
 

@@ -231,7 +231,9 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
     variants.push_back(eager);
     ModelVariant compiled = eager;
     compiled.name = "bf16 + compile", compiled.gpu_path = gpu_bf16 + graph,
-    compiled.note = "bf16 weights packed once; f32 between non-GEMM layers";
+    compiled.note = cpu::gemm_bf16_outruns_f32()
+                        ? "bf16 weights packed once; linear and conv on bf16 GEMMs; f32 between layers"
+                        : "bf16 weights packed once; conv widened to f32; f32 between layers";
     compiled.compiled = true;
     variants.push_back(compiled);
   }
