@@ -111,7 +111,8 @@ TEST_CASE("gemm_bf16_pack_columns: the packed layout of Bᵀ rounded, as pack_we
   // AVX-512 path), rounding ties, NaN and infinities.
   std::mt19937_64 rng(9);
   std::normal_distribution<float> d(0.0f, 1.0f);
-  for (const auto& [K, N] : {std::pair<int64_t, int64_t>{1, 1}, {9, 16}, {288, 196}, {7, 45}, {16, 33}}) {
+  for (const auto& shape : {std::pair<int64_t, int64_t>{1, 1}, {9, 16}, {288, 196}, {7, 45}, {16, 33}}) {
+    const int64_t K = shape.first, N = shape.second;  // (clang cannot CAPTURE a structured binding)
     CAPTURE(K);
     CAPTURE(N);
     const int64_t ldb = N + 3;

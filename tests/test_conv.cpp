@@ -268,6 +268,11 @@ TEST_CASE("conv2d_forward with a max pool (the compiled plan's conv+relu+pool) e
   const Pool2dParams pool{2, 2, 2, 2, 0, 0};
   CHECK_THROWS_WITH_AS(cpu::conv2d_forward(y.arg(), x.arg(), w.arg(), b.arg(), {1, 1, 0, 0, 1, 1, 1, false}, &pool),
                        doctest::Contains("not the 6x6 convolution pooled by a 2x2 window"), Error);
+  // And a window no pooling could use, before anything divides by its stride.
+  const Pool2dParams zero_stride{2, 2, 0, 2, 0, 0};
+  CHECK_THROWS_WITH_AS(
+      cpu::conv2d_forward(y.arg(), x.arg(), w.arg(), b.arg(), {1, 1, 0, 0, 1, 1, 1, false}, &zero_stride),
+      doctest::Contains("pool window 2x2, stride 0x2"), Error);
 }
 
 TEST_CASE("conv2d_forward with a bf16 weight (a bf16 plan's conv) against the f64 conv of the rounded values") {
@@ -286,7 +291,10 @@ TEST_CASE("conv2d_forward with a bf16 weight (a bf16 plan's conv) against the f6
       {{3, 5, 7, 7, 6, 1, 1, {}}, true, false},
   };
   Generator gen(17);
-  for (const auto& [c, relu, pooled] : cases) {
+  for (const Bf16Case& t : cases) {
+    // (Not a structured binding: clang cannot capture one in INFO's lambda.)
+    const Case& c = t.c;
+    const bool relu = t.relu, pooled = t.pool;
     INFO("N ", c.N, " C ", c.C, " ", c.H, "x", c.W, " O ", c.O, " k ", c.kh, " relu ", relu, " pool ", pooled);
     const int64_t G = c.o.groups;
     const Tensor x = randn({c.N, c.C, c.H, c.W}, {}, gen);

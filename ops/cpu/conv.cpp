@@ -23,9 +23,10 @@
 // each sample is one GEMM straight from x into y.
 //
 // A bf16 weight (a bf16 model's conv in a compiled plan, where the bf16 GEMM
-// outruns the f32 one: gemm_bf16_outruns_f32) makes the GEMM a bf16 one: the weight (Og, K) as the rows, the
-// f32 columns rounded to bf16 as they are packed (gemm_bf16_pack_columns), f32
-// sums into the same workspace; the rest is unchanged.
+// outruns the f32 one: gemm_bf16_outruns_f32) makes the GEMM a bf16 one: the
+// weight (Og, K) as its rows, the f32 columns rounded to bf16 as they are packed
+// into its layout (gemm_bf16_pack_columns), f32 sums into the same workspace;
+// the rest is unchanged.
 //
 // For inference the compiled plan may ask for a max pool after the activation
 // (`max_pool`): each plane of the GEMM's output is then finished in place in the
@@ -242,6 +243,11 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
     g.Ho = (g.H + 2 * p.pad_h - p.dilation_h * (g.kh - 1) - 1) / p.stride_h + 1;
     g.Wo = (g.W + 2 * p.pad_w - p.dilation_w * (g.kw - 1) - 1) / p.stride_w + 1;
     const Pool2dParams& q = *max_pool;
+    MINIDL_CHECK(q.kernel_h >= 1 && q.kernel_w >= 1 && q.stride_h >= 1 && q.stride_w >= 1 && q.pad_h >= 0 &&
+                     q.pad_w >= 0 && 2 * q.pad_h <= q.kernel_h && 2 * q.pad_w <= q.kernel_w,
+                 "conv2d_forward: pool window {}x{}, stride {}x{}, padding {}x{}: expected positive sizes and at "
+                 "most half the window of padding",
+                 q.kernel_h, q.kernel_w, q.stride_h, q.stride_w, q.pad_h, q.pad_w);
     MINIDL_CHECK(y.shape[2] == (g.Ho + 2 * q.pad_h - q.kernel_h) / q.stride_h + 1 &&
                      y.shape[3] == (g.Wo + 2 * q.pad_w - q.kernel_w) / q.stride_w + 1,
                  "conv2d_forward: output {}x{} is not the {}x{} convolution pooled by a {}x{} window at stride {}x{}",
