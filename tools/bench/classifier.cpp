@@ -210,7 +210,7 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
     ModelVariant v{"fp32 compiled",
                    "f32 packed once (avx512) + conv",
                    gpu_gemm + graph,
-                   "compile(): BN folded, bias+ReLU fused",
+                   "compile(): BN folded, bias+ReLU(+max pool) fused",
                    base,
                    base_macs,
                    0};
