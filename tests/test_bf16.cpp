@@ -1,6 +1,7 @@
 // tests/test_bf16.cpp — bf16 inference: every bf16 GEMM kernel this CPU runs
 // against the f64 product of the same bf16 values (odd shapes, both output
-// types, bias and ReLU); bf16 linear against f32; whole models converted with
+// types, bias and ReLU); the column packer against the weight packer; bf16
+// linear against f32; whole models converted with
 // to(bf16) against their f32 selves; the refusals (gradients, training-mode BN).
 #include <doctest/doctest.h>
 

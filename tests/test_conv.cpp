@@ -1,7 +1,9 @@
 // tests/test_conv.cpp — the im2col + GEMM convolution against a direct seven-loop
 // convolution computed here in f64, forward and all three gradients, at shapes
 // large enough that samples are split into several GEMM batches with a remainder
-// (N = 11 on two threads), with groups, stride, padding, dilation, and the 1×1 path.
+// (N = 11 on two threads), with groups, stride, padding, dilation, and the 1×1 path;
+// and the forward a compiled plan runs: with a max pool in its pass (bit for bit
+// against the ops one after another) and with a bf16 weight.
 #include <doctest/doctest.h>
 
 #include <cmath>
