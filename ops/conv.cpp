@@ -11,17 +11,14 @@
 
 namespace minidl {
 
-Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dOptions& o, Activation act) {
-  if (x_in.dtype() == DType::bf16)
-    return bf16_via_f32("conv2d", {x_in, w_in, bias_in},
-                        [&](const std::vector<Tensor>& t) { return conv2d(t[0], t[1], t[2], o, act); });
+namespace {
+
+// The checks every conv2d makes, whatever its dtypes: ranks, groups, channels,
+// bias, and that the kernel fits. Returns the kernel's parameters and sets y's shape.
+Conv2dParams checked_params(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dOptions& o,
+                            Activation act, Shape& y_shape) {
   MINIDL_CHECK(x_in.dim() == 4, "conv2d: input must be 4-D (N, C, H, W), got {}", x_in.shape());
   MINIDL_CHECK(w_in.dim() == 4, "conv2d: weight must be 4-D (O, C/groups, kh, kw), got {}", w_in.shape());
-  Device device = common_device("conv2d", {x_in, w_in, bias_in});
-  MINIDL_CHECK(x_in.dtype() == w_in.dtype() && (!bias_in.defined() || bias_in.dtype() == x_in.dtype()),
-               "conv2d: dtypes differ: input {}, weight {}", x_in.dtype(), w_in.dtype());
-  MINIDL_CHECK(x_in.dtype() == DType::f32 || x_in.dtype() == DType::f64, "conv2d: expected f32 or f64, got {}",
-               x_in.dtype());
   const int64_t G = o.groups;
   MINIDL_CHECK(G >= 1, "conv2d: groups must be >= 1, got {}", G);
   for (int i = 0; i < 2; ++i)
@@ -40,13 +37,48 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
   MINIDL_CHECK(Hp >= eff_h && Wp >= eff_w,
                "conv2d: input {} (padded to {}x{}) is smaller than the dilated kernel {}x{}", x_in.shape(), Hp, Wp,
                eff_h, eff_w);
-  const int64_t Ho = (Hp - eff_h) / o.stride[0] + 1, Wo = (Wp - eff_w) / o.stride[1] + 1;
-  const Conv2dParams p{o.stride[0],   o.stride[1], o.padding[0],           o.padding[1], o.dilation[0],
-                       o.dilation[1], G,           act == Activation::relu};
+  y_shape = {N, O, (Hp - eff_h) / o.stride[0] + 1, (Wp - eff_w) / o.stride[1] + 1};
+  return {o.stride[0],   o.stride[1], o.padding[0],           o.padding[1], o.dilation[0],
+          o.dilation[1], G,           act == Activation::relu};
+}
+
+// A bf16 convolution on the bf16 GEMM (a CPU where it outruns the f32 one): x
+// and the bias widened to f32, which the kernel takes, the weight as it is, and
+// the f32 result rounded back. Inference only, as every bf16 op.
+Tensor conv2d_bf16_gemm(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dOptions& o,
+                        Activation act) {
+  common_device("conv2d", {x_in, w_in, bias_in});                          // all on the CPU, as x
+  const std::vector<Tensor> wide = widen_bf16("conv2d", {x_in, bias_in});  // bf16, and no gradient wanted
+  MINIDL_CHECK(w_in.dtype() == DType::bf16, "conv2d: dtypes differ: input bf16, weight {}", w_in.dtype());
+  MINIDL_CHECK(!(w_in.requires_grad() && grad_mode_enabled()),
+               "conv2d: bf16 runs inference only (no gradient yet): call it under NoGradGuard, or train in f32");
+  Shape y_shape;
+  const Conv2dParams p = checked_params(x_in, w_in, bias_in, o, act, y_shape);
+  const Tensor x = wide[0].contiguous(), w = w_in.contiguous(), bias = wide[1];
+  Tensor y = empty(y_shape);
+  cpu::conv2d_forward(y.arg(), x.arg(), w.arg(), arg_or_null(bias), p);
+  return y.to(DType::bf16);
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dOptions& o, Activation act) {
+  if (x_in.dtype() == DType::bf16) {
+    if (x_in.device().is_cpu() && cpu::gemm_bf16_outruns_f32()) return conv2d_bf16_gemm(x_in, w_in, bias_in, o, act);
+    return bf16_via_f32("conv2d", {x_in, w_in, bias_in},
+                        [&](const std::vector<Tensor>& t) { return conv2d(t[0], t[1], t[2], o, act); });
+  }
+  Device device = common_device("conv2d", {x_in, w_in, bias_in});
+  MINIDL_CHECK(x_in.dtype() == w_in.dtype() && (!bias_in.defined() || bias_in.dtype() == x_in.dtype()),
+               "conv2d: dtypes differ: input {}, weight {}", x_in.dtype(), w_in.dtype());
+  MINIDL_CHECK(x_in.dtype() == DType::f32 || x_in.dtype() == DType::f64, "conv2d: expected f32 or f64, got {}",
+               x_in.dtype());
+  Shape y_shape;
+  const Conv2dParams p = checked_params(x_in, w_in, bias_in, o, act, y_shape);
 
   Tensor x = x_in.contiguous(), w = w_in.contiguous();
   Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();
-  Tensor y = empty({N, O, Ho, Wo}, {.dtype = x.dtype(), .device = device});
+  Tensor y = empty(y_shape, {.dtype = x.dtype(), .device = device});
   if (device.is_cuda())
     cuda::conv2d_forward(y.arg(), x.arg(), w.arg(), arg_or_null(bias), p);
   else

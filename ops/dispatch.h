@@ -37,7 +37,8 @@ inline TensorArg arg_or_null(const Tensor& t) { return t.defined() ? t.arg() : T
 // NumPy broadcasting of two shapes; throws naming the op and both shapes.
 Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b);
 
-// bf16 for ops with no bf16 kernel of their own (conv2d, pooling, batch_norm):
+// bf16 for ops with no bf16 kernel of their own (pooling, batch_norm, and conv2d
+// where the bf16 GEMM does not outrun the f32 one):
 // the inputs widened to f32 (exact), f run on them, its result rounded back to
 // bf16 — the same numbers a bf16 kernel with f32 sums gives, at f32 speed plus
 // the conversions. Inference only: an input that needs a gradient is an error.

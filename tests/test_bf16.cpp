@@ -187,4 +187,36 @@ TEST_CASE("bf16 refuses what it cannot do, naming it") {
   CHECK_THROWS_WITH_AS(batch_norm(img, zeros2, ones2, ones2, zeros2, /*training=*/true, 0.1, 1e-5),
                        doctest::Contains("training mode"), Error);
   CHECK_THROWS_WITH_AS(conv2d(img, randn({3, 2, 3, 3}, {}, gen), Tensor()), doctest::Contains("dtypes differ"), Error);
+  Tensor wconv = randn({3, 2, 3, 3}, {}, gen).to(DType::bf16).requires_grad_();
+  CHECK_THROWS_WITH_AS(conv2d(img, wconv, Tensor()), doctest::Contains("inference only"), Error);
+}
+
+TEST_CASE("conv2d in bf16: the f64 convolution of the same bf16 values, rounded to bf16") {
+  // Where the bf16 GEMM outruns f32 the weight stays bf16 and the GEMM is bf16;
+  // elsewhere the inputs are widened. Either way: products of bf16 values are
+  // exact, sums are f32, the output is rounded to bf16 (relative 2^-8 at most).
+  MESSAGE("bf16 conv2d on the bf16 GEMM: " << (cpu::gemm_bf16_outruns_f32() ? "yes" : "no (widened to f32)"));
+  Generator gen(5);
+  NoGradGuard no_grad;
+  struct Geometry {
+    int64_t N, C, H, O, k;
+    Conv2dOptions o;
+    bool relu;
+  };
+  for (const Geometry& t :
+       {Geometry{2, 3, 9, 5, 3, {.padding = {1, 1}}, true},
+        Geometry{5, 4, 8, 6, 3, {.stride = {2, 2}, .groups = 2}, false}, Geometry{1, 6, 7, 4, 1, {}, true}}) {
+    CAPTURE(t.N);
+    CAPTURE(t.k);
+    const Tensor x = randn({t.N, t.C, t.H, t.H}, {}, gen).to(DType::bf16);
+    const Tensor w = randn({t.O, t.C / t.o.groups, t.k, t.k}, {}, gen).to(DType::bf16);
+    const Tensor b = randn({t.O}, {}, gen).to(DType::bf16);
+    const Tensor got = conv2d(x, w, b, t.o, t.relu ? Activation::relu : Activation::none);
+    REQUIRE(got.dtype() == DType::bf16);
+    const Tensor want =
+        conv2d(x.to(DType::f64), w.to(DType::f64), b.to(DType::f64), t.o, t.relu ? Activation::relu : Activation::none);
+    const std::vector<double> g = got.to(DType::f64).to_vector<double>(), e = want.to_vector<double>();
+    REQUIRE(g.size() == e.size());
+    for (size_t i = 0; i < g.size(); ++i) CHECK(std::abs(g[i] - e[i]) <= 0x1p-8 * std::abs(e[i]) + 1e-6);
+  }
 }
