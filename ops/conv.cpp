@@ -47,14 +47,12 @@ Conv2dParams checked_params(const Tensor& x_in, const Tensor& w_in, const Tensor
 // the f32 result rounded back. Inference only, as every bf16 op.
 Tensor conv2d_bf16_gemm(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dOptions& o,
                         Activation act) {
-  common_device("conv2d", {x_in, w_in, bias_in});                          // all on the CPU, as x
-  const std::vector<Tensor> wide = widen_bf16("conv2d", {x_in, bias_in});  // bf16, and no gradient wanted
-  MINIDL_CHECK(w_in.dtype() == DType::bf16, "conv2d: dtypes differ: input bf16, weight {}", w_in.dtype());
-  MINIDL_CHECK(!(w_in.requires_grad() && grad_mode_enabled()),
-               "conv2d: bf16 runs inference only (no gradient yet): call it under NoGradGuard, or train in f32");
+  common_device("conv2d", {x_in, w_in, bias_in});         // all on the CPU, as x
+  check_bf16_inference("conv2d", {x_in, w_in, bias_in});  // all bf16, and no gradient wanted
   Shape y_shape;
   const Conv2dParams p = checked_params(x_in, w_in, bias_in, o, act, y_shape);
-  const Tensor x = wide[0].contiguous(), w = w_in.contiguous(), bias = wide[1];
+  const Tensor x = x_in.to(DType::f32).contiguous(), w = w_in.contiguous();
+  const Tensor bias = bias_in.defined() ? bias_in.to(DType::f32) : Tensor();
   Tensor y = empty(y_shape);
   cpu::conv2d_forward(y.arg(), x.arg(), w.arg(), arg_or_null(bias), p);
   return y.to(DType::bf16);

@@ -71,18 +71,19 @@ Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b) {
   return out;
 }
 
-std::vector<Tensor> widen_bf16(const char* op, const std::vector<Tensor>& inputs) {
-  std::vector<Tensor> wide;
+void check_bf16_inference(const char* op, const std::vector<Tensor>& inputs) {
   for (const Tensor& t : inputs) {
-    if (!t.defined()) {
-      wide.emplace_back();
-      continue;
-    }
+    if (!t.defined()) continue;
     MINIDL_CHECK(t.dtype() == DType::bf16, "{}: dtypes differ: a bf16 input beside a {} one", op, t.dtype());
     MINIDL_CHECK(!(t.requires_grad() && grad_mode_enabled()),
                  "{}: bf16 runs inference only (no gradient yet): call it under NoGradGuard, or train in f32", op);
-    wide.push_back(t.to(DType::f32));
   }
+}
+
+std::vector<Tensor> widen_bf16(const char* op, const std::vector<Tensor>& inputs) {
+  check_bf16_inference(op, inputs);
+  std::vector<Tensor> wide;
+  for (const Tensor& t : inputs) wide.push_back(t.defined() ? t.to(DType::f32) : Tensor());
   return wide;
 }
 

@@ -42,6 +42,9 @@ Shape broadcast_shapes(const char* op, const Shape& a, const Shape& b);
 // the inputs widened to f32 (exact), f run on them, its result rounded back to
 // bf16 — the same numbers a bf16 kernel with f32 sums gives, at f32 speed plus
 // the conversions. Inference only: an input that needs a gradient is an error.
+// check_bf16_inference makes those checks alone (every defined input bf16, none
+// needing a gradient), for an op that widens only some of its inputs.
+void check_bf16_inference(const char* op, const std::vector<Tensor>& inputs);
 std::vector<Tensor> widen_bf16(const char* op, const std::vector<Tensor>& inputs);
 template <class F>
 Tensor bf16_via_f32(const char* op, const std::vector<Tensor>& inputs, F&& f) {

@@ -22,7 +22,7 @@
 // with stride 1 and no padding needs no im2col (cols is x itself) nor a copy:
 // each sample is one GEMM straight from x into y.
 //
-// A bf16 weight (a bf16 model's conv in a compiled plan, where the bf16 GEMM
+// A bf16 weight (a bf16 conv2d, eager or in a compiled plan, where the bf16 GEMM
 // outruns the f32 one: gemm_bf16_outruns_f32) makes the GEMM a bf16 one: the
 // weight (Og, K) as its rows, the f32 columns rounded to bf16 as they are packed
 // into its layout (gemm_bf16_pack_columns), f32 sums into the same workspace;

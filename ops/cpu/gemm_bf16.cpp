@@ -115,19 +115,20 @@ void gemm_bf16_pack_columns(const float* b, int64_t ldb, int64_t K, int64_t N, u
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t n0 = p * kPanel, width = std::min(kPanel, N - n0);
       for (int64_t g = 0; g < G; ++g) {
+        uint16_t* dst = packed + (p * G + g) * 2 * kPanel;
         uint32_t lanes[kPanel];
         const float* even = b + 2 * g * ldb + n0;
         const float* odd = even + ldb;
         if (width == kPanel && 2 * g + 1 < K) {
           if (avx512) {
-            pack_column_pair_512(even, odd, packed + (p * G + g) * 2 * kPanel);
+            pack_column_pair_512(even, odd, dst);
             continue;
           }
           for (int64_t j = 0; j < kPanel; ++j) lanes[j] = lane(even[j], odd[j]);
         } else {  // the last columns, or the odd last k: +0.0 beyond B
           for (int64_t j = 0; j < kPanel; ++j) lanes[j] = j < width ? lane(even[j], 2 * g + 1 < K ? odd[j] : 0.0f) : 0;
         }
-        std::memcpy(packed + (p * G + g) * 2 * kPanel, lanes, sizeof lanes);
+        std::memcpy(dst, lanes, sizeof lanes);
       }
     }
   });

@@ -116,7 +116,7 @@ bool gemm_bf16_is_native();
 // Whether the bf16 GEMM `best` picks does more multiply-adds per second than the
 // f32 GEMM: the AMX tiles, or vdpbf16ps where it issues at the FMA rate (not on
 // Intel's AVX-512 cores, where the converting kernel, at the f32 rate, is
-// chosen). A compiled plan runs a bf16 model's convolutions in bf16 only then.
+// chosen). bf16 convolutions (eager and compiled) take the bf16 GEMM only then.
 bool gemm_bf16_outruns_f32();
 
 // ---- int8 dynamic quantization (ops/cpu/qgemm.cpp)
@@ -200,7 +200,7 @@ void sparse_conv2d_forward(const TensorArg& y, const TensorArg& x, const SparseM
                            int64_t kernel_h, int64_t kernel_w, const Conv2dParams& p);
 
 // x (N, C, H, W), w (O, C/groups, kh, kw), bias (O) or null data -> y (N, O, Ho, Wo). All contiguous.
-// w may be bf16 (with x f32: the compiled plan's bf16 conv), for the bf16 GEMM.
+// w may be bf16 (with x f32: a bf16 conv2d, eager or compiled), for the bf16 GEMM.
 // With max_pool (inference: the compiled plan's conv+relu+pool step), y is the
 // convolution's output (after the bias and a fused ReLU) max-pooled by that window,
 // (N, O, Hp, Wp), pooled plane by plane while each is in cache (pool_plane.h).
