@@ -1,10 +1,11 @@
 // examples/compiled_inference.cpp — serve a model through a compiled plan.
 //
-//   compiled_inference [CHECKPOINT] [BATCH] [ROUNDS]
+//   compiled_inference [CHECKPOINT] [BATCH] [ROUNDS] [f32|bf16]
 //
 // Loads a checkpoint (or builds an untrained resnet-s), compiles it for one
 // batch size, prints the plan (what was fused, folded and shared), checks it
 // against eager, and times both, plus where the plan's time goes, step by step.
+// bf16: the model and its input converted with to(bf16) first.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -46,18 +47,23 @@ int main(int argc, char** argv) {
     const std::string path = argc > 1 ? argv[1] : "";
     const int64_t batch = whole_argument(argc, argv, 2, "BATCH", 1, 65536, 1);
     const int rounds = static_cast<int>(whole_argument(argc, argv, 3, "ROUNDS", 1, 100000, 31));
+    const std::string dtype = argc > 4 ? argv[4] : "f32";
+    if (dtype != "f32" && dtype != "bf16")
+      throw Error("compiled_inference: the dtype must be f32 or bf16, got '" + dtype + "'");
     Generator gen(0);
     nn::ModulePtr model = path.empty() ? nn::build_model("resnet-s", gen) : nn::load_model(path);
     model->eval();
     NoGradGuard no_grad;  // inference: no autograd graph, in eager or in the plan
+    if (dtype == "bf16") model->to(DType::bf16);
 
-    const Tensor x = randn({batch, 1, 28, 28}, {}, gen);
+    const Tensor x = randn({batch, 1, 28, 28}, {}, gen).to(dtype == "bf16" ? DType::bf16 : DType::f32);
     Plan plan = compile(*model, x);  // checks itself against eager on x
     std::cout << plan.describe();
 
     const Tensor eager = model->forward(x);
     const Tensor planned = plan.run(x).clone();  // clone: the next run overwrites the plan's output
-    std::printf("largest difference from eager: %.3g\n", max(abs(sub(planned, eager))).item());
+    std::printf("largest difference from eager: %.3g\n",
+                max(abs(sub(planned.to(DType::f32), eager.to(DType::f32)))).item());
 
     const double te = median_seconds(rounds, [&] { model->forward(x); });
     const double tp = median_seconds(rounds, [&] { plan.run(x); });
