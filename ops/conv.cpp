@@ -11,36 +11,33 @@
 
 namespace minidl {
 
-namespace {
-
-// The checks every conv2d makes, whatever its dtypes: ranks, groups, channels,
-// bias, and that the kernel fits. Returns the kernel's parameters and sets y's shape.
-Conv2dParams checked_params(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, const Conv2dOptions& o,
-                            Activation act, Shape& y_shape) {
-  MINIDL_CHECK(x_in.dim() == 4, "conv2d: input must be 4-D (N, C, H, W), got {}", x_in.shape());
-  MINIDL_CHECK(w_in.dim() == 4, "conv2d: weight must be 4-D (O, C/groups, kh, kw), got {}", w_in.shape());
+Conv2dParams conv2d_params(const char* op, const Shape& x, const Shape& w, const Tensor& bias, const Conv2dOptions& o,
+                           Activation act, Shape& y_shape) {
+  MINIDL_CHECK(x.size() == 4, "{}: input must be 4-D (N, C, H, W), got {}", op, x);
+  MINIDL_CHECK(w.size() == 4, "{}: weight must be 4-D (O, C/groups, kh, kw), got {}", op, w);
   const int64_t G = o.groups;
-  MINIDL_CHECK(G >= 1, "conv2d: groups must be >= 1, got {}", G);
+  MINIDL_CHECK(G >= 1, "{}: groups must be >= 1, got {}", op, G);
   for (int i = 0; i < 2; ++i)
     MINIDL_CHECK(o.stride[i] >= 1 && o.dilation[i] >= 1 && o.padding[i] >= 0,
-                 "conv2d: stride {} and dilation {} must be >= 1 and padding {} >= 0", o.stride, o.dilation, o.padding);
-  const int64_t N = x_in.size(0), C = x_in.size(1), H = x_in.size(2), W = x_in.size(3);
-  const int64_t O = w_in.size(0), kh = w_in.size(2), kw = w_in.size(3);
-  MINIDL_CHECK(C == w_in.size(1) * G, "conv2d: input {} has {} channels but weight {} with groups={} expects {}",
-               x_in.shape(), C, w_in.shape(), G, w_in.size(1) * G);
-  MINIDL_CHECK(O % G == 0, "conv2d: out channels {} (weight {}) are not divisible by groups={}", O, w_in.shape(), G);
-  if (bias_in.defined())
-    MINIDL_CHECK(bias_in.dim() == 1 && bias_in.size(0) == O, "conv2d: bias {} does not match {} out channels",
-                 bias_in.shape(), O);
+                 "{}: stride {} and dilation {} must be >= 1 and padding {} >= 0", op, o.stride, o.dilation, o.padding);
+  const int64_t N = x[0], C = x[1], H = x[2], W = x[3];
+  const int64_t O = w[0], kh = w[2], kw = w[3];
+  MINIDL_CHECK(C == w[1] * G, "{}: input {} has {} channels but weight {} with groups={} expects {}", op, x, C, w, G,
+               w[1] * G);
+  MINIDL_CHECK(O % G == 0, "{}: out channels {} (weight {}) are not divisible by groups={}", op, O, w, G);
+  if (bias.defined())
+    MINIDL_CHECK(bias.dim() == 1 && bias.size(0) == O, "{}: bias {} does not match {} out channels", op, bias.shape(),
+                 O);
   const int64_t eff_h = o.dilation[0] * (kh - 1) + 1, eff_w = o.dilation[1] * (kw - 1) + 1;
   const int64_t Hp = H + 2 * o.padding[0], Wp = W + 2 * o.padding[1];
-  MINIDL_CHECK(Hp >= eff_h && Wp >= eff_w,
-               "conv2d: input {} (padded to {}x{}) is smaller than the dilated kernel {}x{}", x_in.shape(), Hp, Wp,
-               eff_h, eff_w);
+  MINIDL_CHECK(Hp >= eff_h && Wp >= eff_w, "{}: input {} (padded to {}x{}) is smaller than the dilated kernel {}x{}",
+               op, x, Hp, Wp, eff_h, eff_w);
   y_shape = {N, O, (Hp - eff_h) / o.stride[0] + 1, (Wp - eff_w) / o.stride[1] + 1};
   return {o.stride[0],   o.stride[1], o.padding[0],           o.padding[1], o.dilation[0],
           o.dilation[1], G,           act == Activation::relu};
 }
+
+namespace {
 
 // A bf16 convolution on the bf16 GEMM (a CPU where it outruns the f32 one): x
 // and the bias widened to f32, which the kernel takes, the weight as it is, and
@@ -50,7 +47,7 @@ Tensor conv2d_bf16_gemm(const Tensor& x_in, const Tensor& w_in, const Tensor& bi
   common_device("conv2d", {x_in, w_in, bias_in});         // all on the CPU, as x
   check_bf16_inference("conv2d", {x_in, w_in, bias_in});  // all bf16, and no gradient wanted
   Shape y_shape;
-  const Conv2dParams p = checked_params(x_in, w_in, bias_in, o, act, y_shape);
+  const Conv2dParams p = conv2d_params("conv2d", x_in.shape(), w_in.shape(), bias_in, o, act, y_shape);
   const Tensor x = x_in.to(DType::f32).contiguous(), w = w_in.contiguous();
   const Tensor bias = bias_in.defined() ? bias_in.to(DType::f32) : Tensor();
   Tensor y = empty(y_shape);
@@ -72,7 +69,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& bias_in, con
   MINIDL_CHECK(x_in.dtype() == DType::f32 || x_in.dtype() == DType::f64, "conv2d: expected f32 or f64, got {}",
                x_in.dtype());
   Shape y_shape;
-  const Conv2dParams p = checked_params(x_in, w_in, bias_in, o, act, y_shape);
+  const Conv2dParams p = conv2d_params("conv2d", x_in.shape(), w_in.shape(), bias_in, o, act, y_shape);
 
   Tensor x = x_in.contiguous(), w = w_in.contiguous();
   Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();

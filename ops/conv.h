@@ -22,4 +22,11 @@ struct Conv2dOptions {
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), const Conv2dOptions& options = {},
               Activation act = Activation::none);
 
+// The checks every conv2d makes, whatever its dtypes and the form of its weight
+// (the int8 convolution's is packed: ops/quant.h): ranks, groups, channels, bias,
+// and that the kernel fits, naming `op` in the error. Returns the kernel's
+// parameters and sets y's shape.
+Conv2dParams conv2d_params(const char* op, const Shape& x, const Shape& weight, const Tensor& bias,
+                           const Conv2dOptions& options, Activation act, Shape& y_shape);
+
 }  // namespace minidl

@@ -15,14 +15,15 @@
 namespace minidl {
 
 QuantizedWeight quantize_weight_int8(const Tensor& w_in, bool per_channel) {
-  MINIDL_CHECK(w_in.dim() == 2, "quantize_weight_int8: weight must be 2-D (out, in), got {}", w_in.shape());
+  MINIDL_CHECK(w_in.dim() >= 2, "quantize_weight_int8: weight must be (out, in) or (out, C, kh, kw), got {}",
+               w_in.shape());
   MINIDL_CHECK(w_in.dtype() == DType::f32 && w_in.device().is_cpu(),
                "quantize_weight_int8: expected an f32 CPU weight, got {} on {}", w_in.dtype(), w_in.device());
   NoGradGuard no_grad;
   const Tensor w = w_in.contiguous();
-  const int64_t out = w.size(0), in = w.size(1);
+  const int64_t out = w.size(0), in = w.numel() / std::max<int64_t>(out, 1);  // a conv's C·kh·kw per channel
   const float* src = w.data_ptr<float>();
-  Tensor q = empty({out, in}, {.dtype = DType::int8});
+  Tensor q = empty(w.shape(), {.dtype = DType::int8});
   Tensor scale = empty({per_channel ? out : 1});
   int8_t* dst = q.data_ptr<int8_t>();
   float* s = scale.data_ptr<float>();
@@ -47,7 +48,9 @@ QuantizedWeight quantize_weight_int8(const Tensor& w_in, bool per_channel) {
 Tensor dequantize_weight(const Tensor& values, const Tensor& scale) {
   NoGradGuard no_grad;
   Tensor v = values.to(DType::f32);
-  return scale.numel() == 1 ? mul(v, scale.reshape({1, 1})) : mul(v, scale.reshape({-1, 1}));
+  Shape per_row(static_cast<size_t>(values.dim()), 1);  // (out, 1, ...) or (1, 1, ...): one scale per row
+  per_row[0] = scale.numel() == 1 ? 1 : -1;
+  return mul(v, scale.reshape(per_row));
 }
 
 namespace {
@@ -176,6 +179,52 @@ Tensor quantized_linear(const Tensor& x, const Int8Weight& w, const Tensor& bias
   a.y = y.data_ptr<float>(), a.ldy = N;
   cpu::qgemm(a);
   return y.reshape(out_shape);
+}
+
+Int8ConvWeight pack_int8_conv_weight(const Tensor& values, const Tensor& scale) {
+  MINIDL_CHECK(values.defined() && values.dim() == 4 && values.dtype() == DType::int8,
+               "int8 conv weight: expected int8 (O, C, kh, kw), got {} {}",
+               values.defined() ? values.dtype() : DType::f32, values.defined() ? values.shape() : Shape{});
+  MINIDL_CHECK(values.device().is_cpu(),
+               "int8 conv weight: the int8 convolution runs on the CPU only, but the weight is on {} (move the "
+               "model to the CPU, or quantize only its Linear layers for the GPU)",
+               values.device());
+  const int64_t O = values.size(0), C = values.size(1), kh = values.size(2), kw = values.size(3);
+  Int8ConvWeight w;
+  w.in_channels = C, w.kernel_h = kh, w.kernel_w = kw;
+  // (O, C, kh, kw) -> (O, kh, kw, C): each output channel's row in the order the patches are gathered.
+  w.gemm =
+      pack_on_host(values.permute({0, 2, 3, 1}).contiguous().reshape({O, kh * kw * C}), scale, Int8Layout::cpu_panels);
+  return w;
+}
+
+Tensor quantized_conv2d(const Tensor& x_in, const Int8ConvWeight& w, const Tensor& bias_in, const Conv2dOptions& o,
+                        Activation act) {
+  MINIDL_CHECK(w.defined(), "quantized_conv2d: the int8 weight is not packed");
+  MINIDL_CHECK(o.groups == 1, "quantized_conv2d: the int8 convolution takes groups = 1, got {}", o.groups);
+  Shape y_shape;
+  const Conv2dParams p =
+      conv2d_params("quantized_conv2d", x_in.shape(), {w.gemm.out_features, w.in_channels, w.kernel_h, w.kernel_w},
+                    bias_in, o, act, y_shape);
+  MINIDL_CHECK(x_in.device().is_cpu(),
+               "quantized_conv2d: the int8 convolution runs on the CPU only; the input is on {}", x_in.device());
+  MINIDL_CHECK(x_in.dtype() == DType::f32, "quantized_conv2d: expected an f32 input, got {}", x_in.dtype());
+  MINIDL_CHECK(!(x_in.requires_grad() && grad_mode_enabled()),
+               "quantized_conv2d: int8 layers are for inference and have no gradient (run under NoGradGuard)");
+  if (bias_in.defined())
+    MINIDL_CHECK(bias_in.dtype() == DType::f32 && bias_in.device().is_cpu(),
+                 "quantized_conv2d: expected an f32 bias on the CPU, got {} on {}", bias_in.dtype(), bias_in.device());
+  const Tensor x = x_in.contiguous();
+  const Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();
+  Tensor y = empty(y_shape);
+  cpu::QConv2dArgs a;
+  a.x = x.data_ptr<float>(), a.N = x.size(0), a.C = x.size(1), a.H = x.size(2), a.W = x.size(3);
+  a.O = w.gemm.out_features, a.kernel_h = w.kernel_h, a.kernel_w = w.kernel_w, a.params = p;
+  a.w_packed = w.gemm.packed.data_ptr<int8_t>(), a.w_row_sums = w.gemm.row_sums.data_ptr<int32_t>();
+  a.w_scale = w.gemm.scale.data_ptr<float>(), a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  a.y = y.data_ptr<float>(), a.Hy = y_shape[2], a.Wy = y_shape[3];
+  cpu::qconv2d(a);
+  return y;
 }
 
 double sqnr_db(const Tensor& reference, const Tensor& approx) {

@@ -13,17 +13,19 @@
 #pragma once
 
 #include "core/tensor.h"
+#include "ops/conv.h"
 #include "ops/kernel_types.h"
 
 namespace minidl {
 
 struct QuantizedWeight {
-  Tensor values;  // int8 (out, in), in [−127, 127]
+  Tensor values;  // int8 (out, in) or a convolution's (out, C, kh, kw), in [−127, 127]
   Tensor scale;   // f32 (out) per channel, or (1) per tensor; each > 0
 };
-// w (out, in) f32 -> its symmetric int8 quantization (scale = max|row| / 127; an all-zero row gets scale 1).
+// w (out, ...) f32 -> its symmetric int8 quantization, the same shape (scale =
+// max|w[o]| / 127 over everything of output channel o; an all-zero one gets scale 1).
 QuantizedWeight quantize_weight_int8(const Tensor& w, bool per_channel = true);
-// values · scale as f32 (out, in): what the int8 weight stands for.
+// values · scale as f32, values' shape: what the int8 weight stands for.
 Tensor dequantize_weight(const Tensor& values, const Tensor& scale);
 
 // An int8 weight in the GEMM's packed layout, with what its epilogue needs.
@@ -51,6 +53,26 @@ Int8Weight pack_int8_weight_rows(const Tensor& values, const Tensor& scale);
 // the CPU and NaN outputs on a GPU (which does not stop to ask).
 Tensor quantized_linear(const Tensor& x, const Int8Weight& w, const Tensor& bias = Tensor(),
                         Activation act = Activation::none);
+
+// An int8 convolution's weight: values (O, C, kh, kw) reordered channels last,
+// (O, kh, kw, C) — the order in which the int8 convolution gathers each
+// patch's bytes (ops/cpu/qconv.cpp) — and packed for the CPU's int8 GEMM. The
+// int8 convolution runs on the CPU only: values on a GPU are an error.
+struct Int8ConvWeight {
+  Int8Weight gemm;  // (O, kh·kw·C)
+  int64_t in_channels = 0, kernel_h = 0, kernel_w = 0;
+  bool defined() const { return gemm.defined(); }
+};
+// Checks values (int8 (O, C, kh, kw) in [−127, 127]) and scale as pack_int8_weight does, and packs.
+Int8ConvWeight pack_int8_conv_weight(const Tensor& values, const Tensor& scale);
+
+// act(conv2d(x, dequant(W)) + bias), with x quantized to u8 for this call, as
+// quantized_linear does: x (N, C, H, W) f32 on the CPU, groups = 1; o's stride,
+// padding and dilation as conv2d's. An error when x requires grad, or holds NaN
+// or infinity.
+//   Tensor y = quantized_conv2d(x, packed, conv.bias, conv.options, Activation::relu);
+Tensor quantized_conv2d(const Tensor& x, const Int8ConvWeight& w, const Tensor& bias = Tensor(),
+                        const Conv2dOptions& o = {}, Activation act = Activation::none);
 
 // 10·log10(Σ reference² / Σ (reference − approx)²): how far below the signal the
 // quantization error lies (dB; +inf when they are equal).

@@ -324,3 +324,135 @@ TEST_CASE("quantize_dynamic: every Linear becomes a QuantLinear; per-layer repor
   convs->eval();
   CHECK_THROWS_WITH_AS(compress::quantize_dynamic(*convs), doctest::Contains("no Linear"), Error);
 }
+
+namespace {
+// The int8 convolution's arithmetic by hand: x quantized as the op does (its
+// range over the whole input), the dequantized weight, the sum in f64.
+std::vector<double> qconv_by_hand(const Tensor& x, const QuantizedWeight& q, const Tensor& bias, const Conv2dOptions& o,
+                                  bool relu, const Shape& y_shape) {
+  const auto xv = x.to_vector<float>();
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t O = q.values.size(0), kh = q.values.size(2), kw = q.values.size(3);
+  const int64_t Ho = y_shape[2], Wo = y_shape[3];
+  const cpu::QuantParams qp = cpu::choose_quant_params(xv.data(), N * C, H * W, H * W);
+  auto xd = [&](int64_t n, int64_t c, int64_t h, int64_t w) {  // 0 in the padding, exactly
+    if (h < 0 || h >= H || w < 0 || w >= W) return 0.0;
+    const int32_t level = quantize_u8(xv[((n * C + c) * H + h) * W + w], 1.0f / qp.scale, qp.zero_point);
+    return double(qp.scale) * (level - qp.zero_point);
+  };
+  const auto wd = dequantize_weight(q.values, q.scale).to(DType::f64).to_vector<double>();
+  const auto bv = bias.defined() ? bias.to(DType::f64).to_vector<double>() : std::vector<double>(O);
+  std::vector<double> y(static_cast<size_t>(N * O * Ho * Wo));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t oc = 0; oc < O; ++oc)
+      for (int64_t oh = 0; oh < Ho; ++oh)
+        for (int64_t ow = 0; ow < Wo; ++ow) {
+          double e = bv[oc];
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t i = 0; i < kh; ++i)
+              for (int64_t j = 0; j < kw; ++j)
+                e +=
+                    wd[((oc * C + c) * kh + i) * kw + j] * xd(n, c, oh * o.stride[0] - o.padding[0] + i * o.dilation[0],
+                                                              ow * o.stride[1] - o.padding[1] + j * o.dilation[1]);
+          y[((n * O + oc) * Ho + oh) * Wo + ow] = relu ? std::max(e, 0.0) : e;
+        }
+  return y;
+}
+}  // namespace
+
+TEST_CASE("quantized_conv2d: equals the f64 convolution of its dequantized operands; near the f32 conv2d") {
+  struct Case {
+    int64_t N, C, H, W, O, kh, kw;
+    Conv2dOptions o;
+    bool relu, bias;
+  };
+  const Case cases[] = {
+      {2, 3, 9, 8, 5, 3, 3, {.padding = {1, 1}}, false, true},                       // "same", K = 27 (padded to 28)
+      {5, 32, 7, 7, 64, 3, 3, {.padding = {1, 1}}, true, true},                      // the cnn's conv2, smaller
+      {3, 4, 11, 10, 17, 3, 2, {.stride = {2, 3}, .padding = {1, 0}}, true, false},  // strides, a 3x2 kernel
+      {2, 6, 9, 9, 7, 3, 3, {.padding = {2, 2}, .dilation = {2, 2}}, false, true},   // dilated
+      {4, 16, 5, 6, 33, 1, 1, {}, false, true},                                      // 1x1
+      {1, 1, 28, 28, 32, 3, 3, {.padding = {1, 1}}, true, true},                     // the cnn's conv1 at batch 1
+  };
+  Generator gen(21);
+  for (const Case& c : cases) {
+    CAPTURE(c.C);
+    CAPTURE(c.O);
+    CAPTURE(c.kh);
+    // randn: negative and positive inputs, so the zero point (the padding's level) is far from 0.
+    Tensor x = randn({c.N, c.C, c.H, c.W}, {}, gen), w = randn({c.O, c.C, c.kh, c.kw}, {}, gen) * 0.2;
+    Tensor b = c.bias ? randn({c.O}, {}, gen) : Tensor();
+    const QuantizedWeight q = quantize_weight_int8(w);
+    REQUIRE(q.values.shape() == w.shape());
+    const Int8ConvWeight packed = pack_int8_conv_weight(q.values, q.scale);
+    const Activation act = c.relu ? Activation::relu : Activation::none;
+    const Tensor y = quantized_conv2d(x, packed, b, c.o, act);
+    const Tensor y32 = conv2d(x, w, b, c.o, act);
+    REQUIRE(y.shape() == y32.shape());
+    const auto want = qconv_by_hand(x, q, b, c.o, c.relu, y.shape());
+    const auto got = y.to_vector<float>();
+    double worst = 0, peak = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      worst = std::isnan(got[i]) ? INFINITY : std::max(worst, std::abs(got[i] - want[i]));
+      peak = std::max(peak, std::abs(want[i]));
+    }
+    CHECK(worst <= 1e-5 * peak);
+    CHECK(sqnr_db(y32, y) > 30);
+  }
+}
+
+TEST_CASE("quantized_conv2d's kernel with a max pool equals max_pool2d of its output, bit for bit") {
+  Generator gen(22);
+  Tensor x = randn({3, 8, 10, 9}, {}, gen), w = randn({20, 8, 3, 3}, {}, gen) * 0.2, b = randn({20}, {}, gen);
+  const QuantizedWeight q = quantize_weight_int8(w);
+  const Int8ConvWeight packed = pack_int8_conv_weight(q.values, q.scale);
+  const Conv2dOptions o{.padding = {1, 1}};
+  const Pool2dParams pools[] = {{2, 2, 2, 2, 0, 0}, {3, 3, 2, 2, 1, 1}, {3, 2, 1, 2, 0, 1}};
+  for (bool relu : {false, true})
+    for (const Pool2dParams& pool : pools) {
+      CAPTURE(relu);
+      CAPTURE(pool.kernel_h);
+      const Tensor full = quantized_conv2d(x, packed, b, o, relu ? Activation::relu : Activation::none);
+      const Tensor want =
+          max_pool2d(full, {pool.kernel_h, pool.kernel_w}, {pool.stride_h, pool.stride_w}, {pool.pad_h, pool.pad_w});
+      Tensor got = full_like(want, std::nan(""));  // poisoned: every element must be written
+      cpu::QConv2dArgs a;
+      a.x = x.data_ptr<float>(), a.N = 3, a.C = 8, a.H = 10, a.W = 9, a.O = 20, a.kernel_h = 3, a.kernel_w = 3;
+      a.params = {1, 1, 1, 1, 1, 1, 1, relu};
+      a.w_packed = packed.gemm.packed.data_ptr<int8_t>(), a.w_row_sums = packed.gemm.row_sums.data_ptr<int32_t>();
+      a.w_scale = packed.gemm.scale.data_ptr<float>(), a.bias = b.data_ptr<float>(), a.max_pool = &pool;
+      a.y = got.data_ptr<float>(), a.Hy = want.size(2), a.Wy = want.size(3);
+      cpu::qconv2d(a);
+      CHECK(got.to_vector<float>() == want.to_vector<float>());
+      a.Hy += 1;  // not the pooled size
+      CHECK_THROWS_WITH_AS(cpu::qconv2d(a), doctest::Contains("is not the 10x9 convolution pooled"), Error);
+    }
+}
+
+TEST_CASE("quantized_conv2d and the int8 conv weight refuse bad input, naming it") {
+  Generator gen(23);
+  const QuantizedWeight q = quantize_weight_int8(randn({4, 3, 3, 3}, {}, gen));
+  const Int8ConvWeight w = pack_int8_conv_weight(q.values, q.scale);
+  CHECK_THROWS_WITH_AS(quantized_conv2d(randn({2, 5, 8, 8}, {}, gen), w),
+                       doctest::Contains("has 5 channels but weight [4, 3, 3, 3]"), Error);
+  CHECK_THROWS_WITH_AS(quantized_conv2d(randn({2, 3, 8}, {}, gen), w), doctest::Contains("must be 4-D"), Error);
+  CHECK_THROWS_WITH_AS(quantized_conv2d(randn({2, 3, 2, 2}, {}, gen), w), doctest::Contains("smaller than"), Error);
+  CHECK_THROWS_WITH_AS(quantized_conv2d(randn({2, 3, 8, 8}, {.requires_grad = true}, gen), w),
+                       doctest::Contains("no gradient"), Error);
+  CHECK_THROWS_WITH_AS(quantized_conv2d(randn({2, 3, 8, 8}, {.dtype = DType::f64}, gen), w), doctest::Contains("f32"),
+                       Error);
+  CHECK_THROWS_WITH_AS(quantized_conv2d(randn({2, 3, 8, 8}, {}, gen), w, zeros({3})),
+                       doctest::Contains("does not match 4 out channels"), Error);
+  Tensor x = randn({2, 3, 8, 8}, {}, gen);
+  x.data_ptr<float>()[17] = INFINITY;
+  CHECK_THROWS_WITH_AS(quantized_conv2d(x, w), doctest::Contains("NaN or infinity"), Error);
+  const QuantizedWeight grouped = quantize_weight_int8(randn({4, 3, 3, 3}, {}, gen));
+  CHECK_THROWS_WITH_AS(quantized_conv2d(randn({2, 6, 8, 8}, {}, gen),
+                                        pack_int8_conv_weight(grouped.values, grouped.scale), Tensor(), {.groups = 2}),
+                       doctest::Contains("groups"), Error);
+  CHECK_THROWS_WITH_AS(pack_int8_conv_weight(q.values.reshape({4, 27}), q.scale), doctest::Contains("(O, C, kh, kw)"),
+                       Error);
+  Tensor minus128 = q.values.clone();
+  minus128.data_ptr<int8_t>()[5] = -128;
+  CHECK_THROWS_WITH_AS(pack_int8_conv_weight(minus128, q.scale), doctest::Contains("-128"), Error);
+}

@@ -12,7 +12,7 @@
 // putting B samples side by side makes the GEMM B times wider. B is chosen so
 // that a batch's two workspaces — cols and the GEMM's output — stay around
 // kWorkspaceBytes (each is written once and read once right after, so it should
-// stay in cache) and so every thread gets a batch. Batches run in
+// stay in cache) and so every thread gets a batch (conv_batching.h). Batches run in
 // parallel, one thread each, with single-threaded GEMMs; when there are fewer
 // batches than threads (inference at batch 1) they run one after another and the
 // GEMM is parallel inside.
@@ -40,6 +40,7 @@
 #include "core/check.h"
 #include "core/dtype_dispatch.h"
 #include "core/storage.h"
+#include "ops/cpu/conv_batching.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
 #include "ops/cpu/pool_plane.h"
@@ -177,57 +178,12 @@ void col2im(T* x_img, const T* cols, int64_t ld, const Geometry& g, const Conv2d
       }
 }
 
-// How many samples share a GEMM, and how the batches are run.
-struct Batching {
-  int64_t N;        // samples
-  int64_t B;        // samples in the largest batch (the workspaces' size)
-  int64_t batches;
-  bool parallel;    // batches on separate threads (else the GEMM is parallel inside)
-
-  // Batch i: samples [first, first + count). Sizes differ by at most one.
-  struct Range {
-    int64_t first, count;
-  };
-  Range range(int64_t i) const {
-    const int64_t first = N * i / batches;
-    return {first, N * (i + 1) / batches - first};
-  }
-};
-
-// Per thread: cols (K, B·P) and the GEMM's output (Og, B·P) — the forward's
-// `out`, the backward's gathered gy. Both count: a first layer has few input
-// channels and many outputs (the cnn's conv1: K = 9, Og = 32), so its output
-// workspace is 3.5 times its cols, and bounding cols alone gave it B = 64 and
-// 8 MB per thread: its forward took 1.0–2.2 ms against 0.54–0.78 ms at any B
-// from 1 to 32 (docs/benchmarks.md).
-inline constexpr size_t kWorkspaceBytes = size_t{2} << 20;
-
-// extra_bytes: more workspace per output position (the bf16 GEMM's packed columns).
-Batching batching(const Geometry& g, size_t elem_bytes, size_t extra_bytes = 0) {
-  if (g.N == 0) return {0, 1, 0, false};  // an empty batch: no work (gradients of weight and bias are 0)
-  const int64_t threads = max_threads();
-  const int64_t per_sample =
-      std::max<int64_t>(1, static_cast<int64_t>(((g.K + g.Og) * elem_bytes + extra_bytes) * g.Ho * g.Wo));
-  int64_t B = std::clamp<int64_t>(static_cast<int64_t>(kWorkspaceBytes) / per_sample, 1, g.N);
-  B = std::min(B, (g.N + threads - 1) / threads);  // at least one batch per thread
-  int64_t batches = (g.N + B - 1) / B;
-  // A whole number of batches per thread, all of (nearly) one size: 128 samples at
-  // B = 9 would make 15 batches, one thread doing 8 while the other waits after 7.
-  if (batches >= threads) batches = (batches + threads - 1) / threads * threads;
-  return {g.N, (g.N + batches - 1) / batches, batches, batches >= threads && threads > 1};
+// The workspace bytes per sample: cols (K, P) and the GEMM's output (Og, P) in
+// elem_bytes each, and extra_bytes more per output position (the bf16 GEMM's
+// packed columns).
+Batching batching(const Geometry& g, int64_t elem_bytes, int64_t extra_bytes = 0) {
+  return cpu::batching(g.N, ((g.K + g.Og) * elem_bytes + extra_bytes) * g.Ho * g.Wo);
 }
-
-// A scratch buffer of n elements from the caching CPU allocator: after the first
-// step, a workspace of the same size is a reused block, not a fresh mapping.
-template <class T>
-class Workspace {
- public:
-  explicit Workspace(int64_t n) : storage_(static_cast<size_t>(n) * sizeof(T), kCPU) {}
-  T* data() { return static_cast<T*>(storage_.data()); }
-
- private:
-  Storage storage_;
-};
 
 // The 1×1 fast path applies: cols would be x itself.
 bool pointwise(const Geometry& g, const Conv2dParams& p) {
@@ -281,7 +237,7 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
       return;
     }
     // A bf16 weight adds the packed columns (2 bytes per element of cols) to the workspaces.
-    const Batching bt = batching(g, sizeof(T), bf16_weight ? 2 * g.K : 0);
+    const Batching bt = batching(g, int64_t{sizeof(T)}, bf16_weight ? 2 * g.K : 0);
     maybe_parallel(bt.parallel, [&] {
       Workspace<T> cols(g.K * bt.B * P), out(g.Og * bt.B * P);
       Workspace<uint16_t> packed(bf16_weight ? gemm_bf16_packed_elements(bt.B * P, g.K) : 0);
@@ -393,7 +349,7 @@ void conv2d_backward(const TensorArg& gx, const TensorArg& gw, const TensorArg& 
       });
       return;
     }
-    const Batching bt = batching(g, sizeof(T));
+    const Batching bt = batching(g, int64_t{sizeof(T)});
     const int64_t threads = bt.parallel ? max_threads() : 1;
     // The weight gradient's GEMM, gw[group] (Og, K) += gy_b · colsᵀ, is K columns
     // wide. A first layer's K is tiny (the cnn's conv1: 9), and the micro-kernel's

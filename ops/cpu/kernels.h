@@ -164,6 +164,28 @@ double amx_peak_macs_per_second(bool bf16);
 bool qgemm_kernel_supported(QGemmKernel kernel);
 const char* qgemm_kernel_name(QGemmKernel kernel);
 
+// The int8 convolution of dynamic quantization (ops/cpu/qconv.cpp), groups = 1:
+// x quantized to u8 (channels last) from its range in this call, each output
+// position's patch gathered into a row of K = kh·kw·C bytes in that order, qgemm
+// against the weight packed from (O, kh, kw, C) with the scale, bias and ReLU
+// (params.relu) in its epilogue, then transposed into y (N, O, Hy, Wy) — max
+// pooled first when max_pool is set (y then holds the pooled size). Throws when x
+// holds NaN or infinity, as quantized_linear does.
+struct QConv2dArgs {
+  const float* x = nullptr;  // (N, C, H, W) contiguous
+  int64_t N = 0, C = 0, H = 0, W = 0;
+  int64_t O = 0, kernel_h = 0, kernel_w = 0;
+  Conv2dParams params{1, 1, 0, 0, 1, 1, 1, false};
+  const int8_t* w_packed = nullptr;     // qgemm_pack_weight of (O, kh·kw·C)
+  const int32_t* w_row_sums = nullptr;  // (O)
+  const float* w_scale = nullptr;       // (O)
+  const float* bias = nullptr;          // (O) or null
+  const Pool2dParams* max_pool = nullptr;
+  float* y = nullptr;  // (N, O, Hy, Wy) contiguous
+  int64_t Hy = 0, Wy = 0;
+};
+void qconv2d(const QConv2dArgs& args);
+
 // C (rows, n) := W (rows, cols) · B (cols, n) for a sparse W (CSR or BSR,
 // ops/kernel_types.h), then the epilogue (its bias one value per row of C, and
 // ReLU). B and C are f32 with unit column stride. Each kernel is vectorised over

@@ -1,0 +1,196 @@
+// ops/cpu/qconv.cpp — the int8 convolution of dynamic quantization.
+//
+// The int8 GEMM (qgemm.cpp) multiplies rows of unsigned activation bytes by a
+// packed signed weight, 4 bytes to a lane, and adds along each row: its K must
+// be contiguous in x. So this convolution unrolls patches into *rows* (one per
+// output position, "im2row"), where the f32 one unrolls them into columns:
+//
+//   xq   (N, H, W, C) u8     = quantize(x), channels last, one pass over x
+//   rows (B·Ho·Wo, K) u8     = the patches of B samples, K = kh·kw·C in that order
+//   out  (B·Ho·Wo, O) f32    = qgemm(rows, W), scale, bias and ReLU in its epilogue
+//   y    (N, O, Ho, Wo)      = out transposed per sample (max pooled first when asked)
+//
+// Channels last is what makes the patches cheap: a patch row of a 3×3 conv over
+// 32 channels is 3 runs of 3·32 contiguous bytes, copied whole, where from
+// (C, H, W) it would be 288 single bytes. The weight is packed in the same
+// order, (O, kh, kw, C) (ops/quant.cpp). Zero padding is the zero point: the
+// quantization's range always holds 0, so 0 is exactly that level.
+//
+// The activations' scale and zero point come from the whole input of the call
+// (choose_quant_params), as quantized_linear's do. Batches of samples share a
+// GEMM and run on separate threads exactly as the f32 convolution's do
+// (conv_batching.h).
+//
+// With a max pool, each sample's output is pooled while still channels last —
+// the window's rows of O values are compared as vectors — so only the pooled
+// quarter is transposed and written to y.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/check.h"
+#include "ops/cpu/conv_batching.h"
+#include "ops/cpu/kernels.h"
+#include "ops/cpu/loops.h"
+#include "ops/quant_math.h"
+
+namespace minidl::cpu {
+
+namespace {
+
+struct Shape4 {
+  int64_t N, C, H, W, O, kh, kw, Ho, Wo, K;
+};
+
+// x (N, C, H, W) f32 -> xq (N, H, W, C) u8: each input row of W values is
+// quantized and scattered C bytes apart.
+void quantize_channels_last(const float* x, const Shape4& s, QuantParams q, uint8_t* xq) {
+  const float inv = 1.0f / q.scale;
+  const int64_t plane = s.H * s.W;
+  parallel_for(s.N * s.C * plane >= kParallelGrain, s.N * s.H, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / s.H, h = r % s.H;
+      uint8_t* out = xq + r * s.W * s.C;
+      for (int64_t c = 0; c < s.C; ++c) {
+        const float* in = x + (n * s.C + c) * plane + h * s.W;
+        for (int64_t w = 0; w < s.W; ++w)
+          out[w * s.C + c] = static_cast<uint8_t>(quantize_u8(in[w], inv, q.zero_point));
+      }
+    }
+  });
+}
+
+// rows (Ho·Wo, ldr) := the patches of one sample img (H, W, C): row oh·Wo + ow
+// holds, for each kernel row i and column j, the C bytes of pixel
+// (oh·sh − ph + i·dh, ow·sw − pw + j·dw), or the zero point where that lies in
+// the padding; then the zero point up to ldr (the GEMM's groups of 4 bytes).
+void gather_patches(uint8_t* rows, int64_t ldr, const uint8_t* img, const Shape4& s, const Conv2dParams& p,
+                    uint8_t zero) {
+  const int64_t run = s.kw * s.C;  // one kernel row's bytes
+  for (int64_t oh = 0; oh < s.Ho; ++oh)
+    for (int64_t ow = 0; ow < s.Wo; ++ow) {
+      uint8_t* dst = rows + (oh * s.Wo + ow) * ldr;
+      const int64_t w0 = ow * p.stride_w - p.pad_w, w_last = w0 + (s.kw - 1) * p.dilation_w;
+      const bool row_inside = w0 >= 0 && w_last < s.W;
+      for (int64_t i = 0; i < s.kh; ++i, dst += run) {
+        const int64_t h = oh * p.stride_h - p.pad_h + i * p.dilation_h;
+        if (h < 0 || h >= s.H) {
+          std::memset(dst, zero, static_cast<size_t>(run));
+          continue;
+        }
+        const uint8_t* src = img + h * s.W * s.C;
+        if (row_inside && p.dilation_w == 1) {  // the kernel row's pixels are adjacent: one copy
+          std::memcpy(dst, src + w0 * s.C, static_cast<size_t>(run));
+          continue;
+        }
+        for (int64_t j = 0; j < s.kw; ++j) {
+          const int64_t w = w0 + j * p.dilation_w;
+          if (w < 0 || w >= s.W)
+            std::memset(dst + j * s.C, zero, static_cast<size_t>(s.C));
+          else
+            std::memcpy(dst + j * s.C, src + w * s.C, static_cast<size_t>(s.C));
+        }
+      }
+      std::memset(dst, zero, static_cast<size_t>(ldr - s.K));
+    }
+}
+
+// out (Ho·Wo, O) -> y (O, Ho·Wo): one sample's output, channels first.
+void store_transposed(float* y, const float* out, const Shape4& s) {
+  const int64_t P = s.Ho * s.Wo;
+  constexpr int64_t kChannels = 16;  // planes written side by side: 16 streams of stores
+  for (int64_t o0 = 0; o0 < s.O; o0 += kChannels) {
+    const int64_t o1 = std::min(o0 + kChannels, s.O);
+    for (int64_t q = 0; q < P; ++q)
+      for (int64_t o = o0; o < o1; ++o) y[o * P + q] = out[q * s.O + o];
+  }
+}
+
+// out (Ho·Wo, O) -> y (O, Hp·Wp), max pooled by the window p: for each pooled
+// position, the window's pixels (clipped to the plane: padding never wins) are
+// compared as rows of O values into `best`, which is then written to the O
+// planes. As max_pool2d: NaN propagates.
+void store_pooled(float* y, const float* out, const Shape4& s, const Pool2dParams& p, int64_t Hp, int64_t Wp,
+                  float* best) {
+  for (int64_t ph = 0; ph < Hp; ++ph)
+    for (int64_t pw = 0; pw < Wp; ++pw) {
+      const int64_t h0 = std::max<int64_t>(ph * p.stride_h - p.pad_h, 0);
+      const int64_t h1 = std::min(ph * p.stride_h - p.pad_h + p.kernel_h, s.Ho);
+      const int64_t w0 = std::max<int64_t>(pw * p.stride_w - p.pad_w, 0);
+      const int64_t w1 = std::min(pw * p.stride_w - p.pad_w + p.kernel_w, s.Wo);
+      std::copy(out + (h0 * s.Wo + w0) * s.O, out + (h0 * s.Wo + w0 + 1) * s.O, best);
+      for (int64_t h = h0; h < h1; ++h)
+        for (int64_t w = (h == h0 ? w0 + 1 : w0); w < w1; ++w) {
+          const float* v = out + (h * s.Wo + w) * s.O;
+          for (int64_t o = 0; o < s.O; ++o) best[o] = (v[o] > best[o] || v[o] != v[o]) ? v[o] : best[o];
+        }
+      const int64_t at = ph * Wp + pw;
+      for (int64_t o = 0; o < s.O; ++o) y[o * Hp * Wp + at] = best[o];
+    }
+}
+
+}  // namespace
+
+void qconv2d(const QConv2dArgs& a) {
+  const Conv2dParams& p = a.params;
+  MINIDL_CHECK(p.groups == 1, "qconv2d: the int8 convolution takes groups = 1, got {}", p.groups);
+  MINIDL_CHECK(a.x && a.w_packed && a.w_row_sums && a.w_scale && a.y, "qconv2d: a pointer argument is null");
+  Shape4 s{a.N, a.C, a.H, a.W, a.O, a.kernel_h, a.kernel_w, 0, 0, 0};
+  s.Ho = (s.H + 2 * p.pad_h - p.dilation_h * (s.kh - 1) - 1) / p.stride_h + 1;
+  s.Wo = (s.W + 2 * p.pad_w - p.dilation_w * (s.kw - 1) - 1) / p.stride_w + 1;
+  s.K = s.kh * s.kw * s.C;
+  MINIDL_CHECK(s.Ho >= 1 && s.Wo >= 1 && s.K >= 1, "qconv2d: input {}x{} gives a {}x{} output with a {}x{} kernel", s.H,
+               s.W, s.Ho, s.Wo, s.kh, s.kw);
+  if (a.max_pool) {
+    const Pool2dParams& q = *a.max_pool;
+    MINIDL_CHECK(q.kernel_h >= 1 && q.kernel_w >= 1 && q.stride_h >= 1 && q.stride_w >= 1 && q.pad_h >= 0 &&
+                     q.pad_w >= 0 && 2 * q.pad_h <= q.kernel_h && 2 * q.pad_w <= q.kernel_w,
+                 "qconv2d: pool window {}x{}, stride {}x{}, padding {}x{}: expected positive sizes and at most half "
+                 "the window of padding",
+                 q.kernel_h, q.kernel_w, q.stride_h, q.stride_w, q.pad_h, q.pad_w);
+    MINIDL_CHECK(a.Hy == (s.Ho + 2 * q.pad_h - q.kernel_h) / q.stride_h + 1 &&
+                     a.Wy == (s.Wo + 2 * q.pad_w - q.kernel_w) / q.stride_w + 1,
+                 "qconv2d: output {}x{} is not the {}x{} convolution pooled by a {}x{} window at stride {}x{}", a.Hy,
+                 a.Wy, s.Ho, s.Wo, q.kernel_h, q.kernel_w, q.stride_h, q.stride_w);
+  } else {
+    MINIDL_CHECK(a.Hy == s.Ho && a.Wy == s.Wo, "qconv2d: output {}x{} is not the convolution's {}x{}", a.Hy, a.Wy, s.Ho,
+                 s.Wo);
+  }
+  if (s.N == 0 || s.O == 0) return;
+
+  const int64_t P = s.Ho * s.Wo, Kp = qgemm_padded_k(s.K), plane_y = a.Hy * a.Wy;
+  const QuantParams q = choose_quant_params(a.x, s.N * s.C, s.H * s.W, s.H * s.W);  // throws on NaN or ±inf
+  const auto zero = static_cast<uint8_t>(q.zero_point);
+  Workspace<uint8_t> xq(s.N * s.H * s.W * s.C);
+  quantize_channels_last(a.x, s, q, xq.data());
+
+  const Batching bt = batching(s.N, P * (Kp + s.O * int64_t{sizeof(float)}));
+  maybe_parallel(bt.parallel, [&] {
+    Workspace<uint8_t> rows(bt.B * P * Kp);
+    Workspace<float> out(bt.B * P * s.O);
+    std::vector<float> best(a.max_pool ? static_cast<size_t>(s.O) : 0);
+#pragma omp for schedule(static)
+    for (int64_t batch = 0; batch < bt.batches; ++batch) {
+      const auto [n0, nb] = bt.range(batch);
+      for (int64_t b = 0; b < nb; ++b)
+        gather_patches(rows.data() + b * P * Kp, Kp, xq.data() + (n0 + b) * s.H * s.W * s.C, s, p, zero);
+      QGemmArgs g;
+      g.M = nb * P, g.N = s.O, g.K = s.K;
+      g.x = rows.data(), g.ldx = Kp, g.x_scale = q.scale, g.x_zero_point = q.zero_point;
+      g.w_packed = a.w_packed, g.w_row_sums = a.w_row_sums, g.w_scale = a.w_scale;
+      g.bias = a.bias, g.relu = p.relu;
+      g.y = out.data(), g.ldy = s.O;
+      qgemm(g);
+      for (int64_t b = 0; b < nb; ++b) {
+        float* y = a.y + (n0 + b) * s.O * plane_y;
+        const float* o = out.data() + b * P * s.O;
+        if (a.max_pool)
+          store_pooled(y, o, s, *a.max_pool, a.Hy, a.Wy, best.data());
+        else
+          store_transposed(y, o, s);
+      }
+    }
+  });
+}
+
+}  // namespace minidl::cpu
