@@ -157,6 +157,12 @@ class Lowering {
         const bool relu = is_relu(next(1));
         step_eager(relu ? 2 : 1);
         in = int8_linear(*q, in, relu, eager.shape());
+      } else if (auto* qc = dynamic_cast<compress::QuantConv2d*>(&m)) {
+        const bool relu = is_relu(next(1));
+        Module* after = next(relu ? 2 : 1);
+        auto* pool = after ? dynamic_cast<nn::MaxPool2d*>(after) : nullptr;
+        step_eager(1 + relu + (pool != nullptr));
+        in = int8_conv(*qc, relu, pool, in, eager.shape());
       } else if (auto* c = dynamic_cast<nn::Conv2d*>(&m)) {
         auto* bn = next(1) ? dynamic_cast<nn::BatchNorm*>(next(1)) : nullptr;
         const bool relu = is_relu(next(bn ? 2 : 1));
@@ -299,6 +305,35 @@ class Lowering {
           a.w_scale = scale.data_ptr<float>(), a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
           a.relu = relu, a.y = y.data_ptr<float>(), a.ldy = N;
           cpu::qgemm(a);
+        });
+    return out;
+  }
+
+  // An int8 conv with the ReLU and MaxPool2d after it that are not null: one
+  // step, the kernel quantized_conv2d runs (with the pool in its epilogue), so
+  // the values are eager's.
+  int int8_conv(compress::QuantConv2d& q, bool relu, nn::MaxPool2d* pool, int in, const Shape& out_shape) {
+    const Int8ConvWeight& w = q.packed();
+    const int x = as_f32(in), out = buffer(out_shape, DType::f32);
+    const Tensor packed = w.gemm.packed, sums = w.gemm.row_sums, scale = w.gemm.scale;
+    const Tensor bias = q.bias.defined() ? keep(q.bias.contiguous().clone()) : Tensor();
+    const auto& o = q.options;
+    const Conv2dParams params{o.stride[0],   o.stride[1], o.padding[0], o.padding[1], o.dilation[0],
+                              o.dilation[1], 1,           relu};
+    const std::optional<Pool2dParams> max_pool = pool ? std::optional(pool_params(*pool)) : std::nullopt;
+    const int64_t O = w.gemm.out_features, kh = w.kernel_h, kw = w.kernel_w;
+    add(fmt::format("int8 conv {}->{} {}x{}{}{} [{}]", w.in_channels, O, kh, kw, relu ? " +relu" : "",
+                    pool ? fmt::format(" +max pool {}x{}", pool->kernel, pool->kernel) : "",
+                    cpu::qgemm_kernel_name(cpu::QGemmKernel::best)),
+        x, out, [=](const Tensor& xin, Tensor& y) {
+          cpu::QConv2dArgs a;
+          a.x = xin.data_ptr<float>(), a.N = xin.size(0), a.C = xin.size(1), a.H = xin.size(2), a.W = xin.size(3);
+          a.O = O, a.kernel_h = kh, a.kernel_w = kw, a.params = params;
+          a.w_packed = packed.data_ptr<int8_t>(), a.w_row_sums = sums.data_ptr<int32_t>();
+          a.w_scale = scale.data_ptr<float>(), a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
+          a.max_pool = max_pool ? &*max_pool : nullptr;
+          a.y = y.data_ptr<float>(), a.Hy = y.size(2), a.Wy = y.size(3);
+          cpu::qconv2d(a);
         });
     return out;
   }

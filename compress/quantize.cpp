@@ -1,5 +1,6 @@
 #include "compress/quantize.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -63,6 +64,78 @@ nn::ModulePtr build_quant_linear(const nn::SpecReader& r) {
   return std::make_shared<QuantLinear>(in, out, bias, per_channel);
 }
 
+// ---------------------------------------------------------------- QuantConv2d
+
+QuantConv2d::QuantConv2d(const nn::Conv2d& dense, bool per_channel)
+    : in_channels(dense.in_channels),
+      out_channels(dense.out_channels),
+      kernel_size(dense.kernel_size),
+      options(dense.options),
+      per_channel(per_channel) {
+  MINIDL_CHECK(options.groups == 1, "QuantConv2d: {} has groups={}; the int8 convolution takes groups = 1",
+               dense.describe(), options.groups);
+  QuantizedWeight q = quantize_weight_int8(dense.weight.detach(), per_channel);
+  weight = q.values, weight_scale = q.scale;
+  if (dense.bias.defined()) bias = dense.bias.detach().clone();
+  register_buffer("weight", weight);
+  register_buffer("weight_scale", weight_scale);
+  if (bias.defined()) register_buffer("bias", bias);
+  after_load();
+}
+
+QuantConv2d::QuantConv2d(int64_t in, int64_t out, int64_t k, Conv2dOptions o, bool with_bias, bool per_channel)
+    : in_channels(in), out_channels(out), kernel_size(k), options(o), per_channel(per_channel) {
+  MINIDL_CHECK(in > 0 && out > 0 && k > 0 && o.groups == 1,
+               "QuantConv2d: invalid channels {} -> {}, kernel {}, groups {} (the int8 convolution takes groups = 1)",
+               in, out, k, o.groups);
+  weight = zeros({out, in, k, k}, {.dtype = DType::int8});
+  weight_scale = ones({per_channel ? out : 1});
+  if (with_bias) bias = zeros({out});
+  register_buffer("weight", weight);
+  register_buffer("weight_scale", weight_scale);
+  if (bias.defined()) register_buffer("bias", bias);
+  after_load();
+}
+
+void QuantConv2d::check_device(const Device& device) const {
+  MINIDL_CHECK(device.is_cpu(),
+               "{}: the int8 convolution runs on the CPU only, so this model cannot move to {}; keep it on the CPU, "
+               "or quantize only its Linear layers (quantize without convolutions) for the GPU",
+               describe(), device);
+}
+
+void QuantConv2d::after_load() { packed_ = pack_int8_conv_weight(weight, weight_scale); }
+
+Tensor QuantConv2d::forward(const Tensor& x) { return quantized_conv2d(x, packed_, bias, options); }
+Tensor QuantConv2d::forward_fused(const Tensor& x, Activation act) {
+  return quantized_conv2d(x, packed_, bias, options, act);
+}
+
+std::string QuantConv2d::describe() const {
+  return fmt::format("QuantConv2d({}, {}, kernel_size={}, stride={}, padding={}, bias={}, int8 {})", in_channels,
+                     out_channels, kernel_size, options.stride, options.padding, bias.defined(),
+                     per_channel ? "per channel" : "per tensor");
+}
+
+nlohmann::json QuantConv2d::hyper_parameters() const {
+  return {{"type", "QuantConv2d"},        {"in_channels", in_channels}, {"out_channels", out_channels},
+          {"kernel_size", kernel_size},   {"stride", options.stride},   {"padding", options.padding},
+          {"dilation", options.dilation}, {"bias", bias.defined()},     {"per_channel", per_channel}};
+}
+
+nn::ModulePtr build_quant_conv2d(const nn::SpecReader& r) {
+  if (r.has_children()) r.fail_here("this layer type has no children");
+  constexpr int64_t kMax = int64_t{1} << 20, kMaxKernel = 1024;
+  const int64_t in = r.integer("in_channels", 1, kMax), out = r.integer("out_channels", 1, kMax);
+  const int64_t k = r.integer("kernel_size", 1, kMaxKernel);
+  const Conv2dOptions o{.stride = r.pair("stride", 1, kMaxKernel),
+                        .padding = r.pair("padding", 0, kMaxKernel),
+                        .dilation = r.pair("dilation", 1, kMaxKernel)};
+  const bool bias = r.boolean("bias"), per_channel = r.boolean("per_channel");
+  r.reserve(out * in * k * k / 4 + 2 * out + 1);  // int8 values: a quarter of an f32 element each
+  return std::make_shared<QuantConv2d>(in, out, k, o, bias, per_channel);
+}
+
 // ---------------------------------------------------------------- quantize_dynamic
 
 namespace {
@@ -73,9 +146,21 @@ int64_t bytes_of(const Tensor& t) {
 
 bool is_quantized(nn::Module& model) {
   for (auto& [path, m] : model.named_modules())
-    if (dynamic_cast<QuantLinear*>(m.get())) return true;
+    if (dynamic_cast<QuantLinear*>(m.get()) || dynamic_cast<QuantConv2d*>(m.get())) return true;
   return false;
 }
+
+namespace {
+// Why a convolution stays f32 under quantize_dynamic, or "" when it becomes int8.
+std::string conv_kept_f32(const nn::Conv2d& c) {
+  if (c.options.groups != 1) return fmt::format("groups={}: the int8 convolution takes groups = 1", c.options.groups);
+  const int64_t patch = c.in_channels * c.kernel_size * c.kernel_size;
+  if (patch < kMinInt8ConvPatch)
+    return fmt::format("a patch of {} values: its f32 output costs more than its arithmetic (int8 pays from {})", patch,
+                       kMinInt8ConvPatch);
+  return "";
+}
+}  // namespace
 
 std::vector<QuantLayerReport> quantize_dynamic(nn::Module& model, const QuantizeOptions& o) {
   NoGradGuard no_grad;
@@ -86,15 +171,23 @@ std::vector<QuantLayerReport> quantize_dynamic(nn::Module& model, const Quantize
                "quantize: the model is in training mode; call eval() first (int8 layers are "
                "for inference)");
   std::vector<std::pair<std::string, nn::ModulePtr>> layers;
+  std::vector<QuantLayerReport> kept;  // convolutions left f32
   for (auto& [path, m] : model.named_modules()) {
     auto* l = dynamic_cast<nn::Linear*>(m.get());
-    if (!l) continue;
-    MINIDL_CHECK(l->weight.dtype() == DType::f32 && l->weight.device().is_cpu(),
+    auto* c = o.convolutions ? dynamic_cast<nn::Conv2d*>(m.get()) : nullptr;
+    if (!l && !c) continue;
+    const Tensor& w = l ? l->weight : c->weight;
+    MINIDL_CHECK(w.dtype() == DType::f32 && w.device().is_cpu(),
                  "quantize: {} ({}) is {} on {}; int8 quantization starts from f32 weights on the CPU", path,
-                 m->describe(), l->weight.dtype(), l->weight.device());
+                 m->describe(), w.dtype(), w.device());
+    if (c && !conv_kept_f32(*c).empty()) {
+      kept.push_back({.path = path, .layer = c->describe(), .kept_f32 = conv_kept_f32(*c)});
+      continue;
+    }
     layers.emplace_back(path, m);
   }
-  MINIDL_CHECK(!layers.empty(), "quantize: the model has no Linear layer to quantize");
+  MINIDL_CHECK(!layers.empty(), "quantize: the model has no {} to quantize",
+               o.convolutions ? "Linear layer, nor a convolution the int8 one takes," : "Linear layer");
 
   // Each layer's real input, from the f32 model, before anything is replaced.
   std::vector<std::shared_ptr<LayerProbe>> probes;
@@ -102,21 +195,31 @@ std::vector<QuantLayerReport> quantize_dynamic(nn::Module& model, const Quantize
 
   std::vector<QuantLayerReport> report;
   for (size_t i = 0; i < layers.size(); ++i) {
-    auto& dense = dynamic_cast<nn::Linear&>(*layers[i].second);
-    auto q = std::make_shared<QuantLinear>(dense, o.per_channel);
-    QuantLayerReport r{.path = layers[i].first, .layer = dense.describe()};
-    const float* s = q->weight_scale.data_ptr<float>();
-    r.scale_min = *std::min_element(s, s + q->weight_scale.numel());
-    r.scale_max = *std::max_element(s, s + q->weight_scale.numel());
-    r.weight_sqnr_db = sqnr_db(dense.weight, q->dequantized_weight());
+    nn::Module& dense = *layers[i].second;
+    nn::ModulePtr q;
+    Tensor dense_weight, int8_weight, int8_scale, bias;
+    if (auto* l = dynamic_cast<nn::Linear*>(&dense)) {
+      auto ql = std::make_shared<QuantLinear>(*l, o.per_channel);
+      dense_weight = l->weight, int8_weight = ql->weight, int8_scale = ql->weight_scale, bias = l->bias, q = ql;
+    } else {
+      auto& c = dynamic_cast<nn::Conv2d&>(dense);
+      auto qc = std::make_shared<QuantConv2d>(c, o.per_channel);
+      dense_weight = c.weight, int8_weight = qc->weight, int8_scale = qc->weight_scale, bias = c.bias, q = qc;
+    }
+    QuantLayerReport r{.path = layers[i].first, .layer = dense.describe(), .kept_f32 = ""};
+    const float* s = int8_scale.data_ptr<float>();
+    r.scale_min = *std::min_element(s, s + int8_scale.numel());
+    r.scale_max = *std::max_element(s, s + int8_scale.numel());
+    r.weight_sqnr_db = sqnr_db(dense_weight, dequantize_weight(int8_weight, int8_scale));
     r.output_sqnr_db = std::numeric_limits<double>::quiet_NaN();
     if (!probes.empty() && probes[i]->input.defined())
       r.output_sqnr_db = sqnr_db(dense.forward(probes[i]->input), q->forward(probes[i]->input));
-    r.f32_bytes = bytes_of(dense.weight) + bytes_of(dense.bias);
-    r.int8_bytes = bytes_of(q->weight) + bytes_of(q->weight_scale) + bytes_of(q->bias);
+    r.f32_bytes = bytes_of(dense_weight) + bytes_of(bias);
+    r.int8_bytes = bytes_of(int8_weight) + bytes_of(int8_scale) + bytes_of(bias);
     report.push_back(r);
     model.replace(layers[i].first, q);
   }
+  report.insert(report.end(), kept.begin(), kept.end());
   return report;
 }
 

@@ -118,6 +118,7 @@ std::vector<std::pair<std::string, ModulePtr>> SpecReader::children() const {
 // calls, and with it any registration the file would make of itself.
 namespace minidl::compress {
 nn::ModulePtr build_quant_linear(const nn::SpecReader& r);
+nn::ModulePtr build_quant_conv2d(const nn::SpecReader& r);
 }
 
 namespace minidl::nn {
@@ -225,6 +226,7 @@ std::map<std::string, LayerBuilder>& registry() {
       {"Sequential", build_sequential},
       {"ResidualBlock", build_residual_block},
       {"QuantLinear", compress::build_quant_linear},
+      {"QuantConv2d", compress::build_quant_conv2d},
   };
   return builders;
 }

@@ -195,6 +195,43 @@ TEST_CASE("compile: an int8 model's plan is bit-identical to eager int8") {
   }
 }
 
+TEST_CASE("compile: int8 convolutions (with and without ReLU and max pool) are bit-identical to eager int8") {
+  NoGradGuard no_grad;
+  compress::QuantizeOptions with_convs;
+  with_convs.convolutions = true;
+  auto cnn = model_with_statistics("cnn", 33);
+  compress::quantize_dynamic(*cnn, with_convs);
+  // A conv alone, one with a ReLU, one with ReLU and a 3x3 max pool at stride 2 with padding.
+  Generator init(34);
+  auto mixed = nn::make<nn::Sequential>(std::vector<nn::ModulePtr>{
+      nn::make<nn::Conv2d>(8, 16, 3, Conv2dOptions{.padding = {1, 1}}, true, init),
+      nn::make<nn::Conv2d>(16, 16, 3, Conv2dOptions{.stride = {2, 2}}, false, init), nn::make<nn::ReLU>(),
+      nn::make<nn::Conv2d>(16, 12, 3, Conv2dOptions{.padding = {1, 1}}, true, init), nn::make<nn::ReLU>(),
+      nn::make<nn::MaxPool2d>(3, 2, 1), nn::make<nn::Flatten>()});
+  mixed->eval();
+  compress::quantize_dynamic(*mixed, with_convs);
+  Generator gen(35);
+  for (auto [m, channels] : {std::pair{cnn, int64_t{1}}, std::pair{nn::ModulePtr(mixed), int64_t{8}}}) {
+    CAPTURE(channels);
+    for (int64_t batch : {1, 20}) {
+      const Tensor x = randn({batch, channels, 28, 28}, {}, gen);
+      Plan plan = compile(*m, x);
+      const std::string d = plan.describe();
+      INFO(d);
+      if (channels == 1) {
+        CHECK(d.find("int8 conv 32->64 3x3 +relu +max pool 2x2") != std::string::npos);
+        CHECK(d.find("conv 1->32 3x3 +relu +max pool 2x2") != std::string::npos);  // the short patch stays f32
+      } else {
+        CHECK(d.find("int8 conv 8->16 3x3 [") != std::string::npos);
+        CHECK(d.find("int8 conv 16->16 3x3 +relu [") != std::string::npos);
+        CHECK(d.find("int8 conv 16->12 3x3 +relu +max pool 3x3") != std::string::npos);
+      }
+      CHECK(d.find("eager") == std::string::npos);
+      CHECK(plan.run(x).to_vector<float>() == m->forward(x).to_vector<float>());
+    }
+  }
+}
+
 TEST_CASE("a plan reuses its buffers: every run writes the same output buffer, each with the right answer") {
   NoGradGuard no_grad;
   auto m = model_with_statistics("cnn", 41);

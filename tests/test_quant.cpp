@@ -456,3 +456,75 @@ TEST_CASE("quantized_conv2d and the int8 conv weight refuse bad input, naming it
   minus128.data_ptr<int8_t>()[5] = -128;
   CHECK_THROWS_WITH_AS(pack_int8_conv_weight(minus128, q.scale), doctest::Contains("-128"), Error);
 }
+
+TEST_CASE("quantize_dynamic with convolutions: QuantConv2d where the patch pays; report; checkpoint; no GPU") {
+  TempDir dir;
+  Generator gen(24);
+  // conv1's patch (1·3·3 = 9) is below kMinInt8ConvPatch and stays f32; conv2's (8·3·3 = 72) and the Linear go int8.
+  auto model = nn::make<nn::Sequential>(std::vector<nn::ModulePtr>{
+      nn::make<nn::Conv2d>(1, 8, 3, Conv2dOptions{.padding = {1, 1}}, true, gen), nn::make<nn::ReLU>(),
+      nn::make<nn::Conv2d>(8, 16, 3, Conv2dOptions{.stride = {2, 2}, .padding = {1, 1}}, true, gen),
+      nn::make<nn::ReLU>(), nn::make<nn::MaxPool2d>(2), nn::make<nn::Flatten>(),
+      nn::make<nn::Linear>(16 * 4 * 4, 10, true, gen)});
+  model->eval();
+  const Tensor x = randn({6, 1, 16, 16}, {}, gen);
+  Tensor y32;
+  {
+    NoGradGuard no_grad;
+    y32 = model->forward(x);
+  }
+  compress::QuantizeOptions o;
+  o.convolutions = true, o.calibration = x;
+  const auto report = compress::quantize_dynamic(*model, o);
+  REQUIRE(report.size() == 3);
+  CHECK(report[0].path == "2");
+  CHECK(report[0].kept_f32.empty());
+  CHECK(report[0].output_sqnr_db > 30);
+  CHECK(report[0].weight_sqnr_db > 35);
+  CHECK(report[0].int8_bytes * 3 < report[0].f32_bytes);
+  CHECK(report[1].path == "6");
+  CHECK(report[2].path == "0");
+  CHECK(report[2].kept_f32.find("a patch of 9 values") != std::string::npos);
+  CHECK(model->str().find("QuantConv2d(8, 16, kernel_size=3, stride=[2, 2]") != std::string::npos);
+  CHECK(model->str().find("Conv2d(1, 8") != std::string::npos);
+  CHECK(compress::is_quantized(*model));
+  Tensor y8;
+  {
+    NoGradGuard no_grad;
+    y8 = model->forward(x);
+  }
+  CHECK(sqnr_db(y32, y8) > 25);
+
+  // Saved and read back: the same layers, the same outputs.
+  const std::string path = dir / "qc.safetensors";
+  nn::save_model(path, *model, {{"quantization", "int8-dynamic"}});
+  nn::ModulePtr back = nn::load_model(path);
+  back->eval();
+  CHECK(back->str() == model->str());
+  {
+    NoGradGuard no_grad;
+    CHECK(back->forward(x).to_vector<float>() == y8.to_vector<float>());
+  }
+  // A corrupt weight: -128 is outside the symmetric range.
+  auto file = nn::load_safetensors(path);
+  file.tensors["2.weight"].data_ptr<int8_t>()[40] = -128;
+  const std::string bad = dir / "bad.safetensors";
+  nn::save_safetensors(bad, file.tensors, file.metadata);
+  CHECK_THROWS_WITH_AS(nn::load_model(bad), doctest::Contains("-128"), Error);
+
+  // No GPU int8 convolution: refused before anything moves, naming the layer.
+  CHECK_THROWS_WITH_AS(model->to(Device("cuda")), doctest::Contains("QuantConv2d(8, 16"), Error);
+  CHECK(back->str() == model->str());
+  {
+    NoGradGuard no_grad;
+    CHECK(model->forward(x).to_vector<float>() == y8.to_vector<float>());  // still whole on the CPU
+  }
+
+  // Grouped convolutions stay f32; without a Linear or a conv that pays, nothing to quantize.
+  auto grouped = nn::make<nn::Sequential>(
+      std::vector<nn::ModulePtr>{nn::make<nn::Conv2d>(16, 16, 3, Conv2dOptions{.groups = 2}, true, gen)});
+  grouped->eval();
+  CHECK_THROWS_WITH_AS(compress::quantize_dynamic(*grouped, o), doctest::Contains("no Linear layer, nor a convolution"),
+                       Error);
+  CHECK_THROWS_AS(compress::QuantConv2d(dynamic_cast<nn::Conv2d&>(*(*grouped)[0])), Error);
+}

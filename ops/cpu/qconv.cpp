@@ -23,7 +23,8 @@
 //
 // With a max pool, each sample's output is pooled while still channels last —
 // the window's rows of O values are compared as vectors — so only the pooled
-// quarter is transposed and written to y.
+// quarter is transposed and written to y. The transposes are cpu::copy's
+// blocked one (copy.cpp).
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -80,7 +81,10 @@ void gather_patches(uint8_t* rows, int64_t ldr, const uint8_t* img, const Shape4
         }
         const uint8_t* src = img + h * s.W * s.C;
         if (row_inside && p.dilation_w == 1) {  // the kernel row's pixels are adjacent: one copy
-          std::memcpy(dst, src + w0 * s.C, static_cast<size_t>(run));
+          if (run <= 16)  // a first layer's few channels (3 bytes for the cnn's conv1): no call to memcpy
+            for (int64_t k = 0; k < run; ++k) dst[k] = src[w0 * s.C + k];
+          else
+            std::memcpy(dst, src + w0 * s.C, static_cast<size_t>(run));
           continue;
         }
         for (int64_t j = 0; j < s.kw; ++j) {
@@ -95,37 +99,37 @@ void gather_patches(uint8_t* rows, int64_t ldr, const uint8_t* img, const Shape4
     }
 }
 
-// out (Ho·Wo, O) -> y (O, Ho·Wo): one sample's output, channels first.
-void store_transposed(float* y, const float* out, const Shape4& s) {
-  const int64_t P = s.Ho * s.Wo;
-  constexpr int64_t kChannels = 16;  // planes written side by side: 16 streams of stores
-  for (int64_t o0 = 0; o0 < s.O; o0 += kChannels) {
-    const int64_t o1 = std::min(o0 + kChannels, s.O);
-    for (int64_t q = 0; q < P; ++q)
-      for (int64_t o = o0; o < o1; ++o) y[o * P + q] = out[q * s.O + o];
-  }
+// y (O, P) := src (P, O)ᵀ: one sample's output, channels first. cpu::copy
+// sees the transpose in the strides and runs it as 8×8 blocks in registers.
+void store_transposed(float* y, const float* src, int64_t P, int64_t O) {
+  TensorArg dst, from;
+  dst.data = y, from.data = const_cast<float*>(src);
+  dst.dtype = from.dtype = DType::f32;
+  dst.ndim = from.ndim = 2;
+  dst.shape[0] = from.shape[0] = O, dst.shape[1] = from.shape[1] = P;
+  dst.strides[0] = P, dst.strides[1] = 1;
+  from.strides[0] = 1, from.strides[1] = O;
+  copy(dst, from);
 }
 
-// out (Ho·Wo, O) -> y (O, Hp·Wp), max pooled by the window p: for each pooled
-// position, the window's pixels (clipped to the plane: padding never wins) are
-// compared as rows of O values into `best`, which is then written to the O
-// planes. As max_pool2d: NaN propagates.
-void store_pooled(float* y, const float* out, const Shape4& s, const Pool2dParams& p, int64_t Hp, int64_t Wp,
-                  float* best) {
+// pooled (Hp·Wp, O) := out (Ho·Wo, O) max pooled by the window p, channels
+// last: each pooled position compares its window's pixels (clipped to the
+// plane: padding never wins) as rows of O values. As max_pool2d: NaN propagates.
+void pool_channels_last(float* pooled, const float* out, const Shape4& s, const Pool2dParams& p, int64_t Hp,
+                        int64_t Wp) {
   for (int64_t ph = 0; ph < Hp; ++ph)
     for (int64_t pw = 0; pw < Wp; ++pw) {
       const int64_t h0 = std::max<int64_t>(ph * p.stride_h - p.pad_h, 0);
       const int64_t h1 = std::min(ph * p.stride_h - p.pad_h + p.kernel_h, s.Ho);
       const int64_t w0 = std::max<int64_t>(pw * p.stride_w - p.pad_w, 0);
       const int64_t w1 = std::min(pw * p.stride_w - p.pad_w + p.kernel_w, s.Wo);
+      float* __restrict best = pooled + (ph * Wp + pw) * s.O;
       std::copy(out + (h0 * s.Wo + w0) * s.O, out + (h0 * s.Wo + w0 + 1) * s.O, best);
       for (int64_t h = h0; h < h1; ++h)
         for (int64_t w = (h == h0 ? w0 + 1 : w0); w < w1; ++w) {
-          const float* v = out + (h * s.Wo + w) * s.O;
+          const float* __restrict v = out + (h * s.Wo + w) * s.O;
           for (int64_t o = 0; o < s.O; ++o) best[o] = (v[o] > best[o] || v[o] != v[o]) ? v[o] : best[o];
         }
-      const int64_t at = ph * Wp + pw;
-      for (int64_t o = 0; o < s.O; ++o) y[o * Hp * Wp + at] = best[o];
     }
 }
 
@@ -168,7 +172,7 @@ void qconv2d(const QConv2dArgs& a) {
   maybe_parallel(bt.parallel, [&] {
     Workspace<uint8_t> rows(bt.B * P * Kp);
     Workspace<float> out(bt.B * P * s.O);
-    std::vector<float> best(a.max_pool ? static_cast<size_t>(s.O) : 0);
+    Workspace<float> pooled(a.max_pool ? plane_y * s.O : 0);
 #pragma omp for schedule(static)
     for (int64_t batch = 0; batch < bt.batches; ++batch) {
       const auto [n0, nb] = bt.range(batch);
@@ -184,10 +188,12 @@ void qconv2d(const QConv2dArgs& a) {
       for (int64_t b = 0; b < nb; ++b) {
         float* y = a.y + (n0 + b) * s.O * plane_y;
         const float* o = out.data() + b * P * s.O;
-        if (a.max_pool)
-          store_pooled(y, o, s, *a.max_pool, a.Hy, a.Wy, best.data());
-        else
-          store_transposed(y, o, s);
+        if (a.max_pool) {
+          pool_channels_last(pooled.data(), o, s, *a.max_pool, a.Hy, a.Wy);
+          store_transposed(y, pooled.data(), plane_y, s.O);
+        } else {
+          store_transposed(y, o, P, s.O);
+        }
       }
     }
   });

@@ -255,6 +255,37 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
     compiled.compiled = true;
     variants.push_back(compiled);
   }
+  {
+    // Beyond PyTorch's dynamic quantization: the convolutions int8 too, where
+    // their patch is long enough to pay (compress/quantize.h). CPU only: on a GPU
+    // these two are left out, saying why.
+    ModulePtr m = clone(*base);
+    compress::QuantizeOptions with_convs;
+    with_convs.convolutions = true;
+    const auto report = compress::quantize_dynamic(*m, with_convs);
+    int64_t convs = 0, kept = 0;
+    for (const auto& r : report) {
+      kept += !r.kept_f32.empty();
+      convs += r.kept_f32.empty() && r.layer.rfind("Conv2d", 0) == 0;
+    }
+    if (convs > 0) {
+      ModelVariant eager{
+          "int8 + conv",
+          std::string(cpu::qgemm_kernel_name(cpu::QGemmKernel::best)) + " + int8 conv",
+          "-",
+          fmt::format("Linear and {} conv int8{}", convs,
+                      kept ? fmt::format(", {} conv f32 (patch < {})", kept, compress::kMinInt8ConvPatch) : ""),
+          m,
+          base_macs,
+          20};
+      if (on_amx(eager.path)) eager.peak_macs_per_s = amx_int8_peak;
+      variants.push_back(eager);
+      ModelVariant compiled = eager;
+      compiled.name = "int8 + conv + compile", compiled.note = "compile() of it: int8 conv+ReLU+max pool one step";
+      compiled.compiled = true;
+      variants.push_back(compiled);
+    }
+  }
   auto add_checkpoint_row = [&](const std::string& name, const std::string& path, const char* what) {
     ModulePtr m = nn::load_model(path);
     m->eval();
