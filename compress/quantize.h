@@ -93,11 +93,13 @@ nn::ModulePtr build_quant_linear(const nn::SpecReader& r);
 nn::ModulePtr build_quant_conv2d(const nn::SpecReader& r);
 
 // The shortest patch (C·kh·kw values) quantize_dynamic makes an int8
-// convolution of. Below it the convolution's f32 output, the same size either
-// way, costs more than its arithmetic, and the int8 one (which also gathers its
-// patches and transposes its output) is slower: `minidl bench conv --int8` on
-// the Zen 5 VM, docs/benchmarks.md.
-inline constexpr int64_t kMinInt8ConvPatch = 64;
+// convolution of. The int8 one quantizes its input, gathers its patches and
+// transposes its output, all in proportion to the output, while its arithmetic
+// gain grows with the patch: on the Zen 5 VM (`minidl bench conv --int8`,
+// docs/benchmarks.md) a 1×1 conv over 64 channels runs at 0.75× of f32 and a
+// first layer's 3×3 over 1 channel at 0.4×, and from 128 on every shape
+// measured is at least as fast (3×3 over 32 channels: 2.4×).
+inline constexpr int64_t kMinInt8ConvPatch = 128;
 
 struct QuantizeOptions {
   bool per_channel = true;  // one scale per output channel; false: one per tensor

@@ -371,7 +371,8 @@ TEST_CASE("quantized_conv2d: equals the f64 convolution of its dequantized opera
       {5, 32, 7, 7, 64, 3, 3, {.padding = {1, 1}}, true, true},                      // the cnn's conv2, smaller
       {3, 4, 11, 10, 17, 3, 2, {.stride = {2, 3}, .padding = {1, 0}}, true, false},  // strides, a 3x2 kernel
       {2, 6, 9, 9, 7, 3, 3, {.padding = {2, 2}, .dilation = {2, 2}}, false, true},   // dilated
-      {4, 16, 5, 6, 33, 1, 1, {}, false, true},                                      // 1x1
+      {4, 16, 5, 6, 33, 1, 1, {}, false, true},                                      // 1x1, read in place
+      {2, 6, 4, 5, 5, 1, 1, {}, true, false},                                        // 1x1, C not a multiple of 4
       {1, 1, 28, 28, 32, 3, 3, {.padding = {1, 1}}, true, true},                     // the cnn's conv1 at batch 1
   };
   Generator gen(21);
@@ -460,10 +461,10 @@ TEST_CASE("quantized_conv2d and the int8 conv weight refuse bad input, naming it
 TEST_CASE("quantize_dynamic with convolutions: QuantConv2d where the patch pays; report; checkpoint; no GPU") {
   TempDir dir;
   Generator gen(24);
-  // conv1's patch (1·3·3 = 9) is below kMinInt8ConvPatch and stays f32; conv2's (8·3·3 = 72) and the Linear go int8.
+  // conv1's patch (1·3·3 = 9) is below kMinInt8ConvPatch and stays f32; conv2's (16·3·3 = 144) and the Linear go int8.
   auto model = nn::make<nn::Sequential>(std::vector<nn::ModulePtr>{
-      nn::make<nn::Conv2d>(1, 8, 3, Conv2dOptions{.padding = {1, 1}}, true, gen), nn::make<nn::ReLU>(),
-      nn::make<nn::Conv2d>(8, 16, 3, Conv2dOptions{.stride = {2, 2}, .padding = {1, 1}}, true, gen),
+      nn::make<nn::Conv2d>(1, 16, 3, Conv2dOptions{.padding = {1, 1}}, true, gen), nn::make<nn::ReLU>(),
+      nn::make<nn::Conv2d>(16, 16, 3, Conv2dOptions{.stride = {2, 2}, .padding = {1, 1}}, true, gen),
       nn::make<nn::ReLU>(), nn::make<nn::MaxPool2d>(2), nn::make<nn::Flatten>(),
       nn::make<nn::Linear>(16 * 4 * 4, 10, true, gen)});
   model->eval();
@@ -485,8 +486,8 @@ TEST_CASE("quantize_dynamic with convolutions: QuantConv2d where the patch pays;
   CHECK(report[1].path == "6");
   CHECK(report[2].path == "0");
   CHECK(report[2].kept_f32.find("a patch of 9 values") != std::string::npos);
-  CHECK(model->str().find("QuantConv2d(8, 16, kernel_size=3, stride=[2, 2]") != std::string::npos);
-  CHECK(model->str().find("Conv2d(1, 8") != std::string::npos);
+  CHECK(model->str().find("QuantConv2d(16, 16, kernel_size=3, stride=[2, 2]") != std::string::npos);
+  CHECK(model->str().find("Conv2d(1, 16") != std::string::npos);
   CHECK(compress::is_quantized(*model));
   Tensor y8;
   {
@@ -513,7 +514,7 @@ TEST_CASE("quantize_dynamic with convolutions: QuantConv2d where the patch pays;
   CHECK_THROWS_WITH_AS(nn::load_model(bad), doctest::Contains("-128"), Error);
 
   // No GPU int8 convolution: refused before anything moves, naming the layer.
-  CHECK_THROWS_WITH_AS(model->to(Device("cuda")), doctest::Contains("QuantConv2d(8, 16"), Error);
+  CHECK_THROWS_WITH_AS(model->to(Device("cuda")), doctest::Contains("QuantConv2d(16, 16"), Error);
   CHECK(back->str() == model->str());
   {
     NoGradGuard no_grad;

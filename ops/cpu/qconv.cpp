@@ -43,20 +43,31 @@ struct Shape4 {
   int64_t N, C, H, W, O, kh, kw, Ho, Wo, K;
 };
 
-// x (N, C, H, W) f32 -> xq (N, H, W, C) u8: each input row of W values is
-// quantized and scattered C bytes apart.
+// x (N, C, H, W) f32 -> xq (N, H, W, C) u8, a block of kPixels pixels at a
+// time: each channel's kPixels values (contiguous in x) are quantized into a
+// row of `tile` (C, kPixels), which is then transposed into the block's
+// pixels of C bytes each. Writing xq directly would scatter every byte C apart.
 void quantize_channels_last(const float* x, const Shape4& s, QuantParams q, uint8_t* xq) {
+  constexpr int64_t kPixels = 64;
   const float inv = 1.0f / q.scale;
-  const int64_t plane = s.H * s.W;
-  parallel_for(s.N * s.C * plane >= kParallelGrain, s.N * s.H, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t n = r / s.H, h = r % s.H;
-      uint8_t* out = xq + r * s.W * s.C;
+  const int64_t plane = s.H * s.W, blocks = (plane + kPixels - 1) / kPixels;
+  maybe_parallel(s.N * s.C * plane >= kParallelGrain && !in_parallel(), [&] {
+    std::vector<uint8_t> tile(static_cast<size_t>(s.C * kPixels));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < s.N * blocks; ++t) {
+      const int64_t n = t / blocks, p0 = t % blocks * kPixels, count = std::min(kPixels, plane - p0);
       for (int64_t c = 0; c < s.C; ++c) {
-        const float* in = x + (n * s.C + c) * plane + h * s.W;
-        for (int64_t w = 0; w < s.W; ++w)
-          out[w * s.C + c] = static_cast<uint8_t>(quantize_u8(in[w], inv, q.zero_point));
+        const float* in = x + (n * s.C + c) * plane + p0;
+        uint8_t* row = tile.data() + c * kPixels;
+        for (int64_t i = 0; i < count; ++i) row[i] = static_cast<uint8_t>(quantize_u8(in[i], inv, q.zero_point));
       }
+      uint8_t* out = xq + (n * plane + p0) * s.C;
+      if (s.C == 1) {  // one channel: the tile is already the block's bytes
+        std::memcpy(out, tile.data(), static_cast<size_t>(count));
+        continue;
+      }
+      for (int64_t i = 0; i < count; ++i)
+        for (int64_t c = 0; c < s.C; ++c) out[i * s.C + c] = tile[static_cast<size_t>(c * kPixels + i)];
     }
   });
 }
@@ -168,19 +179,25 @@ void qconv2d(const QConv2dArgs& a) {
   Workspace<uint8_t> xq(s.N * s.H * s.W * s.C);
   quantize_channels_last(a.x, s, q, xq.data());
 
-  const Batching bt = batching(s.N, P * (Kp + s.O * int64_t{sizeof(float)}));
+  // A 1×1 kernel at stride 1 without padding over whole groups of 4 channels:
+  // xq's pixels are the patches already, and the GEMM reads them in place.
+  const bool pointwise =
+      s.kh == 1 && s.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0 && Kp == s.C;
+  const Batching bt = batching(s.N, P * ((pointwise ? 0 : Kp) + s.O * int64_t{sizeof(float)}));
   maybe_parallel(bt.parallel, [&] {
-    Workspace<uint8_t> rows(bt.B * P * Kp);
+    Workspace<uint8_t> rows(pointwise ? 0 : bt.B * P * Kp);
     Workspace<float> out(bt.B * P * s.O);
     Workspace<float> pooled(a.max_pool ? plane_y * s.O : 0);
 #pragma omp for schedule(static)
     for (int64_t batch = 0; batch < bt.batches; ++batch) {
       const auto [n0, nb] = bt.range(batch);
-      for (int64_t b = 0; b < nb; ++b)
-        gather_patches(rows.data() + b * P * Kp, Kp, xq.data() + (n0 + b) * s.H * s.W * s.C, s, p, zero);
+      if (!pointwise)
+        for (int64_t b = 0; b < nb; ++b)
+          gather_patches(rows.data() + b * P * Kp, Kp, xq.data() + (n0 + b) * s.H * s.W * s.C, s, p, zero);
       QGemmArgs g;
       g.M = nb * P, g.N = s.O, g.K = s.K;
-      g.x = rows.data(), g.ldx = Kp, g.x_scale = q.scale, g.x_zero_point = q.zero_point;
+      g.x = pointwise ? xq.data() + n0 * P * s.C : rows.data(), g.ldx = Kp, g.x_scale = q.scale,
+      g.x_zero_point = q.zero_point;
       g.w_packed = a.w_packed, g.w_row_sums = a.w_row_sums, g.w_scale = a.w_scale;
       g.bias = a.bias, g.relu = p.relu;
       g.y = out.data(), g.ldy = s.O;

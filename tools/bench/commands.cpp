@@ -532,6 +532,67 @@ int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o) {
   return 0;
 }
 
+// `bench conv --int8`: the int8 convolution of dynamic quantization
+// (quantized_conv2d) beside the f32 one, forward only, interleaved: where it
+// pays, by the patch length C·k·k (compress::kMinInt8ConvPatch comes from this).
+int bench_conv_int8(const std::vector<std::string>& shapes, const CommonOptions& o) {
+  MINIDL_CHECK(Device(o.device).is_cpu(), "bench conv --int8: the int8 convolution runs on the CPU only, not on {}",
+               o.device);
+  Table table(fmt::format("conv2d forward, f32 vs int8 dynamic (+ReLU), {} threads, GEMMs {} and {}", threads(),
+                          cpu::gemm_kernel_name(cpu::GemmKernel::best), cpu::qgemm_kernel_name(cpu::QGemmKernel::best)),
+              {"shape", "patch", "f32", "int8", "speed-up (p10-p90)", "int8 vs f32"});
+  const Timer timer = timer_for(o);
+  nlohmann::json rows = nlohmann::json::array();
+  Generator gen(6);
+  NoGradGuard no_grad;
+  for (const std::string& spec : shapes) {
+    const auto [N, C, H, W, O, K, stride, pad] = parse_conv_shape(spec);
+    const Conv2dOptions opts{.stride = {stride, stride}, .padding = {pad, pad}};
+    // A ReLU's output, as a convolution after the first layer sees.
+    const Tensor x = relu(randn({N, C, H, W}, {}, gen)), w = randn({O, C, K, K}, {}, gen) * 0.1;
+    const Tensor b = randn({O}, {}, gen);
+    const QuantizedWeight q = quantize_weight_int8(w);
+    const Int8ConvWeight packed = pack_int8_conv_weight(q.values, q.scale);
+    const Tensor y8 = quantized_conv2d(x, packed, b, opts, Activation::relu);
+    {
+      // Checked first: the int8 output against the f64 convolution of exactly
+      // what it multiplies (x quantized as the op does, the dequantized weight).
+      const auto xv = x.to_vector<float>();
+      const cpu::QuantParams qp = cpu::choose_quant_params(xv.data(), N * C, H * W, H * W);
+      std::vector<double> xd(xv.size());
+      for (size_t i = 0; i < xv.size(); ++i)
+        xd[i] = double(qp.scale) * (quantize_u8(xv[i], 1.0f / qp.scale, qp.zero_point) - qp.zero_point);
+      const Tensor want =
+          conv2d(from_vector<double>(xd, x.shape()), dequantize_weight(q.values, q.scale).to(DType::f64),
+                 b.to(DType::f64), opts, Activation::relu);
+      require_close("conv --int8", spec + " int8 forward", y8, want, 1e-4);
+    }
+    const Tensor y32 = conv2d(x, w, b, opts, Activation::relu);
+    const double sqnr = sqnr_db(y32, y8);
+    SideBySide sb =
+        run_side_by_side({{"f32", [&] { Tensor y = conv2d(x, w, b, opts, Activation::relu); }},
+                          {"int8", [&] { Tensor y = quantized_conv2d(x, packed, b, opts, Activation::relu); }}},
+                         to_options(o), timer);
+    table.add_row({spec, std::to_string(C * K * K), format_seconds(sb.stats[0].median),
+                   format_seconds(sb.stats[1].median),
+                   fmt::format("{:.2f}x ({:.2f}-{:.2f})", sb.speedup[1], sb.speedup_p10[1], sb.speedup_p90[1]),
+                   fmt::format("{:.1f} dB", sqnr)});
+    rows.push_back({{"shape", spec},
+                    {"patch", C * K * K},
+                    {"f32", sb.stats[0].to_json()},
+                    {"int8", sb.stats[1].to_json()},
+                    {"speedup", {{"median", sb.speedup[1]}, {"p10", sb.speedup_p10[1]}, {"p90", sb.speedup_p90[1]}}},
+                    {"sqnr_db", sqnr}});
+  }
+  nlohmann::json j = {{"benchmark", "conv-int8"},
+                      {"threads", threads()},
+                      {"device", o.device},
+                      {"results", rows},
+                      {"table", table.json()}};
+  emit(table, j, o);
+  return 0;
+}
+
 int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o) {
   Table table(fmt::format("losses, forward + backward, f32, {} threads: fused row kernels vs composed ops", threads()),
               {"N x C", "cross_entropy fused", "composed", "speed-up", "kl_div_logits fused", "composed", "speed-up",

@@ -47,6 +47,8 @@ int bench_infer(const std::string& model, const std::vector<int64_t>& batch_size
 // conv2d forward and forward + backward (input, weight, bias gradients) at each
 // "NxCxHxW:OxK[:sS][:pP]" shape (e.g. 128x32x14x14:64x3:p1), in GFLOP/s.
 int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o);
+// --int8: f32 against the int8 convolution of dynamic quantization, forward, interleaved.
+int bench_conv_int8(const std::vector<std::string>& shapes, const CommonOptions& o);
 
 // The fused losses against the same loss composed from ops, forward + backward,
 // interleaved, at each "NxC" shape: cross_entropy vs nll_loss(log_softmax), and
