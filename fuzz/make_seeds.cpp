@@ -125,6 +125,22 @@ int main(int argc, char** argv) {
   quantized->eval();
   compress::quantize_dynamic(*quantized);
   save_model((dir / "checkpoint/quantized.safetensors").string(), *quantized, {{"quantization", "int8-dynamic"}});
+  // And one with an int8 convolution (patch 16·3·3 = 144) beside an f32 one (patch 9).
+  Generator gen4(4);
+  auto quantized_conv = make<Sequential>();
+  quantized_conv->add(make<Conv2d>(1, 16, 3, Conv2dOptions{.padding = {1, 1}}, true, gen4))
+      .add(make<ReLU>())
+      .add(make<Conv2d>(16, 8, 3, Conv2dOptions{.padding = {1, 1}}, false, gen4))
+      .add(make<ReLU>())
+      .add(make<MaxPool2d>(2))
+      .add(make<Flatten>())
+      .add(make<Linear>(8 * 2 * 2, 3, true, gen4));
+  quantized_conv->eval();
+  compress::QuantizeOptions with_convs;
+  with_convs.convolutions = true;
+  compress::quantize_dynamic(*quantized_conv, with_convs);
+  save_model((dir / "checkpoint/quantized_conv.safetensors").string(), *quantized_conv,
+             {{"quantization", "int8-dynamic"}});
   // The safetensors target reads checkpoints too.
   fs::copy_file(dir / "checkpoint/small.safetensors", dir / "safetensors/checkpoint.safetensors",
                 fs::copy_options::overwrite_existing);

@@ -400,6 +400,9 @@ int main(int argc, char** argv) {
   quantize->add_option("--dynamic", quant_o.dynamic, "the scheme: int8 (weights ahead of time, activations per batch)")
       ->capture_default_str();
   quantize->add_flag("--per-tensor", quant_o.per_tensor, "one weight scale per tensor (default: per output channel)");
+  quantize->add_flag("--conv", quant_o.convolutions,
+                     "also the convolutions (groups 1) whose patch C*k*k is long enough to gain; CPU only "
+                     "(PyTorch's quantize_dynamic takes Linear only)");
   quantize->add_option("--calibration", quant_o.calibration, "test images on which each layer's SQNR is measured")
       ->capture_default_str()->check(whole_number(1, 60000));
   quantize->add_option("--data", quant_o.data_dir, "directory of MNIST-format IDX files")->capture_default_str();

@@ -1,7 +1,8 @@
 // tools/quantize.cpp — `minidl quantize CKPT --dynamic int8 --out OUT`.
 //
 // Loads any checkpoint load_model reads, replaces its Linear layers by int8
-// QuantLinear (compress/quantize.h), and reports what that cost: test accuracy
+// QuantLinear (compress/quantize.h) — with --conv its convolutions by
+// QuantConv2d too, where they gain — and reports what that cost: test accuracy
 // before and after, per layer the weight scales and the SQNR of the weight and
 // of the layer's output on real activations (calibration images run through
 // the f32 model), the SQNR of the logits, and the bytes on disk. The int8
@@ -52,7 +53,9 @@ int run_quantize(const QuantizeOptions& o) {
 
   int64_t f32_tensor_bytes = 0;
   for (const auto& [name, t] : model->state_dict()) f32_tensor_bytes += t.numel() * int64_t(element_size(t.dtype()));
-  const auto layers = compress::quantize_dynamic(*model, {.per_channel = !o.per_tensor, .calibration = calibration});
+  compress::QuantizeOptions qo;
+  qo.per_channel = !o.per_tensor, qo.convolutions = o.convolutions, qo.calibration = calibration;
+  const auto layers = compress::quantize_dynamic(*model, qo);
   Tensor logits8;
   {
     NoGradGuard no_grad;
@@ -71,7 +74,14 @@ int run_quantize(const QuantizeOptions& o) {
                                  arch, o.out, o.per_tensor ? "tensor" : "channel", calibration.size(0)),
                      {"layer", "was", "weight scales", "weight SQNR", "output SQNR", "f32", "int8"});
   nlohmann::json jl = nlohmann::json::array();
+  nlohmann::json jk = nlohmann::json::array();
+  std::string kept_text;
   for (const auto& r : layers) {
+    if (!r.kept_f32.empty()) {  // a convolution left f32, and why
+      jk.push_back({{"path", r.path}, {"layer", r.layer}, {"why", r.kept_f32}});
+      kept_text += fmt::format("kept f32: {} {}: {}\n", r.path, r.layer, r.kept_f32);
+      continue;
+    }
     table.add_row({r.path, r.layer, fmt::format("{:.2e} .. {:.2e}", r.scale_min, r.scale_max), db(r.weight_sqnr_db),
                    db(r.output_sqnr_db), kib(r.f32_bytes), kib(r.int8_bytes)});
     jl.push_back({{"path", r.path},
@@ -96,12 +106,13 @@ int run_quantize(const QuantizeOptions& o) {
                                 {"file_bytes_in", bytes_in},
                                 {"file_bytes_out", bytes_out},
                                 {"test_samples", test.size},
-                                {"layers", jl}}
+                                {"layers", jl},
+                                {"kept_f32", jk}}
                      .dump()
               << std::endl;
     return 0;
   }
-  std::cout << table.text();
+  std::cout << table.text() << kept_text;
   std::cout << fmt::format("logits SQNR {}\n", db(logits_sqnr));
   std::cout << fmt::format("test accuracy: f32 {:.2f}%, int8 {:.2f}% ({:+.2f} points, {} images)\n",
                            100 * before.accuracy, 100 * after.accuracy, 100 * (after.accuracy - before.accuracy),
