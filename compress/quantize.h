@@ -94,12 +94,13 @@ nn::ModulePtr build_quant_conv2d(const nn::SpecReader& r);
 
 // The shortest patch (C·kh·kw values) quantize_dynamic makes an int8
 // convolution of. The int8 one quantizes its input, gathers its patches and
-// transposes its output, all in proportion to the output, while its arithmetic
-// gain grows with the patch: on the Zen 5 VM (`minidl bench conv --int8`,
-// docs/benchmarks.md) a 1×1 conv over 64 channels runs at 0.75× of f32 and a
-// first layer's 3×3 over 1 channel at 0.4×, and from 128 on every shape
-// measured is at least as fast (3×3 over 32 channels: 2.4×).
-inline constexpr int64_t kMinInt8ConvPatch = 128;
+// transposes its output, all in proportion to the input and the output, while
+// its arithmetic gain grows with the patch: on the Zen 5 VM (`minidl bench conv
+// --int8`, docs/benchmarks.md) a first layer's 3×3 over 1 channel (9) runs at
+// 0.4× of f32, a 3×3 over 4 channels (36) at 0.7×, a 1×1 over 32 at 0.9× and
+// over 48 at 1.0×; from 64 on every shape measured was faster (the cnn's second
+// conv, 288: 2.1–2.6×).
+inline constexpr int64_t kMinInt8ConvPatch = 64;
 
 struct QuantizeOptions {
   bool per_channel = true;  // one scale per output channel; false: one per tensor

@@ -130,6 +130,8 @@ QuantParams choose_quant_params(const float* x, int64_t M, int64_t K, int64_t ld
 // out (M, qgemm_padded_k(K)) u8, row stride ldo := round(x / scale) + zero_point, clamped;
 // the padding columns hold the zero point.
 void quantize_rows_u8(const float* x, int64_t M, int64_t K, int64_t ldx, QuantParams q, uint8_t* out, int64_t ldo);
+// out[i] := x[i] quantized the same way, for n contiguous values, nothing padded.
+void quantize_span_u8(const float* x, int64_t n, QuantParams q, uint8_t* out);
 
 // The int8 weight layout (qgemm.cpp's header): W (N, K) int8 row-major into
 // `packed` (qgemm_packed_bytes(N, K) bytes), and each row's sum into row_sums (N).

@@ -25,6 +25,8 @@
 // the window's rows of O values are compared as vectors — so only the pooled
 // quarter is transposed and written to y. The transposes are cpu::copy's
 // blocked one (copy.cpp).
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -33,6 +35,7 @@
 #include "ops/cpu/conv_batching.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
+#include "ops/cpu/transpose8.h"
 #include "ops/quant_math.h"
 
 namespace minidl::cpu {
@@ -44,30 +47,31 @@ struct Shape4 {
 };
 
 // x (N, C, H, W) f32 -> xq (N, H, W, C) u8, a block of kPixels pixels at a
-// time: each channel's kPixels values (contiguous in x) are quantized into a
-// row of `tile` (C, kPixels), which is then transposed into the block's
-// pixels of C bytes each. Writing xq directly would scatter every byte C apart.
+// time: the block's (C, kPixels) floats are transposed into `tile` (kPixels,
+// C) as 8×8 blocks in registers, and the tile, now in xq's order, is quantized
+// in one contiguous run. Quantizing first and moving bytes would scatter every
+// byte C apart, one instruction each.
 void quantize_channels_last(const float* x, const Shape4& s, QuantParams q, uint8_t* xq) {
   constexpr int64_t kPixels = 64;
-  const float inv = 1.0f / q.scale;
-  const int64_t plane = s.H * s.W, blocks = (plane + kPixels - 1) / kPixels;
-  maybe_parallel(s.N * s.C * plane >= kParallelGrain && !in_parallel(), [&] {
-    std::vector<uint8_t> tile(static_cast<size_t>(s.C * kPixels));
+  const int64_t C = s.C, plane = s.H * s.W, blocks = (plane + kPixels - 1) / kPixels;
+  maybe_parallel(s.N * C * plane >= kParallelGrain && !in_parallel(), [&] {
+    std::vector<float> tile_storage(static_cast<size_t>(kPixels * C));
+    float* __restrict tile = tile_storage.data();
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < s.N * blocks; ++t) {
       const int64_t n = t / blocks, p0 = t % blocks * kPixels, count = std::min(kPixels, plane - p0);
-      for (int64_t c = 0; c < s.C; ++c) {
-        const float* in = x + (n * s.C + c) * plane + p0;
-        uint8_t* row = tile.data() + c * kPixels;
-        for (int64_t i = 0; i < count; ++i) row[i] = static_cast<uint8_t>(quantize_u8(in[i], inv, q.zero_point));
-      }
-      uint8_t* out = xq + (n * plane + p0) * s.C;
-      if (s.C == 1) {  // one channel: the tile is already the block's bytes
-        std::memcpy(out, tile.data(), static_cast<size_t>(count));
-        continue;
-      }
-      for (int64_t i = 0; i < count; ++i)
-        for (int64_t c = 0; c < s.C; ++c) out[i * s.C + c] = tile[static_cast<size_t>(c * kPixels + i)];
+      const float* __restrict in = x + n * C * plane + p0;  // in[c·plane + i]: channel c, pixel p0 + i
+      const int64_t c8 = C / 8 * 8, i8 = count / 8 * 8;
+      for (int64_t c = 0; c < c8; c += 8)
+        for (int64_t i = 0; i < i8; i += 8) {
+          __m256 v[8];
+          for (int k = 0; k < 8; ++k) v[k] = _mm256_loadu_ps(in + (c + k) * plane + i);
+          transpose8(v);
+          for (int k = 0; k < 8; ++k) _mm256_storeu_ps(tile + (i + k) * C + c, v[k]);
+        }
+      for (int64_t i = 0; i < count; ++i)  // the ragged edges: channels past c8, pixels past i8
+        for (int64_t c = (i < i8 ? c8 : 0); c < C; ++c) tile[i * C + c] = in[c * plane + i];
+      quantize_span_u8(tile, count * C, q, xq + (n * plane + p0) * C);
     }
   });
 }

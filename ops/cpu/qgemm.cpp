@@ -155,15 +155,17 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void quantize_row_avx512(co
 }
 }  // namespace
 
+void quantize_span_u8(const float* x, int64_t n, QuantParams q, uint8_t* out) {
+  if (cpu_path() == CpuPath::avx512)
+    quantize_row_avx512(x, n, 1.0f / q.scale, q.zero_point, out);
+  else
+    quantize_row_scalar(x, n, 1.0f / q.scale, q.zero_point, out);
+}
+
 void quantize_rows_u8(const float* x, int64_t M, int64_t K, int64_t ldx, QuantParams q, uint8_t* out, int64_t ldo) {
-  const float inv = 1.0f / q.scale;
-  const bool avx512 = cpu_path() == CpuPath::avx512;
   parallel_for(M * K >= kParallelGrain, M, [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
-      if (avx512)
-        quantize_row_avx512(x + m * ldx, K, inv, q.zero_point, out + m * ldo);
-      else
-        quantize_row_scalar(x + m * ldx, K, inv, q.zero_point, out + m * ldo);
+      quantize_span_u8(x + m * ldx, K, q, out + m * ldo);
       // The padding up to a group of 4 holds the zero point: it meets zero weights.
       for (int64_t k = K; k < qgemm_padded_k(K); ++k) out[m * ldo + k] = static_cast<uint8_t>(q.zero_point);
     }
