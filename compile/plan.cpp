@@ -69,6 +69,14 @@ Affine affine_of(const nn::BatchNorm& bn) {
 // ReLU fused.
 struct FoldedConv {
   Tensor weight, bias;
+  // An int8 convolution's (QuantConv2d) in place of `weight`: its packed weight
+  // and row sums as the layer packed them, and its scales, the BatchNorm's folded in.
+  struct Int8 {
+    Tensor packed, row_sums, scale;
+    int64_t kernel_h, kernel_w;
+  };
+  std::optional<Int8> int8;
+  int64_t in_channels = 0, out_channels = 0, kernel_size = 0;
   Conv2dParams params{};
   std::optional<Pool2dParams> max_pool;  // a MaxPool2d after the conv (and its ReLU), done in its epilogue
 };
@@ -91,20 +99,66 @@ FoldedConv fold(const nn::Conv2d& conv, const nn::BatchNorm* bn, bool relu) {
   f.bias = from_vector<double>(b, {O}).to(DType::f32);
   const auto& o = conv.options;
   f.params = {o.stride[0], o.stride[1], o.padding[0], o.padding[1], o.dilation[0], o.dilation[1], o.groups, relu};
+  f.in_channels = conv.in_channels, f.out_channels = O, f.kernel_size = conv.kernel_size;
   return f;
+}
+
+// The same for an int8 convolution. Its output is sx·sw[o]·(integer sum) + b[o],
+// so a BatchNorm after it folds into the per-channel scale, sw[o]·s[o], and the
+// bias, b[o]·s[o] + t[o]; the packed integers stay as they are. Without a
+// BatchNorm the scales and bias are the layer's own, and the step gives eager's bits.
+FoldedConv fold_int8(const compress::QuantConv2d& q, const nn::BatchNorm* bn, bool relu) {
+  FoldedConv f;
+  const int64_t O = q.out_channels;
+  const Int8ConvWeight& w = q.packed();
+  std::vector<float> scale = w.gemm.scale.to_vector<float>();
+  std::vector<float> bias = q.bias.defined() ? q.bias.to_vector<float>() : std::vector<float>(O);
+  if (bn) {
+    MINIDL_CHECK(bn->features == O, "compile: {} follows {} with {} channels", bn->describe(), q.describe(), O);
+    const Affine a = affine_of(*bn);
+    for (int64_t o = 0; o < O; ++o) {
+      scale[o] = static_cast<float>(double{scale[o]} * a.scale[o]);
+      bias[o] = static_cast<float>(double{bias[o]} * a.scale[o] + a.shift[o]);
+    }
+  }
+  f.int8 = FoldedConv::Int8{w.gemm.packed, w.gemm.row_sums, from_vector<float>(scale, {O}), w.kernel_h, w.kernel_w};
+  f.bias = from_vector<float>(bias, {O});
+  const auto& o = q.options;
+  f.params = {o.stride[0], o.stride[1], o.padding[0], o.padding[1], o.dilation[0], o.dilation[1], 1, relu};
+  f.in_channels = q.in_channels, f.out_channels = O, f.kernel_size = q.kernel_size;
+  return f;
+}
+
+// A Conv2d or a QuantConv2d folded; nothing for any other layer.
+std::optional<FoldedConv> fold_module(Module* m, const nn::BatchNorm* bn, bool relu) {
+  if (auto* c = dynamic_cast<nn::Conv2d*>(m)) return fold(*c, bn, relu);
+  if (auto* q = dynamic_cast<compress::QuantConv2d*>(m)) return fold_int8(*q, bn, relu);
+  return std::nullopt;
 }
 Pool2dParams pool_params(const nn::Pool2dModule& pool) {
   return {pool.kernel, pool.kernel, pool.stride, pool.stride, pool.padding, pool.padding};
 }
 
-// What a step's description says of a bf16 convolution's GEMM ("" for f32).
-std::string bf16_note(const FoldedConv& f) {
+// What a step's description says of a convolution's GEMM: bf16 or int8 ("" for f32).
+std::string gemm_note(const FoldedConv& f) {
+  if (f.int8) return fmt::format(" [int8, {}]", cpu::qgemm_kernel_name(cpu::QGemmKernel::best));
   if (f.weight.dtype() != DType::bf16) return "";
   return fmt::format(" [bf16 GEMM, {}]", cpu::gemm_bf16_kernel_name(cpu::Bf16GemmKernel::best));
 }
 
 void run_conv(const FoldedConv& f, const Tensor& x, const Tensor& y) {
-  cpu::conv2d_forward(y.arg(), x.arg(), f.weight.arg(), f.bias.arg(), f.params, f.max_pool ? &*f.max_pool : nullptr);
+  const Pool2dParams* pool = f.max_pool ? &*f.max_pool : nullptr;
+  if (!f.int8) {
+    cpu::conv2d_forward(y.arg(), x.arg(), f.weight.arg(), f.bias.arg(), f.params, pool);
+    return;
+  }
+  cpu::QConv2dArgs a;  // as quantized_conv2d (ops/quant.cpp) calls it
+  a.x = x.data_ptr<float>(), a.N = x.size(0), a.C = x.size(1), a.H = x.size(2), a.W = x.size(3);
+  a.O = f.out_channels, a.kernel_h = f.int8->kernel_h, a.kernel_w = f.int8->kernel_w, a.params = f.params;
+  a.w_packed = f.int8->packed.data_ptr<int8_t>(), a.w_row_sums = f.int8->row_sums.data_ptr<int32_t>();
+  a.w_scale = f.int8->scale.data_ptr<float>(), a.bias = f.bias.data_ptr<float>(), a.max_pool = pool;
+  a.y = y.data_ptr<float>(), a.Hy = y.size(2), a.Wy = y.size(3);
+  cpu::qconv2d(a);
 }
 
 // y = relu(y + s), elementwise over equal shapes (the residual join).
@@ -157,19 +211,13 @@ class Lowering {
         const bool relu = is_relu(next(1));
         step_eager(relu ? 2 : 1);
         in = int8_linear(*q, in, relu, eager.shape());
-      } else if (auto* qc = dynamic_cast<compress::QuantConv2d*>(&m)) {
-        const bool relu = is_relu(next(1));
-        Module* after = next(relu ? 2 : 1);
-        auto* pool = after ? dynamic_cast<nn::MaxPool2d*>(after) : nullptr;
-        step_eager(1 + relu + (pool != nullptr));
-        in = int8_conv(*qc, relu, pool, in, eager.shape());
-      } else if (auto* c = dynamic_cast<nn::Conv2d*>(&m)) {
+      } else if (dynamic_cast<nn::Conv2d*>(&m) || dynamic_cast<compress::QuantConv2d*>(&m)) {
         auto* bn = next(1) ? dynamic_cast<nn::BatchNorm*>(next(1)) : nullptr;
         const bool relu = is_relu(next(bn ? 2 : 1));
         Module* after = next(1 + (bn != nullptr) + relu);
         auto* pool = after ? dynamic_cast<nn::MaxPool2d*>(after) : nullptr;
         step_eager(1 + (bn != nullptr) + relu + (pool != nullptr));
-        in = conv(*c, bn, relu, pool, in, eager.shape());
+        in = conv(m, bn, relu, pool, in, eager.shape());
       } else if (auto* bn = dynamic_cast<nn::BatchNorm*>(&m)) {
         const bool relu = is_relu(next(1));
         step_eager(relu ? 2 : 1);
@@ -211,6 +259,11 @@ class Lowering {
   Tensor keep(Tensor t) {
     p_.owned_.push_back(t);
     return t;
+  }
+  // What a folded convolution made (counted in buffer_bytes; an int8 layer's packed weight stays the layer's).
+  void keep_folded(const FoldedConv& f) {
+    for (const Tensor& t : {f.weight, f.bias, f.int8 ? f.int8->scale : Tensor()})
+      if (t.defined()) keep(t);
   }
   int buffer(const Shape& shape, DType dt) {
     p_.slots_.push_back(empty(shape, {.dtype = dt}));
@@ -309,45 +362,18 @@ class Lowering {
     return out;
   }
 
-  // An int8 conv with the ReLU and MaxPool2d after it that are not null: one
-  // step, the kernel quantized_conv2d runs (with the pool in its epilogue), so
-  // the values are eager's.
-  int int8_conv(compress::QuantConv2d& q, bool relu, nn::MaxPool2d* pool, int in, const Shape& out_shape) {
-    const Int8ConvWeight& w = q.packed();
-    const int x = as_f32(in), out = buffer(out_shape, DType::f32);
-    const Tensor packed = w.gemm.packed, sums = w.gemm.row_sums, scale = w.gemm.scale;
-    const Tensor bias = q.bias.defined() ? keep(q.bias.contiguous().clone()) : Tensor();
-    const auto& o = q.options;
-    const Conv2dParams params{o.stride[0],   o.stride[1], o.padding[0], o.padding[1], o.dilation[0],
-                              o.dilation[1], 1,           relu};
-    const std::optional<Pool2dParams> max_pool = pool ? std::optional(pool_params(*pool)) : std::nullopt;
-    const int64_t O = w.gemm.out_features, kh = w.kernel_h, kw = w.kernel_w;
-    add(fmt::format("int8 conv {}->{} {}x{}{}{} [{}]", w.in_channels, O, kh, kw, relu ? " +relu" : "",
-                    pool ? fmt::format(" +max pool {}x{}", pool->kernel, pool->kernel) : "",
-                    cpu::qgemm_kernel_name(cpu::QGemmKernel::best)),
-        x, out, [=](const Tensor& xin, Tensor& y) {
-          cpu::QConv2dArgs a;
-          a.x = xin.data_ptr<float>(), a.N = xin.size(0), a.C = xin.size(1), a.H = xin.size(2), a.W = xin.size(3);
-          a.O = O, a.kernel_h = kh, a.kernel_w = kw, a.params = params;
-          a.w_packed = packed.data_ptr<int8_t>(), a.w_row_sums = sums.data_ptr<int32_t>();
-          a.w_scale = scale.data_ptr<float>(), a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
-          a.max_pool = max_pool ? &*max_pool : nullptr;
-          a.y = y.data_ptr<float>(), a.Hy = y.size(2), a.Wy = y.size(3);
-          cpu::qconv2d(a);
-        });
-    return out;
-  }
-
   // A conv, with the BatchNorm, ReLU and MaxPool2d after it that are not null:
   // one step. out_shape: the last of them's output.
-  int conv(nn::Conv2d& c, nn::BatchNorm* bn, bool relu, nn::MaxPool2d* pool, int in, const Shape& out_shape) {
-    FoldedConv f = fold(c, bn, relu);
+  // An int8 convolution (QuantConv2d) the same way: the kernel quantized_conv2d
+  // runs, its scales and bias with the BatchNorm folded in, the pool in its pass.
+  int conv(Module& c, nn::BatchNorm* bn, bool relu, nn::MaxPool2d* pool, int in, const Shape& out_shape) {
+    FoldedConv f = *fold_module(&c, bn, relu);
     if (pool) f.max_pool = pool_params(*pool);
-    keep(f.weight), keep(f.bias);
+    keep_folded(f);
     const int x = as_f32(in), out = buffer(out_shape, DType::f32);
-    add(fmt::format("conv {}->{} {}x{}{}{}{}{}", c.in_channels, c.out_channels, c.kernel_size, c.kernel_size,
-                    bn ? " +batchnorm (folded)" : "", relu ? " +relu" : "",
-                    pool ? fmt::format(" +max pool {}x{}", pool->kernel, pool->kernel) : "", bf16_note(f)),
+    add(fmt::format("{}conv {}->{} {}x{}{}{}{}{}", f.int8 ? "int8 " : "", f.in_channels, f.out_channels, f.kernel_size,
+                    f.kernel_size, bn ? " +batchnorm (folded)" : "", relu ? " +relu" : "",
+                    pool ? fmt::format(" +max pool {}x{}", pool->kernel, pool->kernel) : "", gemm_note(f)),
         x, out, [f](const Tensor& xin, Tensor& y) { run_conv(f, xin, y); });
     return out;
   }
@@ -374,27 +400,26 @@ class Lowering {
 
   // conv1+bn1+relu, conv2+bn2, the shortcut (conv+bn, or x), then relu(sum): one step.
   int residual(nn::ResidualBlock& r, int in, const Tensor& eager_in, const Tensor& eager_out) {
-    auto* c1 = as<nn::Conv2d>(r.child("conv1"));
+    // Each convolution dense, or int8 (QuantConv2d); a pruned or otherwise replaced child runs the block eagerly.
     auto* b1 = as<nn::BatchNorm>(r.child("bn1"));
-    auto* c2 = as<nn::Conv2d>(r.child("conv2"));
     auto* b2 = as<nn::BatchNorm>(r.child("bn2"));
     auto* sc = as<nn::Sequential>(r.child("shortcut"));
-    nn::Conv2d* sc_conv = sc && sc->size() == 2 ? as<nn::Conv2d>((*sc)[0]) : nullptr;
     nn::BatchNorm* sc_bn = sc && sc->size() == 2 ? as<nn::BatchNorm>((*sc)[1]) : nullptr;
-    const bool dense = c1 && b1 && c2 && b2 && sc && (sc->size() == 0 || (sc_conv && sc_bn));
-    if (!dense) return simple(r, in, eager_in, eager_out);  // a pruned or replaced child: eagerly
-    const FoldedConv f1 = fold(*c1, b1, true), f2 = fold(*c2, b2, false);
-    const bool projected = sc->size() == 2;
-    const FoldedConv fs = projected ? fold(*sc_conv, sc_bn, false) : FoldedConv{};
-    for (const FoldedConv* f : {&f1, &f2, &fs})
-      if (f->weight.defined()) keep(f->weight), keep(f->bias);
+    const std::optional<FoldedConv> f1 = b1 ? fold_module(r.child("conv1").get(), b1, true) : std::nullopt;
+    const std::optional<FoldedConv> f2 = b2 ? fold_module(r.child("conv2").get(), b2, false) : std::nullopt;
+    const bool projected = sc && sc->size() == 2;
+    const std::optional<FoldedConv> fs =
+        projected && sc_bn ? fold_module((*sc)[0].get(), sc_bn, false) : std::optional<FoldedConv>(FoldedConv{});
+    const bool lowered = f1 && f2 && sc && (sc->size() == 0 || projected) && fs;
+    if (!lowered) return simple(r, in, eager_in, eager_out);
+    for (const FoldedConv* f : {&*f1, &*f2, &*fs}) keep_folded(*f);
     const int x = as_f32(in), out = buffer(eager_out.shape(), DType::f32);
     const Tensor h = keep(empty(eager_out.shape()));  // conv1's output has the block's output shape
     const Tensor s = projected ? keep(empty(eager_out.shape())) : Tensor();
-    add(fmt::format("residual block {}->{} stride {}: conv+bn+relu, conv+bn, {}, add+relu{}", c1->in_channels,
-                    c1->out_channels, c1->options.stride[0], projected ? "shortcut conv+bn" : "identity",
-                    bf16_note(f1)),
-        x, out, [=](const Tensor& xin, Tensor& y) {
+    add(fmt::format("residual block {}->{} stride {}: {}conv+bn+relu, conv+bn, {}, add+relu{}", f1->in_channels,
+                    f1->out_channels, f1->params.stride_h, f1->int8 ? "int8 " : "",
+                    projected ? "shortcut conv+bn" : "identity", gemm_note(*f1)),
+        x, out, [=, f1 = *f1, f2 = *f2, fs = *fs](const Tensor& xin, Tensor& y) {
           run_conv(f1, xin, h);
           run_conv(f2, h, y);
           if (projected) run_conv(fs, xin, s);

@@ -232,6 +232,42 @@ TEST_CASE("compile: int8 convolutions (with and without ReLU and max pool) are b
   }
 }
 
+TEST_CASE(
+    "compile: a BatchNorm after an int8 convolution folds into its scales, in a Sequential and a residual block") {
+  NoGradGuard no_grad;
+  compress::QuantizeOptions with_convs;
+  with_convs.convolutions = true;
+  auto resnet = model_with_statistics("resnet-s", 36);  // trained-looking BatchNorm statistics
+  compress::quantize_dynamic(*resnet, with_convs);
+  Generator init(37);
+  auto seq = nn::make<nn::Sequential>(
+      std::vector<nn::ModulePtr>{nn::make<nn::Conv2d>(16, 24, 3, Conv2dOptions{.padding = {1, 1}}, false, init),
+                                 nn::make<nn::BatchNorm2d>(24), nn::make<nn::ReLU>(), nn::make<nn::MaxPool2d>(2)});
+  auto& bn = dynamic_cast<nn::BatchNorm&>(*(*seq)[1]);
+  bn.running_mean = randn({24}, {}, init) * 0.1, bn.running_var = rand({24}, {}, init) + 0.5;
+  bn.weight = randn({24}, {}, init), bn.bias = randn({24}, {}, init);  // negative scales too
+  seq->eval();
+  compress::quantize_dynamic(*seq, with_convs);
+  Generator gen(38);
+  for (auto [m, channels] : {std::pair{resnet, int64_t{1}}, std::pair{nn::ModulePtr(seq), int64_t{16}}}) {
+    CAPTURE(channels);
+    const Tensor x = randn({8, channels, 28, 28}, {}, gen);
+    Plan plan = compile(*m, x);
+    const std::string d = plan.describe();
+    INFO(d);
+    CHECK(plan.eager_steps() == 0);
+    if (channels == 1) {
+      CHECK(d.find("residual block 32->64 stride 2: int8 conv+bn+relu, conv+bn, shortcut conv+bn") !=
+            std::string::npos);
+    } else {
+      CHECK(d.find("int8 conv 16->24 3x3 +batchnorm (folded) +relu +max pool 2x2") != std::string::npos);
+    }
+    // One rounding instead of two per output, and the next layer quantizes from that: near, not equal.
+    const Tensor want = m->forward(x), got = plan.run(x);
+    CHECK(sqnr_db(want, got) > 60);
+  }
+}
+
 TEST_CASE("a plan reuses its buffers: every run writes the same output buffer, each with the right answer") {
   NoGradGuard no_grad;
   auto m = model_with_statistics("cnn", 41);
