@@ -97,9 +97,8 @@ nn::ModulePtr build_quant_conv2d(const nn::SpecReader& r);
 // transposes its output, all in proportion to the input and the output, while
 // its arithmetic gain grows with the patch: on the Zen 5 VM (`minidl bench conv
 // --int8`, docs/benchmarks.md) a first layer's 3×3 over 1 channel (9) runs at
-// 0.4× of f32, a 3×3 over 4 channels (36) at 0.7×, a 1×1 over 32 at 0.9× and
-// over 48 at 1.0×; from 64 on every shape measured was faster (the cnn's second
-// conv, 288: 2.1–2.6×).
+// 0.4–0.7× of f32, a 1×1 over 32 channels at 0.7× and over 64 at 0.95–0.99×, a
+// 3×3 over 8 channels (72) at 1.5× and the cnn's second conv (288) at 2.4–2.6×.
 inline constexpr int64_t kMinInt8ConvPatch = 64;
 
 struct QuantizeOptions {

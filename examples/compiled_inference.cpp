@@ -1,11 +1,12 @@
 // examples/compiled_inference.cpp — serve a model through a compiled plan.
 //
-//   compiled_inference [CHECKPOINT] [BATCH] [ROUNDS] [f32|bf16]
+//   compiled_inference [CHECKPOINT] [BATCH] [ROUNDS] [f32|bf16|int8]
 //
 // Loads a checkpoint (or builds an untrained resnet-s), compiles it for one
 // batch size, prints the plan (what was fused, folded and shared), checks it
 // against eager, and times both, plus where the plan's time goes, step by step.
-// bf16: the model and its input converted with to(bf16) first.
+// bf16: the model and its input converted with to(bf16) first. int8: the model
+// quantized first (int8 dynamic, its Linear layers and the convolutions that gain).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -48,13 +49,19 @@ int main(int argc, char** argv) {
     const int64_t batch = whole_argument(argc, argv, 2, "BATCH", 1, 65536, 1);
     const int rounds = static_cast<int>(whole_argument(argc, argv, 3, "ROUNDS", 1, 100000, 31));
     const std::string dtype = argc > 4 ? argv[4] : "f32";
-    if (dtype != "f32" && dtype != "bf16")
-      throw Error("compiled_inference: the dtype must be f32 or bf16, got '" + dtype + "'");
+    if (dtype != "f32" && dtype != "bf16" && dtype != "int8")
+      throw Error("compiled_inference: the dtype must be f32, bf16 or int8, got '" + dtype + "'");
     Generator gen(0);
     nn::ModulePtr model = path.empty() ? nn::build_model("resnet-s", gen) : nn::load_model(path);
     model->eval();
     NoGradGuard no_grad;  // inference: no autograd graph, in eager or in the plan
     if (dtype == "bf16") model->to(DType::bf16);
+    if (dtype == "int8") {
+      compress::QuantizeOptions int8;
+      int8.convolutions = true;  // beyond PyTorch's quantize_dynamic, which takes Linear layers only
+      for (const auto& layer : compress::quantize_dynamic(*model, int8))
+        if (!layer.kept_f32.empty()) std::printf("kept f32: %s: %s\n", layer.path.c_str(), layer.kept_f32.c_str());
+    }
 
     const Tensor x = randn({batch, 1, 28, 28}, {}, gen).to(dtype == "bf16" ? DType::bf16 : DType::f32);
     Plan plan = compile(*model, x);  // checks itself against eager on x

@@ -13,8 +13,9 @@
 // Channels last is what makes the patches cheap: a patch row of a 3×3 conv over
 // 32 channels is 3 runs of 3·32 contiguous bytes, copied whole, where from
 // (C, H, W) it would be 288 single bytes. The weight is packed in the same
-// order, (O, kh, kw, C) (ops/quant.cpp). Zero padding is the zero point: the
-// quantization's range always holds 0, so 0 is exactly that level.
+// order, (O, kh, kw, C) (ops/quant.cpp). A 1×1 kernel at stride 1 needs no
+// rows: the quantized pixels are the patches, read in place. Zero padding is
+// the zero point: the quantization's range always holds 0, so 0 is exactly that level.
 //
 // The activations' scale and zero point come from the whole input of the call
 // (choose_quant_params), as quantized_linear's do. Batches of samples share a
@@ -42,8 +43,8 @@ namespace minidl::cpu {
 
 namespace {
 
-struct Shape4 {
-  int64_t N, C, H, W, O, kh, kw, Ho, Wo, K;
+struct Geometry {
+  int64_t N, C, H, W, O, kh, kw, Ho, Wo, K;  // K = kh·kw·C, a patch's bytes
 };
 
 // x (N, C, H, W) f32 -> xq (N, H, W, C) u8, a block of kPixels pixels at a
@@ -51,7 +52,7 @@ struct Shape4 {
 // C) as 8×8 blocks in registers, and the tile, now in xq's order, is quantized
 // in one contiguous run. Quantizing first and moving bytes would scatter every
 // byte C apart, one instruction each.
-void quantize_channels_last(const float* x, const Shape4& s, QuantParams q, uint8_t* xq) {
+void quantize_channels_last(const float* x, const Geometry& s, QuantParams q, uint8_t* xq) {
   constexpr int64_t kPixels = 64;
   const int64_t C = s.C, plane = s.H * s.W, blocks = (plane + kPixels - 1) / kPixels;
   maybe_parallel(s.N * C * plane >= kParallelGrain && !in_parallel(), [&] {
@@ -80,7 +81,7 @@ void quantize_channels_last(const float* x, const Shape4& s, QuantParams q, uint
 // holds, for each kernel row i and column j, the C bytes of pixel
 // (oh·sh − ph + i·dh, ow·sw − pw + j·dw), or the zero point where that lies in
 // the padding; then the zero point up to ldr (the GEMM's groups of 4 bytes).
-void gather_patches(uint8_t* rows, int64_t ldr, const uint8_t* img, const Shape4& s, const Conv2dParams& p,
+void gather_patches(uint8_t* rows, int64_t ldr, const uint8_t* img, const Geometry& s, const Conv2dParams& p,
                     uint8_t zero) {
   const int64_t run = s.kw * s.C;  // one kernel row's bytes
   for (int64_t oh = 0; oh < s.Ho; ++oh)
@@ -130,7 +131,7 @@ void store_transposed(float* y, const float* src, int64_t P, int64_t O) {
 // pooled (Hp·Wp, O) := out (Ho·Wo, O) max pooled by the window p, channels
 // last: each pooled position compares its window's pixels (clipped to the
 // plane: padding never wins) as rows of O values. As max_pool2d: NaN propagates.
-void pool_channels_last(float* pooled, const float* out, const Shape4& s, const Pool2dParams& p, int64_t Hp,
+void pool_channels_last(float* pooled, const float* out, const Geometry& s, const Pool2dParams& p, int64_t Hp,
                         int64_t Wp) {
   for (int64_t ph = 0; ph < Hp; ++ph)
     for (int64_t pw = 0; pw < Wp; ++pw) {
@@ -154,7 +155,7 @@ void qconv2d(const QConv2dArgs& a) {
   const Conv2dParams& p = a.params;
   MINIDL_CHECK(p.groups == 1, "qconv2d: the int8 convolution takes groups = 1, got {}", p.groups);
   MINIDL_CHECK(a.x && a.w_packed && a.w_row_sums && a.w_scale && a.y, "qconv2d: a pointer argument is null");
-  Shape4 s{a.N, a.C, a.H, a.W, a.O, a.kernel_h, a.kernel_w, 0, 0, 0};
+  Geometry s{a.N, a.C, a.H, a.W, a.O, a.kernel_h, a.kernel_w, 0, 0, 0};
   s.Ho = (s.H + 2 * p.pad_h - p.dilation_h * (s.kh - 1) - 1) / p.stride_h + 1;
   s.Wo = (s.W + 2 * p.pad_w - p.dilation_w * (s.kw - 1) - 1) / p.stride_w + 1;
   s.K = s.kh * s.kw * s.C;
