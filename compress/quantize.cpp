@@ -12,28 +12,35 @@
 
 namespace minidl::compress {
 
-// ---------------------------------------------------------------- QuantLinear
+// ---------------------------------------------------------------- Int8Layer
 
-QuantLinear::QuantLinear(const nn::Linear& dense, bool per_channel)
-    : in_features(dense.in_features), out_features(dense.out_features), per_channel(per_channel) {
-  QuantizedWeight q = quantize_weight_int8(dense.weight.detach(), per_channel);
+void Int8Layer::hold(QuantizedWeight q, const Tensor& b) {
   weight = q.values, weight_scale = q.scale;
-  if (dense.bias.defined()) bias = dense.bias.detach().clone();
+  if (b.defined()) bias = b.detach().clone();
   register_buffer("weight", weight);
   register_buffer("weight_scale", weight_scale);
   if (bias.defined()) register_buffer("bias", bias);
+}
+
+namespace {
+// An empty int8 weight of `shape` for load_model to fill: zeros, scales of 1.
+QuantizedWeight empty_int8(const Shape& shape, bool per_channel) {
+  return {zeros(shape, {.dtype = DType::int8}), ones({per_channel ? shape[0] : 1})};
+}
+}  // namespace
+
+// ---------------------------------------------------------------- QuantLinear
+
+QuantLinear::QuantLinear(const nn::Linear& dense, bool per_channel)
+    : Int8Layer(per_channel), in_features(dense.in_features), out_features(dense.out_features) {
+  hold(quantize_weight_int8(dense.weight.detach(), per_channel), dense.bias);
   after_load();
 }
 
 QuantLinear::QuantLinear(int64_t in, int64_t out, bool with_bias, bool per_channel)
-    : in_features(in), out_features(out), per_channel(per_channel) {
+    : Int8Layer(per_channel), in_features(in), out_features(out) {
   MINIDL_CHECK(in > 0 && out > 0, "QuantLinear: features must be positive, got ({}, {})", in, out);
-  weight = zeros({out, in}, {.dtype = DType::int8});
-  weight_scale = ones({per_channel ? out : 1});
-  if (with_bias) bias = zeros({out});
-  register_buffer("weight", weight);
-  register_buffer("weight_scale", weight_scale);
-  if (bias.defined()) register_buffer("bias", bias);
+  hold(empty_int8({out, in}, per_channel), with_bias ? zeros({out}) : Tensor());
   after_load();
 }
 
@@ -67,33 +74,23 @@ nn::ModulePtr build_quant_linear(const nn::SpecReader& r) {
 // ---------------------------------------------------------------- QuantConv2d
 
 QuantConv2d::QuantConv2d(const nn::Conv2d& dense, bool per_channel)
-    : in_channels(dense.in_channels),
+    : Int8Layer(per_channel),
+      in_channels(dense.in_channels),
       out_channels(dense.out_channels),
       kernel_size(dense.kernel_size),
-      options(dense.options),
-      per_channel(per_channel) {
+      options(dense.options) {
   MINIDL_CHECK(options.groups == 1, "QuantConv2d: {} has groups={}; the int8 convolution takes groups = 1",
                dense.describe(), options.groups);
-  QuantizedWeight q = quantize_weight_int8(dense.weight.detach(), per_channel);
-  weight = q.values, weight_scale = q.scale;
-  if (dense.bias.defined()) bias = dense.bias.detach().clone();
-  register_buffer("weight", weight);
-  register_buffer("weight_scale", weight_scale);
-  if (bias.defined()) register_buffer("bias", bias);
+  hold(quantize_weight_int8(dense.weight.detach(), per_channel), dense.bias);
   after_load();
 }
 
 QuantConv2d::QuantConv2d(int64_t in, int64_t out, int64_t k, Conv2dOptions o, bool with_bias, bool per_channel)
-    : in_channels(in), out_channels(out), kernel_size(k), options(o), per_channel(per_channel) {
+    : Int8Layer(per_channel), in_channels(in), out_channels(out), kernel_size(k), options(o) {
   MINIDL_CHECK(in > 0 && out > 0 && k > 0 && o.groups == 1,
                "QuantConv2d: invalid channels {} -> {}, kernel {}, groups {} (the int8 convolution takes groups = 1)",
                in, out, k, o.groups);
-  weight = zeros({out, in, k, k}, {.dtype = DType::int8});
-  weight_scale = ones({per_channel ? out : 1});
-  if (with_bias) bias = zeros({out});
-  register_buffer("weight", weight);
-  register_buffer("weight_scale", weight_scale);
-  if (bias.defined()) register_buffer("bias", bias);
+  hold(empty_int8({out, in, k, k}, per_channel), with_bias ? zeros({out}) : Tensor());
   after_load();
 }
 
@@ -196,26 +193,24 @@ std::vector<QuantLayerReport> quantize_dynamic(nn::Module& model, const Quantize
   std::vector<QuantLayerReport> report;
   for (size_t i = 0; i < layers.size(); ++i) {
     nn::Module& dense = *layers[i].second;
-    nn::ModulePtr q;
-    Tensor dense_weight, int8_weight, int8_scale, bias;
+    std::shared_ptr<Int8Layer> q;
+    Tensor dense_weight, bias;
     if (auto* l = dynamic_cast<nn::Linear*>(&dense)) {
-      auto ql = std::make_shared<QuantLinear>(*l, o.per_channel);
-      dense_weight = l->weight, int8_weight = ql->weight, int8_scale = ql->weight_scale, bias = l->bias, q = ql;
+      q = std::make_shared<QuantLinear>(*l, o.per_channel), dense_weight = l->weight, bias = l->bias;
     } else {
       auto& c = dynamic_cast<nn::Conv2d&>(dense);
-      auto qc = std::make_shared<QuantConv2d>(c, o.per_channel);
-      dense_weight = c.weight, int8_weight = qc->weight, int8_scale = qc->weight_scale, bias = c.bias, q = qc;
+      q = std::make_shared<QuantConv2d>(c, o.per_channel), dense_weight = c.weight, bias = c.bias;
     }
     QuantLayerReport r{.path = layers[i].first, .layer = dense.describe(), .kept_f32 = ""};
-    const float* s = int8_scale.data_ptr<float>();
-    r.scale_min = *std::min_element(s, s + int8_scale.numel());
-    r.scale_max = *std::max_element(s, s + int8_scale.numel());
-    r.weight_sqnr_db = sqnr_db(dense_weight, dequantize_weight(int8_weight, int8_scale));
+    const float* s = q->weight_scale.data_ptr<float>();
+    r.scale_min = *std::min_element(s, s + q->weight_scale.numel());
+    r.scale_max = *std::max_element(s, s + q->weight_scale.numel());
+    r.weight_sqnr_db = sqnr_db(dense_weight, q->dequantized_weight());
     r.output_sqnr_db = std::numeric_limits<double>::quiet_NaN();
     if (!probes.empty() && probes[i]->input.defined())
       r.output_sqnr_db = sqnr_db(dense.forward(probes[i]->input), q->forward(probes[i]->input));
     r.f32_bytes = bytes_of(dense_weight) + bytes_of(bias);
-    r.int8_bytes = bytes_of(int8_weight) + bytes_of(int8_scale) + bytes_of(bias);
+    r.int8_bytes = bytes_of(q->weight) + bytes_of(q->weight_scale) + bytes_of(bias);
     report.push_back(r);
     model.replace(layers[i].first, q);
   }

@@ -26,7 +26,26 @@
 
 namespace minidl::compress {
 
-class QuantLinear final : public nn::Module {
+// What QuantLinear and QuantConv2d hold alike: an int8 weight, its f32 scales
+// and an f32 bias, registered as buffers (what their checkpoints store).
+class Int8Layer : public nn::Module {
+ public:
+  // What the int8 weight stands for, f32 in the weight's shape.
+  Tensor dequantized_weight() const { return dequantize_weight(weight, weight_scale); }
+
+  Tensor weight;        // int8 (out, in) or (out, in, k, k)
+  Tensor weight_scale;  // f32 (out), or (1) per tensor
+  Tensor bias;          // f32 (out) or undefined
+  bool per_channel;
+
+ protected:
+  explicit Int8Layer(bool per_channel) : per_channel(per_channel) {}
+  // Takes q (quantized from a dense layer, or an empty one for load_model to
+  // fill) and the bias (copied), and registers the three.
+  void hold(QuantizedWeight q, const Tensor& bias);
+};
+
+class QuantLinear final : public Int8Layer {
  public:
   // From a dense layer (weights quantized here).
   explicit QuantLinear(const nn::Linear& dense, bool per_channel = true);
@@ -41,16 +60,10 @@ class QuantLinear final : public nn::Module {
   // model->to(cuda): the buffers have moved; the weight is packed again for the
   // GPU's kernel (cuda/qgemm_kernels.cuh), or for the CPU's on the way back.
   void moved_to(const Device&) override { after_load(); }
-  // What the int8 weight stands for, f32 (out, in).
-  Tensor dequantized_weight() const { return dequantize_weight(weight, weight_scale); }
   // The weight as the int8 GEMM reads it (a compiled plan calls the GEMM itself).
   const Int8Weight& packed() const { return packed_; }
 
-  Tensor weight;        // int8 (out, in)
-  Tensor weight_scale;  // f32 (out), or (1) per tensor
-  Tensor bias;          // f32 (out) or undefined
   int64_t in_features, out_features;
-  bool per_channel;
 
  private:
   Int8Weight packed_;
@@ -58,7 +71,7 @@ class QuantLinear final : public nn::Module {
 
 // An int8 Conv2d (groups = 1), as QuantLinear is an int8 Linear. CPU only: moving
 // it to a GPU is an error (minidl has no GPU int8 convolution).
-class QuantConv2d final : public nn::Module {
+class QuantConv2d final : public Int8Layer {
  public:
   // From a dense convolution (weights quantized here, per output channel or per tensor).
   explicit QuantConv2d(const nn::Conv2d& dense, bool per_channel = true);
@@ -74,15 +87,10 @@ class QuantConv2d final : public nn::Module {
   // A GPU is refused here, naming the layer, before any tensor of the model moves.
   void check_device(const Device& device) const override;
   void moved_to(const Device&) override { after_load(); }  // back on the CPU: packed again
-  Tensor dequantized_weight() const { return dequantize_weight(weight, weight_scale); }
   const Int8ConvWeight& packed() const { return packed_; }
 
-  Tensor weight;        // int8 (out, in, k, k)
-  Tensor weight_scale;  // f32 (out), or (1) per tensor
-  Tensor bias;          // f32 (out) or undefined
   int64_t in_channels, out_channels, kernel_size;
   Conv2dOptions options;
-  bool per_channel;
 
  private:
   Int8ConvWeight packed_;
