@@ -211,7 +211,10 @@ TEST_CASE("compile: int8 convolutions (with and without ReLU and max pool) are b
   mixed->eval();
   compress::quantize_dynamic(*mixed, with_convs);
   Generator gen(35);
-  for (auto [m, channels] : {std::pair{cnn, int64_t{1}}, std::pair{nn::ModulePtr(mixed), int64_t{16}}}) {
+  for (const auto& model_and_channels : {std::pair{cnn, int64_t{1}}, std::pair{nn::ModulePtr(mixed), int64_t{16}}}) {
+    // (clang cannot CAPTURE a structured binding: plain names)
+    const nn::ModulePtr& m = model_and_channels.first;
+    const int64_t channels = model_and_channels.second;
     CAPTURE(channels);
     for (int64_t batch : {1, 20}) {
       const Tensor x = randn({batch, channels, 28, 28}, {}, gen);
@@ -249,7 +252,9 @@ TEST_CASE(
   seq->eval();
   compress::quantize_dynamic(*seq, with_convs);
   Generator gen(38);
-  for (auto [m, channels] : {std::pair{resnet, int64_t{1}}, std::pair{nn::ModulePtr(seq), int64_t{16}}}) {
+  for (const auto& model_and_channels : {std::pair{resnet, int64_t{1}}, std::pair{nn::ModulePtr(seq), int64_t{16}}}) {
+    const nn::ModulePtr& m = model_and_channels.first;
+    const int64_t channels = model_and_channels.second;
     CAPTURE(channels);
     const Tensor x = randn({8, channels, 28, 28}, {}, gen);
     Plan plan = compile(*m, x);
