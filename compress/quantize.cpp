@@ -122,7 +122,7 @@ nlohmann::json QuantConv2d::hyper_parameters() const {
 
 nn::ModulePtr build_quant_conv2d(const nn::SpecReader& r) {
   if (r.has_children()) r.fail_here("this layer type has no children");
-  constexpr int64_t kMax = int64_t{1} << 20, kMaxKernel = 1024;
+  constexpr int64_t kMax = int64_t{1} << 20, kMaxKernel = 64;  // as Conv2d's spec (nn/spec.cpp)
   const int64_t in = r.integer("in_channels", 1, kMax), out = r.integer("out_channels", 1, kMax);
   const int64_t k = r.integer("kernel_size", 1, kMaxKernel);
   const Conv2dOptions o{.stride = r.pair("stride", 1, kMaxKernel),

@@ -506,6 +506,18 @@ TEST_CASE("quantize_dynamic with convolutions: QuantConv2d where the patch pays;
     NoGradGuard no_grad;
     CHECK(back->forward(x).to_vector<float>() == y8.to_vector<float>());
   }
+  // A bad QuantConv2d spec is a clear error naming the key, as every layer's is.
+  const nlohmann::json qspec = model->spec()["children"][2]["spec"];
+  REQUIRE(qspec["type"] == "QuantConv2d");
+  nlohmann::json bad_spec = qspec;
+  bad_spec["kernel_size"] = 0;
+  CHECK_THROWS_WITH_AS(nn::module_from_spec(bad_spec), doctest::Contains("'kernel_size' = 0 is outside [1, 64]"),
+                       Error);
+  bad_spec = qspec;
+  bad_spec.erase("per_channel");
+  CHECK_THROWS_WITH_AS(nn::module_from_spec(bad_spec), doctest::Contains("missing 'per_channel'"), Error);
+  CHECK(nn::module_from_spec(qspec)->describe() == (*model)[2]->describe());
+
   // A corrupt weight: -128 is outside the symmetric range.
   auto file = nn::load_safetensors(path);
   file.tensors["2.weight"].data_ptr<int8_t>()[40] = -128;
