@@ -69,13 +69,9 @@ Affine affine_of(const nn::BatchNorm& bn) {
 // ReLU fused.
 struct FoldedConv {
   Tensor weight, bias;
-  // An int8 convolution's (QuantConv2d) in place of `weight`: its packed weight
-  // and row sums as the layer packed them, and its scales, the BatchNorm's folded in.
-  struct Int8 {
-    Tensor packed, row_sums, scale;
-    int64_t kernel_h, kernel_w;
-  };
-  std::optional<Int8> int8;
+  // An int8 convolution's (QuantConv2d) in place of `weight`: the layer's packed
+  // weight and row sums, its scales with the BatchNorm's folded in.
+  std::optional<Int8ConvWeight> int8;
   int64_t in_channels = 0, out_channels = 0, kernel_size = 0;
   Conv2dParams params{};
   std::optional<Pool2dParams> max_pool;  // a MaxPool2d after the conv (and its ReLU), done in its epilogue
@@ -121,7 +117,8 @@ FoldedConv fold_int8(const compress::QuantConv2d& q, const nn::BatchNorm* bn, bo
       bias[o] = static_cast<float>(double{bias[o]} * a.scale[o] + a.shift[o]);
     }
   }
-  f.int8 = FoldedConv::Int8{w.gemm.packed, w.gemm.row_sums, from_vector<float>(scale, {O}), w.kernel_h, w.kernel_w};
+  f.int8 = w;
+  f.int8->gemm.scale = from_vector<float>(scale, {O});
   f.bias = from_vector<float>(bias, {O});
   const auto& o = q.options;
   f.params = {o.stride[0], o.stride[1], o.padding[0], o.padding[1], o.dilation[0], o.dilation[1], 1, relu};
@@ -152,13 +149,7 @@ void run_conv(const FoldedConv& f, const Tensor& x, const Tensor& y) {
     cpu::conv2d_forward(y.arg(), x.arg(), f.weight.arg(), f.bias.arg(), f.params, pool);
     return;
   }
-  cpu::QConv2dArgs a;  // as quantized_conv2d (ops/quant.cpp) calls it
-  a.x = x.data_ptr<float>(), a.N = x.size(0), a.C = x.size(1), a.H = x.size(2), a.W = x.size(3);
-  a.O = f.out_channels, a.kernel_h = f.int8->kernel_h, a.kernel_w = f.int8->kernel_w, a.params = f.params;
-  a.w_packed = f.int8->packed.data_ptr<int8_t>(), a.w_row_sums = f.int8->row_sums.data_ptr<int32_t>();
-  a.w_scale = f.int8->scale.data_ptr<float>(), a.bias = f.bias.data_ptr<float>(), a.max_pool = pool;
-  a.y = y.data_ptr<float>(), a.Hy = y.size(2), a.Wy = y.size(3);
-  cpu::qconv2d(a);
+  run_quantized_conv2d(y, x, *f.int8, f.bias, f.params, pool);
 }
 
 // y = relu(y + s), elementwise over equal shapes (the residual join).
@@ -262,7 +253,7 @@ class Lowering {
   }
   // What a folded convolution made (counted in buffer_bytes; an int8 layer's packed weight stays the layer's).
   void keep_folded(const FoldedConv& f) {
-    for (const Tensor& t : {f.weight, f.bias, f.int8 ? f.int8->scale : Tensor()})
+    for (const Tensor& t : {f.weight, f.bias, f.int8 ? f.int8->gemm.scale : Tensor()})
       if (t.defined()) keep(t);
   }
   int buffer(const Shape& shape, DType dt) {

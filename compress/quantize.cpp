@@ -177,8 +177,8 @@ std::vector<QuantLayerReport> quantize_dynamic(nn::Module& model, const Quantize
     MINIDL_CHECK(w.dtype() == DType::f32 && w.device().is_cpu(),
                  "quantize: {} ({}) is {} on {}; int8 quantization starts from f32 weights on the CPU", path,
                  m->describe(), w.dtype(), w.device());
-    if (c && !conv_kept_f32(*c).empty()) {
-      kept.push_back({.path = path, .layer = c->describe(), .kept_f32 = conv_kept_f32(*c)});
+    if (std::string why = c ? conv_kept_f32(*c) : ""; !why.empty()) {
+      kept.push_back({.path = path, .layer = c->describe(), .kept_f32 = std::move(why)});
       continue;
     }
     layers.emplace_back(path, m);

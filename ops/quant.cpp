@@ -214,17 +214,21 @@ Tensor quantized_conv2d(const Tensor& x_in, const Int8ConvWeight& w, const Tenso
   if (bias_in.defined())
     MINIDL_CHECK(bias_in.dtype() == DType::f32 && bias_in.device().is_cpu(),
                  "quantized_conv2d: expected an f32 bias on the CPU, got {} on {}", bias_in.dtype(), bias_in.device());
-  const Tensor x = x_in.contiguous();
-  const Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();
   Tensor y = empty(y_shape);
+  run_quantized_conv2d(y, x_in.contiguous(), w, bias_in.defined() ? bias_in.contiguous() : Tensor(), p);
+  return y;
+}
+
+void run_quantized_conv2d(const Tensor& y, const Tensor& x, const Int8ConvWeight& w, const Tensor& bias,
+                          const Conv2dParams& p, const Pool2dParams* pool) {
   cpu::QConv2dArgs a;
   a.x = x.data_ptr<float>(), a.N = x.size(0), a.C = x.size(1), a.H = x.size(2), a.W = x.size(3);
   a.O = w.gemm.out_features, a.kernel_h = w.kernel_h, a.kernel_w = w.kernel_w, a.params = p;
   a.w_packed = w.gemm.packed.data_ptr<int8_t>(), a.w_row_sums = w.gemm.row_sums.data_ptr<int32_t>();
   a.w_scale = w.gemm.scale.data_ptr<float>(), a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
-  a.y = y.data_ptr<float>(), a.Hy = y_shape[2], a.Wy = y_shape[3];
+  a.max_pool = pool;
+  a.y = y.data_ptr<float>(), a.Hy = y.size(2), a.Wy = y.size(3);
   cpu::qconv2d(a);
-  return y;
 }
 
 double sqnr_db(const Tensor& reference, const Tensor& approx) {

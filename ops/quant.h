@@ -73,6 +73,11 @@ Int8ConvWeight pack_int8_conv_weight(const Tensor& values, const Tensor& scale);
 //   Tensor y = quantized_conv2d(x, packed, conv.bias, conv.options, Activation::relu);
 Tensor quantized_conv2d(const Tensor& x, const Int8ConvWeight& w, const Tensor& bias = Tensor(),
                         const Conv2dOptions& o = {}, Activation act = Activation::none);
+// quantized_conv2d's kernel call alone, unchecked, into y, max pooled when `pool`
+// is set (y then has the pooled size): what a compiled plan's step runs. x and y
+// contiguous f32 on the CPU, bias f32 (O) or undefined; p as conv2d_params gives it.
+void run_quantized_conv2d(const Tensor& y, const Tensor& x, const Int8ConvWeight& w, const Tensor& bias,
+                          const Conv2dParams& p, const Pool2dParams* pool = nullptr);
 
 // 10·log10(Σ reference² / Σ (reference − approx)²): how far below the signal the
 // quantization error lies (dB; +inf when they are equal).

@@ -198,16 +198,7 @@ void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, 
   if (max_pool) {  // y is the pooled output: the convolution's own size comes from the input
     g.Ho = (g.H + 2 * p.pad_h - p.dilation_h * (g.kh - 1) - 1) / p.stride_h + 1;
     g.Wo = (g.W + 2 * p.pad_w - p.dilation_w * (g.kw - 1) - 1) / p.stride_w + 1;
-    const Pool2dParams& q = *max_pool;
-    MINIDL_CHECK(q.kernel_h >= 1 && q.kernel_w >= 1 && q.stride_h >= 1 && q.stride_w >= 1 && q.pad_h >= 0 &&
-                     q.pad_w >= 0 && 2 * q.pad_h <= q.kernel_h && 2 * q.pad_w <= q.kernel_w,
-                 "conv2d_forward: pool window {}x{}, stride {}x{}, padding {}x{}: expected positive sizes and at "
-                 "most half the window of padding",
-                 q.kernel_h, q.kernel_w, q.stride_h, q.stride_w, q.pad_h, q.pad_w);
-    MINIDL_CHECK(y.shape[2] == (g.Ho + 2 * q.pad_h - q.kernel_h) / q.stride_h + 1 &&
-                     y.shape[3] == (g.Wo + 2 * q.pad_w - q.kernel_w) / q.stride_w + 1,
-                 "conv2d_forward: output {}x{} is not the {}x{} convolution pooled by a {}x{} window at stride {}x{}",
-                 y.shape[2], y.shape[3], g.Ho, g.Wo, q.kernel_h, q.kernel_w, q.stride_h, q.stride_w);
+    check_pooled_output("conv2d_forward", *max_pool, g.Ho, g.Wo, y.shape[2], y.shape[3]);
   }
   const int64_t P = g.Ho * g.Wo;
   const int64_t pooled = y.shape[2] * y.shape[3];  // P when there is no pool

@@ -63,16 +63,7 @@ void transpose32(const TensorArg& dst, const TensorArg& src) {
       const int64_t r0 = t / tiles_c * kTile, c0 = t % tiles_c * kTile;
       const int64_t r1 = std::min(rows, r0 + kTile), c1 = std::min(cols, c0 + kTile);
       // dst[i, j] = src[i, j], found at s[i + j·ld_src]: column j of dst's view is contiguous in src.
-      int64_t i8 = r0 + (r1 - r0) / 8 * 8, j8 = c0 + (c1 - c0) / 8 * 8;
-      for (int64_t i = r0; i < i8; i += 8)
-        for (int64_t j = c0; j < j8; j += 8) {
-          __m256 v[8];
-          for (int k = 0; k < 8; ++k) v[k] = _mm256_loadu_ps(s + i + (j + k) * ld_src);
-          transpose8(v);
-          for (int k = 0; k < 8; ++k) _mm256_storeu_ps(d + (i + k) * ld_dst + j, v[k]);
-        }
-      for (int64_t i = r0; i < r1; ++i)
-        for (int64_t j = (i < i8 ? j8 : c0); j < c1; ++j) d[i * ld_dst + j] = s[i + j * ld_src];
+      transpose_block(d + r0 * ld_dst + c0, ld_dst, s + r0 + c0 * ld_src, ld_src, r1 - r0, c1 - c0);
     }
   });
 }

@@ -230,6 +230,10 @@ void sparse_conv2d_forward(const TensorArg& y, const TensorArg& x, const SparseM
 // (N, O, Hp, Wp), pooled plane by plane while each is in cache (pool_plane.h).
 void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, const TensorArg& bias,
                     const Conv2dParams& p, const Pool2dParams* max_pool = nullptr);
+// What both pooled convolutions (conv2d_forward, qconv2d with a max_pool) check:
+// the window (positive sizes, padding at most half of it), and that y's Hy×Wy
+// is the Ho×Wo convolution pooled by it; `op` names the kernel in the error.
+void check_pooled_output(const char* op, const Pool2dParams& q, int64_t Ho, int64_t Wo, int64_t Hy, int64_t Wy);
 // gy (N, O, Ho, Wo) -> gx (N, C, H, W), gw (O, C/groups, kh, kw) and gb (O) = gy summed
 // over N, Ho, Wo; an output with null data is not computed. With relu_out (the
 // forward's output y of a fused ReLU; null data otherwise) gy counts only where y > 0.

@@ -9,6 +9,7 @@
 #include <limits>
 #include <vector>
 
+#include "core/check.h"
 #include "core/dtype_dispatch.h"
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
@@ -181,6 +182,18 @@ void MaxPoolPlane::run(T* out, int32_t* arg, const T* in) {
 }
 template void MaxPoolPlane::run<float>(float*, int32_t*, const float*);
 template void MaxPoolPlane::run<double>(double*, int32_t*, const double*);
+
+void check_pooled_output(const char* op, const Pool2dParams& q, int64_t Ho, int64_t Wo, int64_t Hy, int64_t Wy) {
+  MINIDL_CHECK(q.kernel_h >= 1 && q.kernel_w >= 1 && q.stride_h >= 1 && q.stride_w >= 1 && q.pad_h >= 0 &&
+                   q.pad_w >= 0 && 2 * q.pad_h <= q.kernel_h && 2 * q.pad_w <= q.kernel_w,
+               "{}: pool window {}x{}, stride {}x{}, padding {}x{}: expected positive sizes and at most half the "
+               "window of padding",
+               op, q.kernel_h, q.kernel_w, q.stride_h, q.stride_w, q.pad_h, q.pad_w);
+  MINIDL_CHECK(
+      Hy == (Ho + 2 * q.pad_h - q.kernel_h) / q.stride_h + 1 && Wy == (Wo + 2 * q.pad_w - q.kernel_w) / q.stride_w + 1,
+      "{}: output {}x{} is not the {}x{} convolution pooled by a {}x{} window at stride {}x{}", op, Hy, Wy, Ho, Wo,
+      q.kernel_h, q.kernel_w, q.stride_h, q.stride_w);
+}
 
 void max_pool2d_forward(const TensorArg& y, int32_t* argmax, const TensorArg& x, const Pool2dParams& p) {
   const Planes s = planes_of(x, y);

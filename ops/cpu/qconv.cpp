@@ -24,10 +24,8 @@
 //
 // With a max pool, each sample's output is pooled while still channels last —
 // the window's rows of O values are compared as vectors — so only the pooled
-// quarter is transposed and written to y. The transposes are cpu::copy's
-// blocked one (copy.cpp).
-#include <immintrin.h>
-
+// quarter is transposed and written to y. Both transposes move 8×8 blocks of
+// floats in registers (transpose_block, transpose8.h).
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -57,21 +55,12 @@ void quantize_channels_last(const float* x, const Geometry& s, QuantParams q, ui
   const int64_t C = s.C, plane = s.H * s.W, blocks = (plane + kPixels - 1) / kPixels;
   maybe_parallel(s.N * C * plane >= kParallelGrain && !in_parallel(), [&] {
     std::vector<float> tile_storage(static_cast<size_t>(kPixels * C));
-    float* __restrict tile = tile_storage.data();
+    float* tile = tile_storage.data();
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < s.N * blocks; ++t) {
       const int64_t n = t / blocks, p0 = t % blocks * kPixels, count = std::min(kPixels, plane - p0);
-      const float* __restrict in = x + n * C * plane + p0;  // in[c·plane + i]: channel c, pixel p0 + i
-      const int64_t c8 = C / 8 * 8, i8 = count / 8 * 8;
-      for (int64_t c = 0; c < c8; c += 8)
-        for (int64_t i = 0; i < i8; i += 8) {
-          __m256 v[8];
-          for (int k = 0; k < 8; ++k) v[k] = _mm256_loadu_ps(in + (c + k) * plane + i);
-          transpose8(v);
-          for (int k = 0; k < 8; ++k) _mm256_storeu_ps(tile + (i + k) * C + c, v[k]);
-        }
-      for (int64_t i = 0; i < count; ++i)  // the ragged edges: channels past c8, pixels past i8
-        for (int64_t c = (i < i8 ? c8 : 0); c < C; ++c) tile[i * C + c] = in[c * plane + i];
+      // tile[i·C + c] = x[n, c, p0 + i]
+      transpose_block(tile, C, x + n * C * plane + p0, plane, count, C);
       quantize_span_u8(tile, count * C, q, xq + (n * plane + p0) * C);
     }
   });
@@ -115,18 +104,9 @@ void gather_patches(uint8_t* rows, int64_t ldr, const uint8_t* img, const Geomet
     }
 }
 
-// y (O, P) := src (P, O)ᵀ: one sample's output, channels first. cpu::copy
-// sees the transpose in the strides and runs it as 8×8 blocks in registers.
-void store_transposed(float* y, const float* src, int64_t P, int64_t O) {
-  TensorArg dst, from;
-  dst.data = y, from.data = const_cast<float*>(src);
-  dst.dtype = from.dtype = DType::f32;
-  dst.ndim = from.ndim = 2;
-  dst.shape[0] = from.shape[0] = O, dst.shape[1] = from.shape[1] = P;
-  dst.strides[0] = P, dst.strides[1] = 1;
-  from.strides[0] = 1, from.strides[1] = O;
-  copy(dst, from);
-}
+// y (O, P) := src (P, O)ᵀ: one sample's output, channels first, on this thread
+// (cpu::copy would open an OpenMP region per sample inside the batches' one).
+void store_transposed(float* y, const float* src, int64_t P, int64_t O) { transpose_block(y, P, src, O, O, P); }
 
 // pooled (Hp·Wp, O) := out (Ho·Wo, O) max pooled by the window p, channels
 // last: each pooled position compares its window's pixels (clipped to the
@@ -161,21 +141,11 @@ void qconv2d(const QConv2dArgs& a) {
   s.K = s.kh * s.kw * s.C;
   MINIDL_CHECK(s.Ho >= 1 && s.Wo >= 1 && s.K >= 1, "qconv2d: input {}x{} gives a {}x{} output with a {}x{} kernel", s.H,
                s.W, s.Ho, s.Wo, s.kh, s.kw);
-  if (a.max_pool) {
-    const Pool2dParams& q = *a.max_pool;
-    MINIDL_CHECK(q.kernel_h >= 1 && q.kernel_w >= 1 && q.stride_h >= 1 && q.stride_w >= 1 && q.pad_h >= 0 &&
-                     q.pad_w >= 0 && 2 * q.pad_h <= q.kernel_h && 2 * q.pad_w <= q.kernel_w,
-                 "qconv2d: pool window {}x{}, stride {}x{}, padding {}x{}: expected positive sizes and at most half "
-                 "the window of padding",
-                 q.kernel_h, q.kernel_w, q.stride_h, q.stride_w, q.pad_h, q.pad_w);
-    MINIDL_CHECK(a.Hy == (s.Ho + 2 * q.pad_h - q.kernel_h) / q.stride_h + 1 &&
-                     a.Wy == (s.Wo + 2 * q.pad_w - q.kernel_w) / q.stride_w + 1,
-                 "qconv2d: output {}x{} is not the {}x{} convolution pooled by a {}x{} window at stride {}x{}", a.Hy,
-                 a.Wy, s.Ho, s.Wo, q.kernel_h, q.kernel_w, q.stride_h, q.stride_w);
-  } else {
+  if (a.max_pool)
+    check_pooled_output("qconv2d", *a.max_pool, s.Ho, s.Wo, a.Hy, a.Wy);
+  else
     MINIDL_CHECK(a.Hy == s.Ho && a.Wy == s.Wo, "qconv2d: output {}x{} is not the convolution's {}x{}", a.Hy, a.Wy, s.Ho,
                  s.Wo);
-  }
   if (s.N == 0 || s.O == 0) return;
 
   const int64_t P = s.Ho * s.Wo, Kp = qgemm_padded_k(s.K), plane_y = a.Hy * a.Wy;

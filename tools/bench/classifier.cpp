@@ -264,10 +264,9 @@ int bench_classifier(const ClassifierOptions& co, const CommonOptions& o) {
     with_convs.convolutions = true;
     const auto report = compress::quantize_dynamic(*m, with_convs);
     int64_t convs = 0, kept = 0;
-    for (const auto& r : report) {
-      kept += !r.kept_f32.empty();
-      convs += r.kept_f32.empty() && r.layer.rfind("Conv2d", 0) == 0;
-    }
+    for (const auto& r : report) kept += !r.kept_f32.empty();
+    for (auto& [path, layer] : m->named_modules())
+      convs += dynamic_cast<compress::QuantConv2d*>(layer.get()) != nullptr;
     if (convs > 0) {
       ModelVariant eager{
           "int8 + conv",

@@ -567,7 +567,10 @@ int bench_conv_int8(const std::vector<std::string>& shapes, const CommonOptions&
                  b.to(DType::f64), opts, Activation::relu);
       require_close("conv --int8", spec + " int8 forward", y8, want, 1e-4);
     }
+    // And the f32 side it is timed against, against the f64 convolution of x and w.
     const Tensor y32 = conv2d(x, w, b, opts, Activation::relu);
+    require_close("conv --int8", spec + " f32 forward", y32,
+                  conv2d(x.to(DType::f64), w.to(DType::f64), b.to(DType::f64), opts, Activation::relu), 1e-4);
     const double sqnr = sqnr_db(y32, y8);
     SideBySide sb =
         run_side_by_side({{"f32", [&] { Tensor y = conv2d(x, w, b, opts, Activation::relu); }},
