@@ -105,8 +105,10 @@ nn::ModulePtr build_quant_conv2d(const nn::SpecReader& r);
 // transposes its output, all in proportion to the input and the output, while
 // its arithmetic gain grows with the patch: on the Zen 5 VM (`minidl bench conv
 // --int8`, docs/benchmarks.md) a first layer's 3×3 over 1 channel (9) runs at
-// 0.4–0.7× of f32, a 1×1 over 32 channels at 0.7× and over 64 at 0.95–0.99×, a
-// 3×3 over 8 channels (72) at 1.5× and the cnn's second conv (288) at 2.4–2.6×.
+// 0.4–0.7× of f32 and a 3×3 over 4 channels at 0.8–0.9×, a 3×3 over 8 channels
+// (72) at 1.5× and the cnn's second conv (288) at 3.0×. Set where a 1×1 over 64
+// channels broke even; since the output transpose stopped opening an OpenMP
+// region per sample, 1×1 kernels gain from 32 on (1.3×), so 64 is conservative.
 inline constexpr int64_t kMinInt8ConvPatch = 64;
 
 struct QuantizeOptions {
