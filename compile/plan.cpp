@@ -407,9 +407,12 @@ class Lowering {
     const int x = as_f32(in), out = buffer(eager_out.shape(), DType::f32);
     const Tensor h = keep(empty(eager_out.shape()));  // conv1's output has the block's output shape
     const Tensor s = projected ? keep(empty(eager_out.shape())) : Tensor();
-    add(fmt::format("residual block {}->{} stride {}: {}conv+bn+relu, conv+bn, {}, add+relu{}", f1->in_channels,
-                    f1->out_channels, f1->params.stride_h, f1->int8 ? "int8 " : "",
-                    projected ? "shortcut conv+bn" : "identity", gemm_note(*f1)),
+    // Each convolution named as it runs: quantize_dynamic leaves a short-patch one (a 1×1 shortcut) f32.
+    auto form = [](const FoldedConv& f) { return f.int8 ? "int8 conv" : "conv"; };
+    const FoldedConv& noted = f1->int8 ? *f1 : f2->int8 ? *f2 : fs->int8 ? *fs : *f1;  // any int8 one names its kernel
+    add(fmt::format("residual block {}->{} stride {}: {}+bn+relu, {}+bn, {}, add+relu{}", f1->in_channels,
+                    f1->out_channels, f1->params.stride_h, form(*f1), form(*f2),
+                    projected ? fmt::format("shortcut {}+bn", form(*fs)) : "identity", gemm_note(noted)),
         x, out, [=, f1 = *f1, f2 = *f2, fs = *fs](const Tensor& xin, Tensor& y) {
           run_conv(f1, xin, h);
           run_conv(f2, h, y);
