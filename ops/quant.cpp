@@ -220,7 +220,7 @@ Tensor quantized_conv2d(const Tensor& x_in, const Int8ConvWeight& w, const Tenso
 }
 
 void run_quantized_conv2d(const Tensor& y, const Tensor& x, const Int8ConvWeight& w, const Tensor& bias,
-                          const Conv2dParams& p, const Pool2dParams* pool) {
+                          const Conv2dParams& p, const Pool2dParams* pool, bool gathered) {
   cpu::QConv2dArgs a;
   a.x = x.data_ptr<float>(), a.N = x.size(0), a.C = x.size(1), a.H = x.size(2), a.W = x.size(3);
   a.O = w.gemm.out_features, a.kernel_h = w.kernel_h, a.kernel_w = w.kernel_w, a.params = p;
@@ -228,6 +228,7 @@ void run_quantized_conv2d(const Tensor& y, const Tensor& x, const Int8ConvWeight
   a.w_scale = w.gemm.scale.data_ptr<float>(), a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;
   a.max_pool = pool;
   a.y = y.data_ptr<float>(), a.Hy = y.size(2), a.Wy = y.size(3);
+  a.patches = gathered ? cpu::QConvPatches::gathered : cpu::QConvPatches::best;
   cpu::qconv2d(a);
 }
 

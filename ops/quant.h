@@ -76,8 +76,10 @@ Tensor quantized_conv2d(const Tensor& x, const Int8ConvWeight& w, const Tensor& 
 // quantized_conv2d's kernel call alone, unchecked, into y, max pooled when `pool`
 // is set (y then has the pooled size): what a compiled plan's step runs. x and y
 // contiguous f32 on the CPU, bias f32 (O) or undefined; p as conv2d_params gives it.
+// gathered: copy the patches into rows first even where the GEMM could read them
+// in place (ops/cpu/qconv.cpp) — the same result; `bench conv --int8` times both.
 void run_quantized_conv2d(const Tensor& y, const Tensor& x, const Int8ConvWeight& w, const Tensor& bias,
-                          const Conv2dParams& p, const Pool2dParams* pool = nullptr);
+                          const Conv2dParams& p, const Pool2dParams* pool = nullptr, bool gathered = false);
 
 // 10·log10(Σ reference² / Σ (reference − approx)²): how far below the signal the
 // quantization error lies (dB; +inf when they are equal).

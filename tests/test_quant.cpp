@@ -149,6 +149,42 @@ TEST_CASE("qgemm: the output's row stride is honoured (a column block of a wider
   }
 }
 
+TEST_CASE("qgemm on a row grid (an implicit convolution's rows) equals the same rows gathered, on every kernel") {
+  // Row (b, r, c) of 3 blocks × 3 rows × 5 columns starts at b·700 + r·200 + c·12
+  // and its K is 3 runs of 8 bytes, 50 apart: rows overlap, as patches do, and
+  // 6-row tiles wrap past a line's end and a block's.
+  const int64_t cols = 5, rows = 3, blocks = 3, M = cols * rows * blocks, segments = 3, run = 8, K = segments * run;
+  const int64_t ldx = 12, segment_stride = 50, row_stride = 200, block_stride = 700;
+  std::mt19937_64 rng(7);
+  std::vector<uint8_t> image(static_cast<size_t>(blocks * block_stride));
+  for (auto& v : image) v = static_cast<uint8_t>(rng() % 256);
+  Problem p = make_problem(M, 37, K, 8);
+  for (int64_t m = 0; m < M; ++m) {  // the same rows, gathered
+    const int64_t c = m % cols, r = m / cols % rows, b = m / cols / rows;
+    for (int64_t s = 0; s < segments; ++s)
+      for (int64_t j = 0; j < run; ++j)
+        p.x[m * K + s * run + j] = image[b * block_stride + r * row_stride + c * ldx + s * segment_stride + j];
+  }
+  std::vector<float> want(M * 37);
+  cpu::qgemm(p.args(want.data(), true, true), QGemmKernel::reference);
+  for (QGemmKernel k : kKernels) {
+    if (!cpu::qgemm_kernel_supported(k)) continue;
+    CAPTURE(cpu::qgemm_kernel_name(k));
+    std::vector<float> y(M * 37, std::nanf(""));
+    cpu::QGemmArgs a = p.args(y.data(), true, true);
+    a.x = image.data(), a.ldx = ldx;
+    a.x_grid = {cols, rows, row_stride, block_stride, segments, segment_stride};
+    if (!cpu::qgemm_reads_grid(k)) {
+      CHECK_THROWS_WITH_AS(cpu::qgemm(a, k), doctest::Contains("not on a grid"), Error);
+      continue;
+    }
+    cpu::qgemm(a, k);
+    CHECK(y == want);
+    a.x_grid.segments = 4;  // runs of 6 bytes: not whole groups of 4
+    CHECK_THROWS_WITH_AS(cpu::qgemm(a, k), doctest::Contains("runs of K = 24 a multiple of 4"), Error);
+  }
+}
+
 TEST_CASE("activation quantization: range holds 0, each value within half a step, vector path = scalar path") {
   Generator gen(3);
   struct Case {
@@ -374,6 +410,10 @@ TEST_CASE("quantized_conv2d: equals the f64 convolution of its dequantized opera
       {4, 16, 5, 6, 33, 1, 1, {}, false, true},                                      // 1x1, read in place
       {2, 6, 4, 5, 5, 1, 1, {}, true, false},                                        // 1x1, C not a multiple of 4
       {1, 1, 28, 28, 32, 3, 3, {.padding = {1, 1}}, true, true},                     // the cnn's conv1 at batch 1
+      {3, 8, 12, 11, 24, 3, 3, {.stride = {2, 2}, .padding = {1, 1}}, true, true},   // a residual block's stride 2
+      {2, 8, 9, 9, 16, 1, 1, {.stride = {2, 2}}, false, true},                       // its 1x1 shortcut
+      {2, 4, 10, 9, 12, 3, 3, {.padding = {2, 1}, .dilation = {2, 1}}, true, true},  // runs 2 image rows apart
+      {2, 2, 8, 8, 9, 2, 2, {.padding = {1, 1}}, false, true},                       // C = 2, kernel rows of 4 bytes
   };
   Generator gen(21);
   for (const Case& c : cases) {
@@ -399,6 +439,27 @@ TEST_CASE("quantized_conv2d: equals the f64 convolution of its dequantized opera
     }
     CHECK(worst <= 1e-5 * peak);
     CHECK(sqnr_db(y32, y) > 30);
+
+    // Every kernel, the patches read in place (where the shape allows) or
+    // gathered: the same integer sums, so the op's result bit for bit.
+    for (QGemmKernel k : kKernels)
+      for (cpu::QConvPatches patches : {cpu::QConvPatches::best, cpu::QConvPatches::gathered}) {
+        if (!cpu::qgemm_kernel_supported(k)) continue;
+        CAPTURE(cpu::qgemm_kernel_name(k));
+        CAPTURE(patches == cpu::QConvPatches::gathered);
+        Tensor got = full_like(y, std::nan(""));  // poisoned: every element must be written
+        cpu::QConv2dArgs a;
+        a.x = x.data_ptr<float>(), a.N = c.N, a.C = c.C, a.H = c.H, a.W = c.W;
+        a.O = c.O, a.kernel_h = c.kh, a.kernel_w = c.kw;
+        a.params = {c.o.stride[0], c.o.stride[1], c.o.padding[0], c.o.padding[1], c.o.dilation[0], c.o.dilation[1], 1,
+                    c.relu};
+        a.w_packed = packed.gemm.packed.data_ptr<int8_t>(), a.w_row_sums = packed.gemm.row_sums.data_ptr<int32_t>();
+        a.w_scale = packed.gemm.scale.data_ptr<float>(), a.bias = c.bias ? b.data_ptr<float>() : nullptr;
+        a.y = got.data_ptr<float>(), a.Hy = y.size(2), a.Wy = y.size(3);
+        a.kernel = k, a.patches = patches;
+        cpu::qconv2d(a);
+        CHECK(got.to_vector<float>() == y.to_vector<float>());
+      }
   }
 }
 

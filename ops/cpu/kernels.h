@@ -139,11 +139,24 @@ int64_t qgemm_packed_bytes(int64_t N, int64_t K);
 int64_t qgemm_padded_k(int64_t K);  // K rounded up to a multiple of 4
 void qgemm_pack_weight(const int8_t* w, int64_t N, int64_t K, int8_t* packed, int32_t* row_sums);
 
+// Where the int8 GEMM finds row m of x, when not at x + m·ldx: an implicit
+// convolution (qconv.cpp) reads its patches in place, in the quantized image.
+// Row m is the output position (b, r, c) = (m / (rows·cols), m / cols mod rows,
+// m mod cols) and starts at x + b·block_stride + r·row_stride + c·ldx; its K
+// bytes are `segments` runs of K / segments (one kernel row each), run s at
+// s·segment_stride from that start.
+struct QGemmRowGrid {
+  int64_t cols = 0;  // 0: no grid, row m at x + m·ldx
+  int64_t rows = 1, row_stride = 0, block_stride = 0;
+  int64_t segments = 1, segment_stride = 0;
+};
+
 // y (M, N) f32 = act(x_scale·w_scale[n]·(Σ_k x[m,k]·W[n,k] − x_zero_point·row_sums[n]) + bias[n]).
 struct QGemmArgs {
   int64_t M = 0, N = 0, K = 0;
-  const uint8_t* x = nullptr;  // (M, qgemm_padded_k(K)), row stride ldx
+  const uint8_t* x = nullptr;  // (M, qgemm_padded_k(K)), row stride ldx; or on x_grid
   int64_t ldx = 0;
+  QGemmRowGrid x_grid;  // with a grid, each run of K a whole number of groups of 4 bytes
   float x_scale = 1.0f;
   int32_t x_zero_point = 0;
   const int8_t* w_packed = nullptr;   // qgemm_pack_weight's layout
@@ -165,14 +178,20 @@ void qgemm(const QGemmArgs& args, QGemmKernel kernel = QGemmKernel::best);
 double amx_peak_macs_per_second(bool bf16);
 bool qgemm_kernel_supported(QGemmKernel kernel);
 const char* qgemm_kernel_name(QGemmKernel kernel);
+QGemmKernel qgemm_best_kernel();  // what `best` is on this CPU (after MINIDL_INT8_GEMM)
+// Whether the kernel reads x on a QGemmRowGrid: all but AMX, whose tiles load
+// rows of x at one stride (a grid whose rows are one stride apart runs on any).
+bool qgemm_reads_grid(QGemmKernel kernel);
 
 // The int8 convolution of dynamic quantization (ops/cpu/qconv.cpp), groups = 1:
-// x quantized to u8 (channels last) from its range in this call, each output
-// position's patch gathered into a row of K = kh·kw·C bytes in that order, qgemm
-// against the weight packed from (O, kh, kw, C) with the scale, bias and ReLU
+// x quantized to u8 (channels last) from its range in this call, qgemm over the
+// output positions' patches of K = kh·kw·C bytes in that order — read in place
+// in the quantized image, or gathered into rows where the kernel or shape cannot
+// — against the weight packed from (O, kh, kw, C) with the scale, bias and ReLU
 // (params.relu) in its epilogue, then transposed into y (N, O, Hy, Wy) — max
 // pooled first when max_pool is set (y then holds the pooled size). Throws when x
 // holds NaN or infinity, as quantized_linear does.
+enum class QConvPatches { best, gathered };  // gathered: always into rows (tests, `bench conv`)
 struct QConv2dArgs {
   const float* x = nullptr;  // (N, C, H, W) contiguous
   int64_t N = 0, C = 0, H = 0, W = 0;
@@ -185,6 +204,8 @@ struct QConv2dArgs {
   const Pool2dParams* max_pool = nullptr;
   float* y = nullptr;  // (N, O, Hy, Wy) contiguous
   int64_t Hy = 0, Wy = 0;
+  QGemmKernel kernel = QGemmKernel::best;
+  QConvPatches patches = QConvPatches::best;
 };
 void qconv2d(const QConv2dArgs& args);
 

@@ -1,21 +1,29 @@
 // ops/cpu/qconv.cpp — the int8 convolution of dynamic quantization.
 //
 // The int8 GEMM (qgemm.cpp) multiplies rows of unsigned activation bytes by a
-// packed signed weight, 4 bytes to a lane, and adds along each row: its K must
-// be contiguous in x. So this convolution unrolls patches into *rows* (one per
-// output position, "im2row"), where the f32 one unrolls them into columns:
+// packed signed weight, 4 bytes to a lane, and adds along each row. Each output
+// position is a row, its patch (K = kh·kw·C bytes) the row's K:
 //
-//   xq   (N, H, W, C) u8     = quantize(x), channels last, one pass over x
-//   rows (B·Ho·Wo, K) u8     = the patches of B samples, K = kh·kw·C in that order
-//   out  (B·Ho·Wo, O) f32    = qgemm(rows, W), scale, bias and ReLU in its epilogue
+//   xq   (N, Hp, Wp, C) u8   = quantize(x), channels last, padded: one pass over x
+//   out  (B·Ho·Wo, O) f32    = qgemm(patches, W), scale, bias and ReLU in its epilogue
 //   y    (N, O, Ho, Wo)      = out transposed per sample (max pooled first when asked)
 //
-// Channels last is what makes the patches cheap: a patch row of a 3×3 conv over
-// 32 channels is 3 runs of 3·32 contiguous bytes, copied whole, where from
+// Channels last is what makes the patches cheap. A patch of a 3×3 conv over 32
+// channels is 3 runs of 3·32 contiguous bytes — one per kernel row — where from
 // (C, H, W) it would be 288 single bytes. The weight is packed in the same
-// order, (O, kh, kw, C) (ops/quant.cpp). A 1×1 kernel at stride 1 needs no
-// rows: the quantized pixels are the patches, read in place. Zero padding is
-// the zero point: the quantization's range always holds 0, so 0 is exactly that level.
+// order, (O, kh, kw, C) (ops/quant.cpp), so the GEMM can read the patches where
+// they lie (an "implicit GEMM"): row (n, oh, ow) starts at pixel
+// (oh·sh, ow·sw) of sample n's padded image, and its K is kh runs of kw·C bytes,
+// one image row (Wp·C bytes, times the dilation) apart. qgemm takes exactly that
+// address map (QGemmRowGrid, kernels.h); no byte is copied. Zero padding is the
+// zero point, written once around each image: the quantization's range always
+// holds 0, so 0 is exactly that level.
+//
+// Where a kernel row's bytes are not whole groups of 4 (C = 1 or 3, a first
+// layer), the columns are dilated, or the kernel is AMX (its tiles load rows at
+// one stride), the patches are gathered into rows first ("im2row", the
+// transpose of the f32 convolution's im2col), B samples at a time, and qgemm
+// reads those.
 //
 // The activations' scale and zero point come from the whole input of the call
 // (choose_quant_params), as quantized_linear's do. Batches of samples share a
@@ -45,23 +53,42 @@ struct Geometry {
   int64_t N, C, H, W, O, kh, kw, Ho, Wo, K;  // K = kh·kw·C, a patch's bytes
 };
 
-// x (N, C, H, W) f32 -> xq (N, H, W, C) u8, a block of kPixels pixels at a
-// time: the block's (C, kPixels) floats are transposed into `tile` (kPixels,
-// C) as 8×8 blocks in registers, and the tile, now in xq's order, is quantized
-// in one contiguous run. Quantizing first and moving bytes would scatter every
-// byte C apart, one instruction each.
-void quantize_channels_last(const float* x, const Geometry& s, QuantParams q, uint8_t* xq) {
+// x (N, C, H, W) f32 -> xq (N, H + 2·ph, W + 2·pw, C) u8, the border the zero
+// point. A block of kPixels pixels at a time: the block's (C, kPixels) floats
+// are transposed into `tile` (kPixels, C) as 8×8 blocks in registers, and the
+// tile, now in xq's order, is quantized in contiguous runs (one per image row
+// it touches when the image is padded left and right). Quantizing first and
+// moving bytes would scatter every byte C apart, one instruction each.
+void quantize_channels_last(const float* x, const Geometry& s, QuantParams q, int64_t ph, int64_t pw, uint8_t* xq) {
   constexpr int64_t kPixels = 64;
   const int64_t C = s.C, plane = s.H * s.W, blocks = (plane + kPixels - 1) / kPixels;
+  const int64_t Hp = s.H + 2 * ph, Wp = s.W + 2 * pw;
+  const auto zero = static_cast<uint8_t>(q.zero_point);
   maybe_parallel(s.N * C * plane >= kParallelGrain && !in_parallel(), [&] {
     std::vector<float> tile_storage(static_cast<size_t>(kPixels * C));
     float* tile = tile_storage.data();
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
     for (int64_t t = 0; t < s.N * blocks; ++t) {
       const int64_t n = t / blocks, p0 = t % blocks * kPixels, count = std::min(kPixels, plane - p0);
       // tile[i·C + c] = x[n, c, p0 + i]
       transpose_block(tile, C, x + n * C * plane + p0, plane, count, C);
-      quantize_span_u8(tile, count * C, q, xq + (n * plane + p0) * C);
+      for (int64_t i = 0; i < count;) {  // pixel p0 + i is (h, w); the run goes to the end of its row
+        const int64_t h = (p0 + i) / s.W, w = (p0 + i) % s.W, run = pw == 0 ? count - i : std::min(count - i, s.W - w);
+        quantize_span_u8(tile + i * C, run * C, q, xq + ((n * Hp + h + ph) * Wp + w + pw) * C);
+        i += run;
+      }
+    }
+    if (ph == 0 && pw == 0) return;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < s.N * Hp; ++r) {  // padded row r of xq: all border, or its two ends
+      uint8_t* row = xq + r * Wp * C;
+      const int64_t h = r % Hp;
+      if (h < ph || h >= ph + s.H) {
+        std::memset(row, zero, static_cast<size_t>(Wp * C));
+      } else {
+        std::memset(row, zero, static_cast<size_t>(pw * C));
+        std::memset(row + (pw + s.W) * C, zero, static_cast<size_t>(pw * C));
+      }
     }
   });
 }
@@ -149,34 +176,49 @@ void qconv2d(const QConv2dArgs& a) {
   if (s.N == 0 || s.O == 0) return;
 
   const int64_t P = s.Ho * s.Wo, Kp = qgemm_padded_k(s.K), plane_y = a.Hy * a.Wy;
+  const QGemmKernel kernel = a.kernel == QGemmKernel::best ? qgemm_best_kernel() : a.kernel;
+  // In place: each kernel row's kw·C bytes adjacent in xq, and whole groups of 4.
+  // A 1×1 kernel at stride 1, unpadded, reads plain rows (the pixels), which
+  // every kernel takes; anything else needs one that reads a grid.
+  const bool pointwise = s.kh == 1 && s.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
+  const bool in_place = a.patches == QConvPatches::best && p.dilation_w == 1 && s.kw * s.C % 4 == 0 &&
+                        (pointwise || qgemm_reads_grid(kernel));
   const QuantParams q = choose_quant_params(a.x, s.N * s.C, s.H * s.W, s.H * s.W);  // throws on NaN or ±inf
-  const auto zero = static_cast<uint8_t>(q.zero_point);
-  Workspace<uint8_t> xq(s.N * s.H * s.W * s.C);
-  quantize_channels_last(a.x, s, q, xq.data());
+  // The padded image: Hp·Wp pixels of C bytes per sample (the padding is written only when read in place).
+  const int64_t ph = in_place ? p.pad_h : 0, pw = in_place ? p.pad_w : 0;
+  const int64_t Hp = s.H + 2 * ph, Wp = s.W + 2 * pw, image = Hp * Wp * s.C;
+  Workspace<uint8_t> xq(s.N * image);
+  quantize_channels_last(a.x, s, q, ph, pw, xq.data());
 
-  // A 1×1 kernel at stride 1 without padding over whole groups of 4 channels:
-  // xq's pixels are the patches already, and the GEMM reads them in place.
-  const bool pointwise =
-      s.kh == 1 && s.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0 && Kp == s.C;
-  const Batching bt = batching(s.N, P * ((pointwise ? 0 : Kp) + s.O * int64_t{sizeof(float)}));
+  // Row (b, oh, ow) of the GEMM: pixel (oh·sh, ow·sw) of padded image b, then kh
+  // runs of kw·C bytes, dilation_h image rows apart.
+  QGemmRowGrid grid;
+  grid.cols = s.Wo, grid.rows = s.Ho, grid.row_stride = p.stride_h * Wp * s.C, grid.block_stride = image;
+  grid.segments = s.kh, grid.segment_stride = p.dilation_h * Wp * s.C;
+
+  const Batching bt = batching(s.N, P * ((in_place ? 0 : Kp) + s.O * int64_t{sizeof(float)}));
   maybe_parallel(bt.parallel, [&] {
-    Workspace<uint8_t> rows(pointwise ? 0 : bt.B * P * Kp);
+    Workspace<uint8_t> rows(in_place ? 0 : bt.B * P * Kp);
     Workspace<float> out(bt.B * P * s.O);
     Workspace<float> pooled(a.max_pool ? plane_y * s.O : 0);
 #pragma omp for schedule(static)
     for (int64_t batch = 0; batch < bt.batches; ++batch) {
       const auto [n0, nb] = bt.range(batch);
-      if (!pointwise)
-        for (int64_t b = 0; b < nb; ++b)
-          gather_patches(rows.data() + b * P * Kp, Kp, xq.data() + (n0 + b) * s.H * s.W * s.C, s, p, zero);
       QGemmArgs g;
       g.M = nb * P, g.N = s.O, g.K = s.K;
-      g.x = pointwise ? xq.data() + n0 * P * s.C : rows.data(), g.ldx = Kp, g.x_scale = q.scale,
-      g.x_zero_point = q.zero_point;
+      if (in_place) {
+        g.x = xq.data() + n0 * image, g.ldx = p.stride_w * s.C, g.x_grid = grid;
+      } else {
+        for (int64_t b = 0; b < nb; ++b)
+          gather_patches(rows.data() + b * P * Kp, Kp, xq.data() + (n0 + b) * image, s, p,
+                         static_cast<uint8_t>(q.zero_point));
+        g.x = rows.data(), g.ldx = Kp;
+      }
+      g.x_scale = q.scale, g.x_zero_point = q.zero_point;
       g.w_packed = a.w_packed, g.w_row_sums = a.w_row_sums, g.w_scale = a.w_scale;
       g.bias = a.bias, g.relu = p.relu;
       g.y = out.data(), g.ldy = s.O;
-      qgemm(g);
+      qgemm(g, kernel);
       for (int64_t b = 0; b < nb; ++b) {
         float* y = a.y + (n0 + b) * s.O * plane_y;
         const float* o = out.data() + b * P * s.O;

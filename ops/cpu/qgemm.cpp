@@ -31,6 +31,10 @@
 // accumulators in registers, broadcasts 4 bytes of each of its MR rows of x per
 // group and loads NV vectors of the weight: MR·NV multiply-adds of 64 per NV
 // loads. Threads split the (panel group × row block) tiles.
+//
+// Where a row of x lies is the tile's business alone (TileRows): at m·ldx, or
+// on a QGemmRowGrid, so that a convolution's patches are read where they lie in
+// the image (qconv.cpp) — the same kernels, with K taken in a few runs.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -40,6 +44,7 @@
 #include <cstring>
 #include <string>
 
+#include "core/check.h"
 #include "core/error.h"
 #include "ops/cpu/amx.h"
 #include "ops/cpu/cpu_features.h"
@@ -172,9 +177,45 @@ void quantize_rows_u8(const float* x, int64_t M, int64_t K, int64_t ldx, QuantPa
   });
 }
 
-// ---------------------------------------------------------------- the epilogue, in scalar form
+// ---------------------------------------------------------------- rows of x
 
 namespace {
+// Where row m of x starts (QGemmArgs::x_grid).
+inline const uint8_t* x_row(const QGemmArgs& a, int64_t m) {
+  const QGemmRowGrid& g = a.x_grid;
+  if (g.cols == 0) return a.x + m * a.ldx;
+  const int64_t line = m / g.cols;  // (b, r) as one index
+  return a.x + line / g.rows * g.block_stride + line % g.rows * g.row_stride + m % g.cols * a.ldx;
+}
+
+// A tile's MR rows of x, and K's runs: group g of run s is 4 bytes at
+// row[i] + s·segment_stride + 4·g. Without a grid, one run of all the groups.
+template <int MR>
+struct TileRows {
+  const uint8_t* row[MR];
+  int64_t segments, segment_groups, segment_stride;
+  TileRows(const QGemmArgs& a, int64_t m0)
+      : segments(a.x_grid.segments),
+        segment_groups(groups_of(a.K) / a.x_grid.segments),
+        segment_stride(a.x_grid.segment_stride) {
+    const QGemmRowGrid& g = a.x_grid;
+    if (g.cols == 0) {
+      for (int i = 0; i < MR; ++i) row[i] = a.x + (m0 + i) * a.ldx;
+      return;
+    }
+    // x_row's (b, r, c) for m0, then stepped along (three divisions a tile, not 3·MR).
+    int64_t c = m0 % g.cols, r = m0 / g.cols % g.rows, b = m0 / g.cols / g.rows;
+    for (int i = 0; i < MR; ++i) {
+      row[i] = a.x + b * g.block_stride + r * g.row_stride + c * a.ldx;
+      if (++c < g.cols) continue;
+      c = 0;
+      if (++r == g.rows) r = 0, ++b;
+    }
+  }
+};
+
+// ---------------------------------------------------------------- the epilogue, in scalar form
+
 // y = act(scale·(acc − zx·row_sum) + bias) for one element; the vector kernels
 // compute the same with one rounding in the same places (a fused multiply-add).
 inline float finish(int32_t acc, int64_t n, const QGemmArgs& a) {
@@ -185,15 +226,18 @@ inline float finish(int32_t acc, int64_t n, const QGemmArgs& a) {
 // ---------------------------------------------------------------- reference
 
 void qgemm_reference(const QGemmArgs& a) {
-  const int64_t K = a.K;
+  const int64_t K = a.K, run = K / a.x_grid.segments;
   parallel_for(a.M * a.N * K > 8 * kParallelGrain, a.M, [&](int64_t m0, int64_t m1) {
-    for (int64_t m = m0; m < m1; ++m)
+    for (int64_t m = m0; m < m1; ++m) {
+      const uint8_t* x = x_row(a, m);
       for (int64_t n = 0; n < a.N; ++n) {
         int32_t acc = 0;
         for (int64_t k = 0; k < K; ++k)
-          acc += static_cast<int32_t>(a.x[m * a.ldx + k]) * static_cast<int32_t>(a.w_packed[packed_offset(n, k, K)]);
+          acc += static_cast<int32_t>(x[k / run * a.x_grid.segment_stride + k % run]) *
+                 static_cast<int32_t>(a.w_packed[packed_offset(n, k, K)]);
         a.y[m * a.ldy + n] = finish(acc, n, a);
       }
+    }
   });
 }
 
@@ -235,24 +279,27 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni51
                                                                                   int64_t p0) {
   const int64_t G = groups_of(a.K);
   const int8_t* w = a.w_packed + p0 * G * 64;
-  const uint8_t* x = a.x + m0 * a.ldx;
+  const TileRows<MR> x(a, m0);
   __m512i acc[MR][NV];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
   // (Every loop over MR and NV is unrolled, so the accumulators stay in registers.)
-  for (int64_t g = 0; g < G; ++g) {
-    __m512i b[NV];
+  for (int64_t s = 0, g = 0; s < x.segments; ++s) {
+    const int64_t run = s * x.segment_stride;
+    for (int64_t j = 0; j < x.segment_groups; ++j, ++g) {
+      __m512i b[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_si512(w + (v * G + g) * 64);
+      for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_si512(w + (v * G + g) * 64);
 #pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      int32_t four;
-      std::memcpy(&four, x + i * a.ldx + 4 * g, 4);
-      const __m512i xi = _mm512_set1_epi32(four);
+      for (int i = 0; i < MR; ++i) {
+        int32_t four;
+        std::memcpy(&four, x.row[i] + run + 4 * j, 4);
+        const __m512i xi = _mm512_set1_epi32(four);
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) dpbusd(acc[i][v], xi, b[v]);
+        for (int v = 0; v < NV; ++v) dpbusd(acc[i][v], xi, b[v]);
+      }
     }
   }
 #pragma GCC unroll 8
@@ -379,21 +426,24 @@ template <class Isa, int MR, int NV>
 void tile_256(const QGemmArgs& a, int64_t m0, int64_t p0) {
   const int64_t G = groups_of(a.K);
   const int8_t* w = a.w_packed + p0 * G * 64;
-  const uint8_t* x = a.x + m0 * a.ldx;
+  const TileRows<MR> x(a, m0);
   constexpr int V = 2 * NV;  // 256-bit halves
   __m256i acc[MR][V];
   for (auto& row : acc)
     for (auto& v : row) v = _mm256_setzero_si256();
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(Isa::kXOffset));
-  for (int64_t g = 0; g < G; ++g) {
-    __m256i b[V];
-    for (int v = 0; v < V; ++v)
-      b[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + ((v / 2) * G + g) * 64 + (v % 2) * 32));
-    for (int i = 0; i < MR; ++i) {
-      int32_t four;
-      std::memcpy(&four, x + i * a.ldx + 4 * g, 4);
-      const __m256i xi = _mm256_xor_si256(_mm256_set1_epi32(four), flip);  // u8 − 128 as s8 when flip is 0x80
-      for (int v = 0; v < V; ++v) acc[i][v] = Isa::dot4(acc[i][v], xi, b[v]);
+  for (int64_t s = 0, g = 0; s < x.segments; ++s) {
+    const int64_t run = s * x.segment_stride;
+    for (int64_t j = 0; j < x.segment_groups; ++j, ++g) {
+      __m256i b[V];
+      for (int v = 0; v < V; ++v)
+        b[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + ((v / 2) * G + g) * 64 + (v % 2) * 32));
+      for (int i = 0; i < MR; ++i) {
+        int32_t four;
+        std::memcpy(&four, x.row[i] + run + 4 * j, 4);
+        const __m256i xi = _mm256_xor_si256(_mm256_set1_epi32(four), flip);  // u8 − 128 as s8 when flip is 0x80
+        for (int v = 0; v < V; ++v) acc[i][v] = Isa::dot4(acc[i][v], xi, b[v]);
+      }
     }
   }
   // Σ x·w = Σ (x − offset)·w + offset·Σ w: the offset joins the zero point.
@@ -463,8 +513,10 @@ const char* qgemm_kernel_id(QGemmKernel k) {
   }
 }
 
+}  // namespace
+
 // MINIDL_INT8_GEMM=amx|avx512-vnni|avx-vnni|avx2|reference overrides (tests and benchmarks).
-QGemmKernel best_qgemm_kernel() {
+QGemmKernel qgemm_best_kernel() {
   if (const char* env = std::getenv("MINIDL_INT8_GEMM"); env && *env) {
     const std::string e = env;
     for (QGemmKernel k :
@@ -480,7 +532,8 @@ QGemmKernel best_qgemm_kernel() {
   if (path != CpuPath::generic) return QGemmKernel::avx2;
   return QGemmKernel::reference;
 }
-}  // namespace
+
+bool qgemm_reads_grid(QGemmKernel k) { return (k == QGemmKernel::best ? qgemm_best_kernel() : k) != QGemmKernel::amx; }
 
 bool qgemm_kernel_supported(QGemmKernel k) {
   const CpuFeatures& f = cpu_features();
@@ -503,7 +556,7 @@ bool qgemm_kernel_supported(QGemmKernel k) {
 const char* qgemm_kernel_name(QGemmKernel k) {
   switch (k) {
     case QGemmKernel::best:
-      return qgemm_kernel_name(best_qgemm_kernel());
+      return qgemm_kernel_name(qgemm_best_kernel());
     case QGemmKernel::reference:
       return "int8-reference";
     case QGemmKernel::avx2:
@@ -518,11 +571,26 @@ const char* qgemm_kernel_name(QGemmKernel k) {
   return "?";
 }
 
-void qgemm(const QGemmArgs& a, QGemmKernel kernel) {
-  if (a.M == 0 || a.N == 0) return;
-  if (kernel == QGemmKernel::best) kernel = best_qgemm_kernel();
+void qgemm(const QGemmArgs& args, QGemmKernel kernel) {
+  if (args.M == 0 || args.N == 0) return;
+  if (kernel == QGemmKernel::best) kernel = qgemm_best_kernel();
   if (!qgemm_kernel_supported(kernel))
     throw Error(std::string("qgemm: this CPU (") + cpu_features().model + ") cannot run " + qgemm_kernel_name(kernel));
+  QGemmArgs a = args;
+  const QGemmRowGrid& g = args.x_grid;
+  if (g.cols != 0 || g.segments != 1) {
+    MINIDL_CHECK(g.cols >= 1 && g.rows >= 1 && g.segments >= 1 && a.K % (4 * g.segments) == 0,
+                 "qgemm: a row grid needs cols, rows and segments >= 1 and each of the {} runs of K = {} a multiple "
+                 "of 4 bytes (cols {}, rows {})",
+                 g.segments, a.K, g.cols, g.rows);
+    // Rows one stride apart after all (a 1×1 convolution at stride 1, unpadded)
+    // run as plain rows, on any kernel: no row arithmetic per tile.
+    if (g.segments == 1 && g.row_stride == g.cols * a.ldx && g.block_stride == g.rows * g.row_stride)
+      a.x_grid = QGemmRowGrid{};
+    else
+      MINIDL_CHECK(qgemm_reads_grid(kernel), "qgemm: {} reads rows of x at one stride, not on a grid",
+                   qgemm_kernel_name(kernel));
+  }
   switch (kernel) {
     case QGemmKernel::amx:
       return qgemm_amx(a);

@@ -535,12 +535,15 @@ int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o) {
 // `bench conv --int8`: the int8 convolution of dynamic quantization
 // (quantized_conv2d) beside the f32 one, forward only, interleaved: where it
 // pays, by the patch length C·k·k (compress::kMinInt8ConvPatch comes from this).
+// A third column times the int8 kernel with its patches gathered into rows
+// first (im2row), which the GEMM otherwise reads in place (ops/cpu/qconv.cpp).
 int bench_conv_int8(const std::vector<std::string>& shapes, const CommonOptions& o) {
   MINIDL_CHECK(Device(o.device).is_cpu(), "bench conv --int8: the int8 convolution runs on the CPU only, not on {}",
                o.device);
-  Table table(fmt::format("conv2d forward, f32 vs int8 dynamic (+ReLU), {} threads, GEMMs {} and {}", threads(),
-                          cpu::gemm_kernel_name(cpu::GemmKernel::best), cpu::qgemm_kernel_name(cpu::QGemmKernel::best)),
-              {"shape", "patch", "f32", "int8", "speed-up (p10-p90)", "int8 vs f32"});
+  Table table(
+      fmt::format("conv2d forward, f32 vs int8 dynamic (+ReLU), {} threads, GEMMs {} and {}", threads(),
+                  cpu::gemm_kernel_name(cpu::GemmKernel::best), cpu::qgemm_kernel_name(cpu::QGemmKernel::best)),
+      {"shape", "patch", "f32", "int8", "speed-up (p10-p90)", "int8 gathered", "in place vs gathered", "int8 vs f32"});
   const Timer timer = timer_for(o);
   nlohmann::json rows = nlohmann::json::array();
   Generator gen(6);
@@ -571,19 +574,31 @@ int bench_conv_int8(const std::vector<std::string>& shapes, const CommonOptions&
     const Tensor y32 = conv2d(x, w, b, opts, Activation::relu);
     require_close("conv --int8", spec + " f32 forward", y32,
                   conv2d(x.to(DType::f64), w.to(DType::f64), b.to(DType::f64), opts, Activation::relu), 1e-4);
+    // The gathered form, checked to give the same bits before it is timed.
+    Shape y_shape;
+    const Conv2dParams params =
+        conv2d_params("bench conv --int8", x.shape(), w.shape(), b, opts, Activation::relu, y_shape);
+    const Tensor y_gathered = empty(y_shape);
+    auto gathered = [&] { run_quantized_conv2d(y_gathered, x, packed, b, params, nullptr, true); };
+    gathered();
+    MINIDL_CHECK(y_gathered.to_vector<float>() == y8.to_vector<float>(),
+                 "bench conv --int8: {}: the gathered patches give other values than the in-place ones", spec);
     const double sqnr = sqnr_db(y32, y8);
     SideBySide sb =
         run_side_by_side({{"f32", [&] { Tensor y = conv2d(x, w, b, opts, Activation::relu); }},
-                          {"int8", [&] { Tensor y = quantized_conv2d(x, packed, b, opts, Activation::relu); }}},
+                          {"int8", [&] { Tensor y = quantized_conv2d(x, packed, b, opts, Activation::relu); }},
+                          {"int8 gathered", gathered}},
                          to_options(o), timer);
     table.add_row({spec, std::to_string(C * K * K), format_seconds(sb.stats[0].median),
                    format_seconds(sb.stats[1].median),
                    fmt::format("{:.2f}x ({:.2f}-{:.2f})", sb.speedup[1], sb.speedup_p10[1], sb.speedup_p90[1]),
+                   format_seconds(sb.stats[2].median), fmt::format("{:.2f}x", sb.stats[2].median / sb.stats[1].median),
                    fmt::format("{:.1f} dB", sqnr)});
     rows.push_back({{"shape", spec},
                     {"patch", C * K * K},
                     {"f32", sb.stats[0].to_json()},
                     {"int8", sb.stats[1].to_json()},
+                    {"int8_gathered", sb.stats[2].to_json()},
                     {"speedup", {{"median", sb.speedup[1]}, {"p10", sb.speedup_p10[1]}, {"p90", sb.speedup_p90[1]}}},
                     {"sqnr_db", sqnr}});
   }
