@@ -286,16 +286,21 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void tile_vnni51
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_si512();
   // (Every loop over MR and NV is unrolled, so the accumulators stay in registers.)
-  for (int64_t s = 0, g = 0; s < x.segments; ++s) {
-    const int64_t run = s * x.segment_stride;
-    for (int64_t j = 0; j < x.segment_groups; ++j, ++g) {
+  for (int64_t s = 0; s < x.segments; ++s) {
+    // This run's rows of x and groups of w, both indexed by k alone: GCC then
+    // keeps one index for the MR rows, where xs[i] + 4·j gave each its own.
+    const uint8_t* xs[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) xs[i] = x.row[i] + s * x.segment_stride;
+    const int8_t* ws = w + s * x.segment_groups * 64;
+    for (int64_t k = 0; k < 4 * x.segment_groups; k += 4) {  // the run's bytes, a group at a time
       __m512i b[NV];
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_si512(w + (v * G + g) * 64);
+      for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_si512(ws + v * G * 64 + 16 * k);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
         int32_t four;
-        std::memcpy(&four, x.row[i] + run + 4 * j, 4);
+        std::memcpy(&four, xs[i] + k, 4);
         const __m512i xi = _mm512_set1_epi32(four);
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) dpbusd(acc[i][v], xi, b[v]);
@@ -432,15 +437,17 @@ void tile_256(const QGemmArgs& a, int64_t m0, int64_t p0) {
   for (auto& row : acc)
     for (auto& v : row) v = _mm256_setzero_si256();
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(Isa::kXOffset));
-  for (int64_t s = 0, g = 0; s < x.segments; ++s) {
-    const int64_t run = s * x.segment_stride;
-    for (int64_t j = 0; j < x.segment_groups; ++j, ++g) {
+  for (int64_t s = 0; s < x.segments; ++s) {
+    const uint8_t* xs[MR];  // as in tile_vnni512: one index in the loop below
+    for (int i = 0; i < MR; ++i) xs[i] = x.row[i] + s * x.segment_stride;
+    const int8_t* ws = w + s * x.segment_groups * 64;
+    for (int64_t k = 0; k < 4 * x.segment_groups; k += 4) {
       __m256i b[V];
       for (int v = 0; v < V; ++v)
-        b[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + ((v / 2) * G + g) * 64 + (v % 2) * 32));
+        b[v] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ws + (v / 2) * G * 64 + 16 * k + (v % 2) * 32));
       for (int i = 0; i < MR; ++i) {
         int32_t four;
-        std::memcpy(&four, x.row[i] + run + 4 * j, 4);
+        std::memcpy(&four, xs[i] + k, 4);
         const __m256i xi = _mm256_xor_si256(_mm256_set1_epi32(four), flip);  // u8 − 128 as s8 when flip is 0x80
         for (int v = 0; v < V; ++v) acc[i][v] = Isa::dot4(acc[i][v], xi, b[v]);
       }
