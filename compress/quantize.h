@@ -101,15 +101,15 @@ nn::ModulePtr build_quant_linear(const nn::SpecReader& r);
 nn::ModulePtr build_quant_conv2d(const nn::SpecReader& r);
 
 // The shortest patch (C·kh·kw values) quantize_dynamic makes an int8
-// convolution of. The int8 one quantizes its input, gathers its patches and
-// transposes its output, all in proportion to the input and the output, while
-// its arithmetic gain grows with the patch: on the Zen 5 VM (`minidl bench conv
-// --int8`, docs/benchmarks.md) a first layer's 3×3 over 1 channel (9) runs at
-// 0.4–0.7× of f32 and a 3×3 over 4 channels at 0.8–0.9×, a 3×3 over 8 channels
-// (72) at 1.5× and the cnn's second conv (288) at 3.0×. Set where a 1×1 over 64
-// channels broke even; since the output transpose stopped opening an OpenMP
-// region per sample, 1×1 kernels gain from 32 on (1.3×), so 64 is conservative.
-inline constexpr int64_t kMinInt8ConvPatch = 64;
+// convolution of. The int8 one quantizes its input and transposes its output,
+// in proportion to the input and the output, while its arithmetic gain grows
+// with the patch. On the Zen 5 VM (`minidl bench conv --int8`,
+// docs/benchmarks.md), since it reads its patches in place: a 3×3 over 4
+// channels (36) runs at 1.6–1.7× of f32 on both the AVX-512 and the AVX2 path;
+// a 1×1 over 32 channels at 1.4× on AVX-512 but 0.7–0.9× on AVX2 and at
+// stride 2; a first layer's 3×3 over 1 or 2 channels (9, 18: rows of 3 or 6
+// bytes, gathered) at 0.4–0.8×.
+inline constexpr int64_t kMinInt8ConvPatch = 36;
 
 struct QuantizeOptions {
   bool per_channel = true;  // one scale per output channel; false: one per tensor
