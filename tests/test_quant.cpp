@@ -519,6 +519,24 @@ TEST_CASE("quantized_conv2d and the int8 conv weight refuse bad input, naming it
   CHECK_THROWS_WITH_AS(pack_int8_conv_weight(minus128, q.scale), doctest::Contains("-128"), Error);
 }
 
+TEST_CASE("quantize_dynamic with convolutions: int8 from a patch of kMinInt8ConvPatch = 36 values, not below") {
+  static_assert(compress::kMinInt8ConvPatch == 36, "this test's layers sit on either side of 36");
+  Generator gen(25);
+  auto model = nn::make<nn::Sequential>(std::vector<nn::ModulePtr>{
+      nn::make<nn::Conv2d>(4, 35, 3, Conv2dOptions{.padding = {1, 1}}, true, gen),         // 4·3·3 = 36: int8
+      nn::make<nn::ReLU>(), nn::make<nn::Conv2d>(35, 8, 1, Conv2dOptions{}, true, gen)});  // 35·1·1: f32
+  model->eval();
+  compress::QuantizeOptions o;
+  o.convolutions = true;
+  const auto report = compress::quantize_dynamic(*model, o);
+  REQUIRE(report.size() == 2);
+  CHECK(report[0].path == "0");
+  CHECK(report[0].kept_f32.empty());
+  CHECK(report[1].path == "2");
+  CHECK(report[1].kept_f32.find("a patch of 35 values") != std::string::npos);
+  CHECK(model->str().find("QuantConv2d(4, 35") != std::string::npos);
+}
+
 TEST_CASE("quantize_dynamic with convolutions: QuantConv2d where the patch pays; report; checkpoint; no GPU") {
   TempDir dir;
   Generator gen(24);
