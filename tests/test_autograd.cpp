@@ -3,11 +3,12 @@
 #include <doctest/doctest.h>
 
 #include "minidl.h"
+#include "tensor_literals.h"
 
 using namespace minidl;
+using minidl::testing::f64;
 
 namespace {
-Tensor f64(std::vector<double> v, Shape shape) { return from_vector(v, shape); }
 Tensor param(std::vector<double> v, Shape shape) { return f64(v, shape).requires_grad_(true); }
 }  // namespace
 

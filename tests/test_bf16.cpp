@@ -17,8 +17,8 @@ using cpu::Bf16GemmKernel;
 
 namespace {
 
-const Bf16GemmKernel kKernels[] = {Bf16GemmKernel::reference, Bf16GemmKernel::avx512_cvt, Bf16GemmKernel::avx512_bf16,
-                                   Bf16GemmKernel::amx, Bf16GemmKernel::small_m};
+const Bf16GemmKernel kBf16Kernels[] = {Bf16GemmKernel::reference, Bf16GemmKernel::avx512_cvt,
+                                       Bf16GemmKernel::avx512_bf16, Bf16GemmKernel::amx, Bf16GemmKernel::small_m};
 
 std::vector<uint16_t> random_bf16(int64_t n, std::mt19937_64& rng) {
   std::normal_distribution<float> d(0.0f, 1.0f);
@@ -37,7 +37,7 @@ double widen(uint16_t b) {
 TEST_CASE("gemm_bf16: every kernel this CPU runs against the f64 product of the same bf16 values") {
   MESSAGE("CPU: " << cpu::cpu_summary()
                   << "; bf16 GEMM: " << std::string(cpu::gemm_bf16_kernel_name(Bf16GemmKernel::best)));
-  for (Bf16GemmKernel k : kKernels)
+  for (Bf16GemmKernel k : kBf16Kernels)
     if (!cpu::gemm_bf16_kernel_supported(k))
       MESSAGE("skipped " << std::string(cpu::gemm_bf16_kernel_name(k)) << ": this CPU lacks it");
   const int64_t shapes[][3] = {{1, 1, 1},
@@ -64,7 +64,7 @@ TEST_CASE("gemm_bf16: every kernel this CPU runs against the f64 product of the 
     for (auto& b : bias) b = static_cast<float>(rng() % 100) / 25.0f - 2.0f;
     std::vector<uint16_t> packed(static_cast<size_t>(cpu::gemm_bf16_packed_elements(N, K)));
     cpu::gemm_bf16_pack_weight(w.data(), K, N, K, packed.data());
-    for (Bf16GemmKernel k : kKernels) {
+    for (Bf16GemmKernel k : kBf16Kernels) {
       if (!cpu::gemm_bf16_kernel_supported(k)) continue;
       for (bool relu : {false, true})
         for (bool bf16_out : {false, true}) {

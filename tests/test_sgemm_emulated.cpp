@@ -20,12 +20,12 @@
 
 namespace {
 
-struct Case {
+struct SgemmCase {
   int64_t M, N, K;
   bool ta, tb;  // A or B read transposed (unit row stride)
 };
 
-void check_version(int version, const Case& c) {
+void check_version(int version, const SgemmCase& c) {
   CAPTURE(version);
   CAPTURE(c.M);
   CAPTURE(c.N);
@@ -115,9 +115,10 @@ TEST_CASE("the emulator itself: barriers order the block, shuffles exchange, a d
 TEST_CASE("the hand-written CUDA SGEMM, every version, on the host emulator: edges, transposes, epilogue") {
   // Shapes chosen to break tiles: one element, remainders in every dimension,
   // K shorter than a tile step, tiles exactly filled, and each operand transposed.
-  const std::vector<Case> cases = {{1, 1, 1, false, false},   {17, 33, 65, false, false}, {130, 129, 20, false, true},
-                                   {65, 140, 7, true, false},  {128, 128, 16, true, true}, {3, 200, 37, false, false},
-                                   {256, 132, 64, false, false}};  // the last: float4 loads for A and B
+  const std::vector<SgemmCase> cases = {{1, 1, 1, false, false},     {17, 33, 65, false, false},
+                                        {130, 129, 20, false, true}, {65, 140, 7, true, false},
+                                        {128, 128, 16, true, true},  {3, 200, 37, false, false},
+                                        {256, 132, 64, false, false}};  // the last: float4 loads for A and B
   for (int version = 1; version <= 5; ++version)
-    for (const Case& c : cases) check_version(version, c);
+    for (const SgemmCase& c : cases) check_version(version, c);
 }

@@ -3,12 +3,10 @@
 #include <doctest/doctest.h>
 
 #include "minidl.h"
+#include "tensor_literals.h"
 
 using namespace minidl;
-
-namespace {
-Tensor f32(std::vector<float> v, Shape shape) { return from_vector(v, shape); }
-}  // namespace
+using minidl::testing::f32;
 
 TEST_CASE("shape, strides and contiguity") {
   Tensor t = zeros({2, 3, 4});

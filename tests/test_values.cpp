@@ -10,15 +10,15 @@
 
 #include "core/philox.h"
 #include "minidl.h"
+#include "tensor_literals.h"
 
 using namespace minidl;
 using doctest::Approx;
+using minidl::testing::f32;
+using minidl::testing::f64;
+using minidl::testing::i64;
 
 namespace {
-Tensor f32(std::vector<float> v, Shape shape) { return from_vector(v, shape); }
-Tensor f64(std::vector<double> v, Shape shape) { return from_vector(v, shape); }
-Tensor i64(std::vector<int64_t> v, Shape shape) { return from_vector(v, shape); }
-
 void check_all(const Tensor& t, const std::vector<double>& expected, double eps = 1e-6) {
   std::vector<double> got = t.to_vector<double>();
   REQUIRE(got.size() == expected.size());
