@@ -149,6 +149,11 @@ struct QGemmRowGrid {
   int64_t cols = 0;  // 0: no grid, row m at x + m·ldx
   int64_t rows = 1, row_stride = 0, block_stride = 0;
   int64_t segments = 1, segment_stride = 0;
+  // Whether row m lies at x + m·ldx after all, one run each (a 1×1 convolution
+  // at stride 1, unpadded): qgemm then reads plain rows, on any kernel.
+  bool one_stride(int64_t ldx) const {
+    return segments == 1 && row_stride == cols * ldx && block_stride == rows * row_stride;
+  }
 };
 
 // y (M, N) f32 = act(x_scale·w_scale[n]·(Σ_k x[m,k]·W[n,k] − x_zero_point·row_sums[n]) + bias[n]).

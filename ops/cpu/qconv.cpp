@@ -177,24 +177,21 @@ void qconv2d(const QConv2dArgs& a) {
 
   const int64_t P = s.Ho * s.Wo, Kp = qgemm_padded_k(s.K), plane_y = a.Hy * a.Wy;
   const QGemmKernel kernel = a.kernel == QGemmKernel::best ? qgemm_best_kernel() : a.kernel;
-  // In place: each kernel row's kw·C bytes adjacent in xq, and whole groups of 4.
-  // A 1×1 kernel at stride 1, unpadded, reads plain rows (the pixels), which
-  // every kernel takes; anything else needs one that reads a grid.
-  const bool pointwise = s.kh == 1 && s.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
-  const bool in_place = a.patches == QConvPatches::best && p.dilation_w == 1 && s.kw * s.C % 4 == 0 &&
-                        (pointwise || qgemm_reads_grid(kernel));
-  const QuantParams q = choose_quant_params(a.x, s.N * s.C, s.H * s.W, s.H * s.W);  // throws on NaN or ±inf
-  // The padded image: Hp·Wp pixels of C bytes per sample (the padding is written only when read in place).
-  const int64_t ph = in_place ? p.pad_h : 0, pw = in_place ? p.pad_w : 0;
-  const int64_t Hp = s.H + 2 * ph, Wp = s.W + 2 * pw, image = Hp * Wp * s.C;
-  Workspace<uint8_t> xq(s.N * image);
-  quantize_channels_last(a.x, s, q, ph, pw, xq.data());
-
-  // Row (b, oh, ow) of the GEMM: pixel (oh·sh, ow·sw) of padded image b, then kh
-  // runs of kw·C bytes, dilation_h image rows apart.
+  // Read in place, row (b, oh, ow) of the GEMM is pixel (oh·sh, ow·sw) of padded
+  // image b, then kh runs of kw·C bytes, dilation_h image rows apart.
+  const int64_t Wp = s.W + 2 * p.pad_w, padded_image = (s.H + 2 * p.pad_h) * Wp * s.C, ldx = p.stride_w * s.C;
   QGemmRowGrid grid;
-  grid.cols = s.Wo, grid.rows = s.Ho, grid.row_stride = p.stride_h * Wp * s.C, grid.block_stride = image;
+  grid.cols = s.Wo, grid.rows = s.Ho, grid.row_stride = p.stride_h * Wp * s.C, grid.block_stride = padded_image;
   grid.segments = s.kh, grid.segment_stride = p.dilation_h * Wp * s.C;
+  // That needs each kernel row's kw·C bytes adjacent in xq and whole groups of 4,
+  // and a kernel that reads a grid — or a grid of plain rows (a 1×1 at stride 1).
+  const bool in_place = a.patches == QConvPatches::best && p.dilation_w == 1 && s.kw * s.C % 4 == 0 &&
+                        (grid.one_stride(ldx) || qgemm_reads_grid(kernel));
+  const QuantParams q = choose_quant_params(a.x, s.N * s.C, s.H * s.W, s.H * s.W);  // throws on NaN or ±inf
+  // Padded only when read in place (gather_patches writes the padding itself).
+  const int64_t image = in_place ? padded_image : s.H * s.W * s.C;
+  Workspace<uint8_t> xq(s.N * image);
+  quantize_channels_last(a.x, s, q, in_place ? p.pad_h : 0, in_place ? p.pad_w : 0, xq.data());
 
   const Batching bt = batching(s.N, P * ((in_place ? 0 : Kp) + s.O * int64_t{sizeof(float)}));
   maybe_parallel(bt.parallel, [&] {
@@ -207,7 +204,7 @@ void qconv2d(const QConv2dArgs& a) {
       QGemmArgs g;
       g.M = nb * P, g.N = s.O, g.K = s.K;
       if (in_place) {
-        g.x = xq.data() + n0 * image, g.ldx = p.stride_w * s.C, g.x_grid = grid;
+        g.x = xq.data() + n0 * image, g.ldx = ldx, g.x_grid = grid;
       } else {
         for (int64_t b = 0; b < nb; ++b)
           gather_patches(rows.data() + b * P * Kp, Kp, xq.data() + (n0 + b) * image, s, p,

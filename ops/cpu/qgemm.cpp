@@ -590,9 +590,7 @@ void qgemm(const QGemmArgs& args, QGemmKernel kernel) {
                  "qgemm: a row grid needs cols, rows and segments >= 1 and each of the {} runs of K = {} a multiple "
                  "of 4 bytes (cols {}, rows {})",
                  g.segments, a.K, g.cols, g.rows);
-    // Rows one stride apart after all (a 1×1 convolution at stride 1, unpadded)
-    // run as plain rows, on any kernel: no row arithmetic per tile.
-    if (g.segments == 1 && g.row_stride == g.cols * a.ldx && g.block_stride == g.rows * g.row_stride)
+    if (g.one_stride(a.ldx))  // plain rows: no row arithmetic per tile
       a.x_grid = QGemmRowGrid{};
     else
       MINIDL_CHECK(qgemm_reads_grid(kernel), "qgemm: {} reads rows of x at one stride, not on a grid",
