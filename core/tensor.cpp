@@ -103,6 +103,16 @@ bool Tensor::is_contiguous() const {
   return true;
 }
 
+bool Tensor::is_channels_last() const {
+  if (dim() != 4) return false;
+  int64_t expected = 1;
+  for (const int64_t i : {1, 3, 2, 0}) {  // C, W, H, N: innermost first
+    if (impl_->shape[i] != 1 && impl_->strides[i] != expected) return false;
+    expected *= impl_->shape[i];
+  }
+  return true;
+}
+
 void* Tensor::raw_data() const {
   check_defined("raw_data");
   return static_cast<char*>(impl_->storage->data()) + impl_->offset * element_size(impl_->dtype);

@@ -65,6 +65,10 @@ class Tensor {
   DType dtype() const;
   Device device() const;
   bool is_contiguous() const;
+  // A 4-D (N, C, H, W) tensor whose memory is (N, H, W, C), "channels last" (as
+  // PyTorch's memory_format): strides (H·W·C, 1, W·C, C), size-1 dims aside.
+  // Such a tensor is x.permute({0, 3, 1, 2}) of a contiguous (N, H, W, C) x.
+  bool is_channels_last() const;
   const std::shared_ptr<Storage>& storage() const;
 
   // Pointer to the first element (CPU or device memory). data_ptr<T> checks T.

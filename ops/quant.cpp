@@ -221,8 +221,17 @@ Tensor quantized_conv2d(const Tensor& x_in, const Int8ConvWeight& w, const Tenso
 
 void run_quantized_conv2d(const Tensor& y, const Tensor& x, const Int8ConvWeight& w, const Tensor& bias,
                           const Conv2dParams& p, const Pool2dParams* pool, bool gathered) {
+  // Each of x and y contiguous, or channels last (a compiled plan's int8 chain).
+  // A tensor that is both (C = 1, or 1×1 images) has the same bytes either way.
+  auto channels_last = [](const Tensor& t, const char* what) {
+    MINIDL_CHECK(t.is_contiguous() || t.is_channels_last(),
+                 "quantized_conv2d: {} {} with strides {} is neither contiguous nor channels last", what, t.shape(),
+                 t.strides());
+    return !t.is_contiguous();
+  };
   cpu::QConv2dArgs a;
   a.x = x.data_ptr<float>(), a.N = x.size(0), a.C = x.size(1), a.H = x.size(2), a.W = x.size(3);
+  a.x_channels_last = channels_last(x, "x"), a.y_channels_last = channels_last(y, "y");
   a.O = w.gemm.out_features, a.kernel_h = w.kernel_h, a.kernel_w = w.kernel_w, a.params = p;
   a.w_packed = w.gemm.packed.data_ptr<int8_t>(), a.w_row_sums = w.gemm.row_sums.data_ptr<int32_t>();
   a.w_scale = w.gemm.scale.data_ptr<float>(), a.bias = bias.defined() ? bias.data_ptr<float>() : nullptr;

@@ -75,7 +75,9 @@ Tensor quantized_conv2d(const Tensor& x, const Int8ConvWeight& w, const Tensor& 
                         const Conv2dOptions& o = {}, Activation act = Activation::none);
 // quantized_conv2d's kernel call alone, unchecked, into y, max pooled when `pool`
 // is set (y then has the pooled size): what a compiled plan's step runs. x and y
-// contiguous f32 on the CPU, bias f32 (O) or undefined; p as conv2d_params gives it.
+// f32 on the CPU, each contiguous or channels last (Tensor::is_channels_last: the
+// plan chains int8 convolutions that way); bias f32 (O) or undefined; p as
+// conv2d_params gives it.
 // gathered: copy the patches into rows first even where the GEMM could read them
 // in place (ops/cpu/qconv.cpp) — the same result; `bench conv --int8` times both.
 void run_quantized_conv2d(const Tensor& y, const Tensor& x, const Int8ConvWeight& w, const Tensor& bias,

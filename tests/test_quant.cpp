@@ -441,25 +441,33 @@ TEST_CASE("quantized_conv2d: equals the f64 convolution of its dequantized opera
     CHECK(sqnr_db(y32, y) > 30);
 
     // Every kernel, the patches read in place (where the shape allows) or
-    // gathered: the same integer sums, so the op's result bit for bit.
+    // gathered, x and y each stored channels first or channels last: the same
+    // integer sums, so the op's result bit for bit.
+    const Tensor x_nhwc = x.permute({0, 2, 3, 1}).contiguous();
     for (QGemmKernel k : kKernels)
-      for (cpu::QConvPatches patches : {cpu::QConvPatches::best, cpu::QConvPatches::gathered}) {
-        if (!cpu::qgemm_kernel_supported(k)) continue;
-        CAPTURE(cpu::qgemm_kernel_name(k));
-        CAPTURE(patches == cpu::QConvPatches::gathered);
-        Tensor got = full_like(y, std::nan(""));  // poisoned: every element must be written
-        cpu::QConv2dArgs a;
-        a.x = x.data_ptr<float>(), a.N = c.N, a.C = c.C, a.H = c.H, a.W = c.W;
-        a.O = c.O, a.kernel_h = c.kh, a.kernel_w = c.kw;
-        a.params = {c.o.stride[0], c.o.stride[1], c.o.padding[0], c.o.padding[1], c.o.dilation[0], c.o.dilation[1], 1,
-                    c.relu};
-        a.w_packed = packed.gemm.packed.data_ptr<int8_t>(), a.w_row_sums = packed.gemm.row_sums.data_ptr<int32_t>();
-        a.w_scale = packed.gemm.scale.data_ptr<float>(), a.bias = c.bias ? b.data_ptr<float>() : nullptr;
-        a.y = got.data_ptr<float>(), a.Hy = y.size(2), a.Wy = y.size(3);
-        a.kernel = k, a.patches = patches;
-        cpu::qconv2d(a);
-        CHECK(got.to_vector<float>() == y.to_vector<float>());
-      }
+      for (cpu::QConvPatches patches : {cpu::QConvPatches::best, cpu::QConvPatches::gathered})
+        for (int layouts = 0; layouts < 4; ++layouts) {
+          if (!cpu::qgemm_kernel_supported(k)) continue;
+          const bool x_cl = layouts & 1, y_cl = layouts & 2;
+          CAPTURE(cpu::qgemm_kernel_name(k));
+          CAPTURE(patches == cpu::QConvPatches::gathered);
+          CAPTURE(x_cl);
+          CAPTURE(y_cl);
+          // poisoned: every element must be written
+          Tensor got = y_cl ? full({c.N, y.size(2), y.size(3), c.O}, std::nan("")) : full_like(y, std::nan(""));
+          cpu::QConv2dArgs a;
+          a.x = (x_cl ? x_nhwc : x).data_ptr<float>(), a.N = c.N, a.C = c.C, a.H = c.H, a.W = c.W;
+          a.x_channels_last = x_cl, a.y_channels_last = y_cl;
+          a.O = c.O, a.kernel_h = c.kh, a.kernel_w = c.kw;
+          a.params = {c.o.stride[0], c.o.stride[1], c.o.padding[0], c.o.padding[1], c.o.dilation[0], c.o.dilation[1], 1,
+                      c.relu};
+          a.w_packed = packed.gemm.packed.data_ptr<int8_t>(), a.w_row_sums = packed.gemm.row_sums.data_ptr<int32_t>();
+          a.w_scale = packed.gemm.scale.data_ptr<float>(), a.bias = c.bias ? b.data_ptr<float>() : nullptr;
+          a.y = got.data_ptr<float>(), a.Hy = y.size(2), a.Wy = y.size(3);
+          a.kernel = k, a.patches = patches;
+          cpu::qconv2d(a);
+          CHECK((y_cl ? got.permute({0, 3, 1, 2}) : got).to_vector<float>() == y.to_vector<float>());
+        }
   }
 }
 
@@ -486,6 +494,13 @@ TEST_CASE("quantized_conv2d's kernel with a max pool equals max_pool2d of its ou
       a.y = got.data_ptr<float>(), a.Hy = want.size(2), a.Wy = want.size(3);
       cpu::qconv2d(a);
       CHECK(got.to_vector<float>() == want.to_vector<float>());
+      // The pooled output stored channels last (N, Hy, Wy, O), from an input stored so too.
+      const Tensor x_nhwc = x.permute({0, 2, 3, 1}).contiguous();
+      Tensor got_cl = minidl::full({3, want.size(2), want.size(3), 20}, std::nan(""));
+      a.x = x_nhwc.data_ptr<float>(), a.x_channels_last = true;
+      a.y = got_cl.data_ptr<float>(), a.y_channels_last = true;
+      cpu::qconv2d(a);
+      CHECK(got_cl.permute({0, 3, 1, 2}).to_vector<float>() == want.to_vector<float>());
       a.Hy += 1;  // not the pooled size
       CHECK_THROWS_WITH_AS(cpu::qconv2d(a), doctest::Contains("is not the 10x9 convolution pooled"), Error);
     }
@@ -517,6 +532,17 @@ TEST_CASE("quantized_conv2d and the int8 conv weight refuse bad input, naming it
   Tensor minus128 = q.values.clone();
   minus128.data_ptr<int8_t>()[5] = -128;
   CHECK_THROWS_WITH_AS(pack_int8_conv_weight(minus128, q.scale), doctest::Contains("-128"), Error);
+  // The plan's entry point takes x and y contiguous or channels last, nothing else.
+  const Conv2dParams p{1, 1, 0, 0, 1, 1, 1, false};
+  const Tensor y = empty({2, 4, 6, 6});
+  const Tensor swapped = randn({2, 8, 8, 3}, {}, gen).permute({0, 3, 2, 1});  // (N, C, W, H) memory
+  CHECK_THROWS_WITH_AS(run_quantized_conv2d(y, swapped, w, Tensor(), p),
+                       doctest::Contains("x [2, 3, 8, 8] with strides [192, 1, 3, 24] is neither contiguous nor "
+                                         "channels last"),
+                       Error);
+  CHECK_THROWS_WITH_AS(
+      run_quantized_conv2d(empty({2, 6, 4, 6}).transpose(1, 2), randn({2, 3, 8, 8}, {}, gen), w, Tensor(), p),
+      doctest::Contains("quantized_conv2d: y [2, 4, 6, 6]"), Error);
 }
 
 TEST_CASE("quantize_dynamic with convolutions: int8 from a patch of kMinInt8ConvPatch = 36 values, not below") {

@@ -24,6 +24,24 @@ TEST_CASE("shape, strides and contiguity") {
   CHECK_FALSE(p.is_contiguous());
 }
 
+TEST_CASE("channels last: a permuted (N, H, W, C) tensor, not a contiguous one or another order") {
+  const Tensor nhwc = zeros({2, 5, 4, 3});  // (N, H, W, C)
+  const Tensor cl = nhwc.permute({0, 3, 1, 2});
+  CHECK(cl.shape() == Shape{2, 3, 5, 4});
+  CHECK(cl.strides() == Shape{60, 1, 12, 3});
+  CHECK(cl.is_channels_last());
+  CHECK_FALSE(cl.is_contiguous());
+  CHECK_FALSE(zeros({2, 3, 5, 4}).is_channels_last());
+  CHECK_FALSE(nhwc.permute({0, 3, 2, 1}).is_channels_last());           // (N, C, W, H): W and H swapped
+  CHECK_FALSE(zeros({3, 5, 4}).permute({2, 0, 1}).is_channels_last());  // 3-D
+  CHECK_FALSE(cl.narrow(1, 0, 2).is_channels_last());                   // two of three channels: not dense
+  // One channel, or 1×1 images: the two layouts are the same bytes, and both tests say so.
+  const Tensor one = zeros({2, 5, 4, 1}).permute({0, 3, 1, 2});
+  CHECK((one.is_channels_last() && one.is_contiguous()));
+  const Tensor pixel = zeros({2, 3, 1, 1});
+  CHECK((pixel.is_channels_last() && pixel.is_contiguous()));
+}
+
 TEST_CASE("a write through a view shows in its base") {
   Tensor base = arange(0, 12, 1, {.dtype = DType::f32}).reshape({3, 4});
   base.select(0, 1).fill_(-1);                 // row 1

@@ -195,10 +195,13 @@ bool qgemm_reads_grid(QGemmKernel kernel);
 // — against the weight packed from (O, kh, kw, C) with the scale, bias and ReLU
 // (params.relu) in its epilogue, then transposed into y (N, O, Hy, Wy) — max
 // pooled first when max_pool is set (y then holds the pooled size). Throws when x
-// holds NaN or infinity, as quantized_linear does.
+// holds NaN or infinity, as quantized_linear does. x and y may each be stored
+// channels last instead, (N, H, W, C) and (N, Hy, Wy, O): a compiled plan chains
+// int8 convolutions that way, with no transpose between them (compile/plan.cpp).
 enum class QConvPatches { best, gathered };  // gathered: always into rows (tests, `bench conv`)
 struct QConv2dArgs {
-  const float* x = nullptr;  // (N, C, H, W) contiguous
+  const float* x = nullptr;  // (N, C, H, W) contiguous, or (N, H, W, C) if x_channels_last
+  bool x_channels_last = false;
   int64_t N = 0, C = 0, H = 0, W = 0;
   int64_t O = 0, kernel_h = 0, kernel_w = 0;
   Conv2dParams params{1, 1, 0, 0, 1, 1, 1, false};
@@ -207,8 +210,9 @@ struct QConv2dArgs {
   const float* w_scale = nullptr;       // (O)
   const float* bias = nullptr;          // (O) or null
   const Pool2dParams* max_pool = nullptr;
-  float* y = nullptr;  // (N, O, Hy, Wy) contiguous
+  float* y = nullptr;  // (N, O, Hy, Wy) contiguous, or (N, Hy, Wy, O) if y_channels_last
   int64_t Hy = 0, Wy = 0;
+  bool y_channels_last = false;
   QGemmKernel kernel = QGemmKernel::best;
   QConvPatches patches = QConvPatches::best;
 };
@@ -275,6 +279,19 @@ void avg_pool2d_backward(const TensorArg& gx, const TensorArg& gy, const Pool2dP
 // Output cell (i, j) averages rows [floor(i*H/Ho), ceil((i+1)*H/Ho)) and likewise columns.
 void adaptive_avg_pool2d_forward(const TensorArg& y, const TensorArg& x);
 void adaptive_avg_pool2d_backward(const TensorArg& gx, const TensorArg& gy);
+
+// ---- channels last (ops/cpu/channels_last.cpp): activations stored (N, P, C),
+// P = H·W pixels of C channels each, beside the usual (N, C, P). A compiled plan
+// keeps the values between int8 convolutions that way (compile/plan.cpp).
+// y (N, P, C) := x (N, C, P), and back. Transposes of 8×8 blocks in registers.
+void to_channels_last(float* y, const float* x, int64_t N, int64_t C, int64_t P);
+void to_channels_first(float* y, const float* x, int64_t N, int64_t C, int64_t P);
+// y (N, P, C) := relu(y + s), s (N, C, P) channels first: a residual join whose
+// two sides are stored differently, s transposed as it is read.
+void add_relu_channels_last(float* y, const float* s, int64_t N, int64_t C, int64_t P);
+// y (N, C) := the mean of x (N, P, C) over its P pixels, summed in pixel order:
+// bit for bit what adaptive_avg_pool2d_forward gives for a 1×1 output.
+void global_avg_pool_channels_last(float* y, const float* x, int64_t N, int64_t C, int64_t P);
 
 // Batch norm over x (N, C, L) contiguous; per-channel tensors are (C).
 // mean, var := the channel's mean and biased variance.

@@ -8,6 +8,11 @@
 //   out  (B·Ho·Wo, O) f32    = qgemm(patches, W), scale, bias and ReLU in its epilogue
 //   y    (N, O, Ho, Wo)      = out transposed per sample (max pooled first when asked)
 //
+// Either end may be channels last instead: an x stored (N, H, W, C) skips the
+// transpose on the way in, a y stored (N, Ho, Wo, O) the one on the way out —
+// without a pool, the GEMM then writes y itself. A compiled plan keeps the
+// activations between int8 convolutions that way (compile/plan.cpp).
+//
 // Channels last is what makes the patches cheap. A patch of a 3×3 conv over 32
 // channels is 3 runs of 3·32 contiguous bytes — one per kernel row — where from
 // (C, H, W) it would be 288 single bytes. The weight is packed in the same
@@ -59,23 +64,35 @@ struct Geometry {
 // tile, now in xq's order, is quantized in contiguous runs (one per image row
 // it touches when the image is padded left and right). Quantizing first and
 // moving bytes would scatter every byte C apart, one instruction each.
-void quantize_channels_last(const float* x, const Geometry& s, QuantParams q, int64_t ph, int64_t pw, uint8_t* xq) {
+// x_channels_last: x is (N, H, W, C) already, and each of its image rows is
+// quantized as one run into its padded place.
+void quantize_channels_last(const float* x, bool x_channels_last, const Geometry& s, QuantParams q, int64_t ph,
+                            int64_t pw, uint8_t* xq) {
   constexpr int64_t kPixels = 64;
   const int64_t C = s.C, plane = s.H * s.W, blocks = (plane + kPixels - 1) / kPixels;
   const int64_t Hp = s.H + 2 * ph, Wp = s.W + 2 * pw;
   const auto zero = static_cast<uint8_t>(q.zero_point);
   maybe_parallel(s.N * C * plane >= kParallelGrain && !in_parallel(), [&] {
-    std::vector<float> tile_storage(static_cast<size_t>(kPixels * C));
-    float* tile = tile_storage.data();
+    if (x_channels_last) {
 #pragma omp for schedule(static) nowait
-    for (int64_t t = 0; t < s.N * blocks; ++t) {
-      const int64_t n = t / blocks, p0 = t % blocks * kPixels, count = std::min(kPixels, plane - p0);
-      // tile[i·C + c] = x[n, c, p0 + i]
-      transpose_block(tile, C, x + n * C * plane + p0, plane, count, C);
-      for (int64_t i = 0; i < count;) {  // pixel p0 + i is (h, w); the run goes to the end of its row
-        const int64_t h = (p0 + i) / s.W, w = (p0 + i) % s.W, run = pw == 0 ? count - i : std::min(count - i, s.W - w);
-        quantize_span_u8(tile + i * C, run * C, q, xq + ((n * Hp + h + ph) * Wp + w + pw) * C);
-        i += run;
+      for (int64_t r = 0; r < s.N * s.H; ++r) {  // image row h of sample n
+        const int64_t n = r / s.H, h = r % s.H;
+        quantize_span_u8(x + r * s.W * C, s.W * C, q, xq + ((n * Hp + h + ph) * Wp + pw) * C);
+      }
+    } else {
+      std::vector<float> tile_storage(static_cast<size_t>(kPixels * C));
+      float* tile = tile_storage.data();
+#pragma omp for schedule(static) nowait
+      for (int64_t t = 0; t < s.N * blocks; ++t) {
+        const int64_t n = t / blocks, p0 = t % blocks * kPixels, count = std::min(kPixels, plane - p0);
+        // tile[i·C + c] = x[n, c, p0 + i]
+        transpose_block(tile, C, x + n * C * plane + p0, plane, count, C);
+        for (int64_t i = 0; i < count;) {  // pixel p0 + i is (h, w); the run goes to the end of its row
+          const int64_t h = (p0 + i) / s.W, w = (p0 + i) % s.W;
+          const int64_t run = pw == 0 ? count - i : std::min(count - i, s.W - w);
+          quantize_span_u8(tile + i * C, run * C, q, xq + ((n * Hp + h + ph) * Wp + w + pw) * C);
+          i += run;
+        }
       }
     }
     if (ph == 0 && pw == 0) return;
@@ -187,17 +204,20 @@ void qconv2d(const QConv2dArgs& a) {
   // and a kernel that reads a grid — or a grid of plain rows (a 1×1 at stride 1).
   const bool in_place = a.patches == QConvPatches::best && p.dilation_w == 1 && s.kw * s.C % 4 == 0 &&
                         (grid.one_stride(ldx) || qgemm_reads_grid(kernel));
-  const QuantParams q = choose_quant_params(a.x, s.N * s.C, s.H * s.W, s.H * s.W);  // throws on NaN or ±inf
+  // The range of every value of x, in either layout. Throws on NaN or ±inf.
+  const QuantParams q = choose_quant_params(a.x, s.N * s.C, s.H * s.W, s.H * s.W);
   // Padded only when read in place (gather_patches writes the padding itself).
   const int64_t image = in_place ? padded_image : s.H * s.W * s.C;
   Workspace<uint8_t> xq(s.N * image);
-  quantize_channels_last(a.x, s, q, in_place ? p.pad_h : 0, in_place ? p.pad_w : 0, xq.data());
+  quantize_channels_last(a.x, a.x_channels_last, s, q, in_place ? p.pad_h : 0, in_place ? p.pad_w : 0, xq.data());
 
+  // A channels-last y without a pool is the GEMM's own output: written in place.
+  const bool direct = a.y_channels_last && !a.max_pool;
   const Batching bt = batching(s.N, P * ((in_place ? 0 : Kp) + s.O * int64_t{sizeof(float)}));
   maybe_parallel(bt.parallel, [&] {
     Workspace<uint8_t> rows(in_place ? 0 : bt.B * P * Kp);
-    Workspace<float> out(bt.B * P * s.O);
-    Workspace<float> pooled(a.max_pool ? plane_y * s.O : 0);
+    Workspace<float> out(direct ? 0 : bt.B * P * s.O);
+    Workspace<float> pooled(a.max_pool && !a.y_channels_last ? plane_y * s.O : 0);
 #pragma omp for schedule(static)
     for (int64_t batch = 0; batch < bt.batches; ++batch) {
       const auto [n0, nb] = bt.range(batch);
@@ -214,12 +234,14 @@ void qconv2d(const QConv2dArgs& a) {
       g.x_scale = q.scale, g.x_zero_point = q.zero_point;
       g.w_packed = a.w_packed, g.w_row_sums = a.w_row_sums, g.w_scale = a.w_scale;
       g.bias = a.bias, g.relu = p.relu;
-      g.y = out.data(), g.ldy = s.O;
+      g.y = direct ? a.y + n0 * P * s.O : out.data(), g.ldy = s.O;
       qgemm(g, kernel);
-      for (int64_t b = 0; b < nb; ++b) {
-        float* y = a.y + (n0 + b) * s.O * plane_y;
+      for (int64_t b = 0; b < nb && !direct; ++b) {
+        float* y = a.y + (n0 + b) * s.O * plane_y;  // sample n0 + b, in either layout
         const float* o = out.data() + b * P * s.O;
-        if (a.max_pool) {
+        if (a.max_pool && a.y_channels_last) {
+          pool_channels_last(y, o, s, *a.max_pool, a.Hy, a.Wy);
+        } else if (a.max_pool) {
           pool_channels_last(pooled.data(), o, s, *a.max_pool, a.Hy, a.Wy);
           store_transposed(y, pooled.data(), plane_y, s.O);
         } else {
