@@ -152,7 +152,10 @@ void run_conv(const FoldedConv& f, const Tensor& x, const Tensor& y) {
   run_quantized_conv2d(y, x, *f.int8, f.bias, f.params, pool);
 }
 
-// y = relu(y + s), elementwise over equal shapes (the residual join).
+// An uninitialised f32 (N, C, H, W) tensor stored channels last, (N, H, W, C).
+Tensor empty_channels_last(const Shape& s) { return empty({s[0], s[2], s[3], s[1]}).permute({0, 3, 1, 2}); }
+
+// y = relu(y + s), elementwise over equal shapes stored alike (the residual join).
 void add_relu(const Tensor& y, const Tensor& s) {
   float* yp = y.data_ptr<float>();
   const float* sp = s.data_ptr<float>();
@@ -170,7 +173,7 @@ class Lowering {
  public:
   // f64: a model or an input in f64 runs every layer eagerly (the kernels the
   // plan lowers to are f32, bf16 and int8, and f64 is for checking, not speed).
-  Lowering(Plan& plan, bool f64) : p_(plan), f64_(f64) {}
+  Lowering(Plan& plan, bool f64, bool channels_last) : p_(plan), f64_(f64), channels_last_(channels_last) {}
 
   // Lowers `layers` (a Sequential's children, in order) reading slot `in`, whose
   // eager value is `eager`; returns the output slot and leaves eager's output in `eager`.
@@ -207,16 +210,18 @@ class Lowering {
         const bool relu = is_relu(next(bn ? 2 : 1));
         Module* after = next(1 + (bn != nullptr) + relu);
         auto* pool = after ? dynamic_cast<nn::MaxPool2d*>(after) : nullptr;
+        const bool cl_out = reads_channels_last(next(1 + (bn != nullptr) + relu + (pool != nullptr)));
         step_eager(1 + (bn != nullptr) + relu + (pool != nullptr));
-        in = conv(m, bn, relu, pool, in, eager.shape());
+        in = conv(m, bn, relu, pool, in, eager.shape(), cl_out);
       } else if (auto* bn = dynamic_cast<nn::BatchNorm*>(&m)) {
         const bool relu = is_relu(next(1));
         step_eager(relu ? 2 : 1);
         in = batch_norm(*bn, relu, in);
       } else if (auto* r = dynamic_cast<nn::ResidualBlock*>(&m)) {
         const Tensor before = eager;
+        const bool cl_out = reads_channels_last(next(1));
         step_eager(1);
-        in = residual(*r, in, before, eager);
+        in = residual(*r, in, before, eager, cl_out);
       } else if (s) {
         std::vector<ModulePtr> children;
         for (const auto& [name, child] : s->children()) children.push_back(child);
@@ -233,8 +238,23 @@ class Lowering {
     return in;
   }
 
-  // The slot's value as f32: itself, or a new slot and a conversion step.
+  // The slot's value stored channels first: itself, or a new slot and a transposing step.
+  int channels_first(int slot) {
+    if (!is_channels_last(slot)) return slot;
+    const Tensor& t = p_.slots_[slot];
+    const int64_t N = t.size(0), C = t.size(1), P = t.size(2) * t.size(3);
+    const int out = buffer(t.shape(), t.dtype());
+    add("channels last -> channels first", slot, out, [=](const Tensor& in, Tensor& y) {
+      cpu::to_channels_first(y.data_ptr<float>(), in.data_ptr<float>(), N, C, P);
+    });
+    return out;
+  }
+
+  // The slot's value as f32 stored channels first, (N, C, H, W) — what every
+  // step but the int8 convolutions' reads: itself, or a new slot and a
+  // conversion step.
   int as_f32(int slot) {
+    slot = channels_first(slot);
     if (dtype(slot) == DType::f32) return slot;
     const int out = buffer(p_.slots_[slot].shape(), DType::f32);
     add(fmt::format("convert {} -> f32", dtype(slot)), slot, out,
@@ -245,8 +265,36 @@ class Lowering {
  private:
   Plan& p_;
   bool f64_;
+  bool channels_last_;  // CompileOptions::channels_last
 
   DType dtype(int slot) const { return p_.slots_[slot].dtype(); }
+
+  // ---- channels last. An int8 convolution reads its input and writes its
+  // output in either layout (ops/cpu/qconv.cpp); stored (N, H, W, C) it skips a
+  // transpose at each end. So a step that runs int8 convolutions writes its
+  // output channels last when the layer after it reads that layout without a
+  // conversion: another int8 convolution, a residual block whose first
+  // convolution and shortcut are int8 (or the identity), a global average
+  // pool. Anything else gets channels first (as_f32 converts, should a slot
+  // arrive otherwise). A channels-last slot is a permuted view, shape
+  // (N, C, H, W) with its memory (N, H, W, C), as PyTorch's memory_format.
+  bool is_channels_last(int slot) const {
+    const Tensor& t = p_.slots_[slot];
+    return t.is_channels_last() && !t.is_contiguous();  // both (C = 1, 1×1 images): the same bytes, channels first
+  }
+  bool reads_channels_last(Module* m) const { return channels_last_ && takes_channels_last(m); }
+  static bool takes_channels_last(Module* m) {
+    if (auto* s = dynamic_cast<nn::Sequential*>(m)) return s->size() > 0 && takes_channels_last((*s)[0].get());
+    if (auto* q = dynamic_cast<compress::QuantConv2d*>(m)) return q->options.groups == 1;
+    if (auto* pool = dynamic_cast<nn::AdaptiveAvgPool2d*>(m)) return pool->output_size == std::array<int64_t, 2>{1, 1};
+    if (auto* r = dynamic_cast<nn::ResidualBlock*>(m)) {
+      auto* sc = as<nn::Sequential>(r->child("shortcut"));
+      const bool shortcut = sc && (sc->size() == 0 || takes_channels_last((*sc)[0].get()));
+      return takes_channels_last(r->child("conv1").get()) && shortcut;
+    }
+    return false;
+  }
+
   Tensor keep(Tensor t) {
     p_.owned_.push_back(t);
     return t;
@@ -256,8 +304,8 @@ class Lowering {
     for (const Tensor& t : {f.weight, f.bias, f.int8 ? f.int8->gemm.scale : Tensor()})
       if (t.defined()) keep(t);
   }
-  int buffer(const Shape& shape, DType dt) {
-    p_.slots_.push_back(empty(shape, {.dtype = dt}));
+  int buffer(const Shape& shape, DType dt, bool channels_last = false) {
+    p_.slots_.push_back(channels_last ? empty_channels_last(shape) : empty(shape, {.dtype = dt}));
     return static_cast<int>(p_.slots_.size()) - 1;
   }
   int view_slot(const Tensor& like) {  // a slot a step points at something (no buffer of its own)
@@ -269,6 +317,7 @@ class Lowering {
   }
 
   int linear(nn::Linear& l, int in, bool relu, bool bf16_out, const Shape& out_shape) {
+    in = channels_first(in);
     const int64_t K = l.in_features, N = l.out_features, M = p_.slots_[in].numel() / K;
     const std::string act = relu ? " +relu" : "";
     if (l.weight.dtype() == DType::f32) {
@@ -357,11 +406,15 @@ class Lowering {
   // one step. out_shape: the last of them's output.
   // An int8 convolution (QuantConv2d) the same way: the kernel quantized_conv2d
   // runs, its scales and bias with the BatchNorm folded in, the pool in its pass.
-  int conv(Module& c, nn::BatchNorm* bn, bool relu, nn::MaxPool2d* pool, int in, const Shape& out_shape) {
+  // channels_last: write the output channels last if the convolution is int8.
+  int conv(Module& c, nn::BatchNorm* bn, bool relu, nn::MaxPool2d* pool, int in, const Shape& out_shape,
+           bool channels_last) {
     FoldedConv f = *fold_module(&c, bn, relu);
     if (pool) f.max_pool = pool_params(*pool);
     keep_folded(f);
-    const int x = as_f32(in), out = buffer(out_shape, DType::f32);
+    const bool int8 = f.int8.has_value();
+    const int x = int8 && is_channels_last(in) ? in : as_f32(in);
+    const int out = buffer(out_shape, DType::f32, int8 && channels_last);
     add(fmt::format("{}conv {}->{} {}x{}{}{}{}{}", f.int8 ? "int8 " : "", f.in_channels, f.out_channels, f.kernel_size,
                     f.kernel_size, bn ? " +batchnorm (folded)" : "", relu ? " +relu" : "",
                     pool ? fmt::format(" +max pool {}x{}", pool->kernel, pool->kernel) : "", gemm_note(f)),
@@ -390,7 +443,8 @@ class Lowering {
   }
 
   // conv1+bn1+relu, conv2+bn2, the shortcut (conv+bn, or x), then relu(sum): one step.
-  int residual(nn::ResidualBlock& r, int in, const Tensor& eager_in, const Tensor& eager_out) {
+  // channels_last: write the output channels last if conv2 is int8.
+  int residual(nn::ResidualBlock& r, int in, const Tensor& eager_in, const Tensor& eager_out, bool channels_last) {
     // Each convolution dense, or int8 (QuantConv2d); a pruned or otherwise replaced child runs the block eagerly.
     auto* b1 = as<nn::BatchNorm>(r.child("bn1"));
     auto* b2 = as<nn::BatchNorm>(r.child("bn2"));
@@ -404,9 +458,19 @@ class Lowering {
     const bool lowered = f1 && f2 && sc && (sc->size() == 0 || projected) && fs;
     if (!lowered) return simple(r, in, eager_in, eager_out);
     for (const FoldedConv* f : {&*f1, &*f2, &*fs}) keep_folded(*f);
-    const int x = as_f32(in), out = buffer(eager_out.shape(), DType::f32);
-    const Tensor h = keep(empty(eager_out.shape()));  // conv1's output has the block's output shape
-    const Tensor s = projected ? keep(empty(eager_out.shape())) : Tensor();
+    // Where each value is stored. int8 convolutions read and write either
+    // layout, f32 ones channels first only; the join adds a channels-first
+    // shortcut into a channels-last sum as it reads it, not the other way round.
+    const bool out_cl = channels_last && f2->int8, h_cl = channels_last_ && f1->int8 && f2->int8;
+    const bool x_readable_cl = f1->int8 && (projected ? fs->int8.has_value() : out_cl);
+    const int x = is_channels_last(in) && x_readable_cl ? in : as_f32(in);
+    const bool s_cl = projected ? fs->int8 && out_cl : is_channels_last(x);
+    const int out = buffer(eager_out.shape(), DType::f32, out_cl);
+    auto scratch = [&](bool cl) {
+      return keep(cl ? empty_channels_last(eager_out.shape()) : empty(eager_out.shape()));
+    };
+    const Tensor h = scratch(h_cl);  // conv1's output has the block's output shape
+    const Tensor s = projected ? scratch(s_cl) : Tensor();
     // Each convolution named as it runs: quantize_dynamic leaves a short-patch one (a 1×1 shortcut) f32.
     auto form = [](const FoldedConv& f) { return f.int8 ? "int8 conv" : "conv"; };
     const FoldedConv& noted = f1->int8 ? *f1 : f2->int8 ? *f2 : fs->int8 ? *fs : *f1;  // any int8 one names its kernel
@@ -417,7 +481,12 @@ class Lowering {
           run_conv(f1, xin, h);
           run_conv(f2, h, y);
           if (projected) run_conv(fs, xin, s);
-          add_relu(y, projected ? s : xin);
+          const Tensor& shortcut = projected ? s : xin;
+          if (s_cl == out_cl)
+            add_relu(y, shortcut);
+          else  // a channels-last sum, a channels-first shortcut (s_cl && !out_cl cannot happen: see above)
+            cpu::add_relu_channels_last(y.data_ptr<float>(), shortcut.data_ptr<float>(), y.size(0), y.size(1),
+                                        y.size(2) * y.size(3));
         });
     return out;
   }
@@ -425,6 +494,7 @@ class Lowering {
   // Single layers with a kernel of their own, Flatten as a view, anything else eagerly.
   int simple(Module& m, int in, const Tensor& eager_in, const Tensor& eager_out) {
     if (dynamic_cast<nn::Flatten*>(&m)) {
+      in = channels_first(in);  // flattens (C, H, W) in that order
       const int out = view_slot(p_.slots_[in].reshape(eager_out.shape()));
       const Shape shape = eager_out.shape();
       add("flatten (a view)", in, out, [shape](const Tensor& xin, Tensor& y) { y = xin.reshape(shape); });
@@ -450,6 +520,16 @@ class Lowering {
           });
       return out;
     }
+    if (dynamic_cast<nn::AdaptiveAvgPool2d*>(&m) && is_channels_last(in) && eager_out.size(2) == 1 &&
+        eager_out.size(3) == 1) {
+      const Tensor& t = p_.slots_[in];
+      const int64_t N = t.size(0), C = t.size(1), P = t.size(2) * t.size(3);
+      const int out = buffer(eager_out.shape(), DType::f32);
+      add("global avg pool (reads channels last)", in, out, [=](const Tensor& xin, Tensor& y) {
+        cpu::global_avg_pool_channels_last(y.data_ptr<float>(), xin.data_ptr<float>(), N, C, P);
+      });
+      return out;
+    }
     if (dynamic_cast<nn::AdaptiveAvgPool2d*>(&m)) {
       const int x = as_f32(in), out = buffer(eager_out.shape(), DType::f32);
       add("adaptive avg pool", x, out,
@@ -462,6 +542,7 @@ class Lowering {
   // Not lowered: the layer's own forward, on the dtype eager gave it.
   int eager_step(Module& m, int in, const Tensor& eager_in, const Tensor& eager_out) {
     const DType want = eager_in.dtype();
+    in = channels_first(in);
     const int out = view_slot(eager_out);
     add(
         "eager " + m.describe() + " (not lowered: allocates per run)", in, out,
@@ -512,7 +593,9 @@ void Plan::share_buffers() {
         best = static_cast<int>(pool.size()) - 1;
       }
       pool[best].free = false, held[out] = best;
-      slots_[out] = pool[best].storage.narrow(0, 0, want.numel()).view(want.shape());
+      const Tensor flat = pool[best].storage.narrow(0, 0, want.numel());
+      const Shape& d = want.shape();  // a channels-last slot stays a permuted view of (N, H, W, C)
+      slots_[out] = want.is_contiguous() ? flat.view(d) : flat.view({d[0], d[2], d[3], d[1]}).permute({0, 3, 1, 2});
     }
     for (int k = 0; k < n; ++k)
       if (held[k] >= 0 && last_use[k] == i) pool[held[k]].free = true, held[k] = -1;
@@ -580,8 +663,12 @@ std::string Plan::describe() const {
                        "one launch\n",
                        input_shape_, input_dtype_, device_, graph_nodes_);
   std::string s = fmt::format("plan for input {} {}: {} steps\n", input_shape_, input_dtype_, steps_.size());
-  for (size_t i = 0; i < steps_.size(); ++i)
-    s += fmt::format("  {:>2}. {}  -> {}\n", i + 1, steps_[i].what, slots_[steps_[i].out].shape());
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    const Tensor& out = slots_[steps_[i].out];
+    const bool channels_last = out.is_channels_last() && !out.is_contiguous();
+    s += fmt::format("  {:>2}. {}  -> {}{}\n", i + 1, steps_[i].what, out.shape(),
+                     channels_last ? " channels last" : "");
+  }
   s += fmt::format(
       "activations: {} shared buffers, {:.1f} KiB; with packed weights and scratch {:.1f} KiB, allocated once\n",
       buffer_count_, shared_buffers_ / 1024.0, buffer_bytes() / 1024.0);
@@ -614,7 +701,7 @@ Plan Plan::cuda_graph(nn::Module& model, const Tensor& example) {
   return plan;
 }
 
-Plan compile(nn::Module& model, const Tensor& example) {
+Plan compile(nn::Module& model, const Tensor& example, const CompileOptions& options) {
   MINIDL_CHECK(example.defined() && example.dim() >= 1, "compile: the example input is undefined or a scalar");
   MINIDL_CHECK(!model.is_training(),
                "compile: the model is in training mode; a plan is for inference (call model.eval() first)");
@@ -630,14 +717,14 @@ Plan compile(nn::Module& model, const Tensor& example) {
   plan.slots_.push_back(example.contiguous());
   bool f64 = example.dtype() == DType::f64;
   for (const auto& [name, t] : model.named_parameters()) f64 |= t.dtype() == DType::f64;
-  Lowering lower(plan, f64);
+  Lowering lower(plan, f64, options.channels_last);
   Tensor eager = example;
   std::vector<ModulePtr> top;
   if (auto* s = dynamic_cast<nn::Sequential*>(&model))
     for (const auto& [name, child] : s->children()) top.push_back(child);
   else
     top.push_back(std::shared_ptr<Module>(&model, [](Module*) {}));  // not owned: the caller's model
-  const int out = lower.sequence(top, 0, eager);
+  const int out = lower.channels_first(lower.sequence(top, 0, eager));
   plan.output_ = plan.slots_[out].dtype() == DType::bf16 ? lower.as_f32(out) : out;  // bf16 logits come out f32
   plan.share_buffers();
 

@@ -21,7 +21,10 @@
 //     plane is in cache (the full-size output is never written);
 //   - a ResidualBlock runs as one unit (both folded convs, the shortcut, the
 //     add and the ReLU in one pass);
-//   - Flatten is a view and Dropout (eval) disappears.
+//   - Flatten is a view and Dropout (eval) disappears;
+//   - between int8 convolutions the activations stay channels last, (N, H, W, C):
+//     the layout the int8 convolution quantizes its input into and computes its
+//     output in, so neither end transposes (CompileOptions::channels_last).
 // A layer the lowering does not know (a sparse or a user's own layer) runs
 // eagerly inside the plan, and describe() says so; the plan then refers to the
 // model, which must outlive it. An f64 model or input runs every layer eagerly:
@@ -49,6 +52,8 @@
 
 namespace minidl {
 
+struct CompileOptions;
+
 class Plan {
  public:
   // Runs every step on x; x must have the example's shape, dtype and device.
@@ -67,7 +72,7 @@ class Plan {
 
  private:
   friend class Lowering;
-  friend Plan compile(nn::Module& model, const Tensor& example);
+  friend Plan compile(nn::Module& model, const Tensor& example, const CompileOptions& options);
   static Plan cuda_graph(nn::Module& model, const Tensor& example);  // a GPU plan
   struct Step {
     std::string what;  // "linear 784->512 +relu [f32-packed-avx512]"
@@ -88,9 +93,16 @@ class Plan {
   void share_buffers();
 };
 
+struct CompileOptions {
+  // Keep activations channels last between int8 convolutions (residual blocks,
+  // a global average pool included). Off: every step's output is (N, C, H, W),
+  // as in eager — the same values, bit for bit; for comparing the two.
+  bool channels_last = true;
+};
+
 // Lowers `model` (eval mode, CPU, f32 or bf16 or int8 layers) for inputs shaped
 // like `example`, or on a GPU captures its forward as a CUDA graph, and checks
 // the plan's output on the example against eager's.
-Plan compile(nn::Module& model, const Tensor& example);
+Plan compile(nn::Module& model, const Tensor& example, const CompileOptions& options = {});
 
 }  // namespace minidl

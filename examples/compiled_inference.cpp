@@ -5,6 +5,8 @@
 // Loads a checkpoint (or builds an untrained resnet-s), compiles it for one
 // batch size, prints the plan (what was fused, folded and shared), checks it
 // against eager, and times both, plus where the plan's time goes, step by step.
+// Where the plan keeps activations channels last (between int8 convolutions),
+// it also times the plan compiled without that, the two interleaved.
 // bf16: the model and its input converted with to(bf16) first. int8: the model
 // quantized first (int8 dynamic, its Linear layers and the convolutions that gain).
 #include <algorithm>
@@ -30,6 +32,21 @@ double median_seconds(int rounds, F&& fn) {
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
+}
+
+// Median seconds of f and of g, `rounds` rounds of 5 calls each, alternating.
+template <class F, class G>
+std::pair<double, double> interleaved_medians(int rounds, F&& f, G&& g) {
+  auto five = [](auto& fn) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 5; ++i) fn();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 5;
+  };
+  five(f), five(g);  // warm-up
+  std::vector<double> tf, tg;
+  for (int r = 0; r < rounds; ++r) tf.push_back(five(f)), tg.push_back(five(g));
+  std::sort(tf.begin(), tf.end()), std::sort(tg.begin(), tg.end());
+  return {tf[tf.size() / 2], tg[tg.size() / 2]};
 }
 
 // argv[i] as a whole number in [lo, hi], or `fallback` when it is not given.
@@ -76,6 +93,13 @@ int main(int argc, char** argv) {
     const double tp = median_seconds(rounds, [&] { plan.run(x); });
     std::printf("batch %lld: eager %.1f us, plan %.1f us (%.2fx)\n", static_cast<long long>(batch), te * 1e6, tp * 1e6,
                 te / tp);
+    Plan channels_first = compile(*model, x, {.channels_last = false});
+    if (channels_first.describe() != plan.describe()) {
+      const auto [tl, tf] = interleaved_medians(
+          rounds, [&] { plan.run(x); }, [&] { channels_first.run(x); });
+      std::printf("channels last between int8 convolutions: %.1f us; channels first throughout: %.1f us (%.2fx)\n",
+                  tl * 1e6, tf * 1e6, tf / tl);
+    }
     std::printf("where the plan's time goes:\n");
     for (const auto& [step, seconds] : plan.profile(x, rounds)) std::printf("  %8.1f us  %s\n", seconds * 1e6, step.c_str());
     return 0;

@@ -18,11 +18,9 @@ namespace {
 
 // A zoo model with weights and, for BatchNorm, statistics that are not the
 // identity (so folding is really tested), in eval mode.
-nn::ModulePtr model_with_statistics(const std::string& name, uint64_t seed) {
-  Generator gen(seed);
-  auto m = nn::build_model(name, gen);
+void randomize_batch_norms(nn::Module& m, Generator& gen) {
   NoGradGuard no_grad;
-  for (auto& [path, sub] : m->named_modules())
+  for (auto& [path, sub] : m.named_modules())
     if (auto* bn = dynamic_cast<nn::BatchNorm*>(sub.get())) {
       const int64_t C = bn->features;
       bn->running_mean.copy_(mul(randn({C}, {}, gen), 0.3));
@@ -30,8 +28,20 @@ nn::ModulePtr model_with_statistics(const std::string& name, uint64_t seed) {
       bn->weight.copy_(add(mul(rand({C}, {}, gen), 1.0), 0.5));
       bn->bias.copy_(mul(randn({C}, {}, gen), 0.2));
     }
+}
+nn::ModulePtr model_with_statistics(const std::string& name, uint64_t seed) {
+  Generator gen(seed);
+  auto m = nn::build_model(name, gen);
+  randomize_batch_norms(*m, gen);
   m->eval();
   return m;
+}
+
+// How many times `what` occurs in `text`.
+int64_t count(const std::string& text, const std::string& what) {
+  int64_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
 }
 
 double max_relative_error(const Tensor& got, const Tensor& want) {
@@ -272,6 +282,99 @@ TEST_CASE(
     const Tensor want = m->forward(x), got = plan.run(x);
     CHECK(sqnr_db(want, got) > 60);
   }
+}
+
+TEST_CASE("channels-last kernels: both transposes, the mixed residual join, the global average pool") {
+  NoGradGuard no_grad;
+  Generator gen(43);
+  for (const Shape& shape : {Shape{3, 16, 7, 7}, Shape{2, 13, 5, 9}, Shape{1, 64, 14, 14}}) {  // ragged and whole 8×8s
+    CAPTURE(shape);
+    const int64_t N = shape[0], C = shape[1], P = shape[2] * shape[3];
+    const Tensor x = randn(shape, {}, gen);                    // (N, C, H, W)
+    const Tensor nhwc = x.permute({0, 2, 3, 1}).contiguous();  // the same values stored (N, H, W, C)
+    Tensor to_last = full({N, shape[2], shape[3], C}, std::nan(""));
+    cpu::to_channels_last(to_last.data_ptr<float>(), x.data_ptr<float>(), N, C, P);
+    CHECK(to_last.to_vector<float>() == nhwc.to_vector<float>());
+    Tensor to_first = full_like(x, std::nan(""));
+    cpu::to_channels_first(to_first.data_ptr<float>(), nhwc.data_ptr<float>(), N, C, P);
+    CHECK(to_first.to_vector<float>() == x.to_vector<float>());
+
+    // relu(y + s) for a channels-last y and a channels-first s: relu(add) of the two, stored channels last.
+    const Tensor s = randn(shape, {}, gen);
+    Tensor y = nhwc.clone();
+    cpu::add_relu_channels_last(y.data_ptr<float>(), s.data_ptr<float>(), N, C, P);
+    CHECK(y.to_vector<float>() == relu(add(x, s)).permute({0, 2, 3, 1}).contiguous().to_vector<float>());
+
+    // The global average pool of the channels-last values: adaptive_avg_pool2d's bits.
+    Tensor pooled = full({N, C}, std::nan(""));
+    cpu::global_avg_pool_channels_last(pooled.data_ptr<float>(), nhwc.data_ptr<float>(), N, C, P);
+    CHECK(pooled.to_vector<float>() == adaptive_avg_pool2d(x, {1, 1}).to_vector<float>());
+  }
+}
+
+TEST_CASE("compile: between int8 convolutions activations stay channels last, giving channels first's bits") {
+  NoGradGuard no_grad;
+  compress::QuantizeOptions with_convs;
+  with_convs.convolutions = true;
+  Generator init(44);
+  const Conv2dOptions same{.padding = {1, 1}};
+  auto m = nn::make<nn::Sequential>(std::vector<nn::ModulePtr>{
+      nn::make<nn::Conv2d>(8, 16, 3, same, false, init), nn::make<nn::BatchNorm2d>(16), nn::make<nn::ReLU>(),
+      nn::make<nn::ResidualBlock>(16, 16, 1, init),  // 3: identity shortcut, every conv int8
+      nn::make<nn::ResidualBlock>(16, 16, 1, init),  // 4: its conv2 made f32 below
+      nn::make<nn::ResidualBlock>(16, 48, 2, init),  // 5: a 1x1 shortcut over 16 channels, which stays f32
+      nn::make<nn::ResidualBlock>(48, 64, 2, init),  // 6: a 1x1 shortcut over 48 channels, int8
+      nn::make<nn::AdaptiveAvgPool2d>(std::array<int64_t, 2>{1, 1}), nn::make<nn::Flatten>(),
+      nn::make<nn::Linear>(64, 10, true, init)});
+  randomize_batch_norms(*m, init);
+  m->eval();
+  compress::quantize_dynamic(*m, with_convs);
+  m->replace("4.conv2", nn::make<nn::Conv2d>(16, 16, 3, same, false, init));
+  // Two int8 convolutions alone (no BatchNorm to fold): the plan must give eager's bits.
+  auto pair = nn::make<nn::Sequential>(
+      std::vector<nn::ModulePtr>{nn::make<nn::Conv2d>(8, 16, 3, same, true, init), nn::make<nn::ReLU>(),
+                                 nn::make<nn::Conv2d>(16, 12, 3, Conv2dOptions{.stride = {2, 2}}, true, init)});
+  pair->eval();
+  compress::quantize_dynamic(*pair, with_convs);
+
+  Generator gen(45);
+  for (int64_t batch : {1, 5}) {
+    CAPTURE(batch);
+    const Tensor x = randn({batch, 8, 12, 12}, {}, gen), other = randn({batch, 8, 12, 12}, {}, gen);
+    Plan last = compile(*m, x), first = compile(*m, x, {.channels_last = false});
+    const std::string d = last.describe();
+    INFO(d);
+    CHECK(last.eager_steps() == 0);
+    // The stem and blocks 3, 5 and 6 write channels last; block 4 (an f32 conv2) cannot, so its
+    // input comes back to channels first; the pool reads block 6's output as it is.
+    CHECK(count(d, "] channels last") == 4);
+    CHECK(count(d, "channels last -> channels first") == 1);
+    CHECK(count(d, "global avg pool (reads channels last)") == 1);
+    CHECK(first.describe().find("channels last") == std::string::npos);
+    for (const Tensor& input : {x, other}) {
+      const Tensor want = first.run(input).clone();
+      CHECK(last.run(input).to_vector<float>() == want.to_vector<float>());
+      CHECK(sqnr_db(m->forward(input), want) > 40);
+    }
+
+    const Tensor pair_x = randn({batch, 8, 12, 12}, {}, gen);
+    Plan chained = compile(*pair, pair_x);
+    CHECK(chained.describe().find("int8 conv 8->16 3x3 +relu [") != std::string::npos);
+    CHECK(count(chained.describe(), "] channels last") == 1);  // the first conv's; the plan's output is channels first
+    const Tensor out = chained.run(pair_x);
+    CHECK(out.is_contiguous());
+    CHECK(out.to_vector<float>() == pair->forward(pair_x).to_vector<float>());
+  }
+
+  // resnet-s quantized: channels last gives channels first's bits.
+  auto resnet = model_with_statistics("resnet-s", 46);
+  compress::quantize_dynamic(*resnet, with_convs);
+  const Tensor x = randn({3, 1, 28, 28}, {}, gen);
+  Plan last = compile(*resnet, x), first = compile(*resnet, x, {.channels_last = false});
+  INFO(last.describe());
+  CHECK(count(last.describe(), "] channels last") ==
+        2);  // blocks 2 and 3 (block 2's f32 shortcut reads channels first)
+  CHECK(last.run(x).to_vector<float>() == first.run(x).to_vector<float>());
 }
 
 TEST_CASE("a plan reuses its buffers: every run writes the same output buffer, each with the right answer") {
