@@ -152,6 +152,54 @@ void run_conv(const FoldedConv& f, const Tensor& x, const Tensor& y) {
   run_quantized_conv2d(y, x, *f.int8, f.bias, f.params, pool);
 }
 
+// A 1×1 convolution over channels-last pixels is a linear layer over pixels:
+// output pixel (n, oh, ow) holds W (O, C) times the C channels of input pixel
+// (n, oh·sh, ow·sw), plus the bias — a GEMM whose rows are pixels, writing
+// channels last. An f32 one (a residual block's projection shortcut that
+// quantize_dynamic left f32) runs so on the packed GEMM of the Linear layers,
+// its strided pixels first gathered into rows. Where that GEMM is the AVX-512
+// one; elsewhere the convolution reads channels first, as before.
+bool runs_on_pixels(const FoldedConv& f) {
+  return !f.int8 && f.weight.dtype() == DType::f32 && f.kernel_size == 1 && f.params.pad_h == 0 &&
+         f.params.pad_w == 0 && f.params.groups == 1 && !f.max_pool && cpu::gemm_packed_f32_fast();
+}
+struct PixelGemm {
+  Tensor packed, bias, rows;  // rows: the gathered pixels (N·Ho·Wo, C) when strided
+  int64_t C = 0, O = 0, stride_h = 1, stride_w = 1;
+  bool relu = false;
+};
+PixelGemm pixel_gemm(const FoldedConv& f, const Shape& out_shape) {
+  PixelGemm g;
+  g.C = f.in_channels, g.O = f.out_channels, g.stride_h = f.params.stride_h, g.stride_w = f.params.stride_w;
+  g.relu = f.params.relu, g.bias = f.bias;
+  g.packed = empty({cpu::gemm_packed_f32_elements(g.O, g.C)});
+  cpu::gemm_packed_f32_pack(f.weight.contiguous().data_ptr<float>(), g.C, g.O, g.C, g.packed.data_ptr<float>());
+  if (g.stride_h != 1 || g.stride_w != 1) g.rows = empty({out_shape[0] * out_shape[2] * out_shape[3], g.C});
+  return g;
+}
+// y (N, O, Ho, Wo) channels last := the 1×1 convolution of x (N, C, H, W) channels last.
+void run_pixel_gemm(const PixelGemm& g, const Tensor& x, const Tensor& y) {
+  const int64_t N = x.size(0), H = x.size(2), W = x.size(3), Ho = y.size(2), Wo = y.size(3), C = g.C;
+  const float* rows = x.data_ptr<float>();
+  if (g.rows.defined()) {  // every (sh, sw)-th pixel, C floats each, one after another
+    float* out = g.rows.data_ptr<float>();
+    const float* xp = rows;
+    cpu::parallel_for(N * Ho * Wo * C >= cpu::kParallelGrain, N * Ho, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t n = r / Ho, oh = r % Ho;
+        for (int64_t ow = 0; ow < Wo; ++ow)
+          std::copy_n(xp + ((n * H + oh * g.stride_h) * W + ow * g.stride_w) * C, C, out + (r * Wo + ow) * C);
+      }
+    });
+    rows = out;
+  }
+  cpu::PackedGemmArgs a;
+  a.M = N * Ho * Wo, a.N = g.O, a.K = C, a.x = rows, a.ldx = C;
+  a.w_packed = g.packed.data_ptr<float>(), a.bias = g.bias.data_ptr<float>(), a.relu = g.relu;
+  a.y = y.data_ptr<float>(), a.ldy = g.O;
+  cpu::gemm_packed_f32(a);
+}
+
 // An uninitialised f32 (N, C, H, W) tensor stored channels last, (N, H, W, C).
 Tensor empty_channels_last(const Shape& s) { return empty({s[0], s[2], s[3], s[1]}).permute({0, 3, 1, 2}); }
 
@@ -283,13 +331,21 @@ class Lowering {
     return t.is_channels_last() && !t.is_contiguous();  // both (C = 1, 1×1 images): the same bytes, channels first
   }
   bool reads_channels_last(Module* m) const { return channels_last_ && takes_channels_last(m); }
+  // An f32 1×1 convolution that runs_on_pixels would lower to (once folded).
+  static bool pointwise_f32(Module* m) {
+    auto* c = dynamic_cast<nn::Conv2d*>(m);
+    if (!c || c->kernel_size != 1 || c->weight.dtype() != DType::f32) return false;
+    const auto& o = c->options;
+    return o.padding[0] == 0 && o.padding[1] == 0 && o.groups == 1 && cpu::gemm_packed_f32_fast();
+  }
   static bool takes_channels_last(Module* m) {
     if (auto* s = dynamic_cast<nn::Sequential*>(m)) return s->size() > 0 && takes_channels_last((*s)[0].get());
     if (auto* q = dynamic_cast<compress::QuantConv2d*>(m)) return q->options.groups == 1;
     if (auto* pool = dynamic_cast<nn::AdaptiveAvgPool2d*>(m)) return pool->output_size == std::array<int64_t, 2>{1, 1};
     if (auto* r = dynamic_cast<nn::ResidualBlock*>(m)) {
       auto* sc = as<nn::Sequential>(r->child("shortcut"));
-      const bool shortcut = sc && (sc->size() == 0 || takes_channels_last((*sc)[0].get()));
+      const bool shortcut = sc && (sc->size() == 0 || takes_channels_last((*sc)[0].get()) ||
+                                   (sc->size() == 2 && pointwise_f32((*sc)[0].get())));
       return takes_channels_last(r->child("conv1").get()) && shortcut;
     }
     return false;
@@ -459,12 +515,19 @@ class Lowering {
     if (!lowered) return simple(r, in, eager_in, eager_out);
     for (const FoldedConv* f : {&*f1, &*f2, &*fs}) keep_folded(*f);
     // Where each value is stored. int8 convolutions read and write either
-    // layout, f32 ones channels first only; the join adds a channels-first
-    // shortcut into a channels-last sum as it reads it, not the other way round.
+    // layout; an f32 1×1 shortcut reads channels last as a GEMM over pixels and
+    // writes it so (runs_on_pixels); other f32 convolutions are channels first
+    // only. Where the sum and the shortcut differ, the join transposes the
+    // shortcut as it adds it.
     const bool out_cl = channels_last && f2->int8, h_cl = channels_last_ && f1->int8 && f2->int8;
-    const bool x_readable_cl = f1->int8 && (projected ? fs->int8.has_value() : out_cl);
+    const bool x_readable_cl = f1->int8 && (!projected || fs->int8 || runs_on_pixels(*fs));
     const int x = is_channels_last(in) && x_readable_cl ? in : as_f32(in);
-    const bool s_cl = projected ? fs->int8 && out_cl : is_channels_last(x);
+    const bool x_cl = is_channels_last(x), on_pixels = projected && !fs->int8 && x_cl;
+    const bool s_cl = projected && fs->int8 ? out_cl : x_cl;  // an f32 shortcut's output is stored as its input
+    const std::optional<PixelGemm> pixels =
+        on_pixels ? std::optional<PixelGemm>(pixel_gemm(*fs, eager_out.shape())) : std::nullopt;
+    if (pixels) keep(pixels->packed);
+    if (pixels && pixels->rows.defined()) keep(pixels->rows);
     const int out = buffer(eager_out.shape(), DType::f32, out_cl);
     auto scratch = [&](bool cl) {
       return keep(cl ? empty_channels_last(eager_out.shape()) : empty(eager_out.shape()));
@@ -473,20 +536,27 @@ class Lowering {
     const Tensor s = projected ? scratch(s_cl) : Tensor();
     // Each convolution named as it runs: quantize_dynamic leaves a short-patch one (a 1×1 shortcut) f32.
     auto form = [](const FoldedConv& f) { return f.int8 ? "int8 conv" : "conv"; };
+    const std::string shortcut_form = !projected  ? "identity"
+                                      : on_pixels ? "shortcut 1x1 conv+bn as a GEMM over pixels"
+                                                  : fmt::format("shortcut {}+bn", form(*fs));
     const FoldedConv& noted = f1->int8 ? *f1 : f2->int8 ? *f2 : fs->int8 ? *fs : *f1;  // any int8 one names its kernel
     add(fmt::format("residual block {}->{} stride {}: {}+bn+relu, {}+bn, {}, add+relu{}", f1->in_channels,
-                    f1->out_channels, f1->params.stride_h, form(*f1), form(*f2),
-                    projected ? fmt::format("shortcut {}+bn", form(*fs)) : "identity", gemm_note(noted)),
+                    f1->out_channels, f1->params.stride_h, form(*f1), form(*f2), shortcut_form, gemm_note(noted)),
         x, out, [=, f1 = *f1, f2 = *f2, fs = *fs](const Tensor& xin, Tensor& y) {
           run_conv(f1, xin, h);
           run_conv(f2, h, y);
-          if (projected) run_conv(fs, xin, s);
-          const Tensor& shortcut = projected ? s : xin;
+          if (pixels)
+            run_pixel_gemm(*pixels, xin, s);
+          else if (projected)
+            run_conv(fs, xin, s);
+          const Tensor& other = projected ? s : xin;
+          const int64_t N = y.size(0), C = y.size(1), P = y.size(2) * y.size(3);
           if (s_cl == out_cl)
-            add_relu(y, shortcut);
-          else  // a channels-last sum, a channels-first shortcut (s_cl && !out_cl cannot happen: see above)
-            cpu::add_relu_channels_last(y.data_ptr<float>(), shortcut.data_ptr<float>(), y.size(0), y.size(1),
-                                        y.size(2) * y.size(3));
+            add_relu(y, other);
+          else if (out_cl)  // a channels-last sum, a channels-first shortcut
+            cpu::add_relu_channels_last(y.data_ptr<float>(), other.data_ptr<float>(), N, C, P);
+          else
+            cpu::add_relu_channels_first(y.data_ptr<float>(), other.data_ptr<float>(), N, C, P);
         });
     return out;
   }

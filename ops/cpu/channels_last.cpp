@@ -53,6 +53,25 @@ void add_relu_channels_last(float* y, const float* s, int64_t N, int64_t C, int6
   });
 }
 
+void add_relu_channels_first(float* y, const float* s, int64_t N, int64_t C, int64_t P) {
+  constexpr int64_t kPixels =
+      32;  // s's (kPixels, C) block, transposed into a (C, kPixels) tile, then added per channel
+  per_sample(N, C * P, [&](int64_t n) {
+    std::vector<float> tile(static_cast<size_t>(kPixels * C));
+    float* yn = y + n * C * P;
+    const float* sn = s + n * P * C;
+    for (int64_t p0 = 0; p0 < P; p0 += kPixels) {
+      const int64_t count = std::min(kPixels, P - p0);
+      transpose_block(tile.data(), kPixels, sn + p0 * C, C, C, count);  // tile[c·kPixels + i] = s[n, p0 + i, c]
+      for (int64_t c = 0; c < C; ++c) {
+        float* __restrict yp = yn + c * P + p0;
+        const float* __restrict tp = tile.data() + c * kPixels;
+        for (int64_t i = 0; i < count; ++i) yp[i] = std::max(yp[i] + tp[i], 0.0f);
+      }
+    }
+  });
+}
+
 void global_avg_pool_channels_last(float* y, const float* x, int64_t N, int64_t C, int64_t P) {
   per_sample(N, C * P, [&](int64_t n) {
     float* __restrict acc = y + n * C;

@@ -289,6 +289,8 @@ void to_channels_first(float* y, const float* x, int64_t N, int64_t C, int64_t P
 // y (N, P, C) := relu(y + s), s (N, C, P) channels first: a residual join whose
 // two sides are stored differently, s transposed as it is read.
 void add_relu_channels_last(float* y, const float* s, int64_t N, int64_t C, int64_t P);
+// y (N, C, P) := relu(y + s), s (N, P, C) channels last: the same join the other way round.
+void add_relu_channels_first(float* y, const float* s, int64_t N, int64_t C, int64_t P);
 // y (N, C) := the mean of x (N, P, C) over its P pixels, summed in pixel order:
 // bit for bit what adaptive_avg_pool2d_forward gives for a 1×1 output.
 void global_avg_pool_channels_last(float* y, const float* x, int64_t N, int64_t C, int64_t P);
