@@ -152,6 +152,24 @@ void run_conv(const FoldedConv& f, const Tensor& x, const Tensor& y) {
   run_quantized_conv2d(y, x, *f.int8, f.bias, f.params, pool);
 }
 
+// A first layer's f32 convolution — a patch of a few values over the image's
+// one or three channels — whose output an int8 convolution reads next: the
+// direct kernel (ops/cpu/conv_direct.cpp) computes it channels last, with no
+// im2col and no transpose at either end.
+bool runs_direct(const FoldedConv& f) {
+  return !f.int8 && f.weight.dtype() == DType::f32 && f.params.groups == 1 &&
+         f.in_channels * f.kernel_size * f.kernel_size <= cpu::kDirectConvMaxPatch && cpu::conv2d_direct_fast();
+}
+void run_direct(const FoldedConv& f, const Tensor& x, const Tensor& y) {
+  cpu::DirectConvArgs a;
+  a.x = x.data_ptr<float>(), a.N = x.size(0), a.C = x.size(1), a.H = x.size(2), a.W = x.size(3);
+  a.O = f.out_channels, a.kernel_h = a.kernel_w = f.kernel_size, a.params = f.params;
+  a.w = f.weight.data_ptr<float>(), a.bias = f.bias.data_ptr<float>();
+  a.max_pool = f.max_pool ? &*f.max_pool : nullptr;
+  a.y = y.data_ptr<float>(), a.Hy = y.size(2), a.Wy = y.size(3);
+  cpu::conv2d_direct_channels_last(a);
+}
+
 // A 1×1 convolution over channels-last pixels is a linear layer over pixels:
 // output pixel (n, oh, ow) holds W (O, C) times the C channels of input pixel
 // (n, oh·sh, ow·sw), plus the bias — a GEMM whose rows are pixels, writing
@@ -468,13 +486,19 @@ class Lowering {
     FoldedConv f = *fold_module(&c, bn, relu);
     if (pool) f.max_pool = pool_params(*pool);
     keep_folded(f);
-    const bool int8 = f.int8.has_value();
+    const bool int8 = f.int8.has_value(), direct = channels_last && runs_direct(f);
     const int x = int8 && is_channels_last(in) ? in : as_f32(in);
-    const int out = buffer(out_shape, DType::f32, int8 && channels_last);
-    add(fmt::format("{}conv {}->{} {}x{}{}{}{}{}", f.int8 ? "int8 " : "", f.in_channels, f.out_channels, f.kernel_size,
-                    f.kernel_size, bn ? " +batchnorm (folded)" : "", relu ? " +relu" : "",
-                    pool ? fmt::format(" +max pool {}x{}", pool->kernel, pool->kernel) : "", gemm_note(f)),
-        x, out, [f](const Tensor& xin, Tensor& y) { run_conv(f, xin, y); });
+    const int out = buffer(out_shape, DType::f32, (int8 || direct) && channels_last);
+    add(fmt::format("{}conv {}->{} {}x{}{}{}{}{}{}", f.int8 ? "int8 " : "", f.in_channels, f.out_channels,
+                    f.kernel_size, f.kernel_size, bn ? " +batchnorm (folded)" : "", relu ? " +relu" : "",
+                    pool ? fmt::format(" +max pool {}x{}", pool->kernel, pool->kernel) : "", gemm_note(f),
+                    direct ? " [direct, channels last]" : ""),
+        x, out, [f, direct](const Tensor& xin, Tensor& y) {
+          if (direct)
+            run_direct(f, xin, y);
+          else
+            run_conv(f, xin, y);
+        });
     return out;
   }
 

@@ -312,3 +312,84 @@ TEST_CASE("conv2d_forward with a bf16 weight (a bf16 plan's conv) against the f6
     check_close(got, want.to_vector<double>(), 1e-5, "y");
   }
 }
+
+TEST_CASE("conv2d_direct_channels_last (a first layer written channels last) against conv2d, pooled or not") {
+  // Fixed cases: the zoo stems (one channel, 3x3 "same", 32 outputs), three
+  // channels, channel counts that end in a partial vector (10) and span two
+  // passes of 64 (80), stride, dilation, a 2x3 kernel, no bias; random ones the
+  // rest. Every case: the AVX-512 tiles (where this CPU has them) and the
+  // reference bit for bit, both within rounding of the f32 conv2d, pooled
+  // outputs as max_pool2d of it.
+  struct Direct {
+    Case c;
+    bool relu, bias;
+    int64_t pk, ps, pp;  // a max pool after it (pk = 0: none)
+  };
+  std::vector<Direct> cases = {
+      {{32, 1, 28, 28, 32, 3, 3, {.padding = {1, 1}}}, true, true, 0, 0, 0},  // resnet-s's stem
+      {{5, 1, 28, 28, 32, 3, 3, {.padding = {1, 1}}}, true, true, 2, 2, 0},   // the cnn's conv1 and its pool
+      {{1, 1, 28, 28, 32, 3, 3, {.padding = {1, 1}}}, true, true, 0, 0, 0},   // batch 1
+      {{3, 3, 11, 13, 10, 3, 3, {.stride = {2, 2}, .padding = {1, 1}}}, false, true, 0, 0, 0},
+      {{2, 2, 9, 9, 80, 3, 3, {.padding = {2, 2}, .dilation = {2, 2}}}, true, false, 0, 0, 0},
+      {{4, 1, 7, 9, 17, 2, 3, {.padding = {0, 1}}}, true, true, 3, 2, 1},
+  };
+  Generator gen(17);
+  auto pick = [&](int64_t lo, int64_t hi) {
+    return lo + static_cast<int64_t>(gen.uniform() * (hi - lo + 1)) % (hi - lo + 1);
+  };
+  for (int trial = 0; trial < 30; ++trial) {
+    Case c{pick(1, 6), pick(1, 3), pick(3, 15), pick(3, 15), pick(1, 70), pick(1, 3), pick(1, 3), {}};
+    c.o.stride = {pick(1, 2), pick(1, 2)};
+    c.o.padding = {pick(0, c.kh / 2), pick(0, c.kw / 2)};
+    cases.push_back({c, trial % 2 == 0, trial % 3 != 0, trial % 4 == 0 ? int64_t{2} : 0, 2, 0});
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Direct& t = cases[i];
+    const Case& c = t.c;
+    INFO("case ", i, ": N ", c.N, " C ", c.C, " ", c.H, "x", c.W, " O ", c.O, " k ", c.kh, "x", c.kw, " relu ", t.relu,
+         " bias ", t.bias, " pool ", t.pk);
+    const Tensor x = randn({c.N, c.C, c.H, c.W}, {}, gen), w = randn({c.O, c.C, c.kh, c.kw}, {}, gen);
+    const Tensor b = t.bias ? randn({c.O}, {}, gen) : Tensor();
+    Tensor want = conv2d(x, w, b, c.o, t.relu ? Activation::relu : Activation::none);
+    if (t.pk > 0) {
+      if (want.size(2) < t.pk || want.size(3) < t.pk) continue;  // the pool does not fit
+      want = max_pool2d(want, {t.pk, t.pk}, {t.ps, t.ps}, {t.pp, t.pp});
+    }
+    const Pool2dParams pool{t.pk, t.pk, t.ps, t.ps, t.pp, t.pp};
+    cpu::DirectConvArgs a;
+    a.x = x.data_ptr<float>(), a.N = c.N, a.C = c.C, a.H = c.H, a.W = c.W;
+    a.O = c.O, a.kernel_h = c.kh, a.kernel_w = c.kw;
+    a.params = {c.o.stride[0], c.o.stride[1], c.o.padding[0], c.o.padding[1], c.o.dilation[0], c.o.dilation[1], 1,
+                t.relu};
+    a.w = w.data_ptr<float>(), a.bias = t.bias ? b.data_ptr<float>() : nullptr;
+    a.max_pool = t.pk > 0 ? &pool : nullptr;
+    a.Hy = want.size(2), a.Wy = want.size(3);
+    std::vector<std::vector<float>> results;
+    for (bool reference : {false, true}) {
+      CAPTURE(reference);
+      const Tensor got = full({c.N, a.Hy, a.Wy, c.O}, std::nan(""));  // poisoned: every element is written
+      a.y = got.data_ptr<float>();
+      cpu::conv2d_direct_channels_last(a, reference);
+      const Tensor first = got.permute({0, 3, 1, 2});  // back to (N, O, Hy, Wy)
+      const auto g = first.to_vector<float>(), e = want.to_vector<float>();
+      double worst = 0, peak = 0;
+      for (size_t j = 0; j < e.size(); ++j) {
+        worst = std::isnan(g[j]) ? INFINITY : std::max(worst, double{std::abs(g[j] - e[j])});
+        peak = std::max(peak, double{std::abs(e[j])});
+      }
+      CHECK(worst <= 1e-5 * peak);
+      results.push_back(g);
+    }
+    CHECK(results[0] == results[1]);
+  }
+  // Refused, not overrun: an output of the wrong size, and grouped weights.
+  const Tensor x = randn({1, 1, 8, 8}, {}, gen), w = randn({2, 1, 3, 3}, {}, gen);
+  Tensor y = empty({1, 5, 5, 2});
+  cpu::DirectConvArgs a;
+  a.x = x.data_ptr<float>(), a.N = 1, a.C = 1, a.H = 8, a.W = 8, a.O = 2, a.kernel_h = 3, a.kernel_w = 3;
+  a.w = w.data_ptr<float>(), a.y = y.data_ptr<float>(), a.Hy = 5, a.Wy = 5;
+  CHECK_THROWS_WITH_AS(cpu::conv2d_direct_channels_last(a),
+                       doctest::Contains("output 5x5 is not the convolution's 6x6"), Error);
+  a.params.groups = 2;
+  CHECK_THROWS_WITH_AS(cpu::conv2d_direct_channels_last(a), doctest::Contains("groups = 1 only"), Error);
+}

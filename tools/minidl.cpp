@@ -467,6 +467,10 @@ int main(int argc, char** argv) {
   bool conv_int8 = false;
   bench_cv->add_flag("--int8", conv_int8,
                      "time the int8 convolution of dynamic quantization beside the f32 one (forward, interleaved)");
+  bool conv_direct = false;
+  bench_cv->add_flag("--direct", conv_direct,
+                     "time the direct channels-last kernel of a first layer (few input channels) beside im2col + "
+                     "GEMM (forward, +ReLU, interleaved)");
   add_bench(bench_cv, bench_opts);
   std::vector<std::string> loss_shapes = {"128x10", "128x1000", "4096x10"};
   CLI::App* bench_ls = bench->add_subcommand("loss", "fused cross_entropy and kl_div_logits against composed ops");
@@ -565,8 +569,11 @@ int main(int argc, char** argv) {
                     : bench::bench_gemm(gemm_shapes, gemm_reference, bench_opts);
     if (*bench_ts) return bench::bench_train_step(ts_model, ts_batch, ts_batches, ts_data, ts_raw, bench_opts);
     if (*bench_inf) return bench::bench_infer(inf_model, inf_batches, inf_data, inf_raw, bench_opts, inf_int8);
-    if (*bench_cv)
+    if (*bench_cv) {
+      if (conv_int8 && conv_direct) throw Error("bench conv: --int8 and --direct are separate benchmarks: pick one");
+      if (conv_direct) return bench::bench_conv_direct(conv_shapes, bench_opts);
       return conv_int8 ? bench::bench_conv_int8(conv_shapes, bench_opts) : bench::bench_conv(conv_shapes, bench_opts);
+    }
     if (*bench_ls) return on_gpu ? bench::bench_loss_cuda(loss_shapes, bench_opts) : bench::bench_loss(loss_shapes, bench_opts);
     if (*bench_op) return bench::bench_ops(ops_batch, bench_opts);
     if (*bench_cl) return bench::bench_classifier(classifier, bench_opts);

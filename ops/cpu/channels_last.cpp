@@ -72,6 +72,24 @@ void add_relu_channels_first(float* y, const float* s, int64_t N, int64_t C, int
   });
 }
 
+void max_pool_channels_last(float* y, const float* x, int64_t H, int64_t W, int64_t C, const Pool2dParams& p,
+                            int64_t Hy, int64_t Wy) {
+  for (int64_t ph = 0; ph < Hy; ++ph)
+    for (int64_t pw = 0; pw < Wy; ++pw) {
+      const int64_t h0 = std::max<int64_t>(ph * p.stride_h - p.pad_h, 0);
+      const int64_t h1 = std::min(ph * p.stride_h - p.pad_h + p.kernel_h, H);
+      const int64_t w0 = std::max<int64_t>(pw * p.stride_w - p.pad_w, 0);
+      const int64_t w1 = std::min(pw * p.stride_w - p.pad_w + p.kernel_w, W);
+      float* __restrict best = y + (ph * Wy + pw) * C;
+      std::copy(x + (h0 * W + w0) * C, x + (h0 * W + w0 + 1) * C, best);
+      for (int64_t h = h0; h < h1; ++h)
+        for (int64_t w = (h == h0 ? w0 + 1 : w0); w < w1; ++w) {
+          const float* __restrict v = x + (h * W + w) * C;
+          for (int64_t c = 0; c < C; ++c) best[c] = (v[c] > best[c] || v[c] != v[c]) ? v[c] : best[c];
+        }
+    }
+}
+
 void global_avg_pool_channels_last(float* y, const float* x, int64_t N, int64_t C, int64_t P) {
   per_sample(N, C * P, [&](int64_t n) {
     float* __restrict acc = y + n * C;

@@ -260,6 +260,26 @@ void sparse_conv2d_forward(const TensorArg& y, const TensorArg& x, const SparseM
 // (N, O, Hp, Wp), pooled plane by plane while each is in cache (pool_plane.h).
 void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, const TensorArg& bias,
                     const Conv2dParams& p, const Pool2dParams* max_pool = nullptr);
+// A first layer's convolution (few input channels: the plan takes it up to a
+// patch of kDirectConvMaxPatch values), written channels last:
+// y (N, Hy, Wy, O) := act(conv2d(x, w) + bias), max pooled when max_pool is set
+// (y then holds the pooled size). x (N, C, H, W) and w (O, C, kh, kw)
+// contiguous f32, groups = 1, bias (O) or null. An implicit GEMM over output
+// positions in AVX-512 registers where conv2d_direct_fast (ops/cpu/conv_direct.cpp),
+// else (and with force_reference) the same sums one at a time.
+inline constexpr int64_t kDirectConvMaxPatch = 64;  // measured faster up to 144 (`minidl bench conv --direct`)
+struct DirectConvArgs {
+  const float* x = nullptr;
+  int64_t N = 0, C = 0, H = 0, W = 0, O = 0, kernel_h = 0, kernel_w = 0;
+  Conv2dParams params{1, 1, 0, 0, 1, 1, 1, false};
+  const float* w = nullptr;
+  const float* bias = nullptr;
+  const Pool2dParams* max_pool = nullptr;
+  float* y = nullptr;
+  int64_t Hy = 0, Wy = 0;
+};
+void conv2d_direct_channels_last(const DirectConvArgs& args, bool force_reference = false);
+bool conv2d_direct_fast();
 // What both pooled convolutions (conv2d_forward, qconv2d with a max_pool) check:
 // the window (positive sizes, padding at most half of it), and that y's Hy×Wy
 // is the Ho×Wo convolution pooled by it; `op` names the kernel in the error.
@@ -291,6 +311,11 @@ void to_channels_first(float* y, const float* x, int64_t N, int64_t C, int64_t P
 void add_relu_channels_last(float* y, const float* s, int64_t N, int64_t C, int64_t P);
 // y (N, C, P) := relu(y + s), s (N, P, C) channels last: the same join the other way round.
 void add_relu_channels_first(float* y, const float* s, int64_t N, int64_t C, int64_t P);
+// One sample: y (Hy, Wy, C) := x (H, W, C) max pooled by p, each window's pixels
+// (clipped to the plane: padding never wins) compared as rows of C values. As
+// max_pool2d: NaN propagates. Serial: callers run samples on their threads.
+void max_pool_channels_last(float* y, const float* x, int64_t H, int64_t W, int64_t C, const Pool2dParams& p,
+                            int64_t Hy, int64_t Wy);
 // y (N, C) := the mean of x (N, P, C) over its P pixels, summed in pixel order:
 // bit for bit what adaptive_avg_pool2d_forward gives for a 1×1 output.
 void global_avg_pool_channels_last(float* y, const float* x, int64_t N, int64_t C, int64_t P);

@@ -152,27 +152,6 @@ void gather_patches(uint8_t* rows, int64_t ldr, const uint8_t* img, const Geomet
 // (cpu::copy would open an OpenMP region per sample inside the batches' one).
 void store_transposed(float* y, const float* src, int64_t P, int64_t O) { transpose_block(y, P, src, O, O, P); }
 
-// pooled (Hp·Wp, O) := out (Ho·Wo, O) max pooled by the window p, channels
-// last: each pooled position compares its window's pixels (clipped to the
-// plane: padding never wins) as rows of O values. As max_pool2d: NaN propagates.
-void pool_channels_last(float* pooled, const float* out, const Geometry& s, const Pool2dParams& p, int64_t Hp,
-                        int64_t Wp) {
-  for (int64_t ph = 0; ph < Hp; ++ph)
-    for (int64_t pw = 0; pw < Wp; ++pw) {
-      const int64_t h0 = std::max<int64_t>(ph * p.stride_h - p.pad_h, 0);
-      const int64_t h1 = std::min(ph * p.stride_h - p.pad_h + p.kernel_h, s.Ho);
-      const int64_t w0 = std::max<int64_t>(pw * p.stride_w - p.pad_w, 0);
-      const int64_t w1 = std::min(pw * p.stride_w - p.pad_w + p.kernel_w, s.Wo);
-      float* __restrict best = pooled + (ph * Wp + pw) * s.O;
-      std::copy(out + (h0 * s.Wo + w0) * s.O, out + (h0 * s.Wo + w0 + 1) * s.O, best);
-      for (int64_t h = h0; h < h1; ++h)
-        for (int64_t w = (h == h0 ? w0 + 1 : w0); w < w1; ++w) {
-          const float* __restrict v = out + (h * s.Wo + w) * s.O;
-          for (int64_t o = 0; o < s.O; ++o) best[o] = (v[o] > best[o] || v[o] != v[o]) ? v[o] : best[o];
-        }
-    }
-}
-
 }  // namespace
 
 void qconv2d(const QConv2dArgs& a) {
@@ -240,9 +219,9 @@ void qconv2d(const QConv2dArgs& a) {
         float* y = a.y + (n0 + b) * s.O * plane_y;  // sample n0 + b, in either layout
         const float* o = out.data() + b * P * s.O;
         if (a.max_pool && a.y_channels_last) {
-          pool_channels_last(y, o, s, *a.max_pool, a.Hy, a.Wy);
+          max_pool_channels_last(y, o, s.Ho, s.Wo, s.O, *a.max_pool, a.Hy, a.Wy);
         } else if (a.max_pool) {
-          pool_channels_last(pooled.data(), o, s, *a.max_pool, a.Hy, a.Wy);
+          max_pool_channels_last(pooled.data(), o, s.Ho, s.Wo, s.O, *a.max_pool, a.Hy, a.Wy);
           store_transposed(y, pooled.data(), plane_y, s.O);
         } else {
           store_transposed(y, o, P, s.O);

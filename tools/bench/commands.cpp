@@ -611,6 +611,69 @@ int bench_conv_int8(const std::vector<std::string>& shapes, const CommonOptions&
   return 0;
 }
 
+// `bench conv --direct`: a first layer's convolution as the compiled plan runs it
+// before an int8 convolution — the direct kernel, channels last
+// (ops/cpu/conv_direct.cpp) — against im2col + GEMM, which writes channels first,
+// alone and followed by the transpose to channels last that the next layer would
+// otherwise pay. Forward with bias and ReLU, interleaved; the patch length
+// C·k·k decides (cpu::kDirectConvMaxPatch comes from this).
+int bench_conv_direct(const std::vector<std::string>& shapes, const CommonOptions& o) {
+  MINIDL_CHECK(Device(o.device).is_cpu(), "bench conv --direct: the direct kernel runs on the CPU only, not on {}",
+               o.device);
+  Table table(fmt::format("conv2d forward (+ReLU), f32, {} threads: direct channels last ({}) vs im2col + GEMM ({})",
+                          threads(), cpu::conv2d_direct_fast() ? "avx512" : "reference loop",
+                          cpu::gemm_kernel_name(cpu::GemmKernel::best)),
+              {"shape", "patch", "im2col", "im2col + transpose", "direct", "direct vs im2col", "vs + transpose"});
+  const Timer timer = timer_for(o);
+  nlohmann::json rows = nlohmann::json::array();
+  Generator gen(7);
+  NoGradGuard no_grad;
+  for (const std::string& spec : shapes) {
+    const auto [N, C, H, W, O, K, stride, pad] = parse_conv_shape(spec);
+    const Conv2dOptions opts{.stride = {stride, stride}, .padding = {pad, pad}};
+    const Tensor x = randn({N, C, H, W}, {}, gen), w = randn({O, C, K, K}, {}, gen), b = randn({O}, {}, gen);
+    Shape y_shape;
+    const Conv2dParams p =
+        conv2d_params("bench conv --direct", x.shape(), w.shape(), b, opts, Activation::relu, y_shape);
+    const int64_t Ho = y_shape[2], Wo = y_shape[3];
+    const Tensor y = empty(y_shape), y_last = empty({N, Ho, Wo, O}), y_direct = empty({N, Ho, Wo, O});
+    cpu::DirectConvArgs a;
+    a.x = x.data_ptr<float>(), a.N = N, a.C = C, a.H = H, a.W = W, a.O = O, a.kernel_h = a.kernel_w = K;
+    a.params = p, a.w = w.data_ptr<float>(), a.bias = b.data_ptr<float>();
+    a.y = y_direct.data_ptr<float>(), a.Hy = Ho, a.Wy = Wo;
+    auto im2col = [&] { cpu::conv2d_forward(y.arg(), x.arg(), w.arg(), b.arg(), p); };
+    auto im2col_last = [&] {
+      im2col();
+      cpu::to_channels_last(y_last.data_ptr<float>(), y.data_ptr<float>(), N, O, Ho * Wo);
+    };
+    auto direct = [&] { cpu::conv2d_direct_channels_last(a); };
+    // Both checked against the f64 convolution before anything is timed.
+    const Tensor want = conv2d(x.to(DType::f64), w.to(DType::f64), b.to(DType::f64), opts, Activation::relu);
+    im2col_last(), direct();
+    require_close("conv --direct", spec + " im2col", y, want, 1e-4);
+    require_close("conv --direct", spec + " direct", y_direct.permute({0, 3, 1, 2}), want, 1e-4);
+    SideBySide sb = run_side_by_side({{"im2col", im2col}, {"im2col + transpose", im2col_last}, {"direct", direct}},
+                                     to_options(o), timer);
+    table.add_row({spec, std::to_string(C * K * K), format_seconds(sb.stats[0].median),
+                   format_seconds(sb.stats[1].median), format_seconds(sb.stats[2].median),
+                   fmt::format("{:.2f}x ({:.2f}-{:.2f})", sb.speedup[2], sb.speedup_p10[2], sb.speedup_p90[2]),
+                   fmt::format("{:.2f}x", sb.stats[1].median / sb.stats[2].median)});
+    rows.push_back({{"shape", spec},
+                    {"patch", C * K * K},
+                    {"im2col", sb.stats[0].to_json()},
+                    {"im2col_transpose", sb.stats[1].to_json()},
+                    {"direct", sb.stats[2].to_json()},
+                    {"speedup", {{"median", sb.speedup[2]}, {"p10", sb.speedup_p10[2]}, {"p90", sb.speedup_p90[2]}}}});
+  }
+  nlohmann::json j = {{"benchmark", "conv-direct"},
+                      {"threads", threads()},
+                      {"device", o.device},
+                      {"results", rows},
+                      {"table", table.json()}};
+  emit(table, j, o);
+  return 0;
+}
+
 int bench_loss(const std::vector<std::string>& shapes, const CommonOptions& o) {
   Table table(fmt::format("losses, forward + backward, f32, {} threads: fused row kernels vs composed ops", threads()),
               {"N x C", "cross_entropy fused", "composed", "speed-up", "kl_div_logits fused", "composed", "speed-up",

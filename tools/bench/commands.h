@@ -49,6 +49,9 @@ int bench_infer(const std::string& model, const std::vector<int64_t>& batch_size
 int bench_conv(const std::vector<std::string>& shapes, const CommonOptions& o);
 // --int8: f32 against the int8 convolution of dynamic quantization, forward, interleaved.
 int bench_conv_int8(const std::vector<std::string>& shapes, const CommonOptions& o);
+// --direct: a first layer's f32 convolution, the direct kernel writing channels
+// last against im2col + GEMM (and that plus the transpose to channels last).
+int bench_conv_direct(const std::vector<std::string>& shapes, const CommonOptions& o);
 
 // The fused losses against the same loss composed from ops, forward + backward,
 // interleaved, at each "NxC" shape: cross_entropy vs nll_loss(log_softmax), and
