@@ -54,8 +54,7 @@ void add_relu_channels_last(float* y, const float* s, int64_t N, int64_t C, int6
 }
 
 void add_relu_channels_first(float* y, const float* s, int64_t N, int64_t C, int64_t P) {
-  constexpr int64_t kPixels =
-      32;  // s's (kPixels, C) block, transposed into a (C, kPixels) tile, then added per channel
+  constexpr int64_t kPixels = 32;  // s's (kPixels, C) block, transposed to a (C, kPixels) tile, added per channel
   per_sample(N, C * P, [&](int64_t n) {
     std::vector<float> tile(static_cast<size_t>(kPixels * C));
     float* yn = y + n * C * P;
