@@ -391,11 +391,22 @@ TEST_CASE("compile: between int8 convolutions activations stay channels last, gi
     CHECK(out.is_contiguous());
     CHECK(out.to_vector<float>() == pair->forward(pair_x).to_vector<float>());
   }
+  // Odd and tiny images: ragged tiles and transposes, and blocks whose images end
+  // 1x1 (where the two layouts are the same bytes, and a slot counts as channels first).
+  for (const Shape& shape : {Shape{2, 8, 5, 7}, Shape{3, 8, 3, 3}}) {
+    CAPTURE(shape);
+    const Tensor x = randn(shape, {}, gen);
+    Plan last = compile(*m, x), first = compile(*m, x, {.channels_last = false});
+    CHECK(sqnr_db(first.run(x).clone(), last.run(x)) > 60);
+  }
 
   // resnet-s quantized: the f32 stem computed channels last, every block channels last, the
   // first (f32) shortcut over pixels.
   auto resnet = model_with_statistics("resnet-s", 46);
   compress::quantize_dynamic(*resnet, with_convs);
+  const Tensor tiny = randn({2, 1, 9, 7}, {}, gen);  // ends 3x2
+  CHECK(sqnr_db(compile(*resnet, tiny, {.channels_last = false}).run(tiny).clone(), compile(*resnet, tiny).run(tiny)) >
+        60);
   const Tensor x = randn({3, 1, 28, 28}, {}, gen);
   Plan last = compile(*resnet, x), first = compile(*resnet, x, {.channels_last = false});
   INFO(last.describe());
