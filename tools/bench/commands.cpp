@@ -642,9 +642,10 @@ int bench_conv_direct(const std::vector<std::string>& shapes, const CommonOption
     a.params = p, a.w = w.data_ptr<float>(), a.bias = b.data_ptr<float>();
     a.y = y_direct.data_ptr<float>(), a.Hy = Ho, a.Wy = Wo;
     auto im2col = [&] { cpu::conv2d_forward(y.arg(), x.arg(), w.arg(), b.arg(), p); };
+    const int64_t samples = N, channels = O;  // (clang's lambdas cannot capture a structured binding)
     auto im2col_last = [&] {
       im2col();
-      cpu::to_channels_last(y_last.data_ptr<float>(), y.data_ptr<float>(), N, O, Ho * Wo);
+      cpu::to_channels_last(y_last.data_ptr<float>(), y.data_ptr<float>(), samples, channels, Ho * Wo);
     };
     auto direct = [&] { cpu::conv2d_direct_channels_last(a); };
     // Both checked against the f64 convolution before anything is timed.
