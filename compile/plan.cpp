@@ -167,7 +167,7 @@ void run_direct(const FoldedConv& f, const Tensor& x, const Tensor& y) {
   a.w = f.weight.data_ptr<float>(), a.bias = f.bias.data_ptr<float>();
   a.max_pool = f.max_pool ? &*f.max_pool : nullptr;
   a.y = y.data_ptr<float>(), a.Hy = y.size(2), a.Wy = y.size(3);
-  cpu::conv2d_direct_channels_last(a);
+  cpu::conv2d_direct(a);
 }
 
 // A 1×1 convolution over channels-last pixels is a linear layer over pixels:

@@ -313,7 +313,7 @@ TEST_CASE("conv2d_forward with a bf16 weight (a bf16 plan's conv) against the f6
   }
 }
 
-TEST_CASE("conv2d_direct_channels_last (a first layer written channels last) against conv2d, pooled or not") {
+TEST_CASE("conv2d_direct (a first layer written channels last) against conv2d, pooled or not") {
   // Fixed cases: the zoo stems (one channel, 3x3 "same", 32 outputs), three
   // channels, channel counts that end in a partial vector (10) and span two
   // passes of 64 (80), stride, dilation, a 2x3 kernel, no bias; random ones the
@@ -365,12 +365,15 @@ TEST_CASE("conv2d_direct_channels_last (a first layer written channels last) aga
     a.max_pool = t.pk > 0 ? &pool : nullptr;
     a.Hy = want.size(2), a.Wy = want.size(3);
     std::vector<std::vector<float>> results;
-    for (bool reference : {false, true}) {
+    for (int variant = 0; variant < 4; ++variant) {
+      const bool reference = variant & 1, channels_first = variant & 2;
       CAPTURE(reference);
-      const Tensor got = full({c.N, a.Hy, a.Wy, c.O}, std::nan(""));  // poisoned: every element is written
-      a.y = got.data_ptr<float>();
-      cpu::conv2d_direct_channels_last(a, reference);
-      const Tensor first = got.permute({0, 3, 1, 2});  // back to (N, O, Hy, Wy)
+      CAPTURE(channels_first);
+      // poisoned: every element is written
+      const Tensor got = channels_first ? full_like(want, std::nan("")) : full({c.N, a.Hy, a.Wy, c.O}, std::nan(""));
+      a.y = got.data_ptr<float>(), a.y_channels_first = channels_first;
+      cpu::conv2d_direct(a, reference);
+      const Tensor first = channels_first ? got : got.permute({0, 3, 1, 2});  // (N, O, Hy, Wy)
       const auto g = first.to_vector<float>(), e = want.to_vector<float>();
       double worst = 0, peak = 0;
       for (size_t j = 0; j < e.size(); ++j) {
@@ -380,7 +383,7 @@ TEST_CASE("conv2d_direct_channels_last (a first layer written channels last) aga
       CHECK(worst <= 1e-5 * peak);
       results.push_back(g);
     }
-    CHECK(results[0] == results[1]);
+    for (size_t v = 1; v < results.size(); ++v) CHECK(results[v] == results[0]);
   }
   // Refused, not overrun: an output of the wrong size, and grouped weights.
   const Tensor x = randn({1, 1, 8, 8}, {}, gen), w = randn({2, 1, 3, 3}, {}, gen);
@@ -388,8 +391,7 @@ TEST_CASE("conv2d_direct_channels_last (a first layer written channels last) aga
   cpu::DirectConvArgs a;
   a.x = x.data_ptr<float>(), a.N = 1, a.C = 1, a.H = 8, a.W = 8, a.O = 2, a.kernel_h = 3, a.kernel_w = 3;
   a.w = w.data_ptr<float>(), a.y = y.data_ptr<float>(), a.Hy = 5, a.Wy = 5;
-  CHECK_THROWS_WITH_AS(cpu::conv2d_direct_channels_last(a),
-                       doctest::Contains("output 5x5 is not the convolution's 6x6"), Error);
+  CHECK_THROWS_WITH_AS(cpu::conv2d_direct(a), doctest::Contains("output 5x5 is not the convolution's 6x6"), Error);
   a.params.groups = 2;
-  CHECK_THROWS_WITH_AS(cpu::conv2d_direct_channels_last(a), doctest::Contains("groups = 1 only"), Error);
+  CHECK_THROWS_WITH_AS(cpu::conv2d_direct(a), doctest::Contains("groups = 1 only"), Error);
 }

@@ -16,7 +16,9 @@
 // zero-padded copy of the sample (the padding is then just values that are 0);
 // the output is stored channels last, (Ho, Wo, O) per sample — each tile a few
 // whole rows of O floats — and is pooled channels last before it is stored
-// when the plan fuses a max pool.
+// when the plan fuses a max pool. Asked for channels first, each sample's
+// output (pooled or not) is transposed once, from cache, by 8×8 blocks in
+// registers.
 //
 // The sums run over k in the patch's order from 0, one fused multiply-add at a
 // time, then the bias and the ReLU: the order the GEMM of the im2col path uses.
@@ -31,6 +33,7 @@
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
+#include "ops/cpu/transpose8.h"
 
 #if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's _mm512_undefined_* (see qgemm.cpp)
@@ -138,7 +141,7 @@ void tile(const DirectConv& d, bool fast, const float* xp, const int64_t* corner
 
 bool conv2d_direct_fast() { return cpu_path() == CpuPath::avx512; }
 
-void conv2d_direct_channels_last(const DirectConvArgs& a, bool force_reference) {
+void conv2d_direct(const DirectConvArgs& a, bool force_reference) {
   const Conv2dParams& p = a.params;
   MINIDL_CHECK(p.groups == 1, "conv2d_direct: groups = 1 only, got {}", p.groups);
   MINIDL_CHECK(a.x && a.w && a.y, "conv2d_direct: a pointer argument is null");
@@ -192,7 +195,7 @@ void conv2d_direct_channels_last(const DirectConvArgs& a, bool force_reference) 
       tile(d, fast, xp, corner, rows, out + first * d.O, d.O);
     }
   };
-  if (!a.max_pool) {  // every (sample, tile) independent, written straight into y
+  if (!a.max_pool && !a.y_channels_first) {  // every (sample, tile) independent, written straight into y
     parallel_for(a.N * P * d.O >= kParallelGrain, a.N * tiles, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1;) {
         const int64_t n = i / tiles, t0 = i % tiles, t1 = std::min(tiles, t0 + (i1 - i));
@@ -202,13 +205,21 @@ void conv2d_direct_channels_last(const DirectConvArgs& a, bool force_reference) 
     });
     return;
   }
-  // Pooled: a sample's whole output first (in cache), then its windows.
+  // Pooled, or stored channels first: a sample's whole output first (in cache),
+  // then its windows, then the transpose of what is left.
   maybe_parallel(a.N > 1 && a.N * P * d.O >= kParallelGrain && !in_parallel(), [&] {
-    Workspace<float> out(P * d.O);
+    Workspace<float> out(P * d.O), pooled(a.max_pool && a.y_channels_first ? plane_y * d.O : 0);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < a.N; ++n) {
+      float* y = a.y + n * plane_y * d.O;  // sample n, in either layout
       run_tiles(n, 0, tiles, out.data());
-      max_pool_channels_last(a.y + n * plane_y * d.O, out.data(), Ho, Wo, d.O, *a.max_pool, a.Hy, a.Wy);
+      const float* last = out.data();  // (plane_y, O)
+      if (a.max_pool) {
+        float* to = a.y_channels_first ? pooled.data() : y;
+        max_pool_channels_last(to, out.data(), Ho, Wo, d.O, *a.max_pool, a.Hy, a.Wy);
+        last = to;
+      }
+      if (a.y_channels_first) transpose_block(y, plane_y, last, d.O, d.O, plane_y);  // y (O, plane_y)
     }
   });
 }

@@ -261,9 +261,9 @@ void sparse_conv2d_forward(const TensorArg& y, const TensorArg& x, const SparseM
 void conv2d_forward(const TensorArg& y, const TensorArg& x, const TensorArg& w, const TensorArg& bias,
                     const Conv2dParams& p, const Pool2dParams* max_pool = nullptr);
 // A first layer's convolution (few input channels: the plan takes it up to a
-// patch of kDirectConvMaxPatch values), written channels last:
+// patch of kDirectConvMaxPatch values), computed channels last:
 // y (N, Hy, Wy, O) := act(conv2d(x, w) + bias), max pooled when max_pool is set
-// (y then holds the pooled size). x (N, C, H, W) and w (O, C, kh, kw)
+// (y then holds the pooled size), or stored (N, O, Hy, Wy) with y_channels_first. x (N, C, H, W) and w (O, C, kh, kw)
 // contiguous f32, groups = 1, bias (O) or null. An implicit GEMM over output
 // positions in AVX-512 registers where conv2d_direct_fast (ops/cpu/conv_direct.cpp),
 // else (and with force_reference) the same sums one at a time.
@@ -275,10 +275,11 @@ struct DirectConvArgs {
   const float* w = nullptr;
   const float* bias = nullptr;
   const Pool2dParams* max_pool = nullptr;
-  float* y = nullptr;
+  float* y = nullptr;  // (N, Hy, Wy, O); or (N, O, Hy, Wy) if y_channels_first
   int64_t Hy = 0, Wy = 0;
+  bool y_channels_first = false;  // each sample transposed from cache as it is stored
 };
-void conv2d_direct_channels_last(const DirectConvArgs& args, bool force_reference = false);
+void conv2d_direct(const DirectConvArgs& args, bool force_reference = false);
 bool conv2d_direct_fast();
 // What both pooled convolutions (conv2d_forward, qconv2d with a max_pool) check:
 // the window (positive sizes, padding at most half of it), and that y's Hy×Wy

@@ -623,7 +623,8 @@ int bench_conv_direct(const std::vector<std::string>& shapes, const CommonOption
   Table table(fmt::format("conv2d forward (+ReLU), f32, {} threads: direct channels last ({}) vs im2col + GEMM ({})",
                           threads(), cpu::conv2d_direct_fast() ? "avx512" : "reference loop",
                           cpu::gemm_kernel_name(cpu::GemmKernel::best)),
-              {"shape", "patch", "im2col", "im2col + transpose", "direct", "direct vs im2col", "vs + transpose"});
+              {"shape", "patch", "im2col", "im2col + transpose", "direct", "direct vs im2col", "vs + transpose",
+               "direct, channels first", "vs im2col"});
   const Timer timer = timer_for(o);
   nlohmann::json rows = nlohmann::json::array();
   Generator gen(7);
@@ -647,23 +648,33 @@ int bench_conv_direct(const std::vector<std::string>& shapes, const CommonOption
       im2col();
       cpu::to_channels_last(y_last.data_ptr<float>(), y.data_ptr<float>(), samples, channels, Ho * Wo);
     };
-    auto direct = [&] { cpu::conv2d_direct_channels_last(a); };
+    auto direct = [&] { cpu::conv2d_direct(a); };
+    const Tensor y_first = empty(y_shape);
+    cpu::DirectConvArgs af = a;
+    af.y = y_first.data_ptr<float>(), af.y_channels_first = true;
+    auto direct_first = [&] { cpu::conv2d_direct(af); };
     // Both checked against the f64 convolution before anything is timed.
     const Tensor want = conv2d(x.to(DType::f64), w.to(DType::f64), b.to(DType::f64), opts, Activation::relu);
-    im2col_last(), direct();
+    im2col_last(), direct(), direct_first();
     require_close("conv --direct", spec + " im2col", y, want, 1e-4);
     require_close("conv --direct", spec + " direct", y_direct.permute({0, 3, 1, 2}), want, 1e-4);
-    SideBySide sb = run_side_by_side({{"im2col", im2col}, {"im2col + transpose", im2col_last}, {"direct", direct}},
+    require_close("conv --direct", spec + " direct, channels first", y_first, want, 1e-4);
+    SideBySide sb = run_side_by_side({{"im2col", im2col},
+                                      {"im2col + transpose", im2col_last},
+                                      {"direct", direct},
+                                      {"direct, channels first", direct_first}},
                                      to_options(o), timer);
     table.add_row({spec, std::to_string(C * K * K), format_seconds(sb.stats[0].median),
                    format_seconds(sb.stats[1].median), format_seconds(sb.stats[2].median),
                    fmt::format("{:.2f}x ({:.2f}-{:.2f})", sb.speedup[2], sb.speedup_p10[2], sb.speedup_p90[2]),
-                   fmt::format("{:.2f}x", sb.stats[1].median / sb.stats[2].median)});
+                   fmt::format("{:.2f}x", sb.stats[1].median / sb.stats[2].median), format_seconds(sb.stats[3].median),
+                   fmt::format("{:.2f}x ({:.2f}-{:.2f})", sb.speedup[3], sb.speedup_p10[3], sb.speedup_p90[3])});
     rows.push_back({{"shape", spec},
                     {"patch", C * K * K},
                     {"im2col", sb.stats[0].to_json()},
                     {"im2col_transpose", sb.stats[1].to_json()},
                     {"direct", sb.stats[2].to_json()},
+                    {"direct_channels_first", sb.stats[3].to_json()},
                     {"speedup", {{"median", sb.speedup[2]}, {"p10", sb.speedup_p10[2]}, {"p90", sb.speedup_p90[2]}}}});
   }
   nlohmann::json j = {{"benchmark", "conv-direct"},
