@@ -218,8 +218,13 @@ void run_pixel_gemm(const PixelGemm& g, const Tensor& x, const Tensor& y) {
   cpu::gemm_packed_f32(a);
 }
 
-// An uninitialised f32 (N, C, H, W) tensor stored channels last, (N, H, W, C).
-Tensor empty_channels_last(const Shape& s) { return empty({s[0], s[2], s[3], s[1]}).permute({0, 3, 1, 2}); }
+// The (N, C, H, W) view of N·C·H·W floats stored (N, H, W, C) — a channels-last slot.
+Tensor channels_last_view(const Tensor& flat, const Shape& s) {
+  return flat.view({s[0], s[2], s[3], s[1]}).permute({0, 3, 1, 2});
+}
+Tensor empty_channels_last(const Shape& s) { return channels_last_view(empty({s[0] * s[1] * s[2] * s[3]}), s); }
+// Stored channels last and not also channels first (C = 1 or 1×1 images are the same bytes either way).
+bool stored_channels_last(const Tensor& t) { return t.is_channels_last() && !t.is_contiguous(); }
 
 // y = relu(y + s), elementwise over equal shapes stored alike (the residual join).
 void add_relu(const Tensor& y, const Tensor& s) {
@@ -344,17 +349,12 @@ class Lowering {
   // pool. Anything else gets channels first (as_f32 converts, should a slot
   // arrive otherwise). A channels-last slot is a permuted view, shape
   // (N, C, H, W) with its memory (N, H, W, C), as PyTorch's memory_format.
-  bool is_channels_last(int slot) const {
-    const Tensor& t = p_.slots_[slot];
-    return t.is_channels_last() && !t.is_contiguous();  // both (C = 1, 1×1 images): the same bytes, channels first
-  }
+  bool is_channels_last(int slot) const { return stored_channels_last(p_.slots_[slot]); }
   bool reads_channels_last(Module* m) const { return channels_last_ && takes_channels_last(m); }
-  // An f32 1×1 convolution that runs_on_pixels would lower to (once folded).
+  // A convolution the lowering would run as a GEMM over pixels (runs_on_pixels, on its folded form).
   static bool pointwise_f32(Module* m) {
     auto* c = dynamic_cast<nn::Conv2d*>(m);
-    if (!c || c->kernel_size != 1 || c->weight.dtype() != DType::f32) return false;
-    const auto& o = c->options;
-    return o.padding[0] == 0 && o.padding[1] == 0 && o.groups == 1 && cpu::gemm_packed_f32_fast();
+    return c && c->kernel_size == 1 && runs_on_pixels(fold(*c, nullptr, false));
   }
   static bool takes_channels_last(Module* m) {
     if (auto* s = dynamic_cast<nn::Sequential*>(m)) return s->size() > 0 && takes_channels_last((*s)[0].get());
@@ -488,7 +488,7 @@ class Lowering {
     keep_folded(f);
     const bool int8 = f.int8.has_value(), direct = channels_last && runs_direct(f);
     const int x = int8 && is_channels_last(in) ? in : as_f32(in);
-    const int out = buffer(out_shape, DType::f32, (int8 || direct) && channels_last);
+    const int out = buffer(out_shape, DType::f32, (int8 && channels_last) || direct);
     add(fmt::format("{}conv {}->{} {}x{}{}{}{}{}{}", f.int8 ? "int8 " : "", f.in_channels, f.out_channels,
                     f.kernel_size, f.kernel_size, bn ? " +batchnorm (folded)" : "", relu ? " +relu" : "",
                     pool ? fmt::format(" +max pool {}x{}", pool->kernel, pool->kernel) : "", gemm_note(f),
@@ -687,9 +687,8 @@ void Plan::share_buffers() {
         best = static_cast<int>(pool.size()) - 1;
       }
       pool[best].free = false, held[out] = best;
-      const Tensor flat = pool[best].storage.narrow(0, 0, want.numel());
-      const Shape& d = want.shape();  // a channels-last slot stays a permuted view of (N, H, W, C)
-      slots_[out] = want.is_contiguous() ? flat.view(d) : flat.view({d[0], d[2], d[3], d[1]}).permute({0, 3, 1, 2});
+      const Tensor flat = pool[best].storage.narrow(0, 0, want.numel());  // a channels-last slot stays one
+      slots_[out] = stored_channels_last(want) ? channels_last_view(flat, want.shape()) : flat.view(want.shape());
     }
     for (int k = 0; k < n; ++k)
       if (held[k] >= 0 && last_use[k] == i) pool[held[k]].free = true, held[k] = -1;
@@ -759,9 +758,8 @@ std::string Plan::describe() const {
   std::string s = fmt::format("plan for input {} {}: {} steps\n", input_shape_, input_dtype_, steps_.size());
   for (size_t i = 0; i < steps_.size(); ++i) {
     const Tensor& out = slots_[steps_[i].out];
-    const bool channels_last = out.is_channels_last() && !out.is_contiguous();
     s += fmt::format("  {:>2}. {}  -> {}{}\n", i + 1, steps_[i].what, out.shape(),
-                     channels_last ? " channels last" : "");
+                     stored_channels_last(out) ? " channels last" : "");
   }
   s += fmt::format(
       "activations: {} shared buffers, {:.1f} KiB; with packed weights and scratch {:.1f} KiB, allocated once\n",

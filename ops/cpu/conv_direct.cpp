@@ -33,7 +33,6 @@
 #include "ops/cpu/cpu_features.h"
 #include "ops/cpu/kernels.h"
 #include "ops/cpu/loops.h"
-#include "ops/cpu/transpose8.h"
 
 #if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's _mm512_undefined_* (see qgemm.cpp)
@@ -146,15 +145,8 @@ void conv2d_direct(const DirectConvArgs& a, bool force_reference) {
   MINIDL_CHECK(p.groups == 1, "conv2d_direct: groups = 1 only, got {}", p.groups);
   MINIDL_CHECK(a.x && a.w && a.y, "conv2d_direct: a pointer argument is null");
   const int64_t C = a.C, H = a.H, W = a.W, kh = a.kernel_h, kw = a.kernel_w;
-  const int64_t Ho = (H + 2 * p.pad_h - p.dilation_h * (kh - 1) - 1) / p.stride_h + 1;
-  const int64_t Wo = (W + 2 * p.pad_w - p.dilation_w * (kw - 1) - 1) / p.stride_w + 1;
-  MINIDL_CHECK(Ho >= 1 && Wo >= 1, "conv2d_direct: input {}x{} gives a {}x{} output with a {}x{} kernel", H, W, Ho, Wo,
-               kh, kw);
-  if (a.max_pool)
-    check_pooled_output("conv2d_direct", *a.max_pool, Ho, Wo, a.Hy, a.Wy);
-  else
-    MINIDL_CHECK(a.Hy == Ho && a.Wy == Wo, "conv2d_direct: output {}x{} is not the convolution's {}x{}", a.Hy, a.Wy, Ho,
-                 Wo);
+  const ConvOutputSize size = checked_conv_output("conv2d_direct", H, W, kh, kw, p, a.max_pool, a.Hy, a.Wy);
+  const int64_t Ho = size.Ho, Wo = size.Wo;
   if (a.N == 0 || a.O == 0) return;
 
   // The weight (O, C, kh, kw) as (K, Opad): row k the 16-channel vectors the tiles load.
@@ -219,7 +211,7 @@ void conv2d_direct(const DirectConvArgs& a, bool force_reference) {
         max_pool_channels_last(to, out.data(), Ho, Wo, d.O, *a.max_pool, a.Hy, a.Wy);
         last = to;
       }
-      if (a.y_channels_first) transpose_block(y, plane_y, last, d.O, d.O, plane_y);  // y (O, plane_y)
+      if (a.y_channels_first) to_channels_first(y, last, 1, d.O, plane_y);  // one sample: on this thread
     }
   });
 }

@@ -285,6 +285,15 @@ bool conv2d_direct_fast();
 // the window (positive sizes, padding at most half of it), and that y's Hy×Wy
 // is the Ho×Wo convolution pooled by it; `op` names the kernel in the error.
 void check_pooled_output(const char* op, const Pool2dParams& q, int64_t Ho, int64_t Wo, int64_t Hy, int64_t Wy);
+// The convolution's own output size for an H×W input and a kh×kw kernel under p,
+// checked (at least 1×1) and checked against y's Hy×Wy: that size, or with
+// max_pool that size pooled (check_pooled_output). The inference kernels that
+// take y's size from their caller (qconv2d, conv2d_direct) start with it.
+struct ConvOutputSize {
+  int64_t Ho, Wo;
+};
+ConvOutputSize checked_conv_output(const char* op, int64_t H, int64_t W, int64_t kh, int64_t kw, const Conv2dParams& p,
+                                   const Pool2dParams* max_pool, int64_t Hy, int64_t Wy);
 // gy (N, O, Ho, Wo) -> gx (N, C, H, W), gw (O, C/groups, kh, kw) and gb (O) = gy summed
 // over N, Ho, Wo; an output with null data is not computed. With relu_out (the
 // forward's output y of a fused ReLU; null data otherwise) gy counts only where y > 0.
@@ -304,7 +313,9 @@ void adaptive_avg_pool2d_backward(const TensorArg& gx, const TensorArg& gy);
 // ---- channels last (ops/cpu/channels_last.cpp): activations stored (N, P, C),
 // P = H·W pixels of C channels each, beside the usual (N, C, P). A compiled plan
 // keeps the values between int8 convolutions that way (compile/plan.cpp).
-// y (N, P, C) := x (N, C, P), and back. Transposes of 8×8 blocks in registers.
+// y (N, P, C) := x (N, C, P), and back. Transposes of 8×8 blocks in registers;
+// samples in parallel, so one sample (N = 1) runs on the calling thread — what
+// the convolutions' per-sample stores inside their own parallel loops rely on.
 void to_channels_last(float* y, const float* x, int64_t N, int64_t C, int64_t P);
 void to_channels_first(float* y, const float* x, int64_t N, int64_t C, int64_t P);
 // y (N, P, C) := relu(y + s), s (N, C, P) channels first: a residual join whose

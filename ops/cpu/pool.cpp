@@ -195,6 +195,19 @@ void check_pooled_output(const char* op, const Pool2dParams& q, int64_t Ho, int6
       q.kernel_h, q.kernel_w, q.stride_h, q.stride_w);
 }
 
+ConvOutputSize checked_conv_output(const char* op, int64_t H, int64_t W, int64_t kh, int64_t kw, const Conv2dParams& p,
+                                   const Pool2dParams* max_pool, int64_t Hy, int64_t Wy) {
+  const int64_t Ho = (H + 2 * p.pad_h - p.dilation_h * (kh - 1) - 1) / p.stride_h + 1;
+  const int64_t Wo = (W + 2 * p.pad_w - p.dilation_w * (kw - 1) - 1) / p.stride_w + 1;
+  MINIDL_CHECK(Ho >= 1 && Wo >= 1, "{}: input {}x{} gives a {}x{} output with a {}x{} kernel", op, H, W, Ho, Wo, kh,
+               kw);
+  if (max_pool)
+    check_pooled_output(op, *max_pool, Ho, Wo, Hy, Wy);
+  else
+    MINIDL_CHECK(Hy == Ho && Wy == Wo, "{}: output {}x{} is not the convolution's {}x{}", op, Hy, Wy, Ho, Wo);
+  return {Ho, Wo};
+}
+
 void max_pool2d_forward(const TensorArg& y, int32_t* argmax, const TensorArg& x, const Pool2dParams& p) {
   const Planes s = planes_of(x, y);
   dispatch_f32_f64(x.dtype, "max_pool2d", [&](auto tag) {

@@ -148,27 +148,16 @@ void gather_patches(uint8_t* rows, int64_t ldr, const uint8_t* img, const Geomet
     }
 }
 
-// y (O, P) := src (P, O)ᵀ: one sample's output, channels first, on this thread
-// (cpu::copy would open an OpenMP region per sample inside the batches' one).
-void store_transposed(float* y, const float* src, int64_t P, int64_t O) { transpose_block(y, P, src, O, O, P); }
-
 }  // namespace
 
 void qconv2d(const QConv2dArgs& a) {
   const Conv2dParams& p = a.params;
   MINIDL_CHECK(p.groups == 1, "qconv2d: the int8 convolution takes groups = 1, got {}", p.groups);
   MINIDL_CHECK(a.x && a.w_packed && a.w_row_sums && a.w_scale && a.y, "qconv2d: a pointer argument is null");
-  Geometry s{a.N, a.C, a.H, a.W, a.O, a.kernel_h, a.kernel_w, 0, 0, 0};
-  s.Ho = (s.H + 2 * p.pad_h - p.dilation_h * (s.kh - 1) - 1) / p.stride_h + 1;
-  s.Wo = (s.W + 2 * p.pad_w - p.dilation_w * (s.kw - 1) - 1) / p.stride_w + 1;
-  s.K = s.kh * s.kw * s.C;
-  MINIDL_CHECK(s.Ho >= 1 && s.Wo >= 1 && s.K >= 1, "qconv2d: input {}x{} gives a {}x{} output with a {}x{} kernel", s.H,
-               s.W, s.Ho, s.Wo, s.kh, s.kw);
-  if (a.max_pool)
-    check_pooled_output("qconv2d", *a.max_pool, s.Ho, s.Wo, a.Hy, a.Wy);
-  else
-    MINIDL_CHECK(a.Hy == s.Ho && a.Wy == s.Wo, "qconv2d: output {}x{} is not the convolution's {}x{}", a.Hy, a.Wy, s.Ho,
-                 s.Wo);
+  const ConvOutputSize size =
+      checked_conv_output("qconv2d", a.H, a.W, a.kernel_h, a.kernel_w, p, a.max_pool, a.Hy, a.Wy);
+  const Geometry s{a.N, a.C, a.H, a.W, a.O, a.kernel_h, a.kernel_w, size.Ho, size.Wo, a.kernel_h * a.kernel_w * a.C};
+  MINIDL_CHECK(s.K >= 1, "qconv2d: a patch of {} values ({} channels, a {}x{} kernel)", s.K, s.C, s.kh, s.kw);
   if (s.N == 0 || s.O == 0) return;
 
   const int64_t P = s.Ho * s.Wo, Kp = qgemm_padded_k(s.K), plane_y = a.Hy * a.Wy;
@@ -222,9 +211,9 @@ void qconv2d(const QConv2dArgs& a) {
           max_pool_channels_last(y, o, s.Ho, s.Wo, s.O, *a.max_pool, a.Hy, a.Wy);
         } else if (a.max_pool) {
           max_pool_channels_last(pooled.data(), o, s.Ho, s.Wo, s.O, *a.max_pool, a.Hy, a.Wy);
-          store_transposed(y, pooled.data(), plane_y, s.O);
+          to_channels_first(y, pooled.data(), 1, s.O, plane_y);  // one sample: on this thread
         } else {
-          store_transposed(y, o, P, s.O);
+          to_channels_first(y, o, 1, s.O, P);
         }
       }
     }
